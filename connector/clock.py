@@ -1,0 +1,29 @@
+"""The one clock seam: code asks a Clock for time and sleeps, tests hand in a fake one."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def time(self) -> float:
+        """Wall-clock seconds since the epoch."""
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary start, never going backwards."""
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking early when `event` is set; True when it was set."""
+
+
+class SystemClock:
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        return event.wait(seconds)

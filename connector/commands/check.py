@@ -1,0 +1,125 @@
+"""`check`: validate the settings, reach Kafka and the API, check the topics and the project.
+
+Prints the resolved settings (secrets masked), then one line per check, `ok` or `FAIL` with the
+reason; exits 0 only when everything is well. `--create-topics` creates missing topics (the state
+topic compacted) instead of failing on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from connector.commands.common import add_settings_arguments, settings_from_args
+from connector.config import Settings
+from connector.errors import ConnectorError
+from connector.kafka.admin import TopicSpec, ensure_topics, existing_topics
+from connector.logs import configure_logging
+from connector.metrics import Metrics
+from connector.toloka.client import TolokaClient
+
+from .roles import build_client
+
+KAFKA_TIMEOUT_SECONDS = 10.0
+
+
+def connector_topics(settings: Settings) -> list[TopicSpec]:
+    """The topics the connector uses; only the state topic needs one partition and compaction."""
+    return [
+        TopicSpec(settings.uploader.input_topic, partitions=6),
+        TopicSpec(settings.uploader.dlq_topic, partitions=1),
+        TopicSpec(settings.poller.output_topic, partitions=6),
+        TopicSpec(settings.poller.state_topic, partitions=1, compacted=True),
+    ]
+
+
+class Report:
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def line(self, ok: bool, what: str, detail: str = "") -> None:
+        self.failures += 0 if ok else 1
+        print(f"{'ok  ' if ok else 'FAIL'}  {what}{': ' + detail if detail else ''}")
+
+    def attempt(self, what: str, probe: Callable[[], str]) -> bool:
+        try:
+            detail = probe()
+        except ConnectorError as exc:
+            self.line(False, what, str(exc))
+            return False
+        self.line(True, what, detail)
+        return True
+
+
+def check_kafka(settings: Settings, report: Report, create_topics: bool) -> None:
+    config = settings.kafka.client_config()
+    topics: set[str] = set()
+
+    def reach() -> str:
+        topics.update(existing_topics(config, KAFKA_TIMEOUT_SECONDS))
+        return settings.kafka.bootstrap_servers
+
+    if not report.attempt("Kafka reachable", reach):
+        return
+    specs = connector_topics(settings)
+    if create_topics:
+        missing = [spec for spec in specs if spec.name not in topics]
+        if missing and report.attempt(
+            "topics created",
+            lambda: ", ".join(ensure_topics(config, missing, KAFKA_TIMEOUT_SECONDS).created),
+        ):
+            topics.update(spec.name for spec in missing)
+    for spec in specs:
+        report.line(
+            spec.name in topics,
+            f"topic {spec.name}",
+            "" if spec.name in topics else "missing (create it, or run check --create-topics)",
+        )
+
+
+def check_api(client: TolokaClient, report: Report) -> None:
+    project_app: list[str] = []
+
+    def project() -> str:
+        found = client.get_project()
+        project_app.append(found.app_id)
+        return f"{found.id} ({found.name or 'unnamed'}, status {found.status})"
+
+    if not report.attempt("app project reachable", project):
+        return
+
+    def app() -> str:
+        found = client.get_app(project_app[0])
+        fields = ", ".join(
+            f"{name}: {spec.type}{'' if spec.required else '?'}"
+            for name, spec in found.input_spec.items()
+        )
+        return f"{found.id} input_spec {{{fields}}}"
+
+    report.attempt("app and input_spec", app)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    configure_logging(settings.runtime.log_format, "ERROR")
+    print("settings:")
+    for variable, value in settings.describe():
+        print(f"  {variable} = {value}")
+    report = Report()
+    check_kafka(settings, report, args.create_topics)
+    with build_client(settings, Metrics(), retry_forever=False) as client:
+        check_api(client, report)
+    print("all checks passed" if not report.failures else f"{report.failures} check(s) failed")
+    return 0 if not report.failures else 1
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    summary = "validate settings, reach Kafka and the API, check the topics and the app project"
+    parser = subparsers.add_parser("check", help=summary, description=summary)
+    add_settings_arguments(parser)
+    parser.add_argument(
+        "--create-topics",
+        action="store_true",
+        help="create missing topics (the state topic compacted) instead of failing",
+    )
+    parser.set_defaults(func=run)

@@ -1,0 +1,68 @@
+"""What the commands that need settings share: `--config`, overrides, the variables in --help."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from connector.config import (
+    GROUPS,
+    Settings,
+    documented_variables,
+    load_settings,
+)
+
+
+def flag_for(variable: str) -> str:
+    """`CONNECTOR_INPUT_TOPIC` → `--input-topic`; `TOLOKA_BASE_URL` → `--toloka-base-url`."""
+    return "--" + variable.removeprefix("CONNECTOR_").lower().replace("_", "-")
+
+
+def variables_epilog() -> str:
+    lines = ["environment variables (also accepted in the --config TOML file):"]
+    for variable, default, meaning in documented_variables():
+        lines.append(f"  {variable:<38} {meaning} [default: {default}]")
+    return "\n".join(lines)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--config FILE`, one flag per setting (secrets excepted), `--kafka-property NAME=VALUE`."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = variables_epilog()
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file with settings (the environment wins over it, flags win over both)",
+    )
+    overrides = parser.add_argument_group("settings (each overrides its environment variable)")
+    for group in GROUPS:
+        for name, field in group.model_fields.items():
+            variable = group.variable(name)
+            if name == "properties" or "SecretStr" in str(field.annotation):
+                continue  # secrets stay out of argv (visible in ps) and --help
+            overrides.add_argument(
+                flag_for(variable),
+                dest=f"setting:{variable}",
+                metavar="VALUE",
+                help=f"{field.description} ({variable})",
+            )
+    overrides.add_argument(
+        "--kafka-property",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any librdkafka property, e.g. security.protocol=SASL_SSL (KAFKA_<PROPERTY>)",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key.removeprefix("setting:"): value
+        for key, value in vars(args).items()
+        if key.startswith("setting:") and value is not None
+    }
+    for pair in args.kafka_property:
+        name, _, value = pair.partition("=")
+        overrides["KAFKA_" + name.strip().replace(".", "_").upper()] = value
+    return load_settings(args.config, overrides=overrides)

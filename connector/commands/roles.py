@@ -1,0 +1,92 @@
+"""`run`, `upload` and `poll`: the connector's roles, together or one at a time."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+
+from connector.commands.common import add_settings_arguments, settings_from_args
+from connector.config import Settings
+from connector.lifecycle import Role
+from connector.logs import configure_logging
+from connector.metrics import Metrics
+from connector.outstanding import OutstandingItems
+from connector.runner import run_roles
+from connector.toloka.client import Timeouts, TolokaClient
+from connector.toloka.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+ROLE_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "run": (("uploader", "poller"), "uploader and poller in one process (the normal deployment)"),
+    "upload": (("uploader",), "the uploader only: input topic → Toloka (scale it out)"),
+    "poll": (("poller",), "the poller only: finished items → output topic, exactly once"),
+}
+
+
+def build_client(settings: Settings, metrics: Metrics, *, retry_forever: bool) -> TolokaClient:
+    """An API client per role: the uploader must never give up a batch, the poller may."""
+    api = settings.api
+    return TolokaClient(
+        settings.toloka.base_url,
+        settings.toloka.api_key,
+        settings.toloka.app_project_id,
+        timeouts=Timeouts(
+            connect=api.connect_timeout_seconds,
+            read=api.timeout_seconds,
+            write=api.timeout_seconds,
+            pool=api.timeout_seconds,
+        ),
+        retry=RetryPolicy(
+            max_attempts=None if retry_forever else api.max_attempts,
+            base_delay_seconds=api.backoff_base_seconds,
+            max_delay_seconds=api.backoff_cap_seconds,
+        ),
+        max_connections=settings.uploader.max_in_flight + 2,
+        verify_tls=api.tls_verify,
+        metrics=metrics,
+    )
+
+
+def build_roles(names: tuple[str, ...], settings: Settings, metrics: Metrics) -> list[Role]:
+    # Imported here so that `simulator` or `check` never pay for the roles' imports.
+    from connector.poller import build_poller  # noqa: PLC0415
+    from connector.uploader import build_uploader  # noqa: PLC0415
+
+    outstanding = OutstandingItems() if len(names) > 1 else None
+    builders: dict[str, Callable[[], Role]] = {
+        "uploader": lambda: build_uploader(
+            settings, build_client(settings, metrics, retry_forever=True), metrics, outstanding
+        ),
+        "poller": lambda: build_poller(
+            settings, build_client(settings, metrics, retry_forever=False), metrics, outstanding
+        ),
+    }
+    return [builders[name]() for name in names]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for command, (roles, summary) in ROLE_COMMANDS.items():
+        parser = subparsers.add_parser(command, help=summary, description=summary)
+        add_settings_arguments(parser)
+        parser.set_defaults(func=_runner_for(roles))
+
+
+def _runner_for(roles: tuple[str, ...]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        settings = settings_from_args(args)
+        configure_logging(settings.runtime.log_format, settings.runtime.log_level)
+        metrics = Metrics()
+        log.info("starting %s", " and ".join(roles))
+        run_roles(
+            build_roles(roles, settings, metrics),
+            metrics,
+            metrics_host=settings.runtime.metrics_host,
+            metrics_port=settings.runtime.metrics_port,
+            shutdown_timeout_seconds=settings.runtime.shutdown_timeout_seconds,
+        )
+        log.info("stopped cleanly")
+        return 0
+
+    return run

@@ -1,0 +1,126 @@
+"""The connector's one error tree.
+
+    ConnectorError
+    ├── ConfigError                  a setting is missing or wrong (exit code 2)
+    ├── TolokaApiError               anything the Toloka Apps API client raises
+    │   ├── RetryableApiError        worth another try: the request may succeed later
+    │   │   ├── RateLimitedError         429 TOO_MANY_REQUESTS (honours Retry-After)
+    │   │   ├── ServerError              408, 500, 502, 503, 504 (body may be HTML)
+    │   │   └── TransportError           connect/read/write failures and timeouts
+    │   └── FatalApiError            retrying the same request cannot help
+    │       ├── AuthenticationError      401 / 403: bad or missing key, no access
+    │       ├── NotFoundError            404 DOES_NOT_EXIST
+    │       ├── ValidationFailedError    400 VALIDATION_ERROR (payload names bad fields)
+    │       ├── PayloadTooLargeError     413: more items than one request may carry
+    │       ├── UnexpectedResponseError  a 2xx whose body is not what the API documents
+    │       └── ClientRequestError       any other 4xx
+    └── KafkaOperationError          a Kafka operation failed in a way the caller must see
+
+`RetryableApiError.retry_after` carries the server's `Retry-After` in seconds when it sent one.
+`TolokaApiError.may_have_been_applied` is true for a POST whose outcome is unknown (a timeout
+after the request was sent, a 5xx from a gateway): a retry of it can create duplicates, so the
+caller counts them. Messages never contain credentials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConnectorError(Exception):
+    """Base of every error the connector raises on purpose."""
+
+
+class ConfigError(ConnectorError):
+    """One or more settings are invalid; each problem is one line naming the setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class KafkaOperationError(ConnectorError):
+    """A Kafka operation failed and the caller has to know (topic missing, fatal producer)."""
+
+
+class TolokaApiError(ConnectorError):
+    """An Apps API call failed. `status` is None when no HTTP response arrived."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        payload: dict[str, Any] | None = None,
+        operation: str = "",
+        may_have_been_applied: bool = False,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        self.payload = payload or {}
+        self.operation = operation
+        self.may_have_been_applied = may_have_been_applied
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        parts = [self.operation] if self.operation else []
+        if self.status is not None:
+            parts.append(f"HTTP {self.status}")
+        if self.code:
+            parts.append(self.code)
+        parts.append(self.message)
+        if self.request_id:
+            parts.append(f"(request_id {self.request_id})")
+        return ": ".join(parts[:-1]) + (": " if len(parts) > 1 else "") + parts[-1]
+
+
+class RetryableApiError(TolokaApiError):
+    """The same request may succeed later."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class RateLimitedError(RetryableApiError):
+    """429: slow down, for `retry_after` seconds when the server said so."""
+
+
+class ServerError(RetryableApiError):
+    """408 or 5xx from the API or a gateway in front of it."""
+
+
+class TransportError(RetryableApiError):
+    """No usable HTTP response: connection refused or reset, timeout, protocol error."""
+
+
+class FatalApiError(TolokaApiError):
+    """Retrying the same request cannot succeed."""
+
+
+class AuthenticationError(FatalApiError):
+    """401/403: the key is missing, wrong, or has no access to the project."""
+
+
+class NotFoundError(FatalApiError):
+    """404 DOES_NOT_EXIST: wrong project, app or item id, or wrong base URL."""
+
+
+class ValidationFailedError(FatalApiError):
+    """400 VALIDATION_ERROR. `payload` maps `input_data.<index>.<field>` to the field error."""
+
+
+class PayloadTooLargeError(FatalApiError):
+    """413: the request carried more items (or bytes) than the API accepts."""
+
+
+class UnexpectedResponseError(FatalApiError):
+    """A success status with a body that does not match the documented shape."""
+
+
+class ClientRequestError(FatalApiError):
+    """Any other 4xx (409 CONFLICT_STATE, 415, …)."""

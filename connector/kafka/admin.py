@@ -1,0 +1,124 @@
+"""Topic administration: make sure the connector's topics exist (the state topic compacted).
+
+`ensure_topics` lists the cluster first and sends CreateTopics only for missing topics, so a broker
+without CreateTopics (the librdkafka mock cluster) works as long as the topics were created some
+other way; when they were not, it fails with a message naming the missing topics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from connector.errors import KafkaOperationError
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_TIMEOUT_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic to create: `compacted` sets cleanup.policy=compact (the connector's state topic)."""
+
+    name: str
+    partitions: int = 1
+    compacted: bool = False
+    replication_factor: int = -1  # -1: the broker's default.replication.factor
+    config: Mapping[str, str] = field(default_factory=dict)
+
+    def topic_config(self) -> dict[str, str]:
+        merged = dict(self.config)
+        if self.compacted:
+            merged["cleanup.policy"] = "compact"
+        return merged
+
+
+@dataclass(frozen=True)
+class TopicsReport:
+    existing: tuple[str, ...]  # were there before
+    created: tuple[str, ...]  # created now
+
+
+def _admin(config: str | Mapping[str, str]) -> AdminClient:
+    settings: dict[str, object] = (
+        {"bootstrap.servers": config} if isinstance(config, str) else dict(config)
+    )
+    settings.setdefault("logger", logger)
+    return AdminClient(settings)
+
+
+def existing_topics(
+    config: str | Mapping[str, str], timeout: float = _DEFAULT_TIMEOUT_SECONDS
+) -> set[str]:
+    """Names of the topics the cluster knows; KafkaOperationError when it cannot be reached."""
+    try:
+        metadata = _admin(config).list_topics(timeout=timeout)
+    except KafkaException as error:
+        raise KafkaOperationError(f"cannot list topics: {error.args[0]}") from error
+    return set(metadata.topics)
+
+
+def ensure_topics(
+    config: str | Mapping[str, str],
+    specs: Sequence[TopicSpec],
+    timeout: float = _DEFAULT_TIMEOUT_SECONDS,
+) -> TopicsReport:
+    """Create the topics of `specs` that are missing; report which existed and which are new.
+
+    `config` is a bootstrap string or librdkafka settings (security settings included).
+    Raises KafkaOperationError naming the topics when the broker refuses or never answers.
+    """
+    present = existing_topics(config, timeout)
+    missing = [spec for spec in specs if spec.name not in present]
+    created = create_topics_tolerating_existing(config, missing, timeout) if missing else []
+    return TopicsReport(
+        existing=tuple(spec.name for spec in specs if spec.name in present),
+        created=tuple(created),
+    )
+
+
+def create_topics_tolerating_existing(
+    config: str | Mapping[str, str],
+    specs: Sequence[TopicSpec],
+    timeout: float = _DEFAULT_TIMEOUT_SECONDS,
+) -> list[str]:
+    """CreateTopics for `specs`; a topic that already exists is fine. Returns the names created."""
+    if not specs:
+        return []
+    new_topics = [
+        NewTopic(
+            spec.name,
+            num_partitions=spec.partitions,
+            replication_factor=spec.replication_factor,
+            config=spec.topic_config(),
+        )
+        for spec in specs
+    ]
+    futures = _admin(config).create_topics(
+        new_topics, operation_timeout=timeout, request_timeout=timeout
+    )
+    created: list[str] = []
+    failures: list[str] = []
+    for name, future in futures.items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue
+            failures.append(f"{name}: {error.str()}")
+    if failures:
+        hint = (
+            " (the broker did not answer CreateTopics; the librdkafka mock cluster does not "
+            "implement it: create these topics through its mock API)"
+            if any("timed out" in failure.lower() for failure in failures)
+            else ""
+        )
+        raise KafkaOperationError("cannot create topics: " + "; ".join(failures) + hint)
+    return created

@@ -1,0 +1,174 @@
+"""The librdkafka mock cluster in a child process, driven through `connector.kafka.mock`'s
+stdin/stdout JSON protocol."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import connector
+from connector.kafka.admin import TopicSpec
+from connector.kafka.broker import ApiKey, Broker, BrokerError, BrokerKind, Capability
+from connector.kafka.brokers.process import log_tail, spawn, terminate
+
+_START_TIMEOUT_SECONDS = 30.0
+_COMMAND_TIMEOUT_SECONDS = 10.0
+_DEFAULT_BROKERS = 3
+
+
+class MockClusterBroker(Broker):
+    kind = BrokerKind.MOCK
+    lacks = {
+        Capability.TRANSACTIONS: (
+            "the librdkafka mock cluster shows aborted and open-transaction records to "
+            "read_committed readers, does not fence a second producer with the same "
+            "transactional.id and does not store send_offsets_to_transaction offsets"
+        ),
+        Capability.PROCESS_CONTROL: (
+            "the mock cluster keeps its records in memory: it cannot be stopped and restarted "
+            "with its data (use broker_down/broker_up instead)"
+        ),
+        Capability.ADMIN_CREATE_TOPICS: (
+            "the mock cluster does not implement CreateTopics/DeleteTopics/DescribeConfigs "
+            "(they time out); topics are created through the mock API"
+        ),
+    }
+
+    def __init__(self, brokers: int = _DEFAULT_BROKERS) -> None:
+        self._home = Path(tempfile.mkdtemp(prefix="toloka-kafka-mock-"))
+        self._log = self._home / "mock.log"
+        self._lock = threading.Lock()  # one command in flight: answers come back in order
+        self._proc = spawn(
+            [sys.executable, "-m", "connector.kafka.mock", "--brokers", str(brokers)],
+            self._log,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=_child_env(),
+        )
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._stdin: IO[bytes] = self._proc.stdin
+        self._lines = _LineReader(self._proc.stdout)
+        try:
+            hello = self._read_answer(_START_TIMEOUT_SECONDS, "the mock cluster to start")
+            self._bootstrap: str = hello["bootstrap_servers"]
+        except BaseException:
+            self.close()
+            raise
+        self.broker_ids = tuple(range(1, brokers + 1))
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self._bootstrap
+
+    def _read_answer(self, timeout: float, what: str) -> dict[str, Any]:
+        line = self._lines.next_line(timeout)
+        if line is None:
+            raise BrokerError(
+                f"no answer from the mock cluster process waiting for {what}; "
+                f"end of {self._log}:\n{log_tail(self._log)}"
+            )
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def _command(self, op: str, **args: Any) -> None:
+        with self._lock:
+            if self._proc.poll() is not None:
+                raise BrokerError(f"the mock cluster process exited ({self._proc.returncode})")
+            self._stdin.write(json.dumps({"op": op, "args": args}).encode() + b"\n")
+            self._stdin.flush()
+            answer = self._read_answer(_COMMAND_TIMEOUT_SECONDS, op)
+        if not answer.get("ok"):
+            raise BrokerError(f"mock cluster {op} failed: {answer.get('error')}")
+
+    def create_topics(self, specs: Sequence[TopicSpec]) -> None:
+        # The mock accepts creating an existing topic again; compaction is never applied on it.
+        for spec in specs:
+            self.create_topic(spec.name, spec.partitions)
+
+    def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1) -> None:
+        self._command(
+            "create_topic",
+            name=name,
+            partitions=partitions,
+            replication_factor=replication_factor,
+        )
+
+    def push_request_errors(self, api_key: ApiKey | int, errors: Sequence[int]) -> None:
+        self._command("push_request_errors", api_key=int(api_key), errors=list(errors))
+
+    def push_broker_request_errors(
+        self, broker_id: int, api_key: ApiKey | int, errors_with_rtt_ms: Sequence[tuple[int, int]]
+    ) -> None:
+        self._command(
+            "push_broker_request_errors",
+            broker_id=broker_id,
+            api_key=int(api_key),
+            errors_with_rtt_ms=[list(pair) for pair in errors_with_rtt_ms],
+        )
+
+    def clear_request_errors(self, api_key: ApiKey | int) -> None:
+        self._command("clear_request_errors", api_key=int(api_key))
+
+    def broker_down(self, broker_id: int) -> None:
+        self._command("broker_down", broker_id=broker_id)
+
+    def broker_up(self, broker_id: int) -> None:
+        self._command("broker_up", broker_id=broker_id)
+
+    def set_rtt(self, broker_id: int, rtt_ms: int) -> None:
+        self._command("set_rtt", broker_id=broker_id, rtt_ms=rtt_ms)
+
+    def set_partition_leader(self, topic: str, partition: int, broker_id: int) -> None:
+        self._command("set_partition_leader", topic=topic, partition=partition, broker_id=broker_id)
+
+    def set_coordinator(self, key_type: str, key: str, broker_id: int) -> None:
+        self._command("set_coordinator", key_type=key_type, key=key, broker_id=broker_id)
+
+    def set_group_initial_rebalance_delay_ms(self, delay_ms: int) -> None:
+        self._command("set_group_initial_rebalance_delay_ms", delay_ms=delay_ms)
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            # Closing stdin is the process's cue to exit; SIGTERM only if it does not.
+            self._stdin.close()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                terminate(self._proc, 5)
+        shutil.rmtree(self._home, ignore_errors=True)
+
+
+def _child_env() -> dict[str, str]:
+    """Our environment, with this source tree importable even when it is not installed."""
+    source_root = str(Path(connector.__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source_root, env.get("PYTHONPATH")]))
+    return env
+
+
+class _LineReader:
+    """Reads a pipe on a daemon thread so waiting for an answer can have a timeout."""
+
+    def __init__(self, pipe: IO[bytes]) -> None:
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, args=(pipe,), daemon=True).start()
+
+    def _pump(self, pipe: IO[bytes]) -> None:
+        for raw in pipe:
+            self._lines.put(raw.decode())
+        self._lines.put(None)  # EOF: the process is gone
+
+    def next_line(self, timeout: float) -> str | None:
+        try:
+            return self._lines.get(timeout=timeout)
+        except queue.Empty:
+            return None

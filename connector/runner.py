@@ -1,0 +1,77 @@
+"""Starts the roles, the health server and the signal handlers; drains on SIGTERM/SIGINT.
+
+Each role runs in a thread of its own. The first SIGTERM/SIGINT sets the shared stop event: the
+roles stop consuming, drain in-flight work, commit what is done and return. A role that fails
+fatally stops the others too, and the process exits 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from connector.errors import ConnectorError
+from connector.health import start_health_server
+from connector.lifecycle import Role
+from connector.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class RoleFailedError(ConnectorError):
+    """A role ended with a fatal error; its message says which and why."""
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: draining and shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def run_roles(
+    roles: Sequence[Role],
+    metrics: Metrics,
+    *,
+    metrics_host: str,
+    metrics_port: int,
+    shutdown_timeout_seconds: float,
+    stop: threading.Event | None = None,
+) -> None:
+    """Run `roles` until `stop` (or a signal); raise RoleFailedError when one failed."""
+    stop = stop if stop is not None else threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        install_signal_handlers(stop)
+    failures: list[str] = []
+
+    def guarded(role: Role) -> None:
+        try:
+            role.run(stop)
+        except Exception as exc:
+            log.exception("%s failed", role.name)
+            failures.append(f"{role.name}: {exc}")
+        finally:
+            stop.set()  # one role ending ends the process: it is no use half-running
+
+    server = (
+        start_health_server(metrics_host, metrics_port, metrics, roles) if metrics_port else None
+    )
+    threads = [threading.Thread(target=guarded, args=(r,), name=r.name) for r in roles]
+    for thread in threads:
+        thread.start()
+    try:
+        stop.wait()
+        for thread in threads:
+            thread.join(shutdown_timeout_seconds)
+            if thread.is_alive():
+                failures.append(f"{thread.name}: did not finish draining in time")
+    finally:
+        if server is not None:
+            server.close()
+    if failures:
+        raise RoleFailedError("; ".join(failures))

@@ -1,0 +1,131 @@
+"""Timing and fault knobs: one definition serves the CLI flags, the admin API and the docs.
+
+Every knob can be set at start (`--processing-delay 2`) and changed while running
+(`PATCH /_simulator/knobs {"processing_delay": 2}`). Timing knobs apply to items created after
+the change; fault knobs apply to the next request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+FAULT_SCOPES = ("all", "read", "write")
+UNFINISHED_PLACEMENTS = ("last", "exclude")
+
+
+def _knob(default: Any, help_text: str) -> Any:
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass(frozen=True, slots=True)
+class Knobs:
+    # processing clock (applies to items created afterwards)
+    queue_delay: float = _knob(0.0, "seconds an item stays NEW before it starts PROCESSING")
+    processing_delay: float = _knob(0.0, "seconds from PROCESSING to a final status")
+    processing_jitter: float = _knob(
+        0.0, "extra processing seconds, uniform in [0, jitter), drawn per item"
+    )
+    item_error_ratio: float = _knob(0.0, "share of items that end in ERROR instead of COMPLETED")
+    item_cancel_ratio: float = _knob(0.0, "share of items that end CANCELLED (never started)")
+    late_visibility: float = _knob(
+        0.0, "seconds after finished_at before an affected item shows as finished in listings"
+    )
+    late_visibility_ratio: float = _knob(
+        1.0, "share of items that --late-visibility affects (below 1 reorders visibility)"
+    )
+    unfinished_in_finished_sort: str = _knob(
+        "last", "where unfinished items go under sort=finished: 'last' (after every finished "
+        "item, by id) or 'exclude' (left out)"
+    )
+    # per-request latency and faults (API requests only, never the admin API)
+    latency: float = _knob(0.0, "seconds added before every API response")
+    latency_jitter: float = _knob(0.0, "extra seconds per response, uniform in [0, jitter)")
+    fault_scope: str = _knob(
+        "all", "which API requests the fault ratios hit: all, read (GET) or write (POST)"
+    )
+    http_429_ratio: float = _knob(0.0, "share of requests answered 429 TOO_MANY_REQUESTS")
+    retry_after: int = _knob(1, "Retry-After seconds sent with every 429")
+    http_500_ratio: float = _knob(0.0, "share of requests answered 500 INTERNAL_ERROR (JSON)")
+    http_502_ratio: float = _knob(0.0, "share of requests answered 502 with an HTML body")
+    http_503_ratio: float = _knob(0.0, "share answered 503 REMOTE_SERVICE_UNAVAILABLE (JSON)")
+    reset_ratio: float = _knob(0.0, "share of requests whose connection is reset, not applied")
+    lost_response_ratio: float = _knob(
+        0.0, "share of requests applied, then answered by a connection reset (response lost)"
+    )
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be >= 0"
+            for name in (
+                "queue_delay",
+                "processing_delay",
+                "processing_jitter",
+                "late_visibility",
+                "latency",
+                "latency_jitter",
+                "retry_after",
+            )
+            if getattr(self, name) < 0
+        ]
+        problems += [
+            f"{spec.name} must be within [0, 1]"
+            for spec in dataclasses.fields(self)
+            if spec.name.endswith("_ratio") and not 0.0 <= getattr(self, spec.name) <= 1.0
+        ]
+        if self.item_error_ratio + self.item_cancel_ratio > 1.0:
+            problems.append("item_error_ratio + item_cancel_ratio must be <= 1")
+        if sum(self.http_fault_ratios()) > 1.0:
+            problems.append("the HTTP fault ratios (429, 500, 502, 503, reset, lost) sum above 1")
+        if self.fault_scope not in FAULT_SCOPES:
+            problems.append(f"fault_scope must be one of {', '.join(FAULT_SCOPES)}")
+        if self.unfinished_in_finished_sort not in UNFINISHED_PLACEMENTS:
+            problems.append(
+                f"unfinished_in_finished_sort must be one of {', '.join(UNFINISHED_PLACEMENTS)}"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def http_fault_ratios(self) -> tuple[float, ...]:
+        return (
+            self.http_429_ratio,
+            self.http_500_ratio,
+            self.http_502_ratio,
+            self.http_503_ratio,
+            self.reset_ratio,
+            self.lost_response_ratio,
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def updated(self, changes: Mapping[str, Any]) -> Knobs:
+        """A copy with `changes` applied; ValueError names unknown knobs and bad values."""
+        types = {spec.name: spec.type for spec in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - set(types))
+        if unknown:
+            raise ValueError(f"unknown knob(s): {', '.join(unknown)}")
+        converted: dict[str, Any] = {}
+        for name, value in changes.items():
+            converted[name] = _convert(name, types[name], value)
+        return dataclasses.replace(self, **converted)
+
+
+def _convert(name: str, type_name: object, value: Any) -> Any:
+    """JSON values into the knob's type; bools are rejected where numbers are expected."""
+    if type_name == "str":
+        if isinstance(value, str):
+            return value
+    elif not isinstance(value, bool) and isinstance(value, int | float):
+        if type_name == "float":
+            return float(value)
+        if type_name == "int" and float(value).is_integer():
+            return int(value)
+    raise ValueError(f"{name}: {value!r} is not a valid {type_name}")
+
+
+def knob_help() -> dict[str, str]:
+    """Knob name -> help text, for the CLI and the admin API's documentation."""
+    return {spec.name: spec.metadata["help"] for spec in dataclasses.fields(Knobs)}

@@ -1,0 +1,1 @@
+"""Toloka Apps API: wire models, the HTTP client, and the local simulator."""
