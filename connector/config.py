@@ -136,6 +136,14 @@ class UploaderSettings(_Group):
     drain_timeout_seconds: float = Field(
         30.0, ge=0, description="on shutdown or revocation, how long in-flight uploads may finish"
     )
+    commit_interval_ms: int = Field(
+        200,
+        ge=0,
+        description=(
+            "how often done input offsets are committed (a crash repeats at most the uploads "
+            "finished since the last commit)"
+        ),
+    )
 
 
 class PollerSettings(_Group):
@@ -171,6 +179,27 @@ class PollerSettings(_Group):
     start_from: Literal["earliest", "latest"] = Field(
         "earliest",
         description="without a cursor: every finished item (earliest) or only new ones (latest)",
+    )
+    late_scan_interval_seconds: float = Field(
+        10.0,
+        gt=0,
+        description=(
+            "how often the poller lists the late window again for items that became visible "
+            "late; such an item is published at most this long (plus a poll) after it appears"
+        ),
+    )
+    leader_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        description=(
+            "a standby poller takes over when the leader wrote no cursor record for this long "
+            "(the leader writes one at least every quarter of it)"
+        ),
+    )
+    transaction_timeout_seconds: float = Field(
+        60.0,
+        ge=1,
+        description="Kafka transaction timeout of the poller; also bounds its flush and commit",
     )
 
 

@@ -156,6 +156,17 @@ class Metrics:
             "Items that became visible after the cursor had passed their finished_at.",
             registry=r,
         )
+        self.late_window_tracked_items = Gauge(
+            f"{PREFIX}_late_window_tracked_items",
+            "Published item ids the poller keeps (in memory and in the state topic) to publish "
+            "late-visible items exactly once.",
+            registry=r,
+        )
+        self.poller_takeovers = Counter(
+            f"{PREFIX}_poller_takeovers_total",
+            "Times this process became the active poller (start-up included).",
+            registry=r,
+        )
         self.item_processing_time = Histogram(
             f"{PREFIX}_item_processing_seconds",
             "Time an item spent in Toloka: finished_at minus created_at.",

@@ -140,6 +140,10 @@ def _array_checker(element: Checker | None) -> Checker:
     return check
 
 
+_EXACT_TYPES: dict[str, type] = {"string": str, "file": str, "integer": int, "boolean": bool}
+"""Types whose exact Python type alone proves a value valid, checked inline (the hot path)."""
+
+
 def checker_for(field_type: str) -> Checker | None:
     """The checker of one spec type; None when every non-null value passes."""
     if field_type.startswith(ARRAY_PREFIX):
@@ -153,18 +157,21 @@ class ItemValidator:
     __slots__ = ("_fields",)
 
     def __init__(self, input_spec: Mapping[str, FieldSpec]) -> None:
-        self._fields: tuple[tuple[str, bool, Checker | None], ...] = tuple(
-            (name, spec.required, checker_for(spec.type)) for name, spec in input_spec.items()
+        self._fields: tuple[tuple[str, bool, type | None, Checker | None], ...] = tuple(
+            (name, spec.required, _EXACT_TYPES.get(spec.type), checker_for(spec.type))
+            for name, spec in input_spec.items()
         )
 
     def problems(self, item: Mapping[str, Any]) -> list[FieldProblem]:
         """Every invalid field of `item`, in spec order; empty when the item is valid."""
         found: list[FieldProblem] = []
-        for name, required, check in self._fields:
+        for name, required, exact_type, check in self._fields:
             value = item.get(name)
             if value is None:
                 if required:
                     found.append(FieldProblem(name, *_VALUE_REQUIRED))
+            elif type(value) is exact_type:
+                continue
             elif check is not None:
                 problem = check(value)
                 if problem is not None:

@@ -11,6 +11,7 @@ from connector.config import (
     documented_variables,
     load_settings,
 )
+from connector.logs import register_settings_secrets
 
 
 def flag_for(variable: str) -> str:
@@ -65,4 +66,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     for pair in args.kafka_property:
         name, _, value = pair.partition("=")
         overrides["KAFKA_" + name.strip().replace(".", "_").upper()] = value
-    return load_settings(args.config, overrides=overrides)
+    settings = load_settings(args.config, overrides=overrides)
+    register_settings_secrets(settings)  # from here on, no log line can carry them
+    return settings

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from connector.errors import KafkaOperationError
 
@@ -45,11 +46,9 @@ class TopicsReport:
 
 
 def _admin(config: str | Mapping[str, str]) -> AdminClient:
-    settings: dict[str, object] = (
-        {"bootstrap.servers": config} if isinstance(config, str) else dict(config)
-    )
-    settings.setdefault("logger", logger)
-    return AdminClient(settings)
+    settings = {"bootstrap.servers": config} if isinstance(config, str) else dict(config)
+    # librdkafka's log lines go through logging, not straight to stderr.
+    return AdminClient(dict(settings), logger=logger)
 
 
 def existing_topics(
@@ -99,9 +98,8 @@ def create_topics_tolerating_existing(
         )
         for spec in specs
     ]
-    futures = _admin(config).create_topics(
-        new_topics, operation_timeout=timeout, request_timeout=timeout
-    )
+    admin = _admin(config)  # must outlive the futures: destroying it fails them
+    futures = admin.create_topics(new_topics, operation_timeout=timeout, request_timeout=timeout)
     created: list[str] = []
     failures: list[str] = []
     for name, future in futures.items():

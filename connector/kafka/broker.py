@@ -22,6 +22,7 @@ from enum import IntEnum, StrEnum
 from types import TracebackType
 from typing import ClassVar
 
+from connector.errors import ConnectorError
 from connector.kafka.admin import TopicSpec
 
 
@@ -63,7 +64,7 @@ class ApiKey(IntEnum):
     TXN_OFFSET_COMMIT = 28
 
 
-class BrokerError(Exception):
+class BrokerError(ConnectorError):
     """A development broker could not be prepared, started or controlled."""
 
 
@@ -127,7 +128,7 @@ class Broker(abc.ABC):
         """Stop if running, then start again on the same port and log dir; wait until ready."""
         raise self._unsupported(Capability.PROCESS_CONTROL)
 
-    def ensure_running(self) -> None:
+    def ensure_running(self) -> None:  # noqa: B027 - only brokers with process control act
         """Undo a test's stop/kill/pause so the next test finds the broker serving."""
 
     # --- request-level fault injection (librdkafka mock cluster) ---

@@ -14,7 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from connector.kafka.broker import Broker, BrokerError, BrokerKind
+from connector.kafka.brokers.apache import ApacheKafkaBroker
+from connector.kafka.brokers.external import ExternalBroker
 from connector.kafka.brokers.maven import java_and_maven_available
+from connector.kafka.brokers.mock import MockClusterBroker
+from connector.kafka.brokers.noida import NoidaBroker
 
 
 def default_kind() -> BrokerKind:
@@ -38,19 +42,11 @@ def start_broker(
     if chosen is BrokerKind.MOCK and (port is not None or data_dir is not None):
         raise BrokerError("the mock cluster picks its own ports and has no data dir")
     if chosen is BrokerKind.KAFKA:
-        from connector.kafka.brokers.apache import ApacheKafkaBroker
-
         return ApacheKafkaBroker(port=port, data_dir=data_dir)
     if chosen is BrokerKind.MOCK:
-        from connector.kafka.brokers.mock import MockClusterBroker
-
         return MockClusterBroker()
     if chosen is BrokerKind.NOIDA:
-        from connector.kafka.brokers.noida import NoidaBroker
-
         return NoidaBroker(port=port, data_dir=data_dir)
     if not bootstrap_servers:
         raise BrokerError("an external broker needs its bootstrap servers")
-    from connector.kafka.brokers.external import ExternalBroker
-
     return ExternalBroker(bootstrap_servers)

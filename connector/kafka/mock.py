@@ -59,6 +59,8 @@ def _bind(lib: ctypes.CDLL) -> None:
         "rd_kafka_mock_coordinator_set": ([ptr, ctypes.c_char_p, ctypes.c_char_p, i32], c_int),
         "rd_kafka_mock_group_initial_rebalance_delay_ms": ([ptr, i32], None),
         "rd_kafka_err2str": ([c_int], ctypes.c_char_p),
+        "rd_kafka_mock_cluster_destroy": ([ptr], None),
+        "rd_kafka_destroy": ([ptr], None),
         # rd_kafka_mock_broker_push_request_error_rtts is variadic: declared per call instead.
     }
     for name, (argtypes, restype) in signatures.items():
@@ -150,9 +152,19 @@ class MockCluster:
     def set_group_initial_rebalance_delay_ms(self, delay_ms: int) -> None:
         self._lib.rd_kafka_mock_group_initial_rebalance_delay_ms(self._cluster, delay_ms)
 
+    def close(self) -> None:
+        """Destroy the cluster (its brokers stop listening), then the handle that owned it."""
+        if self._cluster:
+            self._lib.rd_kafka_mock_cluster_destroy(self._cluster)
+            self._lib.rd_kafka_destroy(self._rk)
+            self._cluster = None
 
+
+# Everything but the address and the lifetime is a remote command.
 _COMMANDS = frozenset(
-    name for name in vars(MockCluster) if not name.startswith("_") and name != "bootstrap_servers"
+    name
+    for name in vars(MockCluster)
+    if not name.startswith("_") and name not in {"bootstrap_servers", "close"}
 )
 
 
@@ -164,7 +176,7 @@ def execute(cluster: MockCluster, line: str) -> dict[str, Any]:
         if op not in _COMMANDS:
             return {"ok": False, "error": f"unknown op {op!r}"}
         getattr(cluster, op)(**command.get("args", {}))
-    except Exception as error:  # noqa: BLE001 - every failure goes back to the caller
+    except Exception as error:  # every failure goes back to the caller
         return {"ok": False, "error": f"{type(error).__name__}: {error}"}
     return {"ok": True}
 
@@ -178,6 +190,7 @@ def serve(brokers: int) -> int:
     for line in sys.stdin:
         if line.strip():
             answers.write(json.dumps(execute(cluster, line)) + "\n")
+    cluster.close()
     return 0
 
 

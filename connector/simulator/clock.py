@@ -17,21 +17,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class SimClock:
     """UTC microseconds since the epoch; monotonic, and advanceable by tests."""
 
-    __slots__ = ("_last", "_offset", "_wall_at_start", "_mono_at_start")
+    __slots__ = ("_mono_at_start", "_offset", "_wall_at_start")
 
     def __init__(self) -> None:
         self._wall_at_start = time.time_ns() // 1000
         self._mono_at_start = time.monotonic_ns() // 1000
-        self._offset = 0
-        self._last = 0
+        self._offset = 0  # only ever grows, so now() never steps back
 
     def now(self) -> int:
-        now = self._wall_at_start + time.monotonic_ns() // 1000 - self._mono_at_start
-        now += self._offset
-        if now < self._last:  # only an advance() can outrun real time; never step back
-            now = self._last
-        self._last = now
-        return now
+        elapsed = time.monotonic_ns() // 1000 - self._mono_at_start
+        return self._wall_at_start + elapsed + self._offset
 
     def advance(self, micros: int) -> int:
         """Jump forward by `micros` (>= 0); returns the new now."""
@@ -66,9 +61,9 @@ class DatetimeFormatter:
         if prefix is None:
             if len(self._seconds) >= self._CACHE_LIMIT:
                 self._seconds.clear()
-            prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.%%06d")
             self._seconds[second] = prefix
-        return f"{prefix}.{fraction:06d}"
+        return prefix % fraction
 
 
 def parse_api_datetime(text: str) -> int:

@@ -37,8 +37,9 @@ class Knobs:
         1.0, "share of items that --late-visibility affects (below 1 reorders visibility)"
     )
     unfinished_in_finished_sort: str = _knob(
-        "last", "where unfinished items go under sort=finished: 'last' (after every finished "
-        "item, by id) or 'exclude' (left out)"
+        "last",
+        "where unfinished items go under sort=finished: 'last' (after every finished "
+        "item, by id) or 'exclude' (left out)",
     )
     # per-request latency and faults (API requests only, never the admin API)
     latency: float = _knob(0.0, "seconds added before every API response")

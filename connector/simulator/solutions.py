@@ -6,6 +6,7 @@ so a test can compute the expected `output_data` of any item it uploaded.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Any
 
 from connector.toloka.models import FieldSpec
 
-_BAD_WORDS = frozenset({"bad", "hate", "spam", "scam", "kill", "stupid", "idiot"})
+_BAD_WORD = re.compile(r"\b(?:bad|hate|spam|scam|kill|stupid|idiot)\b", re.IGNORECASE)
 
 
 def _confidence(digest: int) -> float:
@@ -24,8 +25,7 @@ def _confidence(digest: int) -> float:
 def text_moderation_output(input_data: Mapping[str, Any]) -> dict[str, Any]:
     """BAD when the text contains one of a few rude words (case-insensitive), else OK."""
     text = str(input_data.get("text", ""))
-    words = {word.strip(".,!?;:'\"()").lower() for word in text.split()}
-    label = "BAD" if words & _BAD_WORDS else "OK"
+    label = "BAD" if _BAD_WORD.search(text) else "OK"
     return {"result": [label], "confidence": _confidence(zlib.crc32(text.encode()))}
 
 

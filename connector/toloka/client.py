@@ -241,7 +241,8 @@ class TolokaClient:
 
         def before_retry(error: RetryableApiError, attempt_number: int, delay: float) -> None:
             nonlocal ambiguous_attempts
-            ambiguous_attempts += error.may_have_been_applied
+            if error.may_have_been_applied:
+                ambiguous_attempts += 1
             cause = retry_cause(error)
             if self._metrics is not None:
                 self._metrics.api_retries.labels(operation, cause).inc()
@@ -294,7 +295,7 @@ class TolokaClient:
             return
         elapsed = self._clock.monotonic() - started
         self._metrics.api_request_duration.labels(operation, label).observe(elapsed)
-        pass
+        self._metrics.api_up.set(1 if answered else 0)
 
     def _created_ids(self, response: httpx.Response, count: int) -> list[str]:
         # The items exist once the API said 2xx, whatever the body looks like.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ PROJECT = "proj-1"
 PREFIX = "/api/app/v0"
 
 Handler = Callable[[httpx.Request], httpx.Response]
+MakeClient = Callable[..., TolokaClient]
 
 
 class Api:
@@ -71,9 +71,7 @@ def metrics() -> Metrics:
 
 
 @pytest.fixture
-def make_client(
-    clock: FakeClock, metrics: Metrics
-) -> Iterator[Callable[..., TolokaClient]]:
+def make_client(clock: FakeClock, metrics: Metrics) -> Iterator[MakeClient]:
     clients: list[TolokaClient] = []
 
     def make(handler: Handler, **overrides: Any) -> TolokaClient:
@@ -128,7 +126,7 @@ ITEM = {
 # --- requests on the wire ------------------------------------------------------------------------
 
 
-def test_bulk_create_posts_the_items_and_returns_ids_in_order(make_client: Any) -> None:
+def test_bulk_create_posts_the_items_and_returns_ids_in_order(make_client: MakeClient) -> None:
     api = Api(json_response(200, ["id-a", "id-b"]))
     items = [{"id": "1", "text": "a"}, {"id": "2", "text": "b"}]
 
@@ -144,7 +142,7 @@ def test_bulk_create_posts_the_items_and_returns_ids_in_order(make_client: Any) 
     assert orjson.loads(request.content) == {"items": items}
 
 
-def test_bulk_create_raw_sends_the_callers_bytes_unchanged(make_client: Any) -> None:
+def test_bulk_create_raw_sends_the_callers_bytes_unchanged(make_client: MakeClient) -> None:
     api = Api(json_response(200, ["x", "y", "z"]))
     body = b'{"items": [{"text": "1"}, {"text": "2"}, {"text": "3"}]}'
 
@@ -154,11 +152,13 @@ def test_bulk_create_raw_sends_the_callers_bytes_unchanged(make_client: Any) -> 
     assert api.requests[0].content == body
 
 
-def test_list_items_sends_the_cursor_and_filters_as_query(make_client: Any) -> None:
+def test_list_items_sends_the_cursor_and_filters_as_query(make_client: MakeClient) -> None:
     api = Api(json_response(200, {"content": [], "has_more": False}))
 
     make_client(api).list_items(
-        after_id="cursor-9", limit=500, filters={"status": "COMPLETED", "finished_gte": "2024-01-01"}
+        after_id="cursor-9",
+        limit=500,
+        filters={"status": "COMPLETED", "finished_gte": "2024-01-01"},
     )
 
     (request,) = api.requests
@@ -173,28 +173,34 @@ def test_list_items_sends_the_cursor_and_filters_as_query(make_client: Any) -> N
     }
 
 
-def test_list_items_leaves_out_an_absent_cursor(make_client: Any) -> None:
+def test_list_items_leaves_out_an_absent_cursor(make_client: MakeClient) -> None:
     api = Api(json_response(200, {"content": [], "has_more": False}))
     make_client(api).list_items(sort="id", limit=10)
     assert dict(api.requests[0].url.params) == {"sort": "id", "limit": "10"}
 
 
-def test_list_items_refuses_filters_that_shadow_its_arguments(make_client: Any) -> None:
+def test_list_items_refuses_filters_that_shadow_its_arguments(make_client: MakeClient) -> None:
     api = Api(json_response(200, {"content": [], "has_more": False}))
     with pytest.raises(ValueError, match="after_id"):
         make_client(api).list_items(filters={"after_id": "x"})
     assert api.requests == []
 
 
-def test_ids_in_paths_are_escaped(make_client: Any) -> None:
+def test_ids_in_paths_are_escaped(make_client: MakeClient) -> None:
     api = Api(json_response(200, {**ITEM, "id": "a/b?c"}))
     item = make_client(api).get_item("a/b?c")
     assert item.id == "a/b?c"
-    assert api.requests[0].url.raw_path.decode() == f"{PREFIX}/app-projects/{PROJECT}/items/a%2Fb%3Fc"
+    escaped_path = f"{PREFIX}/app-projects/{PROJECT}/items/a%2Fb%3Fc"
+    assert api.requests[0].url.raw_path.decode() == escaped_path
 
 
-def test_get_project_and_get_app(make_client: Any) -> None:
-    project = {"id": PROJECT, "app_id": "app-7", "status": "READY", "created": "2024-05-01T10:00:00"}
+def test_get_project_and_get_app(make_client: MakeClient) -> None:
+    project = {
+        "id": PROJECT,
+        "app_id": "app-7",
+        "status": "READY",
+        "created": "2024-05-01T10:00:00",
+    }
     app = {
         "id": "app-7",
         "input_spec": {"text": {"type": "string", "required": True}},
@@ -214,7 +220,9 @@ def test_get_project_and_get_app(make_client: Any) -> None:
     assert got_app.input_spec["text"].required is True
 
 
-def test_ping_makes_one_attempt_whatever_the_policy(make_client: Any, clock: FakeClock) -> None:
+def test_ping_makes_one_attempt_whatever_the_policy(
+    make_client: MakeClient, clock: FakeClock
+) -> None:
     api = Api(json_response(503, error_body("REMOTE_SERVICE_UNAVAILABLE")))
     client = make_client(api, retry=RetryPolicy(max_attempts=None))
     with pytest.raises(ServerError):
@@ -223,7 +231,7 @@ def test_ping_makes_one_attempt_whatever_the_policy(make_client: Any, clock: Fak
     assert clock.waits == []
 
 
-def test_concurrent_calls_from_threads_each_get_their_own_answer(make_client: Any) -> None:
+def test_concurrent_calls_from_threads_each_get_their_own_answer(make_client: MakeClient) -> None:
     def echo_ids(request: httpx.Request) -> httpx.Response:
         items = orjson.loads(request.content)["items"]
         return json_response(200, [f"id-{item['n']}" for item in items])
@@ -247,7 +255,7 @@ def test_base_url_must_be_http(base_url: str) -> None:
 # --- parsing what came back ----------------------------------------------------------------------
 
 
-def test_items_keep_the_raw_object_exactly_as_sent(make_client: Any) -> None:
+def test_items_keep_the_raw_object_exactly_as_sent(make_client: MakeClient) -> None:
     odd = {
         **ITEM,
         "id": "odd",
@@ -277,7 +285,7 @@ def test_items_keep_the_raw_object_exactly_as_sent(make_client: Any) -> None:
     ],
 )
 def test_datetimes_in_every_form_become_aware_utc(
-    make_client: Any, text: str, expected: datetime
+    make_client: MakeClient, text: str, expected: datetime
 ) -> None:
     api = Api(json_response(200, {"content": [{**ITEM, "finished_at": text}]}))
     (item,) = make_client(api).list_items().content
@@ -285,7 +293,7 @@ def test_datetimes_in_every_form_become_aware_utc(
     assert item.raw["finished_at"] == text
 
 
-def test_unset_and_null_times_are_both_none(make_client: Any) -> None:
+def test_unset_and_null_times_are_both_none(make_client: MakeClient) -> None:
     new_item = {"id": "n1", "status": "NEW", "input_data": {"text": "x"}, "started_at": None}
     api = Api(json_response(200, {"content": [new_item], "has_more": False}))
     (item,) = make_client(api).list_items().content
@@ -302,7 +310,7 @@ def test_unset_and_null_times_are_both_none(make_client: Any) -> None:
         {"content": [{"status": "COMPLETED", "input_data": {"text": "Kate's private note"}}]},
     ],
 )
-def test_a_page_of_the_wrong_shape_is_unexpected(make_client: Any, body: Any) -> None:
+def test_a_page_of_the_wrong_shape_is_unexpected(make_client: MakeClient, body: Any) -> None:
     api = Api(json_response(200, body))
     with pytest.raises(UnexpectedResponseError) as raised:
         make_client(api).list_items()
@@ -311,7 +319,7 @@ def test_a_page_of_the_wrong_shape_is_unexpected(make_client: Any, body: Any) ->
     assert "private note" not in str(raised.value)  # pydantic would quote the input
 
 
-def test_a_success_body_that_is_not_json_is_unexpected(make_client: Any) -> None:
+def test_a_success_body_that_is_not_json_is_unexpected(make_client: MakeClient) -> None:
     api = Api(httpx.Response(200, text="<html>maintenance</html>"))
     with pytest.raises(UnexpectedResponseError, match="maintenance"):
         make_client(api).get_project()
@@ -327,7 +335,7 @@ def test_a_success_body_that_is_not_json_is_unexpected(make_client: Any) -> None
     ],
 )
 def test_a_bulk_answer_of_the_wrong_shape_is_unexpected_but_applied(
-    make_client: Any, body: bytes, problem: str
+    make_client: MakeClient, body: bytes, problem: str
 ) -> None:
     api = Api(httpx.Response(200, content=body))
     with pytest.raises(UnexpectedResponseError, match=problem) as raised:
@@ -359,7 +367,7 @@ def test_a_bulk_answer_of_the_wrong_shape_is_unexpected_but_applied(
     ],
 )
 def test_statuses_map_onto_the_error_tree(
-    make_client: Any, status: int, code: str, error_type: type[TolokaApiError]
+    make_client: MakeClient, status: int, code: str, error_type: type[TolokaApiError]
 ) -> None:
     api = Api(json_response(status, error_body(code)))
     with pytest.raises(TolokaApiError) as raised:
@@ -371,7 +379,7 @@ def test_statuses_map_onto_the_error_tree(
     assert f"{code} happened" in str(error)
 
 
-def test_validation_errors_carry_the_per_item_field_map(make_client: Any) -> None:
+def test_validation_errors_carry_the_per_item_field_map(make_client: MakeClient) -> None:
     payload = {
         "input_data.0.image_url": {"code": "VALUE_REQUIRED", "message": "required"},
         "input_data.2.image_url": {"code": "INVALID_URL_SYNTAX", "message": "bad url"},
@@ -383,7 +391,7 @@ def test_validation_errors_carry_the_per_item_field_map(make_client: Any) -> Non
     assert raised.value.may_have_been_applied is False
 
 
-def test_an_html_gateway_page_gives_a_short_readable_message(make_client: Any) -> None:
+def test_an_html_gateway_page_gives_a_short_readable_message(make_client: MakeClient) -> None:
     page = (
         "<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n"
         + "<center><h1>502 Bad Gateway</h1></center>\n" * 200
@@ -400,7 +408,7 @@ def test_an_html_gateway_page_gives_a_short_readable_message(make_client: Any) -
 
 
 @pytest.mark.parametrize("body", [b"", b"\xff\xfe not utf-8", b'["a list"]', b'{"payload": 5}'])
-def test_odd_error_bodies_never_crash_the_mapping(make_client: Any, body: bytes) -> None:
+def test_odd_error_bodies_never_crash_the_mapping(make_client: MakeClient, body: bytes) -> None:
     api = Api(httpx.Response(500, content=body))
     with pytest.raises(ServerError) as raised:
         make_client(api).get_project()
@@ -417,7 +425,7 @@ def test_odd_error_bodies_never_crash_the_mapping(make_client: Any, body: bytes)
     ],
 )
 def test_transport_failures_are_transport_errors(
-    make_client: Any, metrics: Metrics, failure: Exception, cause: str
+    make_client: MakeClient, metrics: Metrics, failure: Exception, cause: str
 ) -> None:
     api = Api(failure, json_response(200, {"id": PROJECT, "app_id": "a"}))
     client = make_client(api, retry=RetryPolicy(max_attempts=2))
@@ -433,7 +441,7 @@ def test_transport_failures_are_transport_errors(
 # --- retries -------------------------------------------------------------------------------------
 
 
-def test_retry_after_seconds_is_honoured(make_client: Any, clock: FakeClock) -> None:
+def test_retry_after_seconds_is_honoured(make_client: MakeClient, clock: FakeClock) -> None:
     api = Api(
         json_response(429, error_body("TOO_MANY_REQUESTS"), {"Retry-After": "7"}),
         json_response(200, ["id-1"]),
@@ -443,7 +451,7 @@ def test_retry_after_seconds_is_honoured(make_client: Any, clock: FakeClock) -> 
     assert clock.waits == [7.0]
 
 
-def test_retry_after_http_date_is_honoured(make_client: Any, clock: FakeClock) -> None:
+def test_retry_after_http_date_is_honoured(make_client: MakeClient, clock: FakeClock) -> None:
     header = email.utils.formatdate(WALL_START + 12, usegmt=True)
     api = Api(
         json_response(503, error_body("REMOTE_SERVICE_UNAVAILABLE"), {"Retry-After": header}),
@@ -454,7 +462,7 @@ def test_retry_after_http_date_is_honoured(make_client: Any, clock: FakeClock) -
     assert clock.waits == [pytest.approx(12.0)]
 
 
-def test_retry_after_is_capped_by_the_policy(make_client: Any, clock: FakeClock) -> None:
+def test_retry_after_is_capped_by_the_policy(make_client: MakeClient, clock: FakeClock) -> None:
     api = Api(
         json_response(429, error_body("TOO_MANY_REQUESTS"), {"Retry-After": "3600"}),
         json_response(200, ["id-1"]),
@@ -465,7 +473,7 @@ def test_retry_after_is_capped_by_the_policy(make_client: Any, clock: FakeClock)
 
 
 def test_backoff_without_retry_after_is_jittered_inside_the_envelope(
-    make_client: Any, clock: FakeClock
+    make_client: MakeClient, clock: FakeClock
 ) -> None:
     policy = RetryPolicy(max_attempts=None, base_delay_seconds=1.0, max_delay_seconds=8.0)
     busy = json_response(503, error_body("REMOTE_SERVICE_UNAVAILABLE"))
@@ -479,9 +487,9 @@ def test_backoff_without_retry_after_is_jittered_inside_the_envelope(
     assert len(set(late)) == len(late), "delays must be random, not the envelope itself"
 
 
-def test_an_exhausted_budget_raises_the_last_error(make_client: Any) -> None:
-    api = Api(*[json_response(500, error_body("INTERNAL_ERROR") | {"request_id": f"r{n}"})
-                for n in range(1, 6)])  # fmt: skip
+def test_an_exhausted_budget_raises_the_last_error(make_client: MakeClient) -> None:
+    failures = [error_body("INTERNAL_ERROR") | {"request_id": f"r{n}"} for n in range(1, 6)]
+    api = Api(*[json_response(500, body) for body in failures])
     client = make_client(api, retry=RetryPolicy(max_attempts=3))
     with pytest.raises(ServerError) as raised:
         client.get_project()
@@ -489,7 +497,7 @@ def test_an_exhausted_budget_raises_the_last_error(make_client: Any) -> None:
     assert raised.value.request_id == "r3"
 
 
-def test_fatal_errors_are_not_retried(make_client: Any, clock: FakeClock) -> None:
+def test_fatal_errors_are_not_retried(make_client: MakeClient, clock: FakeClock) -> None:
     api = Api(json_response(404, error_body("DOES_NOT_EXIST")))
     with pytest.raises(NotFoundError):
         make_client(api, retry=RetryPolicy(max_attempts=5)).get_project()
@@ -497,7 +505,7 @@ def test_fatal_errors_are_not_retried(make_client: Any, clock: FakeClock) -> Non
     assert clock.waits == []
 
 
-def test_stop_retrying_ends_an_unbounded_retry(make_client: Any, clock: FakeClock) -> None:
+def test_stop_retrying_ends_an_unbounded_retry(make_client: MakeClient, clock: FakeClock) -> None:
     api = Api(json_response(503, error_body("REMOTE_SERVICE_UNAVAILABLE")))
     client = make_client(api, retry=RetryPolicy(max_attempts=None))
     clock.on_wait = lambda: client.stop_retrying() if len(clock.waits) == 3 else None
@@ -522,31 +530,33 @@ def test_stop_retrying_ends_an_unbounded_retry(make_client: Any, clock: FakeCloc
     ],
 )
 def test_a_post_without_an_answer_is_flagged_when_it_may_have_arrived(
-    make_client: Any, failure: Exception, applied: bool
+    make_client: MakeClient, failure: Exception, applied: bool
 ) -> None:
     with pytest.raises(TransportError) as raised:
         make_client(Api(failure)).bulk_create([{"text": "a"}])
     assert raised.value.may_have_been_applied is applied
 
 
-@pytest.mark.parametrize(("status", "applied"), [(500, True), (502, True), (504, True),
-                                                 (503, False), (408, False), (429, False)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("status", "applied"),
+    [(500, True), (502, True), (504, True), (503, False), (408, False), (429, False)],
+)
 def test_a_post_answered_by_a_5xx_is_flagged_unless_it_was_refused(
-    make_client: Any, status: int, applied: bool
+    make_client: MakeClient, status: int, applied: bool
 ) -> None:
     with pytest.raises(TolokaApiError) as raised:
         make_client(Api(httpx.Response(status, text="oops"))).bulk_create([{"text": "a"}])
     assert raised.value.may_have_been_applied is applied
 
 
-def test_gets_are_never_flagged(make_client: Any) -> None:
+def test_gets_are_never_flagged(make_client: MakeClient) -> None:
     with pytest.raises(TransportError) as raised:
         make_client(Api(httpx.ReadTimeout("no answer"))).get_project()
     assert raised.value.may_have_been_applied is False
 
 
 def test_a_successful_bulk_counts_the_attempts_that_may_have_duplicated(
-    make_client: Any,
+    make_client: MakeClient,
 ) -> None:
     api = Api(
         httpx.ReadTimeout("no answer"),
@@ -561,7 +571,7 @@ def test_a_successful_bulk_counts_the_attempts_that_may_have_duplicated(
 
 
 def test_a_final_error_is_flagged_when_an_earlier_attempt_may_have_applied(
-    make_client: Any,
+    make_client: MakeClient,
 ) -> None:
     api = Api(httpx.ReadTimeout("no answer"), httpx.Response(503, text="busy"))
     client = make_client(api, retry=RetryPolicy(max_attempts=2))
@@ -575,7 +585,7 @@ def test_a_final_error_is_flagged_when_an_earlier_attempt_may_have_applied(
 
 
 def test_each_attempt_is_timed_by_status_class(
-    make_client: Any, metrics: Metrics, clock: FakeClock
+    make_client: MakeClient, metrics: Metrics, clock: FakeClock
 ) -> None:
     api = Api(
         httpx.ConnectError("refused"),
@@ -594,7 +604,7 @@ def test_each_attempt_is_timed_by_status_class(
     assert sample(metrics, "api_request_duration_seconds_count", labels) == 0
 
 
-def test_retries_are_counted_by_cause(make_client: Any, metrics: Metrics) -> None:
+def test_retries_are_counted_by_cause(make_client: MakeClient, metrics: Metrics) -> None:
     api = Api(
         httpx.Response(429, text="slow down"),
         httpx.Response(503, text="busy"),
@@ -612,7 +622,7 @@ def test_retries_are_counted_by_cause(make_client: Any, metrics: Metrics) -> Non
 
 
 def test_api_up_follows_whether_the_last_request_was_answered(
-    make_client: Any, metrics: Metrics
+    make_client: MakeClient, metrics: Metrics
 ) -> None:
     api = Api(httpx.ConnectError("refused"), httpx.Response(500, text="oops"))
     client = make_client(api)
@@ -624,14 +634,14 @@ def test_api_up_follows_whether_the_last_request_was_answered(
     assert sample(metrics, "api_up", {}) == 1
 
 
-def test_works_without_metrics(make_client: Any) -> None:
+def test_works_without_metrics(make_client: MakeClient) -> None:
     api = Api(httpx.Response(503, text="busy"), json_response(200, ["id-1"]))
     client = make_client(api, metrics=None, retry=RetryPolicy(max_attempts=2))
     assert client.bulk_create([{"text": "a"}]).ids == ["id-1"]
 
 
 def test_each_retry_is_logged_with_operation_cause_attempt_and_delay(
-    make_client: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    make_client: MakeClient, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     api = Api(
         json_response(429, error_body("TOO_MANY_REQUESTS"), {"Retry-After": "4"}),
@@ -650,7 +660,7 @@ def test_each_retry_is_logged_with_operation_cause_attempt_and_delay(
 # --- the key never leaks -------------------------------------------------------------------------
 
 
-def test_the_api_key_never_leaks(make_client: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_the_api_key_never_leaks(make_client: MakeClient, caplog: pytest.LogCaptureFixture) -> None:
     echo = f"<html>bad header Authorization: ApiKey {API_KEY}</html>"
     answers: list[httpx.Response | Exception] = [
         httpx.Response(status, text=echo) for status in (400, 401, 404, 413, 429, 500, 502, 302)
@@ -664,8 +674,8 @@ def test_the_api_key_never_leaks(make_client: Any, caplog: pytest.LogCaptureFixt
     seen: list[str] = []
     with caplog.at_level(logging.DEBUG):
         for answer in answers:
-            client = make_client(Api(httpx.Response(503, text=echo), answer),
-                                 retry=RetryPolicy(max_attempts=2))  # fmt: skip
+            api = Api(httpx.Response(503, text=echo), answer)
+            client = make_client(api, retry=RetryPolicy(max_attempts=2))
             seen += [repr(client), str(client)]
             for call in (client.get_project, lambda c=client: c.bulk_create([{"t": 1}])):
                 with pytest.raises(TolokaApiError) as raised:

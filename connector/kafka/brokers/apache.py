@@ -29,8 +29,9 @@ import signal
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from connector.kafka.admin import TopicSpec, create_topics_tolerating_existing
 from connector.kafka.broker import Broker, BrokerError, BrokerKind, Capability
@@ -95,7 +96,7 @@ def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
 
 class ApacheKafkaBroker(Broker):
     kind = BrokerKind.KAFKA
-    lacks = {
+    lacks: ClassVar[Mapping[Capability, str]] = {
         Capability.FAULT_INJECTION: (
             "real Kafka has no request-level fault injection (stop, kill or pause the process "
             "instead); run with TEST_KAFKA_BROKER=mock"
@@ -113,7 +114,7 @@ class ApacheKafkaBroker(Broker):
     ) -> None:
         self._libs = kafka_libs(version)
         self._owns_home = data_dir is None
-        self._home = Path(tempfile.mkdtemp(prefix="toloka-kafka-")) if data_dir is None else data_dir
+        self._home = data_dir or Path(tempfile.mkdtemp(prefix="toloka-kafka-"))
         self._heap = heap
         self._start_timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None

@@ -6,7 +6,8 @@ fault injection.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from connector.kafka.admin import TopicSpec, create_topics_tolerating_existing
 from connector.kafka.broker import Broker, BrokerKind, Capability
@@ -14,7 +15,7 @@ from connector.kafka.broker import Broker, BrokerKind, Capability
 
 class ExternalBroker(Broker):
     kind = BrokerKind.EXTERNAL
-    lacks = {
+    lacks: ClassVar[Mapping[Capability, str]] = {
         Capability.FAULT_INJECTION: "an external broker offers no fault injection",
         Capability.PROCESS_CONTROL: "an external broker is not ours to stop or restart",
     }

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import connector
 from connector.kafka.admin import TopicSpec
@@ -27,7 +27,7 @@ _DEFAULT_BROKERS = 3
 
 class MockClusterBroker(Broker):
     kind = BrokerKind.MOCK
-    lacks = {
+    lacks: ClassVar[Mapping[Capability, str]] = {
         Capability.TRANSACTIONS: (
             "the librdkafka mock cluster shows aborted and open-transaction records to "
             "read_committed readers, does not fence a second producer with the same "
@@ -54,7 +54,8 @@ class MockClusterBroker(Broker):
             stdout=subprocess.PIPE,
             env=_child_env(),
         )
-        assert self._proc.stdin is not None and self._proc.stdout is not None
+        assert self._proc.stdin is not None
+        assert self._proc.stdout is not None
         self._stdin: IO[bytes] = self._proc.stdin
         self._lines = _LineReader(self._proc.stdout)
         try:

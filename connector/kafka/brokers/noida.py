@@ -10,9 +10,10 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
+from typing import ClassVar
 
 from connector.kafka.admin import TopicSpec, create_topics_tolerating_existing
 from connector.kafka.broker import Broker, BrokerError, BrokerKind, Capability
@@ -35,7 +36,7 @@ def noida_binary() -> Path:
 
 class NoidaBroker(Broker):
     kind = BrokerKind.NOIDA
-    lacks = {
+    lacks: ClassVar[Mapping[Capability, str]] = {
         Capability.EVICTS_KILLED_MEMBERS: (
             "noida-db never evicts a consumer-group member killed with SIGKILL: its partitions "
             "stay unowned and no new member is assigned them"
@@ -50,9 +51,7 @@ class NoidaBroker(Broker):
 
     def __init__(self, *, port: int | None = None, data_dir: Path | None = None) -> None:
         self._owns_home = data_dir is None
-        self._home = (
-            Path(tempfile.mkdtemp(prefix="toloka-kafka-noida-")) if data_dir is None else data_dir
-        )
+        self._home = data_dir or Path(tempfile.mkdtemp(prefix="toloka-kafka-noida-"))
         self._port = port or free_port()
         log = self._home / "noida.log"
         argv = [

@@ -37,7 +37,9 @@ def port_accepts(port: int, host: str = LOOPBACK) -> bool:
     return False
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.05) -> None:
+def wait_until(
+    condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.05
+) -> None:
     """Poll `condition` until it holds; BrokerError naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():

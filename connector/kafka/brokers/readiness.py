@@ -37,7 +37,7 @@ def wait_until_serving(
         # The TCP probe first: an AdminClient pointed at a closed port logs connection errors.
         wait_until(lambda: alive_and(port_accepts(port)), timeout, f"{what} to listen")
         # Route librdkafka's own log lines to logging instead of our stderr.
-        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}", "logger": logger})
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"}, logger=logger)
         wait_until(
             lambda: alive_and(_lists_brokers(admin)),
             max(deadline - time.monotonic(), 0.1),

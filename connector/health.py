@@ -1,0 +1,218 @@
+"""`/metrics`, `/healthz` and `/readyz` on a small standard-library HTTP server.
+
+- `/metrics`: the Prometheus exposition of `metrics.registry` (OpenMetrics when the scraper asks).
+- `/healthz`: liveness. 200 while every role's loop went round within `stale_after_seconds`; 503
+  naming the stuck loop otherwise (a stuck loop is what a restart can fix).
+- `/readyz`: readiness. 200 when every role says it is ready, 503 otherwise; the JSON body carries
+  each role's detail (the poller says whether it leads or stands by).
+
+Bodies of `/healthz` and `/readyz` are JSON objects with a one-line `message`, which is what
+`toloka-connector healthcheck` prints.
+
+The server runs in a daemon thread and answers each connection in a thread of its own, so a slow
+scraper cannot hold up a health probe. It speaks keep-alive HTTP/1.1 and sets `TCP_NODELAY`:
+`http.server` writes headers and body separately, and without it a response on a kept-alive
+connection can wait ~40 ms for the peer's delayed ACK.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+from collections.abc import Sequence
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+from prometheus_client.exposition import choose_encoder
+
+from connector.clock import Clock, SystemClock
+from connector.errors import ConfigError
+from connector.lifecycle import Role
+from connector.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STALE_AFTER_SECONDS = 60.0
+
+
+class HealthChecks:
+    """What the endpoints report, apart from HTTP: easy to test and to reuse."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        roles: Sequence[Role],
+        *,
+        stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
+        clock: Clock | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.roles = tuple(roles)
+        self.stale_after_seconds = stale_after_seconds
+        self.clock = clock if clock is not None else SystemClock()
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        ages = {role.name: role.heartbeat.age() for role in self.roles}
+        stuck = [name for name, age in ages.items() if age > self.stale_after_seconds]
+        if stuck:
+            message = "; ".join(
+                f"{name} loop stuck for {ages[name]:.1f}s (limit {self.stale_after_seconds:g}s)"
+                for name in stuck
+            )
+        else:
+            message = "all loops alive: " + (
+                ", ".join(f"{name} {age:.1f}s ago" for name, age in ages.items()) or "no roles"
+            )
+        body = {
+            "status": "stuck" if stuck else "ok",
+            "message": message,
+            "stale_after_seconds": self.stale_after_seconds,
+            "roles": {
+                name: {"heartbeat_age_seconds": round(age, 3), "stuck": name in stuck}
+                for name, age in ages.items()
+            },
+        }
+        return not stuck, body
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        roles: dict[str, dict[str, Any]] = {}
+        for role in self.roles:
+            try:
+                state = role.readiness()
+                roles[role.name] = {"ready": state.ready, "detail": state.detail}
+            except Exception as exc:
+                # A readiness probe that throws must say "not ready", not take the server down.
+                log.warning("readiness of %s failed", role.name, exc_info=True)
+                roles[role.name] = {"ready": False, "detail": f"readiness check failed: {exc}"}
+        ready = all(entry["ready"] for entry in roles.values())
+        message = "; ".join(
+            f"{name} {'ready' if entry['ready'] else 'NOT ready'}: {entry['detail']}"
+            for name, entry in roles.items()
+        )
+        return ready, {"ready": ready, "message": message or "no roles", "roles": roles}
+
+    def refresh_heartbeat_gauges(self) -> None:
+        """Turn each monotonic heartbeat into the wall-clock gauge alerts compare with time()."""
+        now = self.clock.time()
+        for role in self.roles:
+            self.metrics.loop_heartbeat.labels(role.name).set(now - role.heartbeat.age())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # StreamRequestHandler sets TCP_NODELAY on each connection
+    server: _Server
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        checks = self.server.checks
+        if path == "/metrics":
+            checks.refresh_heartbeat_gauges()
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            self._send(HTTPStatus.OK, encoder(checks.metrics.registry), content_type)
+        elif path == "/healthz":
+            self._send_json(*checks.liveness())
+        elif path == "/readyz":
+            self._send_json(*checks.readiness())
+        elif path == "/":
+            self._send(HTTPStatus.OK, b"/metrics /healthz /readyz\n", "text/plain; charset=utf-8")
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
+
+    def _send_json(self, ok: bool, body: dict[str, Any]) -> None:
+        status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
+        self._send(status, orjson.dumps(body) + b"\n", "application/json")
+
+    def _send(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))  # keep-alive needs the length
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Scrapes and probes arrive every few seconds: worth a debug line, not stderr noise.
+        log.debug("%s " + format, self.address_string(), *args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # an open keep-alive connection must not hold up process exit
+
+    def __init__(self, address: tuple[str, int], checks: HealthChecks) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.checks = checks
+        super().__init__(address, _Handler)
+
+
+class HealthServer:
+    """A running endpoint server; `close()` stops it and releases the port."""
+
+    def __init__(self, server: _Server) -> None:
+        self._server = server
+        # serve_forever notices shutdown() once per poll interval: 0.1 s keeps close() quick.
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="health-server",
+            daemon=True,
+        )
+        self._thread.start()
+
+    @property
+    def host(self) -> str:
+        return str(self._server.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def __enter__(self) -> HealthServer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def start_health_server(
+    host: str,
+    port: int,
+    metrics: Metrics,
+    roles: Sequence[Role],
+    *,
+    stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
+    clock: Clock | None = None,
+) -> HealthServer:
+    """Serve the endpoints on `host:port` (port 0 picks a free one: see `.port`).
+
+    A port that cannot be bound is a configuration error naming the setting, so the process
+    exits 2 with one line instead of a traceback.
+    """
+    checks = HealthChecks(metrics, roles, stale_after_seconds=stale_after_seconds, clock=clock)
+    try:
+        server = _Server((host, port), checks)
+    except OSError as exc:
+        # An unknown name or an address this machine lacks is the host's fault; the rest
+        # (in use, privileged) the port's.
+        bad_host = isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL
+        setting = "CONNECTOR_METRICS_HOST" if bad_host else "CONNECTOR_METRICS_PORT"
+        reason = exc.strerror or str(exc)
+        raise ConfigError([f"{setting}: cannot listen on {host}:{port}: {reason}"]) from None
+    health = HealthServer(server)
+    log.info("serving /metrics, /healthz and /readyz on %s", health.url)
+    return health

@@ -1,0 +1,271 @@
+"""Reading and writing the state topic (partition 0, `read_committed`).
+
+`KafkaStateStore.read()` reads the topic from the beginning to its end with a fresh consumer and
+returns our cursor and the segments it names (the last record per key wins, as compaction would
+leave it). `open_feed()` follows the topic for a standby: it reports each new cursor record for
+our project, which is the leader's heartbeat.
+
+`read_cursor` / `write_cursor` are the function API of the `status` and `reset-cursor` commands.
+`write_cursor` uses the poller's transactional id, so it fences the active poller (which steps
+down and hands over to whoever takes over next, reading the new cursor).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from connector.clock import Clock, SystemClock
+from connector.errors import KafkaOperationError
+from connector.logs import kafka_logger
+from connector.poller.cursor import (
+    Cursor,
+    PollerState,
+    Segment,
+    StateChange,
+    StateFormatError,
+    cursor_key,
+    decode_cursor,
+    decode_segment,
+    segment_key,
+)
+from connector.poller.publisher import (
+    STATE_PARTITION,
+    TransactionalPublisher,
+    kafka_producer_factory,
+)
+
+log = logging.getLogger(__name__)
+
+_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class StoredState:
+    cursor: Cursor | None
+    segments: tuple[Segment, ...]
+
+    def poller_state(self) -> PollerState | None:
+        if self.cursor is None:
+            return None
+        return PollerState.restore(self.cursor, self.segments)
+
+
+@dataclass(frozen=True)
+class FeedUpdate:
+    caught_up: bool
+    """True once the feed has read to the end of the topic at least once."""
+    cursors: tuple[Cursor, ...]
+    """Cursor records of our project that arrived during this poll, oldest first."""
+
+
+class CursorFeed(Protocol):
+    def poll(self, timeout: float) -> FeedUpdate: ...
+    def close(self) -> None: ...
+
+
+class StateStore(Protocol):
+    """The state topic as the poller loop sees it (fakes implement it in unit tests)."""
+
+    def read(self) -> StoredState: ...
+    def open_feed(self) -> CursorFeed: ...
+
+
+class _Partition0:
+    """A consumer assigned to partition 0 of the state topic from the beginning."""
+
+    def __init__(self, config: Mapping[str, Any], topic: str) -> None:
+        self.topic = topic
+        self.consumer = Consumer(dict(config))
+        self.consumer.assign([TopicPartition(topic, STATE_PARTITION, OFFSET_BEGINNING)])
+        self.at_end = False
+
+    def poll(self, timeout: float) -> Message | None:
+        """The next record, or None (nothing yet, or the end was reached: see `at_end`)."""
+        message: Message | None = self.consumer.poll(timeout)
+        if message is None:
+            return None
+        error = message.error()
+        if error is None:
+            return message
+        if error.code() == KafkaError._PARTITION_EOF:
+            self.at_end = True
+            return None
+        if error.fatal() or error.code() in {
+            KafkaError.UNKNOWN_TOPIC_OR_PART,
+            KafkaError._UNKNOWN_TOPIC,
+            KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        }:
+            raise KafkaOperationError(f"state topic {self.topic}: {error.str()}")
+        log.warning("reading state topic %s: %s", self.topic, error.str())
+        return None
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def consumer_config(kafka_config: Mapping[str, str], group_id: str) -> dict[str, Any]:
+    return {
+        **kafka_config,
+        # Never joins the group (partitions are assigned) nor commits: the id is only required.
+        "group.id": f"{group_id}.poller",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+        "logger": kafka_logger(),
+    }
+
+
+class KafkaStateStore:
+    def __init__(
+        self,
+        kafka_config: Mapping[str, str],
+        *,
+        topic: str,
+        app_project_id: str,
+        group_id: str,
+        timeout_seconds: float,
+        clock: Clock | None = None,
+    ) -> None:
+        self._config = consumer_config(kafka_config, group_id)
+        self._topic = topic
+        self._project = app_project_id
+        self._timeout = timeout_seconds
+        self._clock: Clock = clock or SystemClock()
+
+    def read(self) -> StoredState:
+        latest = self._read_latest()
+        value = latest.get(cursor_key(self._project))
+        if value is None:
+            return StoredState(None, ())
+        cursor = decode_cursor(value)
+        segments = []
+        for ref in cursor.segments:
+            segment_value = latest.get(segment_key(self._project, ref.seq))
+            if segment_value is None:
+                # Only a broken topic gets here; items of this segment may be published again.
+                log.error("state topic %s lacks seen segment %d", self._topic, ref.seq)
+                continue
+            segments.append(decode_segment(ref.seq, segment_value))
+        return StoredState(cursor, tuple(segments))
+
+    def _read_latest(self) -> dict[str, bytes | None]:
+        """The last value of each of our project's keys, read to the end of the topic."""
+        prefix = cursor_key(self._project)
+        latest: dict[str, bytes | None] = {}
+        reader = _Partition0(self._config, self._topic)
+        deadline = self._clock.monotonic() + self._timeout
+        try:
+            while not reader.at_end:
+                if self._clock.monotonic() > deadline:
+                    raise KafkaOperationError(
+                        f"state topic {self._topic}: not read to its end in {self._timeout:g}s"
+                    )
+                message = reader.poll(_POLL_SECONDS)
+                if message is None:
+                    continue
+                key = (message.key() or b"").decode(errors="replace")
+                if key == prefix or key.startswith(prefix + "/"):
+                    latest[key] = message.value()
+        finally:
+            reader.close()
+        return latest
+
+    def open_feed(self) -> CursorFeed:
+        return KafkaCursorFeed(_Partition0(self._config, self._topic), self._project)
+
+
+class KafkaCursorFeed:
+    def __init__(self, reader: _Partition0, app_project_id: str) -> None:
+        self._reader = reader
+        self._key = cursor_key(app_project_id).encode()
+
+    def poll(self, timeout: float) -> FeedUpdate:
+        cursors: list[Cursor] = []
+        message = self._reader.poll(timeout)
+        while message is not None:
+            value = message.value()
+            if message.key() == self._key and value is not None:
+                try:
+                    cursors.append(decode_cursor(value))
+                except StateFormatError as exc:
+                    log.warning("ignoring an unreadable cursor record: %s", exc)
+            message = self._reader.poll(0)
+        return FeedUpdate(self._reader.at_end, tuple(cursors))
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+# --- function API for commands ------------------------------------------------------------------
+
+
+def read_cursor(
+    kafka_config: Mapping[str, str],
+    state_topic: str,
+    app_project_id: str,
+    *,
+    group_id: str = "toloka-connector",
+    timeout_seconds: float = 30.0,
+) -> Cursor | None:
+    """The committed cursor of `app_project_id`, or None when it has none."""
+    store = KafkaStateStore(
+        kafka_config,
+        topic=state_topic,
+        app_project_id=app_project_id,
+        group_id=group_id,
+        timeout_seconds=timeout_seconds,
+    )
+    return store.read().cursor
+
+
+def write_cursor(
+    kafka_config: Mapping[str, str],
+    state_topic: str,
+    cursor: Cursor,
+    *,
+    group_id: str = "toloka-connector",
+    timeout_seconds: float = 30.0,
+    clock: Clock | None = None,
+) -> None:
+    """Replace the cursor of `cursor.app_project_id` (its seen segments are deleted; the record
+    is written with no holder, so a standby takes over at once and reads it).
+
+    Claims the poller's transactional id first: the active poller is fenced and steps down, and
+    nothing it had in flight can commit after this cursor.
+    """
+    clock = clock or SystemClock()
+    create_producer = kafka_producer_factory(kafka_config, cursor.app_project_id, timeout_seconds)
+    publisher = TransactionalPublisher(
+        create_producer(),
+        output_topic="",  # no results are written
+        state_topic=state_topic,
+        timeout_seconds=timeout_seconds,
+        clock=clock,
+    )
+    publisher.init()
+    current = KafkaStateStore(
+        kafka_config,
+        topic=state_topic,
+        app_project_id=cursor.app_project_id,
+        group_id=group_id,
+        timeout_seconds=timeout_seconds,
+        clock=clock,
+    ).read()
+    dropped = tuple(ref.seq for ref in current.cursor.segments) if current.cursor else ()
+    next_segment = current.cursor.next_segment if current.cursor else 0
+    replacement = replace(
+        cursor,
+        segments=(),
+        next_segment=max(next_segment, cursor.next_segment),
+        holder=None,
+        written_at=datetime.fromtimestamp(clock.time(), UTC),
+    )
+    change = StateChange(cursor=replacement, new_segment=None, dropped=dropped)
+    publisher.commit_page([], change.records())
+    log.info("cursor of %s replaced", cursor.app_project_id)

@@ -1,0 +1,114 @@
+"""The simulator as one object: configuration, state, and the dispatch of every request to the
+Apps API (under `/api/app/v0`, with fault injection and latency) or the admin API (under
+`/_simulator`, never faulted or delayed)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from connector.simulator.admin import ADMIN_PREFIX, handle_admin
+from connector.simulator.api import handle_api, route_of
+from connector.simulator.clock import DatetimeFormatter, SimClock
+from connector.simulator.faults import Fault, FaultInjector
+from connector.simulator.http import Request
+from connector.simulator.knobs import Knobs
+from connector.simulator.responses import BAD_GATEWAY_HTML, Response, api_error
+from connector.simulator.solutions import Solution
+from connector.simulator.stats import Stats
+from connector.simulator.store import ItemStore
+from connector.validation import ItemValidator
+
+API_PREFIX = "/api/app/v0"
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    project_id: str
+    api_key: str
+    solution: Solution
+    knobs: Knobs
+    seed: int | None = None
+    """Seeds item ids, outcomes, jitter and faults; None draws a fresh seed."""
+
+
+class Simulator:
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.project_id = config.project_id
+        self.api_key = config.api_key
+        self.solution = config.solution
+        self.validator = ItemValidator(config.solution.input_spec)
+        self.knobs = config.knobs
+        self.clock = SimClock()
+        self._created = self.clock.now()
+        self._seeds = random.Random(config.seed)  # noqa: S311  (simulation, not secrets)
+        self.faults = FaultInjector(random.Random(self._seeds.getrandbits(64)))  # noqa: S311
+        self.store = self._new_store()
+        self.stats = Stats()
+
+    def _new_store(self) -> ItemStore:
+        rng = random.Random(self._seeds.getrandbits(64))  # noqa: S311
+        return ItemStore(self.project_id, self.solution, self.clock, rng)
+
+    def reset(self, *, restore_knobs: bool) -> None:
+        """Forget every item and statistic; item ids get a new prefix, so old ids stay unknown."""
+        self.store = self._new_store()
+        self.stats = Stats()
+        if restore_knobs:
+            self.knobs = self.config.knobs
+
+    def project_json(self) -> dict[str, object]:
+        """`GET /app-projects/{id}` (AppProject)."""
+        return {
+            "id": self.project_id,
+            "app_id": self.solution.app_id,
+            "name": f"{self.solution.name} (simulated)",
+            "status": "READY",
+            "created": DatetimeFormatter().format(self._created),
+            "item_price": 0.0,
+            "parameters": {},
+            "errors": [],
+            "read_only": False,
+            "app": {"id": self.solution.app_id, "name": self.solution.name},
+        }
+
+    def handle(self, request: Request) -> Response:
+        path, _, query = request.target.partition("?")
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            return handle_admin(self, request.method, path[len(ADMIN_PREFIX) :], query, request)
+        if path.startswith(API_PREFIX + "/"):
+            parts = path[len(API_PREFIX) + 1 :].rstrip("/").split("/")
+        else:
+            parts = []
+        route = route_of(request.method, parts)
+        knobs = self.knobs
+        fault = self.faults.draw(knobs, request.method)
+        if fault is None or fault is Fault.LOST_RESPONSE:
+            if parts:
+                response = handle_api(self, parts, query, request)
+            else:
+                response = api_error(404, "DOES_NOT_EXIST", f"No API under {path}")
+            response.reset = fault is Fault.LOST_RESPONSE
+        else:
+            response = _fault_response(fault, knobs)
+        response.delay = self.faults.latency(knobs)
+        self.stats.record_request(route, "reset" if response.reset else str(response.status))
+        return response
+
+
+def _fault_response(fault: Fault, knobs: Knobs) -> Response:
+    if fault is Fault.TOO_MANY_REQUESTS:
+        return api_error(
+            429,
+            "TOO_MANY_REQUESTS",
+            "Too many requests",
+            headers=(("Retry-After", str(knobs.retry_after)),),
+        )
+    if fault is Fault.INTERNAL_ERROR:
+        return api_error(500, "INTERNAL_ERROR", "Internal server error")
+    if fault is Fault.UNAVAILABLE:
+        return api_error(503, "REMOTE_SERVICE_UNAVAILABLE", "Service is temporarily unavailable")
+    if fault is Fault.BAD_GATEWAY:
+        return Response(502, BAD_GATEWAY_HTML, content_type="text/html")
+    return Response(0, reset=True)

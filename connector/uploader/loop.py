@@ -1,0 +1,354 @@
+"""The uploader's consumer loop: consume → decode → batch → upload threads → commit.
+
+One thread (the role's) owns the consumer, the producer, the batcher and the offset tracker;
+upload threads only talk to the API and hand a `BatchOutcome` back through a queue. A record's
+offset is done when its item was created or its dead letter acknowledged, and only the highest
+contiguous done offset of each partition is committed, with a plain consumer commit (offsets are
+never sent through a producer transaction: the mock cluster drops those).
+
+Back-pressure: when every upload slot is busy and a full batch waits, or a batch is waiting out
+an API outage, all assigned partitions are paused and `consume()` keeps being called, so the
+member stays in its group while memory stays bounded (the in-flight limit, one waiting batch, and
+librdkafka's `queued.max.messages.kbytes`).
+
+Revocation: unsent records of the revoked partitions are dropped, their in-flight batches get
+until the drain deadline, dead letters are flushed and what is done is committed. A batch still
+in flight then is abandoned for those partitions: the new owner reads its records again from the
+committed offset, so if the abandoned request still succeeds those items are created twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from connector.clock import Clock
+from connector.config import UploaderSettings
+from connector.errors import KafkaOperationError
+from connector.lifecycle import Heartbeat
+from connector.metrics import Metrics
+from connector.uploader.batcher import Batch, Batcher, PendingRecord
+from connector.uploader.dead_letters import DeadLetterWriter
+from connector.uploader.decode import Refusal, Validator, decode_item
+from connector.uploader.lag import LagReporter
+from connector.uploader.offsets import OffsetTracker
+from connector.uploader.ports import Consumer, Message, Producer
+from connector.uploader.spec import SpecRefresher
+from connector.uploader.upload import BatchOutcome, BatchUploader
+
+log = logging.getLogger(__name__)
+
+CONSUME_MAX_MESSAGES = 500
+IDLE_WAIT_SECONDS = 0.1
+"""Longest single wait of the loop: bounds how late a stop, a finished upload or a due linger
+is noticed."""
+MIN_FLUSH_SECONDS = 1.0
+"""At shutdown the dead letters get at least this long to be acknowledged, even when draining
+the uploads used up the whole drain timeout."""
+
+
+class UploadLoop:
+    def __init__(
+        self,
+        settings: UploaderSettings,
+        *,
+        consumer: Consumer,
+        producer: Producer,
+        uploader: BatchUploader,
+        validator: Validator,
+        metrics: Metrics,
+        clock: Clock,
+        heartbeat: Heartbeat,
+        lag: LagReporter,
+        stalled_after_seconds: float,
+        refresher: SpecRefresher | None = None,
+    ) -> None:
+        self._settings = settings
+        self._topic = settings.input_topic
+        self._consumer = consumer
+        self._producer = producer
+        self._uploader = uploader
+        self._validator = validator
+        self._metrics = metrics
+        self._clock = clock
+        self._heartbeat = heartbeat
+        self._lag = lag
+        self._refresher = refresher
+        self._stalled_after = stalled_after_seconds
+        self._dead_letters = DeadLetterWriter(producer, settings.dlq_topic, metrics)
+        self._batcher = Batcher(
+            settings.batch_max_items, settings.batch_max_bytes, settings.linger_ms / 1000
+        )
+        self._offsets = OffsetTracker()
+        self._assigned: set[int] = set()
+        self._paused: set[int] = set()
+        self._in_flight: list[Batch] = []
+        self._completed: queue.SimpleQueue[BatchOutcome | BaseException] = queue.SimpleQueue()
+        self._commit_interval = settings.commit_interval_ms / 1000
+        self._next_commit = clock.monotonic() + self._commit_interval
+        self._drain_deadline: float | None = None
+        self._closing = False
+        self.api_failing = False
+        """True while a batch waits out an API outage (read by readiness from other threads)."""
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume and upload until `stop`, then drain, flush, commit and leave the group."""
+        self._consumer.subscribe(
+            [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )  # fmt: skip
+        try:
+            while not stop.is_set():
+                self._step()
+            self._shut_down()
+        finally:
+            self._closing = True
+            self._consumer.close()
+
+    def _step(self) -> None:
+        self._heartbeat.beat()
+        self._metrics.loop_heartbeat.labels("uploader").set(self._clock.time())
+        blocked = bool(self._paused)
+        messages = self._consumer.consume(
+            CONSUME_MAX_MESSAGES, 0 if blocked else self._consume_timeout()
+        )
+        if messages:
+            self._accept(messages)
+        self._batcher.close_lingering(self._clock.monotonic())
+        self._dispatch()
+        self._apply_completions(IDLE_WAIT_SECONDS if blocked and not messages else 0.0)
+        self._dispatch()
+        self._producer.poll(0)
+        if self._clock.monotonic() >= self._next_commit:
+            self._commit(self._offsets.positions(only_moved=True), asynchronous=True)
+        self._update_pause()
+        if self._refresher is not None:
+            self._validator = self._refresher.take() or self._validator
+
+    def _consume_timeout(self) -> float:
+        linger_left = self._batcher.linger_left(self._clock.monotonic())
+        return IDLE_WAIT_SECONDS if linger_left is None else min(linger_left, IDLE_WAIT_SECONDS)
+
+    def _accept(self, messages: Sequence[Message]) -> None:
+        self._metrics.records_consumed.inc(len(messages))
+        now = self._clock.monotonic()
+        max_bytes = self._settings.max_record_bytes
+        validator = self._validator
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._consumer_error(error)
+                continue
+            partition = message.partition()
+            offset = message.offset()
+            generation = None if partition is None else self._offsets.generation(partition)
+            if generation is None or partition is None or offset is None:
+                continue  # fetched before its partition was revoked: the new owner reads it
+            self._offsets.consumed(partition, offset)
+            decoded = decode_item(message.value(), max_bytes, validator)
+            if isinstance(decoded, Refusal):
+                self._dead_letter(
+                    message, decoded, partition=partition, offset=offset, generation=generation
+                )
+                continue
+            timestamp_ms = message.timestamp()[1]
+            timestamp = timestamp_ms / 1000 if timestamp_ms >= 0 else self._clock.time()
+            record = PendingRecord(message, partition, offset, generation, timestamp, decoded)
+            self._batcher.add(record, now)
+
+    def _consumer_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            raise KafkaOperationError(f"the input consumer failed: {error.str()}")
+        if error.code() != KafkaError._PARTITION_EOF:
+            log.warning("input consumer: %s", error.str())
+
+    def _dispatch(self) -> None:
+        while len(self._in_flight) < self._settings.max_in_flight:
+            batch = self._batcher.next_ready()
+            if batch is None:
+                break
+            self._in_flight.append(batch)
+            # Daemon threads, one per request: a request still stuck after the drain timeout
+            # must not hold the process exit.
+            threading.Thread(
+                target=self._upload, args=(batch,), name="uploader-request", daemon=True
+            ).start()
+        self._metrics.uploads_in_flight.set(len(self._in_flight))
+
+    def _upload(self, batch: Batch) -> None:
+        try:
+            self._completed.put(self._uploader.upload(batch))
+        except BaseException as failure:  # a bug: end the role rather than hang on the batch
+            self._completed.put(failure)
+
+    def _apply_completions(self, wait: float) -> None:
+        try:
+            completed = self._completed.get(timeout=wait) if wait else self._completed.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            if isinstance(completed, BaseException):
+                raise completed
+            self._apply(completed)
+            try:
+                completed = self._completed.get_nowait()
+            except queue.Empty:
+                break
+        self._metrics.uploads_in_flight.set(len(self._in_flight))
+
+    def _apply(self, outcome: BatchOutcome) -> None:
+        self._in_flight.remove(outcome.batch)
+        done = self._offsets.done
+        for record in outcome.uploaded:
+            done(record.partition, record.offset, record.generation)
+        for rejected in outcome.rejected:
+            record = rejected.record
+            if self._offsets.is_current(record.partition, record.generation):
+                self._dead_letter(
+                    record.message, rejected.refusal, request_id=rejected.request_id,
+                    partition=record.partition, offset=record.offset,
+                    generation=record.generation,
+                )  # fmt: skip
+        if outcome.abandoned:
+            log.warning("%d records were not uploaded before shutdown: they will be read again",
+                        len(outcome.abandoned))  # fmt: skip
+
+    def _dead_letter(
+        self,
+        message: Message,
+        refusal: Refusal,
+        *,
+        request_id: str | None = None,
+        partition: int,
+        offset: int,
+        generation: int,
+    ) -> None:
+        def written() -> None:
+            self._offsets.done(partition, offset, generation)
+
+        self._dead_letters.write(message, refusal, request_id, written)
+
+    def _commit(self, positions: dict[int, int], *, asynchronous: bool) -> None:
+        """Commit `positions`; in the background while running, waiting for the broker when
+        partitions are handed over or the uploader stops."""
+        self._next_commit = self._clock.monotonic() + self._commit_interval
+        if not positions:
+            return
+        offsets = [TopicPartition(self._topic, p, offset) for p, offset in positions.items()]
+        try:
+            if asynchronous:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as failure:
+            # The positions stay uncommitted and are sent again with the next commit.
+            log.warning("offset commit failed: %s", failure.args[0])
+            return
+        self._offsets.committed(positions)
+        self._metrics.offsets_committed.inc()
+
+    # --- back-pressure -----------------------------------------------------------------------
+
+    def _update_pause(self) -> None:
+        self.api_failing = any(self._failing(batch) for batch in self._in_flight)
+        slots_full = len(self._in_flight) >= self._settings.max_in_flight
+        if self.api_failing or (slots_full and self._batcher.ready_count > 0):
+            to_pause = self._assigned - self._paused
+            if to_pause:
+                self._consumer.pause(self._partitions(to_pause))
+                self._paused |= to_pause
+        elif self._paused:
+            self._consumer.resume(self._partitions(self._paused))
+            self._paused.clear()
+        self._metrics.paused_partitions.set(len(self._paused))
+
+    def _failing(self, batch: Batch) -> bool:
+        """Waiting out an outage, or in one request for longer than one attempt can take (the
+        client is retrying it)."""
+        started = batch.request_started
+        return batch.retrying or (
+            started is not None and self._clock.monotonic() - started > self._stalled_after
+        )
+
+    def _partitions(self, numbers: Iterable[int]) -> list[TopicPartition]:
+        return [TopicPartition(self._topic, number) for number in sorted(numbers)]
+
+    # --- rebalancing and shutdown ------------------------------------------------------------
+
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions if tp.topic == self._topic}
+        self._offsets.assign(numbers)
+        self._assigned |= numbers
+        self._lag.assigned(numbers)
+        log.info("assigned input partitions %s", sorted(numbers))
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions if tp.topic == self._topic}
+        if not self._closing:
+            self._finish_partitions(numbers)
+        self._forget(numbers)
+        log.info("revoked input partitions %s", sorted(numbers))
+
+    def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        # Another member may own them already: committing now could move its offsets.
+        numbers = {tp.partition for tp in partitions if tp.topic == self._topic}
+        self._batcher.drop_partitions(numbers)
+        self._forget(numbers)
+        log.warning("lost input partitions %s: their unfinished records will be read again",
+                    sorted(numbers))  # fmt: skip
+
+    def _finish_partitions(self, numbers: set[int]) -> None:
+        dropped = self._batcher.drop_partitions(numbers)
+        deadline = self._drain_deadline
+        if deadline is None:
+            deadline = self._clock.monotonic() + self._settings.drain_timeout_seconds
+        self._drain(lambda: any(batch.partitions() & numbers for batch in self._in_flight),
+                    deadline)  # fmt: skip
+        unflushed = self._producer.flush(max(deadline - self._clock.monotonic(), 0.0))
+        self._commit(self._offsets.positions(numbers), asynchronous=False)
+        abandoned = [batch for batch in self._in_flight if batch.partitions() & numbers]
+        if dropped or abandoned or unflushed:
+            log.warning(
+                "partitions %s handed over with %d unsent records, %d unfinished uploads and %d "
+                "unacknowledged dead letters: the new owner reads them again (unfinished uploads "
+                "that still succeed create their items twice)",
+                sorted(numbers), dropped, len(abandoned), unflushed,
+            )  # fmt: skip
+
+    def _forget(self, numbers: set[int]) -> None:
+        self._offsets.forget(numbers)
+        self._assigned -= numbers
+        self._paused -= numbers
+        self._lag.revoked(numbers)
+
+    def _drain(self, pending: Callable[[], bool], deadline: float) -> None:
+        """Apply upload outcomes and serve delivery reports until `pending()` turns false or
+        the deadline passes."""
+        while pending():
+            left = deadline - self._clock.monotonic()
+            if left <= 0:
+                return
+            self._apply_completions(min(left, IDLE_WAIT_SECONDS))
+            self._producer.poll(0)
+
+    def _shut_down(self) -> None:
+        dropped = self._batcher.drop_all()
+        self._drain_deadline = self._clock.monotonic() + self._settings.drain_timeout_seconds
+        self._drain(lambda: bool(self._in_flight), self._drain_deadline)
+        if self._in_flight:
+            log.warning("%d uploads did not finish within CONNECTOR_DRAIN_TIMEOUT_SECONDS: "
+                        "their records will be read again", len(self._in_flight))  # fmt: skip
+            self._uploader.give_up()
+        flush_for = max(self._drain_deadline - self._clock.monotonic(), MIN_FLUSH_SECONDS)
+        unflushed = self._producer.flush(flush_for)
+        self._commit(self._offsets.positions(), asynchronous=False)
+        log.info("uploader stopped: %d unsent records and %d unacknowledged dead letters left "
+                 "for the next start", dropped, unflushed)  # fmt: skip
+        self._closing = True

@@ -1,0 +1,217 @@
+"""One batch → the Apps API, in an upload thread: rejected items out, the rest created.
+
+Whatever happens, every record of the batch ends in exactly one list of its `BatchOutcome`:
+uploaded, rejected (to be dead-lettered), or abandoned (shutdown gave up on it; it is read again
+after a restart). The loops below always shrink or wait, so no batch loops forever on its data:
+- a 400 VALIDATION_ERROR naming items by index (`input_data.<i>.<field>`) rejects exactly those
+  and re-sends the rest at once;
+- a 400 naming no index, or a 413, splits the request in halves until the culprits are alone;
+- an outage (429, 5xx, timeouts, connection errors — after the client's own retries — and
+  errors that only an operator can fix, like a revoked key) is waited out with a capped
+  backoff: the batch is never dropped, `Batch.retrying` tells the loop to pause and report
+  not ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from connector.clock import Clock
+from connector.errors import (
+    ClientRequestError,
+    FatalApiError,
+    PayloadTooLargeError,
+    RetryableApiError,
+    TolokaApiError,
+    UnexpectedResponseError,
+    ValidationFailedError,
+)
+from connector.metrics import Metrics
+from connector.outstanding import OutstandingItems
+from connector.toloka.client import BulkCreateResult
+from connector.toloka.retry import RetryPolicy
+from connector.uploader.batcher import Batch, PendingRecord, request_body
+from connector.uploader.decode import REJECTED, TOO_LARGE, Refusal
+
+log = logging.getLogger(__name__)
+
+_ITEM_FIELD = re.compile(r"input_data\.(\d+)(?:\.(.+))?")
+
+
+class BulkCreator(Protocol):
+    def bulk_create_raw(self, body: bytes, count: int) -> BulkCreateResult: ...
+    def stop_retrying(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRecord:
+    record: PendingRecord
+    refusal: Refusal
+    request_id: str | None
+
+
+@dataclass
+class BatchOutcome:
+    batch: Batch
+    uploaded: list[PendingRecord] = field(default_factory=list)
+    rejected: list[RejectedRecord] = field(default_factory=list)
+    abandoned: list[PendingRecord] = field(default_factory=list)
+
+
+class _GaveUpError(Exception):
+    """Shutdown ended the wait for the API before this request succeeded."""
+
+
+def rejected_items(payload: dict[str, Any], count: int) -> dict[int, str]:
+    """Index in the request → the API's messages for that item, from a VALIDATION_ERROR payload.
+    Keys naming no item, or an index outside the request, are ignored."""
+    messages: dict[int, list[str]] = {}
+    for key, problem in payload.items():
+        match = _ITEM_FIELD.fullmatch(key)
+        if match is None or int(match[1]) >= count:
+            continue
+        name = match[2] or "item"
+        if isinstance(problem, dict):
+            text = f"{name}: {problem.get('code', '?')}: {problem.get('message', '')}"
+        else:
+            text = f"{name}: {problem}"
+        messages.setdefault(int(match[1]), []).append(text)
+    return {index: "; ".join(texts) for index, texts in messages.items()}
+
+
+def _splits_in_halves(error: FatalApiError) -> bool:
+    """A refusal caused by some item(s) of the request that the API did not point at."""
+    if isinstance(error, ValidationFailedError | PayloadTooLargeError):
+        return True
+    return isinstance(error, ClientRequestError) and error.status == 400
+
+
+class BatchUploader:
+    """Uploads batches; thread-safe (each call keeps its state on its own stack)."""
+
+    def __init__(
+        self,
+        client: BulkCreator,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        outage_backoff: RetryPolicy,
+        outstanding: OutstandingItems | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._client = client
+        self._metrics = metrics
+        self._clock = clock
+        self._outage_backoff = outage_backoff
+        self._give_up = threading.Event()
+        self._outstanding = outstanding
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def give_up(self) -> None:
+        """Shutdown: requests still failing end now; their records go to `abandoned`."""
+        self._give_up.set()
+        self._client.stop_retrying()
+
+    def upload(self, batch: Batch) -> BatchOutcome:
+        outcome = BatchOutcome(batch)
+        requests: deque[list[PendingRecord]] = deque([batch.records])
+        while requests:
+            records = requests.popleft()
+            try:
+                self._create(batch, records)
+            except _GaveUpError:
+                outcome.abandoned.extend(records)
+                for rest in requests:
+                    outcome.abandoned.extend(rest)
+                break
+            except FatalApiError as refusal:
+                self._sort_out(refusal, records, requests, outcome)
+            else:
+                outcome.uploaded.extend(records)
+        return outcome
+
+    def _sort_out(
+        self,
+        refusal: FatalApiError,
+        records: list[PendingRecord],
+        requests: deque[list[PendingRecord]],
+        outcome: BatchOutcome,
+    ) -> None:
+        """Reject what the API pointed at and queue the rest, or split the request in halves."""
+        named = (
+            rejected_items(refusal.payload, len(records))
+            if isinstance(refusal, ValidationFailedError)
+            else {}
+        )
+        if named:
+            for index, message in sorted(named.items()):
+                refused = Refusal(REJECTED, message)
+                outcome.rejected.append(RejectedRecord(records[index], refused, refusal.request_id))
+            rest = [record for index, record in enumerate(records) if index not in named]
+            if rest:
+                requests.appendleft(rest)
+        elif len(records) > 1:
+            middle = len(records) // 2
+            requests.extendleft([records[middle:], records[:middle]])
+        else:
+            reason = TOO_LARGE if isinstance(refusal, PayloadTooLargeError) else REJECTED
+            message = f"the API refused a request holding only this item: {refusal}"
+            outcome.rejected.append(
+                RejectedRecord(records[0], Refusal(reason, message), refusal.request_id)
+            )
+
+    def _create(self, batch: Batch, records: list[PendingRecord]) -> None:
+        """Create the items of `records`, waiting out outages; raise the API's refusal."""
+        body = request_body(records)
+        self._metrics.upload_batch_size.observe(len(records))
+        self._metrics.upload_batch_bytes.observe(len(body))
+        batch.request_started = self._clock.monotonic()
+        failures = 0
+        while True:
+            try:
+                result = self._client.bulk_create_raw(body, len(records))
+            except UnexpectedResponseError as error:
+                # A 2xx with a body we cannot read: the items exist, their ids are unknown.
+                log.warning("bulk create of %d items succeeded with %s", len(records), error)
+                self._metrics.items_uploaded.inc(len(records))
+                break
+            except FatalApiError as error:
+                if _splits_in_halves(error):
+                    raise
+                self._wait_out(batch, error, failures := failures + 1, len(records))
+            except RetryableApiError as error:
+                self._wait_out(batch, error, failures := failures + 1, len(records))
+            else:
+                self._record_success(records, result)
+                break
+        batch.retrying = False
+
+    def _wait_out(self, batch: Batch, error: TolokaApiError, failures: int, items: int) -> None:
+        batch.retrying = True
+        if error.may_have_been_applied:
+            self._metrics.possible_duplicate_uploads.inc(items)
+        retry_after = error.retry_after if isinstance(error, RetryableApiError) else None
+        delay = self._outage_backoff.delay_before_retry(failures, retry_after, self._rng)
+        log.error(
+            "bulk create of %d items failed %d time(s) in a row, next try in %.1fs: %s",
+            items, failures, delay, error,
+        )  # fmt: skip
+        if self._give_up.is_set() or self._clock.wait(self._give_up, delay):
+            raise _GaveUpError
+
+    def _record_success(self, records: list[PendingRecord], result: BulkCreateResult) -> None:
+        self._metrics.items_uploaded.inc(len(result.ids))
+        if result.possibly_duplicated_attempts:
+            self._metrics.possible_duplicate_uploads.inc(
+                result.possibly_duplicated_attempts * len(result.ids)
+            )
+        if self._outstanding is not None:
+            self._outstanding.add(
+                zip(result.ids, (record.timestamp for record in records), strict=True)
+            )

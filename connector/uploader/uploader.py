@@ -1,0 +1,184 @@
+"""The uploader role: wiring of the Kafka clients, the API client and the loop.
+
+`build_uploader` only builds objects; the network is first touched in `run`, in the role's
+thread: the app's `input_spec` is read (a wrong key or project is fatal, an unreachable API is
+waited for), then the consumer and the dead-letter producer are created and the loop runs.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from confluent_kafka import Consumer as KafkaConsumer
+from confluent_kafka import Producer as KafkaProducer
+
+from connector.clock import Clock, SystemClock
+from connector.config import Settings
+from connector.lifecycle import Heartbeat, Readiness
+from connector.logs import kafka_logger
+from connector.metrics import Metrics
+from connector.outstanding import OutstandingItems
+from connector.toloka.retry import RetryPolicy
+from connector.uploader.lag import LagReporter
+from connector.uploader.loop import UploadLoop
+from connector.uploader.ports import Consumer, Producer
+from connector.uploader.spec import SpecReader, SpecRefresher, wait_for_validator
+from connector.uploader.upload import BatchUploader, BulkCreator
+
+ConsumerFactory = Callable[[Callable[[str], None]], Consumer]
+"""Creates the input consumer, given the `stats_cb` that reports consumer lag."""
+ProducerFactory = Callable[[], Producer]
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    # A new group uploads what is already in the topic, not only what arrives later.
+    "auto.offset.reset": "earliest",
+    # librdkafka's prefetch queue is the largest buffer of a paused uploader (64 MiB by default).
+    "queued.max.messages.kbytes": 16384,
+    "statistics.interval.ms": 5000,
+}
+"""Defaults that a `KAFKA_<PROPERTY>` setting may change."""
+
+
+def consumer_config(settings: Settings, on_statistics: Callable[[str], None]) -> dict[str, Any]:
+    """The input consumer's configuration. Offsets are committed explicitly (auto commit off,
+    offset store off): the committed position is computed by the offset tracker and must be
+    written at precise moments (revocation, shutdown), which a background auto commit of stored
+    offsets cannot promise; a plain commit also works on every development broker."""
+    return {
+        **CONSUMER_DEFAULTS,
+        **settings.kafka.client_config(),
+        "group.id": settings.uploader.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "partition.assignment.strategy": "cooperative-sticky",
+        "stats_cb": on_statistics,
+        "logger": kafka_logger(),
+    }
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """The dead-letter producer: idempotent, so its retries never write a dead letter twice."""
+    return {
+        "linger.ms": 5,
+        **settings.kafka.client_config(),
+        "enable.idempotence": True,
+        "logger": kafka_logger(),
+    }
+
+
+class UploaderClient(BulkCreator, SpecReader, Protocol):
+    """What the uploader needs of `TolokaClient`."""
+
+
+class Uploader:
+    """The `connector.lifecycle.Role` that uploads the input topic to the app project."""
+
+    name = "uploader"
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: UploaderClient,
+        metrics: Metrics,
+        *,
+        consumer_factory: ConsumerFactory,
+        producer_factory: ProducerFactory,
+        outstanding: OutstandingItems | None = None,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._metrics = metrics
+        self._consumer_factory = consumer_factory
+        self._producer_factory = producer_factory
+        self._outstanding = outstanding
+        self._clock: Clock = clock or SystemClock()
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.heartbeat = Heartbeat(self.name, self._clock)
+        self._loop: UploadLoop | None = None
+        api = settings.api
+        self._backoff = RetryPolicy(
+            max_attempts=None,
+            base_delay_seconds=api.backoff_base_seconds,
+            max_delay_seconds=api.backoff_cap_seconds,
+        )
+
+    def run(self, stop: threading.Event) -> None:
+        validator = self._read_spec(stop)
+        if validator is None:
+            return
+        settings = self._settings
+        lag = LagReporter(self._metrics, settings.uploader.input_topic)
+        consumer = self._consumer_factory(lag.on_statistics)
+        producer = self._producer_factory()
+        api = settings.api
+        self._loop = UploadLoop(
+            settings.uploader,
+            consumer=consumer,
+            producer=producer,
+            uploader=BatchUploader(
+                self._client, self._metrics, self._clock, outage_backoff=self._backoff,
+                outstanding=self._outstanding, rng=self._rng,
+            ),
+            validator=validator,
+            metrics=self._metrics,
+            clock=self._clock,
+            heartbeat=self.heartbeat,
+            lag=lag,
+            # One attempt takes at most connect + write + read: a request older than that is
+            # being retried by the client.
+            stalled_after_seconds=api.connect_timeout_seconds + 2 * api.timeout_seconds,
+            refresher=SpecRefresher(
+                self._client, self._clock, settings.uploader.spec_refresh_seconds
+            ),
+        )  # fmt: skip
+        self._loop.run(stop)
+
+    def _read_spec(self, stop: threading.Event) -> Any:
+        """The validator, or None when stopped first. A client that retries without limit is
+        told to stop retrying when `stop` is set, so a shutdown during an outage is prompt."""
+        read = threading.Event()
+
+        def interrupt_on_stop() -> None:
+            while not read.is_set():
+                if self._clock.wait(stop, 0.1):
+                    self._client.stop_retrying()
+                    return
+
+        watcher = threading.Thread(target=interrupt_on_stop, name="uploader-start", daemon=True)
+        watcher.start()
+        try:
+            return wait_for_validator(self._client, stop, self._clock, self._backoff, self._rng)
+        finally:
+            read.set()
+
+    def readiness(self) -> Readiness:
+        loop = self._loop
+        if loop is None:
+            return Readiness(False, "reading the app's input_spec from the Toloka API")
+        if loop.api_failing:
+            return Readiness(False, "bulk uploads are failing; retrying (partitions paused)")
+        return Readiness(True, "uploading")
+
+
+def build_uploader(
+    settings: Settings,
+    client: UploaderClient,
+    metrics: Metrics,
+    outstanding: OutstandingItems | None = None,
+) -> Uploader:
+    """The uploader role on real Kafka clients (nothing connects before `run`)."""
+    return Uploader(
+        settings,
+        client,
+        metrics,
+        consumer_factory=lambda on_statistics: KafkaConsumer(
+            consumer_config(settings, on_statistics)
+        ),
+        producer_factory=lambda: KafkaProducer(producer_config(settings)),
+        outstanding=outstanding,
+    )

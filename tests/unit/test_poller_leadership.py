@@ -1,0 +1,172 @@
+"""Leader or standby: the standby's judgement, take-over after a leader dies, readiness."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from connector.clock import SystemClock
+from connector.lifecycle import Heartbeat
+from connector.metrics import Metrics
+from connector.poller.cursor import Cursor, initial_cursor
+from connector.poller.leadership import LeaderWatch
+from connector.poller.loop import PollerLoop
+from connector.poller.role import Poller
+from connector.poller.state import FeedUpdate
+from tests.unit.poller_fakes import (
+    T0,
+    Crash,
+    FakeApi,
+    FakeClock,
+    FakeKafka,
+    FakeProducer,
+    FakeStateStore,
+    finished_item,
+    producer_factory,
+)
+from tests.unit.test_poller_loop import poller_settings
+
+
+def written(at: float, holder: str | None = "leader") -> Cursor:
+    cursor = initial_cursor("proj", "earliest", now=at, late_window_seconds=60, holder=holder)
+    return replace(cursor, written_at=datetime.fromtimestamp(at, UTC))
+
+
+def test_no_decision_before_the_standby_has_read_to_the_end() -> None:
+    watch = LeaderWatch(10, FakeClock())
+    watch.observe(FeedUpdate(False, ()))
+    assert not watch.leader_gone()
+
+
+def test_no_cursor_at_all_means_take_over_at_once() -> None:
+    watch = LeaderWatch(10, FakeClock())
+    watch.observe(FeedUpdate(True, ()))
+    assert watch.leader_gone()
+
+
+def test_a_cursor_written_by_a_command_means_take_over_at_once() -> None:
+    watch = LeaderWatch(10, FakeClock())
+    watch.observe(FeedUpdate(True, (written(T0, holder=None),)))
+    assert watch.leader_gone()
+
+
+def test_a_recent_heartbeat_keeps_the_standby_waiting_until_the_timeout() -> None:
+    clock = FakeClock()
+    watch = LeaderWatch(10, clock)
+    watch.observe(FeedUpdate(True, (written(T0 - 4),)))
+    clock.advance(5.9)
+    assert not watch.leader_gone()
+    clock.advance(0.2)
+    assert watch.leader_gone()
+
+
+def test_new_heartbeats_keep_the_leader_alive() -> None:
+    clock = FakeClock()
+    watch = LeaderWatch(10, clock)
+    watch.observe(FeedUpdate(True, (written(T0),)))
+    for _ in range(5):
+        clock.advance(8)
+        watch.observe(FeedUpdate(True, (written(clock.time()),)))
+        assert not watch.leader_gone()
+
+
+def test_an_old_last_record_means_take_over_at_once() -> None:
+    watch = LeaderWatch(10, FakeClock())
+    watch.observe(FeedUpdate(True, (written(T0 - 60),)))
+    assert watch.leader_gone()
+
+
+# --- two pollers in threads, on the real clock with short timeouts ---------------------------
+
+
+class Instance:
+    def __init__(self, name: str, kafka: FakeKafka, api: FakeApi,
+                 configure: Callable[[FakeProducer], None] | None = None) -> None:  # fmt: skip
+        clock = SystemClock()
+        self.heartbeat = Heartbeat("poller", clock)
+        self.loop = PollerLoop(
+            poller_settings(
+                poll_interval_seconds=0.02,
+                idle_poll_interval_seconds=0.05,
+                leader_timeout_seconds=0.6,
+                late_scan_interval_seconds=0.2,
+            ),
+            "proj",
+            source=api,
+            producer_factory=producer_factory(kafka, [], configure),
+            store=FakeStateStore(kafka),
+            clock=clock,
+            metrics=Metrics(),
+            heartbeat=self.heartbeat,
+            instance_id=name,
+        )
+        self.poller = Poller(self.loop, self.heartbeat)
+        self.stop = threading.Event()
+        self.crashed = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.poller.run(self.stop)
+        except Crash:
+            self.crashed.set()
+
+    def detail(self) -> str:
+        return self.poller.readiness().detail
+
+
+def wait_for(condition: Callable[[], Any], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_one_leader_one_standby_and_take_over_after_the_leader_dies() -> None:
+    kafka = FakeKafka()
+    api = FakeApi(FakeClock())  # every item visible (at time 0)
+    for n in range(5):
+        api.add(finished_item(f"i{n}", T0 + n))
+    alive = threading.Event()
+    alive.set()
+
+    def dies_on_demand(producer: FakeProducer) -> None:
+        original = producer.begin_transaction
+
+        def begin() -> None:
+            if not alive.is_set():
+                raise Crash  # kill -9: nothing more is written
+            original()
+
+        producer.begin_transaction = begin  # type: ignore[method-assign]
+
+    a = Instance("A", kafka, api, configure=dies_on_demand)
+    wait_for(lambda: a.detail() == "leader")
+    b = Instance("B", kafka, api)
+    wait_for(lambda: b.detail() == "standby")
+    assert b.poller.readiness().ready
+
+    def heartbeats_of_a() -> int:
+        return sum(1 for r in kafka.visible("state") if r.key == b"proj" and b'"A"' in (r.value or b""))
+
+    first = heartbeats_of_a()
+    wait_for(lambda: heartbeats_of_a() >= first + 8)  # over a second: several leader timeouts
+    assert b.detail() == "standby", "B stays standby while A writes heartbeats"
+
+    alive.clear()
+    died = time.monotonic()
+    wait_for(a.crashed.is_set)
+    wait_for(lambda: b.detail() == "leader", seconds=3.0)
+    takeover = time.monotonic() - died
+    assert takeover < 0.6 + 1.0
+    api.add(finished_item("after", T0 + 10))
+    wait_for(lambda: "after" in kafka.published_ids())
+    b.stop.set()
+    b.thread.join(5)
+    assert kafka.published_ids() == [f"i{n}" for n in range(5)] + ["after"]
+    assert b.detail() == "standby", "a stopped poller no longer leads"

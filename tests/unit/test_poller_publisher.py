@@ -1,0 +1,152 @@
+"""Output records per the contract, and the page transaction's order and error handling."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from connector.clock import SystemClock
+from connector.poller.publisher import (
+    OutputRecord,
+    PageAbortedError,
+    ProducerFailedError,
+    ProducerFencedError,
+    TransactionalPublisher,
+    output_record,
+    record_key,
+)
+from connector.toloka.models import Item
+from tests.unit.poller_fakes import T0, FakeKafka, FakeProducer, finished_item
+
+
+def item(**input_data: object) -> Item:
+    raw = finished_item("item-1", T0)
+    raw["input_data"] = input_data
+    return Item.model_validate(raw)
+
+
+@pytest.mark.parametrize(
+    ("input_data", "key"),
+    [
+        ({"id": "abc"}, "abc"),
+        ({"id": 7}, "7"),
+        ({"id": 1.5}, "1.5"),
+        ({"id": True}, "true"),
+        ({"id": None}, "item-1"),
+        ({"text": "no id"}, "item-1"),
+    ],
+)
+def test_key_is_the_key_field_as_a_string_else_the_item_id(
+    input_data: dict[str, object], key: str
+) -> None:
+    assert record_key(item(**input_data), "id") == key
+
+
+def test_key_field_is_configurable() -> None:
+    assert record_key(item(id="a", url="u"), "url") == "u"
+
+
+def test_value_is_the_item_exactly_as_the_api_sent_it() -> None:
+    raw = finished_item("item-9", T0, status="ERROR", errors=[{"code": "X"}], future_field=[1])
+    raw["finished_at"] = "2022-01-22T07:44:57.035"  # the API's own precision stays as sent
+    record = output_record(Item.model_validate(raw), key_field="id", app_project_id="proj")
+    assert orjson.loads(record.value) == raw
+    assert b'"2022-01-22T07:44:57.035"' in record.value
+
+
+def test_headers_name_item_status_and_project() -> None:
+    raw = finished_item("item-9", T0, status="CANCELLED")
+    del raw["app_project_id"]
+    record = output_record(Item.model_validate(raw), key_field="id", app_project_id="proj-x")
+    assert record.headers == [
+        ("toloka-item-id", b"item-9"),
+        ("toloka-status", b"CANCELLED"),
+        ("toloka-app-project-id", b"proj-x"),
+    ]
+
+
+def publisher(producer: FakeProducer) -> TransactionalPublisher:
+    return TransactionalPublisher(
+        producer, output_topic="out", state_topic="state", timeout_seconds=5, clock=SystemClock()
+    )
+
+
+RESULTS = [OutputRecord(b"k", b"{}", [("toloka-item-id", b"i")])]
+STATE = [("proj", b"cursor")]
+
+
+def test_results_are_flushed_before_the_cursor_is_produced() -> None:
+    producer = FakeProducer(FakeKafka(), "tid")
+    pub = publisher(producer)
+    pub.init()
+    pub.commit_page(RESULTS, STATE)
+    assert producer.calls == [
+        "init_transactions",
+        "begin_transaction",
+        "produce",
+        "flush",
+        "produce",
+        "flush",
+        "commit_transaction",
+    ]
+    assert [r.status for r in producer.kafka.records] == ["committed", "committed"]
+
+
+def test_a_failed_result_delivery_aborts_before_the_cursor_is_written() -> None:
+    kafka = FakeKafka(transactional=False)  # the mock: nothing is undone by an abort
+    producer = FakeProducer(kafka, "tid")
+    producer.delivery_errors.append(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+    pub = publisher(producer)
+    pub.init()
+    with pytest.raises(PageAbortedError):
+        pub.commit_page(RESULTS, STATE)
+    assert kafka.visible("state") == []
+    assert producer.calls[-1] == "abort_transaction"
+
+
+def fault(code: int, **flags: bool) -> KafkaException:
+    return KafkaException(KafkaError(code, "injected", **flags))
+
+
+@pytest.mark.parametrize(
+    ("error", "raised", "aborted"),
+    [
+        (fault(KafkaError._STATE, txn_requires_abort=True), PageAbortedError, True),
+        (fault(KafkaError._FENCED, fatal=True), ProducerFencedError, False),
+        (fault(KafkaError.PRODUCER_FENCED, fatal=True), ProducerFencedError, False),
+        (fault(KafkaError.INVALID_PRODUCER_EPOCH, txn_requires_abort=True), ProducerFencedError,
+         False),
+        (fault(KafkaError._INCONSISTENT, fatal=True), ProducerFailedError, False),
+    ],
+)
+def test_commit_errors_are_classified(
+    error: KafkaException, raised: type[Exception], aborted: bool
+) -> None:
+    producer = FakeProducer(FakeKafka(), "tid")
+    producer.faults["commit_transaction"] = [error]
+    pub = publisher(producer)
+    pub.init()
+    with pytest.raises(raised):
+        pub.commit_page(RESULTS, STATE)
+    assert (producer.calls[-1] == "abort_transaction") is aborted
+
+
+def test_a_retriable_commit_error_is_retried() -> None:
+    producer = FakeProducer(FakeKafka(), "tid")
+    producer.faults["commit_transaction"] = [fault(KafkaError._TIMED_OUT, retriable=True)]
+    pub = publisher(producer)
+    pub.init()
+    pub.commit_page(RESULTS, STATE)
+    assert producer.calls.count("commit_transaction") == 2
+    assert all(r.status == "committed" for r in producer.kafka.records)
+
+
+def test_a_fenced_abort_is_reported_as_fencing() -> None:
+    producer = FakeProducer(FakeKafka(), "tid")
+    producer.faults["commit_transaction"] = [fault(KafkaError._STATE, txn_requires_abort=True)]
+    producer.faults["abort_transaction"] = [fault(KafkaError._FENCED, fatal=True)]
+    pub = publisher(producer)
+    pub.init()
+    with pytest.raises(ProducerFencedError):
+        pub.commit_page(RESULTS, STATE)

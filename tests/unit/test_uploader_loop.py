@@ -1,0 +1,549 @@
+"""The uploader role end to end on fakes: a scripted consumer, producer and API client.
+
+Offsets are committed only up to the first record that is neither uploaded nor dead-lettered,
+dead letters gate the commit until acknowledged, an outage pauses the partitions and recovers,
+revocation and shutdown drain within their deadline. The role runs in a thread; tests wait for
+conditions with deadlines, never for fixed times.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import KafkaError, TopicPartition
+
+from connector.config import Settings, load_settings
+from connector.errors import (
+    AuthenticationError,
+    NotFoundError,
+    ServerError,
+    TolokaApiError,
+    ValidationFailedError,
+)
+from connector.metrics import Metrics
+from connector.toloka.client import BulkCreateResult
+from connector.toloka.models import App, AppProject, FieldSpec
+from connector.uploader.dead_letters import DeadLetterWriter
+from connector.uploader.decode import Refusal
+from connector.uploader.lag import LagReporter
+from connector.uploader.ports import Headers
+from connector.uploader.spec import StartupError
+from connector.uploader.uploader import Uploader, consumer_config, producer_config
+
+TOPIC = "items"
+DLQ = "items.dlq"
+DEADLINE_SECONDS = 10.0
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+# --- fakes ---------------------------------------------------------------------------------
+
+
+class FakeMessage:
+    def __init__(self, partition: int, offset: int, value: bytes | None,
+                 key: bytes | None = None, headers: Headers | None = None) -> None:  # fmt: skip
+        self._partition = partition
+        self._offset = offset
+        self._value = value
+        self._key = key
+        self._headers = headers
+
+    def topic(self) -> str:
+        return TOPIC
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def headers(self) -> Headers | None:
+        return self._headers
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_700_000_000_000 + self._offset)
+
+    def error(self) -> KafkaError | None:
+        return None
+
+
+class FakeConsumer:
+    """One topic, every partition assigned at subscribe; rebalances requested by the test are
+    delivered inside the next `consume`, like librdkafka does."""
+
+    def __init__(self, partitions: Mapping[int, Sequence[bytes | None]]) -> None:
+        self.log: dict[int, list[FakeMessage]] = {
+            p: [FakeMessage(p, offset, value, key=b"k%d" % offset, headers=[("origin", b"test")])
+                for offset, value in enumerate(values)]
+            for p, values in partitions.items()
+        }  # fmt: skip
+        self.position = dict.fromkeys(partitions, 0)
+        self.committed: dict[int, int] = {}
+        self.sync_commits: list[dict[int, int]] = []
+        self.assigned: set[int] = set()
+        self.paused: set[int] = set()
+        self.consume_calls = 0
+        self.closed = False
+        self._callbacks: dict[str, Any] = {}
+        self._rebalances: list[tuple[str, list[int], threading.Event]] = []
+
+    def subscribe(self, topics: list[str], on_assign: Any = None, on_revoke: Any = None,
+                  on_lost: Any = None) -> None:  # fmt: skip
+        assert topics == [TOPIC]
+        self._callbacks = {"assign": on_assign, "revoke": on_revoke, "lost": on_lost}
+        self.rebalance("assign", list(self.log))
+
+    def rebalance(self, kind: str, partitions: list[int]) -> threading.Event:
+        done = threading.Event()
+        self._rebalances.append((kind, partitions, done))
+        return done
+
+    def _partitions(self, numbers: list[int]) -> list[TopicPartition]:
+        return [TopicPartition(TOPIC, p) for p in numbers]
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
+        self.consume_calls += 1
+        while self._rebalances:
+            kind, numbers, done = self._rebalances.pop(0)
+            self._callbacks[kind](self, self._partitions(numbers))
+            if kind == "assign":
+                self.assigned |= set(numbers)
+                for p in numbers:
+                    self.position[p] = self.committed.get(p, 0)
+            else:
+                self.assigned -= set(numbers)
+                self.paused -= set(numbers)
+            done.set()
+        batch: list[FakeMessage] = []
+        for p in sorted(self.assigned - self.paused):
+            take = self.log[p][self.position[p] : self.position[p] + num_messages - len(batch)]
+            self.position[p] += len(take)
+            batch += take
+        if not batch and timeout > 0:
+            time.sleep(min(timeout, 0.002))  # stands for the broker's fetch wait
+        return batch
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused |= {tp.partition for tp in partitions}
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.paused -= {tp.partition for tp in partitions}
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+        positions = {tp.partition: tp.offset for tp in offsets}
+        assert all(tp.topic == TOPIC for tp in offsets)
+        for p, offset in positions.items():
+            assert offset >= self.committed.get(p, 0), "a commit went backwards"
+        self.committed.update(positions)
+        if not asynchronous:
+            self.sync_commits.append(positions)
+            return offsets
+        return None
+
+    def close(self) -> None:
+        if self.assigned:  # like librdkafka: close() revokes what is still assigned
+            self._callbacks["revoke"](self, self._partitions(sorted(self.assigned)))
+        self.closed = True
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.delivered: list[dict[str, Any]] = []
+        self.queued: list[tuple[dict[str, Any], Any]] = []
+        self.hold = False
+        self.failures: list[int] = []
+        """Error codes for the next deliveries."""
+
+    def produce(self, topic: str, *, value: Any = None, key: Any = None, headers: Any = None,
+                on_delivery: Any = None) -> None:  # fmt: skip
+        record = {"topic": topic, "value": value, "key": key, "headers": dict(headers or [])}
+        self.queued.append((record, on_delivery))
+
+    def poll(self, timeout: float = 0) -> int:
+        if self.hold:
+            return 0
+        served = 0
+        while self.queued:
+            record, callback = self.queued.pop(0)
+            error = KafkaError(self.failures.pop(0)) if self.failures else None
+            if error is None:
+                self.delivered.append(record)
+            callback(error, None)
+            served += 1
+        return served
+
+    def flush(self, timeout: float = 0) -> int:
+        self.poll()
+        return len(self.queued)
+
+
+class FakeApi:
+    """Bulk create that records every created item (by its "n"), with knobs for refusals,
+    outages and requests that hang until released."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.created: dict[str, int] = {}
+        self.requests = 0
+        self.down = False
+        self.hang_on: set[str] = set()
+        self.release = threading.Event()
+        self.stopped = threading.Event()
+        self.startup_errors: list[TolokaApiError] = []
+
+    def get_project(self) -> AppProject:
+        if self.startup_errors:
+            raise self.startup_errors.pop(0)
+        return AppProject(id="project-1", app_id="app-1")
+
+    def get_app(self, app_id: str) -> App:
+        return App(id=app_id, input_spec={"n": FieldSpec(type="string", required=True),
+                                          "text": FieldSpec(type="string")})  # fmt: skip
+
+    def bulk_create_raw(self, body: bytes, count: int) -> BulkCreateResult:
+        items = orjson.loads(body)["items"]
+        with self.lock:
+            self.requests += 1
+        if self.hang_on & {item["n"] for item in items}:
+            self.release.wait()
+        if self.down:
+            raise ServerError("service unavailable", status=503)
+        refused = {f"input_data.{i}.text": {"code": "VALUE_NOT_ALLOWED", "message": "refused"}
+                   for i, item in enumerate(items) if item.get("text") == "refuse me"}  # fmt: skip
+        if refused:
+            raise ValidationFailedError("Validation failed", status=400, code="VALIDATION_ERROR",
+                                        request_id="req-42", payload=refused)  # fmt: skip
+        with self.lock:
+            for item in items:
+                self.created[item["n"]] = self.created.get(item["n"], 0) + 1
+        return BulkCreateResult([f"id-{item['n']}" for item in items], 0)
+
+    def stop_retrying(self) -> None:
+        self.stopped.set()
+
+
+def settings(**overrides: str) -> Settings:
+    environ = {
+        "TOLOKA_API_KEY": "secret-key",
+        "TOLOKA_APP_PROJECT_ID": "project-1",
+        "CONNECTOR_INPUT_TOPIC": TOPIC,
+        "CONNECTOR_DLQ_TOPIC": DLQ,
+        "CONNECTOR_LINGER_MS": "0",
+        "CONNECTOR_COMMIT_INTERVAL_MS": "0",
+        "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "5",
+        "CONNECTOR_API_BACKOFF_BASE_SECONDS": "0.001",
+        "CONNECTOR_API_BACKOFF_CAP_SECONDS": "0.005",
+    }
+    environ.update({f"CONNECTOR_{name.upper()}": value for name, value in overrides.items()})
+    return load_settings(environ=environ)
+
+
+class Running:
+    """An Uploader running in a thread on the fakes."""
+
+    def __init__(self, consumer: FakeConsumer, api: FakeApi | None = None,
+                 producer: FakeProducer | None = None, **overrides: str) -> None:  # fmt: skip
+        self.consumer = consumer
+        self.producer = producer or FakeProducer()
+        self.api = api or FakeApi()
+        self.metrics = Metrics()
+        self.role = Uploader(
+            settings(**overrides), self.api, self.metrics,
+            consumer_factory=lambda _on_stats: self.consumer,
+            producer_factory=lambda: self.producer,
+        )  # fmt: skip
+        self.stop = threading.Event()
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.role.run(self.stop)
+        except BaseException as failure:
+            self.failure = failure
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(DEADLINE_SECONDS)
+        assert not self.thread.is_alive(), "run() did not return"
+        if self.failure is not None:
+            raise self.failure
+
+    def iterations_later(self, count: int) -> None:
+        target = self.consumer.consume_calls + count
+        wait_until(lambda: self.consumer.consume_calls >= target, f"{count} loop iterations")
+
+    def dead_letters(self) -> dict[str, dict[str, Any]]:
+        return {r["headers"]["source-partition"].decode() + ":"
+                + r["headers"]["source-offset"].decode(): r
+                for r in self.producer.delivered}  # fmt: skip
+
+
+@pytest.fixture
+def running() -> Iterator[list[Running]]:
+    started: list[Running] = []
+    yield started
+    for run in started:
+        run.api.release.set()
+        run.stop.set()
+        run.thread.join(DEADLINE_SECONDS)
+
+
+def item(n: str, text: str = "ok") -> bytes:
+    return orjson.dumps({"n": n, "text": text})
+
+
+# --- tests -----------------------------------------------------------------------------------
+
+
+def test_every_record_ends_uploaded_or_dead_lettered_and_offsets_reach_the_end(
+    running: list[Running],
+) -> None:
+    bad = {
+        3: (b'{"n": "x", "text": ', "invalid_json"),
+        7: (b"[1, 2, 3]", "not_an_object"),
+        11: (b'{"text": "no n"}', "invalid_item"),
+        13: (b'{"n":"big","text":"' + b"x" * 300 + b'"}', "too_large"),
+        17: (item("refused", "refuse me"), "rejected"),
+    }
+    values = {p: [bad[o][0] if o in bad and p == 1 else item(f"{p}:{o}") for o in range(25)]
+              for p in range(3)}  # fmt: skip
+    run = Running(FakeConsumer(values), batch_max_items="4", max_record_bytes="200")
+    running.append(run)
+    wait_until(lambda: run.consumer.committed == {0: 25, 1: 25, 2: 25}, "commits to the end")
+    good = {f"{p}:{o}" for p in range(3) for o in range(25) if not (p == 1 and o in bad)}
+    assert run.api.created == dict.fromkeys(good, 1)
+    letters = run.dead_letters()
+    assert sorted(letters) == sorted(f"1:{o}" for o in bad)
+    for offset, (value, reason) in bad.items():
+        letter = letters[f"1:{offset}"]
+        assert letter["topic"] == DLQ
+        assert letter["value"] == value
+        assert letter["key"] == b"k%d" % offset
+        assert letter["headers"]["origin"] == b"test"
+        assert letter["headers"]["error-reason"] == reason.encode()
+        assert letter["headers"]["source-topic"] == TOPIC.encode()
+        assert b"secret-key" not in letter["headers"]["error-message"]
+    assert letters["1:17"]["headers"]["api-request-id"] == b"req-42"
+    assert letters["1:17"]["headers"]["error-message"] == b"text: VALUE_NOT_ALLOWED: refused"
+    assert "api-request-id" not in letters["1:3"]["headers"]
+    assert run.role.readiness().ready
+    run.finish()
+    assert run.consumer.closed
+    sample = run.metrics.registry.get_sample_value
+    assert sample("toloka_connector_dead_letters_total", {"reason": "too_large"}) == 1
+    assert sample("toloka_connector_records_consumed_total") == 75
+    assert sample("toloka_connector_items_uploaded_total") == 70
+
+
+def test_commit_stops_before_the_earliest_unfinished_upload(running: list[Running]) -> None:
+    api = FakeApi()
+    api.hang_on = {"0:5"}
+    values = {p: [item(f"{p}:{o}") for o in range(20)] for p in range(2)}
+    run = Running(FakeConsumer(values), api, batch_max_items="1", max_in_flight="3")
+    running.append(run)
+    wait_until(lambda: run.consumer.committed.get(1) == 20, "partition 1 committed")
+    wait_until(lambda: len(api.created) == 39, "every other item created")
+    run.iterations_later(5)  # commits are attempted on every iteration (interval 0)
+    assert run.consumer.committed[0] == 5
+    api.release.set()
+    wait_until(lambda: run.consumer.committed.get(0) == 20, "partition 0 committed")
+    run.finish()
+
+
+def test_commit_waits_for_the_dead_letter_to_be_acknowledged(running: list[Running]) -> None:
+    consumer = FakeConsumer({0: [item("a"), b"not json", item("b"), item("c")]})
+    producer = FakeProducer()
+    producer.hold = True
+    run = Running(consumer, producer=producer)
+    running.append(run)
+    wait_until(lambda: len(run.api.created) == 3, "the good items created")
+    wait_until(lambda: consumer.committed.get(0) == 1, "the first record committed")
+    run.iterations_later(5)
+    assert consumer.committed[0] == 1
+    run.producer.hold = False
+    wait_until(lambda: consumer.committed.get(0) == 4, "commit past the dead letter")
+    run.finish()
+
+
+def test_a_failed_dead_letter_delivery_is_produced_again(running: list[Running]) -> None:
+    consumer = FakeConsumer({0: [b"{}", item("a")]})
+    producer = FakeProducer()
+    producer.failures = [KafkaError._MSG_TIMED_OUT]
+    run = Running(consumer, producer=producer)
+    running.append(run)
+    wait_until(lambda: consumer.committed.get(0) == 2, "commit past the dead letter")
+    assert len(run.producer.delivered) == 1
+    run.finish()
+
+
+def test_an_outage_pauses_the_partitions_reports_not_ready_and_recovers(
+    running: list[Running],
+) -> None:
+    api = FakeApi()
+    api.down = True
+    values = {p: [item(f"{p}:{o}") for o in range(30)] for p in range(2)}
+    run = Running(FakeConsumer(values), api, batch_max_items="5", max_in_flight="2")
+    running.append(run)
+    wait_until(lambda: run.consumer.paused == {0, 1}, "partitions paused")
+    wait_until(lambda: not run.role.readiness().ready, "not ready")
+    requests = api.requests
+    wait_until(lambda: api.requests > requests + 10, "the outage being retried")
+    consumed = sum(run.consumer.position.values())
+    assert consumed <= 2 * 5 + 5 + 500  # in flight + one waiting batch + one consume call
+    assert run.metrics.registry.get_sample_value("toloka_connector_paused_partitions") == 2
+    api.down = False
+    wait_until(lambda: run.consumer.committed == {0: 30, 1: 30}, "commits to the end")
+    wait_until(lambda: run.role.readiness().ready, "ready again")
+    assert run.consumer.paused == set()
+    assert set(api.created.values()) == {1}
+    assert len(api.created) == 60
+    run.finish()
+
+
+def test_revocation_commits_what_is_done_and_abandons_a_stuck_upload(
+    running: list[Running],
+) -> None:
+    api = FakeApi()
+    api.hang_on = {"1:3"}
+    values = {p: [item(f"{p}:{o}") for o in range(10)] for p in range(2)}
+    consumer = FakeConsumer(values)
+    run = Running(consumer, api, batch_max_items="1", drain_timeout_seconds="0.2")
+    running.append(run)
+    wait_until(lambda: consumer.committed.get(0) == 10 and consumer.committed.get(1) == 3,
+               "everything but the stuck upload committed")  # fmt: skip
+    revoked = consumer.rebalance("revoke", [1])
+    wait_until(revoked.is_set, "revocation handled")
+    assert consumer.sync_commits[-1] == {1: 3}
+    assert 1 not in consumer.assigned
+    api.release.set()  # the abandoned upload succeeds after the hand-over
+    wait_until(lambda: api.created.get("1:3") == 1, "the abandoned upload finishing")
+    run.iterations_later(3)
+    assert consumer.committed[1] == 3  # its completion does not count any more
+    # The partition comes back: its records are read again from the committed offset.
+    consumer.rebalance("assign", [1])
+    wait_until(lambda: consumer.committed.get(1) == 10, "partition 1 committed after return")
+    assert api.created["1:3"] == 2  # the documented cost of abandoning an upload
+    run.finish()
+
+
+def test_shutdown_drains_commits_and_gives_up_on_a_stuck_upload(running: list[Running]) -> None:
+    api = FakeApi()
+    api.hang_on = {"0:2"}
+    consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(6)]})
+    run = Running(consumer, api, batch_max_items="1", drain_timeout_seconds="0.3")
+    running.append(run)
+    wait_until(lambda: len(api.created) == 5, "the other uploads")
+    started = time.monotonic()
+    run.finish()
+    assert time.monotonic() - started < 3
+    assert api.stopped.is_set()
+    assert consumer.closed
+    assert consumer.sync_commits[0] == {0: 2}
+
+
+def test_wrong_key_at_startup_is_fatal_with_the_setting_named(running: list[Running]) -> None:
+    api = FakeApi()
+    api.startup_errors = [AuthenticationError("unauthorised", status=401)]
+    run = Running(FakeConsumer({0: []}), api)
+    run.thread.join(DEADLINE_SECONDS)
+    assert isinstance(run.failure, StartupError)
+    assert "TOLOKA_API_KEY" in str(run.failure)
+
+
+def test_missing_project_at_startup_is_fatal_with_the_setting_named() -> None:
+    api = FakeApi()
+    api.startup_errors = [NotFoundError("no such project", status=404)]
+    run = Running(FakeConsumer({0: []}), api)
+    run.thread.join(DEADLINE_SECONDS)
+    assert isinstance(run.failure, StartupError)
+    assert "TOLOKA_APP_PROJECT_ID" in str(run.failure)
+
+
+def test_an_unreachable_api_at_startup_is_waited_for(running: list[Running]) -> None:
+    api = FakeApi()
+    api.startup_errors = [ServerError("down", status=503)] * 3
+    consumer = FakeConsumer({0: [item("a")]})
+    run = Running(consumer, api)
+    running.append(run)
+    wait_until(lambda: consumer.committed.get(0) == 1, "the item uploaded")
+    run.finish()
+
+
+def test_stop_during_a_startup_outage_returns_and_interrupts_the_client() -> None:
+    api = FakeApi()
+    api.startup_errors = [ServerError("down", status=503)] * 10**6
+    run = Running(FakeConsumer({0: []}), api)
+    assert not run.role.readiness().ready
+    run.finish()
+    assert api.stopped.is_set()
+
+
+# --- pieces --------------------------------------------------------------------------------
+
+
+def test_consumer_lag_follows_statistics_for_assigned_partitions_only() -> None:
+    metrics = Metrics()
+    lag = LagReporter(metrics, TOPIC)
+    lag.assigned({0, 1})
+    stats = {"topics": {TOPIC: {"partitions": {
+        "0": {"consumer_lag": 7}, "1": {"consumer_lag": -1}, "2": {"consumer_lag": 9},
+        "-1": {"consumer_lag": 3}}}}}  # fmt: skip
+    lag.on_statistics(orjson.dumps(stats).decode())
+    lag.on_statistics("not json")
+    value = metrics.registry.get_sample_value
+    name = "toloka_connector_consumer_lag_messages"
+    assert value(name, {"topic": TOPIC, "partition": "0"}) == 7
+    assert value(name, {"topic": TOPIC, "partition": "1"}) is None
+    assert value(name, {"topic": TOPIC, "partition": "2"}) is None
+    lag.revoked({0, 1})
+    assert value(name, {"topic": TOPIC, "partition": "0"}) is None
+
+
+def test_dead_letter_too_large_for_the_topic_keeps_key_and_headers_without_value() -> None:
+    producer = FakeProducer()
+    producer.failures = [KafkaError.MSG_SIZE_TOO_LARGE]
+    written: list[bool] = []
+    writer = DeadLetterWriter(producer, DLQ, Metrics())
+    message = FakeMessage(2, 9, b"x" * 100, key=b"key")
+    writer.write(message, Refusal("too_large", "big"), None, lambda: written.append(True))
+    producer.flush()
+    assert written == [True]
+    [letter] = producer.delivered
+    assert letter["value"] is None
+    assert letter["key"] == b"key"
+    assert letter["headers"]["error-value-dropped"] == b"100 bytes"
+    assert letter["headers"]["source-partition"] == b"2"
+
+
+def test_client_settings_the_commit_rule_depends_on_cannot_be_overridden() -> None:
+    environ = {"TOLOKA_API_KEY": "k", "TOLOKA_APP_PROJECT_ID": "p",
+               "KAFKA_ENABLE_AUTO_COMMIT": "true", "KAFKA_ENABLE_IDEMPOTENCE": "false",
+               "KAFKA_QUEUED_MAX_MESSAGES_KBYTES": "2048"}  # fmt: skip
+    configured = load_settings(environ=environ)
+    consumer = consumer_config(configured, lambda _stats: None)
+    assert consumer["enable.auto.commit"] is False
+    assert consumer["enable.auto.offset.store"] is False
+    assert consumer["partition.assignment.strategy"] == "cooperative-sticky"
+    assert consumer["queued.max.messages.kbytes"] == "2048"
+    assert consumer["group.id"] == "toloka-connector"
+    assert producer_config(configured)["enable.idempotence"] is True

@@ -1,0 +1,101 @@
+"""The contiguous-done offset tracker: only what is done without a gap may be committed."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connector.uploader.offsets import OffsetTracker
+
+
+def tracker_with(partition: int, offsets: list[int]) -> tuple[OffsetTracker, int]:
+    tracker = OffsetTracker()
+    tracker.assign([partition])
+    generation = tracker.generation(partition)
+    assert generation is not None
+    for offset in offsets:
+        tracker.consumed(partition, offset)
+    return tracker, generation
+
+
+def test_nothing_done_means_nothing_to_commit() -> None:
+    tracker, _ = tracker_with(0, [0, 1, 2])
+    assert tracker.positions() == {}
+
+
+def test_a_later_record_done_first_does_not_move_the_position() -> None:
+    tracker, generation = tracker_with(0, [0, 1, 2])
+    tracker.done(0, 1, generation)
+    tracker.done(0, 2, generation)
+    assert tracker.positions() == {}
+    tracker.done(0, 0, generation)
+    assert tracker.positions() == {0: 3}
+    assert tracker.waiting(0) == 0
+
+
+def test_gaps_in_offsets_are_skipped() -> None:
+    # Compaction and transaction markers leave holes in a partition's offsets.
+    tracker, generation = tracker_with(0, [3, 7, 8])
+    tracker.done(0, 3, generation)
+    assert tracker.positions() == {0: 4}
+    tracker.done(0, 8, generation)
+    tracker.done(0, 7, generation)
+    assert tracker.positions() == {0: 9}
+
+
+def test_partitions_are_independent() -> None:
+    tracker = OffsetTracker()
+    tracker.assign([0, 1])
+    tracker.consumed(0, 0)
+    tracker.consumed(1, 0)
+    tracker.consumed(1, 1)
+    generation = tracker.generation(1)
+    assert generation is not None
+    tracker.done(1, 0, generation)
+    assert tracker.positions() == {1: 1}
+    assert tracker.positions([0]) == {}
+
+
+def test_only_moved_positions_are_offered_after_a_commit() -> None:
+    tracker, generation = tracker_with(0, [0, 1])
+    tracker.done(0, 0, generation)
+    tracker.committed(tracker.positions(only_moved=True))
+    assert tracker.positions(only_moved=True) == {}
+    assert tracker.positions() == {0: 1}  # a final commit still sends it
+    tracker.done(0, 1, generation)
+    assert tracker.positions(only_moved=True) == {0: 2}
+
+
+def test_completions_from_before_a_revocation_do_not_touch_the_new_assignment() -> None:
+    tracker, old = tracker_with(0, [0, 1])
+    tracker.forget([0])
+    tracker.assign([0])
+    tracker.consumed(0, 0)
+    tracker.done(0, 0, old)
+    assert tracker.positions() == {}
+    assert not tracker.is_current(0, old)
+    current = tracker.generation(0)
+    assert current is not None
+    assert current != old
+    tracker.done(0, 0, current)
+    assert tracker.positions() == {0: 1}
+
+
+def test_unassigned_partitions_are_ignored() -> None:
+    tracker = OffsetTracker()
+    tracker.done(5, 0, 1)
+    assert tracker.generation(5) is None
+    assert tracker.positions([5]) == {}
+
+
+@given(st.permutations(list(range(30))), st.integers(0, 30))
+def test_position_is_one_past_the_longest_done_prefix(order: list[int], marked: int) -> None:
+    tracker, generation = tracker_with(0, list(range(30)))
+    done = set(order[:marked])
+    for offset in order[:marked]:
+        tracker.done(0, offset, generation)
+    prefix = 0
+    while prefix in done:
+        prefix += 1
+    assert tracker.positions() == ({0: prefix} if prefix else {})
+    assert tracker.waiting(0) == 30 - prefix
