@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "connector.commands.embedded_kafka",
     "connector.commands.demo",
     "connector.commands.healthcheck",
+    "connector.commands.tail",
     "connector.commands.operations",
 )
 

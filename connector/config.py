@@ -72,9 +72,7 @@ class ApiSettings(_Group):
 
     prefix: ClassVar[str] = "CONNECTOR_API_"
     connect_timeout_seconds: float = Field(5.0, gt=0, description="TCP/TLS connect timeout")
-    timeout_seconds: float = Field(
-        30.0, gt=0, description="read/write timeout of one API request"
-    )
+    timeout_seconds: float = Field(30.0, gt=0, description="read/write timeout of one API request")
     max_attempts: int = Field(
         6, ge=1, description="attempts of one request before its error is surfaced"
     )
@@ -386,8 +384,12 @@ def _describe_error(error: Any, secret: bool) -> str:
     message = _MESSAGES.get(kind)
     if message is None:
         if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
-            sign = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
-                    "less_than": "<"}[kind]
+            sign = {
+                "greater_than_equal": ">=",
+                "greater_than": ">",
+                "less_than_equal": "<=",
+                "less_than": "<",
+            }[kind]
             bound = next(iter(ctx.values()))
             message = f"must be {sign} {bound}"
         elif kind == "literal_error":
@@ -401,9 +403,7 @@ def _describe_error(error: Any, secret: bool) -> str:
     return f"{error['input']!r} {message}"
 
 
-def _validate_group(
-    group: type[G], variables: Mapping[str, str]
-) -> tuple[G | None, list[str]]:
+def _validate_group(group: type[G], variables: Mapping[str, str]) -> tuple[G | None, list[str]]:
     values: dict[str, Any] = {}
     for name in group.model_fields:
         variable = group.variable(name)

@@ -88,6 +88,8 @@ class HealthChecks:
                 # A readiness probe that throws must say "not ready", not take the server down.
                 log.warning("readiness of %s failed", role.name, exc_info=True)
                 roles[role.name] = {"ready": False, "detail": f"readiness check failed: {exc}"}
+        for name, entry in roles.items():
+            self.metrics.role_ready.labels(name).set(1 if entry["ready"] else 0)
         ready = all(entry["ready"] for entry in roles.values())
         message = "; ".join(
             f"{name} {'ready' if entry['ready'] else 'NOT ready'}: {entry['detail']}"
@@ -112,6 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
         checks = self.server.checks
         if path == "/metrics":
             checks.refresh_heartbeat_gauges()
+            checks.readiness()  # refreshes the role_ready gauges the NotReady alert reads
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             self._send(HTTPStatus.OK, encoder(checks.metrics.registry), content_type)
         elif path == "/healthz":

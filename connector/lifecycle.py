@@ -52,5 +52,3 @@ class Role(Protocol):
 
     def readiness(self) -> Readiness:
         """Whether the role is doing its job now (API and Kafka reachable, leader or standby)."""
-
-

@@ -98,7 +98,8 @@ class Metrics:
             registry=r,
         )
         self.uploads_in_flight = Gauge(
-            f"{PREFIX}_upload_requests_in_flight", "Bulk upload requests awaiting an answer.",
+            f"{PREFIX}_upload_requests_in_flight",
+            "Bulk upload requests awaiting an answer.",
             registry=r,
         )
         self.paused_partitions = Gauge(
@@ -113,7 +114,8 @@ class Metrics:
             registry=r,
         )
         self.offsets_committed = Counter(
-            f"{PREFIX}_offset_commits_total", "Consumer offset commits of the uploader.",
+            f"{PREFIX}_offset_commits_total",
+            "Consumer offset commits of the uploader.",
             registry=r,
         )
 
@@ -148,7 +150,8 @@ class Metrics:
             registry=r,
         )
         self.poller_leader = Gauge(
-            f"{PREFIX}_poller_leader", "1 while this process is the active poller, 0 as standby.",
+            f"{PREFIX}_poller_leader",
+            "1 while this process is the active poller, 0 as standby.",
             registry=r,
         )
         self.late_items = Counter(
@@ -193,6 +196,13 @@ class Metrics:
             registry=r,
         )
 
+        self.role_ready = Gauge(
+            f"{PREFIX}_role_ready",
+            "1 while the role says it is ready (what /readyz answers), 0 otherwise.",
+            ["role"],
+            registry=r,
+        )
+
         self._initialise_label_sets()
 
     def _initialise_label_sets(self) -> None:
@@ -209,3 +219,4 @@ class Metrics:
             self.transactions.labels(outcome)
         for role in ROLES:
             self.loop_heartbeat.labels(role)
+            self.role_ready.labels(role)

@@ -7,11 +7,18 @@ from pathlib import Path
 
 from connector.config import (
     GROUPS,
+    KafkaSettings,
     Settings,
     documented_variables,
+    is_secret_kafka_property,
+    kafka_variable,
+    librdkafka_problems,
+    load_group,
     load_settings,
+    merged_variables,
 )
-from connector.logs import register_settings_secrets
+from connector.errors import ConfigError
+from connector.logs import register_secret, register_settings_secrets
 
 
 def flag_for(variable: str) -> str:
@@ -57,7 +64,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
     overrides = {
         key.removeprefix("setting:"): value
         for key, value in vars(args).items()
@@ -65,7 +72,21 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     }
     for pair in args.kafka_property:
         name, _, value = pair.partition("=")
-        overrides["KAFKA_" + name.strip().replace(".", "_").upper()] = value
-    settings = load_settings(args.config, overrides=overrides)
+        overrides[kafka_variable(name.strip())] = value
+    return overrides
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.config, overrides=_overrides(args))
     register_settings_secrets(settings)  # from here on, no log line can carry them
     return settings
+
+
+def kafka_settings_from_args(args: argparse.Namespace) -> KafkaSettings:
+    """Only the Kafka settings, for commands that never call the API (no key needed)."""
+    kafka = load_group(KafkaSettings, merged_variables(args.config, overrides=_overrides(args)))
+    problems = librdkafka_problems(kafka.client_config())
+    if problems:
+        raise ConfigError(problems)
+    register_secret(*(v for p, v in kafka.properties.items() if is_secret_kafka_property(p)))
+    return kafka

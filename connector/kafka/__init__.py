@@ -1,0 +1,1 @@
+"""Kafka seams: topic administration (`admin`) and development brokers (`embedded`)."""

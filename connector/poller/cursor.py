@@ -272,9 +272,7 @@ class PollerState:
         (whose segments and next_segment are filled in here)."""
         floor = cursor.tracking_floor()
         tracked = [
-            item
-            for item in published
-            if item.finished_at is not None and item.finished_at >= floor
+            item for item in published if item.finished_at is not None and item.finished_at >= floor
         ]
         dropped = tuple(
             seq for seq, segment in self.segments.items() if segment.max_finished_at < floor

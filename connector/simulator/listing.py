@@ -164,9 +164,10 @@ def list_page(
     keep = _filter(store, query, now)
     keys = tuple(key for key, _ in query.sort)
     descending = query.sort[0][1]
-    if keys in (("id",), ("created", "id")):
+    same_direction = all(key_descending == descending for _, key_descending in query.sort)
+    if keys in (("id",), ("created", "id")) and same_direction:
         candidates = _by_seq(store, query, descending)
-    elif keys == ("finished", "id") and query.sort[1][1] == descending:
+    elif keys == ("finished", "id") and same_direction:
         candidates = _by_finished(store, query, now, descending, exclude_unfinished)
     else:
         candidates = iter(_sorted_generically(store, query, now, exclude_unfinished))

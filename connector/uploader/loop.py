@@ -96,6 +96,10 @@ class UploadLoop:
         self.api_failing = False
         """True while a batch waits out an API outage (read by readiness from other threads)."""
 
+    def assignment(self) -> frozenset[int]:
+        """The input partitions assigned now (safe to call from other threads)."""
+        return frozenset(self._assigned)
+
     # --- the loop ------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:

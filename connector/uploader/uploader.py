@@ -156,13 +156,17 @@ class Uploader:
         finally:
             read.set()
 
+    def assignment(self) -> frozenset[int]:
+        """The input partitions this uploader owns now."""
+        return frozenset() if self._loop is None else self._loop.assignment()
+
     def readiness(self) -> Readiness:
         loop = self._loop
         if loop is None:
             return Readiness(False, "reading the app's input_spec from the Toloka API")
         if loop.api_failing:
             return Readiness(False, "bulk uploads are failing; retrying (partitions paused)")
-        return Readiness(True, "uploading")
+        return Readiness(True, f"uploading from {len(loop.assignment())} assigned partitions")
 
 
 def build_uploader(

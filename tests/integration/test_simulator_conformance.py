@@ -10,6 +10,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -86,6 +87,11 @@ def expected_order(items: list[dict[str, Any]], sort: str) -> list[str]:
     return [item["id"] for item in ordered]
 
 
+def processing_time(item: dict[str, Any]) -> float:
+    finished = datetime.fromisoformat(item["finished_at"])
+    return (finished - datetime.fromisoformat(item["created_at"])).total_seconds()
+
+
 def api_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
@@ -97,14 +103,19 @@ def api_error(response: httpx.Response, status: int, code: str) -> dict[str, Any
 
 @pytest.fixture
 def mixed_items(simulator: SimulatorHandle, client: httpx.Client) -> list[dict[str, Any]]:
-    """33 finished items (COMPLETED, ERROR, CANCELLED) created at three moments with jittered
+    """36 finished items (COMPLETED, ERROR, CANCELLED) created at three moments with jittered
     finish times, and 5 still processing; as GET returns them one by one."""
-    simulator.set_knobs(processing_jitter=5.0, item_error_ratio=0.3, item_cancel_ratio=0.1)
-    ids = []
+    ids: list[str] = []
     for group in range(3):
-        ids += create(simulator, client, texts(11, f"g{group}"))
+        for count, outcome_knobs in [
+            (8, {"item_error_ratio": 0.3}),
+            (2, {"item_error_ratio": 0.0, "item_cancel_ratio": 1.0}),
+            (2, {"item_error_ratio": 1.0, "item_cancel_ratio": 0.0}),
+        ]:
+            simulator.set_knobs(processing_jitter=5.0, **outcome_knobs)
+            ids += create(simulator, client, texts(count, f"g{group}-{len(ids)}"))
         simulator.advance_clock(1.0)
-    simulator.set_knobs(processing_delay=1000.0)
+    simulator.set_knobs(processing_delay=1000.0, item_error_ratio=0.0)
     ids += create(simulator, client, texts(5, "slow"))
     simulator.advance_clock(10.0)
     items = [get_item(simulator, client, item_id) for item_id in ids]
@@ -210,7 +221,9 @@ def test_a_malformed_body_is_400(
 @pytest.mark.parametrize("scheme", ["ApiKey", "OAuth"])
 def test_both_auth_schemes_work(simulator: SimulatorHandle, scheme: str) -> None:
     headers = {"Authorization": f"{scheme} {simulator.api_key}"}
-    response = httpx.get(f"{simulator.base_url}/app-projects/{simulator.project_id}", headers=headers)
+    response = httpx.get(
+        f"{simulator.base_url}/app-projects/{simulator.project_id}", headers=headers
+    )
     assert response.status_code == 200
     assert response.json()["id"] == simulator.project_id
 
@@ -219,7 +232,11 @@ def test_both_auth_schemes_work(simulator: SimulatorHandle, scheme: str) -> None
     "authorization", [None, "ApiKey wrong-key", "Bearer {key}", "ApiKey", "{key}"]
 )
 def test_anything_else_is_401(simulator: SimulatorHandle, authorization: str | None) -> None:
-    headers = {} if authorization is None else {"Authorization": authorization.format(key=simulator.api_key)}
+    headers = (
+        {}
+        if authorization is None
+        else {"Authorization": authorization.format(key=simulator.api_key)}
+    )
     for method, url in [("GET", simulator.items_url), ("POST", f"{simulator.items_url}/bulk")]:
         response = httpx.request(method, url, headers=headers, json={"items": texts(1)})
         api_error(response, 401, "AUTHENTICATION_ERROR")
@@ -320,7 +337,415 @@ def test_a_seed_makes_processing_deterministic(
             ids = create(sim, http, texts(40))
             sim.advance_clock(5.0)
             items = [get_item(sim, http, item_id) for item_id in ids]
-        runs.append([(item["id"], item["status"], item["finished_at"][-6:]) for item in items])
+        runs.append([(item["id"], item["status"], processing_time(item)) for item in items])
     statuses = {status for _, status, _ in runs[0]}
     assert statuses == {"COMPLETED", "ERROR"}
     assert runs[0] == runs[1]
+
+
+# ---- listing --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sort",
+    [
+        "id",
+        "-id",
+        "created",
+        "-created",
+        "finished",
+        "-finished",
+        "status",
+        "-status",
+        "status,-created",
+        "created,-id",
+        "finished,id",
+        "-finished,id",
+        "status,finished",
+    ],
+)
+def test_sort_orders_with_after_id_paging(
+    simulator: SimulatorHandle, client: httpx.Client, mixed_items: list[dict[str, Any]], sort: str
+) -> None:
+    listed = list_all(simulator, client, sort=sort, limit=4)
+    assert [item["id"] for item in listed] == expected_order(mixed_items, sort)
+    assert listed == sorted(
+        listed, key=lambda item: expected_order(mixed_items, sort).index(item["id"])
+    )
+    assert {item["id"]: item for item in listed} == {item["id"]: item for item in mixed_items}
+
+
+def test_unfinished_items_can_be_left_out_of_the_finished_order(
+    simulator: SimulatorHandle, client: httpx.Client, mixed_items: list[dict[str, Any]]
+) -> None:
+    simulator.set_knobs(unfinished_in_finished_sort="exclude")
+    finished = [item for item in mixed_items if "finished_at" in item]
+    for sort in ("finished", "-finished"):
+        listed = list_all(simulator, client, sort=sort, limit=4)
+        assert [item["id"] for item in listed] == expected_order(finished, sort)
+
+
+def test_paging_through_ties_in_finished_at_visits_every_item_once(
+    simulator: SimulatorHandle, client: httpx.Client
+) -> None:
+    seeded = simulator.seed(250, per_timestamp=7)
+    ids = create(simulator, client, texts(120))  # zero delay: all share one finished_at
+    listed = list_all(simulator, client, sort="finished", limit=25)
+    keys = [(item["finished_at"], item["id"]) for item in listed]
+    assert keys == sorted(keys)
+    assert len(keys) == len(set(keys)) == 370
+    assert listed[0]["id"] == seeded["first_id"]
+    assert [item["id"] for item in listed[250:]] == ids
+    assert len({item["finished_at"] for item in listed}) == 36 + 1
+    for limit in (1, 7, 119, 1000):
+        again = list_all(simulator, client, sort="finished", limit=limit)
+        assert [item["id"] for item in again] == [item["id"] for item in listed]
+
+
+def test_limit_default_maximum_and_has_more(
+    simulator: SimulatorHandle, client: httpx.Client
+) -> None:
+    create(simulator, client, texts(150))
+    first = page(simulator, client)
+    assert (len(first["content"]), first["has_more"]) == (100, True)
+    rest = page(simulator, client, after_id=first["content"][-1]["id"])
+    assert (len(rest["content"]), rest["has_more"]) == (50, False)
+    assert page(simulator, client, limit=1000)["has_more"] is False
+    exact = page(simulator, client, limit=75, after_id=first["content"][74]["id"])
+    assert (len(exact["content"]), exact["has_more"]) == (75, False)
+    for limit, code in [
+        ("1001", "VALUE_GREATER_THAN_MAX"),
+        ("0", "VALUE_LESS_THAN_MIN"),
+        ("x", "INTEGER_EXPECTED"),
+    ]:
+        body = api_error(
+            client.get(simulator.items_url, params={"limit": limit}), 400, "VALIDATION_ERROR"
+        )
+        assert body["payload"]["limit"]["code"] == code
+
+
+def test_an_unknown_after_id_is_400(simulator: SimulatorHandle, client: httpx.Client) -> None:
+    (item_id,) = create(simulator, client, texts(1))
+    for after_id in ("no-such-item", item_id[:-1] + "f"):
+        response = client.get(
+            simulator.items_url, params={"after_id": after_id, "sort": "finished"}
+        )
+        body = api_error(response, 400, "VALIDATION_ERROR")
+        assert body["payload"]["after_id"]["code"] == "DOES_NOT_EXIST"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"sort": "priority"}, {"sort": "id,"}, {"status": "DONE"}, {"created_gt": "yesterday"}],
+)
+def test_bad_listing_parameters_are_400(
+    simulator: SimulatorHandle, client: httpx.Client, params: dict[str, str]
+) -> None:
+    body = api_error(client.get(simulator.items_url, params=params), 400, "VALIDATION_ERROR")
+    assert list(body["payload"]) == list(params)
+
+
+def test_filters(
+    simulator: SimulatorHandle, client: httpx.Client, mixed_items: list[dict[str, Any]]
+) -> None:
+    by_id = sorted(mixed_items, key=lambda item: item["id"])
+    middle = by_id[len(by_id) // 2]
+    finished = sorted(item["finished_at"] for item in mixed_items if "finished_at" in item)
+    bounds = {
+        "id": middle["id"],
+        "created": middle["created_at"],
+        "finished": finished[len(finished) // 2],
+    }
+    compare = {"gt": str.__gt__, "gte": str.__ge__, "lt": str.__lt__, "lte": str.__le__}
+    field = {"id": "id", "created": "created_at", "finished": "finished_at"}
+    for name, bound in bounds.items():
+        for suffix, holds in compare.items():
+            listed = list_all(simulator, client, limit=5, **{f"{name}_{suffix}": bound})
+            expected = [
+                item["id"]
+                for item in by_id
+                if field[name] in item and holds(item[field[name]], bound)
+            ]
+            assert [item["id"] for item in listed] == expected, (name, suffix)
+            assert 0 < len(expected) < len(by_id)
+    for status in ("COMPLETED", "ERROR", "CANCELLED", "PROCESSING", "NEW"):
+        listed = list_all(simulator, client, status=status, sort="-finished", limit=3)
+        expected = expected_order(
+            [item for item in mixed_items if item["status"] == status], "-finished"
+        )
+        assert [item["id"] for item in listed] == expected
+    combined = list_all(
+        simulator,
+        client,
+        status="COMPLETED",
+        created_gte=middle["created_at"],
+        finished_lt=bounds["finished"],
+        sort="finished",
+    )
+    assert [item["id"] for item in combined] == expected_order(
+        [
+            item
+            for item in mixed_items
+            if item["status"] == "COMPLETED"
+            and item["created_at"] >= middle["created_at"]
+            and item["finished_at"] < bounds["finished"]
+        ],
+        "finished",
+    )
+    assert page(simulator, client, batch_id="any-batch")["content"] == []
+
+
+def test_datetime_filters_take_dates_and_offsets(
+    simulator: SimulatorHandle, client: httpx.Client
+) -> None:
+    create(simulator, client, texts(3))
+    assert len(page(simulator, client, created_gte="2000-01-01")["content"]) == 3
+    assert page(simulator, client, created_lt="2000-01-01T00:00:00Z")["content"] == []
+    assert len(page(simulator, client, finished_gt="2000-01-01T03:00:00+03:00")["content"]) == 3
+
+
+# ---- late visibility ------------------------------------------------------------------------
+
+
+def test_late_items_show_finished_in_listings_only_later(
+    simulator: SimulatorHandle, client: httpx.Client
+) -> None:
+    simulator.set_knobs(late_visibility=30.0)
+    (late_id,) = create(simulator, client, texts(1, "late"))
+    truth = get_item(simulator, client, late_id)
+    assert truth["status"] == "COMPLETED"
+    assert page(simulator, client, status="COMPLETED")["content"] == []
+    (listed,) = page(simulator, client, sort="finished")["content"]
+    assert (listed["status"], "finished_at" in listed) == ("PROCESSING", False)
+    simulator.set_knobs(late_visibility=0.0)
+    simulator.advance_clock(1.0)
+    (on_time_id,) = create(simulator, client, texts(1, "on-time"))
+    visible = page(simulator, client, sort="finished", status="COMPLETED")["content"]
+    assert [item["id"] for item in visible] == [on_time_id]
+    simulator.advance_clock(30.0)
+    # the late item now sorts before the cursor a poller took from the on-time one
+    assert page(simulator, client, sort="finished", after_id=on_time_id)["content"] == []
+    finished = page(simulator, client, sort="finished")["content"]
+    assert [item["id"] for item in finished] == [late_id, on_time_id]
+    assert finished[0] == truth  # finished_at stays the real finish time
+
+
+# ---- faults and latency ---------------------------------------------------------------------
+
+
+def test_429_carries_retry_after(simulator: SimulatorHandle, client: httpx.Client) -> None:
+    simulator.set_knobs(http_429_ratio=1.0, retry_after=7)
+    response = client.get(simulator.items_url)
+    api_error(response, 429, "TOO_MANY_REQUESTS")
+    assert response.headers["Retry-After"] == "7"
+    assert bulk(simulator, client, texts(3)).status_code == 429
+    simulator.set_knobs(http_429_ratio=0.0)
+    assert simulator.stats()["items_created"] == 0
+    assert simulator.stats()["requests_by_status"] == {"429": 2}
+
+
+def test_5xx_faults(simulator: SimulatorHandle, client: httpx.Client) -> None:
+    for knob, status, code in [
+        ("http_500_ratio", 500, "INTERNAL_ERROR"),
+        ("http_503_ratio", 503, "REMOTE_SERVICE_UNAVAILABLE"),
+    ]:
+        simulator.set_knobs(**{knob: 1.0})
+        api_error(client.get(simulator.items_url), status, code)
+        simulator.set_knobs(**{knob: 0.0})
+    simulator.set_knobs(http_502_ratio=1.0)
+    response = client.post(f"{simulator.items_url}/bulk", json={"items": texts(2)})
+    assert response.status_code == 502
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert response.text.startswith("<html>")
+    simulator.set_knobs(http_502_ratio=0.0)
+    assert simulator.stats()["items_created"] == 0
+
+
+def test_a_fault_ratio_hits_that_share_of_requests(
+    simulator: SimulatorHandle, client: httpx.Client
+) -> None:
+    simulator.set_knobs(http_500_ratio=0.25, http_503_ratio=0.25)
+    statuses = [client.get(simulator.items_url).status_code for _ in range(400)]
+    assert 130 < statuses.count(200) < 270
+    assert 50 < statuses.count(500) < 150
+    assert 50 < statuses.count(503) < 150
+
+
+def test_fault_scope_limits_faults_to_reads_or_writes(
+    simulator: SimulatorHandle, client: httpx.Client
+) -> None:
+    simulator.set_knobs(http_500_ratio=1.0, fault_scope="read")
+    assert client.get(simulator.items_url).status_code == 500
+    assert len(create(simulator, client, texts(2))) == 2
+    simulator.set_knobs(fault_scope="write")
+    assert bulk(simulator, client, texts(2)).status_code == 500
+    assert client.get(simulator.items_url).status_code == 200
+
+
+def test_connection_reset_before_the_request_is_applied(
+    simulator: SimulatorHandle, client: httpx.Client
+) -> None:
+    simulator.set_knobs(reset_ratio=1.0)
+    with pytest.raises(httpx.TransportError):
+        bulk(simulator, client, texts(2))
+    assert simulator.stats()["items_created"] == 0
+    assert simulator.stats()["requests_by_status"] == {"reset": 1}
+
+
+def test_a_lost_response_still_applies_the_request(
+    simulator: SimulatorHandle, client: httpx.Client
+) -> None:
+    simulator.set_knobs(lost_response_ratio=1.0)
+    with pytest.raises(httpx.TransportError):
+        bulk(simulator, client, texts(2))
+    simulator.set_knobs(lost_response_ratio=0.0)
+    assert simulator.stats()["items_created"] == 2
+    assert len(page(simulator, client)["content"]) == 2
+
+
+def test_latency_holds_responses_back(simulator: SimulatorHandle, client: httpx.Client) -> None:
+    client.get(simulator.items_url)  # connect first
+    simulator.set_knobs(latency=0.3)
+    started = time.monotonic()
+    assert client.get(simulator.items_url).status_code == 200
+    assert time.monotonic() - started >= 0.3
+    started = time.monotonic()
+    simulator.stats()  # the admin API is never delayed
+    assert time.monotonic() - started < 0.3
+
+
+def test_admin_rejects_bad_knobs(simulator: SimulatorHandle) -> None:
+    for knobs in (
+        {"no_such_knob": 1},
+        {"http_429_ratio": 2},
+        {"latency": -1},
+        {"fault_scope": "some"},
+        {"retry_after": True},
+    ):
+        response = httpx.patch(f"{simulator.root_url}/_simulator/knobs", json=knobs)
+        assert response.status_code == 400, knobs
+    assert simulator.admin("GET", "/knobs")["http_429_ratio"] == 0.0
+
+
+# ---- statistics and seeding -----------------------------------------------------------------
+
+
+def test_duplicate_uploads_are_counted(simulator: SimulatorHandle, client: httpx.Client) -> None:
+    create(simulator, client, texts(3))
+    create(simulator, client, texts(2))
+    create(simulator, client, [{"text": "no id"}, {"text": "no id"}])
+    stats = simulator.stats()
+    assert (stats["items_created"], stats["duplicate_creates"]) == (7, 3)
+    assert simulator.creates("item-0") == 2
+    assert simulator.creates("item-2") == 1
+    duplicates = simulator.duplicates()
+    assert duplicates["item-0"] == duplicates["item-1"] == 2
+    assert len(duplicates) == 3
+
+
+def test_seeded_items_are_finished_at_once(
+    simulator: SimulatorHandle, client: httpx.Client
+) -> None:
+    simulator.seed(1500, status="ERROR", per_timestamp=10)
+    listed = list_all(simulator, client, sort="finished", status="ERROR", limit=1000)
+    assert len(listed) == 1500
+    assert len({item["finished_at"] for item in listed}) == 150
+    assert simulator.stats()["items_seeded"] == 1500
+
+
+def test_reset_forgets_items_and_their_ids(
+    simulator: SimulatorHandle, client: httpx.Client
+) -> None:
+    (item_id,) = create(simulator, client, texts(1))
+    simulator.reset()
+    api_error(client.get(f"{simulator.items_url}/{item_id}"), 404, "DOES_NOT_EXIST")
+    assert simulator.stats()["items_created"] == 0
+
+
+# ---- HTTP/1.1 -------------------------------------------------------------------------------
+
+
+def connect(sim: SimulatorHandle) -> socket.socket:
+    url = httpx.URL(sim.base_url)
+    assert url.port is not None
+    return socket.create_connection((url.host, url.port), timeout=10)
+
+
+def raw_exchange(sim: SimulatorHandle, payload: bytes, responses: int) -> list[bytes]:
+    """Send raw bytes on one connection and read `responses` responses (head + body)."""
+    with connect(sim) as sock:
+        sock.sendall(payload)
+        return read_responses(sock, responses)
+
+
+def read_responses(sock: socket.socket, count: int) -> list[bytes]:
+    buffer, found = b"", list[bytes]()
+    while len(found) < count:
+        end = buffer.find(b"\r\n\r\n")
+        if end >= 0:
+            length = int(re.search(rb"(?i)content-length: *(\d+)", buffer[:end]).group(1))  # type: ignore[union-attr]
+            if len(buffer) >= end + 4 + length:
+                found.append(buffer[: end + 4 + length])
+                buffer = buffer[end + 4 + length :]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed early"
+        buffer += chunk
+    return found
+
+
+def get_request(sim: SimulatorHandle, extra: str = "") -> bytes:
+    path = httpx.URL(sim.items_url).path
+    auth = f"Authorization: ApiKey {sim.api_key}"
+    return f"GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n{extra}\r\n".encode()
+
+
+def test_keep_alive_and_pipelining(simulator: SimulatorHandle) -> None:
+    responses = raw_exchange(simulator, get_request(simulator) * 3, 3)
+    assert all(response.startswith(b"HTTP/1.1 200 OK\r\n") for response in responses)
+    assert all(b"Connection: keep-alive" in response for response in responses)
+
+
+def test_connection_close_is_honoured(simulator: SimulatorHandle) -> None:
+    with connect(simulator) as sock:
+        sock.sendall(get_request(simulator, "Connection: close\r\n"))
+        (response,) = read_responses(sock, 1)
+        assert b"Connection: close" in response
+        assert sock.recv(100) == b""
+
+
+def test_expect_100_continue(simulator: SimulatorHandle) -> None:
+    url = httpx.URL(simulator.items_url)
+    body = b'{"items": [{"text": "hello"}]}'
+    head = (
+        f"POST {url.path}/bulk HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: ApiKey {simulator.api_key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+    )
+    with connect(simulator) as sock:
+        sock.sendall(head.encode())
+        assert sock.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        (response,) = read_responses(sock, 1)
+    assert response.startswith(b"HTTP/1.1 200 OK")
+
+
+def test_httpx_reuses_one_connection(simulator: SimulatorHandle) -> None:
+    opened = []
+    transport = httpx.HTTPTransport()
+    with httpx.Client(
+        transport=transport,
+        headers={"Authorization": f"ApiKey {simulator.api_key}"},
+        event_hooks={
+            "response": [lambda response: opened.append(response.extensions["network_stream"])]
+        },
+    ) as http:
+        for _ in range(5):
+            assert http.get(simulator.items_url).http_version == "HTTP/1.1"
+    assert len({id(stream) for stream in opened}) == 1
+
+
+def test_sigterm_exits_zero(simulator_factory: Callable[..., SimulatorHandle]) -> None:
+    sim = simulator_factory()
+    assert httpx.get(f"{sim.root_url}/_simulator/stats").status_code == 200
+    assert sim.stop() == 0

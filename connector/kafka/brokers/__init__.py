@@ -1,0 +1,1 @@
+"""One module per broker kind behind `connector.kafka.broker.Broker`, plus their helpers."""

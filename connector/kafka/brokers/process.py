@@ -51,7 +51,8 @@ def wait_until(
 
 def _die_with_parent() -> None:
     # A broker orphaned by a SIGKILLed test run would hold its ports and RAM forever; the kernel
-    # kills it when the parent goes (Linux only; elsewhere close() is the only cleanup).
+    # kills it when the parent goes (Linux only; elsewhere close() is the only cleanup). The
+    # kernel tracks the spawning *thread*: start brokers from a thread that outlives them.
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 

@@ -1,0 +1,1 @@
+"""`toloka-connector demo`: the whole pipeline end to end on embedded defaults."""

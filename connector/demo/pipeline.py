@@ -1,0 +1,280 @@
+"""The demo itself: a broker, the simulator, topics, sample items, both roles, a summary.
+
+Everything runs on this machine: the development broker (the mock cluster by default, real
+Apache Kafka with `--broker kafka`), the simulator in a process of its own, and the connector's
+uploader and poller in this process, exactly as `toloka-connector run` runs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+from confluent_kafka import Producer
+
+from connector.commands.check import connector_topics
+from connector.commands.roles import build_roles
+from connector.config import Settings, load_settings
+from connector.demo.observer import TopicObserver
+from connector.demo.progress import Counts, ProgressView
+from connector.demo.samples import SampleRecord, sample_records
+from connector.demo.summary import Summary
+from connector.kafka.broker import Broker
+from connector.kafka.embedded import start_broker
+from connector.logs import kafka_logger
+from connector.metrics import Metrics
+from connector.runner import RoleFailedError, run_roles
+from connector.simulator.process import SimulatorProcess, start_simulator_process
+
+log = logging.getLogger(__name__)
+
+DEMO_API_KEY = "demo-key"
+DEMO_PROJECT_ID = "demo-project"
+TICK_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    items: int = 1000
+    rate: float = 500.0
+    """Items produced per second; 0 for as fast as possible."""
+    broker: str = "mock"
+    metrics_port: int = 9400
+    timeout_seconds: float = 120.0
+    keep_running: bool = False
+    seed: int = 7
+
+
+def free_or_given_port(port: int) -> int:
+    """The port asked for when it is free, else any free one (a second demo must not fail)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def demo_settings(broker: Broker, simulator: SimulatorProcess, metrics_port: int) -> Settings:
+    return load_settings(
+        environ={
+            "TOLOKA_API_KEY": simulator.api_key,
+            "TOLOKA_BASE_URL": simulator.base_url,
+            "TOLOKA_APP_PROJECT_ID": simulator.project_id,
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "CONNECTOR_METRICS_PORT": str(metrics_port),
+            # Results should show up while the user watches, not after the idle interval.
+            "CONNECTOR_POLL_INTERVAL_SECONDS": "0.2",
+            "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.5",
+            "CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS": "15",
+        }
+    )
+
+
+class RolesInBackground:
+    """`run_roles` in a thread, stopped by `stop()`; failures surface on `stop()`."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self._stop = threading.Event()
+        self.failure: Exception | None = None
+        roles = build_roles(("uploader", "poller"), settings, metrics)
+
+        def run() -> None:
+            try:
+                run_roles(
+                    roles,
+                    metrics,
+                    metrics_host=settings.runtime.metrics_host,
+                    metrics_port=settings.runtime.metrics_port,
+                    shutdown_timeout_seconds=settings.runtime.shutdown_timeout_seconds,
+                    stop=self._stop,
+                )
+            except RoleFailedError as exc:
+                self.failure = exc
+
+        self._thread = threading.Thread(target=run, name="demo-roles")
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@dataclass
+class Feed:
+    """Produces the sample records at a steady rate, remembering when each went out."""
+
+    records: list[SampleRecord]
+    bootstrap_servers: str
+    topic: str
+    rate: float
+    produced_at: dict[str, float]
+
+    def run(self, stop: threading.Event) -> None:
+        producer = Producer(
+            {"bootstrap.servers": self.bootstrap_servers, "linger.ms": 5, "logger": kafka_logger()}
+        )
+        started = time.monotonic()
+        for number, record in enumerate(self.records):
+            if self.rate > 0:
+                # Pace by the schedule, not by a fixed gap: slow produce calls catch up.
+                ahead = started + number / self.rate - time.monotonic()
+                if ahead > 0 and stop.wait(ahead):
+                    break
+            if stop.is_set():
+                break
+            self.produced_at[record.key.decode()] = time.time()
+            producer.produce(self.topic, record.value, record.key)
+            producer.poll(0)
+        producer.flush(30)
+
+
+@contextmanager
+def demo_environment(options: DemoOptions) -> Iterator[tuple[Broker, SimulatorProcess]]:
+    with ExitStack() as stack:
+        print(f"starting the development broker ({options.broker}) …", flush=True)
+        broker = stack.enter_context(start_broker(options.broker))
+        print("starting the Toloka API simulator …", flush=True)
+        simulator = stack.enter_context(
+            start_simulator_process(
+                api_key=DEMO_API_KEY,
+                project_id=DEMO_PROJECT_ID,
+                seed=options.seed,
+                processing_delay=0.5,
+                processing_jitter=1.5,
+                item_error_ratio=0.02,
+            )
+        )
+        yield broker, simulator
+
+
+def uploaded_items(metrics: Metrics) -> int:
+    return int(metrics.registry.get_sample_value("toloka_connector_items_uploaded_total") or 0)
+
+
+@dataclass
+class Watch:
+    """What the progress display reads each tick."""
+
+    observer: TopicObserver
+    metrics: Metrics
+    simulator: SimulatorProcess
+    produced_at: dict[str, float]
+
+    def counts(self) -> Counts:
+        observed = self.observer.snapshot()
+        return Counts(
+            produced=len(self.produced_at),
+            uploaded=uploaded_items(self.metrics),
+            finished=int(self.simulator.stats().get("items_finished", 0)),
+            published=len(observed.published_ids),
+            dead_lettered=sum(observed.dead_letters.values()),
+        )
+
+    def until_done(
+        self, view: ProgressView, total: int, deadline: float, roles: RolesInBackground
+    ) -> Counts:
+        while True:
+            counts = self.counts()
+            view.update(counts)
+            done = counts.published + counts.dead_lettered >= total
+            if done or time.monotonic() > deadline or not roles.alive:
+                return counts
+            time.sleep(TICK_SECONDS)  # the display's refresh rate, not a synchronisation
+
+
+def run_demo(options: DemoOptions) -> Summary:
+    records = sample_records(options.items, options.seed)
+    expected = Counter(r.expected for r in records)
+    expected_valid = expected.pop("valid", 0)
+    with demo_environment(options) as (broker, simulator):
+        settings = demo_settings(broker, simulator, free_or_given_port(options.metrics_port))
+        broker.create_topics(connector_topics(settings))
+        metrics_url = f"http://127.0.0.1:{settings.runtime.metrics_port}/metrics"
+        print(
+            f"broker {broker.bootstrap_servers}, simulator {simulator.base_url}, "
+            f"metrics {metrics_url}",
+            flush=True,
+        )
+        metrics = Metrics()
+        produced_at: dict[str, float] = {}
+        observer = TopicObserver(
+            broker.bootstrap_servers,
+            settings.poller.output_topic,
+            settings.uploader.dlq_topic,
+            produced_at,
+        )
+        roles = RolesInBackground(settings, metrics)
+        feed = Feed(
+            records,
+            broker.bootstrap_servers,
+            settings.uploader.input_topic,
+            options.rate,
+            produced_at,
+        )
+        stop_feeding = threading.Event()
+        feeder = threading.Thread(target=feed.run, args=(stop_feeding,), name="demo-feed")
+        started = time.time()
+        feeder.start()
+        view = ProgressView(options.items)
+        watch = Watch(observer, metrics, simulator, produced_at)
+        try:
+            counts = watch.until_done(
+                view, options.items, time.monotonic() + options.timeout_seconds, roles
+            )
+        finally:
+            stop_feeding.set()
+            feeder.join()
+        view.close(counts)
+        observed = observer.snapshot()
+        seconds = (observed.last_result_at or time.time()) - started
+        if options.keep_running and roles.alive:
+            print(
+                f"\nthe pipeline keeps running: metrics at {metrics_url}; Ctrl-C stops it",
+                flush=True,
+            )
+            _wait_for_interrupt(roles)
+        observer.close()
+        roles.stop()
+        if roles.failure is not None:
+            log.error("%s", roles.failure)
+        return Summary(
+            broker=f"{broker.kind} ({broker.bootstrap_servers})",
+            produced=len(produced_at),
+            expected_valid=expected_valid,
+            expected_dead_letters=expected,
+            uploaded=uploaded_items(metrics),
+            published=len(observed.published_ids),
+            repeated_results=observed.repeated_results,
+            statuses=observed.statuses,
+            dead_letters=observed.dead_letters,
+            seconds=seconds,
+            latencies_seconds=observed.latencies_seconds,
+            metrics_url=metrics_url if options.keep_running else None,
+            read_output_command=_read_output_command(settings, broker, options.keep_running),
+        )
+
+
+def _read_output_command(settings: Settings, broker: Broker, kept: bool) -> str:
+    topic = settings.poller.output_topic
+    if kept:
+        return f"toloka-connector tail {topic} --kafka-bootstrap-servers {broker.bootstrap_servers}"
+    return f"toloka-connector tail {topic}  (your own Kafka; --keep-running keeps this one up)"
+
+
+def _wait_for_interrupt(roles: RolesInBackground) -> None:
+    try:
+        while roles.alive:
+            time.sleep(TICK_SECONDS)
+    except KeyboardInterrupt:
+        pass

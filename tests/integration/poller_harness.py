@@ -1,0 +1,203 @@
+"""What the poller's integration tests share: settings for a simulator and a broker, pollers in
+this process or as `python -m connector poll` processes, and reading back what was published."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Message
+
+from connector.commands.roles import build_client
+from connector.config import Settings, load_settings
+from connector.metrics import Metrics
+from connector.poller import Poller, build_poller, read_cursor
+from connector.toloka.models import as_utc
+from tests.fixtures.brokers import read_all
+from tests.fixtures.simulator import SimulatorHandle
+
+DEADLINE_SECONDS = 90.0
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = DEADLINE_SECONDS,
+             what: str = "condition") -> None:  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout} s")
+        time.sleep(0.05)
+
+
+@dataclass
+class PollerSetup:
+    simulator: SimulatorHandle
+    bootstrap_servers: str
+    output_topic: str
+    state_topic: str
+    overrides: dict[str, str] = field(default_factory=dict)
+
+    def environ(self, **overrides: str) -> dict[str, str]:
+        return {
+            "TOLOKA_API_KEY": self.simulator.api_key,
+            "TOLOKA_BASE_URL": self.simulator.base_url,
+            "TOLOKA_APP_PROJECT_ID": self.simulator.project_id,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "CONNECTOR_OUTPUT_TOPIC": self.output_topic,
+            "CONNECTOR_STATE_TOPIC": self.state_topic,
+            "CONNECTOR_METRICS_PORT": "0",
+            "CONNECTOR_POLL_INTERVAL_SECONDS": "0.2",
+            "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.5",
+            "CONNECTOR_LATE_SCAN_INTERVAL_SECONDS": "1",
+            "CONNECTOR_LEADER_TIMEOUT_SECONDS": "3",
+            "CONNECTOR_API_BACKOFF_BASE_SECONDS": "0.05",
+            "CONNECTOR_API_BACKOFF_CAP_SECONDS": "0.5",
+            "CONNECTOR_API_MAX_ATTEMPTS": "10",
+            **self.overrides,
+            **overrides,
+        }
+
+    def settings(self, **overrides: str) -> Settings:
+        return load_settings(environ=self.environ(**overrides))
+
+    # --- reading back ---------------------------------------------------------------------
+
+    def published(self, isolation_level: str = "read_committed") -> list[Message]:
+        return read_all(self.bootstrap_servers, self.output_topic, isolation_level=isolation_level)
+
+    def published_ids(self, isolation_level: str = "read_committed") -> collections.Counter[str]:
+        return collections.Counter(
+            dict(m.headers() or [])["toloka-item-id"].decode()
+            for m in self.published(isolation_level)
+        )
+
+    def late_horizon(self) -> datetime | None:
+        cursor = read_cursor(
+            {"bootstrap.servers": self.bootstrap_servers},
+            self.state_topic,
+            self.simulator.project_id,
+        )
+        return None if cursor is None else cursor.late_horizon
+
+    # --- the simulator's side ---------------------------------------------------------------
+
+    def create_items(self, count: int, batch: int = 1000) -> None:
+        with self.simulator.client() as http:
+            for start in range(0, count, batch):
+                body = {"items": [{"id": f"k{start + n}", "text": "t"}
+                                  for n in range(min(batch, count - start))]}  # fmt: skip
+                response = http.post(f"{self.simulator.items_url}/bulk", json=body)
+                response.raise_for_status()
+
+    def listed(self) -> list[dict[str, Any]]:
+        """Every item of the project as a listing shows it now (sort=id)."""
+        items: list[dict[str, Any]] = []
+        after: str | None = None
+        with self.simulator.client() as http:
+            while True:
+                params = {"sort": "id", "limit": "1000", **({"after_id": after} if after else {})}
+                response = http.get(self.simulator.items_url, params=params)
+                if response.status_code != 200:
+                    continue  # fault knobs hit the test's own listing too
+                page = orjson.loads(response.content)
+                items.extend(page["content"])
+                if not page["has_more"]:
+                    return items
+                after = page["content"][-1]["id"]
+
+    def finished_ids(self) -> set[str]:
+        return {item["id"] for item in self.listed() if item.get("finished_at")}
+
+
+def utc(value: str) -> datetime:
+    return as_utc(datetime.fromisoformat(value))
+
+
+# --- pollers --------------------------------------------------------------------------------
+
+
+class PollerThread:
+    """A poller built by `build_poller`, run in a thread of this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.metrics = Metrics()
+        self.client = build_client(settings, self.metrics, retry_forever=False)
+        self.poller: Poller = build_poller(settings, self.client, self.metrics)
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="poller", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.poller.run(self.stop_event)
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(60)
+        self.client.close()
+        assert not self.thread.is_alive()
+        if self.error is not None:
+            raise self.error
+
+    def metric(self, name: str, labels: Mapping[str, str] | None = None) -> float:
+        value = self.metrics.registry.get_sample_value(name, dict(labels or {}))
+        return 0.0 if value is None else value
+
+
+class PollerProcess:
+    """`python -m connector poll` in a process of its own; its log goes to a file."""
+
+    def __init__(self, environ: Mapping[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        env = {**os.environ, **environ, "PYTHONUNBUFFERED": "1"}
+        with log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "connector", "poll"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def lines(self, text: str) -> Iterator[str]:
+        return (line for line in self.log().splitlines() if text in line)
+
+    def is_leader(self) -> bool:
+        roles = [line for line in self.log().splitlines() if "poller of app project" in line]
+        return bool(roles) and roles[-1].endswith(": leader")
+
+    def is_standby(self) -> bool:
+        roles = [line for line in self.log().splitlines() if "poller of app project" in line]
+        return bool(roles) and roles[-1].endswith(": standby")
+
+    def signal(self, signum: signal.Signals) -> None:
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(30)
+
+    def terminate(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode

@@ -1,0 +1,119 @@
+"""The poller against the simulator over TCP and the session's broker, in this process."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from connector.kafka.broker import Broker
+from tests.fixtures.brokers import NewTopic
+from tests.fixtures.simulator import SimulatorHandle
+from tests.integration.poller_harness import PollerSetup, PollerThread, utc, wait_for
+
+pytestmark = pytest.mark.integration
+
+LATE_WINDOW = 8.0
+LATE_BY = 3.0
+
+
+@pytest.fixture
+def setup(kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic) -> PollerSetup:
+    return PollerSetup(
+        simulator,
+        kafka_broker.bootstrap_servers,
+        output_topic=new_topic(partitions=6),
+        state_topic=new_topic(compacted=True),
+    )
+
+
+def test_every_finished_item_is_published_once_with_ties_late_items_and_faults(
+    setup: PollerSetup,
+) -> None:
+    sim = setup.simulator
+    sim.seed(600, per_timestamp=7)  # finished before the poller starts, in ties of 7
+    sim.set_knobs(
+        processing_delay=0.5,
+        processing_jitter=5.0,
+        item_error_ratio=0.1,
+        item_cancel_ratio=0.05,
+        late_visibility=LATE_BY,
+        late_visibility_ratio=0.3,  # 30% show up 3 s late: behind items that finished later
+        fault_scope="read",
+        http_503_ratio=0.03,
+        http_502_ratio=0.02,
+        http_429_ratio=0.02,
+        retry_after=0,
+    )
+    poller = PollerThread(
+        setup.settings(
+            CONNECTOR_PAGE_SIZE="100", CONNECTOR_LATE_WINDOW_SECONDS=str(LATE_WINDOW)
+        )
+    )
+    try:
+        setup.create_items(2400)
+        total = 3000
+        wait_for(lambda: len(setup.finished_ids()) == total, what="every item finished")
+        all_visible = datetime.now(UTC)
+        # A look-back scan that started after everything was visible has completed.
+        wait_for(
+            lambda: (h := setup.late_horizon()) is not None
+            and h >= all_visible - timedelta(seconds=LATE_WINDOW),
+            what="a complete look-back scan",
+        )
+        wait_for(lambda: sum(setup.published_ids().values()) >= total, what="all published")
+    finally:
+        poller.stop()
+    listed = {item["id"]: item for item in setup.listed()}
+    messages = setup.published()
+    counts = setup.published_ids()
+    assert set(counts) == set(listed), "every finished item, nothing else"
+    assert max(counts.values()) == 1, "each once"
+    for message in messages[::97]:
+        value = orjson.loads(message.value() or b"")
+        assert value == listed[value["id"]], "the item exactly as the API sent it"
+        assert message.key() == value["input_data"].get("id", value["id"]).encode()
+    statuses = {orjson.loads(m.value() or b"")["status"] for m in messages}
+    assert statuses == {"COMPLETED", "ERROR", "CANCELLED"}
+    assert poller.metric("toloka_connector_late_items_total") > 0, "late items were exercised"
+    print(f"\nlate items published by look-back scans: "
+          f"{poller.metric('toloka_connector_late_items_total'):.0f}")  # fmt: skip
+
+
+def test_start_from_latest_publishes_only_items_finished_afterwards(setup: PollerSetup) -> None:
+    setup.simulator.seed(50)
+    poller = PollerThread(setup.settings(CONNECTOR_START_FROM="latest"))
+    try:
+        wait_for(lambda: poller.poller.readiness().detail == "leader", what="leadership")
+        started = datetime.now(UTC)
+        setup.simulator.set_knobs(processing_delay=0.2)
+        setup.create_items(30)
+        wait_for(lambda: sum(setup.published_ids().values()) >= 30, what="new items published")
+    finally:
+        poller.stop()
+    values = [orjson.loads(m.value() or b"") for m in setup.published()]
+    assert len(values) == 30
+    assert all(utc(v["finished_at"]) >= started for v in values)
+
+
+@pytest.mark.slow
+def test_throughput_against_the_zero_latency_simulator(setup: PollerSetup) -> None:
+    count = 20_000
+    setup.simulator.seed(count, per_timestamp=3)
+    started = time.monotonic()
+    poller = PollerThread(setup.settings(CONNECTOR_PAGE_SIZE="1000"))
+    try:
+        wait_for(
+            lambda: poller.metric("toloka_connector_results_published_total",
+                                  {"status": "COMPLETED"}) >= count,  # fmt: skip
+            timeout=240,
+            what="all seeded items published",
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        poller.stop()
+    assert sum(setup.published_ids().values()) == count
+    print(f"\npoller throughput: {count} items in {elapsed:.1f} s = {count / elapsed:,.0f} items/s "
+          f"(page 1000, late window 60 s: every id tracked; start-up and take-over included)")

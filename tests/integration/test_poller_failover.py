@@ -1,0 +1,151 @@
+"""Pollers as processes (`python -m connector poll`): kill -9, restart, standby take-over, and a
+frozen leader waking up after its standby took over."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from connector.kafka.broker import Broker, Capability
+from tests.fixtures.brokers import NewTopic, require
+from tests.fixtures.simulator import SimulatorHandle
+from tests.integration.poller_harness import PollerProcess, PollerSetup, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+LEADER_TIMEOUT = 3.0
+PAGE = 25
+
+
+@pytest.fixture
+def setup(kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic) -> PollerSetup:
+    return PollerSetup(
+        simulator,
+        kafka_broker.bootstrap_servers,
+        output_topic=new_topic(partitions=3),
+        state_topic=new_topic(compacted=True),
+        overrides={
+            "CONNECTOR_PAGE_SIZE": str(PAGE),
+            "CONNECTOR_LEADER_TIMEOUT_SECONDS": str(LEADER_TIMEOUT),
+        },
+    )
+
+
+def kill_mid_pages(setup: PollerSetup, tmp_path: Path, kills: int, items: int) -> int:
+    """Seed `items`, then run pollers that are killed with SIGKILL while paging, `kills` times,
+    and a last one that finishes; return how many kills left an open transaction behind."""
+    setup.simulator.seed(items, per_timestamp=4)
+    setup.simulator.set_knobs(latency=0.01)  # pages take a little while: kills land inside
+    rng = random.Random(7)
+    open_at_kill = 0
+    for round_number in range(kills):
+        poller = PollerProcess(setup.environ(), tmp_path / f"poller-{round_number}.log")
+        wait_for(poller.is_leader, what="leadership")
+        before = sum(setup.published_ids("read_uncommitted").values())
+        wait_for(lambda: sum(setup.published_ids("read_uncommitted").values()) > before + PAGE,
+                 what="pages flowing")  # fmt: skip
+        time.sleep(rng.uniform(0.0, 0.3))  # a random moment inside the paging, not a sync
+        poller.kill()
+        uncommitted = sum(setup.published_ids("read_uncommitted").values())
+        committed = sum(setup.published_ids("read_committed").values())
+        open_at_kill += uncommitted > committed
+    last = PollerProcess(setup.environ(), tmp_path / "poller-last.log")
+    try:
+        wait_for(lambda: sum(setup.published_ids().values()) >= items, timeout=120,
+                 what="every item published")  # fmt: skip
+    finally:
+        assert last.terminate() == 0, last.log()[-3000:]
+    return open_at_kill
+
+
+def test_kill_9_mid_pages_then_restart_loses_and_repeats_nothing(
+    kafka_broker: Broker, setup: PollerSetup, tmp_path: Path
+) -> None:
+    require(kafka_broker, Capability.TRANSACTIONS)
+    items = 3000
+    open_at_kill = kill_mid_pages(setup, tmp_path, kills=3, items=items)
+    counts = setup.published_ids("read_committed")
+    lost = items - len(counts)
+    repeated = sum(c - 1 for c in counts.values())
+    print(f"\nkill -9 x3 on {kafka_broker.kind}: {open_at_kill} kills inside an open transaction, "
+          f"{lost} lost, {repeated} repeated for read_committed")  # fmt: skip
+    assert lost == 0
+    assert repeated == 0
+
+
+def test_kill_9_without_transactional_reads_repeats_at_most_the_open_page_and_loses_nothing(
+    kafka_broker: Broker, setup: PollerSetup, tmp_path: Path
+) -> None:
+    """What a broker without transactions (the mock) shows everyone, and what read_uncommitted
+    shows on any broker: results are flushed before the cursor, so a crash repeats at most the
+    page that was open, never skips one."""
+    items, kills = 2000, 3
+    kill_mid_pages(setup, tmp_path, kills=kills, items=items)
+    counts = setup.published_ids("read_uncommitted")
+    lost = items - len(counts)
+    repeated = sum(c - 1 for c in counts.values())
+    print(f"\nkill -9 x{kills} on {kafka_broker.kind}, read_uncommitted: {lost} lost, "
+          f"{repeated} repeated (bound {kills * PAGE})")  # fmt: skip
+    assert lost == 0
+    assert repeated <= kills * PAGE
+
+
+def test_standby_takes_over_after_the_leader_is_killed(
+    kafka_broker: Broker, setup: PollerSetup, tmp_path: Path
+) -> None:
+    setup.simulator.seed(200)
+    first = PollerProcess(setup.environ(), tmp_path / "first.log")
+    wait_for(first.is_leader, what="first leads")
+    second = PollerProcess(setup.environ(), tmp_path / "second.log")
+    try:
+        wait_for(second.is_standby, what="second is standby")
+        wait_for(lambda: sum(setup.published_ids().values()) >= 200, what="seeded published")
+        first.kill()
+        killed = time.monotonic()
+        wait_for(second.is_leader, timeout=LEADER_TIMEOUT + 20, what="take-over")
+        takeover = time.monotonic() - killed
+        setup.simulator.set_knobs(processing_delay=0.1)
+        setup.create_items(50)
+        wait_for(lambda: sum(setup.published_ids().values()) >= 250, what="new leader publishes")
+    finally:
+        assert second.terminate() == 0, second.log()[-3000:]
+    print(f"\ntake-over after kill -9 on {kafka_broker.kind}: {takeover:.2f} s "
+          f"(CONNECTOR_LEADER_TIMEOUT_SECONDS={LEADER_TIMEOUT:g})")  # fmt: skip
+    assert takeover < LEADER_TIMEOUT + 10
+    counts = setup.published_ids("read_uncommitted")
+    assert len(counts) == 250, "nothing lost"
+
+
+def test_a_frozen_leader_cannot_commit_after_its_standby_took_over(
+    kafka_broker: Broker, setup: PollerSetup, tmp_path: Path
+) -> None:
+    require(kafka_broker, Capability.TRANSACTIONS)
+    items = 2000
+    setup.simulator.seed(items, per_timestamp=2)
+    setup.simulator.set_knobs(latency=0.02)
+    first = PollerProcess(setup.environ(), tmp_path / "first.log")
+    second: PollerProcess | None = None
+    try:
+        wait_for(first.is_leader, what="first leads")
+        second = PollerProcess(setup.environ(), tmp_path / "second.log")
+        wait_for(second.is_standby, what="second is standby")
+        wait_for(lambda: sum(setup.published_ids("read_uncommitted").values()) > PAGE,
+                 what="pages flowing")  # fmt: skip
+        first.signal(signal.SIGSTOP)
+        wait_for(second.is_leader, timeout=LEADER_TIMEOUT + 20, what="take-over")
+        first.signal(signal.SIGCONT)
+        wait_for(lambda: any(first.lines("stepping down")), what="the frozen leader steps down")
+        assert first.is_standby()
+        wait_for(lambda: sum(setup.published_ids().values()) >= items, timeout=120,
+                 what="every item published")  # fmt: skip
+    finally:
+        first.signal(signal.SIGCONT)
+        codes = [first.terminate()] + ([second.terminate()] if second else [])
+    assert codes == [0, 0], "a fenced poller steps down, it does not crash"
+    counts = setup.published_ids("read_committed")
+    assert len(counts) == items
+    assert max(counts.values()) == 1, "the woken leader committed nothing"
