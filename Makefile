@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# toloka-kit 1.2.3 (the public client of the real API) pins httpx<0.28 and cattrs 22, so the
+# compatibility test runs it from a virtual environment of its own.
+TOLOKAKIT := .venv-tolokakit
 
 .PHONY: demo test lint typecheck unit integration fmt clean
 
@@ -12,12 +15,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+$(TOLOKAKIT)/.installed:
+	test -x $(TOLOKAKIT)/bin/python || $(PYTHON) -m venv $(TOLOKAKIT)
+	$(TOLOKAKIT)/bin/python -m pip install --quiet "toloka-kit==1.2.3" "httpx<0.28" "cattrs>=22,<23"
+	touch $@
+
 demo: $(STAMP)
 	$(BIN)/toloka-connector demo
 
 # promtool (from Debian's package, unpacked into a cache) lets the tests check the metrics,
 # rules and Prometheus config; without it those tests skip and say why.
-test: $(STAMP) lint typecheck
+test: $(STAMP) $(TOLOKAKIT)/.installed lint typecheck
 	PROMTOOL="$${PROMTOOL:-$$(scripts/get-promtool.sh 2>/dev/null)}" $(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -38,4 +46,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix connector tests
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOLOKAKIT) .mypy_cache .ruff_cache .pytest_cache

@@ -79,8 +79,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             type=_TYPES[str(spec.type)],
             default=spec.default,
             choices=_CHOICES.get(spec.name),
+            metavar=_metavar(spec.name),
             help=f"{spec.metadata['help']} (default: %(default)s)",
         )
+
+
+def _metavar(name: str) -> str | None:
+    if name in _CHOICES:
+        return None  # argparse shows the choices
+    return "RATIO" if name.endswith("_ratio") else "SECONDS"
 
 
 def run(args: argparse.Namespace) -> int:

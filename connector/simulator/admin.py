@@ -5,7 +5,7 @@
 GET /_simulator                   this text, the project and app ids, the knobs' help
 GET /_simulator/knobs             current knobs
 PATCH|POST /_simulator/knobs      change knobs: {"http_429_ratio": 0.1, ...}; 400 names bad ones
-GET /_simulator/stats             items created/seeded, duplicates, requests by route and status
+GET /_simulator/stats             items created/seeded/finished, duplicates, requests by route and status
 GET /_simulator/creates?key=K     how many items were created with key K (input `id`, see stats)
 GET /_simulator/duplicates?limit=N  keys created more than once, with their counts
 POST /_simulator/seed             {"count": N, "status"?: "COMPLETED"|"ERROR"|"CANCELLED",
@@ -64,7 +64,10 @@ def _dispatch(sim: Simulator, method: str, path: str, query: str, body: bytes) -
             raise _AdminError(str(error)) from None
         return json_response(sim.knobs.as_json())
     if route == ("GET", "/stats"):
-        return json_response(sim.stats.as_json())
+        sim.store.advance(sim.clock.now())
+        # Finished by the clock, visible in listings or not yet (late visibility).
+        finished = {"items_finished": len(sim.store.finished_order)}
+        return json_response({**sim.stats.as_json(), **finished})
     if route == ("GET", "/creates"):
         key = dict(parse_qsl(query)).get("key")
         if key is None:

@@ -9,6 +9,7 @@ connection (fault injection), and responses on one connection always leave in re
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import struct
 import time
@@ -18,6 +19,8 @@ from email.utils import formatdate
 from http import HTTPStatus
 
 from connector.simulator.responses import Response
+
+logger = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 256 * 1024 * 1024
@@ -116,7 +119,13 @@ class HttpProtocol(asyncio.Protocol):
                 return
             if head is None:
                 return
-            response = self._handler(head.request)
+            try:
+                response = self._handler(head.request)
+            except Exception:  # a simulator bug: answer like a server would, keep serving
+                logger.exception(
+                    "simulator failed on %s %s", head.request.method, head.request.target
+                )
+                response = Response(500, b"internal simulator error", content_type="text/plain")
             if response.delay > 0:
                 loop = asyncio.get_running_loop()
                 self._waiting = loop.call_later(

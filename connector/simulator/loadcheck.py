@@ -3,7 +3,8 @@
 Without `--url` it starts a simulator subprocess on a free port. Clients are raw keep-alive
 sockets replaying pre-encoded requests, so the client costs far less than the server and the
 figure measures the server. Modes:
-- `bulk`: `POST …/items/bulk` with `--items` items each (every item a new one);
+- `bulk`: `POST …/items/bulk` with `--items` items each (each client cycles through 100,000
+  distinct items; repeats show as duplicates in the stats and cost the server the same);
 - `list`: seeds `--seed-items` finished items, then pages through them with
   `sort=finished&after_id=…&limit=--items`, as the poller does.
 Prints one JSON line: requests/s, items/s, and the status counts.
@@ -14,13 +15,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import time
 from collections import Counter
 from urllib.parse import urlsplit
 
 import orjson
+
+from connector.simulator.process import start_simulator_process
 
 API_KEY = "loadcheck-key"
 PROJECT_ID = "loadcheck-project"
@@ -130,18 +132,6 @@ async def _measure(args: argparse.Namespace, url: str) -> dict[str, object]:
     }
 
 
-def _start_simulator() -> tuple[subprocess.Popen[str], str]:
-    env = dict(os.environ, TOLOKA_API_KEY=API_KEY, TOLOKA_APP_PROJECT_ID=PROJECT_ID)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "connector.simulator", "--port", "0", "--seed", "1"],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert process.stdout is not None
-    return process, process.stdout.readline().strip()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", help="a running simulator (key and project as this script's)")
@@ -151,16 +141,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--seed-items", type=int, default=200_000, help="list mode only")
     args = parser.parse_args()
-    process = None
-    url = args.url
-    if url is None:
-        process, url = _start_simulator()
-    try:
-        print(orjson.dumps(asyncio.run(_measure(args, url))).decode())
-    finally:
-        if process is not None:
-            process.terminate()
-            process.wait()
+    if args.url is not None:
+        result = asyncio.run(_measure(args, args.url))
+    else:
+        with start_simulator_process(api_key=API_KEY, project_id=PROJECT_ID, seed=1) as sim:
+            result = asyncio.run(_measure(args, sim.base_url))
+    print(orjson.dumps(result).decode())
     return 0
 
 

@@ -39,6 +39,9 @@ _ITEM_ERRORS = [{"code": "PROCESSING_FAILED", "message": "The item could not be 
 _ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _PREFIX_LENGTH = 8
 ID_LENGTH = _PREFIX_LENGTH + 12
+_SEQ_SHIFT = 40  # pending entries: finish << 80 | first seq << 40 | count
+_FINISH_SHIFT = 80
+_FIELD_MASK = (1 << 40) - 1
 
 
 class ItemStore:
@@ -64,8 +67,9 @@ class ItemStore:
         """Input data as JSON text: orjson's bytes results keep a ~4 KB buffer each, a str
         copy is compact."""
         self.finished_order = array("q")
-        self._pending: list[tuple[int, int, int]] = []
-        """Heap of (finished, first seq, end seq): items created together that finish together."""
+        self._pending: list[int] = []
+        """Heap of the items not finished yet, one int per run of items that finish together:
+        `finish << 80 | first seq << 40 | count` (ints pop several times faster than tuples)."""
         self._seeded = 0
         self._first_unlisted = 0
         self._formatter = DatetimeFormatter()
@@ -97,56 +101,63 @@ class ItemStore:
         first = len(self.inputs)
         dumps = orjson.dumps
         self.inputs.extend([dumps(input_data).decode() for input_data in items])
-        queue = int(knobs.queue_delay * MICROS)
-        processing = int(knobs.processing_delay * MICROS)
-        late = int(knobs.late_visibility * MICROS)
-        if not (
+        if (
             knobs.item_error_ratio
             or knobs.item_cancel_ratio
             or knobs.processing_jitter
-            or (late and knobs.late_visibility_ratio < 1.0)
-        ):  # every item has the same future: extend the columns at once
+            or (knobs.late_visibility and knobs.late_visibility_ratio < 1.0)
+        ):
+            self._plan_each(first, now, knobs)
+        else:  # every item has the same future: extend the columns at once
             count = len(items)
-            finish = now + queue + processing
+            started = now + int(knobs.queue_delay * MICROS)
+            finish = started + int(knobs.processing_delay * MICROS)
             self.created.extend(array("q", (now,)) * count)
-            self.started.extend(array("q", (now + queue,)) * count)
+            self.started.extend(array("q", (started,)) * count)
             self.finished.extend(array("q", (finish,)) * count)
-            self.visible.extend(array("q", (finish + late,)) * count)
+            self.visible.extend(array("q", (finish + int(knobs.late_visibility * MICROS),)) * count)
             self.outcome.extend(bytes((COMPLETED,)) * count)
             self._schedule(finish, first, first + count, now)
-        else:
-            for seq in range(first, len(self.inputs)):
-                self._plan_one(seq, now, queue, processing, late, knobs)
         return range(first, len(self.inputs))
 
-    def _plan_one(
-        self, seq: int, now: int, queue: int, processing: int, late: int, knobs: Knobs
-    ) -> None:
+    def _plan_each(self, first: int, now: int, knobs: Knobs) -> None:
+        """Draw the future of each item from `first` on (outcome, jitter, lateness)."""
+        queue = int(knobs.queue_delay * MICROS)
+        processing = int(knobs.processing_delay * MICROS)
+        late = int(knobs.late_visibility * MICROS)
         draw = self._rng.random
-        roll = draw() if knobs.item_error_ratio or knobs.item_cancel_ratio else 1.0
-        self.created.append(now)
-        if knobs.item_error_ratio <= roll < knobs.item_error_ratio + knobs.item_cancel_ratio:
-            self.outcome.append(CANCELLED)  # cancelled while still queued: never starts
-            self.started.append(NOT_SET)
-            finish = now + queue
-        else:
-            self.outcome.append(ERROR if roll < knobs.item_error_ratio else COMPLETED)
-            self.started.append(now + queue)
-            jitter = int(draw() * knobs.processing_jitter * MICROS)
-            finish = now + queue + processing + jitter
-        self.finished.append(finish)
-        is_late = late and (
-            knobs.late_visibility_ratio >= 1.0 or draw() < knobs.late_visibility_ratio
-        )
-        self.visible.append(finish + late if is_late else finish)
-        self._schedule(finish, seq, seq + 1, now)
+        error_below = knobs.item_error_ratio
+        cancel_below = error_below + knobs.item_cancel_ratio
+        jitter = knobs.processing_jitter * MICROS
+        late_ratio = knobs.late_visibility_ratio if late else 0.0
+        created, started, finished = self.created, self.started, self.finished
+        visible, outcome, pending = self.visible, self.outcome, self._pending
+        for seq in range(first, len(self.inputs)):
+            roll = draw() if cancel_below else 1.0
+            created.append(now)
+            if error_below <= roll < cancel_below:
+                outcome.append(CANCELLED)  # cancelled while still queued: never starts
+                started.append(NOT_SET)
+                finish = now + queue
+            else:
+                outcome.append(ERROR if roll < error_below else COMPLETED)
+                started.append(now + queue)
+                finish = now + queue + processing + int(draw() * jitter)
+            finished.append(finish)
+            is_late = late_ratio >= 1.0 or (late_ratio > 0.0 and draw() < late_ratio)
+            visible.append(finish + late if is_late else finish)
+            if finish <= now:
+                self.finished_order.append(seq)
+            else:
+                heapq.heappush(pending, (finish << _FINISH_SHIFT) | (seq << _SEQ_SHIFT) | 1)
 
     def _schedule(self, finish: int, start: int, end: int, now: int) -> None:
         """Index seqs [start, end), which all finish at `finish`, now or when it comes."""
         if finish <= now:
             self.finished_order.extend(range(start, end))
         else:
-            heapq.heappush(self._pending, (finish, start, end))
+            entry = (finish << _FINISH_SHIFT) | (start << _SEQ_SHIFT) | (end - start)
+            heapq.heappush(self._pending, entry)
 
     def seed_finished(self, count: int, outcome: int, per_timestamp: int) -> range:
         """Add `count` items that are finished and visible at once, `per_timestamp` of them
@@ -158,7 +169,7 @@ class ItemStore:
         pending = self._pending
         for index in range(count):
             stamp = start + index // per_timestamp
-            if pending and pending[0][0] <= stamp:
+            if pending and pending[0] >> _FINISH_SHIFT <= stamp:
                 self.advance(stamp)
             seq = len(self.inputs)
             self.inputs.append(
@@ -178,9 +189,10 @@ class ItemStore:
     def advance(self, now: int) -> None:
         """Index every item whose finish time has come, in (finished_at, seq) order."""
         pending = self._pending
-        while pending and pending[0][0] <= now:
-            _, start, end = heapq.heappop(pending)
-            self.finished_order.extend(range(start, end))
+        while pending and pending[0] >> _FINISH_SHIFT <= now:
+            entry = heapq.heappop(pending)
+            start = (entry >> _SEQ_SHIFT) & _FIELD_MASK
+            self.finished_order.extend(range(start, start + (entry & _FIELD_MASK)))
 
     def first_unlisted(self, now: int) -> int:
         """A seq below which every item shows as finished in listings (items become visible

@@ -28,8 +28,6 @@ class PendingRecord:
     offset: int
     generation: int
     """The partition's assignment generation when the record was read (see OffsetTracker)."""
-    timestamp: float
-    """The record's timestamp in seconds."""
     item: bytes
     """Canonical JSON bytes of the item."""
 
@@ -56,9 +54,6 @@ class Batch:
     def partitions(self) -> set[int]:
         return {record.partition for record in self.records}
 
-    def size_with(self, record: PendingRecord) -> int:
-        return self.body_bytes + len(record.item) + (1 if self.records else 0)
-
 
 class Batcher:
     """Collects records into the open batch; full or lingering batches move to `ready`."""
@@ -73,13 +68,18 @@ class Batcher:
     def add(self, record: PendingRecord, now: float) -> None:
         """Add a record. A record that would push the body past `max_bytes` starts a new batch
         (a single record larger than that still travels, alone)."""
-        if self._open.records and self._open.size_with(record) > self._max_bytes:
-            self._close()
-        if not self._open.records:
-            self._open.opened_at = now
-        self._open.body_bytes = self._open.size_with(record)
-        self._open.records.append(record)
-        if len(self._open.records) >= self._max_items:
+        batch = self._open
+        if batch.records:
+            size = batch.body_bytes + 1 + len(record.item)  # 1 for the comma
+            if size > self._max_bytes:
+                self._close()
+                batch = self._open
+        if not batch.records:
+            batch.opened_at = now
+            size = batch.body_bytes + len(record.item)
+        batch.body_bytes = size
+        batch.records.append(record)
+        if len(batch.records) >= self._max_items:
             self._close()
 
     def close_lingering(self, now: float) -> None:

@@ -6,10 +6,12 @@ offset is done when its item was created or its dead letter acknowledged, and on
 contiguous done offset of each partition is committed, with a plain consumer commit (offsets are
 never sent through a producer transaction: the mock cluster drops those).
 
-Back-pressure: when every upload slot is busy and a full batch waits, or a batch is waiting out
-an API outage, all assigned partitions are paused and `consume()` keeps being called, so the
-member stays in its group while memory stays bounded (the in-flight limit, one waiting batch, and
-librdkafka's `queued.max.messages.kbytes`).
+Back-pressure: when every upload slot is busy and as many closed batches wait, or a batch is
+waiting out an API outage, all assigned partitions are paused and `consume()` keeps being called,
+so the member stays in its group while memory stays bounded: twice `max_in_flight` batches, the
+open one, one `consume()` call's worth, and librdkafka's `queued.max.messages.kbytes`. (Pausing
+as soon as one batch waits halves the throughput: a resumed partition is fetched again from the
+broker, and a single waiting batch does not cover that round trip.)
 
 Revocation: unsent records of the revoked partitions are dropped, their in-flight batches get
 until the drain deadline, dead letters are flushed and what is done is committed. A batch still
@@ -142,9 +144,12 @@ class UploadLoop:
 
     def _accept(self, messages: Sequence[Message]) -> None:
         self._metrics.records_consumed.inc(len(messages))
+        # The hot loop: names bound once, one tracker call and one decode per record.
         now = self._clock.monotonic()
         max_bytes = self._settings.max_record_bytes
         validator = self._validator
+        consumed = self._offsets.consumed
+        add = self._batcher.add
         for message in messages:
             error = message.error()
             if error is not None:
@@ -152,20 +157,18 @@ class UploadLoop:
                 continue
             partition = message.partition()
             offset = message.offset()
-            generation = None if partition is None else self._offsets.generation(partition)
-            if generation is None or partition is None or offset is None:
+            if partition is None or offset is None:
+                continue
+            generation = consumed(partition, offset)
+            if generation is None:
                 continue  # fetched before its partition was revoked: the new owner reads it
-            self._offsets.consumed(partition, offset)
             decoded = decode_item(message.value(), max_bytes, validator)
             if isinstance(decoded, Refusal):
                 self._dead_letter(
                     message, decoded, partition=partition, offset=offset, generation=generation
                 )
-                continue
-            timestamp_ms = message.timestamp()[1]
-            timestamp = timestamp_ms / 1000 if timestamp_ms >= 0 else self._clock.time()
-            record = PendingRecord(message, partition, offset, generation, timestamp, decoded)
-            self._batcher.add(record, now)
+            else:
+                add(PendingRecord(message, partition, offset, generation, decoded), now)
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -262,8 +265,9 @@ class UploadLoop:
 
     def _update_pause(self) -> None:
         self.api_failing = any(self._failing(batch) for batch in self._in_flight)
-        slots_full = len(self._in_flight) >= self._settings.max_in_flight
-        if self.api_failing or (slots_full and self._batcher.ready_count > 0):
+        slots = self._settings.max_in_flight
+        backlog = len(self._in_flight) >= slots and self._batcher.ready_count >= slots
+        if self.api_failing or backlog:
             to_pause = self._assigned - self._paused
             if to_pause:
                 self._consumer.pause(self._partitions(to_pause))

@@ -40,18 +40,18 @@ class OffsetTracker:
         for partition in partitions:
             self._partitions.pop(partition, None)
 
-    def generation(self, partition: int) -> int | None:
-        """The current assignment generation of `partition`; None when it is not assigned."""
-        state = self._partitions.get(partition)
-        return None if state is None else state.generation
-
     def is_current(self, partition: int, generation: int) -> bool:
         state = self._partitions.get(partition)
         return state is not None and state.generation == generation
 
-    def consumed(self, partition: int, offset: int) -> None:
-        """A record was read; offsets of one partition arrive in ascending order."""
-        self._partitions[partition].waiting.append(offset)
+    def consumed(self, partition: int, offset: int) -> int | None:
+        """A record was read (offsets of one partition arrive in ascending order): its assignment
+        generation, or None when its partition is not assigned (any more)."""
+        state = self._partitions.get(partition)
+        if state is None:
+            return None
+        state.waiting.append(offset)
+        return state.generation
 
     def done(self, partition: int, offset: int, generation: int) -> None:
         """The record is uploaded or dead-lettered. Ignored for a stale generation."""
@@ -90,8 +90,3 @@ class OffsetTracker:
             state = self._partitions.get(partition)
             if state is not None:
                 state.committed = position
-
-    def waiting(self, partition: int) -> int:
-        """How many consumed records of `partition` are not committable yet."""
-        state = self._partitions.get(partition)
-        return 0 if state is None else len(state.waiting)

@@ -212,6 +212,13 @@ class BatchUploader:
                 result.possibly_duplicated_attempts * len(result.ids)
             )
         if self._outstanding is not None:
+            now = self._clock.time()
             self._outstanding.add(
-                zip(result.ids, (record.timestamp for record in records), strict=True)
+                zip(result.ids, (_timestamp(record, now) for record in records), strict=True)
             )
+
+
+def _timestamp(record: PendingRecord, default: float) -> float:
+    """The input record's timestamp in seconds (`default` when the record has none)."""
+    milliseconds: int = record.message.timestamp()[1]
+    return milliseconds / 1000 if milliseconds >= 0 else default

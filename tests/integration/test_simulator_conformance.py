@@ -530,6 +530,17 @@ def test_late_items_show_finished_in_listings_only_later(
     assert finished[0] == truth  # finished_at stays the real finish time
 
 
+def test_late_visibility_ratio_delays_only_some_items(
+    simulator: SimulatorHandle, client: httpx.Client
+) -> None:
+    simulator.set_knobs(late_visibility=30.0, late_visibility_ratio=0.5)
+    create(simulator, client, texts(60))
+    visible_now = len(page(simulator, client, status="COMPLETED")["content"])
+    assert 5 < visible_now < 55
+    simulator.advance_clock(30.0)
+    assert len(page(simulator, client, status="COMPLETED")["content"]) == 60
+
+
 # ---- faults and latency ---------------------------------------------------------------------
 
 

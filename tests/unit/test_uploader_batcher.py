@@ -10,7 +10,7 @@ from connector.uploader.batcher import Batch, Batcher, PendingRecord, body_size,
 
 
 def record(offset: int, item: bytes = b'{"text":"x"}', partition: int = 0) -> PendingRecord:
-    return PendingRecord(None, partition, offset, 1, 0.0, item)
+    return PendingRecord(None, partition, offset, 1, item)
 
 
 def drain(batcher: Batcher) -> list[Batch]:

@@ -11,10 +11,9 @@ from connector.uploader.offsets import OffsetTracker
 def tracker_with(partition: int, offsets: list[int]) -> tuple[OffsetTracker, int]:
     tracker = OffsetTracker()
     tracker.assign([partition])
-    generation = tracker.generation(partition)
+    generations = {tracker.consumed(partition, offset) for offset in offsets}
+    [generation] = generations
     assert generation is not None
-    for offset in offsets:
-        tracker.consumed(partition, offset)
     return tracker, generation
 
 
@@ -30,7 +29,6 @@ def test_a_later_record_done_first_does_not_move_the_position() -> None:
     assert tracker.positions() == {}
     tracker.done(0, 0, generation)
     assert tracker.positions() == {0: 3}
-    assert tracker.waiting(0) == 0
 
 
 def test_gaps_in_offsets_are_skipped() -> None:
@@ -47,9 +45,8 @@ def test_partitions_are_independent() -> None:
     tracker = OffsetTracker()
     tracker.assign([0, 1])
     tracker.consumed(0, 0)
-    tracker.consumed(1, 0)
+    generation = tracker.consumed(1, 0)
     tracker.consumed(1, 1)
-    generation = tracker.generation(1)
     assert generation is not None
     tracker.done(1, 0, generation)
     assert tracker.positions() == {1: 1}
@@ -70,11 +67,10 @@ def test_completions_from_before_a_revocation_do_not_touch_the_new_assignment() 
     tracker, old = tracker_with(0, [0, 1])
     tracker.forget([0])
     tracker.assign([0])
-    tracker.consumed(0, 0)
+    current = tracker.consumed(0, 0)
     tracker.done(0, 0, old)
     assert tracker.positions() == {}
     assert not tracker.is_current(0, old)
-    current = tracker.generation(0)
     assert current is not None
     assert current != old
     tracker.done(0, 0, current)
@@ -83,8 +79,8 @@ def test_completions_from_before_a_revocation_do_not_touch_the_new_assignment() 
 
 def test_unassigned_partitions_are_ignored() -> None:
     tracker = OffsetTracker()
+    assert tracker.consumed(5, 0) is None
     tracker.done(5, 0, 1)
-    assert tracker.generation(5) is None
     assert tracker.positions([5]) == {}
 
 
@@ -98,4 +94,3 @@ def test_position_is_one_past_the_longest_done_prefix(order: list[int], marked: 
     while prefix in done:
         prefix += 1
     assert tracker.positions() == ({0: prefix} if prefix else {})
-    assert tracker.waiting(0) == 30 - prefix

@@ -50,6 +50,14 @@ class InstantClock:
         return event.is_set()
 
 
+class TimestampedMessage:
+    def __init__(self, milliseconds: int) -> None:
+        self.milliseconds = milliseconds
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self.milliseconds)
+
+
 Script = Callable[[list[dict[str, object]]], BulkCreateResult | TolokaApiError]
 
 
@@ -82,7 +90,7 @@ def created(items: list[dict[str, object]], duplicated_attempts: int = 0) -> Bul
 
 def batch_of(count: int, bad: set[int] = frozenset()) -> Batch:  # type: ignore[assignment]
     records = [
-        PendingRecord(None, n % 3, n, 1, 1000.0 + n,
+        PendingRecord(TimestampedMessage(1_000_000 + n), n % 3, n, 1,
                       orjson.dumps({"n": n, "text": "bad" if n in bad else "ok"}))
         for n in range(count)
     ]  # fmt: skip
@@ -141,7 +149,7 @@ def test_a_good_batch_is_created_in_one_request_and_recorded_as_outstanding() ->
     assert outcome.abandoned == []
     assert len(api.requests) == 1
     assert sample(metrics, "items_uploaded_total") == 5
-    assert outstanding.take("item-3") == 1003.0
+    assert outstanding.take("item-3") == 1000.003
 
 
 def test_items_named_by_index_are_rejected_and_the_rest_re_sent_at_once() -> None:
