@@ -135,7 +135,7 @@ class UploaderSettings(_Group):
         30.0, ge=0, description="on shutdown or revocation, how long in-flight uploads may finish"
     )
     commit_interval_ms: int = Field(
-        200,
+        100,
         ge=0,
         description=(
             "how often done input offsets are committed (a crash repeats at most the uploads "
@@ -214,7 +214,12 @@ class RuntimeSettings(_Group):
         "INFO", description="lowest level logged"
     )
     shutdown_timeout_seconds: float = Field(
-        30.0, gt=0, description="how long a SIGTERM/SIGINT drain may take before exit"
+        45.0,
+        gt=0,
+        description=(
+            "how long a SIGTERM/SIGINT drain may take before exit (above the uploader's "
+            "drain timeout, which it includes)"
+        ),
     )
 
 

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {variable} = {value}")
     report = Report()
     check_kafka(settings, report, args.create_topics)
-    with build_client(settings, Metrics(), retry_forever=False) as client:
+    with build_client(settings, Metrics()) as client:
         check_api(client, report)
     print("all checks passed" if not report.failures else f"{report.failures} check(s) failed")
     return 0 if not report.failures else 1

@@ -25,8 +25,13 @@ ROLE_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
-def build_client(settings: Settings, metrics: Metrics, *, retry_forever: bool) -> TolokaClient:
-    """An API client per role: the uploader must never give up a batch, the poller may."""
+def build_client(settings: Settings, metrics: Metrics) -> TolokaClient:
+    """One API client per role, so that one role's shutdown cannot cut the other's retries.
+
+    Retries are bounded here; each role retries a failed operation again on its own terms (the
+    uploader never gives up a batch, the poller retries the page), and reports itself not ready
+    meanwhile, which an unbounded client retry would hide.
+    """
     api = settings.api
     return TolokaClient(
         settings.toloka.base_url,
@@ -39,7 +44,7 @@ def build_client(settings: Settings, metrics: Metrics, *, retry_forever: bool) -
             pool=api.timeout_seconds,
         ),
         retry=RetryPolicy(
-            max_attempts=None if retry_forever else api.max_attempts,
+            max_attempts=api.max_attempts,
             base_delay_seconds=api.backoff_base_seconds,
             max_delay_seconds=api.backoff_cap_seconds,
         ),
@@ -57,10 +62,10 @@ def build_roles(names: tuple[str, ...], settings: Settings, metrics: Metrics) ->
     outstanding = OutstandingItems() if len(names) > 1 else None
     builders: dict[str, Callable[[], Role]] = {
         "uploader": lambda: build_uploader(
-            settings, build_client(settings, metrics, retry_forever=True), metrics, outstanding
+            settings, build_client(settings, metrics), metrics, outstanding
         ),
         "poller": lambda: build_poller(
-            settings, build_client(settings, metrics, retry_forever=False), metrics, outstanding
+            settings, build_client(settings, metrics), metrics, outstanding
         ),
     }
     return [builders[name]() for name in names]

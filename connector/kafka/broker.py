@@ -7,6 +7,7 @@ so no test ever passes because of a broker's gaps (see docs in dev-broker.md):
     capability              kafka  mock  noida  external
     transactions            yes    no    yes    yes      read_committed, fencing, aborts like Kafka
     evicts_killed_members   yes    yes   no     yes      a SIGKILLed group member is evicted
+    cooperative_rebalancing yes    yes   no     yes      cooperative-sticky hands partitions over
     fault_injection         no     yes   no     no       request-level errors, broker down/up, rtt
     process_control         yes    no    no     no       stop / kill / pause / resume / restart
     admin_create_topics     yes    no    yes    yes      AdminClient.create_topics works
@@ -36,6 +37,7 @@ class BrokerKind(StrEnum):
 class Capability(StrEnum):
     TRANSACTIONS = "transactions"
     EVICTS_KILLED_MEMBERS = "evicts_killed_members"
+    COOPERATIVE_REBALANCING = "cooperative_rebalancing"
     FAULT_INJECTION = "fault_injection"
     PROCESS_CONTROL = "process_control"
     ADMIN_CREATE_TOPICS = "admin_create_topics"

@@ -240,9 +240,13 @@ class TransactionalPublisher:
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, partition=partition, on_delivery=on_delivery,
+                    topic,
+                    value=value,
+                    key=key,
+                    partition=partition,
+                    on_delivery=on_delivery,
                     headers=headers,
-                )  # fmt: skip
+                )
                 return
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room.

@@ -5,7 +5,7 @@
 GET /_simulator                   this text, the project and app ids, the knobs' help
 GET /_simulator/knobs             current knobs
 PATCH|POST /_simulator/knobs      change knobs: {"http_429_ratio": 0.1, ...}; 400 names bad ones
-GET /_simulator/stats             items created/seeded/finished, duplicates, requests by route and status
+GET /_simulator/stats             items created/seeded/finished, duplicates, requests by status
 GET /_simulator/creates?key=K     how many items were created with key K (input `id`, see stats)
 GET /_simulator/duplicates?limit=N  keys created more than once, with their counts
 POST /_simulator/seed             {"count": N, "status"?: "COMPLETED"|"ERROR"|"CANCELLED",

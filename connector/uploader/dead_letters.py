@@ -55,6 +55,8 @@ class DeadLetterWriter:
         self._producer = producer
         self._topic = topic
         self._metrics = metrics
+        self.unacknowledged = 0
+        """Dead letters written and not yet acknowledged by the broker."""
 
     def write(
         self,
@@ -64,6 +66,7 @@ class DeadLetterWriter:
         on_written: Callable[[], None],
     ) -> None:
         headers = dead_letter_headers(message, refusal, request_id)
+        self.unacknowledged += 1
         self._produce(message.key(), message.value(), headers, refusal, on_written)
 
     def _produce(
@@ -76,6 +79,7 @@ class DeadLetterWriter:
     ) -> None:
         def delivered(error: KafkaError | None, _message: Any) -> None:
             if error is None:
+                self.unacknowledged -= 1
                 self._metrics.dead_letters.labels(refusal.reason).inc()
                 on_written()
             elif _too_large(error) and value is not None:

@@ -6,12 +6,11 @@ offset is done when its item was created or its dead letter acknowledged, and on
 contiguous done offset of each partition is committed, with a plain consumer commit (offsets are
 never sent through a producer transaction: the mock cluster drops those).
 
-Back-pressure: when every upload slot is busy and as many closed batches wait, or a batch is
-waiting out an API outage, all assigned partitions are paused and `consume()` keeps being called,
-so the member stays in its group while memory stays bounded: twice `max_in_flight` batches, the
-open one, one `consume()` call's worth, and librdkafka's `queued.max.messages.kbytes`. (Pausing
-as soon as one batch waits halves the throughput: a resumed partition is fetched again from the
-broker, and a single waiting batch does not cover that round trip.)
+Back-pressure: while every upload slot is busy and as many closed batches wait, no records are
+taken; when that lasts (a slow API), or a batch is waiting out an API outage, all assigned
+partitions are paused and `consume()` keeps being called, so the member stays in its group.
+Memory stays bounded however long the outage: twice `max_in_flight` batches, the open one, one
+`consume()` call's worth, and librdkafka's `queued.max.messages.kbytes`.
 
 Revocation: unsent records of the revoked partitions are dropped, their in-flight batches get
 until the drain deadline, dead letters are flushed and what is done is committed. A batch still
@@ -45,10 +44,16 @@ from connector.uploader.upload import BatchOutcome, BatchUploader
 
 log = logging.getLogger(__name__)
 
-CONSUME_MAX_MESSAGES = 500
+CONSUME_MAX_MESSAGES = 1000
 IDLE_WAIT_SECONDS = 0.1
 """Longest single wait of the loop: bounds how late a stop, a finished upload or a due linger
 is noticed."""
+BACKLOG_PAUSE_SECONDS = 1.0
+"""A backlog (all upload slots busy, as many batches waiting) that lasts this long pauses the
+partitions, so that `consume()` can be called again without taking records. A shorter one only
+skips `consume()`: pausing purges librdkafka's prefetched records, and a resumed partition waits
+for the fetch in progress (up to `fetch.wait.max.ms`, 500 ms) before it is fetched again, which
+at full speed halved the throughput."""
 MIN_FLUSH_SECONDS = 1.0
 """At shutdown the dead letters get at least this long to be acknowledged, even when draining
 the uploads used up the whole drain timeout."""
@@ -94,6 +99,7 @@ class UploadLoop:
         self._commit_interval = settings.commit_interval_ms / 1000
         self._next_commit = clock.monotonic() + self._commit_interval
         self._drain_deadline: float | None = None
+        self._backlogged_since: float | None = None
         self._closing = False
         self.api_failing = False
         """True while a batch waits out an API outage (read by readiness from other threads)."""
@@ -121,17 +127,25 @@ class UploadLoop:
     def _step(self) -> None:
         self._heartbeat.beat()
         self._metrics.loop_heartbeat.labels("uploader").set(self._clock.time())
-        blocked = bool(self._paused)
-        messages = self._consumer.consume(
-            CONSUME_MAX_MESSAGES, 0 if blocked else self._consume_timeout()
-        )
+        backlogged = self._backlogged()
+        if backlogged and not self._paused:
+            messages: Sequence[Message] = []  # a short backlog: records wait in librdkafka
+        else:
+            blocked = backlogged or bool(self._paused)
+            messages = self._consumer.consume(
+                CONSUME_MAX_MESSAGES, 0 if blocked else self._consume_timeout()
+            )
         if messages:
             self._accept(messages)
         self._batcher.close_lingering(self._clock.monotonic())
         self._dispatch()
-        self._apply_completions(IDLE_WAIT_SECONDS if blocked and not messages else 0.0)
+        waiting = (backlogged or bool(self._paused)) and not messages
+        self._apply_completions(IDLE_WAIT_SECONDS if waiting else 0.0)
         self._dispatch()
-        self._producer.poll(0)
+        if self._dead_letters.unacknowledged:
+            # Only then: each call gives up the GIL, and getting it back from busy upload
+            # threads can take a whole switch interval (5 ms).
+            self._producer.poll(0)
         if self._clock.monotonic() >= self._next_commit:
             self._commit(self._offsets.positions(only_moved=True), asynchronous=True)
         self._update_pause()
@@ -244,7 +258,8 @@ class UploadLoop:
 
     def _commit(self, positions: dict[int, int], *, asynchronous: bool) -> None:
         """Commit `positions`; in the background while running, waiting for the broker when
-        partitions are handed over or the uploader stops."""
+        partitions are handed over or the uploader stops. A background commit that fails is
+        superseded by the next one: the hand-over and final commits send every position."""
         self._next_commit = self._clock.monotonic() + self._commit_interval
         if not positions:
             return
@@ -263,11 +278,23 @@ class UploadLoop:
 
     # --- back-pressure -----------------------------------------------------------------------
 
+    def _backlogged(self) -> bool:
+        """Every upload slot is busy and as many closed batches wait for one."""
+        slots = self._settings.max_in_flight
+        return len(self._in_flight) >= slots and self._batcher.ready_count >= slots
+
     def _update_pause(self) -> None:
         self.api_failing = any(self._failing(batch) for batch in self._in_flight)
-        slots = self._settings.max_in_flight
-        backlog = len(self._in_flight) >= slots and self._batcher.ready_count >= slots
-        if self.api_failing or backlog:
+        now = self._clock.monotonic()
+        if not self._backlogged():
+            self._backlogged_since = None
+        elif self._backlogged_since is None:
+            self._backlogged_since = now
+        long_backlog = (
+            self._backlogged_since is not None
+            and now - self._backlogged_since >= BACKLOG_PAUSE_SECONDS
+        )
+        if self.api_failing or long_backlog:
             to_pause = self._assigned - self._paused
             if to_pause:
                 self._consumer.pause(self._partitions(to_pause))

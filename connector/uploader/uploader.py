@@ -27,6 +27,7 @@ from connector.uploader.loop import UploadLoop
 from connector.uploader.ports import Consumer, Producer
 from connector.uploader.spec import SpecReader, SpecRefresher, wait_for_validator
 from connector.uploader.upload import BatchUploader, BulkCreator
+from connector.validation import ItemValidator
 
 ConsumerFactory = Callable[[Callable[[str], None]], Consumer]
 """Creates the input consumer, given the `stats_cb` that reports consumer lag."""
@@ -138,7 +139,7 @@ class Uploader:
         )  # fmt: skip
         self._loop.run(stop)
 
-    def _read_spec(self, stop: threading.Event) -> Any:
+    def _read_spec(self, stop: threading.Event) -> ItemValidator | None:
         """The validator, or None when stopped first. A client that retries without limit is
         told to stop retrying when `stop` is set, so a shutdown during an outage is prompt."""
         read = threading.Event()

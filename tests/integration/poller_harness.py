@@ -30,8 +30,9 @@ from tests.fixtures.simulator import SimulatorHandle
 DEADLINE_SECONDS = 90.0
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = DEADLINE_SECONDS,
-             what: str = "condition") -> None:  # fmt: skip
+def wait_for(
+    condition: Callable[[], Any], timeout: float = DEADLINE_SECONDS, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -76,10 +77,7 @@ class PollerSetup:
         return read_all(self.bootstrap_servers, self.output_topic, isolation_level=isolation_level)
 
     def published_ids(self, isolation_level: str = "read_committed") -> collections.Counter[str]:
-        return collections.Counter(
-            dict(m.headers() or [])["toloka-item-id"].decode()
-            for m in self.published(isolation_level)
-        )
+        return collections.Counter(item_id(m) for m in self.published(isolation_level))
 
     def late_horizon(self) -> datetime | None:
         cursor = read_cursor(
@@ -94,8 +92,12 @@ class PollerSetup:
     def create_items(self, count: int, batch: int = 1000) -> None:
         with self.simulator.client() as http:
             for start in range(0, count, batch):
-                body = {"items": [{"id": f"k{start + n}", "text": "t"}
-                                  for n in range(min(batch, count - start))]}  # fmt: skip
+                body = {
+                    "items": [
+                        {"id": f"k{start + n}", "text": "t"}
+                        for n in range(min(batch, count - start))
+                    ]
+                }
                 response = http.post(f"{self.simulator.items_url}/bulk", json=body)
                 response.raise_for_status()
 
@@ -119,6 +121,11 @@ class PollerSetup:
         return {item["id"] for item in self.listed() if item.get("finished_at")}
 
 
+def item_id(message: Message) -> str:
+    value = dict(message.headers() or [])["toloka-item-id"]
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def utc(value: str) -> datetime:
     return as_utc(datetime.fromisoformat(value))
 
@@ -131,7 +138,7 @@ class PollerThread:
 
     def __init__(self, settings: Settings) -> None:
         self.metrics = Metrics()
-        self.client = build_client(settings, self.metrics, retry_forever=False)
+        self.client = build_client(settings, self.metrics)
         self.poller: Poller = build_poller(settings, self.client, self.metrics)
         self.stop_event = threading.Event()
         self.error: BaseException | None = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,15 @@ def total(setup: PollerSetup, isolation_level: str = "read_committed") -> int:
     return sum(setup.published_ids(isolation_level).values())
 
 
-def freeze_inside_a_transaction(poller: PollerProcess, setup: PollerSetup, rng: random.Random,
-                                tries: int = 20) -> bool:  # fmt: skip
+def pages_flowing(setup: PollerSetup) -> Callable[[], bool]:
+    """A condition: more than a page was published since it was made."""
+    before = total(setup, "read_uncommitted")
+    return lambda: total(setup, "read_uncommitted") > before + PAGE
+
+
+def freeze_inside_a_transaction(
+    poller: PollerProcess, setup: PollerSetup, rng: random.Random, tries: int = 20
+) -> bool:
     """SIGSTOP the poller at random moments until it is frozen with a transaction open (its
     results visible to read_uncommitted only); False if no try caught one."""
     for _ in range(tries):
@@ -52,20 +60,20 @@ def freeze_inside_a_transaction(poller: PollerProcess, setup: PollerSetup, rng: 
     return False
 
 
-def kill_mid_pages(setup: PollerSetup, tmp_path: Path, *, kills: int, items: int,
-                   inside_transactions: bool) -> int:  # fmt: skip
+def kill_mid_pages(
+    setup: PollerSetup, tmp_path: Path, *, kills: int, items: int, inside_transactions: bool
+) -> int:
     """Seed `items`, then run pollers that are killed with SIGKILL while paging, `kills` times,
     and a last one that finishes. With `inside_transactions` (a broker with transactions) each
     kill lands while a transaction is open; returns how many did."""
     setup.simulator.seed(items, per_timestamp=4)
-    setup.simulator.set_knobs(latency=0.01)  # pages take a little while: kills land among them
+    setup.simulator.set_knobs(latency=0.1)  # ~200 items/s: every round has pages to kill
     rng = random.Random(7)
     open_at_kill = 0
     for round_number in range(kills):
         poller = PollerProcess(setup.environ(), tmp_path / f"poller-{round_number}.log")
         wait_for(poller.is_leader, what="leadership")
-        before = total(setup, "read_uncommitted")
-        wait_for(lambda: total(setup, "read_uncommitted") > before + PAGE, what="pages flowing")
+        wait_for(pages_flowing(setup), what="pages flowing")
         if inside_transactions:
             open_at_kill += freeze_inside_a_transaction(poller, setup, rng)
         else:
@@ -88,8 +96,10 @@ def test_kill_9_mid_pages_then_restart_loses_and_repeats_nothing(
     counts = setup.published_ids("read_committed")
     lost = items - len(counts)
     repeated = sum(c - 1 for c in counts.values())
-    print(f"\nkill -9 x3 on {kafka_broker.kind}: {open_at_kill} kills inside an open transaction, "
-          f"{lost} lost, {repeated} repeated for read_committed")  # fmt: skip
+    print(
+        f"\nkill -9 x3 on {kafka_broker.kind}: {open_at_kill} kills inside an open transaction, "
+        f"{lost} lost, {repeated} repeated for read_committed"
+    )
     assert open_at_kill == 3, "every kill hit an open transaction"
     assert lost == 0
     assert repeated == 0
@@ -101,13 +111,15 @@ def test_kill_9_without_transactional_reads_repeats_at_most_the_open_page_and_lo
     """What a broker without transactions (the mock) shows everyone, and what read_uncommitted
     shows on any broker: results are flushed before the cursor, so a crash repeats at most the
     page that was open, never skips one."""
-    items, kills = 2000, 3
+    items, kills = 3000, 3
     kill_mid_pages(setup, tmp_path, kills=kills, items=items, inside_transactions=False)
     counts = setup.published_ids("read_uncommitted")
     lost = items - len(counts)
     repeated = sum(c - 1 for c in counts.values())
-    print(f"\nkill -9 x{kills} on {kafka_broker.kind}, read_uncommitted: {lost} lost, "
-          f"{repeated} repeated (bound {kills * PAGE})")  # fmt: skip
+    print(
+        f"\nkill -9 x{kills} on {kafka_broker.kind}, read_uncommitted: {lost} lost, "
+        f"{repeated} repeated (bound {kills * PAGE})"
+    )
     assert lost == 0
     assert repeated <= kills * PAGE
 
@@ -131,8 +143,10 @@ def test_standby_takes_over_after_the_leader_is_killed(
         wait_for(lambda: sum(setup.published_ids().values()) >= 250, what="new leader publishes")
     finally:
         assert second.terminate() == 0, second.log()[-3000:]
-    print(f"\ntake-over after kill -9 on {kafka_broker.kind}: {takeover:.2f} s "
-          f"(CONNECTOR_LEADER_TIMEOUT_SECONDS={LEADER_TIMEOUT:g})")  # fmt: skip
+    print(
+        f"\ntake-over after kill -9 on {kafka_broker.kind}: {takeover:.2f} s "
+        f"(CONNECTOR_LEADER_TIMEOUT_SECONDS={LEADER_TIMEOUT:g})"
+    )
     assert takeover < LEADER_TIMEOUT + 10
     counts = setup.published_ids("read_uncommitted")
     assert len(counts) == 250, "nothing lost"

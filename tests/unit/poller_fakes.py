@@ -16,6 +16,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
+from connector.config import PollerSettings
 from connector.poller.cursor import cursor_key, decode_cursor, decode_segment, segment_key
 from connector.poller.publisher import DeliveryCallback, Headers
 from connector.poller.state import FeedUpdate, StoredState
@@ -54,8 +55,9 @@ def api_time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None).isoformat()
 
 
-def finished_item(item_id: str, finished: float | None, status: str = "COMPLETED",
-                  **extra: Any) -> dict[str, Any]:  # fmt: skip
+def finished_item(
+    item_id: str, finished: float | None, status: str = "COMPLETED", **extra: Any
+) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "id": item_id,
         "app_project_id": "proj",
@@ -84,8 +86,9 @@ class FakeApi:
     request has no `finished_gte` filter, or when `honour_filters` is False.
     """
 
-    def __init__(self, clock: FakeClock, *, unfinished: str = "none",
-                 honour_filters: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self, clock: FakeClock, *, unfinished: str = "none", honour_filters: bool = True
+    ) -> None:
         self.clock = clock
         self.unfinished = unfinished
         self.honour_filters = honour_filters
@@ -95,20 +98,30 @@ class FakeApi:
 
     def add(self, raw: dict[str, Any], visible_at: float | None = None) -> None:
         finished = raw.get("finished_at")
-        seconds = None if finished is None else datetime.fromisoformat(finished).replace(
-            tzinfo=UTC).timestamp()  # fmt: skip
+        seconds = (
+            None
+            if finished is None
+            else datetime.fromisoformat(finished).replace(tzinfo=UTC).timestamp()
+        )
         self.items.append(_Listed(raw, seconds, visible_at if visible_at is not None else 0.0))
 
-    def list_items(self, *, sort: str = "finished", after_id: str | None = None,
-                   limit: int = 100, filters: Mapping[str, str] | None = None) -> ItemPage:  # fmt: skip
+    def list_items(
+        self,
+        *,
+        sort: str = "finished",
+        after_id: str | None = None,
+        limit: int = 100,
+        filters: Mapping[str, str] | None = None,
+    ) -> ItemPage:
         assert sort == "finished"
         self.calls += 1
         if self.failures:
             raise self.failures.pop(0)
         now = self.clock.time()
         visible = [i for i in self.items if i.visible_at <= now]
-        done = sorted((i for i in visible if i.finished is not None),
-                      key=lambda i: (i.finished, i.raw["id"]))  # fmt: skip
+        done = sorted(
+            (i for i in visible if i.finished is not None), key=lambda i: (i.finished, i.raw["id"])
+        )
         pending = [i for i in visible if i.finished is None]
         gte = (filters or {}).get("finished_gte")
         if gte is not None and self.honour_filters:
@@ -144,7 +157,7 @@ class FakeRecord:
     flushed: bool = False
 
 
-class Crash(BaseException):  # noqa: N818 - a simulated kill -9, not an error to handle
+class Crash(BaseException):
     """Raised by a fake at a chosen call: everything in flight stays as it is."""
 
 
@@ -160,12 +173,17 @@ class FakeKafka:
         with self.lock:
             if self.transactional:
                 return [r for r in self.records if r.topic == topic and r.status == "committed"]
-            return [r for r in self.records if r.topic == topic and (r.flushed or
-                                                                     r.status == "committed")]
+            return [
+                r
+                for r in self.records
+                if r.topic == topic and (r.flushed or r.status == "committed")
+            ]
 
     def published_ids(self, topic: str = "out") -> list[str]:
-        return [dict(r.headers or [])["toloka-item-id"].decode()  # type: ignore[union-attr]
-                for r in self.visible(topic)]  # fmt: skip
+        return [
+            dict(r.headers or [])["toloka-item-id"].decode()  # type: ignore[union-attr]
+            for r in self.visible(topic)
+        ]
 
 
 class FakeProducer:
@@ -189,8 +207,10 @@ class FakeProducer:
         queued = self.faults.get(name)
         if queued:
             raise queued.pop(0)
-        if self.kafka.transactional and name != "init_transactions" and (
-            self.kafka.epochs.get(self.tid) != self.epoch
+        if (
+            self.kafka.transactional
+            and name != "init_transactions"
+            and (self.kafka.epochs.get(self.tid) != self.epoch)
         ):
             raise KafkaException(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
 
@@ -200,17 +220,26 @@ class FakeProducer:
             self.epoch = self.kafka.epochs.get(self.tid, 0) + 1
             self.kafka.epochs[self.tid] = self.epoch
             for record in self.kafka.records:
-                if record.status == "open" and record.producer != self.number and (
-                    self.kafka.transactional
+                if (
+                    record.status == "open"
+                    and record.producer != self.number
+                    and (self.kafka.transactional)
                 ):
                     record.status = "aborted"
 
     def begin_transaction(self) -> None:
         self._call("begin_transaction")
 
-    def produce(self, topic: str, *, value: bytes | None = None, key: bytes | None = None,
-                partition: int = -1, on_delivery: DeliveryCallback | None = None,
-                headers: Headers | None = None) -> None:  # fmt: skip
+    def produce(
+        self,
+        topic: str,
+        *,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int = -1,
+        on_delivery: DeliveryCallback | None = None,
+        headers: Headers | None = None,
+    ) -> None:
         self._call("produce")
         record = FakeRecord(topic, key, value, headers, self.number)
         with self.kafka.lock:
@@ -247,8 +276,13 @@ class FakeProducer:
 
 
 class FakeStateStore:
-    def __init__(self, kafka: FakeKafka, project: str = "proj", topic: str = "state",
-                 clock: FakeClock | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        kafka: FakeKafka,
+        project: str = "proj",
+        topic: str = "state",
+        clock: FakeClock | None = None,
+    ) -> None:
         self.kafka = kafka
         self.project = project
         self.topic = topic
@@ -296,9 +330,11 @@ class FakeFeed:
         pass
 
 
-def producer_factory(kafka: FakeKafka, made: list[FakeProducer],
-                     configure: Callable[[FakeProducer], None] | None = None,
-                     ) -> Callable[[], FakeProducer]:  # fmt: skip
+def producer_factory(
+    kafka: FakeKafka,
+    made: list[FakeProducer],
+    configure: Callable[[FakeProducer], None] | None = None,
+) -> Callable[[], FakeProducer]:
     def create() -> FakeProducer:
         producer = FakeProducer(kafka, "toloka-connector-poller-proj")
         if configure is not None:
@@ -307,3 +343,18 @@ def producer_factory(kafka: FakeKafka, made: list[FakeProducer],
         return producer
 
     return create
+
+
+def poller_settings(**overrides: Any) -> PollerSettings:
+    values: dict[str, Any] = {
+        "output_topic": "out",
+        "state_topic": "state",
+        "page_size": 3,
+        "poll_interval_seconds": 1.0,
+        "idle_poll_interval_seconds": 3.0,
+        "late_window_seconds": 30.0,
+        "late_scan_interval_seconds": 5.0,
+        "leader_timeout_seconds": 8.0,
+    }
+    values.update(overrides)
+    return PollerSettings(**values)

@@ -15,15 +15,17 @@ from connector.kafka.brokers.mock import MockClusterBroker
 from connector.kafka.brokers.noida import NoidaBroker
 
 CAPABILITIES = {
-    # kind: transactions, evicts_killed_members, fault_injection, process_control, admin_create
-    ApacheKafkaBroker: (True, True, False, True, True),
-    MockClusterBroker: (False, True, True, False, False),
-    NoidaBroker: (True, False, False, False, True),
-    ExternalBroker: (True, True, False, False, True),
+    # kind: transactions, evicts_killed_members, cooperative_rebalancing, fault_injection,
+    # process_control, admin_create
+    ApacheKafkaBroker: (True, True, True, False, True, True),
+    MockClusterBroker: (False, True, True, True, False, False),
+    NoidaBroker: (True, False, False, False, False, True),
+    ExternalBroker: (True, True, True, False, False, True),
 }
 ORDER = (
     Capability.TRANSACTIONS,
     Capability.EVICTS_KILLED_MEMBERS,
+    Capability.COOPERATIVE_REBALANCING,
     Capability.FAULT_INJECTION,
     Capability.PROCESS_CONTROL,
     Capability.ADMIN_CREATE_TOPICS,

@@ -26,9 +26,9 @@ from tests.unit.poller_fakes import (
     FakeProducer,
     FakeStateStore,
     finished_item,
+    poller_settings,
     producer_factory,
 )
-from tests.unit.test_poller_loop import poller_settings
 
 
 def written(at: float, holder: str | None = "leader") -> Cursor:
@@ -84,8 +84,13 @@ def test_an_old_last_record_means_take_over_at_once() -> None:
 
 
 class Instance:
-    def __init__(self, name: str, kafka: FakeKafka, api: FakeApi,
-                 configure: Callable[[FakeProducer], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        kafka: FakeKafka,
+        api: FakeApi,
+        configure: Callable[[FakeProducer], None] | None = None,
+    ) -> None:
         clock = SystemClock()
         self.heartbeat = Heartbeat("poller", clock)
         self.loop = PollerLoop(
@@ -152,7 +157,9 @@ def test_one_leader_one_standby_and_take_over_after_the_leader_dies() -> None:
     assert b.poller.readiness().ready
 
     def heartbeats_of_a() -> int:
-        return sum(1 for r in kafka.visible("state") if r.key == b"proj" and b'"A"' in (r.value or b""))
+        return sum(
+            1 for r in kafka.visible("state") if r.key == b"proj" and b'"A"' in (r.value or b"")
+        )
 
     first = heartbeats_of_a()
     wait_for(lambda: heartbeats_of_a() >= first + 8)  # over a second: several leader timeouts

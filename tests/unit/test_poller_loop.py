@@ -11,7 +11,6 @@ from confluent_kafka import KafkaError, KafkaException
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector.config import PollerSettings
 from connector.errors import AuthenticationError, ServerError
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
@@ -28,28 +27,20 @@ from tests.unit.poller_fakes import (
     FakeProducer,
     FakeStateStore,
     finished_item,
+    poller_settings,
     producer_factory,
 )
 
 
-def poller_settings(**overrides: Any) -> PollerSettings:
-    values: dict[str, Any] = {
-        "output_topic": "out",
-        "state_topic": "state",
-        "page_size": 3,
-        "poll_interval_seconds": 1.0,
-        "idle_poll_interval_seconds": 3.0,
-        "late_window_seconds": 30.0,
-        "late_scan_interval_seconds": 5.0,
-        "leader_timeout_seconds": 8.0,
-    }
-    values.update(overrides)
-    return PollerSettings(**values)
-
-
 class Harness:
-    def __init__(self, *, transactional: bool = True, clock: FakeClock | None = None,
-                 api: FakeApi | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        *,
+        transactional: bool = True,
+        clock: FakeClock | None = None,
+        api: FakeApi | None = None,
+        **overrides: Any,
+    ) -> None:
         self.clock = clock or FakeClock()
         self.api = api or FakeApi(self.clock)
         self.kafka = FakeKafka(transactional=transactional)
@@ -57,9 +48,13 @@ class Harness:
         self.producers: list[FakeProducer] = []
         self.metrics = Metrics()
 
-    def loop(self, instance: str = "A", configure: Callable[[FakeProducer], None] | None = None,
-             store: StateStore | None = None, outstanding: OutstandingItems | None = None,
-             ) -> PollerLoop:
+    def loop(
+        self,
+        instance: str = "A",
+        configure: Callable[[FakeProducer], None] | None = None,
+        store: StateStore | None = None,
+        outstanding: OutstandingItems | None = None,
+    ) -> PollerLoop:
         return PollerLoop(
             self.settings,
             "proj",
@@ -94,7 +89,7 @@ def test_ties_across_page_boundaries_are_all_published_once() -> None:
         h.api.add(finished_item(item_id, T0 - 50))
     h.api.add(finished_item("z", T0 - 40))
     h.run_until(20)
-    assert h.published() == list("abcdefg") + ["z"]
+    assert h.published() == [*"abcdefg", "z"]
 
 
 def test_every_terminal_status_is_published_and_counted() -> None:
@@ -107,8 +102,9 @@ def test_every_terminal_status_is_published_and_counted() -> None:
         assert h.metric("toloka_connector_results_published_total", {"status": status}) == 1
 
 
-@pytest.mark.parametrize(("unfinished", "honour_filters"),
-                         [("last", False), ("last", True), ("first", True)])
+@pytest.mark.parametrize(
+    ("unfinished", "honour_filters"), [("last", False), ("last", True), ("first", True)]
+)
 def test_unfinished_items_are_never_published_nor_the_cursor(
     unfinished: str, honour_filters: bool
 ) -> None:
@@ -205,7 +201,7 @@ def test_a_fatal_error_after_an_unknown_commit_rereads_the_state_without_repeats
     h = Harness(transactional=True)
     for n in range(6):
         h.api.add(finished_item(f"i{n}", T0 - 10 + n))
-    failed = []
+    failed: list[bool] = []
 
     def commit_then_fail(producer: FakeProducer) -> None:
         original = producer.commit_transaction
@@ -323,7 +319,8 @@ def test_every_finished_item_is_published_once(
 ) -> None:
     h = Harness(transactional=transactional, page_size=page_size, late_window_seconds=30)
     h.api.unfinished = "last"
-    in_window, beyond = set(), set()
+    in_window: set[str] = set()
+    beyond: set[str] = set()
     for n, (offset, delay, status) in enumerate(specs):
         item_id = f"i{n}"
         finished = None if status == "PROCESSING" else T0 + offset

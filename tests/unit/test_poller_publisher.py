@@ -115,8 +115,11 @@ def fault(code: int, **flags: bool) -> KafkaException:
         (fault(KafkaError._STATE, txn_requires_abort=True), PageAbortedError, True),
         (fault(KafkaError._FENCED, fatal=True), ProducerFencedError, False),
         (fault(KafkaError.PRODUCER_FENCED, fatal=True), ProducerFencedError, False),
-        (fault(KafkaError.INVALID_PRODUCER_EPOCH, txn_requires_abort=True), ProducerFencedError,
-         False),
+        (
+            fault(KafkaError.INVALID_PRODUCER_EPOCH, txn_requires_abort=True),
+            ProducerFencedError,
+            False,
+        ),
         (fault(KafkaError._INCONSISTENT, fatal=True), ProducerFailedError, False),
     ],
 )

@@ -25,6 +25,7 @@ from connector.errors import (
     TolokaApiError,
     ValidationFailedError,
 )
+from connector.lifecycle import Readiness, Role
 from connector.metrics import Metrics
 from connector.toloka.client import BulkCreateResult
 from connector.toloka.models import App, AppProject, FieldSpec
@@ -497,6 +498,16 @@ def test_stop_during_a_startup_outage_returns_and_interrupts_the_client() -> Non
     assert not run.role.readiness().ready
     run.finish()
     assert api.stopped.is_set()
+
+
+def test_the_uploader_is_a_role_the_runner_can_run() -> None:
+    role: Role = Uploader(
+        settings(), FakeApi(), Metrics(),
+        consumer_factory=lambda _on_stats: FakeConsumer({}), producer_factory=FakeProducer,
+    )  # fmt: skip
+    assert role.name == "uploader"
+    assert role.heartbeat.role == "uploader"
+    assert role.readiness() == Readiness(False, "reading the app's input_spec from the Toloka API")
 
 
 # --- pieces --------------------------------------------------------------------------------

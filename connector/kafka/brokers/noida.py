@@ -41,6 +41,10 @@ class NoidaBroker(Broker):
             "noida-db never evicts a consumer-group member killed with SIGKILL: its partitions "
             "stay unowned and no new member is assigned them"
         ),
+        Capability.COOPERATIVE_REBALANCING: (
+            "noida-db does not finish cooperative-sticky rebalances: the first member gives "
+            "partitions up and a joining one is never assigned them (the range strategy works)"
+        ),
         Capability.FAULT_INJECTION: (
             "noida-db has no request-level fault injection; run with TEST_KAFKA_BROKER=mock"
         ),

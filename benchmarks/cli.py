@@ -1,0 +1,160 @@
+"""`python -m benchmarks`: start a broker and the simulator, run the scenarios one after the
+other, print the table, write docs/benchmarks.md and docs/benchmarks.json.
+
+Scenario order is 1 (upload), 5 (scale, on the upload backlog), 2 (poll), 3 (latency), 4
+(memory); the report lists them by number. A scenario that cannot be measured is reported as
+failed and the others still run (exit code 1). `--strict` also exits 3 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaException
+
+from benchmarks import document, machine
+from benchmarks.context import FULL, QUICK, Bench
+from benchmarks.errors import BenchError
+from benchmarks.report import ScenarioResult, terminal_table, write_json
+from benchmarks.scenarios import latency, memory, poll, scale, upload
+from connector.errors import ConnectorError
+from connector.kafka.broker import BrokerKind
+from connector.kafka.embedded import default_kind, start_broker
+from connector.simulator.process import start_simulator_process
+
+ROOT = Path(__file__).resolve().parent.parent
+API_KEY = "bench-key"
+PROJECT_ID = "bench-project"
+EXECUTION_ORDER = (1, 5, 2, 3, 4)
+SCENARIOS: dict[int, tuple[str, Callable[[Bench], ScenarioResult]]] = {
+    1: ("Upload flow", upload.run),
+    2: ("Poll flow", poll.run),
+    3: ("Latency at a steady rate", latency.run),
+    4: ("Memory under back-pressure", memory.run),
+    5: ("Scale: two uploaders in one group", scale.run),
+}
+EXPECTED_FAILURES = (BenchError, ConnectorError, KafkaException, OSError, RuntimeError)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument(
+        "--broker",
+        choices=(BrokerKind.KAFKA.value, BrokerKind.MOCK.value),
+        default=None,
+        help="real Apache Kafka (default where java and mvn exist) or librdkafka's mock cluster",
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller sizes: a smoke run")
+    parser.add_argument(
+        "--only", default="", help="comma-separated scenario numbers (default: all five)"
+    )
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy runs")
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="where benchmarks.md/.json go (default: docs/ for a full run; a --quick run "
+        "writes nothing unless this is given)",
+    )
+    parser.add_argument("--keep-logs", action="store_true", help="keep the logs and profiles")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 3 when a target is missed"
+    )
+    return parser.parse_args(argv)
+
+
+def chosen(only: str) -> list[int]:
+    if not only.strip():
+        return list(EXECUTION_ORDER)
+    wanted = {int(part) for part in only.split(",") if part.strip()}
+    unknown = wanted - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"--only: no scenario {sorted(unknown)} (there are 1-5)")
+    return [number for number in EXECUTION_ORDER if number in wanted]
+
+
+def command_line(argv: list[str] | None) -> str:
+    python = Path(sys.executable)
+    try:
+        shown = str(python.relative_to(ROOT))
+    except ValueError:
+        shown = str(python)
+    return shlex.join([shown, "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)])
+
+
+def run_scenario(bench: Bench, number: int) -> ScenarioResult:
+    title, scenario = SCENARIOS[number]
+    bench.say(f"scenario {number}: {title}")
+    started = time.perf_counter()
+    try:
+        result = scenario(bench)
+    except EXPECTED_FAILURES as error:
+        bench.say(f"scenario {number} failed: {error}")
+        traceback.print_exc(file=sys.stderr)
+        result = ScenarioResult(number, title, error=" ".join(str(error).split())[:300])
+    result.seconds = time.perf_counter() - started
+    bench.say(f"scenario {number} took {result.seconds:.0f}s")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    numbers = chosen(args.only)
+    kind = BrokerKind(args.broker) if args.broker else default_kind()
+    output = args.output_dir or (None if args.quick else ROOT / "docs")
+    started = time.perf_counter()
+    header: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command_line(argv),
+        "quick": args.quick,
+        "machine": machine.describe(ROOT),
+    }
+    workdir = Path(tempfile.mkdtemp(prefix="toloka-bench-"))
+    results: list[ScenarioResult] = []
+    print(f"logs and profiles in {workdir}", file=sys.stderr)
+    with start_broker(kind) as broker:
+        header["broker"] = {
+            BrokerKind.KAFKA: "real Apache Kafka (one KRaft node, from Maven Central's jars)",
+            BrokerKind.MOCK: "librdkafka's mock cluster",
+        }.get(kind, str(kind))
+        with start_simulator_process(api_key=API_KEY, project_id=PROJECT_ID, seed=1) as sim:
+            bench = Bench(broker, sim, QUICK if args.quick else FULL, workdir,
+                          profile=not args.no_profile)  # fmt: skip
+            bench.started = started
+            bench.say(f"broker {broker.bootstrap_servers} ({kind}), simulator {sim.base_url}")
+            if not bench.profiling and not args.no_profile:
+                bench.say("py-spy not found: no profiles (pip install py-spy)")
+            try:
+                results = [run_scenario(bench, number) for number in numbers]
+            finally:
+                bench.close()
+    results.sort(key=lambda result: result.number)
+    header["seconds"] = round(time.perf_counter() - started, 1)
+    header["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    header["sizes"] = dataclasses.asdict(QUICK if args.quick else FULL)
+    print(terminal_table(results))
+    print(f"\n{header['seconds']:.0f}s in all")
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "benchmarks.md").write_text(document.render(header, results) + "\n")
+        write_json(output / "benchmarks.json", header, results)
+        print(f"wrote {output / 'benchmarks.md'} and {output / 'benchmarks.json'}")
+    if not args.keep_logs:
+        for path in workdir.iterdir():
+            path.unlink()
+        workdir.rmdir()
+    if any(result.error for result in results):
+        return 1
+    missed = any(row.met is False for result in results for row in result.rows)
+    return 3 if args.strict and missed else 0

@@ -1,0 +1,150 @@
+"""What every scenario shares: the broker, the simulator, sizes, names, connector settings."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.kafka_io import Inspector
+from benchmarks.procs import ConnectorProcess
+from benchmarks.profiling import Profiler, ProfileSummary, py_spy, summarise
+from connector.commands.check import connector_topics
+from connector.config import load_settings
+from connector.kafka.admin import TopicSpec
+from connector.kafka.broker import Broker, BrokerKind
+from connector.simulator.process import SimulatorProcess
+
+MOCK_PARTITION_BYTES = 3 * 1024 * 1024
+"""The mock cluster keeps ~5 MiB per partition and drops older records silently: stay below."""
+RECORD_OVERHEAD_BYTES = 24
+DEFAULT_PARTITIONS = 12
+
+
+@dataclass(frozen=True)
+class Sizes:
+    upload_items: int = 200_000
+    naive_sample: int = 2_000
+    poll_items: int = 200_000
+    latency_rate: int = 2_000
+    latency_seconds: float = 30.0
+    memory_backlog: int = 1_000_000
+    memory_seconds: float = 75.0
+    memory_latency: float = 0.2
+    memory_429_ratio: float = 0.1
+
+
+FULL = Sizes()
+QUICK = Sizes(
+    upload_items=20_000,
+    naive_sample=500,
+    poll_items=20_000,
+    latency_seconds=10.0,
+    memory_backlog=200_000,
+    memory_seconds=20.0,
+)
+
+
+@dataclass
+class Bench:
+    broker: Broker
+    sim: SimulatorProcess
+    sizes: Sizes
+    workdir: Path
+    profile: bool = True
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    shared: dict[str, object] = field(default_factory=dict)
+    """What one scenario prepares for another (the upload backlog for the scale scenario)."""
+    started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        self.inspector = Inspector(self.broker.bootstrap_servers)
+        self.profiling = self.profile and py_spy() is not None
+
+    def say(self, message: str) -> None:
+        """A progress line on stderr, with the time since the run began."""
+        elapsed = time.perf_counter() - self.started
+        print(f"[{elapsed:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.broker.bootstrap_servers
+
+    @property
+    def is_mock(self) -> bool:
+        return self.broker.kind is BrokerKind.MOCK
+
+    def name(self, scenario: str, what: str) -> str:
+        return f"bench-{self.run_id}-{scenario}-{what}"
+
+    def partitions_for(self, records: int, value_bytes: float) -> int:
+        """Enough partitions that the mock cluster's retention keeps every record."""
+        if not self.is_mock:
+            return DEFAULT_PARTITIONS
+        total = records * (value_bytes + RECORD_OVERHEAD_BYTES)
+        return max(DEFAULT_PARTITIONS, math.ceil(total / MOCK_PARTITION_BYTES))
+
+    def settings(self, scenario: str, **overrides: str) -> dict[str, str]:
+        """The connector's environment for one scenario: its own topics and group."""
+        return {
+            "TOLOKA_API_KEY": self.sim.api_key,
+            "TOLOKA_BASE_URL": self.sim.base_url,
+            "TOLOKA_APP_PROJECT_ID": self.sim.project_id,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "CONNECTOR_INPUT_TOPIC": self.name(scenario, "items"),
+            "CONNECTOR_OUTPUT_TOPIC": self.name(scenario, "results"),
+            "CONNECTOR_DLQ_TOPIC": self.name(scenario, "dlq"),
+            "CONNECTOR_STATE_TOPIC": self.name(scenario, "state"),
+            "CONNECTOR_GROUP_ID": self.name(scenario, "group"),
+            "CONNECTOR_METRICS_PORT": "0",
+            **overrides,
+        }
+
+    def create_topics(
+        self, settings: dict[str, str], input_partitions: int, output_partitions: int
+    ) -> None:
+        """The connector's topics (as `check --create-topics` makes them), resized."""
+        loaded = load_settings(environ=settings)
+        sized = {
+            loaded.uploader.input_topic: input_partitions,
+            loaded.poller.output_topic: output_partitions,
+        }
+        specs = [
+            TopicSpec(spec.name, sized.get(spec.name, spec.partitions), spec.compacted)
+            for spec in connector_topics(loaded)
+        ]
+        self.broker.create_topics(specs)
+        for spec in specs:  # metadata of new topics reaches clients with a short delay
+            self.inspector.partitions(spec.name)
+
+    def create_topic(self, name: str, partitions: int) -> None:
+        self.broker.create_topics([TopicSpec(name, partitions)])
+        self.inspector.partitions(name)
+
+    def start(self, role: str, settings: dict[str, str], tag: str) -> ConnectorProcess:
+        return ConnectorProcess(role, settings, self.workdir / f"{tag}.log")
+
+    def profiler(self, pid: int, tag: str) -> Profiler | None:
+        if not self.profiling:
+            return None
+        return Profiler(pid, self.workdir / f"{tag}.profile.txt")
+
+    @staticmethod
+    def summary(profiler: Profiler | None, label: str) -> ProfileSummary | None:
+        if profiler is None:
+            return None
+        raw = profiler.stop()
+        return None if raw is None else summarise(raw, label)
+
+    def sim_clock_offset(self) -> float:
+        """Simulator clock minus our wall clock, in seconds (seeding moves its clock ahead)."""
+        before = time.time()
+        now_micros = int(self.sim.admin("GET", "/clock")["now_micros"])
+        after = time.time()
+        return now_micros / 1_000_000 - (before + after) / 2
+
+    def close(self) -> None:
+        self.inspector.close()

@@ -1,0 +1,178 @@
+"""The connector as users run it (`toloka-connector <role>` in a process of its own), and what the
+harness measures of processes: CPU seconds and resident memory (psutil)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from benchmarks.errors import BenchError
+from benchmarks.waiting import pause
+
+STOP_TIMEOUT_SECONDS = 60.0
+_SCRUBBED_PREFIXES = ("TOLOKA_", "KAFKA_", "CONNECTOR_")
+
+
+def connector_command(role: str) -> list[str]:
+    """The console script next to this interpreter (`python -m connector` where it is missing)."""
+    script = Path(sys.executable).with_name("toloka-connector")
+    if script.exists():
+        return [str(script), role]
+    found = shutil.which("toloka-connector")
+    return [found, role] if found else [sys.executable, "-m", "connector", role]
+
+
+def connector_env(settings: Mapping[str, str]) -> dict[str, str]:
+    """Our environment without any connector setting of the caller's, plus `settings`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
+    env.update(settings)
+    return env
+
+
+class ConnectorProcess:
+    """`toloka-connector <role>` with `settings` as environment variables; output to a log."""
+
+    def __init__(self, role: str, settings: Mapping[str, str], log_path: Path) -> None:
+        self.role = role
+        self.log_path = log_path
+        self.started = time.perf_counter()
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            connector_command(role),
+            env=connector_env(settings),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.pid = self.process.pid
+
+    def check_alive(self) -> None:
+        """Raise BenchError with the end of the log when the process has exited."""
+        code = self.process.poll()
+        if code is not None:
+            raise BenchError(
+                f"toloka-connector {self.role} exited with {code}; end of {self.log_path}:\n"
+                + self.log_tail()
+            )
+
+    def log_tail(self, lines: int = 20) -> str:
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
+        """SIGTERM (a clean drain), SIGKILL after `timeout`; the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+def labelled_processes(extra: Mapping[str, int] | None = None) -> dict[str, psutil.Process]:
+    """The harness's child processes by role: `broker`, `simulator`, plus `extra` label → pid."""
+    found: dict[str, psutil.Process] = {"harness": psutil.Process()}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            line = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "kafka.Kafka" in line or "connector.kafka.mock" in line or "noida" in line:
+            found.setdefault("broker", child)
+        elif "connector.simulator" in line:
+            found.setdefault("simulator", child)
+    for label, pid in (extra or {}).items():
+        found[label] = psutil.Process(pid)
+    return found
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
+@dataclass
+class CpuWindow:
+    """CPU seconds each labelled process used between `start()` and `stop()`."""
+
+    processes: Mapping[str, psutil.Process]
+    _begin: dict[str, float] = field(default_factory=dict)
+    _end: dict[str, float] = field(default_factory=dict)
+    _started: float = 0.0
+    seconds: float = 0.0
+
+    def start(self) -> CpuWindow:
+        self._begin = {label: cpu_seconds(p) for label, p in self.processes.items()}
+        self._started = time.perf_counter()
+        return self
+
+    def stop(self) -> CpuWindow:
+        self._end = {label: cpu_seconds(p) for label, p in self.processes.items()}
+        self.seconds = time.perf_counter() - self._started
+        return self
+
+    def cores(self) -> dict[str, float]:
+        """Average cores used by each process over the window (1.0 = one core busy)."""
+        if self.seconds <= 0:
+            return {}
+        return {
+            label: round((self._end.get(label, 0.0) - self._begin[label]) / self.seconds, 3)
+            for label in self._begin
+        }
+
+
+@dataclass
+class RssSampler:
+    """Samples the resident set size of `pids` every `interval` seconds on a thread."""
+
+    pids: Sequence[int]
+    interval: float = 0.5
+    samples: list[tuple[float, int]] = field(default_factory=list)
+    """(seconds since start, summed RSS in bytes)."""
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._processes = [psutil.Process(pid) for pid in self.pids]
+        self._started = time.perf_counter()
+
+    def start(self) -> RssSampler:
+        self._started = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            total = 0
+            for process in self._processes:
+                with contextlib.suppress(psutil.Error):
+                    total += process.memory_info().rss
+            self.samples.append((time.perf_counter() - self._started, total))
+            if pause(self.interval, self._stop):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    @property
+    def peak(self) -> int:
+        return max((rss for _, rss in self.samples), default=0)
