@@ -117,12 +117,12 @@ class Bench:
             for spec in connector_topics(loaded)
         ]
         self.broker.create_topics(specs)
-        for spec in specs:  # metadata of new topics reaches clients with a short delay
-            self.inspector.partitions(spec.name)
+        for spec in specs:
+            self.inspector.wait_for_topic(spec.name)
 
     def create_topic(self, name: str, partitions: int) -> None:
         self.broker.create_topics([TopicSpec(name, partitions)])
-        self.inspector.partitions(name)
+        self.inspector.wait_for_topic(name)
 
     def start(self, role: str, settings: dict[str, str], tag: str) -> ConnectorProcess:
         return ConnectorProcess(role, settings, self.workdir / f"{tag}.log")

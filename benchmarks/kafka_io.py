@@ -15,6 +15,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from benchmarks.errors import BenchError
 from benchmarks.progress import Progress, Throughput
+from benchmarks.waiting import wait_until
 
 _log = logging.getLogger("benchmarks.kafka")
 _log.addHandler(logging.NullHandler())
@@ -86,6 +87,19 @@ class Inspector:
         if described is None or described.error is not None or not described.partitions:
             raise BenchError(f"topic {topic} has no partitions: {described and described.error}")
         return sorted(described.partitions)
+
+    def wait_for_topic(self, topic: str, timeout: float = TIMEOUT_SECONDS) -> list[int]:
+        """The partitions of a topic just created, once its metadata has reached the broker
+        that answers (a new topic is unknown for a moment)."""
+
+        def known() -> list[int] | None:
+            metadata = self._consumer.list_topics(topic, timeout=TIMEOUT_SECONDS)
+            described = metadata.topics.get(topic)
+            if described is None or described.error is not None or not described.partitions:
+                return None
+            return sorted(described.partitions)
+
+        return wait_until(known, timeout=timeout, what=f"topic {topic} to be known")
 
     def watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
         return {

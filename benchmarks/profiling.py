@@ -44,7 +44,7 @@ class Profiler:
         self._log = output.with_suffix(".log").open("wb")
         self._process = subprocess.Popen(
             [binary, "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate),
-             "--output", str(output)],
+             "--gil", "--output", str(output)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip

@@ -125,8 +125,7 @@ class UploadLoop:
             self._consumer.close()
 
     def _step(self) -> None:
-        self._heartbeat.beat()
-        self._metrics.loop_heartbeat.labels("uploader").set(self._clock.time())
+        self._heartbeat.beat()  # the health server turns it into the heartbeat gauge
         backlogged = self._backlogged()
         if backlogged and not self._paused:
             messages: Sequence[Message] = []  # a short backlog: records wait in librdkafka
@@ -265,10 +264,7 @@ class UploadLoop:
             return
         offsets = [TopicPartition(self._topic, p, offset) for p, offset in positions.items()]
         try:
-            if asynchronous:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
-            else:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
+            self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
         except KafkaException as failure:
             # The positions stay uncommitted and are sent again with the next commit.
             log.warning("offset commit failed: %s", failure.args[0])

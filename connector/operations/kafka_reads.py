@@ -1,0 +1,144 @@
+"""Kafka reads the operations commands share: a topic's partitions and watermarks, a group's
+committed offsets, and reading a topic up to where it ended when the read began.
+
+Every consumer here is assigned partitions and never joins a group or commits: looking must not
+disturb the uploader's group or move its offsets. Kafka failures become KafkaOperationError, so
+the command exits 1 with one line.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from connector.errors import KafkaOperationError
+from connector.logs import kafka_logger
+
+_POLL_SECONDS = 0.5
+
+
+def _reason(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)
+
+
+def looking_consumer(kafka_config: Mapping[str, str], group_id: str | None = None) -> Consumer:
+    """A consumer that reads committed records of assigned partitions. `group_id` only names
+    the group whose committed offsets `committed()` returns; the consumer never joins it."""
+    return Consumer(
+        {
+            **kafka_config,
+            "group.id": group_id or f"toloka-connector-operations-{uuid.uuid4().hex[:12]}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            "logger": kafka_logger(),
+        }
+    )
+
+
+def partitions_of(consumer: Consumer, topic: str, timeout: float) -> list[int]:
+    """The topic's partition numbers; KafkaOperationError when it does not exist."""
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaOperationError(f"cannot reach Kafka: {_reason(exc)}") from None
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        raise KafkaOperationError(f"topic {topic} does not exist")
+    return sorted(found.partitions)
+
+
+@dataclass(frozen=True)
+class Watermarks:
+    low: int
+    """The first offset still retained."""
+    high: int
+    """The offset the next record will get."""
+
+    @property
+    def retained(self) -> int:
+        return self.high - self.low
+
+
+def watermarks(
+    consumer: Consumer, topic: str, partitions: list[int], timeout: float
+) -> dict[int, Watermarks]:
+    marks: dict[int, Watermarks] = {}
+    for partition in partitions:
+        try:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout, cached=False
+            )
+        except KafkaException as exc:
+            raise KafkaOperationError(
+                f"cannot read the offsets of {topic}/{partition}: {_reason(exc)}"
+            ) from None
+        marks[partition] = Watermarks(low, high)
+    return marks
+
+
+def committed_offsets(
+    kafka_config: Mapping[str, str],
+    group_id: str,
+    topic: str,
+    partitions: list[int],
+    timeout: float,
+) -> dict[int, int | None]:
+    """The group's committed offset per partition; None where it has committed none."""
+    consumer = looking_consumer(kafka_config, group_id)
+    try:
+        found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaOperationError(
+            f"cannot read the committed offsets of group {group_id}: {_reason(exc)}"
+        ) from None
+    finally:
+        consumer.close()
+    return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in found}
+
+
+def read_until(
+    consumer: Consumer,
+    topic: str,
+    starts: Mapping[int, int],
+    ends: Mapping[int, int],
+    *,
+    idle_timeout: float,
+) -> Iterator[Message]:
+    """The records of each partition p from `starts[p]` up to `ends[p]` (exclusive), in order
+    per partition; records written after `ends` are not chased. KafkaOperationError when no
+    record arrives for `idle_timeout` seconds or the topic fails."""
+    pending = {p for p, end in ends.items() if starts.get(p, 0) < end}
+    consumer.assign([TopicPartition(topic, p, starts.get(p, 0)) for p in sorted(pending)])
+    idle = 0.0
+    while pending:
+        message: Message | None = consumer.poll(_POLL_SECONDS)
+        if message is None:
+            idle += _POLL_SECONDS
+            if idle >= idle_timeout:
+                raise KafkaOperationError(
+                    f"{topic}: no record arrived for {idle_timeout:g}s; "
+                    f"partitions {sorted(pending)} not read to their end"
+                )
+            continue
+        idle = 0.0
+        partition = message.partition() or 0
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                # Read_committed readers end at the last stable offset, which can lie below
+                # the high watermark: the end-of-partition event is the end then.
+                pending.discard(partition)
+                continue
+            raise KafkaOperationError(f"reading {topic}/{partition}: {error.str()}")
+        offset = message.offset() or 0
+        if partition not in pending or offset >= ends[partition]:
+            continue
+        yield message
+        if offset + 1 >= ends[partition]:
+            pending.discard(partition)
+

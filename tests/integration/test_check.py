@@ -1,0 +1,90 @@
+"""`toloka-connector check` against a real broker and the simulator over TCP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from connector.kafka.broker import Broker
+from tests.fixtures.brokers import NewTopic, require, unique_name
+from tests.fixtures.simulator import SimulatorHandle
+
+pytestmark = pytest.mark.integration
+
+
+def check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "connector", "check", *args],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def environ(broker: Broker, simulator: SimulatorHandle, **topics: str) -> dict[str, str]:
+    return {
+        "TOLOKA_API_KEY": simulator.api_key,
+        "TOLOKA_BASE_URL": simulator.base_url,
+        "TOLOKA_APP_PROJECT_ID": simulator.project_id,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "CONNECTOR_API_MAX_ATTEMPTS": "1",
+        **{f"CONNECTOR_{name.upper()}": value for name, value in topics.items()},
+    }
+
+
+def test_all_well_prints_masked_settings_and_exits_0(
+    kafka_broker: Broker, new_topic: NewTopic, simulator: SimulatorHandle
+) -> None:
+    env = environ(
+        kafka_broker, simulator, input_topic=new_topic(), output_topic=new_topic(),
+        dlq_topic=new_topic(), state_topic=new_topic(compacted=True),
+    )  # fmt: skip
+    result = check(env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "TOLOKA_API_KEY = **********" in result.stdout
+    assert simulator.api_key not in result.stdout + result.stderr
+    assert "input_spec {id: string?, text: string}" in result.stdout
+    assert "all checks passed" in result.stdout
+
+
+def test_missing_topics_and_a_wrong_key_are_each_reported(
+    kafka_broker: Broker, simulator: SimulatorHandle
+) -> None:
+    missing = unique_name("missing")
+    env = {
+        **environ(kafka_broker, simulator, input_topic=missing),
+        "TOLOKA_API_KEY": "wrong-key-Zq81",
+    }
+    result = check(env)
+    assert result.returncode == 1
+    assert f"FAIL  topic {missing}: missing" in result.stdout
+    assert "FAIL  app project reachable: get_project: HTTP 401" in result.stdout
+    assert "wrong-key-Zq81" not in result.stdout + result.stderr
+
+
+def test_create_topics_creates_the_missing_ones(
+    kafka_broker: Broker, simulator: SimulatorHandle
+) -> None:
+    require(kafka_broker, "admin_create_topics")
+    names = {kind: unique_name(kind) for kind in ("input_topic", "output_topic", "dlq_topic")}
+    env = environ(kafka_broker, simulator, state_topic=unique_name("state"), **names)
+    result = check(env, "--create-topics")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok    topics created" in result.stdout
+    assert check(env).returncode == 0
+
+
+def test_unreachable_kafka_fails_clearly(simulator: SimulatorHandle) -> None:
+    result = check(
+        {
+            "TOLOKA_API_KEY": simulator.api_key,
+            "TOLOKA_BASE_URL": simulator.base_url,
+            "TOLOKA_APP_PROJECT_ID": simulator.project_id,
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "KAFKA_SOCKET_CONNECTION_SETUP_TIMEOUT_MS": "1000",
+        }
+    )
+    assert result.returncode == 1
+    assert "FAIL  Kafka reachable" in result.stdout
+    assert "ok    app project reachable" in result.stdout
