@@ -63,7 +63,7 @@ class Metrics:
         )
         self.api_up = Gauge(
             f"{PREFIX}_api_up",
-            "1 while the last Apps API request of the process got an answer, 0 during an outage.",
+            "1 while the last Apps API attempt got an answer below 500, 0 during an outage.",
             registry=r,
         )
 

@@ -235,34 +235,41 @@ def plan_timeline(scenario: Scenario, rng: random.Random) -> list[Event]:
 
 
 class ProgressMonitor:
-    """Samples (time, items created, output end offsets) in a thread, for recovery times."""
+    """Samples items created (the simulator's count) and results visible to read_committed
+    readers in a thread, for recovery times. Each sample keeps when its reads started and
+    ended, so that "before a moment" and "after a moment" are never confused."""
 
     def __init__(self, simulator: SimulatorProcess, bootstrap: str, output_topic: str) -> None:
         self._simulator = simulator
-        self._bootstrap = bootstrap
-        self._topic = output_topic
-        self.samples: list[tuple[float, int, int]] = []
+        self._results = TopicFollower(bootstrap, output_topic)
+        # (reads started, reads ended, items created, results committed)
+        self.samples: list[tuple[float, float, int, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chaos-monitor", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(0.25):
-            with contextlib.suppress(Exception):
-                created = int(self._simulator.stats()["items_created"])
-                published = sum(high_watermarks(self._bootstrap, self._topic, 2.0).values())
-                self.samples.append((time.monotonic(), created, published))
+        try:
+            while not self._stop.is_set():
+                with contextlib.suppress(Exception):
+                    began = time.monotonic()
+                    self._results.poll(0.2)
+                    created = int(self._simulator.stats()["items_created"])
+                    self.samples.append(
+                        (began, time.monotonic(), created, len(self._results.records))
+                    )
+        finally:
+            self._results.close()
 
     def recovery_after(self, moment: float) -> float | None:
         """Seconds from `moment` until both uploads and publishing moved on."""
-        before = [s for s in self.samples if s[0] <= moment]
+        before = [s for s in self.samples if s[1] <= moment]
         if not before:
             return None
-        _, created, published = before[-1]
-        uploaded_at = next((s[0] for s in self.samples if s[0] > moment and s[1] > created), None)
-        published_at = next(
-            (s[0] for s in self.samples if s[0] > moment and s[2] > published), None
-        )
+        _, _, created, published = before[-1]
+        later = [s for s in self.samples if s[0] > moment]
+        uploaded_at = next((s[1] for s in later if s[2] > created), None)
+        published_at = next((s[1] for s in later if s[3] > published), None)
         if uploaded_at is None or published_at is None:
             return None
         return max(uploaded_at, published_at) - moment
@@ -422,6 +429,11 @@ def run_scenario(
     )
     if own_simulator:
         sim.stop()
+    logs = [path.read_text(errors="replace") for path in sorted(workdir.glob("connector-*.log"))]
+    notes = [
+        f"{sum(text.count('Traceback') for text in logs)} tracebacks and "
+        f"{sum(text.count(' ERROR ') for text in logs)} ERROR lines in the connector logs"
+    ]
     return Outcome(
         scenario=scenario,
         broker_kind=broker.kind.value,
@@ -435,6 +447,7 @@ def run_scenario(
         elapsed=time.monotonic() - started,
         simulator_stats=stats,
         workdir=workdir,
+        notes=notes,
     )
 
 

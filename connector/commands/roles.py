@@ -13,6 +13,7 @@ from connector.logs import configure_logging
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.runner import run_roles
+from connector.toloka.availability import ApiAvailability
 from connector.toloka.client import Timeouts, TolokaClient
 from connector.toloka.retry import RetryPolicy
 
@@ -25,7 +26,9 @@ ROLE_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
-def build_client(settings: Settings, metrics: Metrics) -> TolokaClient:
+def build_client(
+    settings: Settings, metrics: Metrics, availability: ApiAvailability | None = None
+) -> TolokaClient:
     """One API client per role, so that one role's shutdown cannot cut the other's retries.
 
     Retries are bounded here; each role retries a failed operation again on its own terms (the
@@ -51,6 +54,7 @@ def build_client(settings: Settings, metrics: Metrics) -> TolokaClient:
         max_connections=settings.uploader.max_in_flight + 2,
         verify_tls=api.tls_verify,
         metrics=metrics,
+        availability=availability,
     )
 
 
@@ -60,12 +64,13 @@ def build_roles(names: tuple[str, ...], settings: Settings, metrics: Metrics) ->
     from connector.uploader import build_uploader  # noqa: PLC0415
 
     outstanding = OutstandingItems() if len(names) > 1 else None
+    availability = ApiAvailability(metrics)
     builders: dict[str, Callable[[], Role]] = {
         "uploader": lambda: build_uploader(
-            settings, build_client(settings, metrics), metrics, outstanding
+            settings, build_client(settings, metrics, availability), metrics, outstanding
         ),
         "poller": lambda: build_poller(
-            settings, build_client(settings, metrics), metrics, outstanding
+            settings, build_client(settings, metrics, availability), metrics, outstanding
         ),
     }
     return [builders[name]() for name in names]

@@ -95,8 +95,9 @@ def refusal(current: Cursor | None, leader: LeaderStatus | None, *, force: bool)
         return None
     if current is None:
         return (
-            "there is no cursor to reset (a wrong TOLOKA_APP_PROJECT_ID or CONNECTOR_STATE_TOPIC?); "
-            "the poller writes the first one when it starts; --force writes this one anyway"
+            "there is no cursor to reset (a wrong TOLOKA_APP_PROJECT_ID or "
+            "CONNECTOR_STATE_TOPIC?); the poller writes the first one when it starts; "
+            "--force writes this one anyway"
         )
     if leader is not None and leader.alive:
         return (

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Message
 
+from connector.uploader.ports import Header
+
 REASON_HEADER = "error-reason"
 VALUE_DROPPED_HEADER = "error-value-dropped"
 """Set by the writer when the record was too large for the dead-letter topic: no value kept."""
@@ -21,8 +23,6 @@ REPLAYED_FROM_HEADER = "replayed-from"
 NO_REASON = "unknown"
 """The reason reported for a record without an `error-reason` header (not a dead letter the
 connector wrote); such records are never replayed."""
-
-Header = tuple[str, bytes | None]
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,13 @@ class DeadLetter:
 
 
 def read_dead_letter(message: Message) -> DeadLetter:
-    headers: list[Header] = list(message.headers() or [])
+    found = message.headers() or []
+    headers: list[Header] = list(found.items() if isinstance(found, dict) else found)
     starts = [i for i, (name, _) in enumerate(headers) if name == REASON_HEADER]
     if starts:
         cut = starts[-1]
         original, added = headers[:cut], headers[cut:]
-        reason = (added[0][1] or b"").decode(errors="replace") or NO_REASON
+        reason = _text(added[0][1]) or NO_REASON
     else:
         original, added, reason = headers, [], NO_REASON
     return DeadLetter(
@@ -64,3 +65,9 @@ def read_dead_letter(message: Message) -> DeadLetter:
         original_headers=tuple(original),
         value_dropped=any(name == VALUE_DROPPED_HEADER for name, _ in added),
     )
+
+
+def _text(value: str | bytes | None) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value or ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from connector.errors import KafkaOperationError
@@ -141,4 +142,3 @@ def read_until(
         yield message
         if offset + 1 >= ends[partition]:
             pending.discard(partition)
-

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from confluent_kafka import Consumer
+
 from connector.config import Settings
 from connector.operations.dead_letter_records import read_dead_letter
 from connector.operations.kafka_reads import (
@@ -113,12 +115,13 @@ class ConnectorStatus:
             lines.append(f"cursor age:   {_duration(cursor.age_seconds(self.now))} behind now")
         lines.append(f"leader:       {self._leader_text()}")
         lines.append(
-            f"uploader lag: {self.total_lag} records on {self.input_topic} "
-            f"(group {self.group_id})"
+            f"uploader lag: {self.total_lag} records on {self.input_topic} (group {self.group_id})"
         )
         for p in self.lag:
             committed = "none" if p.committed is None else str(p.committed)
-            lines.append(f"  partition {p.partition}: committed {committed}, end {p.end}, lag {p.lag}")
+            lines.append(
+                f"  partition {p.partition}: committed {committed}, end {p.end}, lag {p.lag}"
+            )
         lines.append(f"dead letters: {self.dead_letters} on {self.dlq_topic}")
         for reason, count in sorted((self.dead_letters_by_reason or {}).items()):
             lines.append(f"  {reason}: {count}")
@@ -170,7 +173,9 @@ def gather_status(
         partitions_of(consumer, poller.state_topic, timeout)
         input_marks = watermarks(consumer, uploader.input_topic, input_partitions, timeout)
         dlq_marks = watermarks(consumer, uploader.dlq_topic, dlq_partitions, timeout)
-        reasons = count_reasons(consumer, uploader.dlq_topic, dlq_marks, timeout) if by_reason else None
+        reasons = (
+            count_reasons(consumer, uploader.dlq_topic, dlq_marks, timeout) if by_reason else None
+        )
     finally:
         consumer.close()
     committed = committed_offsets(
@@ -206,7 +211,7 @@ def gather_status(
 
 
 def count_reasons(
-    consumer: Any, topic: str, marks: Mapping[int, Watermarks], timeout: float
+    consumer: Consumer, topic: str, marks: Mapping[int, Watermarks], timeout: float
 ) -> dict[str, int]:
     """Dead letters per `error-reason`, read from the first retained record to the end."""
     records = read_until(

@@ -28,6 +28,7 @@ from connector import __version__
 from connector.clock import Clock, SystemClock
 from connector.errors import RetryableApiError, TolokaApiError, UnexpectedResponseError
 from connector.metrics import Metrics
+from connector.toloka.availability import ApiAvailability
 from connector.toloka.models import App, AppProject, Item, ItemPage
 from connector.toloka.responses import (
     ModelT,
@@ -89,6 +90,7 @@ class TolokaClient:
         verify_tls: bool = True,
         transport: httpx.BaseTransport | None = None,
         metrics: Metrics | None = None,
+        availability: ApiAvailability | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
@@ -105,6 +107,7 @@ class TolokaClient:
         self._retry = retry or RetryPolicy()
         self._metrics = metrics
         self._clock: Clock = clock or SystemClock()
+        self._availability = availability or ApiAvailability(metrics, self._clock)
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._stop_retrying = threading.Event()
         self._http = httpx.Client(
@@ -291,11 +294,11 @@ class TolokaClient:
         )
 
     def _observe(self, operation: str, label: str, started: float, *, answered: bool) -> None:
+        self._availability.observe(answered and label != "5xx", operation, label)
         if self._metrics is None:
             return
         elapsed = self._clock.monotonic() - started
         self._metrics.api_request_duration.labels(operation, label).observe(elapsed)
-        self._metrics.api_up.set(1 if answered else 0)
 
     def _created_ids(self, response: httpx.Response, count: int) -> list[str]:
         # The items exist once the API said 2xx, whatever the body looks like.

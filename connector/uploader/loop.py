@@ -264,7 +264,10 @@ class UploadLoop:
             return
         offsets = [TopicPartition(self._topic, p, offset) for p, offset in positions.items()]
         try:
-            self._consumer.commit(offsets=offsets, asynchronous=asynchronous)
+            if asynchronous:  # two calls: the stubs type each mode by a Literal overload
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as failure:
             # The positions stay uncommitted and are sent again with the next commit.
             log.warning("offset commit failed: %s", failure.args[0])

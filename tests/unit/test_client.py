@@ -621,17 +621,29 @@ def test_retries_are_counted_by_cause(make_client: MakeClient, metrics: Metrics)
     assert retries(metrics, "bulk_create", "transport_error") == 1
 
 
-def test_api_up_follows_whether_the_last_request_was_answered(
-    make_client: MakeClient, metrics: Metrics
+def test_api_up_and_one_log_line_per_outage_change(
+    make_client: MakeClient, metrics: Metrics, caplog: pytest.LogCaptureFixture
 ) -> None:
-    api = Api(httpx.ConnectError("refused"), httpx.Response(500, text="oops"))
+    api = Api(
+        httpx.ConnectError("refused"),
+        httpx.Response(500, text="oops"),
+        json_response(404, error_body("DOES_NOT_EXIST")),
+    )
     client = make_client(api)
+    caplog.set_level(logging.INFO)
     with pytest.raises(TransportError):
         client.get_project()
     assert sample(metrics, "api_up", {}) == 0
     with pytest.raises(ServerError):
         client.get_project()
+    assert sample(metrics, "api_up", {}) == 0
+    with pytest.raises(NotFoundError):
+        client.get_project()  # an answer below 500: the API is back, even if it says no
     assert sample(metrics, "api_up", {}) == 1
+    changes = [r.getMessage() for r in caplog.records if getattr(r, "event", "") == "state_change"]
+    assert len(changes) == 2
+    assert changes[0].startswith("toloka-api: up -> down (outage began: get_project")
+    assert changes[1].startswith("toloka-api: down -> up (outage ended after")
 
 
 def test_works_without_metrics(make_client: MakeClient) -> None:

@@ -1,0 +1,293 @@
+"""`status`, `reset-cursor` and `replay-dlq`: look at a running connector, move its cursor, put
+dead letters back. The work is in `connector.operations`; here are argv, output and exit codes
+(0 done, 1 a runtime failure such as a missing topic or a refused reset, 2 a configuration error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import datetime
+
+import orjson
+
+from connector.commands.common import add_settings_arguments, settings_from_args
+from connector.config import Settings
+from connector.errors import ConnectorError
+from connector.logs import configure_logging
+from connector.metrics import DEAD_LETTER_REASONS, Metrics
+from connector.operations.cursor_moves import (
+    cursor_after_item,
+    cursor_from_time,
+    latest_cursor,
+    parse_instant,
+    refusal,
+)
+from connector.operations.dead_letter_records import DeadLetter
+from connector.operations.leader import leader_status
+from connector.operations.replay import DEFAULT_REASONS, ReplayRequest, replay_dead_letters
+from connector.operations.status import describe_cursor, gather_status
+from connector.poller.cursor import Cursor
+from connector.poller.state import read_cursor, write_cursor
+
+from .roles import build_client
+
+KAFKA_TIMEOUT_SECONDS = 30.0
+
+Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"  # subscriptable for mypy only
+
+
+# --- status ------------------------------------------------------------------------------------
+
+STATUS_HELP = "the cursor, the leading poller, the uploader's lag and the dead letters"
+STATUS_DESCRIPTION = f"""Print {STATUS_HELP}:
+
+  cursor        the last item the poller published (after_id) and the finished_at it stands
+                for; its age is how far the published results are behind now
+  leader        the poller that wrote the cursor and how long ago; alive while that is less
+                than CONNECTOR_LEADER_TIMEOUT_SECONDS (the leader writes at least every quarter
+                of it), stale after
+  uploader lag  records of CONNECTOR_INPUT_TOPIC after the committed offsets of
+                CONNECTOR_GROUP_ID, per partition and in total
+  dead letters  records retained in CONNECTOR_DLQ_TOPIC (per error-reason with --by-reason)
+
+Reads Kafka only: it joins no group and commits nothing. Exits 0 when it could report, 1 when a
+topic is missing or Kafka cannot be reached."""
+
+
+def run_status(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    configure_logging("text", "ERROR")
+    status = gather_status(
+        settings, now=time.time(), by_reason=args.by_reason, timeout=KAFKA_TIMEOUT_SECONDS
+    )
+    print(orjson.dumps(status.as_json()).decode() if args.json else status.as_text())
+    return 0
+
+
+def register_status(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("status", help=STATUS_HELP, description=STATUS_DESCRIPTION)
+    add_settings_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.add_argument(
+        "--by-reason",
+        action="store_true",
+        help="count the dead letters per error-reason (reads the whole dead-letter topic)",
+    )
+    parser.set_defaults(func=run_status)
+
+
+# --- reset-cursor ------------------------------------------------------------------------------
+
+RESET_HELP = "move the poller's cursor: publish again, or skip, finished items"
+RESET_DESCRIPTION = f"""Replace the poller's cursor ({RESET_HELP}).
+
+Choose exactly one move; what it costs read_committed consumers of CONNECTOR_OUTPUT_TOPIC:
+  --to-item ID   the items listed after item ID (sort=finished) are published next. An item
+                 older than the cursor publishes again everything after it (duplicates); a
+                 newer one skips every finished item between the cursor and it (never
+                 published: loss). ID itself is not published again. Needs the Apps API.
+  --to-time T    the items finished at or after T are published next. T before the cursor's
+                 finished_at: those items are published again (duplicates); after it: the
+                 unpublished items finished before T are skipped (loss).
+  --latest       only items finished from now on are published: every finished item not yet
+                 published is skipped (loss), nothing is repeated.
+The late window's memory of published ids is cleared with the move; the new cursor is set so
+that no item the move leaves behind is published by the look-back scan.
+
+Safety: the cursor is written in a transaction under the poller's transactional id. While a
+poller is active (its last cursor record is younger than CONNECTOR_LEADER_TIMEOUT_SECONDS) the
+reset is refused; --force fences that poller instead: it steps down, and the next leader (a
+standby, or the same process a moment later) continues from the new cursor. --dry-run prints
+the move and writes nothing."""
+
+
+def parse_instant_argument(text: str) -> datetime:
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def planned_cursor(args: argparse.Namespace, settings: Settings, now: float) -> Cursor:
+    project = settings.toloka.app_project_id
+    window = settings.poller.late_window_seconds
+    if args.latest:
+        return latest_cursor(project, now=now, late_window_seconds=window)
+    if args.to_time is not None:
+        return cursor_from_time(project, args.to_time, now=now, late_window_seconds=window)
+    with build_client(settings, Metrics()) as client:
+        item = client.get_item(args.to_item)
+    if item.finished_at is None:
+        raise ConnectorError(
+            f"item {item.id} has not finished (status {item.status}): only a finished item "
+            "can be a cursor position"
+        )
+    return cursor_after_item(
+        project, item.id, item.finished_at, now=now, late_window_seconds=window
+    )
+
+
+def run_reset_cursor(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    configure_logging("text", "ERROR")
+    kafka_config = settings.kafka.client_config()
+    poller = settings.poller
+    current = read_cursor(
+        kafka_config,
+        poller.state_topic,
+        settings.toloka.app_project_id,
+        group_id=settings.uploader.group_id,
+        timeout_seconds=KAFKA_TIMEOUT_SECONDS,
+    )
+    now = time.time()
+    leader = (
+        None
+        if current is None
+        else leader_status(current, now=now, leader_timeout_seconds=poller.leader_timeout_seconds)
+    )
+    print(f"current cursor: {'none' if current is None else describe_cursor(current)}")
+    if leader is not None and leader.holder is not None:
+        state = "active" if leader.alive else "stale"
+        since = leader.seconds_since_write
+        print(f"poller:         {leader.holder}, last wrote {since:.1f}s ago ({state})")
+    cursor = planned_cursor(args, settings, now)
+    print(f"new cursor:     {describe_cursor(cursor)}")
+    why_not = refusal(current, leader, force=args.force)
+    if why_not is not None:
+        raise ConnectorError(f"refused: {why_not}")
+    if args.dry_run:
+        print("dry run: nothing written")
+        return 0
+    write_cursor(
+        kafka_config,
+        poller.state_topic,
+        cursor,
+        group_id=settings.uploader.group_id,
+        timeout_seconds=poller.transaction_timeout_seconds,
+    )
+    fenced = " (the active poller was fenced and steps down)" if leader and leader.alive else ""
+    print(f"cursor written{fenced}; the next leading poller continues from it")
+    return 0
+
+
+def register_reset_cursor(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("reset-cursor", help=RESET_HELP, description=RESET_DESCRIPTION)
+    add_settings_arguments(parser)
+    move = parser.add_argument_group("move (exactly one)").add_mutually_exclusive_group(
+        required=True
+    )
+    move.add_argument("--to-item", metavar="ID", help="continue after this finished item")
+    move.add_argument(
+        "--to-time",
+        metavar="T",
+        type=parse_instant_argument,
+        help="publish items finished at or after T (ISO-8601, UTC without an offset; or unix "
+        "seconds)",
+    )
+    move.add_argument(
+        "--latest", action="store_true", help="publish only items finished from now on"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write even while a poller is active (it is fenced and steps down) or when the "
+        "project has no cursor yet",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the move, write nothing")
+    parser.set_defaults(func=run_reset_cursor)
+
+
+# --- replay-dlq --------------------------------------------------------------------------------
+
+REPLAY_HELP = "put dead letters back on the input topic after their cause is fixed"
+REPLAY_DESCRIPTION = f"""Re-publish dead letters of CONNECTOR_DLQ_TOPIC to CONNECTOR_INPUT_TOPIC
+({REPLAY_HELP}).
+
+Each replayed record gets its original key, value and headers back (the connector's error-* and
+source-* headers removed) plus a header replayed-from=<topic>/<partition>/<offset> naming its
+dead letter. The topic is read from --from-offset to where it ended when the replay began
+(dead letters written meanwhile wait for the next replay); nothing is deleted from it and no
+offset is committed, so replaying twice puts the records back twice.
+
+Reasons (--reason, repeatable): {", ".join(DEAD_LETTER_REASONS)}. Default:
+{", ".join(DEFAULT_REASONS)}, whose cause lies outside the record (the app's input_spec, the
+API's verdict, CONNECTOR_MAX_RECORD_BYTES). invalid_json and not_an_object records carry the
+same bytes when replayed and fail again; name them to replay them anyway. Dead letters whose
+value was dropped (too large for the dead-letter topic) are never replayed.
+
+Exits 0 after a replay, 1 when a topic is missing or a record was not delivered."""
+
+
+def run_replay_dlq(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    configure_logging("text", "ERROR")
+    request = ReplayRequest(
+        dlq_topic=settings.uploader.dlq_topic,
+        input_topic=settings.uploader.input_topic,
+        reasons=frozenset(args.reason or DEFAULT_REASONS),
+        from_offset=args.from_offset,
+        max_records=args.max,
+        dry_run=args.dry_run,
+    )
+
+    def show(dead_letter: DeadLetter) -> None:
+        if args.dry_run:
+            key = "null" if dead_letter.key is None else dead_letter.key.decode(errors="replace")
+            print(f"would replay {dead_letter.location} ({dead_letter.reason}) key={key}")
+
+    summary = replay_dead_letters(
+        settings.kafka.client_config(), request, timeout=KAFKA_TIMEOUT_SECONDS, on_selected=show
+    )
+    target = f"{request.dlq_topic} -> {request.input_topic}"
+    print(f"{target}: " + "\n".join(summary.lines(args.dry_run)))
+    return 0
+
+
+def non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not positive")
+    return value
+
+
+def register_replay_dlq(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("replay-dlq", help=REPLAY_HELP, description=REPLAY_DESCRIPTION)
+    add_settings_arguments(parser)
+    parser.add_argument(
+        "--reason",
+        action="append",
+        choices=DEAD_LETTER_REASONS,
+        help=f"replay dead letters with this error-reason (repeatable; default: "
+        f"{', '.join(DEFAULT_REASONS)})",
+    )
+    parser.add_argument(
+        "--from-offset",
+        type=non_negative,
+        default=0,
+        metavar="N",
+        help="start at this offset in every partition of the dead-letter topic (default: the "
+        "first retained record)",
+    )
+    parser.add_argument(
+        "--max", type=positive, metavar="N", help="replay at most this many records"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the dead letters that would be replayed and count them; produce nothing",
+    )
+    parser.set_defaults(func=run_replay_dlq)
+
+
+def register(subparsers: Subparsers) -> None:
+    register_status(subparsers)
+    register_reset_cursor(subparsers)
+    register_replay_dlq(subparsers)
