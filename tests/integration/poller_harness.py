@@ -9,8 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,16 +27,6 @@ from tests.fixtures.brokers import read_all
 from tests.fixtures.simulator import SimulatorHandle
 
 DEADLINE_SECONDS = 90.0
-
-
-def wait_for(
-    condition: Callable[[], Any], timeout: float = DEADLINE_SECONDS, what: str = "condition"
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout} s")
-        time.sleep(0.05)
 
 
 @dataclass

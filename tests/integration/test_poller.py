@@ -12,7 +12,8 @@ from connector.kafka.broker import ApiKey, Broker, Capability
 from connector.poller import initial_cursor, write_cursor
 from tests.fixtures.brokers import NewTopic, require
 from tests.fixtures.simulator import SimulatorHandle
-from tests.integration.poller_harness import PollerSetup, PollerThread, utc, wait_for
+from tests.fixtures.waiting import wait_for
+from tests.integration.poller_harness import PollerSetup, PollerThread, utc
 
 pytestmark = pytest.mark.integration
 

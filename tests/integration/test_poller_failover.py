@@ -14,7 +14,8 @@ import pytest
 from connector.kafka.broker import Broker, Capability
 from tests.fixtures.brokers import NewTopic, require
 from tests.fixtures.simulator import SimulatorHandle
-from tests.integration.poller_harness import PollerProcess, PollerSetup, wait_for
+from tests.fixtures.waiting import wait_for
+from tests.integration.poller_harness import PollerProcess, PollerSetup
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -28,6 +28,7 @@ from connector.metrics import Metrics
 from connector.uploader import Uploader, build_uploader
 from tests.fixtures.brokers import NewTopic, ReadTopic, require, unique_name
 from tests.fixtures.simulator import SimulatorHandle
+from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -99,14 +100,6 @@ def created_keys(simulator: SimulatorHandle) -> Counter[str]:
             if not page["has_more"]:
                 return counts
             after = page["content"][-1]["id"]
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Pipeline:

@@ -7,7 +7,6 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from connector.clock import SystemClock
 from connector.lifecycle import Heartbeat
@@ -17,6 +16,7 @@ from connector.poller.leadership import LeaderWatch
 from connector.poller.loop import PollerLoop
 from connector.poller.role import Poller
 from connector.poller.state import FeedUpdate
+from tests.fixtures.waiting import wait_for
 from tests.unit.poller_fakes import (
     T0,
     Crash,
@@ -125,13 +125,6 @@ class Instance:
         return self.poller.readiness().detail
 
 
-def wait_for(condition: Callable[[], Any], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 def test_one_leader_one_standby_and_take_over_after_the_leader_dies() -> None:
     kafka = FakeKafka()
     api = FakeApi(FakeClock())  # every item visible (at time 0)
@@ -168,7 +161,7 @@ def test_one_leader_one_standby_and_take_over_after_the_leader_dies() -> None:
     alive.clear()
     died = time.monotonic()
     wait_for(a.crashed.is_set)
-    wait_for(lambda: b.detail() == "leader", seconds=3.0)
+    wait_for(lambda: b.detail() == "leader", timeout=3.0)
     takeover = time.monotonic() - died
     assert takeover < 0.6 + 1.0
     api.add(finished_item("after", T0 + 10))

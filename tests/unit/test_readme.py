@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
@@ -33,7 +34,10 @@ def test_every_command_in_the_readme_exists_and_every_command_is_in_the_readme()
     text = README.read_text()
     documented = set(re.findall(r"^\| `toloka-connector ([a-z-]+)", text, flags=re.MULTILINE))
     documented |= {"upload", "poll"}  # share a row with `run`'s neighbour
-    subparsers = build_parser()._subparsers
-    assert subparsers is not None
-    commands = set(subparsers._group_actions[0].choices)  # type: ignore[attr-defined]
+    commands = {
+        name
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name in action._name_parser_map
+    }
     assert documented == commands

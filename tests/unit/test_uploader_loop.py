@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -35,18 +35,11 @@ from connector.uploader.lag import LagReporter
 from connector.uploader.ports import Headers
 from connector.uploader.spec import StartupError
 from connector.uploader.uploader import Uploader, consumer_config, producer_config
+from tests.fixtures.waiting import wait_for
 
 TOPIC = "items"
 DLQ = "items.dlq"
 DEADLINE_SECONDS = 10.0
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 # --- fakes ---------------------------------------------------------------------------------
@@ -291,7 +284,7 @@ class Running:
 
     def iterations_later(self, count: int) -> None:
         target = self.consumer.consume_calls + count
-        wait_until(lambda: self.consumer.consume_calls >= target, f"{count} loop iterations")
+        wait_for(lambda: self.consumer.consume_calls >= target, f"{count} loop iterations")
 
     def dead_letters(self) -> dict[str, dict[str, Any]]:
         return {r["headers"]["source-partition"].decode() + ":"
@@ -330,7 +323,7 @@ def test_every_record_ends_uploaded_or_dead_lettered_and_offsets_reach_the_end(
               for p in range(3)}  # fmt: skip
     run = Running(FakeConsumer(values), batch_max_items="4", max_record_bytes="200")
     running.append(run)
-    wait_until(lambda: run.consumer.committed == {0: 25, 1: 25, 2: 25}, "commits to the end")
+    wait_for(lambda: run.consumer.committed == {0: 25, 1: 25, 2: 25}, "commits to the end")
     good = {f"{p}:{o}" for p in range(3) for o in range(25) if not (p == 1 and o in bad)}
     assert run.api.created == dict.fromkeys(good, 1)
     letters = run.dead_letters()
@@ -362,12 +355,12 @@ def test_commit_stops_before_the_earliest_unfinished_upload(running: list[Runnin
     values = {p: [item(f"{p}:{o}") for o in range(20)] for p in range(2)}
     run = Running(FakeConsumer(values), api, batch_max_items="1", max_in_flight="3")
     running.append(run)
-    wait_until(lambda: run.consumer.committed.get(1) == 20, "partition 1 committed")
-    wait_until(lambda: len(api.created) == 39, "every other item created")
+    wait_for(lambda: run.consumer.committed.get(1) == 20, "partition 1 committed")
+    wait_for(lambda: len(api.created) == 39, "every other item created")
     run.iterations_later(5)  # commits are attempted on every iteration (interval 0)
     assert run.consumer.committed[0] == 5
     api.release.set()
-    wait_until(lambda: run.consumer.committed.get(0) == 20, "partition 0 committed")
+    wait_for(lambda: run.consumer.committed.get(0) == 20, "partition 0 committed")
     run.finish()
 
 
@@ -377,12 +370,12 @@ def test_commit_waits_for_the_dead_letter_to_be_acknowledged(running: list[Runni
     producer.hold = True
     run = Running(consumer, producer=producer)
     running.append(run)
-    wait_until(lambda: len(run.api.created) == 3, "the good items created")
-    wait_until(lambda: consumer.committed.get(0) == 1, "the first record committed")
+    wait_for(lambda: len(run.api.created) == 3, "the good items created")
+    wait_for(lambda: consumer.committed.get(0) == 1, "the first record committed")
     run.iterations_later(5)
     assert consumer.committed[0] == 1
     run.producer.hold = False
-    wait_until(lambda: consumer.committed.get(0) == 4, "commit past the dead letter")
+    wait_for(lambda: consumer.committed.get(0) == 4, "commit past the dead letter")
     run.finish()
 
 
@@ -392,7 +385,7 @@ def test_a_failed_dead_letter_delivery_is_produced_again(running: list[Running])
     producer.failures = [KafkaError._MSG_TIMED_OUT]
     run = Running(consumer, producer=producer)
     running.append(run)
-    wait_until(lambda: consumer.committed.get(0) == 2, "commit past the dead letter")
+    wait_for(lambda: consumer.committed.get(0) == 2, "commit past the dead letter")
     assert len(run.producer.delivered) == 1
     run.finish()
 
@@ -405,17 +398,17 @@ def test_an_outage_pauses_the_partitions_reports_not_ready_and_recovers(
     values = {p: [item(f"{p}:{o}") for o in range(30)] for p in range(2)}
     run = Running(FakeConsumer(values), api, batch_max_items="5", max_in_flight="2")
     running.append(run)
-    wait_until(lambda: run.consumer.paused == {0, 1}, "partitions paused")
-    wait_until(lambda: not run.role.readiness().ready, "not ready")
+    wait_for(lambda: run.consumer.paused == {0, 1}, "partitions paused")
+    wait_for(lambda: not run.role.readiness().ready, "not ready")
     requests = api.requests
-    wait_until(lambda: api.requests > requests + 10, "the outage being retried")
+    wait_for(lambda: api.requests > requests + 10, "the outage being retried")
     consumed = sum(run.consumer.position.values())
     # In flight, as many waiting, the open batch and one consume() call: 2·2·5 + 5 + 500.
     assert consumed <= 2 * 2 * 5 + 5 + 500
     assert run.metrics.registry.get_sample_value("toloka_connector_paused_partitions") == 2
     api.down = False
-    wait_until(lambda: run.consumer.committed == {0: 30, 1: 30}, "commits to the end")
-    wait_until(lambda: run.role.readiness().ready, "ready again")
+    wait_for(lambda: run.consumer.committed == {0: 30, 1: 30}, "commits to the end")
+    wait_for(lambda: run.role.readiness().ready, "ready again")
     assert run.consumer.paused == set()
     assert set(api.created.values()) == {1}
     assert len(api.created) == 60
@@ -431,19 +424,19 @@ def test_revocation_commits_what_is_done_and_abandons_a_stuck_upload(
     consumer = FakeConsumer(values)
     run = Running(consumer, api, batch_max_items="1", drain_timeout_seconds="0.2")
     running.append(run)
-    wait_until(lambda: consumer.committed.get(0) == 10 and consumer.committed.get(1) == 3,
+    wait_for(lambda: consumer.committed.get(0) == 10 and consumer.committed.get(1) == 3,
                "everything but the stuck upload committed")  # fmt: skip
     revoked = consumer.rebalance("revoke", [1])
-    wait_until(revoked.is_set, "revocation handled")
+    wait_for(revoked.is_set, "revocation handled")
     assert consumer.sync_commits[-1] == {1: 3}
     assert 1 not in consumer.assigned
     api.release.set()  # the abandoned upload succeeds after the hand-over
-    wait_until(lambda: api.created.get("1:3") == 1, "the abandoned upload finishing")
+    wait_for(lambda: api.created.get("1:3") == 1, "the abandoned upload finishing")
     run.iterations_later(3)
     assert consumer.committed[1] == 3  # its completion does not count any more
     # The partition comes back: its records are read again from the committed offset.
     consumer.rebalance("assign", [1])
-    wait_until(lambda: consumer.committed.get(1) == 10, "partition 1 committed after return")
+    wait_for(lambda: consumer.committed.get(1) == 10, "partition 1 committed after return")
     assert api.created["1:3"] == 2  # the documented cost of abandoning an upload
     run.finish()
 
@@ -454,7 +447,7 @@ def test_shutdown_drains_commits_and_gives_up_on_a_stuck_upload(running: list[Ru
     consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(6)]})
     run = Running(consumer, api, batch_max_items="1", drain_timeout_seconds="0.3")
     running.append(run)
-    wait_until(lambda: len(api.created) == 5, "the other uploads")
+    wait_for(lambda: len(api.created) == 5, "the other uploads")
     started = time.monotonic()
     run.finish()
     assert time.monotonic() - started < 3
@@ -487,7 +480,7 @@ def test_an_unreachable_api_at_startup_is_waited_for(running: list[Running]) -> 
     consumer = FakeConsumer({0: [item("a")]})
     run = Running(consumer, api)
     running.append(run)
-    wait_until(lambda: consumer.committed.get(0) == 1, "the item uploaded")
+    wait_for(lambda: consumer.committed.get(0) == 1, "the item uploaded")
     run.finish()
 
 
