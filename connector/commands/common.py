@@ -7,6 +7,7 @@ from pathlib import Path
 
 from connector.config import (
     GROUPS,
+    G,
     KafkaSettings,
     Settings,
     documented_variables,
@@ -82,9 +83,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def group_from_args(args: argparse.Namespace, group: type[G]) -> G:
+    """One settings group alone, for commands that need no API key or project."""
+    return load_group(group, merged_variables(args.config, overrides=_overrides(args)))
+
+
 def kafka_settings_from_args(args: argparse.Namespace) -> KafkaSettings:
     """Only the Kafka settings, for commands that never call the API (no key needed)."""
-    kafka = load_group(KafkaSettings, merged_variables(args.config, overrides=_overrides(args)))
+    kafka = group_from_args(args, KafkaSettings)
     problems = librdkafka_problems(kafka.client_config())
     if problems:
         raise ConfigError(problems)

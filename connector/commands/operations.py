@@ -8,11 +8,17 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import datetime
+from typing import TypeAlias
 
 import orjson
 
-from connector.commands.common import add_settings_arguments, settings_from_args
-from connector.config import Settings
+from connector.commands.common import (
+    add_settings_arguments,
+    group_from_args,
+    kafka_settings_from_args,
+    settings_from_args,
+)
+from connector.config import Settings, UploaderSettings
 from connector.errors import ConnectorError
 from connector.logs import configure_logging
 from connector.metrics import DEAD_LETTER_REASONS, Metrics
@@ -24,6 +30,7 @@ from connector.operations.cursor_moves import (
     refusal,
 )
 from connector.operations.dead_letter_records import DeadLetter
+from connector.operations.kafka_reads import require_topics
 from connector.operations.leader import leader_status
 from connector.operations.replay import DEFAULT_REASONS, ReplayRequest, replay_dead_letters
 from connector.operations.status import describe_cursor, gather_status
@@ -34,7 +41,9 @@ from .roles import build_client
 
 KAFKA_TIMEOUT_SECONDS = 30.0
 
-Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"  # subscriptable for mypy only
+Subparsers: TypeAlias = (
+    "argparse._SubParsersAction[argparse.ArgumentParser]"  # a string: not subscriptable at run time
+)
 
 
 # --- status ------------------------------------------------------------------------------------
@@ -80,7 +89,7 @@ def register_status(subparsers: Subparsers) -> None:
 # --- reset-cursor ------------------------------------------------------------------------------
 
 RESET_HELP = "move the poller's cursor: publish again, or skip, finished items"
-RESET_DESCRIPTION = f"""Replace the poller's cursor ({RESET_HELP}).
+RESET_DESCRIPTION = """Replace the poller's cursor: finished items are published again, or skipped.
 
 Choose exactly one move; what it costs read_committed consumers of CONNECTOR_OUTPUT_TOPIC:
   --to-item ID   the items listed after item ID (sort=finished) are published next. An item
@@ -97,9 +106,11 @@ that no item the move leaves behind is published by the look-back scan.
 
 Safety: the cursor is written in a transaction under the poller's transactional id. While a
 poller is active (its last cursor record is younger than CONNECTOR_LEADER_TIMEOUT_SECONDS) the
-reset is refused; --force fences that poller instead: it steps down, and the next leader (a
-standby, or the same process a moment later) continues from the new cursor. --dry-run prints
-the move and writes nothing."""
+reset is refused (a poller that stopped cleanly released its leadership and does not count;
+one that was killed counts until the timeout has passed: wait, or use --force);
+--force fences that poller instead: it steps down, and the next leader (a standby, or the same
+process a moment later) continues from the new cursor. --dry-run prints the move and writes
+nothing. Exits 1 when the reset is refused or the state topic is missing."""
 
 
 def parse_instant_argument(text: str) -> datetime:
@@ -133,6 +144,7 @@ def run_reset_cursor(args: argparse.Namespace) -> int:
     configure_logging("text", "ERROR")
     kafka_config = settings.kafka.client_config()
     poller = settings.poller
+    require_topics(kafka_config, [poller.state_topic], KAFKA_TIMEOUT_SECONDS)
     current = read_cursor(
         kafka_config,
         poller.state_topic,
@@ -210,21 +222,24 @@ dead letter. The topic is read from --from-offset to where it ended when the rep
 (dead letters written meanwhile wait for the next replay); nothing is deleted from it and no
 offset is committed, so replaying twice puts the records back twice.
 
-Reasons (--reason, repeatable): {", ".join(DEAD_LETTER_REASONS)}. Default:
-{", ".join(DEFAULT_REASONS)}, whose cause lies outside the record (the app's input_spec, the
-API's verdict, CONNECTOR_MAX_RECORD_BYTES). invalid_json and not_an_object records carry the
-same bytes when replayed and fail again; name them to replay them anyway. Dead letters whose
-value was dropped (too large for the dead-letter topic) are never replayed.
+Reasons (--reason, repeatable): {", ".join(DEAD_LETTER_REASONS)}.
+Default: {", ".join(DEFAULT_REASONS)}: their cause lies outside the record (the
+app's input_spec, the API's verdict, CONNECTOR_MAX_RECORD_BYTES), so once it is fixed the same
+record goes through. invalid_json and not_an_object records carry the same bytes when replayed
+and fail again; name them to replay them anyway. Dead letters whose value was dropped (too
+large for the dead-letter topic) are never replayed.
 
 Exits 0 after a replay, 1 when a topic is missing or a record was not delivered."""
 
 
 def run_replay_dlq(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    # Kafka and topics only: replaying needs neither the API key nor the project.
+    kafka = kafka_settings_from_args(args)
+    uploader = group_from_args(args, UploaderSettings)
     configure_logging("text", "ERROR")
     request = ReplayRequest(
-        dlq_topic=settings.uploader.dlq_topic,
-        input_topic=settings.uploader.input_topic,
+        dlq_topic=uploader.dlq_topic,
+        input_topic=uploader.input_topic,
         reasons=frozenset(args.reason or DEFAULT_REASONS),
         from_offset=args.from_offset,
         max_records=args.max,
@@ -237,7 +252,7 @@ def run_replay_dlq(args: argparse.Namespace) -> int:
             print(f"would replay {dead_letter.location} ({dead_letter.reason}) key={key}")
 
     summary = replay_dead_letters(
-        settings.kafka.client_config(), request, timeout=KAFKA_TIMEOUT_SECONDS, on_selected=show
+        kafka.client_config(), request, timeout=KAFKA_TIMEOUT_SECONDS, on_selected=show
     )
     target = f"{request.dlq_topic} -> {request.input_topic}"
     print(f"{target}: " + "\n".join(summary.lines(args.dry_run)))

@@ -53,6 +53,17 @@ def partitions_of(consumer: Consumer, topic: str, timeout: float) -> list[int]:
     return sorted(found.partitions)
 
 
+def require_topics(kafka_config: Mapping[str, str], topics: list[str], timeout: float) -> None:
+    """KafkaOperationError naming the first of `topics` that does not exist (a read of a missing
+    topic would otherwise wait for its timeout)."""
+    consumer = looking_consumer(kafka_config)
+    try:
+        for topic in topics:
+            partitions_of(consumer, topic, timeout)
+    finally:
+        consumer.close()
+
+
 @dataclass(frozen=True)
 class Watermarks:
     low: int

@@ -73,7 +73,9 @@ class ConnectorStatus:
             else {
                 "after_id": cursor.after_id,
                 "finished_at": _iso(cursor),
-                "age_seconds": round(cursor.age_seconds(self.now), 3),
+                "age_seconds": None
+                if cursor.finished_at is None
+                else round(cursor.age_seconds(self.now), 3),
                 "late_horizon": cursor.late_horizon.isoformat(),
                 "written_at": cursor.written_at.isoformat(),
             },
@@ -112,7 +114,9 @@ class ConnectorStatus:
             lines.append("cursor:       none (no poller has run for this project yet)")
         else:
             lines.append(f"cursor:       {describe_cursor(cursor)}")
-            lines.append(f"cursor age:   {_duration(cursor.age_seconds(self.now))} behind now")
+            if cursor.finished_at is not None:
+                age = _duration(cursor.age_seconds(self.now))
+                lines.append(f"cursor age:   {age} behind now")
         lines.append(f"leader:       {self._leader_text()}")
         lines.append(
             f"uploader lag: {self.total_lag} records on {self.input_topic} (group {self.group_id})"

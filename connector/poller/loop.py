@@ -123,6 +123,7 @@ class PollerLoop:
                     continue
                 try:
                     self._lead(leadership, stop)
+                    self._release(leadership)
                 except ProducerFencedError as exc:
                     log.warning("another poller took over (%s): stepping down to standby", exc)
                     wait_for_vacancy = True
@@ -286,6 +287,17 @@ class PollerLoop:
             self._commit(lead, [], change)
         except PageAbortedError as exc:
             log.warning("heartbeat transaction aborted: %s", exc)
+
+    def _release(self, lead: _Leadership) -> None:
+        """On a clean stop, a cursor without holder: a standby takes over at once instead of
+        after the leader timeout, and `reset-cursor` needs no --force."""
+        change = heartbeat_change(lead.state, now=self._clock.time(), holder=None)
+        try:
+            self._commit(lead, [], change)
+        except PublishError as exc:
+            log.warning("could not hand leadership over (a standby waits it out): %s", exc)
+            return
+        log.info("poller of app project %s: leadership released", self._project)
 
     def _pause(self, lead: _Leadership, stop: threading.Event, seconds: float) -> None:
         """Wait `seconds` (or until `stop`), writing heartbeats when they fall due."""

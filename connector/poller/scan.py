@@ -105,7 +105,8 @@ def plan_page(
     return PagePlan(publish, state.plan(publish, written), caught_up, next_scan)
 
 
-def heartbeat_change(state: PollerState, *, now: float, holder: str) -> StateChange:
-    """The cursor as it is, written again: the leader's sign of life while nothing moves."""
+def heartbeat_change(state: PollerState, *, now: float, holder: str | None) -> StateChange:
+    """The cursor as it is, written again: the leader's sign of life while nothing moves, or,
+    with no holder, its word that it stopped leading."""
     written = replace(state.cursor, written_at=datetime.fromtimestamp(now, UTC), holder=holder)
     return state.plan([], written)
