@@ -11,6 +11,7 @@ What orjson accepts but the connector refuses (`invalid_json`):
   the item's meaning is ambiguous. Detecting them needs the standard library's pair hook, which is
   ~8x slower, so it runs only on records whose re-encoding differs from their bytes (a record
   with a duplicate key never re-encodes to itself).
+- nesting deeper than orjson can write (254 levels).
 orjson itself rejects NaN/Infinity, numbers overflowing a double, lone surrogates, a BOM and
 invalid UTF-8.
 """
@@ -88,7 +89,12 @@ def decode_item(
         return Refusal(INVALID_JSON, f"not UTF-8 JSON: {error}")
     if not isinstance(item, dict):
         return Refusal(NOT_AN_OBJECT, f"the JSON value is {_json_kind(item)}, not an object")
-    encoded = orjson.dumps(item)
+    try:
+        encoded = orjson.dumps(item)
+    except orjson.JSONEncodeError:
+        # orjson reads up to 1,024 levels of nesting but writes only 254: refuse such an item
+        # rather than crash the uploader on it.
+        return Refusal(INVALID_JSON, "nested too deep to re-encode (more than 254 levels)")
     if encoded != value:
         duplicate = _duplicate_key(value)
         if duplicate is not None:

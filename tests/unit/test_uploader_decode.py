@@ -118,6 +118,7 @@ json_values = st.recursive(
 def test_any_valid_item_decodes_to_an_equal_canonical_encoding(
     extra: dict[str, Any], text: str
 ) -> None:
+    extra.pop("id", None)  # the spec types `id` as a string: any other value is invalid_item
     item = {**extra, "text": text}
     encoded = orjson.dumps(item)
     spaced = orjson.dumps(item, option=orjson.OPT_INDENT_2)
@@ -126,3 +127,15 @@ def test_any_valid_item_decodes_to_an_equal_canonical_encoding(
         assert decoded == encoded
         assert isinstance(decoded, bytes)
         assert orjson.loads(decoded) == item
+
+
+@pytest.mark.parametrize("depth", [253, 254, 900, 1023, 1024, 5000])
+def test_deep_nesting_is_uploaded_or_refused_never_raised(depth: int) -> None:
+    # The item object itself is one level: the array inside adds `depth` more.
+    value = b'{"text":"t","deep":' + b"[" * depth + b"]" * depth + b"}"
+    decoded = decode(value, max_bytes=10**6)
+    if depth < 254:
+        assert decoded == value
+    else:
+        assert isinstance(decoded, Refusal)
+        assert decoded.reason == "invalid_json"
