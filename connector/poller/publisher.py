@@ -11,6 +11,7 @@ never leave a cursor that points past a result that was not written.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -108,13 +109,23 @@ def record_key(item: Item, key_field: str) -> str:
         return item.id
     if isinstance(value, str):
         return value
-    return orjson.dumps(value).decode()
+    return encode_json(value).decode()
+
+
+def encode_json(value: Any) -> bytes:
+    """`value` as compact JSON. orjson writes at most 254 levels of nesting while the API's answer was
+    read with up to 1,024: deeper items take the slower standard library instead of stopping
+    the poller on them."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def output_record(item: Item, *, key_field: str, app_project_id: str) -> OutputRecord:
     return OutputRecord(
         key=record_key(item, key_field).encode(),
-        value=orjson.dumps(item.raw),
+        value=encode_json(item.raw),
         headers=[
             ("toloka-item-id", item.id.encode()),
             ("toloka-status", (item.status or "").encode()),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -53,6 +55,17 @@ def test_value_is_the_item_exactly_as_the_api_sent_it() -> None:
     record = output_record(Item.model_validate(raw), key_field="id", app_project_id="proj")
     assert orjson.loads(record.value) == raw
     assert b'"2022-01-22T07:44:57.035"' in record.value
+
+
+def test_an_item_nested_deeper_than_orjson_writes_is_still_published() -> None:
+    deep: object = "bottom"
+    for _ in range(600):  # orjson reads 1,024 levels but writes only 254
+        deep = [deep]
+    raw = finished_item("item-deep", T0)
+    raw["input_data"] = {"id": deep}
+    record = output_record(Item.model_validate(raw), key_field="id", app_project_id="proj")
+    assert orjson.loads(record.value) == raw
+    assert json.loads(record.key) == deep
 
 
 def test_headers_name_item_status_and_project() -> None:
