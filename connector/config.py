@@ -81,6 +81,11 @@ class ApiSettings(_Group):
     )
     backoff_cap_seconds: float = Field(30.0, gt=0, description="largest delay between retries")
     tls_verify: bool = Field(True, description="verify the API's TLS certificate")
+    max_response_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="a larger API response body is refused (and retried) instead of read",
+    )
 
 
 class KafkaSettings(_Group):

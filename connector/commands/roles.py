@@ -52,6 +52,7 @@ def build_client(
             max_delay_seconds=api.backoff_cap_seconds,
         ),
         max_connections=settings.uploader.max_in_flight + 2,
+        max_response_bytes=api.max_response_bytes,
         verify_tls=api.tls_verify,
         metrics=metrics,
         availability=availability,

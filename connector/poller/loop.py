@@ -17,12 +17,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from connector.clock import Clock
 from connector.config import PollerSettings
-from connector.errors import KafkaOperationError, RetryableApiError
+from connector.errors import (
+    AuthenticationError,
+    FatalApiError,
+    KafkaOperationError,
+    RetryableApiError,
+    ValidationFailedError,
+)
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics, result_status_label
 from connector.outstanding import OutstandingItems
@@ -212,6 +218,16 @@ class PollerLoop:
                 log.warning("listing failed, trying again: %s", exc)
                 self._pause(lead, stop, self._settings.poll_interval_seconds)
                 continue
+            except AuthenticationError:
+                raise  # a wrong or revoked key: no retry helps, exit and say so
+            except FatalApiError as exc:
+                # An answer that cannot be used (a malformed body, a proxy's 404, an after_id the
+                # API forgot): exiting would only restart into the same answer, a crash loop.
+                log.warning("listing answered unusably, trying again later: %s", exc)
+                if isinstance(exc, ValidationFailedError) and "after_id" in exc.payload:
+                    lead.scan = self._without_after_id(lead.scan)
+                self._pause(lead, stop, self._settings.idle_poll_interval_seconds)
+                continue
             if caught_up:
                 self._after_caught_up(lead, stop)
 
@@ -259,6 +275,11 @@ class PollerLoop:
             else:
                 lead.flowing = lead.flowing or bool(plan.publish)
         lead.scan = plan.next_scan
+        if plan.out_of_range:
+            log.warning(
+                "the listing returned %d items outside what was asked for (behind the cursor or "
+                "its floor): skipped, not published again", plan.out_of_range,
+            )  # fmt: skip
         self._metrics.poll_page_size.observe(
             sum(1 for item in page.content if item.finished_at is not None)
         )
@@ -287,6 +308,11 @@ class PollerLoop:
             self._commit(lead, [], change)
         except PageAbortedError as exc:
             log.warning("heartbeat transaction aborted: %s", exc)
+
+    @staticmethod
+    def _without_after_id(scan: Scan) -> Scan:
+        """List again from the floor of the scan: the API no longer knows its after_id."""
+        return replace(scan, after_id=None) if scan.late else replace(scan, from_floor=True)
 
     def _release(self, lead: _Leadership) -> None:
         """On a clean stop, a cursor without holder: a standby takes over at once instead of

@@ -113,9 +113,9 @@ def record_key(item: Item, key_field: str) -> str:
 
 
 def encode_json(value: Any) -> bytes:
-    """`value` as compact JSON. orjson writes at most 254 levels of nesting while the API's answer was
-    read with up to 1,024: deeper items take the slower standard library instead of stopping
-    the poller on them."""
+    """`value` as compact JSON. orjson writes at most 254 levels of nesting while the API's
+    answer was read with up to 1,024: deeper values take the slower standard library instead of
+    stopping the poller on them."""
     try:
         return orjson.dumps(value)
     except orjson.JSONEncodeError:

@@ -87,6 +87,7 @@ class TolokaClient:
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         max_connections: int = 10,
+        max_response_bytes: int = 64 * 1024 * 1024,
         verify_tls: bool = True,
         transport: httpx.BaseTransport | None = None,
         metrics: Metrics | None = None,
@@ -105,6 +106,7 @@ class TolokaClient:
         self._project_path = f"/app-projects/{quote(app_project_id, safe='')}"
         self._secret = api_key.get_secret_value()
         self._retry = retry or RetryPolicy()
+        self._max_response_bytes = max_response_bytes
         self._metrics = metrics
         self._clock: Clock = clock or SystemClock()
         self._availability = availability or ApiAvailability(metrics, self._clock)
@@ -200,7 +202,14 @@ class TolokaClient:
         params["limit"] = str(limit)
         if after_id is not None:
             params["after_id"] = after_id
-        return self._get("list_items", f"{self._project_path}/items", ItemPage, params)
+        page = self._get("list_items", f"{self._project_path}/items", ItemPage, params)
+        if len(page.content) > limit:
+            # Whoever answers does not follow the API: its pages cannot be trusted to page.
+            raise UnexpectedResponseError(
+                f"the listing returned {len(page.content)} items for limit={limit}",
+                operation="list_items",
+            )
+        return page
 
     def get_item(self, item_id: str) -> Item:
         path = f"{self._project_path}/items/{quote(item_id, safe='')}"
@@ -275,7 +284,7 @@ class TolokaClient:
         """One round trip: the 2xx response, or the error it maps to."""
         started = self._clock.monotonic()
         try:
-            response = self._http.send(request)
+            response = self._receive(operation, request, idempotent=idempotent)
         except httpx.RequestError as failure:
             self._observe(operation, "transport_error", started, answered=False)
             raise error_for_transport_failure(
@@ -291,6 +300,39 @@ class TolokaClient:
             idempotent=idempotent,
             now=self._clock.time(),
             secret=self._secret,
+        )
+
+    def _receive(
+        self, operation: str, request: httpx.Request, *, idempotent: bool
+    ) -> httpx.Response:
+        """Send `request` and read the answer, refusing a body above `max_response_bytes`
+        before it is all in memory."""
+        streamed = self._http.send(request, stream=True)
+        try:
+            declared = streamed.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > self._max_response_bytes:
+                raise self._too_large(operation, streamed, idempotent)
+            body = bytearray()
+            for chunk in streamed.iter_bytes():
+                body += chunk
+                if len(body) > self._max_response_bytes:
+                    raise self._too_large(operation, streamed, idempotent)
+        finally:
+            streamed.close()
+        return httpx.Response(
+            streamed.status_code, headers=streamed.headers, content=bytes(body),
+            request=request,
+        )  # fmt: skip
+
+    def _too_large(
+        self, operation: str, response: httpx.Response, idempotent: bool
+    ) -> UnexpectedResponseError:
+        return UnexpectedResponseError(
+            f"the response body is larger than {self._max_response_bytes} bytes "
+            "(CONNECTOR_API_MAX_RESPONSE_BYTES)",
+            status=response.status_code,
+            operation=operation,
+            may_have_been_applied=not idempotent,
         )
 
     def _observe(self, operation: str, label: str, started: float, *, answered: bool) -> None:

@@ -59,6 +59,20 @@ def excerpt(text: str, secret: str) -> str:
     return one_line
 
 
+def masked(value: Any, secret: str) -> Any:
+    """`value` (a decoded JSON value) with `secret` masked in every string, at any depth: error
+    payloads end up in logs and dead-letter headers, and a server may echo the key."""
+    if not secret:
+        return value
+    if isinstance(value, str):
+        return value.replace(secret, "***")
+    if isinstance(value, dict):
+        return {masked(k, secret): masked(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(item, secret) for item in value]
+    return value
+
+
 def status_class(status: int) -> str:
     return f"{status // 100}xx"
 
@@ -98,7 +112,7 @@ def error_for_status(
         "status": status,
         "code": body.code,
         "request_id": body.request_id,
-        "payload": body.payload,
+        "payload": masked(body.payload, secret),
         "operation": operation,
     }
     if status == 429:

