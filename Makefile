@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # compatibility test runs it from a virtual environment of its own.
 TOLOKAKIT := .venv-tolokakit
 
-.PHONY: demo test lint typecheck unit integration fmt clean
+.PHONY: demo test lint typecheck unit integration chaos bench fmt clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,9 +28,11 @@ demo: $(STAMP)
 test: $(STAMP) $(TOLOKAKIT)/.installed lint typecheck
 	PROMTOOL="$${PROMTOOL:-$$(scripts/get-promtool.sh 2>/dev/null)}" $(BIN)/pytest -q
 
+CODE := connector tests benchmarks reliability
+
 lint: $(STAMP)
-	$(BIN)/ruff check connector tests
-	$(BIN)/ruff format --check connector tests
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -41,9 +43,17 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest -q -m integration
 
+# Kills, broker faults, API faults and hostile input at full size (~10 min): docs/reliability.md
+chaos: $(STAMP)
+	$(BIN)/python -m reliability
+
+# Throughput, latency, memory and scale against baselines of the same run: docs/benchmarks.md
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
 fmt: $(STAMP)
-	$(BIN)/ruff format connector tests
-	$(BIN)/ruff check --fix connector tests
+	$(BIN)/ruff format $(CODE)
+	$(BIN)/ruff check --fix $(CODE)
 
 clean:
 	rm -rf $(VENV) $(TOLOKAKIT) .mypy_cache .ruff_cache .pytest_cache

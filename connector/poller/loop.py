@@ -112,6 +112,8 @@ class PollerLoop:
         self._outstanding = outstanding
         self._heartbeat_every = heartbeat_interval(settings.leader_timeout_seconds)
         self.role = Role.STARTING
+        self.kafka_problem: str | None = None
+        """Why the last transaction or take-over failed; None once one succeeds (readiness)."""
 
     # --- roles -----------------------------------------------------------------------------
 
@@ -132,6 +134,7 @@ class PollerLoop:
                     self._release(leadership)
                 except ProducerFencedError as exc:
                     log.warning("another poller took over (%s): stepping down to standby", exc)
+                    self.kafka_problem = None  # a standby that was fenced is doing its job
                     wait_for_vacancy = True
                 except ProducerFailedError as exc:
                     log.error("fatal producer error (%s): claiming the transactional id anew", exc)
@@ -182,6 +185,7 @@ class PollerLoop:
             publisher.commit_page([], change.records())
         except (PublishError, KafkaOperationError) as exc:
             log.warning("could not take over as poller: %s", exc)
+            self.kafka_problem = f"could not take over: {exc}"
             return None
         state.apply(change)
         now = self._clock.monotonic()
@@ -293,9 +297,11 @@ class PollerLoop:
         ]
         try:
             lead.publisher.commit_page(records, change.records())
-        except PublishError:
+        except PublishError as exc:
             self._metrics.transactions.labels("aborted").inc()
+            self.kafka_problem = f"transaction failed: {exc}"
             raise
+        self.kafka_problem = None
         lead.state.apply(change)
         lead.last_write = self._clock.monotonic()
         self._metrics.transactions.labels("committed").inc()

@@ -37,6 +37,9 @@ class Poller:
 
     def readiness(self) -> Readiness:
         role = self._loop.role
+        problem = self._loop.kafka_problem
+        if problem is not None:
+            return Readiness(ready=False, detail=f"{role.value}; {problem}")
         return Readiness(ready=role is not Role.STARTING, detail=role.value)
 
 

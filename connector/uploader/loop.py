@@ -104,6 +104,10 @@ class UploadLoop:
         self.api_failing = False
         """True while a batch waits out an API outage (read by readiness from other threads)."""
 
+    @property
+    def kafka_reachable(self) -> bool:
+        return self._lag.kafka_reachable
+
     def assignment(self) -> frozenset[int]:
         """The input partitions assigned now (safe to call from other threads)."""
         return frozenset(self._assigned)

@@ -167,6 +167,8 @@ class Uploader:
             return Readiness(False, "reading the app's input_spec from the Toloka API")
         if loop.api_failing:
             return Readiness(False, "bulk uploads are failing; retrying (partitions paused)")
+        if not loop.kafka_reachable:
+            return Readiness(False, "no Kafka broker is reachable; librdkafka keeps trying")
         return Readiness(True, f"uploading from {len(loop.assignment())} assigned partitions")
 
 

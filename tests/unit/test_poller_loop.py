@@ -197,6 +197,35 @@ def test_an_aborted_page_is_listed_and_published_again() -> None:
     assert len(h.producers) == 1, "an abortable error keeps the producer"
 
 
+def test_failing_transactions_make_the_poller_not_ready_until_one_succeeds() -> None:
+    h = Harness(transactional=True)
+    h.api.add(finished_item("i0", T0 - 10))
+    failing = [True]
+
+    def abort_while_failing(producer: FakeProducer) -> None:
+        original = producer.commit_transaction
+        commits = 0
+
+        def commit(timeout: float) -> None:
+            nonlocal commits
+            commits += 1
+            if failing[0] and commits > 1:  # the take-over succeeds, every later commit fails
+                raise abortable()
+            original(timeout)
+
+        producer.commit_transaction = commit  # type: ignore[method-assign]
+
+    loop = h.loop(configure=abort_while_failing)
+    h.run_until(3, loop)
+    assert h.published() == []
+    assert loop.kafka_problem is not None
+    assert loop.kafka_problem.startswith("transaction failed")
+    failing[0] = False
+    h.run_until(15, loop)
+    assert h.published() == ["i0"]
+    assert loop.kafka_problem is None
+
+
 def test_a_fatal_error_after_an_unknown_commit_rereads_the_state_without_repeats() -> None:
     h = Harness(transactional=True)
     for n in range(6):

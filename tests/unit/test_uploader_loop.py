@@ -524,6 +524,23 @@ def test_consumer_lag_follows_statistics_for_assigned_partitions_only() -> None:
     assert value(name, {"topic": TOPIC, "partition": "0"}) is None
 
 
+def test_kafka_reachability_follows_the_cluster_brokers_in_statistics() -> None:
+    lag = LagReporter(Metrics(), TOPIC)
+
+    def stats(*states: str) -> str:
+        brokers = {"bootstrap": {"nodeid": -1, "state": "UP"}}
+        brokers |= {f"b{n}": {"nodeid": n, "state": state} for n, state in enumerate(states)}
+        return orjson.dumps({"brokers": brokers}).decode()
+
+    assert lag.kafka_reachable
+    lag.on_statistics(stats("DOWN", "CONNECT"))
+    assert not lag.kafka_reachable  # the bootstrap placeholder being UP does not count
+    lag.on_statistics(stats("DOWN", "UP"))
+    assert lag.kafka_reachable
+    lag.on_statistics(orjson.dumps({"brokers": {}}).decode())
+    assert lag.kafka_reachable  # no cluster broker known yet: nothing to judge
+
+
 def test_dead_letter_too_large_for_the_topic_keeps_key_and_headers_without_value() -> None:
     producer = FakeProducer()
     producer.failures = [KafkaError.MSG_SIZE_TOO_LARGE]
