@@ -10,6 +10,7 @@ metrics server listen on 127.0.0.1 unless told otherwise.
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import ssl
@@ -29,10 +30,12 @@ import pytest
 from confluent_kafka import Producer
 from pydantic import SecretStr
 
+from connector.cli import build_parser
 from connector.clock import SystemClock
 from connector.commands.roles import build_client
 from connector.config import load_settings
 from connector.errors import TolokaApiError, TransportError
+from connector.kafka.admin import TopicSpec
 from connector.kafka.broker import Broker
 from connector.kafka.brokers.process import free_port
 from connector.metrics import Metrics
@@ -49,7 +52,12 @@ from tests.fixtures.simulator import SimulatorHandle
 API_KEY = f"apikey-{uuid.uuid4().hex}"
 SASL_PASSWORD = f"saslpw-{uuid.uuid4().hex}"
 SECRETS = (API_KEY, SASL_PASSWORD)
-COMMANDS = ("run", "upload", "poll", "check", "simulator", "embedded-kafka", "demo", "tail")
+COMMANDS = tuple(
+    name
+    for action in build_parser()._actions
+    if isinstance(action, argparse._SubParsersAction)
+    for name in action._name_parser_map
+)
 
 
 def leaks(text: str | bytes) -> list[str]:
@@ -166,9 +174,13 @@ def test_check_prints_no_secret_when_all_is_well_nor_when_sasl_and_the_key_fail(
         "KAFKA_SASL_PASSWORD": SASL_PASSWORD,
         "CONNECTOR_LOG_LEVEL": "DEBUG",
     }
+    # Topics through the broker's own API: the mock cluster has no CreateTopics.
+    kafka_broker.create_topics(
+        [TopicSpec(name) for name in ("toloka.items", "toloka.items.dlq", "toloka.results")]
+        + [TopicSpec("toloka.connector.state", compacted=True)]
+    )
     ok = run_cli(
         "check",
-        "--create-topics",
         env={**base, "TOLOKA_BASE_URL": right.base_url,
              "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers},
     )  # fmt: skip
