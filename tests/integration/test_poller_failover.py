@@ -48,7 +48,7 @@ def pages_flowing(setup: PollerSetup) -> Callable[[], bool]:
 
 
 def freeze_inside_a_transaction(
-    poller: PollerProcess, setup: PollerSetup, rng: random.Random, tries: int = 20
+    poller: PollerProcess, setup: PollerSetup, rng: random.Random, tries: int = 60
 ) -> bool:
     """SIGSTOP the poller at random moments until it is frozen with a transaction open (its
     results visible to read_uncommitted only); False if no try caught one."""
@@ -67,11 +67,14 @@ def kill_mid_pages(
     """Seed `items`, then run pollers that are killed with SIGKILL while paging, `kills` times,
     and a last one that finishes. With `inside_transactions` (a broker with transactions) each
     kill lands while a transaction is open; returns how many did."""
-    setup.simulator.seed(items, per_timestamp=4)
     setup.simulator.set_knobs(latency=0.1)  # ~200 items/s: every round has pages to kill
     rng = random.Random(7)
     open_at_kill = 0
+    # Fresh items before each round, so that no round's poller can have caught up (and closed
+    # its last transaction) before it is frozen and killed, however fast the broker.
+    per_round = items // (kills + 1)
     for round_number in range(kills):
+        setup.simulator.seed(per_round, per_timestamp=4)
         poller = PollerProcess(setup.environ(), tmp_path / f"poller-{round_number}.log")
         wait_for(poller.is_leader, what="leadership")
         wait_for(pages_flowing(setup), what="pages flowing")
@@ -80,6 +83,7 @@ def kill_mid_pages(
         else:
             time.sleep(rng.uniform(0.0, 0.3))  # a random moment inside the paging, not a sync
         poller.kill()
+    setup.simulator.seed(items - kills * per_round, per_timestamp=4)
     last = PollerProcess(setup.environ(), tmp_path / "poller-last.log")
     try:
         wait_for(lambda: total(setup) >= items, timeout=120, what="every item published")
