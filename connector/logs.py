@@ -158,6 +158,10 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request at INFO: thousands of lines a minute. The client logs what
+    # matters (retries, outages); the per-request lines stay for DEBUG.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(level if level == "DEBUG" else "WARNING")
 
 
 # --- librdkafka and state changes ----------------------------------------------------------------

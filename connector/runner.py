@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from types import FrameType
 
@@ -61,7 +62,8 @@ def run_roles(
     server = (
         start_health_server(metrics_host, metrics_port, metrics, roles) if metrics_port else None
     )
-    threads = [threading.Thread(target=guarded, args=(r,), name=r.name) for r in roles]
+    # Daemon threads: a role still stuck after the shutdown timeout must not hold the exit.
+    threads = [threading.Thread(target=guarded, args=(r,), name=r.name, daemon=True) for r in roles]
     for thread in threads:
         thread.start()
     try:
@@ -70,8 +72,9 @@ def run_roles(
         # wait never lets it do (seen: 1 in 5 SIGTERMs ignored).
         while not stop.wait(0.5):
             pass
+        deadline = time.monotonic() + shutdown_timeout_seconds  # one budget for every role
         for thread in threads:
-            thread.join(shutdown_timeout_seconds)
+            thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 failures.append(f"{thread.name}: did not finish draining in time")
     finally:
