@@ -30,6 +30,7 @@ from reliability.verify import (
     TopicFollower,
     Verdict,
     creations_by_key,
+    headers_of,
     high_watermarks,
     judge,
     read_all,
@@ -88,7 +89,7 @@ class Scenario:
     kills: int
     api_faults: bool
     broker_faults: tuple[str, ...] = ()
-    """Real Kafka: "pause", "stop", "kill" (each followed by resume/restart). Mock:
+    """Real Kafka: "pause", "stop", "sigkill" (each followed by resume/restart). Mock:
     "request_errors", "down_up", "rtt"."""
     bad_ratio: float = 0.02
     fault_seconds: float = 4.0
@@ -136,7 +137,9 @@ class Outcome:
         v = self.verdict
         found = []
         if v.lost_results:
-            found.append(f"{len(v.lost_results)} valid items without a result: {v.lost_results[:5]}")
+            found.append(
+                f"{len(v.lost_results)} valid items without a result: {v.lost_results[:5]}"
+            )
         if v.lost_dead_letters:
             found.append(
                 f"{len(v.lost_dead_letters)} invalid records without a dead letter: "
@@ -166,10 +169,7 @@ class Outcome:
 def _spread(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.1f} s"
-    return (
-        f"{min(values):.1f}/{statistics.median(values):.1f}/{max(values):.1f} s"
-        " (min/median/max)"
-    )
+    return f"{min(values):.1f}/{statistics.median(values):.1f}/{max(values):.1f} s (min/median/max)"
 
 
 def connector_environ(
@@ -363,14 +363,7 @@ def run_scenario(
                 current = processes[-1]
             if event.kind == "kill":
                 current.kill()
-                marks.append(
-                    KillMark(
-                        at=time.monotonic(),
-                        items_created=int(sim.stats()["items_created"]),
-                        output_ends=high_watermarks(bootstrap, topics["output"], 30),
-                        dlq_ends=high_watermarks(bootstrap, topics["dlq"], 30),
-                    )
-                )
+                marks.append(_mark(sim, bootstrap, topics, "kill"))
                 processes.append(
                     ConnectorProcess(environ, workdir / f"connector-{len(processes)}.log")
                 )
@@ -385,6 +378,7 @@ def run_scenario(
             elif event.kind == "api_calm":
                 sim.set_knobs(**CALM_KNOBS)
             elif event.kind == "broker_fault":
+                marks.append(_mark(sim, bootstrap, topics, "broker fault"))
                 faults.append(f"broker {event.detail}")
                 _broker_fault(broker, event.detail, rng)
                 say(f"  {event.at:6.1f}s broker fault: {event.detail}")
@@ -438,7 +432,7 @@ def run_scenario(
         scenario=scenario,
         broker_kind=broker.kind.value,
         verdict=verdict,
-        kills=len(marks),
+        kills=sum(m.cause == "kill" for m in marks),
         faults=faults,
         recovery_after_kill=kill_recoveries,
         recovery_after_broker_fault=broker_recoveries,
@@ -451,12 +445,22 @@ def run_scenario(
     )
 
 
+def _mark(sim: SimulatorProcess, bootstrap: str, topics: dict[str, str], cause: str) -> KillMark:
+    return KillMark(
+        at=time.monotonic(),
+        items_created=int(sim.stats()["items_created"]),
+        output_ends=high_watermarks(bootstrap, topics["output"], 30),
+        dlq_ends=high_watermarks(bootstrap, topics["dlq"], 30),
+        cause=cause,
+    )
+
+
 def _broker_fault(broker: Broker, what: str, rng: random.Random) -> None:
     if what == "pause":
         broker.pause()
     elif what == "stop":
         broker.stop()
-    elif what == "kill":
+    elif what == "sigkill":
         broker.kill()
     elif what == "request_errors":
         for api_key, codes in MOCK_REQUEST_ERRORS.items():
@@ -472,7 +476,7 @@ def _broker_fault(broker: Broker, what: str, rng: random.Random) -> None:
 def _broker_recover(broker: Broker, what: str) -> None:
     if what == "pause":
         broker.resume()
-    elif what in {"stop", "kill"}:
+    elif what in {"stop", "sigkill"}:
         broker.restart()
     elif what == "down_up":
         for broker_id in (1, 2, 3):
@@ -499,9 +503,9 @@ def _wait_for_completion(
         while time.monotonic() < deadline:
             seen_keys.update((m.key() or b"").decode() for m in results.poll(0.5))
             for message in letters.poll(0.2):
-                for name, value in message.headers() or []:
-                    if name == "seq" and isinstance(value, bytes):
-                        seen_letters.add(value.decode())
+                seq = headers_of(message).get("seq")
+                if seq is not None:
+                    seen_letters.add(seq)
             if valid <= seen_keys and invalid <= seen_letters:
                 return
         log.error(

@@ -15,9 +15,7 @@ import httpx
 from connector.kafka.brokers.process import free_port
 
 
-def wait_for(
-    condition: Callable[[], Any], timeout: float, what: str, poll: float = 0.05
-) -> None:
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> None:
     """Poll `condition` until it holds; AssertionError naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -29,9 +27,7 @@ def wait_for(
 class ConnectorProcess:
     """`python -m connector <command>` with its own metrics port; output goes to `log_path`."""
 
-    def __init__(
-        self, environ: Mapping[str, str], log_path: Path, command: str = "run"
-    ) -> None:
+    def __init__(self, environ: Mapping[str, str], log_path: Path, command: str = "run") -> None:
         self.log_path = log_path
         self.metrics_port = free_port()
         self.started_at = time.monotonic()

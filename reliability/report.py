@@ -29,7 +29,7 @@ def _faults(faults: Sequence[str]) -> str:
         counts: dict[str, int] = {}
         for name in broker:
             counts[name] = counts.get(name, 0) + 1
-        parts.append("broker " + ", ".join(f"{n}×{c}" for n, c in counts.items()))
+        parts.append("broker " + ", ".join(f"{n} x{c}" for n, c in counts.items()))
     return "; ".join(parts) or "—"
 
 
@@ -51,6 +51,31 @@ def chaos_table(outcomes: Sequence[Outcome]) -> str:
             f"| {o.recovery_text()} | {'ok' if not problems else 'FAILED'} |"
         )
     return "\n".join(lines)
+
+
+def merged_rows(old_section: str, new_table: str) -> str:
+    """`new_table` plus the rows of `old_section`'s table for scenarios it does not cover, so
+    that running one scenario keeps the others' figures."""
+    new_lines = new_table.splitlines()
+    covered = {line.split("|")[1].strip() for line in new_lines[2:]}
+    kept = [
+        line
+        for line in old_section.splitlines()
+        if line.startswith("| ")
+        and not line.startswith("| scenario |")
+        and line.split("|")[1].strip() not in covered
+    ]
+    return "\n".join(new_lines[:2] + kept + new_lines[2:])
+
+
+def read_section(doc: Path, marker: str) -> str:
+    text = doc.read_text()
+    match = re.search(
+        rf"<!-- {re.escape(marker)}:begin[^>]*-->\n(.*?)\n<!-- {re.escape(marker)}:end -->",
+        text,
+        re.DOTALL,
+    )
+    return match.group(1) if match else ""
 
 
 def write_section(doc: Path, marker: str, body: str) -> None:

@@ -3,8 +3,8 @@ kill or fault explains each repetition."""
 
 from __future__ import annotations
 
-import bisect
 import collections
+import itertools
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -117,6 +117,8 @@ class KillMark:
     items_created: int
     output_ends: dict[int, int]
     dlq_ends: dict[int, int]
+    cause: str = "kill"
+    """"kill" (the connector was SIGKILLed) or "broker fault" (taken before the fault began)."""
 
 
 @dataclass
@@ -179,9 +181,10 @@ def creations_by_key(simulator: SimulatorProcess) -> dict[str, list[int]]:
             after = page["content"][-1]["id"]
 
 
-def _epoch(marks: Sequence[int], position: int) -> int:
-    """How many kill marks lie at or below `position` (a creation or an offset)."""
-    return bisect.bisect_right(sorted(marks), position)
+def _between(marks: Sequence[KillMark], first: int, second: int) -> str | None:
+    """The cause of a mark whose item count lies in (first, second], kills first."""
+    causes = {m.cause for m in marks if first < m.items_created <= second}
+    return "kill" if "kill" in causes else next(iter(sorted(causes)), None)
 
 
 def _attribute_offsets(
@@ -195,15 +198,21 @@ def _attribute_offsets(
     for found in copies.values():
         if len(found) < 2:
             continue
-        found = sorted(found)
-        for (p1, o1), (p2, o2) in zip(found, found[1:], strict=False):
+        ordered = sorted(found)
+        for (p1, o1), (p2, o2) in itertools.pairwise(ordered):
             repeated += 1
-            straddles = any(
-                (p1 == p2 and o1 < getattr(m, ends).get(p1, 0) <= o2)
-                or (p1 != p2 and getattr(m, ends).get(p2, 0) <= o2)
+            found_causes = {
+                m.cause
                 for m in marks
-            )
-            causes["kill" if straddles else other_cause] += 1
+                if (p1 == p2 and o1 < getattr(m, ends).get(p1, 0) <= o2)
+                or (p1 != p2 and getattr(m, ends).get(p2, 0) <= o2)
+            }
+            if "kill" in found_causes:
+                causes["kill"] += 1
+            elif found_causes:
+                causes[sorted(found_causes)[0]] += 1
+            else:
+                causes[other_cause] += 1
     return repeated, dict(causes)
 
 
@@ -252,16 +261,17 @@ def judge(
         reasons[seq] = headers.get("error-reason", "")
     wrong = [(seq, invalid[seq], got) for seq, got in reasons.items() if got != invalid[seq]]
 
-    # Repeated uploads: a key created twice by two process lifetimes is a kill's doing; twice
-    # within one lifetime only a lost response (applied, answer reset) can explain.
-    creation_marks = [m.items_created for m in marks]
+    # Repeated uploads: a key created on both sides of a kill is the kill's doing, on both sides
+    # of the start of a broker fault the fault's (a group rebalance re-reads what was not
+    # committed); otherwise only a lost response (applied, answer reset) can explain it.
     upload_causes: collections.Counter[str] = collections.Counter()
     repeated_uploads = 0
     for key, positions in creations.items():
-        for first, second in zip(positions, positions[1:], strict=False):
+        for first, second in itertools.pairwise(positions):
             repeated_uploads += 1
-            if _epoch(creation_marks, first) != _epoch(creation_marks, second):
-                upload_causes["kill"] += 1
+            between = _between(marks, first, second)
+            if between is not None:
+                upload_causes[between] += 1
             elif lost_response_faults:
                 upload_causes["lost_response"] += 1
             else:

@@ -80,9 +80,7 @@ class Workload:
 
     def invalid(self) -> dict[int, str]:
         """seq -> expected dead-letter reason."""
-        return {
-            seq: BAD_KINDS[kind] for seq, kind in self.delivered.items() if kind != GOOD
-        }
+        return {seq: BAD_KINDS[kind] for seq, kind in self.delivered.items() if kind != GOOD}
 
 
 class SteadyProducer:
