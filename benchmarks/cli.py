@@ -1,8 +1,8 @@
 """`python -m benchmarks`: start a broker and the simulator, run the scenarios one after the
 other, print the table, write docs/benchmarks.md and docs/benchmarks.json.
 
-Scenario order is 1 (upload), 5 (scale, on the upload backlog), 2 (poll), 3 (latency), 4
-(memory); the report lists them by number. A scenario that cannot be measured is reported as
+Scenarios run in order, one at a time (5, scale, drains the backlog 4 produced, with groups of
+its own). A scenario that cannot be measured is reported as
 failed and the others still run (exit code 1). `--strict` also exits 3 when a target is missed.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import shlex
 import sys
 import tempfile
@@ -26,7 +27,7 @@ from confluent_kafka import KafkaException
 from benchmarks import document, machine
 from benchmarks.context import FULL, QUICK, Bench
 from benchmarks.errors import BenchError
-from benchmarks.report import ScenarioResult, terminal_table, write_json
+from benchmarks.report import ScenarioResult, read_json, terminal_table, write_json
 from benchmarks.scenarios import latency, memory, poll, scale, upload
 from connector.errors import ConnectorError
 from connector.kafka.broker import BrokerKind
@@ -36,7 +37,7 @@ from connector.simulator.process import start_simulator_process
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "bench-key"
 PROJECT_ID = "bench-project"
-EXECUTION_ORDER = (1, 5, 2, 3, 4)
+EXECUTION_ORDER = (1, 2, 3, 4, 5)
 SCENARIOS: dict[int, tuple[str, Callable[[Bench], ScenarioResult]]] = {
     1: ("Upload flow", upload.run),
     2: ("Poll flow", poll.run),
@@ -68,8 +69,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "writes nothing unless this is given)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the logs and profiles")
+    parser.add_argument("--strict", action="store_true", help="exit 3 when a target is missed")
     parser.add_argument(
-        "--strict", action="store_true", help="exit 3 when a target is missed"
+        "--render-only",
+        action="store_true",
+        help="measure nothing: rebuild benchmarks.md from benchmarks.json in the output dir "
+        "(after editing benchmarks/analysis.md)",
     )
     return parser.parse_args(argv)
 
@@ -108,8 +113,22 @@ def run_scenario(bench: Bench, number: int) -> ScenarioResult:
     return result
 
 
+def peak_rss_mib() -> float:
+    """The harness's own peak resident memory (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def render_only(output: Path) -> int:
+    header, results = read_json(output / "benchmarks.json")
+    (output / "benchmarks.md").write_text(document.render(header, results) + "\n")
+    print(f"rebuilt {output / 'benchmarks.md'} from {output / 'benchmarks.json'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render_only:
+        return render_only(args.output_dir or ROOT / "docs")
     numbers = chosen(args.only)
     kind = BrokerKind(args.broker) if args.broker else default_kind()
     output = args.output_dir or (None if args.quick else ROOT / "docs")
@@ -142,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     results.sort(key=lambda result: result.number)
     header["seconds"] = round(time.perf_counter() - started, 1)
     header["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    header["harness_peak_rss_mib"] = round(peak_rss_mib(), 1)
     header["sizes"] = dataclasses.asdict(QUICK if args.quick else FULL)
     print(terminal_table(results))
     print(f"\n{header['seconds']:.0f}s in all")

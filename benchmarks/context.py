@@ -9,6 +9,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from benchmarks.kafka_io import Inspector
 from benchmarks.procs import ConnectorProcess
 from benchmarks.profiling import Profiler, ProfileSummary, py_spy, summarise
@@ -43,7 +45,7 @@ QUICK = Sizes(
     naive_sample=500,
     poll_items=20_000,
     latency_seconds=10.0,
-    memory_backlog=200_000,
+    memory_backlog=500_000,
     memory_seconds=20.0,
 )
 
@@ -65,9 +67,10 @@ class Bench:
         self.profiling = self.profile and py_spy() is not None
 
     def say(self, message: str) -> None:
-        """A progress line on stderr, with the time since the run began."""
+        """A progress line on stderr: the time since the run began, the harness's own RSS."""
         elapsed = time.perf_counter() - self.started
-        print(f"[{elapsed:6.1f}s] {message}", file=sys.stderr, flush=True)
+        rss = psutil.Process().memory_info().rss / 2**20
+        print(f"[{elapsed:6.1f}s {rss:5.0f} MiB] {message}", file=sys.stderr, flush=True)
 
     @property
     def bootstrap(self) -> str:
@@ -127,17 +130,16 @@ class Bench:
     def start(self, role: str, settings: dict[str, str], tag: str) -> ConnectorProcess:
         return ConnectorProcess(role, settings, self.workdir / f"{tag}.log")
 
-    def profiler(self, pid: int, tag: str) -> Profiler | None:
+    def profiler(self, pid: int, tag: str, rate: int = 100, mode: str = "gil") -> Profiler | None:
         if not self.profiling:
             return None
-        return Profiler(pid, self.workdir / f"{tag}.profile.txt")
+        return Profiler(pid, self.workdir / f"{tag}.profile.txt", rate, mode)
 
     @staticmethod
-    def summary(profiler: Profiler | None, label: str) -> ProfileSummary | None:
-        if profiler is None:
-            return None
-        raw = profiler.stop()
-        return None if raw is None else summarise(raw, label)
+    def summary(
+        raws: list[Path], label: str, only_under: str | None = None
+    ) -> ProfileSummary | None:
+        return summarise(raws, label, only_under=only_under) if raws else None
 
     def sim_clock_offset(self) -> float:
         """Simulator clock minus our wall clock, in seconds (seeding moves its clock ahead)."""

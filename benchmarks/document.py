@@ -48,7 +48,8 @@ def render(header: dict[str, Any], results: list[ScenarioResult]) -> str:
         f"the end {header['load_average_at_end']}",
         f"- {machine['python']}; {libraries}",
         f"- broker: {header['broker']}; java: {machine['java']}",
-        f"- source: {machine['git']}",
+        f"- source: {machine['git']}; the harness itself peaked at "
+        f"{header['harness_peak_rss_mib']:.0f} MiB resident",
         "",
         "## Scenarios",
     ]
@@ -56,6 +57,9 @@ def render(header: dict[str, Any], results: list[ScenarioResult]) -> str:
         lines += ["", f"### {result.number}. {result.title}", ""]
         if result.error is not None:
             lines.append(f"Failed: `{result.error}`")
+            continue
+        if result.skipped is not None:
+            lines.append(f"Not measured: {result.skipped}")
             continue
         lines += [f"- {note}" for note in result.notes]
         lines.append(f"- Scenario time: {result.seconds:.0f}s.")
@@ -65,11 +69,13 @@ def render(header: dict[str, Any], results: list[ScenarioResult]) -> str:
             "",
             "## Profiles",
             "",
-            "py-spy sampled each connector process during a separate run of its scenario "
-            "(same sizes). Shares are of the samples in which a thread of the process was "
-            "running (idle threads, blocked in Kafka, socket or lock waits, are left out). "
-            "'Self' is the innermost Python frame: for a call into C (librdkafka, orjson, "
-            "sockets) it is the line making the call.",
+            "py-spy sampled each connector process during separate runs of its scenario (same "
+            "sizes), from its first progress to the end. CPU views sample the thread holding "
+            "the GIL (`--gil`): the shares are shares of the process's Python CPU time, which "
+            "one core bounds. Wall-clock views sample the loop thread of the uploader or the "
+            "poller whether it runs or waits (`--idle`). 'Self' is the innermost Python frame: "
+            "for a call into C (librdkafka, orjson, sockets) it is the line making the call. "
+            "Inclusive shares leave out frames on every sample (thread entry points).",
         ]
         for profile in profiles:
             lines += ["", profile_markdown(profile)]

@@ -84,6 +84,11 @@ def naive_bridge(
             "group.id": group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            # It reads a sample only: do not prefetch the whole backlog.
+            "queued.max.messages.kbytes": 1024,
+            "queued.min.messages": 1000,
+            "fetch.max.bytes": 1_048_576,
+            "max.partition.fetch.bytes": 65_536,
         }
     )
     consumer.assign([TopicPartition(topic, p) for p in partitions])

@@ -11,7 +11,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
 from benchmarks.errors import BenchError
 from benchmarks.progress import Progress, Throughput
@@ -36,8 +44,8 @@ def fast_producer_config(bootstrap: str, compression: str = "none") -> dict[str,
         "linger.ms": 20,
         "batch.size": 1_000_000,
         "batch.num.messages": 100_000,
-        "queue.buffering.max.messages": 2_000_000,
-        "queue.buffering.max.kbytes": 1_048_576,
+        "queue.buffering.max.messages": 200_000,
+        "queue.buffering.max.kbytes": 262_144,
         "compression.type": compression,
         "enable.idempotence": False,
     }
@@ -77,9 +85,7 @@ class Inspector:
 
     def __init__(self, bootstrap: str) -> None:
         self._bootstrap = bootstrap
-        self._consumer = Consumer(
-            {**base_config(bootstrap), "group.id": "benchmarks-inspector"}
-        )
+        self._consumer = Consumer({**base_config(bootstrap), "group.id": "benchmarks-inspector"})
 
     def partitions(self, topic: str) -> list[int]:
         metadata = self._consumer.list_topics(topic, timeout=TIMEOUT_SECONDS)
@@ -123,19 +129,59 @@ class GroupOffsets:
     def __init__(self, bootstrap: str, group: str, topic: str, inspector: Inspector) -> None:
         marks = inspector.watermarks(topic)
         self._low = {p: low for p, (low, _) in marks.items()}
+        self._high = {p: high for p, (_, high) in marks.items()}
         self.end = sum(high - low for low, high in marks.values())
         self._topic = topic
         self._consumer = Consumer({**base_config(bootstrap), "group.id": group})
 
-    def done(self) -> int:
-        """Records below the committed offsets (0 for partitions without a commit)."""
+    def committed(self) -> dict[int, int]:
+        """partition → committed offset (the low watermark where nothing was committed)."""
         wanted = [TopicPartition(self._topic, p) for p in self._low]
-        committed = self._consumer.committed(wanted, timeout=TIMEOUT_SECONDS)
-        return sum(max(tp.offset, self._low[tp.partition]) - self._low[tp.partition]
-                   for tp in committed)  # fmt: skip
+        found = self._consumer.committed(wanted, timeout=TIMEOUT_SECONDS)
+        return {tp.partition: max(tp.offset, self._low[tp.partition]) for tp in found}
+
+    def done(self) -> int:
+        """Records below the committed offsets."""
+        return sum(offset - self._low[p] for p, offset in self.committed().items())
+
+    def lagging(self) -> dict[int, tuple[int, int]]:
+        """partition → (committed offset, end offset) where the group has not committed all."""
+        return {
+            p: (offset, self._high[p])
+            for p, offset in self.committed().items()
+            if offset < self._high[p]
+        }
 
     def close(self) -> None:
         self._consumer.close()
+
+
+class GroupMembers:
+    """How many members of a consumer group hold partitions of a topic (AdminClient)."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+        self._admin = AdminClient(base_config(bootstrap))
+        self._group = group
+        self._topic = topic
+
+    def assigned(self) -> int:
+        futures = self._admin.describe_consumer_groups([self._group], request_timeout=5)
+        try:
+            description = futures[self._group].result()
+        except KafkaException:
+            return 0  # not there yet
+        return sum(
+            1
+            for member in description.members
+            if member.assignment is not None
+            and any(tp.topic == self._topic for tp in member.assignment.topic_partitions)
+        )
+
+
+PREFETCH_KBYTES = 16384
+"""librdkafka's prefetch cap for the harness's consumers, as the uploader sets it: the default
+(64 MiB of payload, several hundred bytes of bookkeeping per small record on top) would let one
+consumer of the harness hold most of a backlog in memory."""
 
 
 def assigned_consumer(bootstrap: str, topic: str, partitions: Sequence[int], **extra: Any) -> Any:
@@ -145,6 +191,7 @@ def assigned_consumer(bootstrap: str, topic: str, partitions: Sequence[int], **e
             "group.id": f"benchmarks-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "queued.max.messages.kbytes": PREFETCH_KBYTES,
             **extra,
         }
     )
@@ -155,8 +202,13 @@ def assigned_consumer(bootstrap: str, topic: str, partitions: Sequence[int], **e
 def raw_consume(
     bootstrap: str, topic: str, partitions: Sequence[int], expected: int, timeout: float
 ) -> Progress:
-    """Baseline: batch `consume(1000)` of the whole topic, no decoding."""
-    consumer = assigned_consumer(bootstrap, topic, partitions)
+    """Baseline: batch `consume(1000)` of the whole topic, no decoding.
+
+    `fetch.queue.backoff.ms` is 0: with librdkafka's default (1 s, since 2.3) a partition whose
+    local queue passed its threshold is not fetched again for up to a second, and a batch call
+    on the tail of a finite backlog then waits out its timeout (seen here: 170k instead of 1M
+    items/s in two runs of three). The baseline is the consumer's ceiling, not that stall."""
+    consumer = assigned_consumer(bootstrap, topic, partitions, **{"fetch.queue.backoff.ms": 0})
     progress = Progress()
     count = 0
     deadline = time.monotonic() + timeout
@@ -164,7 +216,8 @@ def raw_consume(
         while count < expected:
             if time.monotonic() > deadline:
                 raise BenchError(f"raw consume read {count} of {expected} records in {timeout}s")
-            messages = consumer.consume(1000, 0.5)
+            # Never more than what is left: a batch call waits for its count or the timeout.
+            messages = consumer.consume(min(1000, expected - count), 0.5)
             if messages:
                 count += sum(1 for message in messages if message.error() is None)
                 progress.record(count)
@@ -173,7 +226,7 @@ def raw_consume(
     return progress
 
 
-@dataclass
+@dataclass(slots=True)
 class Received:
     """One record a TopicReader kept: wall-clock receive time, key, value, headers."""
 
@@ -193,6 +246,8 @@ class TopicReader:
     partitions: Sequence[int]
     keep: bool = False
     read_committed: bool = True
+    wait: float = 0.05
+    """How long one `consume()` waits for a full batch: the receive times' resolution."""
     progress: Progress = field(default_factory=Progress)
     kept: list[Received] = field(default_factory=list)
     count: int = 0
@@ -214,7 +269,7 @@ class TopicReader:
     def _run(self) -> None:
         consumer, keep, kept = self._consumer, self.keep, self.kept
         while not self._stop.is_set():
-            messages = consumer.consume(10_000, 0.05)
+            messages = consumer.consume(10_000, self.wait)
             if not messages:
                 continue
             now = time.time()

@@ -62,14 +62,18 @@ def describe(root: Path) -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "python": f"{platform.python_implementation()} {sys.version.split()[0]}",
         "libraries": {
-            "confluent-kafka": confluent_kafka.version()[0],
+            "confluent-kafka": _version("confluent-kafka"),
             "librdkafka": confluent_kafka.libversion()[0],
             "httpx": _version("httpx"),
             "orjson": _version("orjson"),
             "pydantic": _version("pydantic"),
             "pydantic-core": _version("pydantic-core"),
             "psutil": _version("psutil"),
-            "py-spy": _command_output([spy, "--version"]) if spy else "not installed",
+            "py-spy": (
+                _command_output([spy, "--version"]).removeprefix("py-spy ")
+                if spy
+                else "not installed"
+            ),
         },
         "java": _command_output(["java", "-version"]),
         "git": git_revision(root),

@@ -101,6 +101,15 @@ def labelled_processes(extra: Mapping[str, int] | None = None) -> dict[str, psut
     return found
 
 
+MACHINE = "machine (every process)"
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores, every process, ours or not)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+
+
 def cpu_seconds(process: psutil.Process) -> float:
     try:
         times = process.cpu_times()
@@ -111,7 +120,8 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 @dataclass
 class CpuWindow:
-    """CPU seconds each labelled process used between `start()` and `stop()`."""
+    """CPU seconds each labelled process used between `start()` and `stop()`, and the whole
+    machine's (`MACHINE`: other work on a shared machine shows as the difference)."""
 
     processes: Mapping[str, psutil.Process]
     _begin: dict[str, float] = field(default_factory=dict)
@@ -121,11 +131,13 @@ class CpuWindow:
 
     def start(self) -> CpuWindow:
         self._begin = {label: cpu_seconds(p) for label, p in self.processes.items()}
+        self._begin[MACHINE] = machine_busy_seconds()
         self._started = time.perf_counter()
         return self
 
     def stop(self) -> CpuWindow:
         self._end = {label: cpu_seconds(p) for label, p in self.processes.items()}
+        self._end[MACHINE] = machine_busy_seconds()
         self.seconds = time.perf_counter() - self._started
         return self
 

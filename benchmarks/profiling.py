@@ -1,8 +1,11 @@
 """Sampling profiles of a running connector process with py-spy, summarised as shares.
 
 `py-spy record --format raw` writes collapsed stacks, one line per distinct stack with its
-sample count; idle threads (blocked in a system call: waiting for Kafka, the API, a lock or the
-GIL) are left out, so the shares are shares of the CPU the process's Python threads used.
+sample count. Two modes:
+- `gil` (`--gil`): only the thread holding the GIL, so the shares are shares of the Python CPU
+  time of the process (what a GIL-bound process spends its one core on);
+- `wall` (`--idle`): every thread, idle or not, restricted to the stacks under one function
+  (the poller's loop thread): where that thread's wall-clock time goes, waits included.
 The summary has two views:
 - self: the innermost frame with its line (for a call into C — librdkafka, orjson, the socket
   layer — the line that made the call);
@@ -18,6 +21,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,8 @@ def py_spy() -> str | None:
 class Profiler:
     """`py-spy record` attached to `pid` until `stop()` (SIGINT makes py-spy write its file)."""
 
-    def __init__(self, pid: int, output: Path, rate: int = 100) -> None:
+    def __init__(self, pid: int, output: Path, rate: int = 100, mode: str = "gil") -> None:
+        self.rate = rate
         binary = py_spy()
         if binary is None:
             raise FileNotFoundError("py-spy is not installed (pip install py-spy)")
@@ -44,7 +49,7 @@ class Profiler:
         self._log = output.with_suffix(".log").open("wb")
         self._process = subprocess.Popen(
             [binary, "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate),
-             "--gil", "--output", str(output)],
+             "--idle" if mode == "wall" else "--gil", "--output", str(output)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -88,6 +93,7 @@ def parse_frame(text: str) -> Frame:
 class ProfileSummary:
     label: str
     samples: int
+    unit: str = "samples of the thread holding the GIL"
     self_lines: list[tuple[str, float]] = field(default_factory=list)
     inclusive: list[tuple[str, float]] = field(default_factory=list)
     by_file: list[tuple[str, float]] = field(default_factory=list)
@@ -97,28 +103,45 @@ class ProfileSummary:
         return {
             "label": self.label,
             "samples": self.samples,
-            "self": [{"frame": f, "share": round(s, 4)} for f, s in self.self_lines],
-            "inclusive": [{"function": f, "share": round(s, 4)} for f, s in self.inclusive],
-            "by_file": [{"file": f, "share": round(s, 4)} for f, s in self.by_file],
+            "unit": self.unit,
+            "self": [{"frame": f, "share": round(s, 6)} for f, s in self.self_lines],
+            "inclusive": [{"function": f, "share": round(s, 6)} for f, s in self.inclusive],
+            "by_file": [{"file": f, "share": round(s, 6)} for f, s in self.by_file],
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProfileSummary:
+        return cls(
+            data["label"],
+            data["samples"],
+            data["unit"],
+            self_lines=[(entry["frame"], entry["share"]) for entry in data["self"]],
+            inclusive=[(entry["function"], entry["share"]) for entry in data["inclusive"]],
+            by_file=[(entry["file"], entry["share"]) for entry in data["by_file"]],
+        )
 
 
 _SKIPPED_INCLUSIVE = re.compile(r"^(Thread\.|<module>|_bootstrap|run \(threading|main \()")
 
 
-def summarise(raw: Path, label: str, top: int = 15) -> ProfileSummary:
-    """Top frames by self share, and top functions by inclusive share, of a raw py-spy file."""
+def summarise(
+    raws: Sequence[Path], label: str, top: int = 15, only_under: str | None = None
+) -> ProfileSummary:
+    """Top frames by self share, and top functions by inclusive share, of raw py-spy files
+    (several runs of the same process kind add up); with `only_under`, only the stacks that
+    pass through a function of that name (`PollerLoop.run`)."""
     self_counts: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     files: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text(errors="replace").splitlines():
+    lines = [line for raw in raws for line in raw.read_text(errors="replace").splitlines()]
+    for line in lines:
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
         frames = [parse_frame(part) for part in stack.split(";") if part]
-        if not frames:
+        if not frames or (only_under and all(f.function != only_under for f in frames)):
             continue
         total += count
         leaf = frames[-1]
@@ -131,6 +154,14 @@ def summarise(raw: Path, label: str, top: int = 15) -> ProfileSummary:
         return ProfileSummary(label, 0)
 
     def shares(counter: Counter[str]) -> list[tuple[str, float]]:
-        return [(name, n / total) for name, n in counter.most_common(top)]
+        # A frame on every sampled stack (the thread's entry point) says nothing: left out.
+        ranked = [(name, n) for name, n in counter.most_common() if n < total]
+        return [(name, n / total) for name, n in ranked[:top]]
 
-    return ProfileSummary(label, total, shares(self_counts), shares(inclusive), shares(files))
+    return ProfileSummary(
+        label,
+        total,
+        self_lines=shares(self_counts),
+        inclusive=shares(inclusive),
+        by_file=shares(files),
+    )

@@ -51,9 +51,10 @@ class Progress:
                 return sample
         raise BenchError(f"the count never reached {target} (last {self.done})")
 
-    def steady(self, target: int) -> Throughput:
-        """Items per second from the first progress to reaching `target`."""
-        first_at, first_done = self.first_progress()
+    def steady(self, target: int, since: tuple[float, int] | None = None) -> Throughput:
+        """Items per second from the first progress (or from the sample `since`) to reaching
+        `target`."""
+        first_at, first_done = since or self.first_progress()
         end_at, end_done = self.reached(target)
         if end_at <= first_at:  # everything arrived in one sample
             return Throughput(end_done, max(end_at - self.started, 1e-9))

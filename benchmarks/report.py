@@ -57,6 +57,13 @@ class Row:
             "met": self.met,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Row:
+        return cls(
+            data["measure"], data["value"], data["unit"], data["baseline"],
+            data["baseline_value"], data["target"], met=data["met"],
+        )  # fmt: skip
+
 
 @dataclass
 class ScenarioResult:
@@ -67,6 +74,8 @@ class ScenarioResult:
     raw: dict[str, Any] = field(default_factory=dict)
     profiles: list[ProfileSummary] = field(default_factory=list)
     error: str | None = None
+    skipped: str | None = None
+    """Why the scenario was not measured on this broker (not a failure)."""
     seconds: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
@@ -75,17 +84,32 @@ class ScenarioResult:
             "title": self.title,
             "seconds": round(self.seconds, 1),
             "error": self.error,
+            "skipped": self.skipped,
             "rows": [row.as_json() for row in self.rows],
             "notes": self.notes,
             "raw": self.raw,
             "profiles": [profile.as_json() for profile in self.profiles],
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ScenarioResult:
+        return cls(
+            data["number"],
+            data["title"],
+            rows=[Row.from_json(row) for row in data["rows"]],
+            notes=list(data["notes"]),
+            raw=dict(data["raw"]),
+            profiles=[ProfileSummary.from_json(profile) for profile in data["profiles"]],
+            error=data.get("error"),
+            skipped=data.get("skipped"),
+            seconds=float(data.get("seconds", 0.0)),
+        )
+
 
 def number(value: float, unit: str) -> str:
     if unit == "ratio":
         return f"{value:.2f}x"
-    if abs(value) >= 1000:
+    if abs(value) >= 1000 or float(value).is_integer():
         text = f"{value:,.0f}"
     elif abs(value) >= 100:
         text = f"{value:.0f}"
@@ -117,6 +141,9 @@ def table_rows(results: list[ScenarioResult]) -> list[tuple[str, ...]]:
     for result in results:
         if result.error is not None:
             rows.append((str(result.number), result.title, "failed", result.error, "", "", ""))
+            continue
+        if result.skipped is not None:
+            rows.append((str(result.number), result.title, "skipped", result.skipped, "", "", ""))
             continue
         for row in result.rows:
             baseline = row.baseline
@@ -152,7 +179,7 @@ def terminal_table(results: list[ScenarioResult]) -> str:
 
 def profile_markdown(profile: ProfileSummary, top: int = 12) -> str:
     lines = [
-        f"**{profile.label}** — {profile.samples} samples of busy threads (py-spy, 100 Hz).",
+        f"**{profile.label}** — {profile.samples} {profile.unit}.",
         "",
         "| self share | innermost frame (file:line) |",
         "|---:|---|",
@@ -168,3 +195,10 @@ def profile_markdown(profile: ProfileSummary, top: int = 12) -> str:
 def write_json(path: Path, header: dict[str, Any], results: list[ScenarioResult]) -> None:
     document = {**header, "scenarios": [result.as_json() for result in results]}
     path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path) -> tuple[dict[str, Any], list[ScenarioResult]]:
+    """The header and the results `write_json` wrote."""
+    document: dict[str, Any] = json.loads(path.read_text())
+    scenarios = document.pop("scenarios")
+    return document, [ScenarioResult.from_json(scenario) for scenario in scenarios]

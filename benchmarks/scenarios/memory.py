@@ -12,15 +12,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchmarks.context import DEFAULT_PARTITIONS, Bench
-from benchmarks.errors import BenchError
-from benchmarks.kafka_io import GroupOffsets, produce_backlog
+from benchmarks.context import Bench
+from benchmarks.kafka_io import GroupOffsets
 from benchmarks.procs import RssSampler
 from benchmarks.progress import Progress
-from benchmarks.records import item_values, mean_value_bytes
 from benchmarks.report import Row, ScenarioResult
+from benchmarks.scenarios.upload import Backlog, produce_topic
 from benchmarks.waiting import pause
 
+SCENARIO = "s4"
 PREFIX = "mem"
 MIB = 1024 * 1024
 PEAK_LIMIT_MIB = 300.0
@@ -46,21 +46,23 @@ def _median(values: list[int]) -> float:
     return float(ordered[len(ordered) // 2]) if ordered else 0.0
 
 
+def big_backlog(bench: Bench) -> Backlog:
+    """The memory scenario's backlog, produced once per run (the scale scenario drains it too
+    with groups of its own)."""
+    cached = bench.shared.get("big_backlog")
+    if isinstance(cached, Backlog):
+        return cached
+    backlog = produce_topic(bench, SCENARIO, PREFIX, bench.sizes.memory_backlog)
+    bench.shared["big_backlog"] = backlog
+    return backlog
+
+
 def run(bench: Bench) -> ScenarioResult:
     result = ScenarioResult(4, "Memory under back-pressure")
     sizes = bench.sizes
-    count = sizes.memory_backlog
-    settings = bench.settings("s4")
-    topic = settings["CONNECTOR_INPUT_TOPIC"]
-    partitions = bench.partitions_for(count, mean_value_bytes(PREFIX))
-    bench.create_topics(settings, partitions, DEFAULT_PARTITIONS)
-    bench.say(f"producing a backlog of {count:,} records ({partitions} partitions, lz4)")
-    produced = produce_backlog(
-        bench.bootstrap, topic, item_values(PREFIX, count), partitions, compression="lz4"
-    )
-    stored = bench.inspector.count(topic)
-    if stored != count:
-        raise BenchError(f"{topic} holds {stored} records, {count} were produced")
+    backlog = big_backlog(bench)
+    count, settings, topic = backlog.count, backlog.settings, backlog.topic
+    partitions, produced = len(backlog.partitions), backlog.produced
 
     bench.sim.reset()
     bench.sim.set_knobs(latency=sizes.memory_latency, http_429_ratio=sizes.memory_429_ratio)

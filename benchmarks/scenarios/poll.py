@@ -8,33 +8,37 @@ transactions of the poller's page size to a topic of as many partitions.
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmarks.context import Bench
 from benchmarks.errors import BenchError
 from benchmarks.kafka_io import TopicReader, transactional_produce
 from benchmarks.procs import CpuWindow, labelled_processes
-from benchmarks.profiling import Profiler, ProfileSummary
-from benchmarks.progress import Progress, Throughput
+from benchmarks.profiling import Profiler
+from benchmarks.progress import Throughput
 from benchmarks.report import Row, ScenarioResult
 from benchmarks.waiting import wait_until
 
 PAGE_SIZE = 1000  # CONNECTOR_PAGE_SIZE's default
 OUTPUT_PARTITIONS = 6  # as `check --create-topics` makes the output topic
 RESULT_BYTES = 450  # an output record of the text moderation app, roughly
+ROUNDS = 2
+PROFILE_RATE = 100
+WALL_ROOT = "PollerLoop.run"
 
 
 @dataclass
 class PollRun:
-    progress: Progress
     steady: Throughput
     overall: Throughput
     cores: dict[str, float]
     exit_code: int
     reader: TopicReader
-    profile: ProfileSummary | None
+    profile_raw: Path | None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -52,7 +56,13 @@ def output_partitions(bench: Bench, count: int) -> int:
 
 
 def measure_poll(
-    bench: Bench, scenario: str, count: int, *, keep: bool, profile_label: str | None = None
+    bench: Bench,
+    scenario: str,
+    count: int,
+    *,
+    keep: bool,
+    profile_rate: int | None = None,
+    mode: str = "gil",
 ) -> PollRun:
     """Reset the simulator, seed `count` finished items, run the poller on fresh topics until a
     read_committed reader has them all, stop it (SIGTERM)."""
@@ -75,8 +85,8 @@ def measure_poll(
         if reader.count and not started:  # start-up is over: measure and profile from here
             started.append(time.perf_counter())
             window.start()
-            if profile_label:
-                profiler = bench.profiler(proc.pid, scenario)
+            if profile_rate:
+                profiler = bench.profiler(proc.pid, scenario, profile_rate, mode)
         return reader.count >= count
 
     try:
@@ -87,8 +97,8 @@ def measure_poll(
             guard=proc.check_alive,
         )
         window.stop()
-        summary = bench.summary(profiler, profile_label) if profile_label else None
     finally:
+        raw = profiler.stop() if profiler is not None else None
         code = proc.stop()
         reader.stop()
     if reader.count != count:
@@ -97,65 +107,89 @@ def measure_poll(
         raise BenchError(f"{output}: some of the {count} results were published twice")
     progress = reader.progress
     return PollRun(
-        progress, progress.steady(count), progress.overall(count), window.cores(), code,
-        reader, summary,
-    )  # fmt: skip
+        progress.steady(count), progress.overall(count), window.cores(), code, reader, raw
+    )
 
 
 def run(bench: Bench) -> ScenarioResult:
     result = ScenarioResult(2, "Poll flow")
     count = bench.sizes.poll_items
-    bench.say(f"toloka-connector poll: {count:,} seeded items")
-    measured = measure_poll(bench, "s2", count, keep=True)
-    records = measured.reader.kept
-
-    bench.say("baseline: raw transactional produce")
-    raw_topic = bench.name("s2", "raw")
     partitions = output_partitions(bench, count)
-    bench.create_topic(raw_topic, partitions)
-    raw = transactional_produce(bench.bootstrap, raw_topic, records, PAGE_SIZE).steady(count)
-    stored = bench.inspector.count(raw_topic)
-    mean_bytes = sum(len(record.value) for record in records) / len(records)
-    del records
-    measured.reader.kept.clear()
+    runs: list[PollRun] = []
+    raws: list[Throughput] = []
+    mean_bytes = 0.0
+    for round_number in range(1, ROUNDS + 1):
+        bench.say(f"round {round_number}/{ROUNDS}: toloka-connector poll, {count:,} items")
+        measured = measure_poll(bench, f"s2r{round_number}", count, keep=True)
+        runs.append(measured)
+        bench.say(f"round {round_number}/{ROUNDS}: raw transactional produce")
+        raw_topic = bench.name(f"s2r{round_number}", "raw")
+        bench.create_topic(raw_topic, partitions)
+        records = measured.reader.kept
+        mean_bytes = sum(len(record.value) for record in records) / len(records)
+        raws.append(
+            transactional_produce(bench.bootstrap, raw_topic, records, PAGE_SIZE).steady(count)
+        )
+        del records
+        measured.reader.kept.clear()
 
-    rate = measured.steady.rate
+    median = sorted(runs, key=lambda run: run.steady.rate)[len(runs) // 2]
+    rate = statistics.median(run.steady.rate for run in runs)
+    raw_rate = statistics.median(t.rate for t in raws)
     result.rows += [
         Row("poll: toloka-connector poll", rate, "items/s",
-            f"raw transactional produce ({PAGE_SIZE:,}/txn)", raw.rate, "≥ 0.50x",
+            f"raw transactional produce ({PAGE_SIZE:,}/txn)", raw_rate, ">= 0.50x",
             minimum_ratio=0.5),
-        Row("poll: incl. process start", measured.overall.rate, "items/s", "steady", rate),
+        Row("poll: incl. process start", median.overall.rate, "items/s", "steady",
+            median.steady.rate),
     ]  # fmt: skip
     result.notes += [
         f"{count:,} finished items seeded; page size {PAGE_SIZE:,}; output topic of "
         f"{partitions} partitions; results of {mean_bytes:.0f} bytes on average; rates run "
         "from the first result a read_committed consumer sees to the last.",
-        f"Every result read exactly once (distinct keys = {count:,}); poller exit code "
-        f"{measured.exit_code}.",
-        "CPU cores used while publishing: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in measured.cores.items()),
-        f"Raw baseline topic holds {stored:,} offsets (records plus one commit marker per "
-        "partition and transaction).",
+        f"Medians of {ROUNDS} interleaved rounds: poller "
+        + ", ".join(f"{r.steady.rate:,.0f}" for r in runs)
+        + "; raw transactional produce "
+        + ", ".join(f"{t.rate:,.0f}" for t in raws)
+        + " items/s.",
+        f"Every result read exactly once (distinct keys = {count:,}); poller exit codes "
+        f"{[r.exit_code for r in runs]}.",
+        "CPU cores used while publishing (median run): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in median.cores.items()),
     ]
     result.raw.update(
         items=count,
         page_size=PAGE_SIZE,
         output_partitions=partitions,
         mean_result_bytes=round(mean_bytes),
-        connector=measured.as_json(),
-        raw_transactional_produce=raw.as_json(),
+        connector=[r.as_json() for r in runs],
+        raw_transactional_produce=[t.as_json() for t in raws],
     )
     if bench.profiling:
-        bench.say("profiled run of toloka-connector poll (py-spy)")
-        profiled = measure_poll(
-            bench, "s2p", count, keep=False,
-            profile_label="poller (scenario 2, toloka-connector poll)",
-        )  # fmt: skip
-        result.raw["profiled_run"] = profiled.as_json()
-        result.notes.append(
-            f"Profiled run (py-spy attached, 100 Hz): {profiled.steady.rate:,.0f} items/s "
-            f"({profiled.steady.rate / rate:.2f}x the unprofiled run)."
-        )
-        if profiled.profile is not None:
-            result.profiles.append(profiled.profile)
+        profile_poller(bench, result, count, rate)
     return result
+
+
+def profile_poller(bench: Bench, result: ScenarioResult, count: int, rate: float) -> None:
+    """Two profiled runs: the Python CPU (GIL holder), and the wall clock of the loop thread."""
+    views = (
+        ("gil", f"poller CPU (scenario 2, toloka-connector poll; GIL holder, {PROFILE_RATE} Hz)"),
+        ("wall", f"poller loop thread wall clock (scenario 2; waits included, {PROFILE_RATE} Hz)"),
+    )
+    for mode, label in views:
+        bench.say(f"profiled run of toloka-connector poll (py-spy, {mode})")
+        profiled = measure_poll(
+            bench, f"s2p{mode}", count, keep=False, profile_rate=PROFILE_RATE, mode=mode
+        )
+        result.raw[f"profiled_run_{mode}"] = profiled.as_json()
+        result.notes.append(
+            f"Profiled run ({mode}, py-spy attached): {profiled.steady.rate:,.0f} items/s "
+            f"({profiled.steady.rate / rate:.2f}x the unprofiled median)."
+        )
+        raws = [profiled.profile_raw] if profiled.profile_raw else []
+        only_under = WALL_ROOT if mode == "wall" else None
+        summary = bench.summary(raws, label, only_under)
+        if summary is not None:
+            if mode == "wall":
+                summary.unit = "samples of the poller's loop thread, busy or waiting"
+            result.profiles.append(summary)
