@@ -102,7 +102,9 @@ def decode_item(
     problems = validator.problems(item)
     if problems:
         return Refusal(INVALID_ITEM, describe_problems(problems))
-    return encoded
+    # The record's own bytes when they are the canonical form: every orjson result holds a
+    # 4 KiB buffer, and a pending record keeps its item bytes until the upload is done.
+    return value if encoded == value else encoded
 
 
 def _json_kind(value: Any) -> str:
