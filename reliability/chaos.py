@@ -33,9 +33,9 @@ from reliability.verify import (
     headers_of,
     high_watermarks,
     judge,
-    read_all,
 )
 from reliability.workload import SteadyProducer, Workload
+from tests.fixtures.brokers import read_all
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from reliability.verify import (
     creations_by_key,
     high_watermarks,
     judge,
-    read_all,
 )
 from reliability.workload import SteadyProducer
+from tests.fixtures.brokers import read_all
 
 
 @dataclass

@@ -25,7 +25,8 @@ from connector.toloka.models import FieldSpec
 from connector.uploader.decode import Refusal, decode_item
 from connector.validation import ItemValidator
 from reliability.procs import ConnectorProcess
-from reliability.verify import headers_of, read_all
+from reliability.verify import headers_of
+from tests.fixtures.brokers import read_all
 
 MAX_RECORD_BYTES = 16 * 1024
 PARTITIONS = 4

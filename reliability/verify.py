@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from connector.simulator.process import SimulatorProcess
 from reliability.workload import Workload
@@ -27,40 +27,6 @@ def _consumer(bootstrap_servers: str, isolation_level: str) -> Consumer:
             "isolation.level": isolation_level,
         }
     )
-
-
-def read_all(
-    bootstrap_servers: str,
-    topic: str,
-    *,
-    isolation_level: str = "read_committed",
-    timeout: float = 60.0,
-) -> list[Message]:
-    """Every record of `topic` from the start to its end (the last stable offset when
-    read_committed), sorted by partition and offset."""
-    consumer = _consumer(bootstrap_servers, isolation_level)
-    try:
-        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        records: list[Message] = []
-        at_end: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while len(at_end) < len(partitions):
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"{topic}: {sorted(at_end)} of {len(partitions)} read")
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            error = message.error()
-            if error is None:
-                records.append(message)
-            elif error.code() == KafkaError._PARTITION_EOF:
-                at_end.add(message.partition() or 0)
-            else:
-                raise KafkaException(error)
-        return sorted(records, key=lambda r: (r.partition() or 0, r.offset() or 0))
-    finally:
-        consumer.close()
 
 
 class TopicFollower:
