@@ -1,12 +1,19 @@
-"""docker-compose.yml, checked offline (no Docker engine here): schema, and that every path, port,
-setting and command it relies on exists and agrees with the rest of the repository."""
+"""The compose files, checked offline: schema, and that every path, port, setting and command they
+rely on exists and agrees with the rest of the repository. (`make compose-e2e` runs them.)
+
+`docker compose up` reads docker-compose.yml and docker-compose.override.yml (the development
+stand-ins); `docker compose -f docker-compose.yml up` reads the first alone (the real API).
+Most checks below look at the development stack, merged the way compose merges files.
+"""
 
 from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +21,69 @@ import pytest
 from ruamel.yaml import YAML
 
 from connector.cli import build_parser
-from connector.config import documented_variables, load_settings
+from connector.config import RuntimeSettings, documented_variables, load_group, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+DEV_OVERRIDE = ROOT / "docker-compose.override.yml"
+README = ROOT / "README.md"
+CI_WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 CONNECTOR_IMAGE = "toloka-kafka-connector:dev"
+# Commands of the image that run a role and serve /healthz (the image's HEALTHCHECK probes it).
+ROLE_COMMANDS = {"run", "upload", "poll"}
+# Sequences compose replaces when a later file sets them; it appends to all others (ports ...).
+REPLACED_SEQUENCES = {"command", "entrypoint", "test"}
+# What a process still does after its drain budget ran out: close the health server, let
+# librdkafka's handles go, exit. A grace period without this margin ends in a SIGKILL.
+EXIT_MARGIN_SECONDS = 5.0
+# Top-level keys both docker-compose 1.29 (Debian's) and compose v2 accept; 1.29 refuses `name`.
+PORTABLE_TOP_LEVEL_KEYS = {"version", "services", "networks", "volumes", "secrets", "configs"}
 
 
 def load_yaml(path: Path) -> Any:
     return YAML(typ="safe").load(path)
 
 
-COMPOSE: dict[str, Any] = load_yaml(COMPOSE_FILE)
+def merge(base: Any, override: Any, key: str = "") -> Any:
+    """Compose's merge of a later file into an earlier one, for the keys these files use."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for name, value in override.items():
+            merged[name] = merge(base[name], value, name) if name in base else value
+        return merged
+    if isinstance(base, list) and isinstance(override, list) and key not in REPLACED_SEQUENCES:
+        return base + [item for item in override if item not in base]
+    return override
+
+
+def load_compose(files: list[Path]) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for path in files:
+        config = merge(config, load_yaml(path))
+    return config
+
+
+def compose_files(argv: list[str]) -> list[Path]:
+    """The files a `docker compose ...` command line reads: each -f, else the two defaults."""
+    named = [ROOT / argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in {"-f", "--file"}]
+    if named:
+        return named
+    return [path for path in (COMPOSE_FILE, DEV_OVERRIDE) if path.exists()]
+
+
+def documented_compose_commands() -> Iterator[tuple[str, list[str]]]:
+    """Every `docker compose` command line in the README's code blocks and the CI workflow."""
+    for source in (README, CI_WORKFLOW):
+        for line in source.read_text().splitlines():
+            if "docker compose " not in line and "docker-compose " not in line:
+                continue
+            command = line.split("docker compose ", 1)[-1].split("docker-compose ", 1)[-1]
+            argv = shlex.split(command.split("#")[0].rstrip("\\ "))
+            if argv:
+                yield f"{source.name}: {line.strip()}", argv
+
+
+COMPOSE: dict[str, Any] = load_compose(compose_files([]))
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 CONNECTOR_SERVICES = [n for n, s in SERVICES.items() if s.get("image") == CONNECTOR_IMAGE]
 
@@ -59,7 +117,7 @@ def repo_path(service: str, container_path: str) -> Path:
     raise AssertionError(f"{service}: {container_path} is not under a bind mount")
 
 
-def run_schema_check(path: Path) -> subprocess.CompletedProcess[str]:
+def run_schema_check(*paths: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -67,7 +125,7 @@ def run_schema_check(path: Path) -> subprocess.CompletedProcess[str]:
             "check_jsonschema",
             "--builtin-schema",
             "vendor.compose-spec",
-            str(path),
+            *map(str, paths),
         ],
         capture_output=True,
         text=True,
@@ -76,9 +134,86 @@ def run_schema_check(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_compose_file_follows_the_compose_spec() -> None:
-    result = run_schema_check(COMPOSE_FILE)
+def test_the_compose_files_follow_the_compose_spec() -> None:
+    result = run_schema_check(*compose_files([]))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_compose_files_use_only_top_level_keys_compose_1_29_reads() -> None:
+    for path in compose_files([]):
+        keys = {key for key in load_yaml(path) if not key.startswith("x-")}
+        assert keys <= PORTABLE_TOP_LEVEL_KEYS, f"{path.name}: {keys - PORTABLE_TOP_LEVEL_KEYS}"
+
+
+@pytest.mark.parametrize(
+    ("where", "argv"), list(documented_compose_commands()), ids=lambda v: str(v)[:60]
+)
+def test_every_documented_compose_command_reads_a_complete_stack(
+    where: str, argv: list[str]
+) -> None:
+    files = compose_files(argv)
+    for path in files:
+        assert path.exists(), f"{where}: {path.name} does not exist"
+    services = load_compose(files)["services"]
+    for name, spec in services.items():
+        for dependency in spec.get("depends_on", {}):
+            assert dependency in services, f"{where}: {name} depends on undefined {dependency}"
+
+
+def test_the_readme_runs_the_real_api_stack_without_stand_ins_and_with_shell_credentials() -> None:
+    """The README's real-API command reads a stack with no simulator and no sample producer, whose
+    connector takes the key and the project from the shell (a `KEY:` entry without a value)."""
+    section = README.read_text().split("### docker compose", 1)[1].split("\n## ", 1)[0]
+    real_api = [
+        argv
+        for where, argv in documented_compose_commands()
+        if where.startswith(README.name) and " ".join(argv) in section and "up" in argv
+    ]
+    stand_ins = {"simulator", "producer"}
+    stacks = [load_compose(compose_files(argv))["services"] for argv in real_api]
+    without_stand_ins = [s for s in stacks if not stand_ins & s.keys()]
+    assert without_stand_ins, "the README's compose section has no command for the real API"
+    for services in without_stand_ins:
+        environment = services["connector"]["environment"]
+        for variable in ("TOLOKA_API_KEY", "TOLOKA_APP_PROJECT_ID", "TOLOKA_BASE_URL"):
+            assert variable in environment, variable
+            assert environment[variable] is None, f"{variable} is written in the file"
+
+
+def docker_compose_v1() -> str:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose (1.29, Debian's) is not installed: nothing to cross-check")
+    return binary
+
+
+def test_docker_compose_1_29_reads_each_documented_file_set_as_these_tests_merge_it() -> None:
+    binary = docker_compose_v1()
+    file_sets = {tuple(compose_files(argv)) for _, argv in documented_compose_commands()}
+    for files in file_sets:
+        flags = [arg for path in files for arg in ("-f", str(path))]
+        result = subprocess.run(
+            [binary, "--project-directory", str(ROOT), *flags, "config"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={"PATH": "/usr/bin:/bin"},  # no TOLOKA_* of this shell leaks into the output
+        )
+        assert result.returncode == 0, result.stderr
+        rendered = YAML(typ="safe").load(result.stdout)["services"]
+        ours = load_compose(list(files))["services"]
+        assert rendered.keys() == ours.keys()
+        for name, spec in ours.items():
+            for key in ("environment", "depends_on", "command", "entrypoint", "image"):
+                theirs = rendered[name].get(key)
+                if key == "environment" and theirs is not None:
+                    theirs = {k: v if v is None else str(v) for k, v in theirs.items()}
+                    mine = spec.get(key)
+                    mine = {k: v if v is None else str(v) for k, v in mine.items()}
+                    assert theirs == mine, f"{name}.{key}"
+                else:
+                    assert theirs == spec.get(key), f"{name}.{key}"
 
 
 def test_the_schema_check_rejects_a_broken_file(tmp_path: Path) -> None:
@@ -244,3 +379,53 @@ def test_published_host_ports_are_unique() -> None:
         str(port).split(":")[0] for spec in SERVICES.values() for port in spec.get("ports", [])
     ]
     assert len(host_ports) == len(set(host_ports))
+
+
+def seconds(duration: str) -> float:
+    """A compose duration (`1m30s`, `45s`, `500ms`) in seconds."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError(f"not a compose duration: {duration}")
+    return sum(float(number) * units[unit] for number, unit in parts)
+
+
+def test_seconds_reads_compose_durations() -> None:
+    assert seconds("1m30s") == 90.0
+    assert seconds("45s") == 45.0
+    assert seconds("1500ms") == 1.5
+    with pytest.raises(ValueError, match="not a compose duration"):
+        seconds("45")
+
+
+def role_services() -> list[str]:
+    return [n for n in CONNECTOR_SERVICES if (cli_command(n) or [""])[0] in ROLE_COMMANDS]
+
+
+def test_role_services_are_found() -> None:
+    assert "connector" in role_services()
+
+
+@pytest.mark.parametrize("service", role_services())
+def test_the_stop_grace_period_outlasts_the_connectors_shutdown_budget(service: str) -> None:
+    """`docker compose stop` sends SIGTERM, then SIGKILL after stop_grace_period (10 s unless set):
+    a kill before the drain's own budget ran out repeats uploads and loses the clean exit."""
+    budget = load_group(RuntimeSettings, env(service)).shutdown_timeout_seconds
+    grace = seconds(str(SERVICES[service].get("stop_grace_period", "10s")))
+    assert grace >= budget + EXIT_MARGIN_SECONDS, (
+        f"{service}: stop_grace_period {grace:g}s, shutdown budget {budget:g}s"
+    )
+
+
+@pytest.mark.parametrize("service", CONNECTOR_SERVICES)
+def test_services_without_a_health_endpoint_replace_the_images_health_check(service: str) -> None:
+    """The image's HEALTHCHECK probes /healthz, which only a role with the endpoints on serves;
+    any other use of the image (the simulator, a script) must say how it is checked, or not."""
+    cli = cli_command(service)
+    serves_health = (
+        cli is not None
+        and cli[0] in ROLE_COMMANDS
+        and load_group(RuntimeSettings, env(service)).metrics_port != 0
+    )
+    if not serves_health:
+        assert "healthcheck" in SERVICES[service], f"{service} inherits the image's health check"
