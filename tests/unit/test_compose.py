@@ -22,12 +22,15 @@ from ruamel.yaml import YAML
 
 from connector.cli import build_parser
 from connector.config import RuntimeSettings, documented_variables, load_group, load_settings
+from tests.e2e import compose_e2e, images
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DEV_OVERRIDE = ROOT / "docker-compose.override.yml"
 README = ROOT / "README.md"
 CI_WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+LOCAL_IMAGES_OVERRIDE = ROOT / "tests" / "e2e" / "compose.local-images.yml"
+LOCAL_IMAGES = {images.KAFKA, images.PROMETHEUS, images.CONNECTOR}
 CONNECTOR_IMAGE = "toloka-kafka-connector:dev"
 # Commands of the image that run a role and serve /healthz (the image's HEALTHCHECK probes it).
 ROLE_COMMANDS = {"run", "upload", "poll"}
@@ -36,6 +39,7 @@ REPLACED_SEQUENCES = {"command", "entrypoint", "test"}
 # What a process still does after its drain budget ran out: close the health server, let
 # librdkafka's handles go, exit. A grace period without this margin ends in a SIGKILL.
 EXIT_MARGIN_SECONDS = 5.0
+INTERPOLATION = re.compile(r"\$\{(\w+):-([^}]*)\}")
 # Top-level keys both docker-compose 1.29 (Debian's) and compose v2 accept; 1.29 refuses `name`.
 PORTABLE_TOP_LEVEL_KEYS = {"version", "services", "networks", "volumes", "secrets", "configs"}
 
@@ -56,10 +60,21 @@ def merge(base: Any, override: Any, key: str = "") -> Any:
     return override
 
 
+def with_defaults(value: Any) -> Any:
+    """`${NAME:-default}` replaced by its default, as compose does where NAME is unset."""
+    if isinstance(value, dict):
+        return {key: with_defaults(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [with_defaults(item) for item in value]
+    if isinstance(value, str):
+        return INTERPOLATION.sub(lambda match: match.group(2), value)
+    return value
+
+
 def load_compose(files: list[Path]) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for path in files:
-        config = merge(config, load_yaml(path))
+        config = merge(config, with_defaults(load_yaml(path)))
     return config
 
 
@@ -374,6 +389,30 @@ def test_grafana_provisions_the_datasource_and_the_dashboard() -> None:
     assert "3000:3000" in SERVICES["grafana"]["ports"]
 
 
+def test_every_host_port_can_be_moved_and_kafka_advertises_the_one_it_publishes() -> None:
+    """A taken port (a local Kafka on 9092, anything on 9400) must not stop the stack: each host
+    port is a HOST_PORT_* variable, and Kafka's HOST listener advertises that same port, or host
+    clients would be sent to the wrong one."""
+    raw: dict[str, Any] = {}
+    for path in compose_files([]):
+        raw = merge(raw, load_yaml(path))
+    host_ports = {}
+    for name, spec in raw["services"].items():
+        for port in spec.get("ports", []):
+            host = str(port).rsplit(":", 1)[0]
+            match = INTERPOLATION.fullmatch(host)
+            assert match, f"{name}: host port {host} is not a variable"
+            assert match.group(1).startswith("HOST_PORT_"), f"{name}: {match.group(1)}"
+            host_ports[name] = host
+    advertised = dict(
+        listener.split("://")
+        for listener in raw["services"]["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"].split(
+            ","
+        )
+    )
+    assert advertised["HOST"] == f"localhost:{host_ports['kafka']}"
+
+
 def test_published_host_ports_are_unique() -> None:
     host_ports = [
         str(port).split(":")[0] for spec in SERVICES.values() for port in spec.get("ports", [])
@@ -429,3 +468,34 @@ def test_services_without_a_health_endpoint_replace_the_images_health_check(serv
     )
     if not serves_health:
         assert "healthcheck" in SERVICES[service], f"{service} inherits the image's health check"
+
+
+# --- the local images `make compose-e2e` runs the stack on ------------------------------------
+
+
+def test_the_dockerfiles_base_is_a_build_argument_defaulting_to_the_official_image() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    arguments = dict(re.findall(r"^ARG (\w+)=(\S+)$", dockerfile, re.MULTILINE))
+    assert arguments == {"BASE_IMAGE": "python:3.11-slim-bookworm", "BUILD_IMAGE": "${BASE_IMAGE}"}
+    stages = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert stages == ["${BUILD_IMAGE}", "${BASE_IMAGE}"]
+
+
+def test_the_local_images_override_swaps_image_names_only() -> None:
+    override = load_yaml(LOCAL_IMAGES_OVERRIDE)
+    started = {name for name in SERVICES if name not in compose_e2e.NOT_STARTED}
+    assert override.keys() == {"services"}
+    assert override["services"].keys() == started
+    for name, spec in override["services"].items():
+        assert spec.keys() == {"image"}, name
+        assert spec["image"] in LOCAL_IMAGES, f"{name}: {spec['image']} is built by nothing"
+
+
+def test_the_local_kafka_image_has_every_kafka_script_the_stack_and_readme_run() -> None:
+    used = set()
+    for path in (*compose_files([]), README):
+        used |= set(re.findall(r"/opt/kafka/bin/([\w-]+\.sh)", path.read_text()))
+    dockerfile = (ROOT / "tests" / "e2e" / "images" / "kafka" / "Dockerfile").read_text()
+    launchers = set(re.findall(r"^\s+([\w-]+\.sh)=\S+", dockerfile, re.MULTILINE))
+    assert used
+    assert used <= launchers, used - launchers
