@@ -67,13 +67,13 @@ PIPELINE_TOPIC_VARIABLES = {
 }
 
 
-@cache
-def rendered(name: str) -> tuple[dict[str, Any], ...]:
+def kustomize(directory: Path) -> tuple[dict[str, Any], ...]:
+    """The objects `kubectl kustomize DIRECTORY` renders."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed: the kustomizations cannot be rendered")
     result = subprocess.run(
-        [kubectl, "kustomize", str(KUSTOMIZATIONS[name])],
+        [kubectl, "kustomize", str(directory)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -81,6 +81,11 @@ def rendered(name: str) -> tuple[dict[str, Any], ...]:
     )
     assert result.returncode == 0, result.stderr
     return tuple(doc for doc in YAML(typ="safe").load_all(result.stdout) if doc)
+
+
+@cache
+def rendered(name: str) -> tuple[dict[str, Any], ...]:
+    return kustomize(KUSTOMIZATIONS[name])
 
 
 def the(name: str, kind: str) -> dict[str, Any]:
@@ -384,3 +389,22 @@ def test_the_connector_loads_the_pipelines_file() -> None:
         if "pipelines: expected a string, number or boolean" in str(exc):
             pytest.skip("needs the pipelines feature ([[pipelines]] tables are not read yet)")
         raise
+
+
+def test_the_readmes_overlay_renders_with_the_image_and_settings_it_names(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Kubernetes", 1)[1]
+    overlay = section.split("`my-connector/kustomization.yaml`", 1)[1]
+    text = overlay.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "my-connector").mkdir()
+    (tmp_path / "my-connector" / "kustomization.yaml").write_text(text)
+    (tmp_path / "toloka-kafka-connector").symlink_to(ROOT)  # "next to this repository's folder"
+    objects = kustomize(tmp_path / "my-connector")
+    [deployment] = [obj for obj in objects if obj["kind"] == "Deployment"]
+    [config_map] = [obj for obj in objects if obj["kind"] == "ConfigMap"]
+    image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert (
+        image == f"registry.example.com/toloka-kafka-connector:{version('toloka-kafka-connector')}"
+    )
+    assert config_map["data"]["TOLOKA_APP_PROJECT_ID"] == "my-project"  # merged over settings.env
+    assert config_map["data"]["CONNECTOR_METRICS_HOST"] == "0.0.0.0"  # and the rest kept
