@@ -58,6 +58,7 @@ COMPOSE_FILES = (
     ROOT / "tests" / "e2e" / "compose.local-images.yml",
 )
 PROJECT = "toloka-e2e"
+ALERT_RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 NOT_STARTED = {"grafana": "no Grafana image can be made here (no package, no registry)"}
 INPUT_TOPIC, OUTPUT_TOPIC, DLQ_TOPIC = "toloka.items", "toloka.results", "toloka.items.dlq"
 
@@ -366,11 +367,12 @@ class Run:
         wait_for(lambda: value(invalid) >= 1, f"{invalid} >= 1", SCRAPE_TIMEOUT_SECONDS)
         groups = self.prometheus.get("/api/v1/rules").json()["data"]["groups"]
         rules = sum(len(group["rules"]) for group in groups)
-        if rules == 0:
-            raise StepFailedError("Prometheus loaded no alert rules")
+        ours = YAML(typ="safe").load(ALERT_RULES)["groups"]
+        if rules != sum(len(group["rules"]) for group in ours):
+            raise StepFailedError(f"Prometheus loaded {rules} rules, {ALERT_RULES.name} has more")
         say(
             f"      {up} = 1; {total} = {value(total):.0f}; {invalid} = {value(invalid):.0f}; "
-            f"{rules} alert rules loaded"
+            f"the {rules} alert rules of {ALERT_RULES.name} loaded"
         )
 
     def drain(self, results: TopicReader) -> None:
