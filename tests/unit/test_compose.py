@@ -86,16 +86,28 @@ def compose_files(argv: list[str]) -> list[Path]:
     return [path for path in (COMPOSE_FILE, DEV_OVERRIDE) if path.exists()]
 
 
+def command_lines() -> Iterator[tuple[str, str]]:
+    """(where, line) for each line of the README's shell blocks and the CI workflow's steps."""
+    in_block = False
+    for line in README.read_text().splitlines():
+        if line.startswith("```"):
+            in_block = line in {"```sh", "```bash"}
+        elif in_block:
+            yield README.name, line
+    for line in CI_WORKFLOW.read_text().splitlines():
+        if line.strip().startswith("run:"):
+            yield CI_WORKFLOW.name, line.split("run:", 1)[1]
+
+
 def documented_compose_commands() -> Iterator[tuple[str, list[str]]]:
-    """Every `docker compose` command line in the README's code blocks and the CI workflow."""
-    for source in (README, CI_WORKFLOW):
-        for line in source.read_text().splitlines():
-            if "docker compose " not in line and "docker-compose " not in line:
-                continue
-            command = line.split("docker compose ", 1)[-1].split("docker-compose ", 1)[-1]
-            argv = shlex.split(command.split("#")[0].rstrip("\\ "))
-            if argv:
-                yield f"{source.name}: {line.strip()}", argv
+    """Every `docker compose` command line in the README's shell blocks and the CI workflow."""
+    for source, line in command_lines():
+        if "docker compose " not in line and "docker-compose " not in line:
+            continue
+        command = line.split("docker compose ", 1)[-1].split("docker-compose ", 1)[-1]
+        argv = shlex.split(command.split("#")[0].rstrip("\\ "))
+        if argv:
+            yield f"{source}: {line.strip()}", argv
 
 
 COMPOSE: dict[str, Any] = load_compose(compose_files([]))
