@@ -8,6 +8,7 @@ Most checks below look at the development stack, merged the way compose merges f
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -511,3 +512,20 @@ def test_the_local_kafka_image_has_every_kafka_script_the_stack_and_readme_run()
     launchers = set(re.findall(r"^\s+([\w-]+\.sh)=\S+", dockerfile, re.MULTILINE))
     assert used
     assert used <= launchers, used - launchers
+
+
+def test_compose_e2e_skips_with_a_reason_and_exit_0_where_no_engine_answers(tmp_path: Path) -> None:
+    environment = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.e2e.compose_e2e"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [line] = result.stdout.splitlines()
+    assert line.startswith("compose-e2e: skipped: "), line
+    assert "docker" in line.lower()
