@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # compatibility test runs it from a virtual environment of its own.
 TOLOKAKIT := .venv-tolokakit
 
-.PHONY: demo test lint typecheck unit integration chaos bench fmt clean
+.PHONY: demo test lint typecheck unit integration chaos bench fmt clean compose-images compose-e2e
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,16 @@ chaos: $(STAMP)
 # Throughput, latency, memory and scale against baselines of the same run: docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Opt-in, never part of `make test`: the compose stack run for real (tests/e2e/compose_e2e.py),
+# on images made from Debian's packages and Maven Central (tests/e2e/images.py; needs root and
+# debootstrap for the Debian base). Without a container engine it says so and exits 0.
+# COMPOSE=docker-compose picks compose v1 where the v2 plugin is installed too.
+compose-images: $(STAMP)
+	$(BIN)/python -m tests.e2e.images $(if $(REBUILD),--rebuild)
+
+compose-e2e: $(STAMP)
+	$(BIN)/python -m tests.e2e.compose_e2e $(if $(COMPOSE),--compose "$(COMPOSE)")
 
 fmt: $(STAMP)
 	$(BIN)/ruff format $(CODE)

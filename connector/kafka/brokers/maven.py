@@ -7,6 +7,9 @@ depends on `org.apache.kafka:kafka_2.13` plus the log4j2 binding Kafka 4 ships w
 `~/.cache/toloka-kafka-connector/kafka-<version>/libs` (46 jars, 43 MB for 4.1.1). A marker file
 makes later runs skip Maven entirely; Maven runs offline first, so a warm ~/.m2 needs no network.
 A file lock keeps two processes (two test sessions, a demo) from resolving at the same time.
+`kafka_libs(with_tools=True)` adds `kafka-tools` (what `kafka-topics.sh`, the console consumer
+and `kafka-broker-api-versions.sh` run, and Kafka Connect with it: 93 jars) in a folder of its
+own, for the local Kafka image of `make compose-images`.
 """
 
 from __future__ import annotations
@@ -46,10 +49,15 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
     <dependency>
       <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
       <version>{log4j}</version>
-    </dependency>
+    </dependency>{extra}
   </dependencies>
 </project>
 """
+_TOOLS_DEPENDENCY = """
+    <dependency>
+      <groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId>
+      <version>{kafka}</version>
+    </dependency>"""
 
 
 def cache_root() -> Path:
@@ -61,9 +69,9 @@ def java_and_maven_available() -> bool:
     return shutil.which("java") is not None and shutil.which("mvn") is not None
 
 
-def kafka_libs(version: str = KAFKA_VERSION) -> Path:
+def kafka_libs(version: str = KAFKA_VERSION, *, with_tools: bool = False) -> Path:
     """The folder holding Kafka's runtime jars, resolving them with Maven the first time."""
-    home = cache_root() / f"kafka-{version}"
+    home = cache_root() / (f"kafka-{version}-with-tools" if with_tools else f"kafka-{version}")
     libs = home / "libs"
     if (libs / _COMPLETE_MARKER).exists():
         return libs
@@ -73,13 +81,14 @@ def kafka_libs(version: str = KAFKA_VERSION) -> Path:
     with (home / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be resolving right now
         if not (libs / _COMPLETE_MARKER).exists():
-            _resolve(home, libs, version)
+            _resolve(home, libs, version, with_tools)
     return libs
 
 
-def _resolve(home: Path, libs: Path, version: str) -> None:
+def _resolve(home: Path, libs: Path, version: str, with_tools: bool) -> None:
     pom = home / "pom.xml"
-    pom.write_text(_POM.format(kafka=version, log4j=LOG4J_VERSION))
+    extra = _TOOLS_DEPENDENCY.format(kafka=version) if with_tools else ""
+    pom.write_text(_POM.format(kafka=version, log4j=LOG4J_VERSION, extra=extra))
     staging = home / "libs.partial"
     shutil.rmtree(staging, ignore_errors=True)
     logger.info("resolving org.apache.kafka:kafka_2.13:%s into %s", version, libs)
