@@ -13,6 +13,8 @@
     │       ├── ValidationFailedError    400 VALIDATION_ERROR (payload names bad fields)
     │       ├── PayloadTooLargeError     413: more items than one request may carry
     │       ├── UnexpectedResponseError  a 2xx whose body is not what the API documents
+    │       │   └── ResponseTooLargeError    … because it is above CONNECTOR_API_MAX_RESPONSE_BYTES
+    │       ├── RedirectError            3xx: never followed (the API key would go along)
     │       └── ClientRequestError       any other 4xx
     └── KafkaOperationError          a Kafka operation failed in a way the caller must see
 
@@ -120,6 +122,15 @@ class PayloadTooLargeError(FatalApiError):
 
 class UnexpectedResponseError(FatalApiError):
     """A success status with a body that does not match the documented shape."""
+
+
+class ResponseTooLargeError(UnexpectedResponseError):
+    """A 2xx whose body is larger than the client reads (CONNECTOR_API_MAX_RESPONSE_BYTES)."""
+
+
+class RedirectError(FatalApiError):
+    """A 3xx. The API documents none, so something else answered (a proxy, a load balancer, a
+    wrong TOLOKA_BASE_URL); it is never followed, since the API key would go along."""
 
 
 class ClientRequestError(FatalApiError):

@@ -16,7 +16,7 @@ from connector import __version__
 PREFIX = "toloka_connector"
 
 API_OPERATIONS = ("bulk_create", "list_items", "get_item", "get_project", "get_app")
-STATUS_CLASSES = ("2xx", "4xx", "5xx", "transport_error")
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "transport_error")
 RETRY_CAUSES = ("rate_limited", "server_error", "transport_error", "timeout")
 DEAD_LETTER_REASONS = ("invalid_json", "not_an_object", "invalid_item", "rejected", "too_large")
 RESULT_STATUSES = ("COMPLETED", "ERROR", "CANCELLED", "OTHER")
