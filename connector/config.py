@@ -147,6 +147,22 @@ class UploaderSettings(_Group):
             "finished since the last commit)"
         ),
     )
+    dlq_max_pending_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description=(
+            "dead-letter bytes awaiting the broker's acknowledgement above which the input "
+            "partitions holding them are paused"
+        ),
+    )
+    dlq_timeout_seconds: float = Field(
+        300.0,
+        ge=1,
+        description=(
+            "a dead letter the broker has not acknowledged this long after it was written "
+            "stops the uploader (exit 1); its record is read again after a restart"
+        ),
+    )
 
 
 class PollerSettings(_Group):

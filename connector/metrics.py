@@ -85,6 +85,16 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.dead_letters_pending = Gauge(
+            f"{PREFIX}_dead_letters_pending",
+            "Dead letters written and not yet acknowledged by the broker.",
+            registry=r,
+        )
+        self.dead_letter_delivery_failures = Counter(
+            f"{PREFIX}_dead_letter_delivery_failures_total",
+            "Dead-letter deliveries that failed (each is produced again after a backoff).",
+            registry=r,
+        )
         self.upload_batch_size = Histogram(
             f"{PREFIX}_upload_batch_items",
             "Items per bulk upload request.",
@@ -104,7 +114,8 @@ class Metrics:
         )
         self.paused_partitions = Gauge(
             f"{PREFIX}_paused_partitions",
-            "Input partitions paused while the API is retried or the in-flight limit is reached.",
+            "Input partitions paused while the API is retried, the in-flight limit is reached, "
+            "or their dead letters are not acknowledged.",
             registry=r,
         )
         self.consumer_lag = Gauge(
