@@ -84,7 +84,10 @@ class ApiSettings(_Group):
     max_response_bytes: int = Field(
         64 * 1024 * 1024,
         ge=1024,
-        description="a larger API response body is refused (and retried) instead of read",
+        description=(
+            "an API response body is never read past this: an error page still counts as its "
+            "status, a larger 2xx is unusable (retried)"
+        ),
     )
 
 
