@@ -13,7 +13,7 @@
     │       ├── ValidationFailedError    400 VALIDATION_ERROR (payload names bad fields)
     │       ├── PayloadTooLargeError     413: more items than one request may carry
     │       ├── UnexpectedResponseError  a 2xx whose body is not what the API documents
-    │       │   └── ResponseTooLargeError    … because it is above CONNECTOR_API_MAX_RESPONSE_BYTES
+    │       │   └── ResponseTooLargeError    a body over CONNECTOR_API_MAX_RESPONSE_BYTES
     │       ├── RedirectError            3xx: never followed (the API key would go along)
     │       └── ClientRequestError       any other 4xx
     └── KafkaOperationError          a Kafka operation failed in a way the caller must see
@@ -125,7 +125,14 @@ class UnexpectedResponseError(FatalApiError):
 
 
 class ResponseTooLargeError(UnexpectedResponseError):
-    """A 2xx whose body is larger than the client reads (CONNECTOR_API_MAX_RESPONSE_BYTES)."""
+    """The body is larger than `CONNECTOR_API_MAX_RESPONSE_BYTES`; `head` holds its first bytes
+    (at most `HEAD_BYTES`), read before the client stopped."""
+
+    HEAD_BYTES = 1024 * 1024
+
+    def __init__(self, message: str, *, head: bytes = b"", **kwargs: Any) -> None:
+        self.head = head
+        super().__init__(message, **kwargs)
 
 
 class RedirectError(FatalApiError):

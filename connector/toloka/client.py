@@ -312,6 +312,7 @@ class TolokaClient:
             raise ResponseTooLargeError(
                 f"the response body is larger than {self._max_response_bytes} bytes "
                 "(CONNECTOR_API_MAX_RESPONSE_BYTES)",
+                head=response.content[: ResponseTooLargeError.HEAD_BYTES],
                 status=response.status_code,
                 operation=operation,
                 may_have_been_applied=not idempotent,
@@ -320,20 +321,22 @@ class TolokaClient:
 
     def _receive(self, request: httpx.Request) -> tuple[httpx.Response, bool]:
         """Send `request` and read at most `max_response_bytes` of the answer's (decoded) body,
-        never more into memory; return the response and whether its body was read whole."""
+        never more into memory; return the response and whether its body was read whole. Of a
+        body declared larger than that, only the head is read (`ResponseTooLargeError.HEAD_BYTES`
+        at most), for the error to quote."""
         limit = self._max_response_bytes
         streamed = self._http.send(request, stream=True)
         body = bytearray()
         try:
             declared = streamed.headers.get("Content-Length", "")
             complete = not (declared.isdigit() and int(declared) > limit)
-            if complete:
-                for chunk in streamed.iter_bytes():
-                    body += chunk
-                    if len(body) > limit:
-                        complete = False
-                        del body[limit:]
-                        break
+            keep = limit if complete else min(limit, ResponseTooLargeError.HEAD_BYTES)
+            for chunk in streamed.iter_bytes():
+                body += chunk
+                if len(body) > keep or (not complete and len(body) == keep):
+                    complete = False
+                    del body[keep:]
+                    break
         finally:
             streamed.close()
         # The body is decoded already: the framing headers of the wire no longer describe it.
