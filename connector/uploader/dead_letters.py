@@ -134,6 +134,11 @@ class DeadLetterWriter:
         return len(self._pending)
 
     @property
+    def waiting_for_room(self) -> bool:
+        """Dead letters wait for room in the producer's full queue."""
+        return bool(self._unsent)
+
+    @property
     def failing(self) -> str | None:
         """The last delivery error while dead letters fail to be delivered, else None."""
         return self._last_error if self._pending else None

@@ -59,6 +59,8 @@ partitions, so that `consume()` can be called again without taking records. A sh
 skips `consume()`: pausing purges librdkafka's prefetched records, and a resumed partition waits
 for the fetch in progress (up to `fetch.wait.max.ms`, 500 ms) before it is fetched again, which
 at full speed halved the throughput."""
+FULL_QUEUE_WAIT_SECONDS = 0.01
+"""Longest wait for delivery reports while dead letters wait for room in the producer's queue."""
 MIN_FLUSH_SECONDS = 1.0
 """At shutdown the dead letters get at least this long to be acknowledged, even when draining
 the uploads used up the whole drain timeout."""
@@ -166,7 +168,9 @@ class UploadLoop:
             # Only then: each call gives up the GIL, and getting it back from busy upload
             # threads can take a whole switch interval (5 ms).
             dead_letters.send_due()
-            self._producer.poll(0)
+            # A full queue: wait a moment for the reports that make room (the step did not
+            # wait for records meanwhile).
+            self._producer.poll(FULL_QUEUE_WAIT_SECONDS if dead_letters.waiting_for_room else 0)
             dead_letters.check_deadline()
         if self._clock.monotonic() >= self._next_commit:
             self._commit(self._offsets.positions(only_moved=True), asynchronous=True)
@@ -186,6 +190,8 @@ class UploadLoop:
         return [*first, *self._consumer.consume(CONSUME_MAX_MESSAGES - 1, 0)]
 
     def _consume_timeout(self) -> float:
+        if self._dead_letters.waiting_for_room:
+            return 0.0
         linger_left = self._batcher.linger_left(self._clock.monotonic())
         return IDLE_WAIT_SECONDS if linger_left is None else min(linger_left, IDLE_WAIT_SECONDS)
 

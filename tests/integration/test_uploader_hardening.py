@@ -247,7 +247,7 @@ def test_unacknowledged_dead_letters_pause_their_partitions_then_stop_the_upload
 def test_a_full_producer_queue_is_waited_out_and_loses_nothing(
     pipeline: Pipeline, in_process: StartUploader, read_topic: ReadTopic
 ) -> None:
-    count = 4000
+    count = 1000  # 80 dead letters through a queue of 2
     pipeline.produce(count)
     uploader = in_process({**pipeline.environ(batch_max_items="100"),
                            "KAFKA_QUEUE_BUFFERING_MAX_MESSAGES": "2"})  # fmt: skip
