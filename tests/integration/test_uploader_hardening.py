@@ -30,7 +30,7 @@ from confluent_kafka import Producer
 
 from connector.kafka.admin import TopicSpec
 from reliability.verify import headers_of
-from tests.fixtures.brokers import ReadTopic, unique_name
+from tests.fixtures.brokers import ReadTopic, require, unique_name
 from tests.fixtures.waiting import wait_for
 from tests.integration import test_uploader
 from tests.integration.test_uploader import (
@@ -191,6 +191,8 @@ def test_unacknowledged_dead_letters_pause_their_partitions_then_stop_the_upload
     pipeline: Pipeline, in_process: StartUploader, cause: str
 ) -> None:
     if cause.startswith("the topic refuses them"):
+        # A topic's max.message.bytes comes with CreateTopics; the mock cluster ignores it.
+        require(pipeline.broker, "admin_create_topics")
         pipeline.dlq = unique_name("refusing-dlq")
         pipeline.broker.create_topics(
             [TopicSpec(pipeline.dlq, config={"max.message.bytes": "1024"})]
