@@ -84,7 +84,10 @@ class ApiSettings(_Group):
     max_response_bytes: int = Field(
         64 * 1024 * 1024,
         ge=1024,
-        description="a larger API response body is refused (and retried) instead of read",
+        description=(
+            "an API response body is never read past this: an error page still counts as its "
+            "status, a larger 2xx is unusable (retried)"
+        ),
     )
 
 
@@ -145,6 +148,22 @@ class UploaderSettings(_Group):
         description=(
             "how often done input offsets are committed (a crash repeats at most the uploads "
             "finished since the last commit)"
+        ),
+    )
+    dlq_max_pending_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description=(
+            "dead-letter bytes awaiting the broker's acknowledgement above which the input "
+            "partitions holding them are paused"
+        ),
+    )
+    dlq_timeout_seconds: float = Field(
+        300.0,
+        ge=1,
+        description=(
+            "a dead letter the broker has not acknowledged this long after it was written "
+            "stops the uploader (exit 1); its record is read again after a restart"
         ),
     )
 

@@ -13,6 +13,8 @@
     │       ├── ValidationFailedError    400 VALIDATION_ERROR (payload names bad fields)
     │       ├── PayloadTooLargeError     413: more items than one request may carry
     │       ├── UnexpectedResponseError  a 2xx whose body is not what the API documents
+    │       │   └── ResponseTooLargeError    a body over CONNECTOR_API_MAX_RESPONSE_BYTES
+    │       ├── RedirectError            3xx: never followed (the API key would go along)
     │       └── ClientRequestError       any other 4xx
     └── KafkaOperationError          a Kafka operation failed in a way the caller must see
 
@@ -120,6 +122,22 @@ class PayloadTooLargeError(FatalApiError):
 
 class UnexpectedResponseError(FatalApiError):
     """A success status with a body that does not match the documented shape."""
+
+
+class ResponseTooLargeError(UnexpectedResponseError):
+    """The body is larger than `CONNECTOR_API_MAX_RESPONSE_BYTES`; `head` holds its first bytes
+    (at most `HEAD_BYTES`), read before the client stopped."""
+
+    HEAD_BYTES = 1024 * 1024
+
+    def __init__(self, message: str, *, head: bytes = b"", **kwargs: Any) -> None:
+        self.head = head
+        super().__init__(message, **kwargs)
+
+
+class RedirectError(FatalApiError):
+    """A 3xx. The API documents none, so something else answered (a proxy, a load balancer, a
+    wrong TOLOKA_BASE_URL); it is never followed, since the API key would go along."""
 
 
 class ClientRequestError(FatalApiError):

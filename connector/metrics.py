@@ -16,7 +16,7 @@ from connector import __version__
 PREFIX = "toloka_connector"
 
 API_OPERATIONS = ("bulk_create", "list_items", "get_item", "get_project", "get_app")
-STATUS_CLASSES = ("2xx", "4xx", "5xx", "transport_error")
+STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "transport_error")
 RETRY_CAUSES = ("rate_limited", "server_error", "transport_error", "timeout")
 DEAD_LETTER_REASONS = ("invalid_json", "not_an_object", "invalid_item", "rejected", "too_large")
 RESULT_STATUSES = ("COMPLETED", "ERROR", "CANCELLED", "OTHER")
@@ -85,6 +85,16 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.dead_letters_pending = Gauge(
+            f"{PREFIX}_dead_letters_pending",
+            "Dead letters written and not yet acknowledged by the broker.",
+            registry=r,
+        )
+        self.dead_letter_delivery_failures = Counter(
+            f"{PREFIX}_dead_letter_delivery_failures_total",
+            "Dead-letter deliveries that failed (each is produced again after a backoff).",
+            registry=r,
+        )
         self.upload_batch_size = Histogram(
             f"{PREFIX}_upload_batch_items",
             "Items per bulk upload request.",
@@ -104,7 +114,8 @@ class Metrics:
         )
         self.paused_partitions = Gauge(
             f"{PREFIX}_paused_partitions",
-            "Input partitions paused while the API is retried or the in-flight limit is reached.",
+            "Input partitions paused while the API is retried, the in-flight limit is reached, "
+            "or their dead letters are not acknowledged.",
             registry=r,
         )
         self.consumer_lag = Gauge(

@@ -43,6 +43,8 @@ INPUT_PARTITIONS = 4
 OUTPUT_PARTITIONS = 3
 MAX_RECORD_BYTES = 4096
 LEADER_TIMEOUT_SECONDS = 3
+API_MAX_RESPONSE_BYTES = 1024 * 1024
+"""Far above a listing page of 100 items; the oversized pages of the API faults exceed it."""
 
 # name -> simulator knobs while the phase lasts (every other fault knob is 0 meanwhile)
 API_FAULT_PHASES: dict[str, dict[str, Any]] = {
@@ -52,6 +54,13 @@ API_FAULT_PHASES: dict[str, dict[str, Any]] = {
     "latency spike (1-2.5 s)": {"latency": 1.0, "latency_jitter": 1.5},
     "connection resets": {"reset_ratio": 0.2},
     "lost responses": {"lost_response_ratio": 0.15},
+    # Answers that are not the API's: never followed or read, never taken as a success.
+    "redirects (307)": {"redirect_ratio": 0.3, "redirect_status": 307},
+    "oversized error pages (502)": {
+        "oversized_page_ratio": 0.3,
+        "oversized_page_status": 502,
+        "oversized_page_bytes": 2 * API_MAX_RESPONSE_BYTES,
+    },
 }
 CALM_KNOBS: dict[str, Any] = {
     "http_429_ratio": 0.0,
@@ -60,6 +69,8 @@ CALM_KNOBS: dict[str, Any] = {
     "http_503_ratio": 0.0,
     "reset_ratio": 0.0,
     "lost_response_ratio": 0.0,
+    "redirect_ratio": 0.0,
+    "oversized_page_ratio": 0.0,
     "latency": 0.0,
     "latency_jitter": 0.0,
 }
@@ -200,6 +211,7 @@ def connector_environ(
         "CONNECTOR_API_BACKOFF_BASE_SECONDS": "0.05",
         "CONNECTOR_API_BACKOFF_CAP_SECONDS": "1",
         "CONNECTOR_API_TIMEOUT_SECONDS": "10",
+        "CONNECTOR_API_MAX_RESPONSE_BYTES": str(API_MAX_RESPONSE_BYTES),
         "CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS": "60",
     }
 

@@ -226,8 +226,8 @@ Reasons (--reason, repeatable): {", ".join(DEAD_LETTER_REASONS)}.
 Default: {", ".join(DEFAULT_REASONS)}: their cause lies outside the record (the
 app's input_spec, the API's verdict, CONNECTOR_MAX_RECORD_BYTES), so once it is fixed the same
 record goes through. invalid_json and not_an_object records carry the same bytes when replayed
-and fail again; name them to replay them anyway. Dead letters whose value was dropped (too
-large for the dead-letter topic) are never replayed.
+and fail again; name them to replay them anyway. Dead letters keep their value whole; those
+whose value an earlier version dropped (too large for the dead-letter topic) are never replayed.
 
 Exits 0 after a replay, 1 when a topic is missing or a record was not delivered."""
 

@@ -34,6 +34,7 @@ environment:
 
 _CHOICES = {"fault_scope": FAULT_SCOPES, "unfinished_in_finished_sort": UNFINISHED_PLACEMENTS}
 _TYPES = {"float": float, "int": int, "str": str}
+_METAVARS = {"_ratio": "RATIO", "_status": "STATUS", "_bytes": "BYTES", "_location": "URL"}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,7 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _metavar(name: str) -> str | None:
     if name in _CHOICES:
         return None  # argparse shows the choices
-    return "RATIO" if name.endswith("_ratio") else "SECONDS"
+    for suffix, metavar in _METAVARS.items():
+        if name.endswith(suffix):
+            return metavar
+    return "SECONDS"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -16,7 +16,8 @@ from connector.uploader.ports import Header
 
 REASON_HEADER = "error-reason"
 VALUE_DROPPED_HEADER = "error-value-dropped"
-"""Set by the writer when the record was too large for the dead-letter topic: no value kept."""
+"""Set by earlier versions of the writer on a record too large for the dead-letter topic (no
+value kept); the writer now keeps every value whole, or keeps trying until its deadline."""
 REPLAYED_FROM_HEADER = "replayed-from"
 """Added to a replayed record: `topic/partition/offset` of the dead letter it came from."""
 

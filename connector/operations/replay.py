@@ -12,6 +12,7 @@ never duplicates it. The partitioner places it by its key, like any new input re
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 
 from connector.errors import KafkaOperationError
+from connector.kafka.limits import copying_producer_max_bytes
 from connector.logs import kafka_logger
 from connector.operations.dead_letter_records import DeadLetter, read_dead_letter
 from connector.operations.kafka_reads import looking_consumer, partitions_of, read_until, watermarks
@@ -81,11 +83,14 @@ def select(dead_letter: DeadLetter, reasons: Collection[str], summary: ReplaySum
 class _Republisher:
     """An idempotent producer that remembers failed deliveries."""
 
-    def __init__(self, kafka_config: Mapping[str, str], topic: str) -> None:
+    def __init__(self, kafka_config: Mapping[str, str], topic: str, timeout: float) -> None:
         self._topic = topic
+        self._timeout = timeout
         self._producer = Producer(
             {
                 **kafka_config,
+                # A dead letter holds its record whole, however large (too_large ones too).
+                "message.max.bytes": copying_producer_max_bytes(kafka_config, 0),
                 "enable.idempotence": True,
                 "linger.ms": 20,
                 "logger": kafka_logger(),
@@ -94,6 +99,9 @@ class _Republisher:
         self.failures: list[KafkaError] = []
 
     def produce(self, dead_letter: DeadLetter) -> None:
+        """Produce one record; a full local queue is waited out (serving delivery reports) for
+        at most the replay's timeout."""
+        deadline = time.monotonic() + self._timeout
         while True:
             try:
                 self._producer.produce(
@@ -105,6 +113,11 @@ class _Republisher:
                 )
                 break
             except BufferError:
+                if time.monotonic() >= deadline:
+                    raise KafkaOperationError(
+                        f"the producer's queue for {self._topic} stayed full for "
+                        f"{self._timeout:g} s: Kafka does not take the replayed records"
+                    ) from None
                 # The local queue is full: serve delivery reports until there is room.
                 self._producer.poll(_FULL_QUEUE_WAIT_SECONDS)
         self._producer.poll(0)
@@ -138,7 +151,9 @@ def replay_dead_letters(
         marks = watermarks(consumer, request.dlq_topic, partitions, timeout)
         starts = {p: max(request.from_offset, m.low) for p, m in marks.items()}
         ends = {p: m.high for p, m in marks.items()}
-        republisher = None if request.dry_run else _Republisher(kafka_config, request.input_topic)
+        republisher = (
+            None if request.dry_run else _Republisher(kafka_config, request.input_topic, timeout)
+        )
         replayed = 0
         for message in read_until(consumer, request.dlq_topic, starts, ends, idle_timeout=timeout):
             dead_letter = read_dead_letter(message)

@@ -13,7 +13,13 @@ from connector.simulator.clock import DatetimeFormatter, SimClock
 from connector.simulator.faults import Fault, FaultInjector
 from connector.simulator.http import Request
 from connector.simulator.knobs import Knobs
-from connector.simulator.responses import BAD_GATEWAY_HTML, Response, api_error
+from connector.simulator.responses import (
+    BAD_GATEWAY_HTML,
+    Response,
+    api_error,
+    oversized_page,
+    redirect_page,
+)
 from connector.simulator.solutions import Solution
 from connector.simulator.stats import Stats
 from connector.simulator.store import ItemStore
@@ -91,13 +97,13 @@ class Simulator:
                 response = api_error(404, "DOES_NOT_EXIST", f"No API under {path}")
             response.reset = fault is Fault.LOST_RESPONSE
         else:
-            response = _fault_response(fault, knobs)
+            response = _fault_response(fault, knobs, request.target)
         response.delay = self.faults.latency(knobs)
         self.stats.record_request(route, "reset" if response.reset else str(response.status))
         return response
 
 
-def _fault_response(fault: Fault, knobs: Knobs) -> Response:
+def _fault_response(fault: Fault, knobs: Knobs, target: str) -> Response:
     if fault is Fault.TOO_MANY_REQUESTS:
         return api_error(
             429,
@@ -111,4 +117,13 @@ def _fault_response(fault: Fault, knobs: Knobs) -> Response:
         return api_error(503, "REMOTE_SERVICE_UNAVAILABLE", "Service is temporarily unavailable")
     if fault is Fault.BAD_GATEWAY:
         return Response(502, BAD_GATEWAY_HTML, content_type="text/html")
+    if fault is Fault.REDIRECT:
+        location = knobs.redirect_location.rstrip("/") + target
+        # A 304 has no body: a client reads none, whatever Content-Length says.
+        page = b"" if knobs.redirect_status == 304 else redirect_page(location)
+        return Response(knobs.redirect_status, page, content_type="text/html",
+                        headers=(("Location", location),))  # fmt: skip
+    if fault is Fault.OVERSIZED_PAGE:
+        body = oversized_page(knobs.oversized_page_status, knobs.oversized_page_bytes)
+        return Response(knobs.oversized_page_status, body, content_type="text/html")
     return Response(0, reset=True)

@@ -16,6 +16,8 @@ class Fault(enum.Enum):
     UNAVAILABLE = 503
     RESET = "reset"  # connection reset before the request is applied
     LOST_RESPONSE = "lost"  # request applied, then the connection is reset
+    REDIRECT = "redirect"  # a 3xx pointing elsewhere, not applied
+    OVERSIZED_PAGE = "oversized_page"  # a huge HTML page (a proxy's), not applied
 
 
 _IN_RATIO_ORDER = (
@@ -25,6 +27,8 @@ _IN_RATIO_ORDER = (
     Fault.UNAVAILABLE,
     Fault.RESET,
     Fault.LOST_RESPONSE,
+    Fault.REDIRECT,
+    Fault.OVERSIZED_PAGE,
 )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FAULT_SCOPES = ("all", "read", "write")
+MAX_PAGE_BYTES = 256 * 1024 * 1024
 UNFINISHED_PLACEMENTS = ("last", "exclude")
 
 
@@ -56,6 +57,24 @@ class Knobs:
     lost_response_ratio: float = _knob(
         0.0, "share of requests applied, then answered by a connection reset (response lost)"
     )
+    # answers that are not the API's: a proxy or gateway in the way (never applied)
+    redirect_ratio: float = _knob(
+        0.0, "share of requests answered by a redirect (--redirect-status), not applied"
+    )
+    redirect_status: int = _knob(302, "status of those redirects (300-399)")
+    redirect_location: str = _knob(
+        "https://elsewhere.invalid",
+        "where those redirects point: an http(s) URL, to which the request's path is appended",
+    )
+    oversized_page_ratio: float = _knob(
+        0.0,
+        "share of requests answered by an HTML page of --oversized-page-bytes "
+        "(--oversized-page-status), not applied",
+    )
+    oversized_page_status: int = _knob(502, "status of those pages (200-599)")
+    oversized_page_bytes: int = _knob(
+        2 * 1024 * 1024, f"body size of those pages (at most {MAX_PAGE_BYTES})"
+    )
 
     def __post_init__(self) -> None:
         problems = [
@@ -79,7 +98,18 @@ class Knobs:
         if self.item_error_ratio + self.item_cancel_ratio > 1.0:
             problems.append("item_error_ratio + item_cancel_ratio must be <= 1")
         if sum(self.http_fault_ratios()) > 1.0:
-            problems.append("the HTTP fault ratios (429, 500, 502, 503, reset, lost) sum above 1")
+            problems.append(
+                "the HTTP fault ratios (429, 500, 502, 503, reset, lost, redirect, oversized "
+                "page) sum above 1"
+            )
+        if not 300 <= self.redirect_status <= 399:
+            problems.append("redirect_status must be within [300, 399]")
+        if not self.redirect_location.startswith(("http://", "https://")):
+            problems.append("redirect_location must be an http(s) URL")
+        if not 200 <= self.oversized_page_status <= 599:
+            problems.append("oversized_page_status must be within [200, 599]")
+        if not 0 <= self.oversized_page_bytes <= MAX_PAGE_BYTES:
+            problems.append(f"oversized_page_bytes must be within [0, {MAX_PAGE_BYTES}]")
         if self.fault_scope not in FAULT_SCOPES:
             problems.append(f"fault_scope must be one of {', '.join(FAULT_SCOPES)}")
         if self.unfinished_in_finished_sort not in UNFINISHED_PLACEMENTS:
@@ -97,6 +127,8 @@ class Knobs:
             self.http_503_ratio,
             self.reset_ratio,
             self.lost_response_ratio,
+            self.redirect_ratio,
+            self.oversized_page_ratio,
         )
 
     def as_json(self) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
+from html import escape
 from typing import Any
 
 import orjson
@@ -51,3 +53,18 @@ BAD_GATEWAY_HTML = (
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
     b"</body>\r\n</html>\r\n"
 )
+
+
+def redirect_page(location: str) -> bytes:
+    """The small HTML body proxies send with a redirect."""
+    return f'<html><body>Moved: <a href="{escape(location)}">here</a></body></html>'.encode()
+
+
+@functools.lru_cache(maxsize=4)
+def oversized_page(status: int, size: int) -> bytes:
+    """An HTML page of exactly `size` bytes (as far as `size` allows), like a proxy's error or
+    login page padded with inline assets; built once per (status, size)."""
+    head = f"<html><head><title>{status}</title></head><body><h1>{status}</h1><!--".encode()
+    tail = b"--></body></html>\r\n"
+    filler = max(size - len(head) - len(tail), 0)
+    return (head + b"x" * filler + tail)[:size]

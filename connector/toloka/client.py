@@ -26,7 +26,12 @@ from pydantic import SecretStr
 
 from connector import __version__
 from connector.clock import Clock, SystemClock
-from connector.errors import RetryableApiError, TolokaApiError, UnexpectedResponseError
+from connector.errors import (
+    ResponseTooLargeError,
+    RetryableApiError,
+    TolokaApiError,
+    UnexpectedResponseError,
+)
 from connector.metrics import Metrics
 from connector.toloka.availability import ApiAvailability
 from connector.toloka.models import App, AppProject, Item, ItemPage
@@ -46,6 +51,7 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 _LISTING_PARAMETERS = frozenset({"sort", "after_id", "limit"})
+_FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
 @dataclass(frozen=True)
@@ -281,10 +287,11 @@ class TolokaClient:
     def _exchange(
         self, operation: str, request: httpx.Request, *, idempotent: bool
     ) -> httpx.Response:
-        """One round trip: the 2xx response, or the error it maps to."""
+        """One round trip: the 2xx response read whole, or the error it maps to. The status
+        decides what the answer is; the body's size only decides whether it could be read."""
         started = self._clock.monotonic()
         try:
-            response = self._receive(operation, request, idempotent=idempotent)
+            response, complete = self._receive(request)
         except httpx.RequestError as failure:
             self._observe(operation, "transport_error", started, answered=False)
             raise error_for_transport_failure(
@@ -292,48 +299,56 @@ class TolokaClient:
             ) from failure
         self._observe(operation, status_class(response.status_code), started, answered=True)
         logger.debug("%s %s -> %d", request.method, request.url.path, response.status_code)
-        if response.is_success:
-            return response
-        raise error_for_status(
-            response,
-            operation=operation,
-            idempotent=idempotent,
-            now=self._clock.time(),
-            secret=self._secret,
-        )
+        if not response.is_success:
+            raise error_for_status(
+                response,
+                operation=operation,
+                idempotent=idempotent,
+                now=self._clock.time(),
+                secret=self._secret,
+                cut_at=None if complete else self._max_response_bytes,
+            )
+        if not complete:
+            raise ResponseTooLargeError(
+                f"the response body is larger than {self._max_response_bytes} bytes "
+                "(CONNECTOR_API_MAX_RESPONSE_BYTES)",
+                head=response.content[: ResponseTooLargeError.HEAD_BYTES],
+                status=response.status_code,
+                operation=operation,
+                may_have_been_applied=not idempotent,
+            )
+        return response
 
-    def _receive(
-        self, operation: str, request: httpx.Request, *, idempotent: bool
-    ) -> httpx.Response:
-        """Send `request` and read the answer, refusing a body above `max_response_bytes`
-        before it is all in memory."""
+    def _receive(self, request: httpx.Request) -> tuple[httpx.Response, bool]:
+        """Send `request` and read at most `max_response_bytes` of the answer's (decoded) body,
+        never more into memory; return the response and whether its body was read whole. Of a
+        body declared larger than that, only the head is read (`ResponseTooLargeError.HEAD_BYTES`
+        at most), for the error to quote."""
+        limit = self._max_response_bytes
         streamed = self._http.send(request, stream=True)
+        body = bytearray()
         try:
             declared = streamed.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > self._max_response_bytes:
-                raise self._too_large(operation, streamed, idempotent)
-            body = bytearray()
+            complete = not (declared.isdigit() and int(declared) > limit)
+            keep = limit if complete else min(limit, ResponseTooLargeError.HEAD_BYTES)
             for chunk in streamed.iter_bytes():
                 body += chunk
-                if len(body) > self._max_response_bytes:
-                    raise self._too_large(operation, streamed, idempotent)
+                if len(body) > keep or (not complete and len(body) == keep):
+                    complete = False
+                    del body[keep:]
+                    break
         finally:
             streamed.close()
-        return httpx.Response(
-            streamed.status_code, headers=streamed.headers, content=bytes(body),
-            request=request,
-        )  # fmt: skip
-
-    def _too_large(
-        self, operation: str, response: httpx.Response, idempotent: bool
-    ) -> UnexpectedResponseError:
-        return UnexpectedResponseError(
-            f"the response body is larger than {self._max_response_bytes} bytes "
-            "(CONNECTOR_API_MAX_RESPONSE_BYTES)",
-            status=response.status_code,
-            operation=operation,
-            may_have_been_applied=not idempotent,
+        # The body is decoded already: the framing headers of the wire no longer describe it.
+        headers = [
+            (name, value)
+            for name, value in streamed.headers.multi_items()
+            if name.lower() not in _FRAMING_HEADERS
+        ]
+        response = httpx.Response(
+            streamed.status_code, headers=headers, content=bytes(body), request=request
         )
+        return response, complete
 
     def _observe(self, operation: str, label: str, started: float, *, answered: bool) -> None:
         self._availability.observe(answered and label != "5xx", operation, label)
@@ -343,12 +358,17 @@ class TolokaClient:
         self._metrics.api_request_duration.labels(operation, label).observe(elapsed)
 
     def _created_ids(self, response: httpx.Response, count: int) -> list[str]:
-        # The items exist once the API said 2xx, whatever the body looks like.
+        """The ids of the created items. Only an answer listing one new id per item sent
+        confirms the upload; any other 2xx may or may not have created them (flagged so)."""
         data = decode_json(response, operation="bulk_create", applied=True, secret=self._secret)
-        if not isinstance(data, list) or not all(isinstance(item_id, str) for item_id in data):
+        if not isinstance(data, list) or not all(
+            isinstance(item_id, str) and item_id for item_id in data
+        ):
             problem = "is not a JSON array of id strings"
         elif len(data) != count:
             problem = f"holds {len(data)} ids for {count} items"
+        elif len(set(data)) != count:
+            problem = f"holds {count - len(set(data))} repeated ids"
         else:
             return data
         raise UnexpectedResponseError(

@@ -20,6 +20,7 @@ from connector.errors import (
     NotFoundError,
     PayloadTooLargeError,
     RateLimitedError,
+    RedirectError,
     RetryableApiError,
     ServerError,
     TolokaApiError,
@@ -102,12 +103,28 @@ def error_for_transport_failure(
 
 
 def error_for_status(
-    response: httpx.Response, *, operation: str, idempotent: bool, now: float, secret: str
+    response: httpx.Response,
+    *,
+    operation: str,
+    idempotent: bool,
+    now: float,
+    secret: str,
+    cut_at: int | None = None,
 ) -> TolokaApiError:
-    """The error for a response whose status is not 2xx."""
+    """The error for a response whose status is not 2xx. The status alone decides the kind;
+    `cut_at` says the body was larger than that many bytes and only its start was read (an
+    error body is then neither parsed nor trusted, only quoted)."""
     status = response.status_code
-    body = _error_body(response)
-    message = excerpt(body.message, secret) if body.message else _body_excerpt(response, secret)
+    body = ApiErrorBody() if cut_at is not None else _error_body(response)
+    if cut_at is not None:
+        message = (
+            f"{response.reason_phrase or 'no reason given'}, with a body larger than {cut_at} "
+            f"bytes (CONNECTOR_API_MAX_RESPONSE_BYTES), not read"
+        )
+    elif body.message:
+        message = excerpt(body.message, secret)
+    else:
+        message = _body_excerpt(response, secret)
     context: dict[str, Any] = {
         "status": status,
         "code": body.code,
@@ -136,8 +153,30 @@ def error_for_status(
         return PayloadTooLargeError(message, **context)
     if 400 <= status < 500:
         return ClientRequestError(message, **context)
-    # 1xx/3xx: redirects are not followed, and the API documents none.
+    if 300 <= status < 400:
+        # The API documents no redirect. Only "303 See Other" says a request was carried out
+        # (its result is elsewhere); every other one turns the request away.
+        applied = not idempotent and status == 303
+        return RedirectError(
+            f"redirected to {_location(response, secret)}, which is never followed (the API key "
+            f"would go along): check TOLOKA_BASE_URL",
+            may_have_been_applied=applied,
+            **context,
+        )
+    # 1xx as a final answer, or a status outside HTTP's range: nothing the API sends.
     return UnexpectedResponseError(message, may_have_been_applied=not idempotent, **context)
+
+
+def _location(response: httpx.Response, secret: str) -> str:
+    """Where a redirect points, without its query (which may carry tokens)."""
+    location = response.headers.get("Location")
+    if not location:
+        return "nowhere (no Location header)"
+    try:
+        target = response.request.url.join(location)
+    except (httpx.InvalidURL, RuntimeError):
+        return "an unreadable Location"
+    return excerpt(str(target.copy_with(query=None, fragment=None)), secret)
 
 
 def decode_json(response: httpx.Response, *, operation: str, applied: bool, secret: str) -> Any:

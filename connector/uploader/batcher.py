@@ -87,6 +87,11 @@ class Batcher:
         if self._open.records and now - self._open.opened_at >= self._linger:
             self._close()
 
+    def close_open(self) -> None:
+        """Close the open batch now, whatever its linger (shutdown, revocation)."""
+        if self._open.records:
+            self._close()
+
     def linger_left(self, now: float) -> float | None:
         """Seconds until the open batch is due; None when it is empty."""
         if not self._open.records:
@@ -95,6 +100,10 @@ class Batcher:
 
     def next_ready(self) -> Batch | None:
         return self._ready.popleft() if self._ready else None
+
+    def ready(self) -> list[Batch]:
+        """The closed batches waiting for an upload slot, oldest first."""
+        return list(self._ready)
 
     @property
     def ready_count(self) -> int:

@@ -9,13 +9,18 @@ never sent through a producer transaction: the mock cluster drops those).
 Back-pressure: while every upload slot is busy and as many closed batches wait, no records are
 taken; when that lasts (a slow API), or a batch is waiting out an API outage, all assigned
 partitions are paused and `consume()` keeps being called, so the member stays in its group.
-Memory stays bounded however long the outage: twice `max_in_flight` batches, the open one, one
-`consume()` call's worth, and librdkafka's `queued.max.messages.kbytes`.
+Partitions whose dead letters the broker does not acknowledge are paused too once those exceed
+CONNECTOR_DLQ_MAX_PENDING_BYTES, and the role stops (after committing what is done) when one
+waits longer than CONNECTOR_DLQ_TIMEOUT_SECONDS. Memory stays bounded however long the outage:
+twice `max_in_flight` batches, the open one, one `consume()` call's worth, the pending dead
+letters, and librdkafka's `queued.max.messages.kbytes`.
 
-Revocation: unsent records of the revoked partitions are dropped, their in-flight batches get
-until the drain deadline, dead letters are flushed and what is done is committed. A batch still
-in flight then is abandoned for those partitions: the new owner reads its records again from the
-committed offset, so if the abandoned request still succeeds those items are created twice.
+Stop and revocation finish what was read: the open batch is closed and every batch of the
+partitions concerned is uploaded until the drain deadline, dead letters are flushed and what is
+done is committed, so a clean stop leaves nothing done behind the committed offsets (nothing is
+uploaded or dead-lettered twice after a restart). What the deadline cuts off (an API outage) is
+read again by the next owner: an upload abandoned in flight that still succeeds creates its
+items twice, and dead letters behind an unsent record are written again.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from connector.errors import KafkaOperationError
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
 from connector.uploader.batcher import Batch, Batcher, PendingRecord
-from connector.uploader.dead_letters import DeadLetterWriter
+from connector.uploader.dead_letters import DeadLetterStuckError, DeadLetterWriter
 from connector.uploader.decode import Refusal, Validator, decode_item
 from connector.uploader.lag import LagReporter
 from connector.uploader.offsets import OffsetTracker
@@ -54,6 +59,8 @@ partitions, so that `consume()` can be called again without taking records. A sh
 skips `consume()`: pausing purges librdkafka's prefetched records, and a resumed partition waits
 for the fetch in progress (up to `fetch.wait.max.ms`, 500 ms) before it is fetched again, which
 at full speed halved the throughput."""
+FULL_QUEUE_WAIT_SECONDS = 0.01
+"""Longest wait for delivery reports while dead letters wait for room in the producer's queue."""
 MIN_FLUSH_SECONDS = 1.0
 """At shutdown the dead letters get at least this long to be acknowledged, even when draining
 the uploads used up the whole drain timeout."""
@@ -87,7 +94,11 @@ class UploadLoop:
         self._lag = lag
         self._refresher = refresher
         self._stalled_after = stalled_after_seconds
-        self._dead_letters = DeadLetterWriter(producer, settings.dlq_topic, metrics)
+        self._dead_letters = DeadLetterWriter(
+            producer, settings.dlq_topic, metrics, clock,
+            max_pending_bytes=settings.dlq_max_pending_bytes,
+            timeout_seconds=settings.dlq_timeout_seconds,
+        )  # fmt: skip
         self._batcher = Batcher(
             settings.batch_max_items, settings.batch_max_bytes, settings.linger_ms / 1000
         )
@@ -112,6 +123,11 @@ class UploadLoop:
         """The input partitions assigned now (safe to call from other threads)."""
         return frozenset(self._assigned)
 
+    @property
+    def dead_letters_failing(self) -> str | None:
+        """Why dead letters are not acknowledged, while they are not (for readiness)."""
+        return self._dead_letters.failing
+
     # --- the loop ------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
@@ -124,6 +140,10 @@ class UploadLoop:
             while not stop.is_set():
                 self._step()
             self._shut_down()
+        except DeadLetterStuckError:
+            # Commit what is done first: the stuck dead letter's record is read again.
+            self._shut_down(dead_letters_stuck=True)
+            raise
         finally:
             self._closing = True
             self._consumer.close()
@@ -143,10 +163,15 @@ class UploadLoop:
         waiting = (backlogged or bool(self._paused)) and not messages
         self._apply_completions(IDLE_WAIT_SECONDS if waiting else 0.0)
         self._dispatch()
-        if self._dead_letters.unacknowledged:
+        dead_letters = self._dead_letters
+        if dead_letters.unacknowledged:
             # Only then: each call gives up the GIL, and getting it back from busy upload
             # threads can take a whole switch interval (5 ms).
-            self._producer.poll(0)
+            dead_letters.send_due()
+            # A full queue: wait a moment for the reports that make room (the step did not
+            # wait for records meanwhile).
+            self._producer.poll(FULL_QUEUE_WAIT_SECONDS if dead_letters.waiting_for_room else 0)
+            dead_letters.check_deadline()
         if self._clock.monotonic() >= self._next_commit:
             self._commit(self._offsets.positions(only_moved=True), asynchronous=True)
         self._update_pause()
@@ -165,6 +190,8 @@ class UploadLoop:
         return [*first, *self._consumer.consume(CONSUME_MAX_MESSAGES - 1, 0)]
 
     def _consume_timeout(self) -> float:
+        if self._dead_letters.waiting_for_room:
+            return 0.0
         linger_left = self._batcher.linger_left(self._clock.monotonic())
         return IDLE_WAIT_SECONDS if linger_left is None else min(linger_left, IDLE_WAIT_SECONDS)
 
@@ -266,7 +293,7 @@ class UploadLoop:
         def written() -> None:
             self._offsets.done(partition, offset, generation)
 
-        self._dead_letters.write(message, refusal, request_id, written)
+        self._dead_letters.write(message, refusal, request_id, partition, written)
 
     def _commit(self, positions: dict[int, int], *, asynchronous: bool) -> None:
         """Commit `positions`; in the background while running, waiting for the broker when
@@ -311,14 +338,13 @@ class UploadLoop:
             self._backlogged_since is not None
             and now - self._backlogged_since >= BACKLOG_PAUSE_SECONDS
         )
-        if self.api_failing or long_backlog:
-            to_pause = self._assigned - self._paused
-            if to_pause:
-                self._consumer.pause(self._partitions(to_pause))
-                self._paused |= to_pause
-        elif self._paused:
-            self._consumer.resume(self._partitions(self._paused))
-            self._paused.clear()
+        wanted = set(self._assigned) if self.api_failing or long_backlog else set()
+        wanted |= self._dead_letters.pending_partitions() & self._assigned
+        if wanted - self._paused:
+            self._consumer.pause(self._partitions(wanted - self._paused))
+        if self._paused - wanted:
+            self._consumer.resume(self._partitions(self._paused - wanted))
+        self._paused = wanted
         self._metrics.paused_partitions.set(len(self._paused))
 
     def _failing(self, batch: Batch) -> bool:
@@ -357,12 +383,15 @@ class UploadLoop:
                     sorted(numbers))  # fmt: skip
 
     def _finish_partitions(self, numbers: set[int]) -> None:
-        dropped = self._batcher.drop_partitions(numbers)
+        """Upload what was read of `numbers` (until the drain deadline), flush their dead
+        letters and commit what is done."""
         deadline = self._drain_deadline
         if deadline is None:
             deadline = self._clock.monotonic() + self._settings.drain_timeout_seconds
-        self._drain(lambda: any(batch.partitions() & numbers for batch in self._in_flight),
+        self._batcher.close_open()
+        self._drain(lambda: any(batch.partitions() & numbers for batch in self._unfinished()),
                     deadline)  # fmt: skip
+        dropped = self._batcher.drop_partitions(numbers)
         unflushed = self._producer.flush(max(deadline - self._clock.monotonic(), 0.0))
         self._commit(self._offsets.positions(numbers), asynchronous=False)
         abandoned = [batch for batch in self._in_flight if batch.partitions() & numbers]
@@ -374,31 +403,42 @@ class UploadLoop:
                 sorted(numbers), dropped, len(abandoned), unflushed,
             )  # fmt: skip
 
+    def _unfinished(self) -> list[Batch]:
+        return [*self._in_flight, *self._batcher.ready()]
+
     def _forget(self, numbers: set[int]) -> None:
+        self._dead_letters.forget_partitions(numbers)
         self._offsets.forget(numbers)
         self._assigned -= numbers
         self._paused -= numbers
         self._lag.revoked(numbers)
 
     def _drain(self, pending: Callable[[], bool], deadline: float) -> None:
-        """Apply upload outcomes and serve delivery reports until `pending()` turns false or
-        the deadline passes."""
+        """Send the closed batches, apply upload outcomes and serve delivery reports until
+        `pending()` turns false or the deadline passes."""
         while pending():
             left = deadline - self._clock.monotonic()
             if left <= 0:
                 return
+            self._dispatch()
             self._apply_completions(min(left, IDLE_WAIT_SECONDS))
+            self._dead_letters.send_due()
             self._producer.poll(0)
 
-    def _shut_down(self) -> None:
-        dropped = self._batcher.drop_all()
+    def _shut_down(self, *, dead_letters_stuck: bool = False) -> None:
+        """Upload what was read (until the drain deadline), flush the dead letters, commit."""
+        self._batcher.close_open()
         self._drain_deadline = self._clock.monotonic() + self._settings.drain_timeout_seconds
-        self._drain(lambda: bool(self._in_flight), self._drain_deadline)
+        self._drain(lambda: bool(self._unfinished()), self._drain_deadline)
+        dropped = self._batcher.drop_all()
         if self._in_flight:
             log.warning("%d uploads did not finish within CONNECTOR_DRAIN_TIMEOUT_SECONDS: "
                         "their records will be read again", len(self._in_flight))  # fmt: skip
             self._uploader.give_up()
-        flush_for = max(self._drain_deadline - self._clock.monotonic(), MIN_FLUSH_SECONDS)
+        # Stuck dead letters will not be acknowledged now: serve reports, do not wait for them.
+        flush_for = 0.0 if dead_letters_stuck else max(
+            self._drain_deadline - self._clock.monotonic(), MIN_FLUSH_SECONDS
+        )  # fmt: skip
         unflushed = self._producer.flush(flush_for)
         self._commit(self._offsets.positions(), asynchronous=False)
         log.info("uploader stopped: %d unsent records and %d unacknowledged dead letters left "

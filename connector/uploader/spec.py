@@ -1,7 +1,9 @@
 """The app's `input_spec`, read at start (project → app) and refreshed in the background.
 
-At start an unreachable API is waited for (an outage must not kill the connector), while a wrong
-key or a missing project is fatal at once, with a message that names the setting to check.
+At start an unreachable API is waited for (an outage must not kill the connector), and so is a
+redirect (a proxy's maintenance page as often as a wrong TOLOKA_BASE_URL: each try logs where it
+points and the setting to check); a wrong key or a missing project is fatal at once, with a
+message that names the setting to check.
 A failed refresh keeps the validator in use: the API still validates every item itself.
 """
 
@@ -18,6 +20,7 @@ from connector.errors import (
     ConnectorError,
     FatalApiError,
     NotFoundError,
+    RedirectError,
     RetryableApiError,
 )
 from connector.toloka.models import App, AppProject
@@ -64,14 +67,15 @@ def wait_for_validator(
                 "the app project or its app does not exist "
                 f"(check TOLOKA_APP_PROJECT_ID and TOLOKA_BASE_URL): {error}"
             ) from error
-        except FatalApiError as error:
-            raise StartupError(f"cannot read the app's input_spec: {error}") from error
-        except RetryableApiError as error:
+        except (RetryableApiError, RedirectError) as error:
             failures += 1
-            delay = backoff.delay_before_retry(failures, error.retry_after, rng)
+            retry_after = error.retry_after if isinstance(error, RetryableApiError) else None
+            delay = backoff.delay_before_retry(failures, retry_after, rng)
             log.error("cannot read the app's input_spec yet, next try in %.1fs: %s", delay, error)
             if clock.wait(stop, delay):
                 return None
+        except FatalApiError as error:
+            raise StartupError(f"cannot read the app's input_spec: {error}") from error
 
 
 class SpecRefresher:

@@ -7,9 +7,12 @@ after a restart). The loops below always shrink or wait, so no batch loops forev
   and re-sends the rest at once;
 - a 400 naming no index, or a 413, splits the request in halves until the culprits are alone;
 - an outage (429, 5xx, timeouts, connection errors — after the client's own retries — and
-  errors that only an operator can fix, like a revoked key) is waited out with a capped
-  backoff: the batch is never dropped, `Batch.retrying` tells the loop to pause and report
-  not ready.
+  errors that only an operator can fix, like a revoked key or a redirect) is waited out with a
+  capped backoff: the batch is never dropped, `Batch.retrying` tells the loop to pause and
+  report not ready;
+- only a 2xx listing one new id per item counts as created. Any other success (an unreadable,
+  oversized, short or empty body) may or may not have created the items: it is waited out and
+  sent again like an outage, and its items are counted as possible duplicates.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ from connector.errors import (
     PayloadTooLargeError,
     RetryableApiError,
     TolokaApiError,
-    UnexpectedResponseError,
     ValidationFailedError,
 )
 from connector.metrics import Metrics
@@ -176,11 +178,6 @@ class BatchUploader:
         while True:
             try:
                 result = self._client.bulk_create_raw(body, len(records))
-            except UnexpectedResponseError as error:
-                # A 2xx with a body we cannot read: the items exist, their ids are unknown.
-                log.warning("bulk create of %d items succeeded with %s", len(records), error)
-                self._metrics.items_uploaded.inc(len(records))
-                break
             except FatalApiError as error:
                 if _splits_in_halves(error):
                     raise

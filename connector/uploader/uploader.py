@@ -17,11 +17,13 @@ from confluent_kafka import Producer as KafkaProducer
 
 from connector.clock import Clock, SystemClock
 from connector.config import Settings
+from connector.kafka.limits import copying_producer_max_bytes
 from connector.lifecycle import Heartbeat, Readiness
 from connector.logs import kafka_logger
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.toloka.retry import RetryPolicy
+from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import UploadLoop
 from connector.uploader.ports import Consumer, Producer
@@ -61,10 +63,13 @@ def consumer_config(settings: Settings, on_statistics: Callable[[str], None]) ->
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
-    """The dead-letter producer: idempotent, so its retries never write a dead letter twice."""
+    """The dead-letter producer: idempotent, so its retries never write a dead letter twice, and
+    able to carry any record the input consumer can receive, whole, with the headers it adds."""
+    kafka = settings.kafka.client_config()
     return {
         "linger.ms": 5,
-        **settings.kafka.client_config(),
+        **kafka,
+        "message.max.bytes": copying_producer_max_bytes(kafka, HEADERS_ALLOWANCE_BYTES),
         "enable.idempotence": True,
         "logger": kafka_logger(),
     }
@@ -167,6 +172,13 @@ class Uploader:
             return Readiness(False, "reading the app's input_spec from the Toloka API")
         if loop.api_failing:
             return Readiness(False, "bulk uploads are failing; retrying (partitions paused)")
+        failing = loop.dead_letters_failing
+        if failing is not None:
+            return Readiness(
+                False,
+                f"dead letters to {self._settings.uploader.dlq_topic} are not acknowledged "
+                f"({failing}); retrying (their partitions pause)",
+            )
         if not loop.kafka_reachable:
             return Readiness(False, "no Kafka broker is reachable; librdkafka keeps trying")
         return Readiness(True, f"uploading from {len(loop.assignment())} assigned partitions")

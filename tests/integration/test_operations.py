@@ -18,6 +18,7 @@ import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from connector.cli import main
+from connector.clock import SystemClock
 from connector.kafka.broker import Broker, Capability
 from connector.metrics import Metrics
 from connector.poller import Cursor, initial_cursor, read_cursor, write_cursor
@@ -90,9 +91,11 @@ class Deployment:
     def dead_letter(self, refused: list[tuple[Message, str]]) -> None:
         """Dead letters as the uploader writes them."""
         producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True})
-        writer = DeadLetterWriter(producer, self.dlq_topic, Metrics())
+        writer = DeadLetterWriter(producer, self.dlq_topic, Metrics(), SystemClock(),
+                                  max_pending_bytes=1 << 30, timeout_seconds=60)  # fmt: skip
         for message, reason in refused:
-            writer.write(message, Refusal(reason, f"refused as {reason}"), None, lambda: None)
+            writer.write(message, Refusal(reason, f"refused as {reason}"), None,
+                         message.partition() or 0, lambda: None)  # fmt: skip
         assert producer.flush(30) == 0
         assert writer.unacknowledged == 0
 

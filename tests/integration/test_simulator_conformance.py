@@ -614,6 +614,41 @@ def test_a_lost_response_still_applies_the_request(
     assert len(page(simulator, client)["content"]) == 2
 
 
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_points_elsewhere_and_applies_nothing(
+    simulator: SimulatorHandle, client: httpx.Client, status: int
+) -> None:
+    simulator.set_knobs(redirect_ratio=1.0, redirect_status=status,
+                        redirect_location="http://other.invalid:81/")  # fmt: skip
+    response = bulk(simulator, client, texts(2))
+    assert response.status_code == status
+    assert response.headers["Location"] == (
+        f"http://other.invalid:81/api/app/v0/app-projects/{simulator.project_id}/items/bulk"
+    )
+    listing = client.get(simulator.items_url, params={"limit": 5})
+    assert listing.status_code == status
+    assert listing.headers["Location"].endswith("/items?limit=5")
+    simulator.set_knobs(redirect_ratio=0.0)
+    assert simulator.stats()["items_created"] == 0
+
+
+@pytest.mark.parametrize("status", [200, 404, 502])
+def test_an_oversized_page_has_the_size_asked_for_and_applies_nothing(
+    simulator: SimulatorHandle, client: httpx.Client, status: int
+) -> None:
+    size = 3 * 1024 * 1024 + 7
+    simulator.set_knobs(oversized_page_ratio=1.0, oversized_page_status=status,
+                        oversized_page_bytes=size, fault_scope="write")  # fmt: skip
+    response = bulk(simulator, client, texts(2))
+    assert response.status_code == status
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert len(response.content) == size
+    assert response.content.startswith(b"<html>")
+    assert client.get(simulator.items_url).status_code == 200  # the scope spares reads
+    simulator.set_knobs(oversized_page_ratio=0.0)
+    assert simulator.stats()["items_created"] == 0
+
+
 def test_latency_holds_responses_back(simulator: SimulatorHandle, client: httpx.Client) -> None:
     client.get(simulator.items_url)  # connect first
     simulator.set_knobs(latency=0.3)
@@ -632,6 +667,11 @@ def test_admin_rejects_bad_knobs(simulator: SimulatorHandle) -> None:
         {"latency": -1},
         {"fault_scope": "some"},
         {"retry_after": True},
+        {"redirect_status": 200},
+        {"redirect_location": "elsewhere"},
+        {"oversized_page_status": 100},
+        {"oversized_page_bytes": -1},
+        {"redirect_ratio": 0.6, "oversized_page_ratio": 0.6},
     ):
         response = httpx.patch(f"{simulator.root_url}/_simulator/knobs", json=knobs)
         assert response.status_code == 400, knobs

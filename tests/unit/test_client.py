@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import email.utils
+import gzip
 import logging
 import random
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -22,6 +24,8 @@ from connector.errors import (
     NotFoundError,
     PayloadTooLargeError,
     RateLimitedError,
+    RedirectError,
+    ResponseTooLargeError,
     ServerError,
     TolokaApiError,
     TransportError,
@@ -331,16 +335,65 @@ def test_a_success_body_that_is_not_json_is_unexpected(make_client: MakeClient) 
         (orjson.dumps(["only-one"]), "1 ids for 2 items"),
         (orjson.dumps({"ids": ["a", "b"]}), "not a JSON array"),
         (orjson.dumps(["a", 2]), "not a JSON array"),
+        (orjson.dumps(["a", ""]), "not a JSON array"),
+        (orjson.dumps(["a", "a"]), "1 repeated ids"),
+        (orjson.dumps(["a", "b", "c"]), "3 ids for 2 items"),
         (b"created!", "not JSON"),
+        (b"", "not JSON"),
+        (b"<html><body>Welcome to the proxy</body></html>", "not JSON"),
     ],
 )
+@pytest.mark.parametrize("status", [200, 201, 202, 204])
 def test_a_bulk_answer_of_the_wrong_shape_is_unexpected_but_applied(
-    make_client: MakeClient, body: bytes, problem: str
+    make_client: MakeClient, body: bytes, problem: str, status: int
 ) -> None:
-    api = Api(httpx.Response(200, content=body))
+    api = Api(httpx.Response(status, content=body))
     with pytest.raises(UnexpectedResponseError, match=problem) as raised:
         make_client(api).bulk_create([{"text": "a"}, {"text": "b"}])
     assert raised.value.may_have_been_applied is True
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_answer_is_read_like_any_other(make_client: MakeClient, encoding: str) -> None:
+    compress = gzip.compress if encoding == "gzip" else zlib.compress
+    project = {"id": PROJECT, "app_id": "app-1", "name": "p", "status": "READY"}
+    api = Api(httpx.Response(200, content=compress(orjson.dumps(project)),
+                             headers={"Content-Encoding": encoding}))  # fmt: skip
+    assert make_client(api).get_project().app_id == "app-1"
+
+
+class StreamedBody(httpx.SyncByteStream):
+    """A body sent without Content-Length, counting what the client pulled."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.pulled = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        while self.pulled < self.size:
+            self.pulled += 4096
+            yield b"x" * 4096
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [(200, ResponseTooLargeError), (404, NotFoundError), (502, ServerError),
+     (301, RedirectError), (400, ClientRequestError)],
+)  # fmt: skip
+@pytest.mark.parametrize("declared", [False, True])
+def test_an_oversized_body_is_cut_and_the_status_decides_the_error(
+    make_client: MakeClient, status: int, error_type: type[TolokaApiError], declared: bool
+) -> None:
+    body = StreamedBody(1024 * 1024)
+    headers = {"Content-Length": str(body.size)} if declared else {}
+    api = Api(httpx.Response(status, stream=body, headers=headers))
+    with pytest.raises(TolokaApiError) as raised:
+        make_client(api, max_response_bytes=64 * 1024).bulk_create([{"text": "a"}])
+    assert type(raised.value) is error_type
+    assert raised.value.status == status
+    assert body.pulled <= 64 * 1024 + 4096, "read on past the limit"
+    if isinstance(raised.value, ResponseTooLargeError):
+        assert raised.value.head == b"x" * 64 * 1024  # what was read, for the caller to use
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -363,7 +416,9 @@ def test_a_bulk_answer_of_the_wrong_shape_is_unexpected_but_applied(
         (502, "BAD_GATEWAY", ServerError),
         (503, "REMOTE_SERVICE_UNAVAILABLE", ServerError),
         (504, "GATEWAY_TIMEOUT", ServerError),
-        (302, "MOVED", UnexpectedResponseError),
+        (101, "SWITCHING", UnexpectedResponseError),
+        (199, "ODD", UnexpectedResponseError),
+        (600, "ODD", UnexpectedResponseError),
     ],
 )
 def test_statuses_map_onto_the_error_tree(
@@ -377,6 +432,40 @@ def test_statuses_map_onto_the_error_tree(
     assert (error.status, error.code, error.request_id) == (status, code, "req-42")
     assert error.operation == "get_project"
     assert f"{code} happened" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("location", "shown"),
+    [
+        (f"https://login.example/sso?next=/x&key={API_KEY}", "https://login.example/sso,"),
+        ("/api/app/v1/app-projects/proj-1", "https://toloka.test/api/app/v1/app-projects/proj-1,"),
+        (None, "nowhere (no Location header)"),
+    ],
+)
+def test_a_redirect_says_where_it_pointed_without_query_or_key(
+    make_client: MakeClient, location: str | None, shown: str
+) -> None:
+    headers = {"Location": location} if location else {}
+    api = Api(httpx.Response(302, headers=headers, text=f"<a href='{location}'>moved</a>"))
+    with pytest.raises(RedirectError) as raised:
+        make_client(api).get_project()
+    message = str(raised.value)
+    assert f"redirected to {shown}" in message
+    assert "TOLOKA_BASE_URL" in message
+    assert API_KEY not in message
+    assert "next=" not in message
+    assert len(api.requests) == 1
+
+
+@pytest.mark.parametrize(("status", "applied"), [(301, False), (302, False), (303, True),
+                                                 (307, False), (308, False)])  # fmt: skip
+def test_only_a_see_other_redirect_may_have_created_the_items(
+    make_client: MakeClient, status: int, applied: bool
+) -> None:
+    api = Api(httpx.Response(status, headers={"Location": "https://elsewhere.test/"}))
+    with pytest.raises(RedirectError) as raised:
+        make_client(api).bulk_create([{"text": "a"}])
+    assert raised.value.may_have_been_applied is applied
 
 
 def test_validation_errors_carry_the_per_item_field_map(make_client: MakeClient) -> None:

@@ -62,6 +62,16 @@ def test_bad_integer_is_one_line_naming_the_variable() -> None:
         ("CONNECTOR_API_TLS_VERIFY", "maybe", "CONNECTOR_API_TLS_VERIFY: 'maybe' is not a boolean"),
         ("TOLOKA_BASE_URL", "ftp://x", "TOLOKA_BASE_URL: 'ftp://x' is not an http(s) URL"),
         ("CONNECTOR_INPUT_TOPIC", "", "CONNECTOR_INPUT_TOPIC: '' must not be empty"),
+        (
+            "CONNECTOR_DLQ_TIMEOUT_SECONDS",
+            "0.5",
+            "CONNECTOR_DLQ_TIMEOUT_SECONDS: '0.5' must be >= 1",
+        ),
+        (
+            "CONNECTOR_DLQ_MAX_PENDING_BYTES",
+            "100",
+            "CONNECTOR_DLQ_MAX_PENDING_BYTES: '100' must be >= 1024",
+        ),
     ],
 )
 def test_each_bad_value_names_its_variable(variable: str, value: str, expected: str) -> None:

@@ -4,15 +4,20 @@ selection by reason."""
 
 from __future__ import annotations
 
+import socket
+import time
+
+import pytest
 from confluent_kafka import Message
 
+from connector.errors import KafkaOperationError
 from connector.operations.dead_letter_records import (
     NO_REASON,
     REPLAYED_FROM_HEADER,
     VALUE_DROPPED_HEADER,
     read_dead_letter,
 )
-from connector.operations.replay import DEFAULT_REASONS, ReplaySummary, select
+from connector.operations.replay import DEFAULT_REASONS, ReplaySummary, _Republisher, select
 from connector.uploader.dead_letters import dead_letter_headers
 from connector.uploader.decode import Refusal
 from connector.uploader.ports import Header
@@ -104,3 +109,18 @@ def test_selection_counts_replayed_left_alone_and_unreplayable() -> None:
 def test_malformed_json_is_not_replayed_by_default() -> None:
     assert "invalid_json" not in DEFAULT_REASONS
     assert "not_an_object" not in DEFAULT_REASONS
+
+
+def test_a_replay_whose_queue_stays_full_fails_at_its_timeout_instead_of_waiting_forever() -> None:
+    # A real producer facing no broker (a closed port): nothing is delivered, the queue of one
+    # record stays full.
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        address = f"127.0.0.1:{closed.getsockname()[1]}"
+    config = {"bootstrap.servers": address, "queue.buffering.max.messages": "1"}
+    republisher = _Republisher(config, "toloka.items", timeout=0.5)
+    letter = read_dead_letter(dead_letter_message("too_large", ORIGINAL_HEADERS))
+    republisher.produce(letter)
+    started = time.monotonic()
+    with pytest.raises(KafkaOperationError, match=r"queue for toloka\.items stayed full"):
+        republisher.produce(letter)
+    assert time.monotonic() - started < 5

@@ -29,9 +29,9 @@ from connector.lifecycle import Readiness, Role
 from connector.metrics import Metrics
 from connector.toloka.client import BulkCreateResult
 from connector.toloka.models import App, AppProject, FieldSpec
-from connector.uploader.dead_letters import DeadLetterWriter
-from connector.uploader.decode import Refusal
+from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES, DeadLetterStuckError
 from connector.uploader.lag import LagReporter
+from connector.uploader.loop import CONSUME_MAX_MESSAGES
 from connector.uploader.ports import Headers
 from connector.uploader.spec import StartupError
 from connector.uploader.uploader import Uploader, consumer_config, producer_config
@@ -456,6 +456,25 @@ def test_shutdown_drains_commits_and_gives_up_on_a_stuck_upload(running: list[Ru
     assert consumer.sync_commits[0] == {0: 2}
 
 
+def test_a_stop_uploads_every_record_already_read_and_commits_them(
+    running: list[Running],
+) -> None:
+    api = FakeApi()
+    api.hang_on = {"0:0"}
+    values = [b"not json" if o % 7 == 3 else item(f"0:{o}") for o in range(200)]
+    consumer = FakeConsumer({0: values})
+    run = Running(consumer, api, batch_max_items="10", max_in_flight="1", linger_ms="60000")
+    running.append(run)
+    wait_for(lambda: consumer.position[0] == 200 and api.requests == 1, "every record read")
+    run.stop.set()
+    api.release.set()
+    run.finish()
+    assert consumer.sync_commits[-1] == {0: 200}, "a clean stop left records read behind"
+    assert len(api.created) == len([o for o in range(200) if o % 7 != 3])
+    assert set(api.created.values()) == {1}
+    assert len(run.dead_letters()) == len([o for o in range(200) if o % 7 == 3])
+
+
 def test_wrong_key_at_startup_is_fatal_with_the_setting_named(running: list[Running]) -> None:
     api = FakeApi()
     api.startup_errors = [AuthenticationError("unauthorised", status=401)]
@@ -541,20 +560,28 @@ def test_kafka_reachability_follows_the_cluster_brokers_in_statistics() -> None:
     assert lag.kafka_reachable  # no cluster broker known yet: nothing to judge
 
 
-def test_dead_letter_too_large_for_the_topic_keeps_key_and_headers_without_value() -> None:
+def test_unacknowledged_dead_letters_pause_their_partition_then_stop_the_role(
+    running: list[Running],
+) -> None:
+    bad = b"{" * 600
     producer = FakeProducer()
-    producer.failures = [KafkaError.MSG_SIZE_TOO_LARGE]
-    written: list[bool] = []
-    writer = DeadLetterWriter(producer, DLQ, Metrics())
-    message = FakeMessage(2, 9, b"x" * 100, key=b"key")
-    writer.write(message, Refusal("too_large", "big"), None, lambda: written.append(True))
-    producer.flush()
-    assert written == [True]
-    [letter] = producer.delivered
-    assert letter["value"] is None
-    assert letter["key"] == b"key"
-    assert letter["headers"]["error-value-dropped"] == b"100 bytes"
-    assert letter["headers"]["source-partition"] == b"2"
+    producer.failures = [KafkaError.TOPIC_AUTHORIZATION_FAILED] * 100_000
+    consumer = FakeConsumer({0: [bad] * 5000, 1: [item(f"1:{o}") for o in range(20)]})
+    run = Running(consumer, producer=producer, dlq_max_pending_bytes="2048",
+                  dlq_timeout_seconds="1")  # fmt: skip
+    running.append(run)
+    wait_for(lambda: consumer.paused == {0}, "the partition holding the dead letters paused")
+    wait_for(lambda: consumer.committed.get(1) == 20, "the other partition committed")
+    readiness = run.role.readiness()
+    assert not readiness.ready
+    assert "dead letters to items.dlq" in readiness.detail
+    # Paused after the step that crossed the bound: at most one consume() call's worth read.
+    assert consumer.position[0] <= CONSUME_MAX_MESSAGES, "the paused partition was read on"
+    run.thread.join(DEADLINE_SECONDS)
+    assert isinstance(run.failure, DeadLetterStuckError)
+    assert consumer.sync_commits[-1] == {1: 20}, "what was done was not committed first"
+    assert 0 not in consumer.committed
+    assert producer.delivered == []
 
 
 def test_client_settings_the_commit_rule_depends_on_cannot_be_overridden() -> None:
@@ -569,3 +596,19 @@ def test_client_settings_the_commit_rule_depends_on_cannot_be_overridden() -> No
     assert consumer["queued.max.messages.kbytes"] == "2048"
     assert consumer["group.id"] == "toloka-connector"
     assert producer_config(configured)["enable.idempotence"] is True
+
+
+@pytest.mark.parametrize(
+    ("kafka", "expected"),
+    [
+        ({}, 100_000_000 + HEADERS_ALLOWANCE_BYTES),
+        ({"KAFKA_RECEIVE_MESSAGE_MAX_BYTES": "5000000"}, 5_000_000 + HEADERS_ALLOWANCE_BYTES),
+        ({"KAFKA_FETCH_MAX_BYTES": "200000000"}, 200_000_512 + HEADERS_ALLOWANCE_BYTES),
+        ({"KAFKA_MESSAGE_MAX_BYTES": "900000000"}, 900_000_000),
+    ],
+)
+def test_the_dead_letter_producer_carries_any_record_the_consumer_can_receive(
+    kafka: dict[str, str], expected: int
+) -> None:
+    environ = {"TOLOKA_API_KEY": "k", "TOLOKA_APP_PROJECT_ID": "p", **kafka}
+    assert producer_config(load_settings(environ=environ))["message.max.bytes"] == expected

@@ -15,6 +15,8 @@ from connector.errors import (
     ClientRequestError,
     PayloadTooLargeError,
     RateLimitedError,
+    RedirectError,
+    ResponseTooLargeError,
     ServerError,
     TolokaApiError,
     UnexpectedResponseError,
@@ -254,11 +256,31 @@ def test_rejections_before_a_shutdown_are_kept_and_the_rest_abandoned() -> None:
     assert offsets(outcome.abandoned) == [1, 2, 3]
 
 
-def test_a_success_with_an_unreadable_body_counts_as_uploaded() -> None:
-    api = ScriptedApi(lambda _items: UnexpectedResponseError(
-        "not an array", status=201, may_have_been_applied=True))  # fmt: skip
-    upload, metrics = uploader(api)
-    outcome = upload.upload(batch_of(2))
+@pytest.mark.parametrize(
+    "answer",
+    [
+        UnexpectedResponseError("not an array", status=201, may_have_been_applied=True),
+        ResponseTooLargeError("too large", status=200, may_have_been_applied=True),
+        RedirectError("redirected", status=302),
+    ],
+    ids=["unreadable-2xx", "oversized-2xx", "redirect"],
+)
+def test_an_answer_listing_no_created_items_is_never_taken_as_created(
+    answer: TolokaApiError,
+) -> None:
+    answers: list[TolokaApiError] = [answer, answer]
+    api = ScriptedApi(lambda items: answers.pop(0) if answers else created(items))
+    clock = InstantClock()
+    batch = batch_of(2)
+    flags: list[bool] = []
+    clock.on_wait = lambda: flags.append(batch.retrying)
+    upload, metrics = uploader(api, clock)
+    outcome = upload.upload(batch)
     assert offsets(outcome.uploaded) == [0, 1]
-    assert len(api.requests) == 1
+    assert outcome.rejected == []
+    assert len(api.requests) == 3, "sent again until an answer listed the created items"
+    assert flags == [True, True]  # waited out like an outage: partitions pause meanwhile
     assert sample(metrics, "items_uploaded_total") == 2
+    # A 2xx may have created the items each time: counted; a redirect turned them away.
+    expected = 4 if answer.may_have_been_applied else 0
+    assert sample(metrics, "possible_duplicate_uploads_total") == expected

@@ -1,0 +1,37 @@
+"""Record sizes across the connector's Kafka clients.
+
+A dead letter and a replayed record are copies of records a consumer read, so the producer that
+writes them must accept any record that consumer can receive, whole: librdkafka's default
+`message.max.bytes` (1,000,000 bytes) is below what a default topic holds (1,048,588 bytes), and
+a topic may be configured to hold far more. What the destination topic accepts is the broker's
+decision (its `max.message.bytes`); a refusal there is reported, never worked around by cutting
+the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000
+LIBRDKAFKA_RECEIVE_MESSAGE_MAX_BYTES = 100_000_000
+LIBRDKAFKA_MESSAGE_MAX_BYTES_LIMIT = 1_000_000_000
+"""The largest `message.max.bytes` librdkafka accepts."""
+FETCH_OVERHEAD_BYTES = 512
+"""librdkafka raises `receive.message.max.bytes` to `fetch.max.bytes` plus this, unless set."""
+
+
+def receivable_bytes(config: Mapping[str, str]) -> int:
+    """The largest response, hence record, a consumer with `config` can receive."""
+    receive = int(config.get("receive.message.max.bytes", LIBRDKAFKA_RECEIVE_MESSAGE_MAX_BYTES))
+    fetch = config.get("fetch.max.bytes")
+    if fetch is not None and "receive.message.max.bytes" not in config:
+        receive = max(receive, int(fetch) + FETCH_OVERHEAD_BYTES)
+    return receive
+
+
+def copying_producer_max_bytes(config: Mapping[str, str], added_bytes: int) -> int:
+    """`message.max.bytes` for a producer writing copies, with up to `added_bytes` of headers
+    added, of records read by a consumer with the same `config`."""
+    own = int(config.get("message.max.bytes", LIBRDKAFKA_MESSAGE_MAX_BYTES))
+    needed = receivable_bytes(config) + added_bytes
+    return min(max(own, needed), LIBRDKAFKA_MESSAGE_MAX_BYTES_LIMIT)
