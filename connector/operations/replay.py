@@ -85,9 +85,9 @@ class _Republisher:
         self._topic = topic
         self._producer = Producer(
             {
+                "linger.ms": 20,  # a default: a user's KAFKA_LINGER_MS wins
                 **kafka_config,
                 "enable.idempotence": True,
-                "linger.ms": 20,
                 "logger": kafka_logger(),
             }
         )

@@ -145,7 +145,9 @@ class InProcess:
     def __init__(self, environ: dict[str, str]) -> None:
         settings = load_settings(environ=environ)
         self.metrics = Metrics()
-        self.client = build_client(settings, self.metrics)
+        self.client = build_client(
+            settings, self.metrics, in_flight=settings.uploader.max_in_flight
+        )
         self.role: Uploader = build_uploader(settings, self.client, self.metrics)
         self.stop = threading.Event()
         self.failure: BaseException | None = None

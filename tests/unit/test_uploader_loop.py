@@ -557,9 +557,10 @@ def test_dead_letter_too_large_for_the_topic_keeps_key_and_headers_without_value
     assert letter["headers"]["source-partition"] == b"2"
 
 
-def test_client_settings_the_commit_rule_depends_on_cannot_be_overridden() -> None:
+def test_client_settings_the_commit_rule_depends_on_are_set_and_defaults_yield() -> None:
+    # A user cannot set the owned ones (KAFKA_ENABLE_AUTO_COMMIT … is a configuration error:
+    # tests/unit/test_kafka_properties.py); the defaults yield to a user's value.
     environ = {"TOLOKA_API_KEY": "k", "TOLOKA_APP_PROJECT_ID": "p",
-               "KAFKA_ENABLE_AUTO_COMMIT": "true", "KAFKA_ENABLE_IDEMPOTENCE": "false",
                "KAFKA_QUEUED_MAX_MESSAGES_KBYTES": "2048"}  # fmt: skip
     configured = load_settings(environ=environ)
     consumer = consumer_config(configured, lambda _stats: None)
