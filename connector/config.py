@@ -43,6 +43,39 @@ from connector.kafka_properties import (
 )
 from connector.settings_sources import Vocabulary, environment_variables, toml_variables
 
+# The KAFKA_<PROPERTY> helpers live in connector.kafka_properties; importing them from here, where
+# they were first, still works.
+__all__ = [
+    "API_GROUPS",
+    "GROUPS",
+    "VOCABULARY",
+    "ApiSettings",
+    "CursorSettings",
+    "CursorWriteSettings",
+    "EndpointSettings",
+    "GroupSettings",
+    "InputTopicSettings",
+    "KafkaSettings",
+    "PollerSettings",
+    "ProjectSettings",
+    "RuntimeSettings",
+    "Settings",
+    "SettingsGroup",
+    "TolokaSettings",
+    "UploaderSettings",
+    "documented_variables",
+    "gather_variables",
+    "is_secret_kafka_property",
+    "kafka_property",
+    "kafka_variable",
+    "leaf_groups",
+    "librdkafka_problems",
+    "load_group",
+    "load_settings",
+    "mask_kafka_value",
+    "merged_variables",
+]
+
 _MAX_BULK_ITEMS = 10_000  # the API rejects larger bulk requests with 413
 _MAX_PAGE_SIZE = 1_000  # the listing endpoint's documented maximum
 
