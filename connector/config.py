@@ -137,7 +137,9 @@ class ProjectSettings(SettingsGroup):
 class TolokaSettings(ProjectSettings):
     """The app project and how to reach it: every command that calls the Apps API."""
 
-    api_key: SecretStr = Field(description="API key, sent as `Authorization: ApiKey …`")
+    api_key: SecretStr = Field(
+        description="API key, sent as `Authorization: ApiKey …`", min_length=1
+    )
     base_url: str = Field(
         "https://toloka.dev/api/app/v0",
         description="Apps API base URL; the simulator serves http://HOST:PORT/api/app/v0",
@@ -513,6 +515,7 @@ _MESSAGES = {
     "bool_parsing": "is not a boolean (use true or false)",
     "missing": "is required",
     "string_too_short": "must not be empty",
+    "too_short": "must not be empty",  # a SecretStr's min_length
 }
 
 

@@ -259,3 +259,8 @@ def test_a_setting_two_groups_share_is_reported_and_described_once() -> None:
     assert problems == ["CONNECTOR_GROUP_ID: '' must not be empty"]
     described = [name for name, _ in load_settings(environ=REQUIRED).describe()]
     assert described.count("CONNECTOR_GROUP_ID") == 1
+
+
+def test_an_empty_api_key_is_refused_not_sent() -> None:
+    # It used to be accepted and sent, for a 401 at start-up instead of a configuration error.
+    assert problems_for({**REQUIRED, "TOLOKA_API_KEY": ""}) == ["TOLOKA_API_KEY: must not be empty"]
