@@ -1,7 +1,8 @@
 """`toloka-connector`: parse the command line, run one command, turn errors into exit codes.
 
 Exit codes: 0 clean (after a SIGTERM/SIGINT drain too), 2 configuration error (one line per
-problem, each naming the setting), 1 any other fatal error.
+problem, each naming the setting), 1 any other fatal error (one line; its traceback only at
+DEBUG). Every expected failure is a ConnectorError and is turned into its exit code here only.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
     except ConnectorError as exc:
+        log.debug("%s failed", args.command, exc_info=True)  # shown at CONNECTOR_LOG_LEVEL=DEBUG
         print(f"toloka-connector {args.command}: {exc}", file=sys.stderr)
         return EXIT_FATAL
     except KeyboardInterrupt:

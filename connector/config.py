@@ -3,18 +3,26 @@
 Precedence: command line > environment > TOML file > defaults. Every setting is an environment
 variable named after its group prefix and field (`CONNECTOR_INPUT_TOPIC`); the TOML file uses the
 same names, flat (`CONNECTOR_INPUT_TOPIC = "x"`) or grouped in tables by prefix
-(`[connector] input_topic = "x"`, `[kafka] "security.protocol" = "SSL"`).
+(`[connector] input_topic = "x"`, `[kafka] "security.protocol" = "SSL"`). A name the connector
+does not know is an error (`connector.settings_sources`).
+
+Settings come in groups, each holding settings that are used together. A command declares the
+groups it uses (`load_settings(groups=…)`): only those are read and required, and its `--help`
+lists only their variables. A group it did not declare is absent from its `Settings`: reading one
+raises instead of quietly returning defaults. Larger groups are built from smaller ones by
+inheritance (`UploaderSettings` is an `InputTopicSettings`), so the roles read
+`settings.uploader.input_topic` while `replay-dlq` declares only the input topics.
 
 Any `KAFKA_<PROPERTY>` other than `KAFKA_BOOTSTRAP_SERVERS` is a librdkafka property, upper-cased
-with dots as underscores; librdkafka itself decides whether the name and value are valid.
+with dots as underscores; librdkafka itself decides whether the name and value are valid. The
+properties the connector sets on its clients itself (`OWNED_KAFKA_PROPERTIES`) are refused, each
+naming the setting to use instead.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
@@ -24,12 +32,55 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from connector.errors import ConfigError
+from connector.kafka_properties import (
+    OWNED_KAFKA_PROPERTIES,
+    PYTHON_CLIENT_KEYS,
+    is_secret_kafka_property,
+    kafka_property,
+    kafka_variable,
+    librdkafka_problems,
+    mask_kafka_value,
+)
+from connector.settings_sources import Vocabulary, environment_variables, toml_variables
+
+# The KAFKA_<PROPERTY> helpers live in connector.kafka_properties; importing them from here, where
+# they were first, still works.
+__all__ = [
+    "API_GROUPS",
+    "GROUPS",
+    "VOCABULARY",
+    "ApiSettings",
+    "CursorSettings",
+    "CursorWriteSettings",
+    "EndpointSettings",
+    "GroupSettings",
+    "InputTopicSettings",
+    "KafkaSettings",
+    "PollerSettings",
+    "ProjectSettings",
+    "RuntimeSettings",
+    "Settings",
+    "SettingsGroup",
+    "TolokaSettings",
+    "UploaderSettings",
+    "documented_variables",
+    "gather_variables",
+    "is_secret_kafka_property",
+    "kafka_property",
+    "kafka_variable",
+    "leaf_groups",
+    "librdkafka_problems",
+    "load_group",
+    "load_settings",
+    "mask_kafka_value",
+    "merged_variables",
+]
 
 _MAX_BULK_ITEMS = 10_000  # the API rejects larger bulk requests with 413
 _MAX_PAGE_SIZE = 1_000  # the listing endpoint's documented maximum
 
 
-class _Group(BaseSettings):
+class SettingsGroup(BaseSettings):
     """A settings group read from a merged mapping of variable names (see `load_settings`)."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, validate_default=True)
@@ -38,6 +89,28 @@ class _Group(BaseSettings):
     @classmethod
     def variable(cls, field_name: str) -> str:
         return f"{cls.prefix}{field_name}".upper()
+
+    @classmethod
+    def values_from(cls, variables: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+        """The field values that `variables` set, and the problems found before validation."""
+        values = {
+            name: variables[cls.variable(name)]
+            for name in cls.model_fields
+            if cls.variable(name) in variables
+        }
+        return values, []
+
+    @classmethod
+    def documented(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, meaning) of each field."""
+        rows: list[tuple[str, str, str]] = []
+        for name, field in cls.model_fields.items():
+            if field.is_required():
+                default = "— (required)"
+            else:
+                default = str(field.get_default(call_default_factory=True))
+            rows.append((cls.variable(name), default, field.description or ""))
+        return rows
 
     @classmethod
     def settings_customise_sources(
@@ -52,22 +125,29 @@ class _Group(BaseSettings):
         return (init_settings,)
 
 
-class TolokaSettings(_Group):
-    """Where the Apps API is and who we are there."""
+class ProjectSettings(SettingsGroup):
+    """Which app project: every command about one project's items or cursor."""
 
     prefix: ClassVar[str] = "TOLOKA_"
-    api_key: SecretStr = Field(description="API key, sent as `Authorization: ApiKey …`")
-    base_url: str = Field(
-        "https://toloka.dev/api/app/v0",
-        description="Apps API base URL; the simulator serves http://HOST:PORT/api/app/v0",
-        pattern=r"^https?://[^\s/]+",
-    )
     app_project_id: str = Field(
         description="the app project that receives and labels the items", min_length=1
     )
 
 
-class ApiSettings(_Group):
+class TolokaSettings(ProjectSettings):
+    """The app project and how to reach it: every command that calls the Apps API."""
+
+    api_key: SecretStr = Field(
+        description="API key, sent as `Authorization: ApiKey …`", min_length=1
+    )
+    base_url: str = Field(
+        "https://toloka.dev/api/app/v0",
+        description="Apps API base URL; the simulator serves http://HOST:PORT/api/app/v0",
+        pattern=r"^https?://[^\s/]+",
+    )
+
+
+class ApiSettings(SettingsGroup):
     """How the Apps API client behaves on the wire."""
 
     prefix: ClassVar[str] = "CONNECTOR_API_"
@@ -91,7 +171,7 @@ class ApiSettings(_Group):
     )
 
 
-class KafkaSettings(_Group):
+class KafkaSettings(SettingsGroup):
     """Kafka connection; `properties` holds every other `KAFKA_<PROPERTY>` for librdkafka."""
 
     prefix: ClassVar[str] = "KAFKA_"
@@ -99,8 +179,35 @@ class KafkaSettings(_Group):
     # SecretStr for all of them: which librdkafka properties are secret is a guess, and a repr
     # of the settings must never show a password.
     properties: dict[str, SecretStr] = Field(
-        default_factory=dict, description="librdkafka properties from KAFKA_<PROPERTY> variables"
+        default_factory=dict,
+        description=(
+            "any other librdkafka property (KAFKA_SECURITY_PROTOCOL …); those the connector sets "
+            "itself are refused (README: Configuration errors)"
+        ),
     )
+
+    @classmethod
+    def values_from(cls, variables: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+        values, problems = super().values_from(variables)
+        properties: dict[str, str] = {}
+        for name, value in sorted(variables.items()):
+            if not name.startswith(cls.prefix) or name == "KAFKA_BOOTSTRAP_SERVERS" or not value:
+                continue
+            prop = kafka_property(name)
+            if prop in OWNED_KAFKA_PROPERTIES:
+                why = OWNED_KAFKA_PROPERTIES[prop]
+                problems.append(f"{name}: {prop} is set by the connector itself: {why}")
+            elif prop in PYTHON_CLIENT_KEYS:
+                problems.append(f"{name}: is not a librdkafka property")
+            else:
+                properties[prop] = value
+        values["properties"] = properties
+        return values, problems
+
+    @classmethod
+    def documented(cls) -> list[tuple[str, str, str]]:
+        bootstrap, properties = super().documented()
+        return [bootstrap, ("KAFKA_<PROPERTY>", "—", properties[2])]
 
     def client_config(self) -> dict[str, str]:
         """The librdkafka configuration shared by every client the connector creates."""
@@ -110,19 +217,30 @@ class KafkaSettings(_Group):
         }
 
 
-class UploaderSettings(_Group):
-    """The uploader role: input topic → Apps API, bad records → dead-letter topic."""
+class InputTopicSettings(SettingsGroup):
+    """The uploader's topics: where items come from and where the bad ones go."""
 
     prefix: ClassVar[str] = "CONNECTOR_"
     input_topic: str = Field("toloka.items", min_length=1, description="items to upload")
     dlq_topic: str = Field(
         "toloka.items.dlq", min_length=1, description="items that cannot be uploaded, with reason"
     )
+
+
+class GroupSettings(SettingsGroup):
+    """The uploader's consumer group, from which the poller's and the tools' ids derive."""
+
+    prefix: ClassVar[str] = "CONNECTOR_"
     group_id: str = Field(
         "toloka-connector",
         min_length=1,
         description="consumer group of the uploader (the poller derives its own from it)",
     )
+
+
+class UploaderSettings(GroupSettings, InputTopicSettings):
+    """The uploader role: input topic → Apps API, bad records → dead-letter topic."""
+
     batch_max_items: int = Field(
         1000, ge=1, le=_MAX_BULK_ITEMS, description="items per bulk request at most"
     )
@@ -168,16 +286,47 @@ class UploaderSettings(_Group):
     )
 
 
-class PollerSettings(_Group):
-    """The poller role: finished items → output topic, cursor → state topic, in one transaction."""
+class CursorSettings(SettingsGroup):
+    """Where the poller's cursor lives, and how long its writer counts as alive (`status`)."""
 
     prefix: ClassVar[str] = "CONNECTOR_"
-    output_topic: str = Field("toloka.results", min_length=1, description="finished items")
     state_topic: str = Field(
         "toloka.connector.state",
         min_length=1,
         description="compacted topic holding the poller cursor",
     )
+    leader_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        description=(
+            "a standby poller takes over when the leader wrote no cursor record for this long "
+            "(the leader writes one at least every quarter of it)"
+        ),
+    )
+
+
+class CursorWriteSettings(CursorSettings):
+    """What writing a cursor also takes: the poller's and `reset-cursor`'s."""
+
+    late_window_seconds: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "an item that becomes visible up to this many seconds after its finished_at is "
+            "still published, exactly once"
+        ),
+    )
+    transaction_timeout_seconds: float = Field(
+        60.0,
+        ge=1,
+        description="Kafka transaction timeout of the poller; also bounds its flush and commit",
+    )
+
+
+class PollerSettings(GroupSettings, CursorWriteSettings):
+    """The poller role: finished items → output topic, cursor → state topic, in one transaction."""
+
+    output_topic: str = Field("toloka.results", min_length=1, description="finished items")
     key_field: str = Field(
         "id", min_length=1, description="field of input_data whose value keys the output record"
     )
@@ -189,14 +338,6 @@ class PollerSettings(_Group):
     )
     idle_poll_interval_seconds: float = Field(
         5.0, gt=0, description="wait between listings when nothing new arrived"
-    )
-    late_window_seconds: float = Field(
-        60.0,
-        ge=0,
-        description=(
-            "an item that becomes visible up to this many seconds after its finished_at is "
-            "still published, exactly once"
-        ),
     )
     start_from: Literal["earliest", "latest"] = Field(
         "earliest",
@@ -210,29 +351,21 @@ class PollerSettings(_Group):
             "late; such an item is published at most this long (plus a poll) after it appears"
         ),
     )
-    leader_timeout_seconds: float = Field(
-        15.0,
-        gt=0,
-        description=(
-            "a standby poller takes over when the leader wrote no cursor record for this long "
-            "(the leader writes one at least every quarter of it)"
-        ),
-    )
-    transaction_timeout_seconds: float = Field(
-        60.0,
-        ge=1,
-        description="Kafka transaction timeout of the poller; also bounds its flush and commit",
-    )
 
 
-class RuntimeSettings(_Group):
-    """Process-wide settings: observability endpoints, logging, shutdown."""
+class EndpointSettings(SettingsGroup):
+    """Where the health and metrics endpoints listen (`healthcheck` reads only these)."""
 
     prefix: ClassVar[str] = "CONNECTOR_"
     metrics_port: int = Field(
         9400, ge=0, le=65535, description="port of /metrics, /healthz, /readyz (0 disables)"
     )
     metrics_host: str = Field("127.0.0.1", description="address the metrics server binds to")
+
+
+class RuntimeSettings(EndpointSettings):
+    """Process-wide settings of the long-running commands: endpoints, logging, shutdown."""
+
     log_format: Literal["text", "json"] = Field("text", description="log line format")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="lowest level logged"
@@ -247,9 +380,9 @@ class RuntimeSettings(_Group):
     )
 
 
-G = TypeVar("G", bound=_Group)
+G = TypeVar("G", bound=SettingsGroup)
 
-GROUPS: tuple[type[_Group], ...] = (
+GROUPS: tuple[type[SettingsGroup], ...] = (
     TolokaSettings,
     ApiSettings,
     KafkaSettings,
@@ -257,132 +390,129 @@ GROUPS: tuple[type[_Group], ...] = (
     PollerSettings,
     RuntimeSettings,
 )
+"""Every setting, in the order they are documented: what `run` and `check` use."""
+
+API_GROUPS: tuple[type[SettingsGroup], ...] = (TolokaSettings, ApiSettings)
+"""What calling the Apps API takes."""
+
+OPEN_PREFIXES = (KafkaSettings.prefix,)
+"""Any variable under these may be a setting: librdkafka decides about KAFKA_<PROPERTY>."""
+
+
+def _vocabulary() -> Vocabulary:
+    variables = {variable for group in GROUPS for variable, _, _ in group.documented()}
+    variables.discard("KAFKA_<PROPERTY>")
+    prefixes = {group.prefix for group in GROUPS}
+    return Vocabulary(
+        variables=frozenset(variables),
+        strict_prefixes=tuple(sorted(prefixes - set(OPEN_PREFIXES))),
+        open_prefixes=OPEN_PREFIXES,
+        tables={prefix.rstrip("_").lower(): prefix for prefix in prefixes},
+    )
+
+
+VOCABULARY = _vocabulary()
+"""Every name a setting may have; the TOML tables are the groups' prefixes (`[connector]` …)."""
+
+
+def leaf_groups(groups: Iterable[type[SettingsGroup]]) -> list[type[SettingsGroup]]:
+    """`groups` without those another of them includes (TolokaSettings includes ProjectSettings)."""
+    unique = list(dict.fromkeys(groups))
+    return [g for g in unique if not any(o is not g and issubclass(o, g) for o in unique)]
 
 
 @dataclass(frozen=True)
 class Settings:
-    toloka: TolokaSettings
-    api: ApiSettings
-    kafka: KafkaSettings
-    uploader: UploaderSettings
-    poller: PollerSettings
-    runtime: RuntimeSettings
+    """The settings groups one command declared, validated.
+
+    `get(InputTopicSettings)` answers with any loaded group that includes it (the full
+    `UploaderSettings` of `run`, the bare topics of `replay-dlq`); a group the command did not
+    declare raises LookupError, a programming error that a test of the command shows.
+    """
+
+    groups: tuple[SettingsGroup, ...]
+
+    def get(self, kind: type[G]) -> G:
+        for group in self.groups:
+            if isinstance(group, kind):
+                return group
+        raise LookupError(f"{kind.__name__} is not among the settings this command declared")
+
+    @property
+    def project(self) -> ProjectSettings:
+        return self.get(ProjectSettings)
+
+    @property
+    def toloka(self) -> TolokaSettings:
+        return self.get(TolokaSettings)
+
+    @property
+    def api(self) -> ApiSettings:
+        return self.get(ApiSettings)
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        return self.get(KafkaSettings)
+
+    @property
+    def uploader(self) -> UploaderSettings:
+        return self.get(UploaderSettings)
+
+    @property
+    def poller(self) -> PollerSettings:
+        return self.get(PollerSettings)
+
+    @property
+    def runtime(self) -> RuntimeSettings:
+        return self.get(RuntimeSettings)
 
     def describe(self) -> list[tuple[str, str]]:
         """(variable, value) for every setting, secrets masked: what `check` prints."""
-        rows: list[tuple[str, str]] = []
-        for group in (self.toloka, self.api, self.kafka, self.uploader, self.poller, self.runtime):
+        rows: dict[str, str] = {}
+        for group in self.groups:
             for name, value in group:
                 if name == "properties":
-                    rows.extend(
+                    rows.update(
                         (kafka_variable(prop), mask_kafka_value(prop, v.get_secret_value()))
                         for prop, v in sorted(value.items())
                     )
                     continue
                 shown = "**********" if isinstance(value, SecretStr) else str(value)
-                rows.append((group.variable(name), shown))
-        return rows
+                rows[group.variable(name)] = shown
+        return list(rows.items())
 
-
-# --- KAFKA_<PROPERTY> passthrough ------------------------------------------------------------
-
-_SECRET_PROPERTY_WORDS = ("password", "secret", "jaas", "key.pem", "ssl.key", "token")
-
-
-def is_secret_kafka_property(prop: str) -> bool:
-    return any(word in prop for word in _SECRET_PROPERTY_WORDS)
-
-
-def mask_kafka_value(prop: str, value: str) -> str:
-    return "**********" if is_secret_kafka_property(prop) else value
-
-
-def kafka_variable(prop: str) -> str:
-    return "KAFKA_" + prop.replace(".", "_").upper()
-
-
-def kafka_property(variable: str) -> str:
-    return variable.removeprefix("KAFKA_").lower().replace("_", ".")
-
-
-_silent = logging.getLogger("connector.config.librdkafka")
-_silent.addHandler(logging.NullHandler())
-_silent.propagate = False
-
-
-def _new_producer_error(conf: Mapping[str, str]) -> str | None:
-    """librdkafka's complaint about a configuration, or None when a client starts with it."""
-    from confluent_kafka import KafkaException, Producer  # noqa: PLC0415 - heavy import
-
-    try:
-        Producer({**conf, "logger": _silent})
-    except KafkaException as exc:
-        return str(exc.args[0].str() if exc.args else exc)
-    return None
-
-
-def librdkafka_problems(properties: Mapping[str, str]) -> list[str]:
-    """One line per KAFKA_<PROPERTY> that librdkafka rejects, naming the variable.
-
-    Properties are added one at a time, so a name or value error is pinned on its property;
-    errors that only appear when the client starts (a SASL mechanism this build lacks) concern
-    the properties together.
-    """
-    problems: list[str] = []
-    accepted: dict[str, str] = {}
-    for prop, value in sorted(properties.items()):
-        error = _new_producer_error({**accepted, prop: value})
-        if error is None or error.startswith("Failed to create"):
-            accepted[prop] = value
-        elif "No such configuration property" in error:
-            problems.append(f"{kafka_variable(prop)}: is not a librdkafka property")
-        elif is_secret_kafka_property(prop):
-            problems.append(f"{kafka_variable(prop)}: has an invalid value")
-        else:
-            problems.append(f"{kafka_variable(prop)}: {value!r} is rejected by librdkafka: {error}")
-    if not problems:
-        error = _new_producer_error(accepted)
-        if error is not None:
-            for prop, value in accepted.items():
-                if is_secret_kafka_property(prop) and value:
-                    error = error.replace(value, "**********")
-            names = ", ".join(kafka_variable(prop) for prop in accepted)
-            problems.append(f"{names}: librdkafka cannot start with these: {error}")
-    return problems
+    def secrets(self) -> list[str]:
+        """Every secret value the settings hold: the API key, secret librdkafka properties."""
+        found: list[str] = []
+        for group in self.groups:
+            for name, value in group:
+                if isinstance(value, SecretStr):
+                    found.append(value.get_secret_value())
+                elif name == "properties":
+                    found.extend(
+                        v.get_secret_value()
+                        for prop, v in value.items()
+                        if is_secret_kafka_property(prop)
+                    )
+        return found
 
 
 # --- loading ---------------------------------------------------------------------------------
 
 
-def _flatten_toml(data: Mapping[str, Any], path: Path) -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            table = key.upper()
-            for inner, inner_value in value.items():
-                name = f"{table}_{inner.replace('.', '_')}".upper()
-                flat[name] = _toml_scalar(inner_value, f"{path}: [{key}] {inner}")
-        else:
-            flat[key.upper()] = _toml_scalar(value, f"{path}: {key}")
-    return flat
-
-
-def _toml_scalar(value: Any, where: str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str | int | float):
-        return str(value)
-    raise ConfigError([f"{where}: expected a string, number or boolean"])
-
-
-def read_toml(path: Path) -> dict[str, str]:
-    try:
-        with path.open("rb") as handle:
-            return _flatten_toml(tomllib.load(handle), path)
-    except OSError as exc:
-        raise ConfigError([f"--config: cannot read {path}: {exc.strerror}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"--config: {path} is not valid TOML: {exc}"]) from None
+def gather_variables(
+    config_file: Path | None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> tuple[dict[str, str], list[str]]:
+    """File, then environment, then command line (later ones win), and every unknown name."""
+    merged, problems = toml_variables(config_file, VOCABULARY) if config_file else ({}, [])
+    environment, unknown = environment_variables(
+        os.environ if environ is None else environ, VOCABULARY
+    )
+    merged.update(environment)
+    merged.update(overrides or {})
+    return merged, problems + unknown
 
 
 def merged_variables(
@@ -390,11 +520,11 @@ def merged_variables(
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """File, then environment, then command line: later ones win."""
-    merged = read_toml(config_file) if config_file else {}
-    merged.update(os.environ if environ is None else environ)
-    merged.update(overrides or {})
-    return merged
+    """`gather_variables`, raising ConfigError for any unknown name."""
+    variables, problems = gather_variables(config_file, environ, overrides)
+    if problems:
+        raise ConfigError(problems)
+    return variables
 
 
 _MESSAGES = {
@@ -404,6 +534,7 @@ _MESSAGES = {
     "bool_parsing": "is not a boolean (use true or false)",
     "missing": "is required",
     "string_too_short": "must not be empty",
+    "too_short": "must not be empty",  # a SecretStr's min_length
 }
 
 
@@ -433,27 +564,19 @@ def _describe_error(error: Any, secret: bool) -> str:
 
 
 def _validate_group(group: type[G], variables: Mapping[str, str]) -> tuple[G | None, list[str]]:
-    values: dict[str, Any] = {}
-    for name in group.model_fields:
-        variable = group.variable(name)
-        if variable in variables:
-            values[name] = variables[variable]
-    if group is KafkaSettings:
-        values["properties"] = {
-            kafka_property(name): value
-            for name, value in variables.items()
-            if name.startswith("KAFKA_") and name != "KAFKA_BOOTSTRAP_SERVERS" and value != ""
-        }
+    values, problems = group.values_from(variables)
     try:
-        return group(**values), []
+        instance = group(**values)
     except ValidationError as exc:
-        problems = []
         for error in exc.errors():
             name = str(error["loc"][0])
             field: FieldInfo = group.model_fields[name]
             secret = field.annotation is SecretStr
             problems.append(f"{group.variable(name)}: {_describe_error(error, secret)}")
         return None, problems
+    if isinstance(instance, KafkaSettings):
+        problems.extend(librdkafka_problems(instance.client_config()))
+    return (None if problems else instance), problems
 
 
 def load_group(group: type[G], variables: Mapping[str, str]) -> G:
@@ -468,40 +591,30 @@ def load_settings(
     config_file: Path | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, str] | None = None,
+    groups: Iterable[type[SettingsGroup]] = GROUPS,
 ) -> Settings:
-    """Read and check every setting; raise ConfigError with one line per problem."""
-    variables = merged_variables(config_file, environ, overrides)
-    problems: list[str] = []
-    groups: dict[type[_Group], Any] = {}
-    for group in GROUPS:
-        groups[group], group_problems = _validate_group(group, variables)
-        problems.extend(group_problems)
-    kafka = groups[KafkaSettings]
-    if kafka is not None:
-        problems.extend(librdkafka_problems(kafka.client_config()))
+    """Read and check the settings of `groups`; raise ConfigError with one line per problem.
+
+    Unknown names are problems whatever the groups: the same environment serves every command.
+    """
+    variables, problems = gather_variables(config_file, environ, overrides)
+    loaded: list[SettingsGroup] = []
+    for group in leaf_groups(groups):
+        instance, group_problems = _validate_group(group, variables)
+        problems.extend(p for p in group_problems if p not in problems)  # shared fields: once
+        if instance is not None:
+            loaded.append(instance)
     if problems:
         raise ConfigError(problems)
-    return Settings(
-        toloka=groups[TolokaSettings],
-        api=groups[ApiSettings],
-        kafka=kafka,
-        uploader=groups[UploaderSettings],
-        poller=groups[PollerSettings],
-        runtime=groups[RuntimeSettings],
-    )
+    return Settings(tuple(loaded))
 
 
-def documented_variables() -> list[tuple[str, str, str]]:
-    """(variable, default, meaning) for every setting: the source of --help and the README."""
-    rows: list[tuple[str, str, str]] = []
-    for group in GROUPS:
-        for name, field in group.model_fields.items():
-            if name == "properties":
-                rows.append(("KAFKA_<PROPERTY>", "—", field.description or ""))
-                continue
-            if field.is_required():
-                default = "— (required)"
-            else:
-                default = str(field.get_default(call_default_factory=True))
-            rows.append((group.variable(name), default, field.description or ""))
-    return rows
+def documented_variables(
+    groups: Iterable[type[SettingsGroup]] = GROUPS,
+) -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) of every setting of `groups`: the source of --help, README."""
+    rows: dict[str, tuple[str, str, str]] = {}
+    for group in leaf_groups(groups):
+        for row in group.documented():
+            rows.setdefault(row[0], row)
+    return list(rows.values())

@@ -60,12 +60,7 @@ def register_secret(*values: str | SecretStr | None) -> None:
 
 def register_settings_secrets(settings: Settings) -> None:
     """Register every secret the settings hold: the API key and secret librdkafka properties."""
-    from connector.config import is_secret_kafka_property  # noqa: PLC0415 - avoids a cycle risk
-
-    register_secret(settings.toloka.api_key)
-    register_secret(
-        *(v for prop, v in settings.kafka.properties.items() if is_secret_kafka_property(prop))
-    )
+    register_secret(*settings.secrets())
 
 
 def clear_secrets() -> None:

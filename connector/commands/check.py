@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Callable
 
 from connector.commands.common import add_settings_arguments, settings_from_args
-from connector.config import Settings
+from connector.config import GROUPS, Settings
 from connector.errors import ConnectorError
 from connector.kafka.admin import TopicSpec, ensure_topics, existing_topics
 from connector.logs import configure_logging
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     summary = "validate settings, reach Kafka and the API, check the topics and the app project"
     parser = subparsers.add_parser("check", help=summary, description=summary)
-    add_settings_arguments(parser)
+    add_settings_arguments(parser, GROUPS)  # it validates and prints every setting
     parser.add_argument(
         "--create-topics",
         action="store_true",

@@ -1,25 +1,30 @@
-"""What the commands that need settings share: `--config`, overrides, the variables in --help."""
+"""What the commands that need settings share: `--config`, overrides, the variables in --help.
+
+Each such command declares once which settings groups it uses (`add_settings_arguments`); that
+one declaration decides its flags, the variables its `--help` lists, and what it reads and
+requires (`settings_from_args`).
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from connector.config import (
-    GROUPS,
-    G,
     KafkaSettings,
     Settings,
+    SettingsGroup,
     documented_variables,
-    is_secret_kafka_property,
-    kafka_variable,
-    librdkafka_problems,
-    load_group,
+    leaf_groups,
     load_settings,
-    merged_variables,
 )
 from connector.errors import ConfigError
-from connector.logs import register_secret, register_settings_secrets
+from connector.kafka_properties import kafka_variable
+from connector.logs import register_settings_secrets
+
+SettingsGroups = Sequence[type[SettingsGroup]]
+"""The settings groups a command uses (see `connector.config`)."""
 
 
 def flag_for(variable: str) -> str:
@@ -27,17 +32,20 @@ def flag_for(variable: str) -> str:
     return "--" + variable.removeprefix("CONNECTOR_").lower().replace("_", "-")
 
 
-def variables_epilog() -> str:
-    lines = ["environment variables (also accepted in the --config TOML file):"]
-    for variable, default, meaning in documented_variables():
+def variables_epilog(groups: SettingsGroups) -> str:
+    lines = ["environment variables this command reads (also accepted in the --config TOML file):"]
+    for variable, default, meaning in documented_variables(groups):
         lines.append(f"  {variable:<38} {meaning} [default: {default}]")
+    lines.append("An unknown CONNECTOR_* or TOLOKA_* variable is an error (exit 2).")
     return "\n".join(lines)
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--config FILE`, one flag per setting (secrets excepted), `--kafka-property NAME=VALUE`."""
+def add_settings_arguments(parser: argparse.ArgumentParser, groups: SettingsGroups) -> None:
+    """The command uses the settings `groups`: `--config FILE`, one flag per setting of theirs
+    (secrets excepted), `--kafka-property NAME=VALUE` when Kafka is among them."""
+    parser.set_defaults(settings_groups=tuple(groups))
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = variables_epilog()
+    parser.epilog = variables_epilog(groups)
     parser.add_argument(
         "--config",
         type=Path,
@@ -45,24 +53,27 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         help="TOML file with settings (the environment wins over it, flags win over both)",
     )
     overrides = parser.add_argument_group("settings (each overrides its environment variable)")
-    for group in GROUPS:
+    flagged: set[str] = set()
+    for group in leaf_groups(groups):
         for name, field in group.model_fields.items():
             variable = group.variable(name)
-            if name == "properties" or "SecretStr" in str(field.annotation):
+            if name == "properties" or "SecretStr" in str(field.annotation) or variable in flagged:
                 continue  # secrets stay out of argv (visible in ps) and --help
+            flagged.add(variable)
             overrides.add_argument(
                 flag_for(variable),
                 dest=f"setting:{variable}",
                 metavar="VALUE",
                 help=f"{field.description} ({variable})",
             )
-    overrides.add_argument(
-        "--kafka-property",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="any librdkafka property, e.g. security.protocol=SASL_SSL (KAFKA_<PROPERTY>)",
-    )
+    if any(issubclass(group, KafkaSettings) for group in groups):
+        overrides.add_argument(
+            "--kafka-property",
+            action="append",
+            default=[],
+            metavar="NAME=VALUE",
+            help="any librdkafka property, e.g. security.protocol=SASL_SSL (KAFKA_<PROPERTY>)",
+        )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -71,28 +82,29 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
         for key, value in vars(args).items()
         if key.startswith("setting:") and value is not None
     }
-    for pair in args.kafka_property:
-        name, _, value = pair.partition("=")
+    problems: list[str] = []
+    for pair in getattr(args, "kafka_property", []):
+        name, equals, value = pair.partition("=")
+        if not equals or not name.strip():
+            problems.append(f"--kafka-property {pair}: expected NAME=VALUE, e.g. client.id=me")
+            continue
         overrides[kafka_variable(name.strip())] = value
+    if problems:
+        raise ConfigError(problems)
     return overrides
 
 
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    settings = load_settings(args.config, overrides=_overrides(args))
+def settings_from_args(args: argparse.Namespace, groups: SettingsGroups | None = None) -> Settings:
+    """The settings of the groups the command declared (or of `groups`, a part of them)."""
+    settings = load_settings(
+        args.config,
+        overrides=_overrides(args),
+        groups=args.settings_groups if groups is None else groups,
+    )
     register_settings_secrets(settings)  # from here on, no log line can carry them
     return settings
 
 
-def group_from_args(args: argparse.Namespace, group: type[G]) -> G:
-    """One settings group alone, for commands that need no API key or project."""
-    return load_group(group, merged_variables(args.config, overrides=_overrides(args)))
-
-
 def kafka_settings_from_args(args: argparse.Namespace) -> KafkaSettings:
     """Only the Kafka settings, for commands that never call the API (no key needed)."""
-    kafka = group_from_args(args, KafkaSettings)
-    problems = librdkafka_problems(kafka.client_config())
-    if problems:
-        raise ConfigError(problems)
-    register_secret(*(v for p, v in kafka.properties.items() if is_secret_kafka_property(p)))
-    return kafka
+    return settings_from_args(args, (KafkaSettings,)).kafka

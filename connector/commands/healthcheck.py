@@ -14,7 +14,7 @@ import os
 import urllib.parse
 from pathlib import Path
 
-from connector.config import RuntimeSettings, load_group, merged_variables
+from connector.config import EndpointSettings, load_group, merged_variables
 
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1
@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FILE",
         help="TOML settings file to read CONNECTOR_METRICS_HOST/PORT from",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, settings_groups=(EndpointSettings,))  # for the README
 
 
 def target_url(args: argparse.Namespace, environ: dict[str, str] | None = None) -> str | None:
@@ -67,7 +67,7 @@ def target_url(args: argparse.Namespace, environ: dict[str, str] | None = None) 
         base = str(args.url).rstrip("/")
         return base if base.endswith(("/healthz", "/readyz")) else base + endpoint
     variables = merged_variables(args.config, os.environ if environ is None else environ)
-    runtime = load_group(RuntimeSettings, variables)
+    runtime = load_group(EndpointSettings, variables)
     if runtime.metrics_port == 0:
         return None
     host = _WILDCARDS.get(runtime.metrics_host, runtime.metrics_host)

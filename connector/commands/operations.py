@@ -12,13 +12,17 @@ from typing import TypeAlias
 
 import orjson
 
-from connector.commands.common import (
-    add_settings_arguments,
-    group_from_args,
-    kafka_settings_from_args,
-    settings_from_args,
+from connector.commands.common import add_settings_arguments, settings_from_args
+from connector.config import (
+    API_GROUPS,
+    CursorSettings,
+    CursorWriteSettings,
+    GroupSettings,
+    InputTopicSettings,
+    KafkaSettings,
+    ProjectSettings,
+    Settings,
 )
-from connector.config import Settings, UploaderSettings
 from connector.errors import ConnectorError
 from connector.logs import configure_logging
 from connector.metrics import DEAD_LETTER_REASONS, Metrics
@@ -49,6 +53,13 @@ Subparsers: TypeAlias = (
 # --- status ------------------------------------------------------------------------------------
 
 STATUS_HELP = "the cursor, the leading poller, the uploader's lag and the dead letters"
+STATUS_SETTINGS = (
+    ProjectSettings,
+    KafkaSettings,
+    InputTopicSettings,
+    GroupSettings,
+    CursorSettings,
+)
 STATUS_DESCRIPTION = f"""Print {STATUS_HELP}:
 
   cursor        the last item the poller published (after_id) and the finished_at it stands
@@ -76,7 +87,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 def register_status(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("status", help=STATUS_HELP, description=STATUS_DESCRIPTION)
-    add_settings_arguments(parser)
+    add_settings_arguments(parser, STATUS_SETTINGS)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     parser.add_argument(
         "--by-reason",
@@ -89,6 +100,8 @@ def register_status(subparsers: Subparsers) -> None:
 # --- reset-cursor ------------------------------------------------------------------------------
 
 RESET_HELP = "move the poller's cursor: publish again, or skip, finished items"
+RESET_SETTINGS = (ProjectSettings, KafkaSettings, GroupSettings, CursorWriteSettings)
+"""What every reset uses; --to-item also calls the API (API_GROUPS)."""
 RESET_DESCRIPTION = """Replace the poller's cursor: finished items are published again, or skipped.
 
 Choose exactly one move; what it costs read_committed consumers of CONNECTOR_OUTPUT_TOPIC:
@@ -110,7 +123,8 @@ reset is refused (a poller that stopped cleanly released its leadership and does
 one that was killed counts until the timeout has passed: wait, or use --force);
 --force fences that poller instead: it steps down, and the next leader (a standby, or the same
 process a moment later) continues from the new cursor. --dry-run prints the move and writes
-nothing. Exits 1 when the reset is refused or the state topic is missing."""
+nothing and exits 0, saying whether the reset would be written or refused. Exits 1 when the
+reset is refused or the state topic is missing."""
 
 
 def parse_instant_argument(text: str) -> datetime:
@@ -121,8 +135,8 @@ def parse_instant_argument(text: str) -> datetime:
 
 
 def planned_cursor(args: argparse.Namespace, settings: Settings, now: float) -> Cursor:
-    project = settings.toloka.app_project_id
-    window = settings.poller.late_window_seconds
+    project = settings.project.app_project_id
+    window = settings.get(CursorWriteSettings).late_window_seconds
     if args.latest:
         return latest_cursor(project, now=now, late_window_seconds=window)
     if args.to_time is not None:
@@ -140,16 +154,17 @@ def planned_cursor(args: argparse.Namespace, settings: Settings, now: float) -> 
 
 
 def run_reset_cursor(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, (*RESET_SETTINGS, *(API_GROUPS if args.to_item else ())))
     configure_logging("text", "ERROR")
     kafka_config = settings.kafka.client_config()
-    poller = settings.poller
+    poller = settings.get(CursorWriteSettings)
+    group_id = settings.get(GroupSettings).group_id
     require_topics(kafka_config, [poller.state_topic], KAFKA_TIMEOUT_SECONDS)
     current = read_cursor(
         kafka_config,
         poller.state_topic,
-        settings.toloka.app_project_id,
-        group_id=settings.uploader.group_id,
+        settings.project.app_project_id,
+        group_id=group_id,
         timeout_seconds=KAFKA_TIMEOUT_SECONDS,
     )
     now = time.time()
@@ -166,16 +181,17 @@ def run_reset_cursor(args: argparse.Namespace) -> int:
     cursor = planned_cursor(args, settings, now)
     print(f"new cursor:     {describe_cursor(cursor)}")
     why_not = refusal(current, leader, force=args.force)
+    if args.dry_run:  # it answers the question asked: what would happen
+        would = "be written" if why_not is None else f"be refused: {why_not}"
+        print(f"dry run: nothing written; the reset would {would}")
+        return 0
     if why_not is not None:
         raise ConnectorError(f"refused: {why_not}")
-    if args.dry_run:
-        print("dry run: nothing written")
-        return 0
     write_cursor(
         kafka_config,
         poller.state_topic,
         cursor,
-        group_id=settings.uploader.group_id,
+        group_id=group_id,
         timeout_seconds=poller.transaction_timeout_seconds,
     )
     fenced = " (the active poller was fenced and steps down)" if leader and leader.alive else ""
@@ -185,7 +201,7 @@ def run_reset_cursor(args: argparse.Namespace) -> int:
 
 def register_reset_cursor(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("reset-cursor", help=RESET_HELP, description=RESET_DESCRIPTION)
-    add_settings_arguments(parser)
+    add_settings_arguments(parser, (*RESET_SETTINGS, *API_GROUPS))
     move = parser.add_argument_group("move (exactly one)").add_mutually_exclusive_group(
         required=True
     )
@@ -213,6 +229,7 @@ def register_reset_cursor(subparsers: Subparsers) -> None:
 # --- replay-dlq --------------------------------------------------------------------------------
 
 REPLAY_HELP = "put dead letters back on the input topic after their cause is fixed"
+REPLAY_SETTINGS = (KafkaSettings, InputTopicSettings)  # neither the API key nor the project
 REPLAY_DESCRIPTION = f"""Re-publish dead letters of CONNECTOR_DLQ_TOPIC to CONNECTOR_INPUT_TOPIC
 ({REPLAY_HELP}).
 
@@ -233,9 +250,8 @@ Exits 0 after a replay, 1 when a topic is missing or a record was not delivered.
 
 
 def run_replay_dlq(args: argparse.Namespace) -> int:
-    # Kafka and topics only: replaying needs neither the API key nor the project.
-    kafka = kafka_settings_from_args(args)
-    uploader = group_from_args(args, UploaderSettings)
+    settings = settings_from_args(args)
+    kafka, uploader = settings.kafka, settings.get(InputTopicSettings)
     configure_logging("text", "ERROR")
     request = ReplayRequest(
         dlq_topic=uploader.dlq_topic,
@@ -275,7 +291,7 @@ def positive(text: str) -> int:
 
 def register_replay_dlq(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("replay-dlq", help=REPLAY_HELP, description=REPLAY_DESCRIPTION)
-    add_settings_arguments(parser)
+    add_settings_arguments(parser, REPLAY_SETTINGS)
     parser.add_argument(
         "--reason",
         action="append",

@@ -6,8 +6,15 @@ import argparse
 import logging
 from collections.abc import Callable
 
-from connector.commands.common import add_settings_arguments, settings_from_args
-from connector.config import Settings
+from connector.commands.common import SettingsGroups, add_settings_arguments, settings_from_args
+from connector.config import (
+    API_GROUPS,
+    KafkaSettings,
+    PollerSettings,
+    RuntimeSettings,
+    Settings,
+    UploaderSettings,
+)
 from connector.lifecycle import Role
 from connector.logs import configure_logging
 from connector.metrics import Metrics
@@ -25,11 +32,24 @@ ROLE_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "poll": (("poller",), "the poller only: finished items → output topic, exactly once"),
 }
 
+ROLE_SETTINGS: dict[str, SettingsGroups] = {
+    "uploader": (*API_GROUPS, KafkaSettings, UploaderSettings, RuntimeSettings),
+    "poller": (*API_GROUPS, KafkaSettings, PollerSettings, RuntimeSettings),
+}
+"""The settings groups each role uses; a command uses those of its roles."""
+
 
 def build_client(
-    settings: Settings, metrics: Metrics, availability: ApiAvailability | None = None
+    settings: Settings,
+    metrics: Metrics,
+    availability: ApiAvailability | None = None,
+    *,
+    in_flight: int = 1,
 ) -> TolokaClient:
     """One API client per role, so that one role's shutdown cannot cut the other's retries.
+
+    `in_flight` is how many requests its user may have in flight at once (the uploader's bulk
+    uploads); the pool has two connections more.
 
     Retries are bounded here; each role retries a failed operation again on its own terms (the
     uploader never gives up a batch, the poller retries the page), and reports itself not ready
@@ -51,7 +71,7 @@ def build_client(
             base_delay_seconds=api.backoff_base_seconds,
             max_delay_seconds=api.backoff_cap_seconds,
         ),
-        max_connections=settings.uploader.max_in_flight + 2,
+        max_connections=in_flight + 2,
         max_response_bytes=api.max_response_bytes,
         verify_tls=api.tls_verify,
         metrics=metrics,
@@ -68,7 +88,12 @@ def build_roles(names: tuple[str, ...], settings: Settings, metrics: Metrics) ->
     availability = ApiAvailability(metrics)
     builders: dict[str, Callable[[], Role]] = {
         "uploader": lambda: build_uploader(
-            settings, build_client(settings, metrics, availability), metrics, outstanding
+            settings,
+            build_client(
+                settings, metrics, availability, in_flight=settings.uploader.max_in_flight
+            ),
+            metrics,
+            outstanding,
         ),
         "poller": lambda: build_poller(
             settings, build_client(settings, metrics, availability), metrics, outstanding
@@ -80,7 +105,7 @@ def build_roles(names: tuple[str, ...], settings: Settings, metrics: Metrics) ->
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for command, (roles, summary) in ROLE_COMMANDS.items():
         parser = subparsers.add_parser(command, help=summary, description=summary)
-        add_settings_arguments(parser)
+        add_settings_arguments(parser, [group for role in roles for group in ROLE_SETTINGS[role]])
         parser.set_defaults(func=_runner_for(roles))
 
 

@@ -11,6 +11,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from connector.commands.common import add_settings_arguments, kafka_settings_from_args
+from connector.config import KafkaSettings
 from connector.logs import configure_logging, kafka_logger
 
 
@@ -87,5 +88,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="start at the end instead of the beginning",
     )
     parser.add_argument("--max", type=int, default=0, help="stop after this many records")
-    add_settings_arguments(parser)
+    add_settings_arguments(parser, (KafkaSettings,))
     parser.set_defaults(func=run)

@@ -88,11 +88,11 @@ class _Republisher:
         self._timeout = timeout
         self._producer = Producer(
             {
+                "linger.ms": 20,  # a default: a user's KAFKA_LINGER_MS wins
                 **kafka_config,
                 # A dead letter holds its record whole, however large (too_large ones too).
                 "message.max.bytes": copying_producer_max_bytes(kafka_config, 0),
                 "enable.idempotence": True,
-                "linger.ms": 20,
                 "logger": kafka_logger(),
             }
         )

@@ -13,7 +13,7 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from connector.config import Settings
+from connector.config import CursorSettings, GroupSettings, InputTopicSettings, Settings
 from connector.operations.dead_letter_records import read_dead_letter
 from connector.operations.kafka_reads import (
     Watermarks,
@@ -168,7 +168,8 @@ def gather_status(
     settings: Settings, *, now: float, by_reason: bool, timeout: float
 ) -> ConnectorStatus:
     kafka_config = settings.kafka.client_config()
-    uploader, poller = settings.uploader, settings.poller
+    uploader, poller = settings.get(InputTopicSettings), settings.get(CursorSettings)
+    group_id = settings.get(GroupSettings).group_id
     consumer = looking_consumer(kafka_config)
     try:
         # Every topic first, so that a missing one is reported before anything is read.
@@ -183,14 +184,14 @@ def gather_status(
     finally:
         consumer.close()
     committed = committed_offsets(
-        kafka_config, uploader.group_id, uploader.input_topic, input_partitions, timeout
+        kafka_config, group_id, uploader.input_topic, input_partitions, timeout
     )
-    project = settings.toloka.app_project_id
+    project = settings.project.app_project_id
     cursor = read_cursor(
         kafka_config,
         poller.state_topic,
         project,
-        group_id=uploader.group_id,
+        group_id=group_id,
         timeout_seconds=timeout,
     )
     leader = (
@@ -206,7 +207,7 @@ def gather_status(
         leader=leader,
         leader_timeout_seconds=poller.leader_timeout_seconds,
         input_topic=uploader.input_topic,
-        group_id=uploader.group_id,
+        group_id=group_id,
         lag=tuple(partition_lag(p, committed.get(p), input_marks[p]) for p in input_partitions),
         dlq_topic=uploader.dlq_topic,
         dead_letters=sum(marks.retained for marks in dlq_marks.values()),

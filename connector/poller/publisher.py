@@ -47,10 +47,10 @@ def producer_config(
     kafka_config: Mapping[str, str], app_project_id: str, transaction_timeout_seconds: float
 ) -> dict[str, Any]:
     return {
+        "linger.ms": 5,  # a default: a user's KAFKA_LINGER_MS wins
         **kafka_config,
         "transactional.id": transactional_id(app_project_id),
         "transaction.timeout.ms": int(transaction_timeout_seconds * 1000),
-        "linger.ms": 5,
         "logger": kafka_logger(),
     }
 

@@ -67,7 +67,7 @@ def build_poller(
             kafka_config,
             topic=poller.state_topic,
             app_project_id=project,
-            group_id=settings.uploader.group_id,
+            group_id=settings.poller.group_id,
             timeout_seconds=poller.transaction_timeout_seconds,
             clock=clock,
         ),

@@ -41,6 +41,9 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
     # librdkafka's prefetch queue is the largest buffer of a paused uploader (64 MiB by default).
     "queued.max.messages.kbytes": 16384,
     "statistics.interval.ms": 5000,
+    # Rebalances move only the partitions that change owner; the loop handles an eager strategy
+    # (`range`, which some brokers need) as well: it finishes whatever partitions are revoked.
+    "partition.assignment.strategy": "cooperative-sticky",
 }
 """Defaults that a `KAFKA_<PROPERTY>` setting may change."""
 
@@ -56,7 +59,6 @@ def consumer_config(settings: Settings, on_statistics: Callable[[str], None]) ->
         "group.id": settings.uploader.group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
-        "partition.assignment.strategy": "cooperative-sticky",
         "stats_cb": on_statistics,
         "logger": kafka_logger(),
     }

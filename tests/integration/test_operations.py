@@ -25,6 +25,7 @@ from connector.poller import Cursor, initial_cursor, read_cursor, write_cursor
 from connector.uploader.dead_letters import DeadLetterWriter
 from connector.uploader.decode import Refusal
 from tests.fixtures.brokers import NewTopic, ReadTopic, require, unique_name
+from tests.fixtures.console import toloka_connector
 from tests.fixtures.simulator import SimulatorHandle
 from tests.fixtures.waiting import wait_for
 from tests.integration.poller_harness import PollerSetup, PollerThread
@@ -265,9 +266,13 @@ def test_reset_to_item_then_a_poller_publishes_exactly_the_items_after_it(
 
 
 def test_reset_without_a_cursor_is_refused(cli: Cli) -> None:
-    outcome = cli("reset-cursor", "--latest", "--toloka-app-project-id", unique_name("nobody"))
+    nobody = unique_name("nobody")
+    outcome = cli("reset-cursor", "--latest", "--toloka-app-project-id", nobody)
     assert outcome.code == 1
     assert "refused: there is no cursor to reset" in outcome.err
+    dry = cli("reset-cursor", "--latest", "--toloka-app-project-id", nobody, "--dry-run")
+    assert (dry.code, dry.err) == (0, "")
+    assert "the reset would be refused: there is no cursor to reset" in dry.out
 
 
 def test_reset_refuses_while_a_poller_leads_and_force_fences_it(
@@ -288,6 +293,10 @@ def test_reset_refuses_while_a_poller_leads_and_force_fences_it(
     refused = cli("reset-cursor", "--to-time", moment)
     assert refused.code == 1
     assert "refused: a poller is active" in refused.err
+    # A dry run answers the question: it would be refused. That is no failure of the dry run.
+    asked = toloka_connector("reset-cursor", "--to-time", moment, "--dry-run", env=setup.environ())
+    assert (asked.returncode, asked.stderr) == (0, ""), asked.stderr
+    assert "nothing written; the reset would be refused: a poller is active" in asked.stdout
     dry = cli("reset-cursor", "--to-time", moment, "--force", "--dry-run")
     assert dry.code == 0
     cursor = deployment.cursor()

@@ -145,7 +145,9 @@ class InProcess:
     def __init__(self, environ: dict[str, str]) -> None:
         settings = load_settings(environ=environ)
         self.metrics = Metrics()
-        self.client = build_client(settings, self.metrics)
+        self.client = build_client(
+            settings, self.metrics, in_flight=settings.uploader.max_in_flight
+        )
         self.role: Uploader = build_uploader(settings, self.client, self.metrics)
         self.stop = threading.Event()
         self.failure: BaseException | None = None
@@ -300,11 +302,18 @@ def test_a_killed_uploader_is_continued_from_the_committed_offsets(
           f"{at_kill} of {count} records committed at the kill")  # fmt: skip
 
 
+@pytest.mark.parametrize("strategy", ["cooperative-sticky", "range"])
 def test_two_uploaders_in_one_group_share_the_partitions(
-    pipeline: Pipeline, in_process: Callable[[dict[str, str]], InProcess]
+    pipeline: Pipeline, in_process: Callable[[dict[str, str]], InProcess], strategy: str
 ) -> None:
-    require(pipeline.broker, "cooperative_rebalancing")
-    environ = pipeline.environ(batch_max_items="100")
+    # cooperative-sticky is the default; an eager strategy a user chose (KAFKA_PARTITION_
+    # ASSIGNMENT_STRATEGY, e.g. for a broker that cannot finish cooperative rebalances) is used.
+    if strategy == "cooperative-sticky":
+        require(pipeline.broker, "cooperative_rebalancing")
+    environ = {
+        **pipeline.environ(batch_max_items="100"),
+        "KAFKA_PARTITION_ASSIGNMENT_STRATEGY": strategy,
+    }
     first = in_process(environ)
     wait_for(lambda: len(first.role.assignment()) == PARTITIONS, "the first uploader assigned")
     second = in_process(environ)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 import subprocess
 import sys
 
@@ -30,11 +32,78 @@ def test_top_level_help_lists_every_contract_command() -> None:
         assert command in text
 
 
-@pytest.mark.parametrize("command", ["run", "upload", "poll", "check"])
-def test_role_help_documents_every_variable(command: str) -> None:
+API = {
+    "TOLOKA_APP_PROJECT_ID", "TOLOKA_API_KEY", "TOLOKA_BASE_URL",
+    "CONNECTOR_API_CONNECT_TIMEOUT_SECONDS", "CONNECTOR_API_TIMEOUT_SECONDS",
+    "CONNECTOR_API_MAX_ATTEMPTS", "CONNECTOR_API_BACKOFF_BASE_SECONDS",
+    "CONNECTOR_API_BACKOFF_CAP_SECONDS", "CONNECTOR_API_TLS_VERIFY",
+    "CONNECTOR_API_MAX_RESPONSE_BYTES",
+}  # fmt: skip
+KAFKA = {"KAFKA_BOOTSTRAP_SERVERS", "KAFKA_<PROPERTY>"}
+RUNTIME = {
+    "CONNECTOR_METRICS_PORT", "CONNECTOR_METRICS_HOST", "CONNECTOR_LOG_FORMAT",
+    "CONNECTOR_LOG_LEVEL", "CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS",
+}  # fmt: skip
+UPLOADER = {
+    "CONNECTOR_INPUT_TOPIC", "CONNECTOR_DLQ_TOPIC", "CONNECTOR_GROUP_ID",
+    "CONNECTOR_BATCH_MAX_ITEMS", "CONNECTOR_BATCH_MAX_BYTES", "CONNECTOR_LINGER_MS",
+    "CONNECTOR_MAX_IN_FLIGHT", "CONNECTOR_MAX_RECORD_BYTES", "CONNECTOR_SPEC_REFRESH_SECONDS",
+    "CONNECTOR_DRAIN_TIMEOUT_SECONDS", "CONNECTOR_COMMIT_INTERVAL_MS",
+}  # fmt: skip
+CURSOR = {"CONNECTOR_STATE_TOPIC", "CONNECTOR_LEADER_TIMEOUT_SECONDS"}
+CURSOR_WRITES = CURSOR | {"CONNECTOR_LATE_WINDOW_SECONDS", "CONNECTOR_TRANSACTION_TIMEOUT_SECONDS"}
+POLLER = CURSOR_WRITES | {
+    "CONNECTOR_GROUP_ID", "CONNECTOR_OUTPUT_TOPIC", "CONNECTOR_KEY_FIELD",
+    "CONNECTOR_PAGE_SIZE", "CONNECTOR_POLL_INTERVAL_SECONDS",
+    "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS", "CONNECTOR_START_FROM",
+    "CONNECTOR_LATE_SCAN_INTERVAL_SECONDS",
+}  # fmt: skip
+EVERY = {variable for variable, _, _ in documented_variables()}
+READS = {  # what each command uses, as the README's settings table says
+    "run": EVERY,
+    "check": EVERY,
+    "upload": API | KAFKA | UPLOADER | RUNTIME,
+    "poll": API | KAFKA | POLLER | RUNTIME,
+    "status": {"TOLOKA_APP_PROJECT_ID", "CONNECTOR_INPUT_TOPIC", "CONNECTOR_DLQ_TOPIC",
+               "CONNECTOR_GROUP_ID"} | KAFKA | CURSOR,
+    "reset-cursor": API | KAFKA | CURSOR_WRITES | {"CONNECTOR_GROUP_ID"},
+    "replay-dlq": KAFKA | {"CONNECTOR_INPUT_TOPIC", "CONNECTOR_DLQ_TOPIC"},
+    "tail": KAFKA,
+}  # fmt: skip
+
+
+def listed_variables(command: str) -> set[str]:
+    """The variables `command --help` lists under its environment variables heading."""
     text = help_of(command)
-    for variable, _, _ in documented_variables():
-        assert variable in text, f"{variable} missing from `{command} --help`"
+    _, heading, rest = text.partition("environment variables this command reads")
+    assert heading, f"`{command} --help` lists no environment variables"
+    return set(re.findall(r"^  ([A-Z][A-Z0-9_<>]+) ", rest, flags=re.MULTILINE))
+
+
+@pytest.mark.parametrize("command", sorted(READS))
+def test_help_lists_exactly_the_variables_the_command_reads(command: str) -> None:
+    assert listed_variables(command) == READS[command]
+
+
+def test_every_command_that_reads_settings_is_covered() -> None:
+    declared = {
+        name
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name, parser in action._name_parser_map.items()
+        if parser.get_default("settings_groups") and name != "healthcheck"
+    }
+    assert declared == set(READS)
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [("status", "--batch-max-items"), ("tail", "--input-topic"), ("upload", "--page-size")],
+)
+def test_a_command_has_no_flag_for_a_setting_it_does_not_read(command: str, flag: str) -> None:
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args([command, *(["t"] if command == "tail" else []), flag, "1"])
+    assert caught.value.code == 2
 
 
 def test_bad_setting_exits_2_with_one_line_naming_it(

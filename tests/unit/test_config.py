@@ -37,7 +37,7 @@ def test_contract_defaults() -> None:
 
 
 def test_missing_required_settings_are_named() -> None:
-    assert problems_for({}) == ["TOLOKA_API_KEY: is required", "TOLOKA_APP_PROJECT_ID: is required"]
+    assert problems_for({}) == ["TOLOKA_APP_PROJECT_ID: is required", "TOLOKA_API_KEY: is required"]
 
 
 def test_bad_integer_is_one_line_naming_the_variable() -> None:

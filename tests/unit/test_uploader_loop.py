@@ -584,9 +584,10 @@ def test_unacknowledged_dead_letters_pause_their_partition_then_stop_the_role(
     assert producer.delivered == []
 
 
-def test_client_settings_the_commit_rule_depends_on_cannot_be_overridden() -> None:
+def test_client_settings_the_commit_rule_depends_on_are_set_and_defaults_yield() -> None:
+    # A user cannot set the owned ones (KAFKA_ENABLE_AUTO_COMMIT … is a configuration error:
+    # tests/unit/test_kafka_properties.py); the defaults yield to a user's value.
     environ = {"TOLOKA_API_KEY": "k", "TOLOKA_APP_PROJECT_ID": "p",
-               "KAFKA_ENABLE_AUTO_COMMIT": "true", "KAFKA_ENABLE_IDEMPOTENCE": "false",
                "KAFKA_QUEUED_MAX_MESSAGES_KBYTES": "2048"}  # fmt: skip
     configured = load_settings(environ=environ)
     consumer = consumer_config(configured, lambda _stats: None)
