@@ -226,6 +226,23 @@ class RuntimeSettings(_Group):
             "drain timeout, which it includes)"
         ),
     )
+    liveness_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "/healthz fails when a role's loop has not gone round for this long, unless it "
+            "waits in a call to Kafka or the API (each ends by its own timeout)"
+        ),
+    )
+    progress_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "/readyz fails when a role with work waiting made no progress for this long "
+            "(uploader: records waiting, none uploaded or dead-lettered; leading poller: no "
+            "listing answered or no transaction committed)"
+        ),
+    )
 
 
 G = TypeVar("G", bound=_Group)

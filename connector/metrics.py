@@ -67,6 +67,12 @@ class Metrics:
             registry=r,
         )
 
+        self.kafka_up = Gauge(
+            f"{PREFIX}_kafka_up",
+            "1 while a Kafka broker connection is up, 0 during an outage and before the first.",
+            registry=r,
+        )
+
         # --- uploader -----------------------------------------------------------------------
         self.records_consumed = Counter(
             f"{PREFIX}_records_consumed_total", "Records read from the input topic.", registry=r

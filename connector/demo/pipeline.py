@@ -93,6 +93,7 @@ class RolesInBackground:
                     metrics_host=settings.runtime.metrics_host,
                     metrics_port=settings.runtime.metrics_port,
                     shutdown_timeout_seconds=settings.runtime.shutdown_timeout_seconds,
+                    liveness_timeout_seconds=settings.runtime.liveness_timeout_seconds,
                     stop=self._stop,
                 )
             except RoleFailedError as exc:

@@ -145,7 +145,11 @@ def test_healthz_is_ok_while_every_loop_is_fresh(stack: Stack) -> None:
     status, body = stack.get_json("/healthz")
     assert status == 200
     assert body["status"] == "ok"
-    assert body["roles"]["poller"] == {"heartbeat_age_seconds": 59.0, "stuck": False}
+    assert body["roles"]["poller"] == {
+        "heartbeat_age_seconds": 59.0,
+        "stuck": False,
+        "waiting_on": None,
+    }
 
 
 def test_healthz_names_the_stuck_loop(stack: Stack) -> None:
@@ -157,6 +161,24 @@ def test_healthz_names_the_stuck_loop(stack: Stack) -> None:
     assert body["message"] == "poller loop stuck for 61.0s (limit 60s)"
     assert body["roles"]["uploader"]["stuck"] is False
     assert body["roles"]["poller"]["stuck"] is True
+
+
+def test_healthz_is_ok_while_a_loop_waits_on_a_dependency_however_long(stack: Stack) -> None:
+    """An outage keeps a loop in a call that ends by its own timeout: readiness says so, and a
+    restart would not help, so liveness must not fail."""
+    with stack.poller.heartbeat.waiting_on("the Toloka API (listing)"):
+        stack.clock.advance(600)
+        stack.uploader.heartbeat.beat()
+        status, body = stack.get_json("/healthz")
+        assert status == 200
+        assert body["roles"]["poller"]["waiting_on"] == "the Toloka API (listing)"
+        assert "poller waiting on the Toloka API (listing) for 600.0s" in body["message"]
+    stack.clock.advance(59)
+    assert stack.get_json("/healthz")[0] == 200, "leaving the call counts as a beat"
+    stack.clock.advance(2)
+    status, body = stack.get_json("/healthz")
+    assert status == 503
+    assert "poller loop stuck for 61.0s" in body["message"]
 
 
 def test_readyz_reports_each_roles_detail(stack: Stack) -> None:
