@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from connector.cli import EXIT_INTERRUPTED
 from connector.commands.common import add_settings_arguments, settings_from_args
-from connector.config import Settings
+from connector.config import PollerSettings, Settings, UploaderSettings
 from connector.errors import ConnectorError
 from connector.kafka.admin import TopicSpec, ensure_topics, existing_topics
 from connector.logs import configure_logging
@@ -25,21 +26,27 @@ KAFKA_TIMEOUT_SECONDS = 10.0
 
 def connector_topics(settings: Settings) -> list[TopicSpec]:
     """The topics the connector uses; only the state topic needs one partition and compaction."""
+    return topic_specs(settings.uploader, settings.poller)
+
+
+def topic_specs(uploader: UploaderSettings, poller: PollerSettings) -> list[TopicSpec]:
     return [
-        TopicSpec(settings.uploader.input_topic, partitions=6),
-        TopicSpec(settings.uploader.dlq_topic, partitions=1),
-        TopicSpec(settings.poller.output_topic, partitions=6),
-        TopicSpec(settings.poller.state_topic, partitions=1, compacted=True),
+        TopicSpec(uploader.input_topic, partitions=6),
+        TopicSpec(uploader.dlq_topic, partitions=1),
+        TopicSpec(poller.output_topic, partitions=6),
+        TopicSpec(poller.state_topic, partitions=1, compacted=True),
     ]
 
 
 class Report:
     def __init__(self) -> None:
         self.failures = 0
+        self.done = 0
 
     def line(self, ok: bool, what: str, detail: str = "") -> None:
         self.failures += 0 if ok else 1
-        print(f"{'ok  ' if ok else 'FAIL'}  {what}{': ' + detail if detail else ''}")
+        self.done += 1
+        print(f"{'ok  ' if ok else 'FAIL'}  {what}{': ' + detail if detail else ''}", flush=True)
 
     def attempt(self, what: str, probe: Callable[[], str]) -> bool:
         try:
@@ -100,12 +107,20 @@ def check_api(client: TolokaClient, report: Report) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    report = Report()
+    try:
+        return check(args, report)
+    except KeyboardInterrupt:
+        print(f"interrupted: {report.done} check(s) done (above), the others not run", flush=True)
+        return EXIT_INTERRUPTED
+
+
+def check(args: argparse.Namespace, report: Report) -> int:
     settings = settings_from_args(args)
     configure_logging(settings.runtime.log_format, "ERROR")
     print("settings:")
     for variable, value in settings.describe():
         print(f"  {variable} = {value}")
-    report = Report()
     check_kafka(settings, report, args.create_topics)
     with build_client(settings, Metrics()) as client:
         check_api(client, report)

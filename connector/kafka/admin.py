@@ -18,6 +18,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
 from confluent_kafka.cimpl import NewTopic
 
 from connector.errors import KafkaOperationError
+from connector.kafka.steps import within
 from connector.logs import kafka_logger
 
 _DEFAULT_TIMEOUT_SECONDS = 15.0
@@ -62,8 +63,9 @@ def existing_topics(
     config: str | Mapping[str, str], timeout: float = _DEFAULT_TIMEOUT_SECONDS
 ) -> set[str]:
     """Names of the topics the cluster knows; KafkaOperationError when it cannot be reached."""
+    admin = _admin(config)
     try:
-        metadata = _admin(config).list_topics(timeout=timeout)
+        metadata = within(lambda step: admin.list_topics(timeout=step), timeout)
     except KafkaException as error:
         raise KafkaOperationError(f"cannot list topics: {error.args[0]}") from error
     return set(metadata.topics)
