@@ -18,6 +18,7 @@ connection can wait ~40 ms for the peer's delayed ACK.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import socket
@@ -33,7 +34,7 @@ from prometheus_client.exposition import choose_encoder
 from connector.clock import Clock, SystemClock
 from connector.errors import ConfigError
 from connector.lifecycle import Role
-from connector.metrics import Metrics
+from connector.metrics import ROLES, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,12 @@ class HealthChecks:
         self.roles = tuple(roles)
         self.stale_after_seconds = stale_after_seconds
         self.clock = clock if clock is not None else SystemClock()
+        # A role this process does not run has no readiness: a 0 would fire the NotReady alert.
+        running = {role.name for role in self.roles}
+        for name in ROLES:
+            if name not in running:
+                with contextlib.suppress(KeyError):
+                    metrics.role_ready.remove(name)
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         """Stuck: a loop that has not gone round for `stale_after_seconds` and is not waiting in

@@ -170,7 +170,7 @@ class Uploader:
         stalled = self._stalled(loop)
         if stalled is not None:
             return Readiness(False, stalled)
-        return Readiness(True, f"uploading from {len(loop.assignment())} assigned partitions")
+        return Readiness(True, f"{len(loop.assignment())} input partitions assigned")
 
     def _stalled(self, loop: UploadLoop) -> str | None:
         """Work has been waiting (uploads in flight, records behind) and no record was uploaded

@@ -152,6 +152,20 @@ def test_poll_with_a_missing_state_topic_is_not_ready_and_does_not_create_it(
     assert poll.exit_code() == 0
 
 
+def test_upload_with_a_missing_input_topic_is_not_ready_and_names_the_setting(
+    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+) -> None:
+    env = environ(kafka_broker, simulator, new_topic)
+    missing = env["CONNECTOR_INPUT_TOPIC"] = unique_name("no-input")
+    upload = console.start("upload", env=env)
+    message = wait_for_probe(upload, "/readyz", 503, lambda m: "does not exist" in m)
+    assert message.startswith(
+        f"uploader NOT ready: topic {missing} (CONNECTOR_INPUT_TOPIC) does not exist: create it"
+    )
+    upload.interrupt()
+    assert upload.exit_code() == 0
+
+
 def test_poll_with_a_state_topic_that_is_not_compacted_says_so_at_startup_and_in_readiness(
     kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
 ) -> None:

@@ -210,6 +210,19 @@ def test_readyz_survives_a_readiness_check_that_raises(stack: Stack) -> None:
     }
 
 
+def test_a_role_the_process_does_not_run_has_no_readiness_gauge() -> None:
+    metrics = Metrics()
+    with start_health_server(
+        "127.0.0.1", 0, metrics, [FakeRole("poller", FakeClock())], clock=FakeClock()
+    ) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("GET", "/metrics")
+        body = connection.getresponse().read().decode()
+        connection.close()
+    assert 'toloka_connector_role_ready{role="poller"} 1.0' in body
+    assert 'role_ready{role="uploader"}' not in body, "a 0 here would fire the NotReady alert"
+
+
 def test_unknown_path_is_404(stack: Stack) -> None:
     status, _, _ = stack.get("/nope")
     assert status == 404
