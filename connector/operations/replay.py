@@ -41,6 +41,8 @@ class ReplaySummary:
     """Dead letters whose reason was not asked for, per reason."""
     value_dropped: Counter[str] = field(default_factory=Counter)
     """Asked-for dead letters that lost their value (too large for the dead-letter topic)."""
+    sent: int = 0
+    """Records handed to the producer."""
     delivered: Counter[str] = field(default_factory=Counter)
     """Replayed records the broker acknowledged, per reason."""
     delivered_up_to: dict[int, int] = field(default_factory=dict)
@@ -70,7 +72,7 @@ class ReplaySummary:
         delivered = sum(self.delivered.values())
         lines = [f"interrupted: replayed {delivered} record(s) before it stopped (delivered)"]
         lines += [f"  {reason}: {count}" for reason, count in sorted(self.delivered.items())]
-        unconfirmed = sum(self.replayed.values()) - delivered
+        unconfirmed = self.sent - delivered
         if unconfirmed:
             lines.append(
                 f"{unconfirmed} more record(s) were sent but not confirmed: they may have been "
@@ -146,6 +148,7 @@ class _Republisher:
                         headers=dead_letter.replay_headers(),
                         on_delivery=delivered,
                     )
+                    self._summary.sent += 1
                 break
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room.

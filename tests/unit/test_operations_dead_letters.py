@@ -104,3 +104,21 @@ def test_selection_counts_replayed_left_alone_and_unreplayable() -> None:
 def test_malformed_json_is_not_replayed_by_default() -> None:
     assert "invalid_json" not in DEFAULT_REASONS
     assert "not_an_object" not in DEFAULT_REASONS
+
+
+def test_an_interrupted_replay_says_what_was_delivered_and_how_to_go_on() -> None:
+    summary = ReplaySummary(interrupted=True)
+    summary.replayed["rejected"] = 11  # selected; the last one was never handed to the producer
+    summary.sent = 10
+    summary.delivered["rejected"] = 10
+    summary.delivered_up_to[0] = 10
+    assert summary.lines(dry_run=False) == [
+        "interrupted: replayed 10 record(s) before it stopped (delivered)",
+        "  rejected: 10",
+        "the dead letters before these offsets were replayed: partition 0: 10",
+        "to continue where it stopped: replay-dlq --from-offset 10",
+    ]
+    summary.sent = 12
+    assert summary.lines(dry_run=False)[2] == (
+        "2 more record(s) were sent but not confirmed: they may have been replayed too"
+    )
