@@ -124,10 +124,14 @@ class HealthChecks:
         return ready, {"ready": ready, "message": message or "no roles", "roles": roles}
 
     def refresh_heartbeat_gauges(self) -> None:
-        """Turn each monotonic heartbeat into the wall-clock gauge alerts compare with time()."""
+        """Turn each monotonic heartbeat into the wall-clock gauge alerts compare with time();
+        a loop waiting in a call to a dependency counts as alive, as for /healthz, so the
+        LoopStuck alert sees what /healthz sees."""
         now = self.clock.time()
         for role in self.roles:
-            self.metrics.loop_heartbeat.labels(role.name).set(now - role.heartbeat.age())
+            heartbeat = role.heartbeat
+            age = 0.0 if heartbeat.waiting_for is not None else heartbeat.age()
+            self.metrics.loop_heartbeat.labels(role.name).set(now - age)
 
 
 class _Handler(BaseHTTPRequestHandler):

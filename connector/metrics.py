@@ -197,7 +197,8 @@ class Metrics:
         )
         self.loop_heartbeat = Gauge(
             f"{PREFIX}_loop_heartbeat_timestamp_seconds",
-            "Unix time of the last iteration of each role's loop.",
+            "Unix time of the last iteration of each role's loop (now while it waits in a call "
+            "to Kafka or the API, which ends by its own timeout).",
             ["role"],
             registry=r,
         )

@@ -140,6 +140,21 @@ def test_metrics_scrape_turns_heartbeats_into_wall_clock_gauges(stack: Stack) ->
     assert samples == {"uploader": stack.clock.now_wall, "poller": stack.clock.now_wall - 30}
 
 
+def test_a_loop_waiting_on_a_dependency_has_a_fresh_heartbeat_gauge(stack: Stack) -> None:
+    """The LoopStuck alert reads the gauge: it must see what /healthz sees."""
+    with stack.poller.heartbeat.waiting_on("Kafka (taking over)"):
+        stack.clock.advance(300)
+        stack.uploader.heartbeat.beat()
+        _, _, body = stack.get("/metrics")
+    samples = {
+        s.labels["role"]: s.value
+        for family in text_string_to_metric_families(body.decode())
+        if family.name == "toloka_connector_loop_heartbeat_timestamp_seconds"
+        for s in family.samples
+    }
+    assert samples["poller"] == stack.clock.now_wall
+
+
 def test_healthz_is_ok_while_every_loop_is_fresh(stack: Stack) -> None:
     stack.clock.advance(59)
     status, body = stack.get_json("/healthz")
