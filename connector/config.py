@@ -231,7 +231,8 @@ class RuntimeSettings(_Group):
         gt=0,
         description=(
             "/healthz fails when a role's loop has not gone round for this long, unless it "
-            "waits in a call to Kafka or the API (each ends by its own timeout)"
+            "waits in a call to Kafka or the API (each ends by its own timeout); keep it above "
+            "CONNECTOR_DRAIN_TIMEOUT_SECONDS, which a rebalance may take"
         ),
     )
     progress_timeout_seconds: float = Field(

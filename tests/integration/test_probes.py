@@ -118,13 +118,16 @@ def test_run_with_kafka_unreachable_is_not_ready_says_why_once_and_stays_alive(
 def test_a_kafka_outage_is_one_line_when_it_begins_and_one_when_it_ends(
     kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
 ) -> None:
-    require(kafka_broker, Capability.PROCESS_CONTROL)
+    if not kafka_broker.supports(Capability.PROCESS_CONTROL):
+        require(kafka_broker, Capability.FAULT_INJECTION)
     run = console.start("run", env=environ(kafka_broker, simulator, new_topic))
     wait_for_probe(run, "/readyz", 200)
-    kafka_broker.stop()
-    message = wait_for_probe(run, "/readyz", 503, lambda m: "Kafka unreachable" in m)
-    assert f"no broker reachable at {kafka_broker.bootstrap_servers}" in message
-    kafka_broker.restart()
+    cluster_down(kafka_broker)
+    try:
+        message = wait_for_probe(run, "/readyz", 503, lambda m: "Kafka unreachable" in m)
+        assert f"no broker reachable at {kafka_broker.bootstrap_servers}" in message
+    finally:
+        cluster_up(kafka_broker)  # the fixture brings a stopped process back, not a mock's
     wait_for_probe(run, "/readyz", 200)
     assert [line.split(": kafka: ")[1][:12] for line in log_lines(run, ": kafka: ")] == [
         "up -> down (",
@@ -133,6 +136,26 @@ def test_a_kafka_outage_is_one_line_when_it_begins_and_one_when_it_ends(
     assert log_lines(run, "FAIL [rdkafka") == []
     run.interrupt()
     assert run.exit_code() == 0
+
+
+MOCK_BROKER_IDS = (1, 2, 3)
+
+
+def cluster_down(broker: Broker) -> None:
+    """Every broker stops answering: the process of real Kafka, the mock's brokers one by one."""
+    if broker.supports(Capability.PROCESS_CONTROL):
+        broker.stop()
+    else:
+        for broker_id in MOCK_BROKER_IDS:
+            broker.broker_down(broker_id)
+
+
+def cluster_up(broker: Broker) -> None:
+    if broker.supports(Capability.PROCESS_CONTROL):
+        broker.ensure_running()
+    else:
+        for broker_id in MOCK_BROKER_IDS:
+            broker.broker_up(broker_id)
 
 
 def test_poll_with_a_missing_state_topic_is_not_ready_and_does_not_create_it(
