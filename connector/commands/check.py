@@ -13,8 +13,9 @@ from collections.abc import Callable
 from connector.cli import EXIT_INTERRUPTED
 from connector.commands.common import add_settings_arguments, settings_from_args
 from connector.config import PollerSettings, Settings, UploaderSettings
-from connector.errors import ConnectorError
-from connector.kafka.admin import TopicSpec, ensure_topics, existing_topics
+from connector.errors import ConnectorError, KafkaOperationError
+from connector.kafka.admin import TopicSpec, cleanup_policies, ensure_topics, existing_topics
+from connector.kafka.topic_watch import TopicNeed, not_compacted
 from connector.logs import configure_logging
 from connector.metrics import Metrics
 from connector.toloka.client import TolokaClient
@@ -77,11 +78,28 @@ def check_kafka(settings: Settings, report: Report, create_topics: bool) -> None
         ):
             topics.update(spec.name for spec in missing)
     for spec in specs:
-        report.line(
-            spec.name in topics,
-            f"topic {spec.name}",
-            "" if spec.name in topics else "missing (create it, or run check --create-topics)",
-        )
+        if spec.name not in topics:
+            report.line(
+                False, f"topic {spec.name}", "missing (create it, or run check --create-topics)"
+            )
+        elif spec.compacted:
+            compaction_line(config, spec, report)
+        else:
+            report.line(True, f"topic {spec.name}")
+
+
+def compaction_line(config: dict[str, str], spec: TopicSpec, report: Report) -> None:
+    """The state topic must be compacted; a broker that does not say is not held against it."""
+    try:
+        policy = cleanup_policies(config, [spec.name], KAFKA_TIMEOUT_SECONDS)[spec.name]
+    except KafkaOperationError as exc:
+        report.line(True, f"topic {spec.name}", f"compaction not verified ({exc})")
+        return
+    if "compact" in policy.split(","):
+        report.line(True, f"topic {spec.name}", f"cleanup.policy={policy}")
+    else:
+        need = TopicNeed(spec.name, "CONNECTOR_STATE_TOPIC", compacted=True)
+        report.line(False, f"topic {spec.name}", not_compacted(need, policy))
 
 
 def check_api(client: TolokaClient, report: Report) -> None:
