@@ -1,8 +1,10 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when missing.
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when missing:
+# `make demo` installs only what the connector needs to run, `make test` the development tools too.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 # toloka-kit 1.2.3 (the public client of the real API) pins httpx<0.28 and cattrs 22, so the
 # compatibility test runs it from a virtual environment of its own.
 TOLOKAKIT := .venv-tolokakit
@@ -15,12 +17,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+$(RUNTIME_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
 $(TOLOKAKIT)/.installed:
 	test -x $(TOLOKAKIT)/bin/python || $(PYTHON) -m venv $(TOLOKAKIT)
 	$(TOLOKAKIT)/bin/python -m pip install --quiet "toloka-kit==1.2.3" "httpx<0.28" "cattrs>=22,<23"
 	touch $@
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(BIN)/toloka-connector demo
 
 # promtool (from Debian's package, unpacked into a cache) lets the tests check the metrics,

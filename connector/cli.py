@@ -1,8 +1,10 @@
 """`toloka-connector`: parse the command line, run one command, turn errors into exit codes.
 
-Exit codes: 0 clean (after a SIGTERM/SIGINT drain too), 2 configuration error (one line per
-problem, each naming the setting), 1 any other fatal error (one line; its traceback only at
-DEBUG). Every expected failure is a ConnectorError and is turned into its exit code here only.
+Exit codes: 0 clean (for the servers, after a SIGTERM/SIGINT drain too), 2 configuration error
+(one line per problem, each naming the setting), 1 any other fatal error (one line; its
+traceback only at DEBUG), 130 a one-shot command interrupted by SIGINT (Ctrl-C), after saying
+what it had done. Every expected failure is a ConnectorError and is turned into its exit code
+here only.
 """
 
 from __future__ import annotations
@@ -15,10 +17,17 @@ from collections.abc import Sequence
 
 from connector import __version__
 from connector.errors import ConfigError, ConnectorError
+from connector.interrupts import held_inside_librdkafka_calls
 
 EXIT_OK = 0
 EXIT_FATAL = 1
 EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command Ctrl-C ended
+
+SERVERS = frozenset({"run", "upload", "poll", "simulator", "embedded-kafka"})
+"""Commands that run until stopped: SIGINT or SIGTERM is their normal end (exit 0). Every other
+command is one-shot: SIGINT interrupts it (exit 130); those with something to tell (how much was
+replayed, whether the cursor was written) catch it themselves and return EXIT_INTERRUPTED."""
 
 # Each module adds its subcommand with `register(subparsers)`; imported only when present so a
 # command under construction cannot break the others.
@@ -31,6 +40,7 @@ COMMAND_MODULES = (
     "connector.commands.healthcheck",
     "connector.commands.tail",
     "connector.commands.operations",
+    "connector.commands.produce_samples",
 )
 
 log = logging.getLogger("connector")
@@ -58,7 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        code: int = args.func(args)
+        if args.command in SERVERS:
+            code: int = args.func(args)
+        else:
+            with held_inside_librdkafka_calls():
+                code = args.func(args)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -68,5 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"toloka-connector {args.command}: {exc}", file=sys.stderr)
         return EXIT_FATAL
     except KeyboardInterrupt:
-        return EXIT_OK
+        if args.command in SERVERS:
+            return EXIT_OK
+        print(f"toloka-connector {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return code

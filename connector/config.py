@@ -378,6 +378,24 @@ class RuntimeSettings(EndpointSettings):
             "drain timeout, which it includes)"
         ),
     )
+    liveness_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "/healthz fails when a role's loop has not gone round for this long, unless it "
+            "waits in a call to Kafka or the API (each ends by its own timeout); keep it above "
+            "CONNECTOR_DRAIN_TIMEOUT_SECONDS, which a rebalance may take"
+        ),
+    )
+    progress_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "/readyz fails when a role with work waiting made no progress for this long "
+            "(uploader: records waiting, none uploaded or dead-lettered; leading poller: no "
+            "listing answered or no transaction committed)"
+        ),
+    )
 
 
 G = TypeVar("G", bound=SettingsGroup)

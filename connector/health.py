@@ -1,8 +1,9 @@
 """`/metrics`, `/healthz` and `/readyz` on a small standard-library HTTP server.
 
 - `/metrics`: the Prometheus exposition of `metrics.registry` (OpenMetrics when the scraper asks).
-- `/healthz`: liveness. 200 while every role's loop went round within `stale_after_seconds`; 503
-  naming the stuck loop otherwise (a stuck loop is what a restart can fix).
+- `/healthz`: liveness. 200 while every role's loop went round within `stale_after_seconds` or
+  is waiting in a call to a dependency (which has its own timeout); 503 naming the stuck loop
+  otherwise (a stuck loop is what a restart can fix; a dependency's outage is not).
 - `/readyz`: readiness. 200 when every role says it is ready, 503 otherwise; the JSON body carries
   each role's detail (the poller says whether it leads or stands by).
 
@@ -17,6 +18,7 @@ connection can wait ~40 ms for the peer's delayed ACK.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import socket
@@ -32,7 +34,7 @@ from prometheus_client.exposition import choose_encoder
 from connector.clock import Clock, SystemClock
 from connector.errors import ConfigError
 from connector.lifecycle import Role
-from connector.metrics import Metrics
+from connector.metrics import ROLES, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +56,24 @@ class HealthChecks:
         self.roles = tuple(roles)
         self.stale_after_seconds = stale_after_seconds
         self.clock = clock if clock is not None else SystemClock()
+        # A role this process does not run has no readiness: a 0 would fire the NotReady alert.
+        running = {role.name for role in self.roles}
+        for name in ROLES:
+            if name not in running:
+                with contextlib.suppress(KeyError):
+                    metrics.role_ready.remove(name)
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
+        """Stuck: a loop that has not gone round for `stale_after_seconds` and is not waiting in
+        a call to a dependency (which ends by its own timeout; an outage is readiness' concern,
+        and a restart would not end it)."""
         ages = {role.name: role.heartbeat.age() for role in self.roles}
-        stuck = [name for name, age in ages.items() if age > self.stale_after_seconds]
+        waiting = {role.name: role.heartbeat.waiting_for for role in self.roles}
+        stuck = [
+            name
+            for name, age in ages.items()
+            if age > self.stale_after_seconds and waiting[name] is None
+        ]
         if stuck:
             message = "; ".join(
                 f"{name} loop stuck for {ages[name]:.1f}s (limit {self.stale_after_seconds:g}s)"
@@ -65,14 +81,24 @@ class HealthChecks:
             )
         else:
             message = "all loops alive: " + (
-                ", ".join(f"{name} {age:.1f}s ago" for name, age in ages.items()) or "no roles"
+                ", ".join(
+                    f"{name} {ages[name]:.1f}s ago"
+                    if waiting[name] is None
+                    else f"{name} waiting on {waiting[name]} for {ages[name]:.1f}s"
+                    for name in ages
+                )
+                or "no roles"
             )
         body = {
             "status": "stuck" if stuck else "ok",
             "message": message,
             "stale_after_seconds": self.stale_after_seconds,
             "roles": {
-                name: {"heartbeat_age_seconds": round(age, 3), "stuck": name in stuck}
+                name: {
+                    "heartbeat_age_seconds": round(age, 3),
+                    "stuck": name in stuck,
+                    "waiting_on": waiting[name],
+                }
                 for name, age in ages.items()
             },
         }
@@ -98,10 +124,14 @@ class HealthChecks:
         return ready, {"ready": ready, "message": message or "no roles", "roles": roles}
 
     def refresh_heartbeat_gauges(self) -> None:
-        """Turn each monotonic heartbeat into the wall-clock gauge alerts compare with time()."""
+        """Turn each monotonic heartbeat into the wall-clock gauge alerts compare with time();
+        a loop waiting in a call to a dependency counts as alive, as for /healthz, so the
+        LoopStuck alert sees what /healthz sees."""
         now = self.clock.time()
         for role in self.roles:
-            self.metrics.loop_heartbeat.labels(role.name).set(now - role.heartbeat.age())
+            heartbeat = role.heartbeat
+            age = 0.0 if heartbeat.waiting_for is not None else heartbeat.age()
+            self.metrics.loop_heartbeat.labels(role.name).set(now - age)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -1,13 +1,18 @@
 """What the runner needs from a role (uploader, poller): run until told to stop, say if ready.
 
 Each role runs its loop in a thread of its own. The loop calls `heartbeat.beat()` on every
-iteration, so `/healthz` can tell a stuck loop from a quiet one, and reports readiness through
-`ready()`, which `/readyz` shows.
+iteration, so `/healthz` can tell a stuck loop from a quiet one, and wraps each call into a
+dependency that can outlast the liveness limit (an API read retried through an outage, a Kafka
+transaction waiting for a broker) in `heartbeat.waiting_on(...)`: such a call ends by its own
+timeout, and a dependency's outage is for readiness (`readiness()`, shown by `/readyz`) to
+report, not a reason to restart the process.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -27,6 +32,8 @@ class Heartbeat:
     role: str
     clock: Clock = field(default_factory=SystemClock)
     last: float = field(default=0.0)
+    waiting_for: str | None = None
+    """The dependency a call in progress waits for, or None."""
 
     def __post_init__(self) -> None:
         self.last = self.clock.monotonic()
@@ -36,6 +43,16 @@ class Heartbeat:
 
     def age(self) -> float:
         return self.clock.monotonic() - self.last
+
+    @contextmanager
+    def waiting_on(self, dependency: str) -> Iterator[None]:
+        """Around a call into `dependency` that ends by its own timeout or retry budget."""
+        self.waiting_for = dependency
+        try:
+            yield
+        finally:
+            self.waiting_for = None
+            self.beat()
 
 
 class Role(Protocol):

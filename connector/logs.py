@@ -2,6 +2,8 @@
 
 - librdkafka's own log lines reach the same stream through the `logger=` client setting: clients
   are given `kafka_logger()`, whose records also carry `kafka_facility` and `kafka_client` fields.
+  Its connection failures (facility FAIL) are DEBUG lines: an outage is reported by the Kafka
+  availability tracker instead, once when it begins and once when it ends.
 - Role state changes (standby → leader, paused → resumed …) are logged with `state_change()`, one
   line each with `event="state_change"`, `role`, `from_state`, `to_state`, so they can be found.
 - Secrets never reach the stream: `register_secret()` the API key and any credential once they
@@ -162,13 +164,25 @@ def configure_logging(
 # --- librdkafka and state changes ----------------------------------------------------------------
 
 
+CONNECTION_FAILURE_FACILITIES = frozenset({"FAIL"})
+"""librdkafka's line for each failed or lost broker connection: while a broker is down it comes
+dozens of times a second per client. `connector.kafka.availability` reports the outage instead,
+once when it begins and once when it ends; the lines themselves stay for DEBUG."""
+
+
 class _LibrdkafkaFields(logging.Filter):
-    """Lifts facility and client name out of confluent-kafka's "%s [%s] %s" log calls."""
+    """Lifts facility and client name out of confluent-kafka's "%s [%s] %s" log calls, and
+    moves connection failures down to DEBUG."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if record.msg == "%s [%s] %s" and isinstance(args, tuple) and len(args) == 3:
-            record.kafka_facility, record.kafka_client = str(args[0]), str(args[1])
+            facility = str(args[0])
+            record.kafka_facility, record.kafka_client = facility, str(args[1])
+            if facility in CONNECTION_FAILURE_FACILITIES:
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                # The logger let the record through at its original level: judge it again.
+                return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
 
 

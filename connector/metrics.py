@@ -67,6 +67,12 @@ class Metrics:
             registry=r,
         )
 
+        self.kafka_up = Gauge(
+            f"{PREFIX}_kafka_up",
+            "1 while a Kafka broker connection is up, 0 during an outage and before the first.",
+            registry=r,
+        )
+
         # --- uploader -----------------------------------------------------------------------
         self.records_consumed = Counter(
             f"{PREFIX}_records_consumed_total", "Records read from the input topic.", registry=r
@@ -202,7 +208,8 @@ class Metrics:
         )
         self.loop_heartbeat = Gauge(
             f"{PREFIX}_loop_heartbeat_timestamp_seconds",
-            "Unix time of the last iteration of each role's loop.",
+            "Unix time of the last iteration of each role's loop (now while it waits in a call "
+            "to Kafka or the API, which ends by its own timeout).",
             ["role"],
             registry=r,
         )

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from connector.errors import ConnectorError
-from connector.health import start_health_server
+from connector.health import DEFAULT_STALE_AFTER_SECONDS, start_health_server
 from connector.lifecycle import Role
 from connector.metrics import Metrics
 
@@ -42,6 +42,7 @@ def run_roles(
     metrics_host: str,
     metrics_port: int,
     shutdown_timeout_seconds: float,
+    liveness_timeout_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
     stop: threading.Event | None = None,
 ) -> None:
     """Run `roles` until `stop` (or a signal); raise RoleFailedError when one failed."""
@@ -64,7 +65,15 @@ def run_roles(
             stop.set()  # one role ending ends the process: it is no use half-running
 
     server = (
-        start_health_server(metrics_host, metrics_port, metrics, roles) if metrics_port else None
+        start_health_server(
+            metrics_host,
+            metrics_port,
+            metrics,
+            roles,
+            stale_after_seconds=liveness_timeout_seconds,
+        )
+        if metrics_port
+        else None
     )
     # Daemon threads: a role still stuck after the shutdown timeout must not hold the exit.
     threads = [threading.Thread(target=guarded, args=(r,), name=r.name, daemon=True) for r in roles]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from connector.cli import EXIT_INTERRUPTED
 from connector.commands.common import add_settings_arguments, settings_from_args
-from connector.config import GROUPS, Settings
-from connector.errors import ConnectorError
-from connector.kafka.admin import TopicSpec, ensure_topics, existing_topics
+from connector.config import GROUPS, PollerSettings, Settings, UploaderSettings
+from connector.errors import ConnectorError, KafkaOperationError
+from connector.kafka.admin import TopicSpec, cleanup_policies, ensure_topics, existing_topics
+from connector.kafka.topic_watch import TopicNeed, not_compacted
 from connector.logs import configure_logging
 from connector.metrics import Metrics
 from connector.toloka.client import TolokaClient
@@ -25,21 +27,27 @@ KAFKA_TIMEOUT_SECONDS = 10.0
 
 def connector_topics(settings: Settings) -> list[TopicSpec]:
     """The topics the connector uses; only the state topic needs one partition and compaction."""
+    return topic_specs(settings.uploader, settings.poller)
+
+
+def topic_specs(uploader: UploaderSettings, poller: PollerSettings) -> list[TopicSpec]:
     return [
-        TopicSpec(settings.uploader.input_topic, partitions=6),
-        TopicSpec(settings.uploader.dlq_topic, partitions=1),
-        TopicSpec(settings.poller.output_topic, partitions=6),
-        TopicSpec(settings.poller.state_topic, partitions=1, compacted=True),
+        TopicSpec(uploader.input_topic, partitions=6),
+        TopicSpec(uploader.dlq_topic, partitions=1),
+        TopicSpec(poller.output_topic, partitions=6),
+        TopicSpec(poller.state_topic, partitions=1, compacted=True),
     ]
 
 
 class Report:
     def __init__(self) -> None:
         self.failures = 0
+        self.done = 0
 
     def line(self, ok: bool, what: str, detail: str = "") -> None:
         self.failures += 0 if ok else 1
-        print(f"{'ok  ' if ok else 'FAIL'}  {what}{': ' + detail if detail else ''}")
+        self.done += 1
+        print(f"{'ok  ' if ok else 'FAIL'}  {what}{': ' + detail if detail else ''}", flush=True)
 
     def attempt(self, what: str, probe: Callable[[], str]) -> bool:
         try:
@@ -70,11 +78,28 @@ def check_kafka(settings: Settings, report: Report, create_topics: bool) -> None
         ):
             topics.update(spec.name for spec in missing)
     for spec in specs:
-        report.line(
-            spec.name in topics,
-            f"topic {spec.name}",
-            "" if spec.name in topics else "missing (create it, or run check --create-topics)",
-        )
+        if spec.name not in topics:
+            report.line(
+                False, f"topic {spec.name}", "missing (create it, or run check --create-topics)"
+            )
+        elif spec.compacted:
+            compaction_line(config, spec, report)
+        else:
+            report.line(True, f"topic {spec.name}")
+
+
+def compaction_line(config: dict[str, str], spec: TopicSpec, report: Report) -> None:
+    """The state topic must be compacted; a broker that does not say is not held against it."""
+    try:
+        policy = cleanup_policies(config, [spec.name], KAFKA_TIMEOUT_SECONDS)[spec.name]
+    except KafkaOperationError as exc:
+        report.line(True, f"topic {spec.name}", f"compaction not verified ({exc})")
+        return
+    if "compact" in policy.split(","):
+        report.line(True, f"topic {spec.name}", f"cleanup.policy={policy}")
+    else:
+        need = TopicNeed(spec.name, "CONNECTOR_STATE_TOPIC", compacted=True)
+        report.line(False, f"topic {spec.name}", not_compacted(need, policy))
 
 
 def check_api(client: TolokaClient, report: Report) -> None:
@@ -100,12 +125,20 @@ def check_api(client: TolokaClient, report: Report) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    report = Report()
+    try:
+        return check(args, report)
+    except KeyboardInterrupt:
+        print(f"interrupted: {report.done} check(s) done (above), the others not run", flush=True)
+        return EXIT_INTERRUPTED
+
+
+def check(args: argparse.Namespace, report: Report) -> int:
     settings = settings_from_args(args)
     configure_logging(settings.runtime.log_format, "ERROR")
     print("settings:")
     for variable, value in settings.describe():
         print(f"  {variable} = {value}")
-    report = Report()
     check_kafka(settings, report, args.create_topics)
     with build_client(settings, Metrics()) as client:
         check_api(client, report)

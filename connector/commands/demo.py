@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
+from types import FrameType
 
 import orjson
 
+from connector.cli import EXIT_INTERRUPTED
 from connector.demo.pipeline import DemoOptions, run_demo
 from connector.logs import configure_logging
 
@@ -14,7 +18,9 @@ DESCRIPTION = """\
 Run the whole pipeline on this machine, with nothing to install or configure: a development
 Kafka broker, the Toloka API simulator, sample moderation items (a few malformed on purpose),
 the uploader and the poller. Shows live progress and ends with a summary. Exits 0 only when every
-item is accounted for: each valid item published once, each malformed one dead-lettered."""
+item is accounted for: each valid item published once, each malformed one dead-lettered.
+Ctrl-C stops it in order (feed, connector, simulator, broker), prints the summary of what was
+done, and exits 130; a second Ctrl-C does not wait for the orderly stop."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--keep-running",
         action="store_true",
-        help="leave the pipeline and its metrics up after the summary, until Ctrl-C",
+        help="leave the pipeline and its metrics up after the progress, until Ctrl-C (then it "
+        "exits as the summary says: 0 when every item was accounted for); prints the commands "
+        "(tail, status, healthcheck, produce-samples) that work against it",
     )
     parser.add_argument(
         "--json",
@@ -68,20 +76,36 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.json:
         sys.stdout = sys.stderr  # progress lines go to stderr; only the JSON goes to stdout
-    summary = run_demo(
-        DemoOptions(
-            items=args.items,
-            rate=args.rate,
-            broker=args.broker,
-            metrics_port=args.metrics_port,
-            timeout_seconds=args.timeout,
-            keep_running=args.keep_running,
-            seed=args.seed,
+    interrupted = threading.Event()
+
+    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+        # The first Ctrl-C stops the demo in order (feed, roles, simulator, broker) and still
+        # prints the summary; a second one does not wait for that.
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        interrupted.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        summary = run_demo(
+            DemoOptions(
+                items=args.items,
+                rate=args.rate,
+                broker=args.broker,
+                metrics_port=args.metrics_port,
+                timeout_seconds=args.timeout,
+                keep_running=args.keep_running,
+                seed=args.seed,
+            ),
+            interrupted,
         )
-    )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     if args.json:
         sys.stdout = sys.__stdout__
         print(orjson.dumps(summary.as_json(), option=orjson.OPT_INDENT_2).decode())
     else:
         print(summary.as_text())
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
     return 0 if summary.accounted else 1

@@ -13,6 +13,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from connector.commands.check import topic_specs
+from connector.config import PollerSettings, UploaderSettings, load_group, merged_variables
 from connector.errors import ConfigError
 from connector.kafka.broker import BrokerKind
 from connector.kafka.brokers.maven import KAFKA_VERSION, cache_root
@@ -61,6 +63,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--data-dir reuses its previous port]",
     )
     parser.add_argument(
+        "--create-topics",
+        action="store_true",
+        help="create the connector's four topics, named by CONNECTOR_INPUT_TOPIC, "
+        "CONNECTOR_OUTPUT_TOPIC, CONNECTOR_DLQ_TOPIC and CONNECTOR_STATE_TOPIC (or their "
+        "defaults; the state topic compacted), before printing the address: the mock cluster "
+        "cannot create topics for `check --create-topics`",
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         default=None,
@@ -69,6 +79,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "[default: a temporary folder, removed on exit]",
     )
     parser.set_defaults(func=run)
+
+
+def topic_settings() -> tuple[UploaderSettings, PollerSettings]:
+    """The topic names from the environment (the defaults where unset)."""
+    variables = merged_variables(None)
+    return load_group(UploaderSettings, variables), load_group(PollerSettings, variables)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         with start_broker(kind, port=args.port, data_dir=args.data_dir) as broker:
+            if args.create_topics:
+                broker.create_topics(topic_specs(*topic_settings()))
             print(broker.bootstrap_servers, flush=True)
             print(f"{kind.value} broker running; Ctrl-C or SIGTERM stops it", file=sys.stderr)
             stop.wait()

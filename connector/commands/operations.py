@@ -1,17 +1,21 @@
 """`status`, `reset-cursor` and `replay-dlq`: look at a running connector, move its cursor, put
 dead letters back. The work is in `connector.operations`; here are argv, output and exit codes
-(0 done, 1 a runtime failure such as a missing topic or a refused reset, 2 a configuration error).
+(0 done, 1 a runtime failure such as a missing topic or a refused reset, 2 a configuration error,
+130 interrupted by Ctrl-C, after saying what was done).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import threading
 import time
 from datetime import datetime
 from typing import TypeAlias
 
 import orjson
 
+from connector.cli import EXIT_INTERRUPTED
 from connector.commands.common import add_settings_arguments, settings_from_args
 from connector.config import (
     API_GROUPS,
@@ -24,6 +28,7 @@ from connector.config import (
     Settings,
 )
 from connector.errors import ConnectorError
+from connector.interrupts import librdkafka_call
 from connector.logs import configure_logging
 from connector.metrics import DEAD_LETTER_REASONS, Metrics
 from connector.operations.cursor_moves import (
@@ -72,10 +77,19 @@ STATUS_DESCRIPTION = f"""Print {STATUS_HELP}:
   dead letters  records retained in CONNECTOR_DLQ_TOPIC (per error-reason with --by-reason)
 
 Reads Kafka only: it joins no group and commits nothing. Exits 0 when it could report, 1 when a
-topic is missing or Kafka cannot be reached."""
+topic is missing or Kafka cannot be reached, 130 when Ctrl-C interrupts it."""
 
 
 def run_status(args: argparse.Namespace) -> int:
+    try:
+        return show_status(args)
+    except KeyboardInterrupt:
+        print("status: interrupted before it could report (it only reads: nothing was changed)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_INTERRUPTED
+
+
+def show_status(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     configure_logging("text", "ERROR")
     status = gather_status(
@@ -124,7 +138,8 @@ one that was killed counts until the timeout has passed: wait, or use --force);
 --force fences that poller instead: it steps down, and the next leader (a standby, or the same
 process a moment later) continues from the new cursor. --dry-run prints the move and writes
 nothing and exits 0, saying whether the reset would be written or refused. Exits 1 when the
-reset is refused or the state topic is missing."""
+reset is refused or the state topic is missing; 130 when Ctrl-C interrupts it (it says whether
+the cursor was written)."""
 
 
 def parse_instant_argument(text: str) -> datetime:
@@ -155,6 +170,20 @@ def planned_cursor(args: argparse.Namespace, settings: Settings, now: float) -> 
 
 def run_reset_cursor(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, (*RESET_SETTINGS, *(API_GROUPS if args.to_item else ())))
+    written = threading.Event()
+    try:
+        return reset_cursor(args, settings, written)
+    except KeyboardInterrupt:
+        if written.is_set():
+            print("reset-cursor: interrupted after the new cursor was written", file=sys.stderr)
+        else:
+            print("reset-cursor: interrupted before writing: the cursor was not changed",
+                  file=sys.stderr)  # fmt: skip
+        return EXIT_INTERRUPTED
+
+
+def reset_cursor(args: argparse.Namespace, settings: Settings, written: threading.Event) -> int:
+    """The reset; Ctrl-C while the cursor is written waits for the write to end (`written`)."""
     configure_logging("text", "ERROR")
     kafka_config = settings.kafka.client_config()
     poller = settings.get(CursorWriteSettings)
@@ -173,7 +202,8 @@ def run_reset_cursor(args: argparse.Namespace) -> int:
         if current is None
         else leader_status(current, now=now, leader_timeout_seconds=poller.leader_timeout_seconds)
     )
-    print(f"current cursor: {'none' if current is None else describe_cursor(current)}")
+    print(f"current cursor: {'none' if current is None else describe_cursor(current)}",
+          flush=True)  # fmt: skip
     if leader is not None and leader.holder is not None:
         state = "active" if leader.alive else "stale"
         since = leader.seconds_since_write
@@ -187,13 +217,15 @@ def run_reset_cursor(args: argparse.Namespace) -> int:
         return 0
     if why_not is not None:
         raise ConnectorError(f"refused: {why_not}")
-    write_cursor(
-        kafka_config,
-        poller.state_topic,
-        cursor,
-        group_id=group_id,
-        timeout_seconds=poller.transaction_timeout_seconds,
-    )
+    with librdkafka_call():  # one transaction: a Ctrl-C waits for its outcome
+        write_cursor(
+            kafka_config,
+            poller.state_topic,
+            cursor,
+            group_id=group_id,
+            timeout_seconds=poller.transaction_timeout_seconds,
+        )
+        written.set()
     fenced = " (the active poller was fenced and steps down)" if leader and leader.alive else ""
     print(f"cursor written{fenced}; the next leading poller continues from it")
     return 0
@@ -246,7 +278,9 @@ record goes through. invalid_json and not_an_object records carry the same bytes
 and fail again; name them to replay them anyway. Dead letters keep their value whole; those
 whose value an earlier version dropped (too large for the dead-letter topic) are never replayed.
 
-Exits 0 after a replay, 1 when a topic is missing or a record was not delivered."""
+Exits 0 after a replay, 1 when a topic is missing or a record was not delivered, 130 when
+Ctrl-C interrupts it: what was sent is flushed first, and it says how many records were replayed
+and, for a one-partition dead-letter topic, the --from-offset that continues the replay."""
 
 
 def run_replay_dlq(args: argparse.Namespace) -> int:
@@ -272,7 +306,7 @@ def run_replay_dlq(args: argparse.Namespace) -> int:
     )
     target = f"{request.dlq_topic} -> {request.input_topic}"
     print(f"{target}: " + "\n".join(summary.lines(args.dry_run)))
-    return 0
+    return EXIT_INTERRUPTED if summary.interrupted else 0
 
 
 def non_negative(text: str) -> int:

@@ -15,10 +15,13 @@ from connector.config import (
     Settings,
     UploaderSettings,
 )
+from connector.kafka.availability import KafkaAvailability
+from connector.kafka.topic_watch import TopicWatch
 from connector.lifecycle import Role
 from connector.logs import configure_logging
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
+from connector.readiness import CheckedRole, topic_needs
 from connector.runner import run_roles
 from connector.toloka.availability import ApiAvailability
 from connector.toloka.client import Timeouts, TolokaClient
@@ -80,12 +83,20 @@ def build_client(
 
 
 def build_roles(names: tuple[str, ...], settings: Settings, metrics: Metrics) -> list[Role]:
+    """The roles `names`, each ready only when Kafka is reachable and its topics are right."""
     # Imported here so that `simulator` or `check` never pay for the roles' imports.
     from connector.poller import build_poller  # noqa: PLC0415
     from connector.uploader import build_uploader  # noqa: PLC0415
 
     outstanding = OutstandingItems() if len(names) > 1 else None
     availability = ApiAvailability(metrics)
+    kafka = KafkaAvailability(settings.kafka.bootstrap_servers, metrics)
+    needs = {name: topic_needs(settings, name) for name in names}
+    watch = TopicWatch(
+        settings.kafka.client_config(),
+        [need for name in names for need in needs[name]],
+        kafka=kafka,
+    )
     builders: dict[str, Callable[[], Role]] = {
         "uploader": lambda: build_uploader(
             settings,
@@ -94,12 +105,20 @@ def build_roles(names: tuple[str, ...], settings: Settings, metrics: Metrics) ->
             ),
             metrics,
             outstanding,
+            kafka,
         ),
         "poller": lambda: build_poller(
-            settings, build_client(settings, metrics, availability), metrics, outstanding
+            settings,
+            build_client(settings, metrics, availability),
+            metrics,
+            outstanding,
+            kafka=kafka,
         ),
     }
-    return [builders[name]() for name in names]
+    return [
+        CheckedRole(builders[name](), kafka, watch, [need.topic for need in needs[name]])
+        for name in names
+    ]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -121,6 +140,7 @@ def _runner_for(roles: tuple[str, ...]) -> Callable[[argparse.Namespace], int]:
             metrics_host=settings.runtime.metrics_host,
             metrics_port=settings.runtime.metrics_port,
             shutdown_timeout_seconds=settings.runtime.shutdown_timeout_seconds,
+            liveness_timeout_seconds=settings.runtime.liveness_timeout_seconds,
         )
         log.info("stopped cleanly")
         return 0

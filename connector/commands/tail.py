@@ -8,11 +8,19 @@ import uuid
 from typing import Any, cast
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from connector.cli import EXIT_INTERRUPTED
 from connector.commands.common import add_settings_arguments, kafka_settings_from_args
 from connector.config import KafkaSettings
+from connector.errors import KafkaOperationError
+from connector.interrupts import librdkafka_call
+from connector.kafka.availability import SETTINGS_TO_CHECK
+from connector.kafka.steps import within
 from connector.logs import configure_logging, kafka_logger
+
+METADATA_TIMEOUT_SECONDS = 10.0
+STEP_SECONDS = 0.5
 
 
 def record_as_json(message: Message) -> dict[str, Any]:
@@ -46,18 +54,17 @@ def run(args: argparse.Namespace) -> int:
             "logger": kafka_logger(),
         }
     )
-    metadata = consumer.list_topics(args.topic, timeout=10)
-    partitions = metadata.topics[args.topic].partitions if args.topic in metadata.topics else {}
-    if not partitions:
-        print(f"tail: topic {args.topic!r} does not exist", file=sys.stderr)
-        return 1
-    offset = -2 if args.from_beginning else -1  # OFFSET_BEGINNING / OFFSET_END
-    consumer.assign([TopicPartition(args.topic, p, offset) for p in partitions])
-    at_end: set[int] = set()
     printed = 0
     try:
+        partitions = topic_partitions(consumer, args.topic, kafka.bootstrap_servers)
+        offset = -2 if args.from_beginning else -1  # OFFSET_BEGINNING / OFFSET_END
+        consumer.assign([TopicPartition(args.topic, p, offset) for p in partitions])
+        at_end: set[int] = set()
         while args.follow or len(at_end) < len(partitions):
-            for message in consumer.consume(500, timeout=1.0):
+            # consume() does not let Ctrl-C in before its timeout: a short one keeps it prompt.
+            with librdkafka_call():
+                messages = consumer.consume(500, timeout=STEP_SECONDS)
+            for message in messages:
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
@@ -68,10 +75,31 @@ def run(args: argparse.Namespace) -> int:
                 if args.max and printed >= args.max:
                     return 0
     except KeyboardInterrupt:
-        pass
+        print(f"tail: interrupted after {printed} record(s)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         consumer.close()
     return 0
+
+
+def topic_partitions(consumer: Consumer, topic: str, bootstrap_servers: str) -> list[int]:
+    """The topic's partitions; a one-line error when Kafka does not answer within
+    METADATA_TIMEOUT_SECONDS or the topic does not exist."""
+    try:
+        metadata = within(
+            lambda step: consumer.list_topics(topic, timeout=step), METADATA_TIMEOUT_SECONDS
+        )
+    except KafkaException as exc:
+        error = exc.args[0]
+        reason = error.str() if isinstance(error, KafkaError) else str(exc)
+        raise KafkaOperationError(
+            f"cannot reach Kafka at {bootstrap_servers} within {METADATA_TIMEOUT_SECONDS:g}s "
+            f"({reason}); {SETTINGS_TO_CHECK}"
+        ) from None
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        raise KafkaOperationError(f"topic {topic!r} does not exist")
+    return sorted(found.partitions)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,7 +107,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("tail", help=summary, description=summary)
     parser.add_argument("topic", help="the topic to read, e.g. toloka.results")
     parser.add_argument(
-        "--follow", action="store_true", help="keep waiting for new records (Ctrl-C stops)"
+        "--follow",
+        action="store_true",
+        help="keep waiting for new records (Ctrl-C stops: exit 130, saying how many were printed)",
     )
     parser.add_argument(
         "--new-only",

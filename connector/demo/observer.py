@@ -26,7 +26,8 @@ class Observed:
 
 
 class TopicObserver:
-    """A background consumer of the output and dead-letter topics, counting what it sees."""
+    """A background consumer of the output and dead-letter topics, counting what it sees of the
+    demo's own items (those in `produced_at`)."""
 
     def __init__(
         self,
@@ -82,6 +83,9 @@ class TopicObserver:
         # A consumed message carries its headers as a list of (name, value) pairs.
         pairs = cast(list[tuple[str, bytes | None]], message.headers() or [])
         headers = {name: value or b"" for name, value in pairs}
+        key = (message.key() or b"").decode(errors="replace")
+        if key not in self._produced_at:
+            return  # not one of the demo's items (produce-samples while it keeps running)
         with self._lock:
             observed = self._observed
             if message.topic() != self._output_topic:
@@ -89,7 +93,6 @@ class TopicObserver:
                     headers.get("error-reason", b"?").decode(errors="replace")
                 ] += 1
                 return
-            key = (message.key() or b"").decode()
             if key in observed.published_ids:
                 observed.repeated_results += 1
                 return

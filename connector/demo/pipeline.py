@@ -16,18 +16,17 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-from confluent_kafka import Producer
-
 from connector.commands.check import connector_topics
 from connector.commands.roles import build_roles
 from connector.config import Settings, load_settings
+from connector.demo.feed import Feed
+from connector.demo.next_steps import DemoCommands
 from connector.demo.observer import TopicObserver
 from connector.demo.progress import Counts, ProgressView
-from connector.demo.samples import SampleRecord, sample_records
+from connector.demo.samples import sample_records
 from connector.demo.summary import Summary
 from connector.kafka.broker import Broker
 from connector.kafka.embedded import start_broker
-from connector.logs import kafka_logger
 from connector.metrics import Metrics
 from connector.runner import RoleFailedError, run_roles
 from connector.simulator.process import SimulatorProcess, start_simulator_process
@@ -93,12 +92,14 @@ class RolesInBackground:
                     metrics_host=settings.runtime.metrics_host,
                     metrics_port=settings.runtime.metrics_port,
                     shutdown_timeout_seconds=settings.runtime.shutdown_timeout_seconds,
+                    liveness_timeout_seconds=settings.runtime.liveness_timeout_seconds,
                     stop=self._stop,
                 )
             except RoleFailedError as exc:
                 self.failure = exc
 
-        self._thread = threading.Thread(target=run, name="demo-roles")
+        # A daemon: a second Ctrl-C must end the demo even while the roles still drain.
+        self._thread = threading.Thread(target=run, name="demo-roles", daemon=True)
         self._thread.start()
 
     @property
@@ -108,35 +109,6 @@ class RolesInBackground:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-
-
-@dataclass
-class Feed:
-    """Produces the sample records at a steady rate, remembering when each went out."""
-
-    records: list[SampleRecord]
-    bootstrap_servers: str
-    topic: str
-    rate: float
-    produced_at: dict[str, float]
-
-    def run(self, stop: threading.Event) -> None:
-        producer = Producer(
-            {"bootstrap.servers": self.bootstrap_servers, "linger.ms": 5, "logger": kafka_logger()}
-        )
-        started = time.monotonic()
-        for number, record in enumerate(self.records):
-            if self.rate > 0:
-                # Pace by the schedule, not by a fixed gap: slow produce calls catch up.
-                ahead = started + number / self.rate - time.monotonic()
-                if ahead > 0 and stop.wait(ahead):
-                    break
-            if stop.is_set():
-                break
-            self.produced_at[record.key.decode()] = time.time()
-            producer.produce(self.topic, record.value, record.key)
-            producer.poll(0)
-        producer.flush(30)
 
 
 @contextmanager
@@ -182,7 +154,12 @@ class Watch:
         )
 
     def until_done(
-        self, view: ProgressView, total: int, deadline: float, roles: RolesInBackground
+        self,
+        view: ProgressView,
+        total: int,
+        deadline: float,
+        roles: RolesInBackground,
+        interrupted: threading.Event,
     ) -> Counts:
         while True:
             counts = self.counts()
@@ -190,13 +167,17 @@ class Watch:
             done = counts.published + counts.dead_lettered >= total
             if done or time.monotonic() > deadline or not roles.alive:
                 return counts
-            time.sleep(TICK_SECONDS)  # the display's refresh rate, not a synchronisation
+            if interrupted.wait(TICK_SECONDS):  # the display's refresh rate, or Ctrl-C
+                return self.counts()
 
 
-def run_demo(options: DemoOptions) -> Summary:
+def run_demo(options: DemoOptions, interrupted: threading.Event | None = None) -> Summary:
+    """Run the demo to its end, its timeout, or `interrupted` (Ctrl-C): then the feed, the
+    roles, the simulator and the broker are stopped in that order, and the summary says what
+    was done. With `keep_running`, the pipeline stays up after the progress until `interrupted`
+    (the summary then counts that as the end, not an interruption)."""
+    interrupted = interrupted if interrupted is not None else threading.Event()
     records = sample_records(options.items, options.seed)
-    expected = Counter(r.expected for r in records)
-    expected_valid = expected.pop("valid", 0)
     with demo_environment(options) as (broker, simulator):
         settings = demo_settings(broker, simulator, free_or_given_port(options.metrics_port))
         broker.create_topics(connector_topics(settings))
@@ -206,6 +187,7 @@ def run_demo(options: DemoOptions) -> Summary:
             f"metrics {metrics_url}",
             flush=True,
         )
+        commands = DemoCommands(settings, broker)
         metrics = Metrics()
         produced_at: dict[str, float] = {}
         observer = TopicObserver(
@@ -217,7 +199,7 @@ def run_demo(options: DemoOptions) -> Summary:
         roles = RolesInBackground(settings, metrics)
         feed = Feed(
             records,
-            broker.bootstrap_servers,
+            {"bootstrap.servers": broker.bootstrap_servers},
             settings.uploader.input_topic,
             options.rate,
             produced_at,
@@ -230,27 +212,40 @@ def run_demo(options: DemoOptions) -> Summary:
         watch = Watch(observer, metrics, simulator, produced_at)
         try:
             counts = watch.until_done(
-                view, options.items, time.monotonic() + options.timeout_seconds, roles
+                view,
+                options.items,
+                time.monotonic() + options.timeout_seconds,
+                roles,
+                interrupted,
             )
-        finally:
             stop_feeding.set()
             feeder.join()
-        view.close(counts)
-        observed = observer.snapshot()
-        seconds = (observed.last_result_at or time.time()) - started
-        if options.keep_running and roles.alive:
-            print(
-                f"\nthe pipeline keeps running: metrics at {metrics_url}; Ctrl-C stops it",
-                flush=True,
-            )
-            _wait_for_interrupt(roles)
-        observer.close()
-        roles.stop()
+            view.close(counts)
+            # With --keep-running, Ctrl-C after this point is the expected end, not an interrupt.
+            interrupted_early = interrupted.is_set()
+            if options.keep_running and roles.alive and not interrupted.is_set():
+                print(
+                    f"\nthe pipeline keeps running: metrics at {metrics_url}; Ctrl-C stops it\n"
+                    f"{commands.as_text()}",
+                    flush=True,
+                )
+                while roles.alive and not interrupted.wait(TICK_SECONDS):
+                    pass
+        finally:
+            stop_feeding.set()
+            observer.close()
+            roles.stop()
         if roles.failure is not None:
             log.error("%s", roles.failure)
+        observed = observer.snapshot()
+        seconds = (observed.last_result_at or time.time()) - started
+        sent = [r for r in records if r.key.decode() in produced_at]
+        expected = Counter(r.expected for r in sent)
+        expected_valid = expected.pop("valid", 0)
         return Summary(
             broker=f"{broker.kind} ({broker.bootstrap_servers})",
-            produced=len(produced_at),
+            items=options.items,
+            produced=len(sent),
             expected_valid=expected_valid,
             expected_dead_letters=expected,
             uploaded=uploaded_items(metrics),
@@ -262,19 +257,12 @@ def run_demo(options: DemoOptions) -> Summary:
             latencies_seconds=observed.latencies_seconds,
             metrics_url=metrics_url if options.keep_running else None,
             read_output_command=_read_output_command(settings, broker, options.keep_running),
+            interrupted=interrupted_early,
         )
 
 
 def _read_output_command(settings: Settings, broker: Broker, kept: bool) -> str:
     topic = settings.poller.output_topic
     if kept:
-        return f"toloka-connector tail {topic} --kafka-bootstrap-servers {broker.bootstrap_servers}"
+        return DemoCommands(settings, broker).lines()[0][1]
     return f"toloka-connector tail {topic}  (your own Kafka; --keep-running keeps this one up)"
-
-
-def _wait_for_interrupt(roles: RolesInBackground) -> None:
-    try:
-        while roles.alive:
-            time.sleep(TICK_SECONDS)
-    except KeyboardInterrupt:
-        pass

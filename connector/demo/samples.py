@@ -49,12 +49,16 @@ class SampleRecord:
     """`valid`, or the dead-letter reason the connector should give it."""
 
 
-def sample_records(count: int, seed: int = 7) -> list[SampleRecord]:
+def sample_records(
+    count: int, seed: int = 7, *, prefix: str = "item", malformed: bool = True
+) -> list[SampleRecord]:
+    """`count` records keyed (and with `id`s) `<prefix>-0`, `<prefix>-1` …; one in
+    MALFORMED_EVERY is malformed unless `malformed` is False."""
     rng = random.Random(seed)  # noqa: S311 - sample data, not secrets
     records = []
     for number in range(count):
-        key = f"item-{number}".encode()
-        if number % MALFORMED_EVERY == MALFORMED_EVERY // 2:
+        key = f"{prefix}-{number}".encode()
+        if malformed and number % MALFORMED_EVERY == MALFORMED_EVERY // 2:
             reason, value = _MALFORMED[(number // MALFORMED_EVERY) % len(_MALFORMED)]
             records.append(SampleRecord(key, value, reason))
             continue

@@ -18,9 +18,13 @@ def percentile(values: list[float], fraction: float) -> float:
 @dataclass
 class Summary:
     broker: str
+    items: int
+    """Items the demo was asked to produce."""
     produced: int
     expected_valid: int
+    """Valid items among those produced."""
     expected_dead_letters: Counter[str]
+    """Malformed items among those produced, by the reason they should be dead-lettered for."""
     uploaded: int
     published: int
     repeated_results: int
@@ -30,12 +34,15 @@ class Summary:
     latencies_seconds: list[float] = field(repr=False)
     metrics_url: str | None
     read_output_command: str
+    interrupted: bool = False
 
     @property
     def accounted(self) -> bool:
-        """Every valid item published once, every malformed one dead-lettered for its reason."""
+        """Every item produced; every valid one published once, every malformed one
+        dead-lettered for its reason."""
         return (
-            self.published == self.expected_valid
+            self.produced == self.items
+            and self.published == self.expected_valid
             and self.dead_letters == self.expected_dead_letters
             and self.repeated_results == 0
         )
@@ -44,8 +51,12 @@ class Summary:
         lat = self.latencies_seconds
         return {
             "ok": self.accounted,
+            "interrupted": self.interrupted,
             "broker": self.broker,
+            "items": self.items,
             "produced": self.produced,
+            "produced_valid": self.expected_valid,
+            "produced_malformed": sum(self.expected_dead_letters.values()),
             "uploaded": self.uploaded,
             "published": self.published,
             "repeated_results": self.repeated_results,
@@ -71,18 +82,21 @@ class Summary:
         lat = data["latency_seconds"]
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(self.statuses.items())) or "none"
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.dead_letters.items())) or "none"
-        verdict = (
-            "every item accounted for: each valid item published once, "
-            "each malformed one dead-lettered"
-            if self.accounted
-            else "NOT every item was accounted for (see the counts above)"
-        )
+        if self.accounted:
+            verdict = (
+                "every item accounted for: each valid item published once, "
+                "each malformed one dead-lettered"
+            )
+        elif self.interrupted:
+            verdict = "interrupted (Ctrl-C): the counts above are what was done until then"
+        else:
+            verdict = "NOT every item was accounted for (see the counts above)"
         lines = [
             "",
             "summary",
             f"  broker              {self.broker}",
-            f"  produced            {self.produced} items "
-            f"({self.expected_valid} valid, {self.produced - self.expected_valid} malformed)",
+            f"  produced            {self.produced} of {self.items} items "
+            f"({self.expected_valid} valid, {data['produced_malformed']} malformed)",
             f"  uploaded            {self.uploaded}",
             f"  published           {self.published} ({statuses})",
             f"  repeated results    {self.repeated_results}",

@@ -7,17 +7,19 @@ other way; when they were not, it fails with a message naming the missing topics
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported without __all__
+    AdminClient,
+    ConfigResource,
+)
 from confluent_kafka.cimpl import NewTopic
 
 from connector.errors import KafkaOperationError
-
-logger = logging.getLogger(__name__)
+from connector.kafka.steps import within
+from connector.logs import kafka_logger
 
 _DEFAULT_TIMEOUT_SECONDS = 15.0
 
@@ -46,20 +48,54 @@ class TopicsReport:
 
 
 def _admin(config: str | Mapping[str, str]) -> AdminClient:
-    settings = {"bootstrap.servers": config} if isinstance(config, str) else dict(config)
+    settings: dict[str, str | int | float | bool] = (
+        {"bootstrap.servers": config} if isinstance(config, str) else dict(config)
+    )
+    # Looking at a topic must never create it: an admin client is a producer to librdkafka, and
+    # a producer's metadata request for a missing topic creates it where the broker allows
+    # (with the broker's defaults: a state topic made so would not be compacted).
+    settings["allow.auto.create.topics"] = "false"
     # librdkafka's log lines go through logging, not straight to stderr.
-    return AdminClient(dict(settings), logger=logger)
+    return AdminClient(settings, logger=kafka_logger())
 
 
 def existing_topics(
     config: str | Mapping[str, str], timeout: float = _DEFAULT_TIMEOUT_SECONDS
 ) -> set[str]:
     """Names of the topics the cluster knows; KafkaOperationError when it cannot be reached."""
+    admin = _admin(config)
     try:
-        metadata = _admin(config).list_topics(timeout=timeout)
+        metadata = within(lambda step: admin.list_topics(timeout=step), timeout)
     except KafkaException as error:
         raise KafkaOperationError(f"cannot list topics: {error.args[0]}") from error
     return set(metadata.topics)
+
+
+def cleanup_policies(
+    config: str | Mapping[str, str],
+    topics: Sequence[str],
+    timeout: float = _DEFAULT_TIMEOUT_SECONDS,
+) -> dict[str, str]:
+    """The `cleanup.policy` of each of `topics` (e.g. "delete", "compact", "compact,delete").
+
+    KafkaOperationError when the broker does not say (no such topic, not authorised,
+    DescribeConfigs unanswered: the librdkafka mock cluster does not implement it).
+    """
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in topics]
+    admin = _admin(config)  # must outlive the futures: destroying it fails them
+    futures = admin.describe_configs(resources, request_timeout=timeout)
+    policies: dict[str, str] = {}
+    for resource, future in futures.items():
+        try:
+            entries = future.result()
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            raise KafkaOperationError(
+                f"cannot read the configuration of topic {resource.name}: {error.str()}"
+            ) from None
+        entry = entries.get("cleanup.policy")
+        policies[resource.name] = "delete" if entry is None else str(entry.value)
+    return policies
 
 
 def ensure_topics(

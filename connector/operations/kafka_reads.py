@@ -3,7 +3,8 @@ committed offsets, and reading a topic up to where it ended when the read began.
 
 Every consumer here is assigned partitions and never joins a group or commits: looking must not
 disturb the uploader's group or move its offsets. Kafka failures become KafkaOperationError, so
-the command exits 1 with one line.
+the command exits 1 with one line. Blocking calls are made in steps (`connector.kafka.steps`),
+so Ctrl-C interrupts them promptly.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from connector.errors import KafkaOperationError
+from connector.interrupts import librdkafka_call
+from connector.kafka.steps import within
 from connector.logs import kafka_logger
 
 _POLL_SECONDS = 0.5
@@ -44,7 +48,7 @@ def looking_consumer(kafka_config: Mapping[str, str], group_id: str | None = Non
 def partitions_of(consumer: Consumer, topic: str, timeout: float) -> list[int]:
     """The topic's partition numbers; KafkaOperationError when it does not exist."""
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout)
+        metadata = within(lambda step: consumer.list_topics(topic, timeout=step), timeout)
     except KafkaException as exc:
         raise KafkaOperationError(f"cannot reach Kafka: {_reason(exc)}") from None
     found = metadata.topics.get(topic)
@@ -81,9 +85,10 @@ def watermarks(
 ) -> dict[int, Watermarks]:
     marks: dict[int, Watermarks] = {}
     for partition in partitions:
+        where = TopicPartition(topic, partition)
         try:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout, cached=False
+            low, high = within(
+                partial(consumer.get_watermark_offsets, where, cached=False), timeout
             )
         except KafkaException as exc:
             raise KafkaOperationError(
@@ -102,8 +107,9 @@ def committed_offsets(
 ) -> dict[int, int | None]:
     """The group's committed offset per partition; None where it has committed none."""
     consumer = looking_consumer(kafka_config, group_id)
+    wanted = [TopicPartition(topic, p) for p in partitions]
     try:
-        found = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout)
+        found = within(lambda step: consumer.committed(wanted, timeout=step), timeout)
     except KafkaException as exc:
         raise KafkaOperationError(
             f"cannot read the committed offsets of group {group_id}: {_reason(exc)}"
@@ -128,7 +134,8 @@ def read_until(
     consumer.assign([TopicPartition(topic, p, starts.get(p, 0)) for p in sorted(pending)])
     idle = 0.0
     while pending:
-        message: Message | None = consumer.poll(_POLL_SECONDS)
+        with librdkafka_call():
+            message: Message | None = consumer.poll(_POLL_SECONDS)
         if message is None:
             idle += _POLL_SECONDS
             if idle >= idle_timeout:

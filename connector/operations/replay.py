@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from connector.errors import KafkaOperationError
+from connector.interrupts import librdkafka_call
 from connector.kafka.limits import copying_producer_max_bytes
 from connector.logs import kafka_logger
 from connector.operations.dead_letter_records import DeadLetter, read_dead_letter
@@ -42,11 +43,23 @@ class ReplaySummary:
     """Dead letters whose reason was not asked for, per reason."""
     value_dropped: Counter[str] = field(default_factory=Counter)
     """Asked-for dead letters that lost their value (too large for the dead-letter topic)."""
+    sent: int = 0
+    """Records handed to the producer."""
+    delivered: Counter[str] = field(default_factory=Counter)
+    """Replayed records the broker acknowledged, per reason."""
+    delivered_up_to: dict[int, int] = field(default_factory=dict)
+    """Per dead-letter partition, the offset after the last dead letter replayed and delivered."""
+    interrupted: bool = False
+    """Ctrl-C ended the replay early: `delivered` says what was put back."""
 
     def lines(self, dry_run: bool) -> list[str]:
-        verb = "would replay" if dry_run else "replayed"
-        lines = [f"{verb} {sum(self.replayed.values())} record(s)"]
-        lines += [f"  {reason}: {count}" for reason, count in sorted(self.replayed.items())]
+        if self.interrupted and not dry_run:
+            lines = self._interrupted_lines()
+        else:
+            verb = "would replay" if dry_run else "replayed"
+            verb = f"interrupted: {verb}" if self.interrupted else verb
+            lines = [f"{verb} {sum(self.replayed.values())} record(s)"]
+            lines += [f"  {reason}: {count}" for reason, count in sorted(self.replayed.items())]
         if self.not_selected:
             lines.append(f"left alone (reason not selected): {sum(self.not_selected.values())}")
             lines += [f"  {reason}: {count}" for reason, count in sorted(self.not_selected.items())]
@@ -55,6 +68,26 @@ class ReplaySummary:
                 f"not replayable (value dropped from the dead letter): "
                 f"{sum(self.value_dropped.values())}"
             )
+        return lines
+
+    def _interrupted_lines(self) -> list[str]:
+        delivered = sum(self.delivered.values())
+        lines = [f"interrupted: replayed {delivered} record(s) before it stopped (delivered)"]
+        lines += [f"  {reason}: {count}" for reason, count in sorted(self.delivered.items())]
+        unconfirmed = self.sent - delivered
+        if unconfirmed:
+            lines.append(
+                f"{unconfirmed} more record(s) were sent but not confirmed: they may have been "
+                "replayed too"
+            )
+        elif self.delivered_up_to:
+            resume = ", ".join(
+                f"partition {p}: {o}" for p, o in sorted(self.delivered_up_to.items())
+            )
+            lines.append(f"the dead letters before these offsets were replayed: {resume}")
+            if len(self.delivered_up_to) == 1:
+                [offset] = self.delivered_up_to.values()
+                lines.append(f"to continue where it stopped: replay-dlq --from-offset {offset}")
         return lines
 
 
@@ -81,10 +114,13 @@ def select(dead_letter: DeadLetter, reasons: Collection[str], summary: ReplaySum
 
 
 class _Republisher:
-    """An idempotent producer that remembers failed deliveries."""
+    """An idempotent producer that counts deliveries into `summary` and remembers failures."""
 
-    def __init__(self, kafka_config: Mapping[str, str], topic: str, timeout: float) -> None:
+    def __init__(
+        self, kafka_config: Mapping[str, str], topic: str, summary: ReplaySummary, timeout: float
+    ) -> None:
         self._topic = topic
+        self._summary = summary
         self._timeout = timeout
         self._producer = Producer(
             {
@@ -101,16 +137,29 @@ class _Republisher:
     def produce(self, dead_letter: DeadLetter) -> None:
         """Produce one record; a full local queue is waited out (serving delivery reports) for
         at most the replay's timeout."""
+
+        def delivered(error: KafkaError | None, _message: Any) -> None:
+            if error is not None:
+                self.failures.append(error)
+                return
+            self._summary.delivered[dead_letter.reason] += 1
+            up_to = self._summary.delivered_up_to
+            up_to[dead_letter.partition] = max(
+                up_to.get(dead_letter.partition, 0), dead_letter.offset + 1
+            )
+
         deadline = time.monotonic() + self._timeout
         while True:
             try:
-                self._producer.produce(
-                    self._topic,
-                    key=dead_letter.key,
-                    value=dead_letter.value,
-                    headers=dead_letter.replay_headers(),
-                    on_delivery=self._delivered,
-                )
+                with librdkafka_call():
+                    self._producer.produce(
+                        self._topic,
+                        key=dead_letter.key,
+                        value=dead_letter.value,
+                        headers=dead_letter.replay_headers(),
+                        on_delivery=delivered,
+                    )
+                    self._summary.sent += 1
                 break
             except BufferError:
                 if time.monotonic() >= deadline:
@@ -119,21 +168,24 @@ class _Republisher:
                         f"{self._timeout:g} s: Kafka does not take the replayed records"
                     ) from None
                 # The local queue is full: serve delivery reports until there is room.
-                self._producer.poll(_FULL_QUEUE_WAIT_SECONDS)
-        self._producer.poll(0)
+                with librdkafka_call():
+                    self._producer.poll(_FULL_QUEUE_WAIT_SECONDS)
+        with librdkafka_call():
+            self._producer.poll(0)
 
-    def _delivered(self, error: KafkaError | None, _message: Any) -> None:
-        if error is not None:
-            self.failures.append(error)
+    def finish(self, timeout: float) -> int:
+        """Wait for the deliveries; the number of records still unconfirmed."""
+        with librdkafka_call():
+            return int(self._producer.flush(timeout))
 
-    def finish(self, timeout: float) -> None:
-        remaining = self._producer.flush(timeout)
-        if remaining or self.failures:
-            reason = self.failures[0].str() if self.failures else "timed out"
-            raise KafkaOperationError(
-                f"{len(self.failures) + remaining} replayed record(s) not delivered to "
-                f"{self._topic} ({reason}); the others were: replaying again repeats them"
-            )
+    def failure(self, remaining: int) -> KafkaOperationError | None:
+        if not remaining and not self.failures:
+            return None
+        reason = self.failures[0].str() if self.failures else "timed out"
+        return KafkaOperationError(
+            f"{len(self.failures) + remaining} replayed record(s) not delivered to "
+            f"{self._topic} ({reason}); the others were: replaying again repeats them"
+        )
 
 
 def replay_dead_letters(
@@ -143,30 +195,46 @@ def replay_dead_letters(
     timeout: float,
     on_selected: Callable[[DeadLetter], None] = lambda _: None,
 ) -> ReplaySummary:
+    """Replay what `request` selects. Ctrl-C (KeyboardInterrupt) ends the reading early: what
+    was sent is still flushed, and the summary says what was delivered (`interrupted`)."""
     summary = ReplaySummary()
     consumer = looking_consumer(kafka_config)
+    republisher: _Republisher | None = None
     try:
-        partitions = partitions_of(consumer, request.dlq_topic, timeout)
-        partitions_of(consumer, request.input_topic, timeout)  # never auto-create it
-        marks = watermarks(consumer, request.dlq_topic, partitions, timeout)
-        starts = {p: max(request.from_offset, m.low) for p, m in marks.items()}
-        ends = {p: m.high for p, m in marks.items()}
-        republisher = (
-            None if request.dry_run else _Republisher(kafka_config, request.input_topic, timeout)
-        )
-        replayed = 0
-        for message in read_until(consumer, request.dlq_topic, starts, ends, idle_timeout=timeout):
-            dead_letter = read_dead_letter(message)
-            if not select(dead_letter, request.reasons, summary):
-                continue
-            on_selected(dead_letter)
-            if republisher is not None:
-                republisher.produce(dead_letter)
-            replayed += 1
-            if request.max_records is not None and replayed >= request.max_records:
-                break
+        try:
+            partitions = partitions_of(consumer, request.dlq_topic, timeout)
+            partitions_of(consumer, request.input_topic, timeout)  # never auto-create it
+            marks = watermarks(consumer, request.dlq_topic, partitions, timeout)
+            starts = {p: max(request.from_offset, m.low) for p, m in marks.items()}
+            ends = {p: m.high for p, m in marks.items()}
+            if not request.dry_run:
+                republisher = _Republisher(kafka_config, request.input_topic, summary, timeout)
+            letters = read_until(consumer, request.dlq_topic, starts, ends, idle_timeout=timeout)
+            for dead_letter in selected(letters, request, summary):
+                on_selected(dead_letter)
+                if republisher is not None:
+                    republisher.produce(dead_letter)
+        except KeyboardInterrupt:
+            summary.interrupted = True
         if republisher is not None:
-            republisher.finish(timeout)
+            failure = republisher.failure(republisher.finish(timeout))
+            if failure is not None and not summary.interrupted:
+                raise failure
     finally:
         consumer.close()
     return summary
+
+
+def selected(
+    messages: Iterable[Message], request: ReplayRequest, summary: ReplaySummary
+) -> Iterator[DeadLetter]:
+    """The dead letters among `messages` that `request` asks for (at most `max_records`)."""
+    count = 0
+    for message in messages:
+        dead_letter = read_dead_letter(message)
+        if not select(dead_letter, request.reasons, summary):
+            continue
+        yield dead_letter
+        count += 1
+        if request.max_records is not None and count >= request.max_records:
+            return

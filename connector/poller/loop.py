@@ -114,6 +114,11 @@ class PollerLoop:
         self.role = Role.STARTING
         self.kafka_problem: str | None = None
         """Why the last transaction or take-over failed; None once one succeeds (readiness)."""
+        # Progress of the leader, for readiness: monotonic times of the last listing answered
+        # and the last transaction committed (both set at take-over), and why listing fails.
+        self.last_listing_at = clock.monotonic()
+        self.last_commit_at = clock.monotonic()
+        self.listing_failure: str | None = None
 
     # --- roles -----------------------------------------------------------------------------
 
@@ -174,21 +179,24 @@ class PollerLoop:
             clock=self._clock,
         )
         try:
-            publisher.init()
-            # Read after init_transactions: the previous holder's open transaction is resolved
-            # by then, so read_committed shows the last cursor that will ever count.
-            state = self._store.read().poller_state()
-            if state is None:
-                state = self._new_state()
-                log.info("no cursor yet: starting from %s", self._settings.start_from)
-            change = heartbeat_change(state, now=self._clock.time(), holder=self._instance_id)
-            publisher.commit_page([], change.records())
+            with self._heartbeat.waiting_on("Kafka (taking over)"):
+                publisher.init()
+                # Read after init_transactions: the previous holder's open transaction is
+                # resolved by then, so read_committed shows the last cursor that will ever count.
+                state = self._store.read().poller_state()
+                if state is None:
+                    state = self._new_state()
+                    log.info("no cursor yet: starting from %s", self._settings.start_from)
+                change = heartbeat_change(state, now=self._clock.time(), holder=self._instance_id)
+                publisher.commit_page([], change.records())
         except (PublishError, KafkaOperationError) as exc:
             log.warning("could not take over as poller: %s", exc)
             self.kafka_problem = f"could not take over: {exc}"
             return None
         state.apply(change)
         now = self._clock.monotonic()
+        self.last_listing_at = self.last_commit_at = now
+        self.listing_failure = None
         self._set_role(Role.LEADER)
         self._metrics.poller_takeovers.inc()
         self._observe_state(state)
@@ -220,6 +228,7 @@ class PollerLoop:
                 continue
             except RetryableApiError as exc:
                 log.warning("listing failed, trying again: %s", exc)
+                self.listing_failure = str(exc)
                 self._pause(lead, stop, self._settings.poll_interval_seconds)
                 continue
             except AuthenticationError:
@@ -228,6 +237,7 @@ class PollerLoop:
                 # An answer that cannot be used (a malformed body, a proxy's 404, an after_id the
                 # API forgot): exiting would only restart into the same answer, a crash loop.
                 log.warning("listing answered unusably, trying again later: %s", exc)
+                self.listing_failure = str(exc)
                 if isinstance(exc, ValidationFailedError) and "after_id" in exc.payload:
                     lead.scan = self._without_after_id(lead.scan)
                 self._pause(lead, stop, self._settings.idle_poll_interval_seconds)
@@ -258,12 +268,15 @@ class PollerLoop:
         """List one page and commit what it changes; True when the scan is caught up."""
         started = self._clock.monotonic()
         request = next_request(lead.state, lead.scan)
-        page = self._source.list_items(
-            sort="finished",
-            after_id=request.after_id,
-            limit=self._settings.page_size,
-            filters=request.filters,
-        )
+        with self._heartbeat.waiting_on("the Toloka API (listing)"):
+            page = self._source.list_items(
+                sort="finished",
+                after_id=request.after_id,
+                limit=self._settings.page_size,
+                filters=request.filters,
+            )
+        self.last_listing_at = self._clock.monotonic()
+        self.listing_failure = None
         plan = plan_page(
             lead.state,
             lead.scan,
@@ -296,14 +309,15 @@ class PollerLoop:
             for item in publish
         ]
         try:
-            lead.publisher.commit_page(records, change.records())
+            with self._heartbeat.waiting_on("Kafka (transaction)"):
+                lead.publisher.commit_page(records, change.records())
         except PublishError as exc:
             self._metrics.transactions.labels("aborted").inc()
             self.kafka_problem = f"transaction failed: {exc}"
             raise
         self.kafka_problem = None
         lead.state.apply(change)
-        lead.last_write = self._clock.monotonic()
+        lead.last_write = self.last_commit_at = self._clock.monotonic()
         self._metrics.transactions.labels("committed").inc()
         self._observe_published(publish)
         self._observe_state(lead.state)

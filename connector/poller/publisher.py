@@ -44,7 +44,7 @@ def transactional_id(app_project_id: str) -> str:
 
 
 def producer_config(
-    kafka_config: Mapping[str, str], app_project_id: str, transaction_timeout_seconds: float
+    kafka_config: Mapping[str, Any], app_project_id: str, transaction_timeout_seconds: float
 ) -> dict[str, Any]:
     return {
         "linger.ms": 5,  # a default: a user's KAFKA_LINGER_MS wins
@@ -80,7 +80,7 @@ ProducerFactory = Callable[[], TransactionalProducer]
 
 
 def kafka_producer_factory(
-    kafka_config: Mapping[str, str], app_project_id: str, transaction_timeout_seconds: float
+    kafka_config: Mapping[str, Any], app_project_id: str, transaction_timeout_seconds: float
 ) -> ProducerFactory:
     config = producer_config(kafka_config, app_project_id, transaction_timeout_seconds)
 

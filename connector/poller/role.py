@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import threading
 import uuid
+from typing import Protocol
 
 from connector.clock import Clock, SystemClock
 from connector.config import Settings
+from connector.kafka.availability import KafkaAvailability
 from connector.lifecycle import Heartbeat, Readiness
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
@@ -16,6 +19,9 @@ from connector.poller.leadership import Role
 from connector.poller.loop import ItemSource, PollerLoop
 from connector.poller.publisher import kafka_producer_factory
 from connector.poller.state import KafkaStateStore
+from connector.startup import read_at_startup
+from connector.toloka.models import AppProject
+from connector.toloka.retry import RetryPolicy
 
 
 def instance_id() -> str:
@@ -23,38 +29,102 @@ def instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
+class ProjectReader(Protocol):
+    """What the poller reads at start-up (TolokaClient implements it)."""
+
+    def get_project(self) -> AppProject: ...
+    def stop_retrying(self) -> None: ...
+
+
+class PollerClient(ItemSource, ProjectReader, Protocol):
+    """What the poller needs of `TolokaClient`."""
+
+
 class Poller:
-    """Finished items → output topic, cursor → state topic; leader or standby."""
+    """Finished items → output topic, cursor → state topic; leader or standby.
+
+    Before anything else it reads its app project from the API: a project the API does not know
+    (or a key it refuses) is a start-up error, as for the uploader, and nothing is written to the
+    state topic for it.
+    """
 
     name = "poller"
 
-    def __init__(self, loop: PollerLoop, heartbeat: Heartbeat) -> None:
+    def __init__(
+        self,
+        loop: PollerLoop,
+        heartbeat: Heartbeat,
+        client: ProjectReader,
+        *,
+        startup_backoff: RetryPolicy,
+        progress_timeout_seconds: float,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self._loop = loop
         self.heartbeat = heartbeat
+        self._client = client
+        self._backoff = startup_backoff
+        self._progress_timeout = progress_timeout_seconds
+        self._clock: Clock = clock or SystemClock()
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._project_read = False
 
     def run(self, stop: threading.Event) -> None:
+        with self.heartbeat.waiting_on("the Toloka API (the app project)"):
+            project = read_at_startup(
+                self._client.get_project, "the app project",
+                client=self._client, stop=stop, clock=self._clock, backoff=self._backoff,
+                rng=self._rng,
+            )  # fmt: skip
+        if project is None:
+            return
+        self._project_read = True
         self._loop.run(stop)
 
     def readiness(self) -> Readiness:
-        role = self._loop.role
-        problem = self._loop.kafka_problem
-        if problem is not None:
-            return Readiness(ready=False, detail=f"{role.value}; {problem}")
+        if not self._project_read:
+            return Readiness(False, "reading the app project from the Toloka API")
+        loop = self._loop
+        role = loop.role
+        problems = [] if loop.kafka_problem is None else [loop.kafka_problem]
+        if role is Role.LEADER:
+            problems += self._stalled()
+        if problems:
+            return Readiness(ready=False, detail="; ".join([role.value, *problems]))
         return Readiness(ready=role is not Role.STARTING, detail=role.value)
+
+    def _stalled(self) -> list[str]:
+        """The leader's progress problems: listings or transactions failing for too long."""
+        loop = self._loop
+        now = self._clock.monotonic()
+        problems = []
+        since_listing = now - loop.last_listing_at
+        if since_listing > self._progress_timeout:
+            failure = f" (last failure: {loop.listing_failure})" if loop.listing_failure else ""
+            problems.append(f"no listing answered for {since_listing:.0f}s{failure}")
+        since_commit = now - loop.last_commit_at
+        if since_commit > self._progress_timeout:
+            problems.append(f"no transaction committed for {since_commit:.0f}s")
+        return problems
 
 
 def build_poller(
     settings: Settings,
-    client: ItemSource,
+    client: PollerClient,
     metrics: Metrics,
     outstanding: OutstandingItems | None = None,
     *,
     clock: Clock | None = None,
+    kafka: KafkaAvailability | None = None,
 ) -> Poller:
+    """The poller role on real Kafka clients; they report to `kafka` (the producer and the state
+    topic's consumers are polled all the time they exist)."""
     clock = clock or SystemClock()
     poller = settings.poller
     project = settings.toloka.app_project_id
     kafka_config = settings.kafka.client_config()
+    kafka_config = kafka_config if kafka is None else kafka.watch(kafka_config)
     heartbeat = Heartbeat("poller", clock)
     loop = PollerLoop(
         poller,
@@ -77,4 +147,15 @@ def build_poller(
         instance_id=instance_id(),
         outstanding=outstanding,
     )
-    return Poller(loop, heartbeat)
+    return Poller(
+        loop,
+        heartbeat,
+        client,
+        startup_backoff=RetryPolicy(
+            max_attempts=None,
+            base_delay_seconds=settings.api.backoff_base_seconds,
+            max_delay_seconds=settings.api.backoff_cap_seconds,
+        ),
+        progress_timeout_seconds=settings.runtime.progress_timeout_seconds,
+        clock=clock,
+    )

@@ -109,7 +109,7 @@ class _Partition0:
         self.consumer.close()
 
 
-def consumer_config(kafka_config: Mapping[str, str], group_id: str) -> dict[str, Any]:
+def consumer_config(kafka_config: Mapping[str, Any], group_id: str) -> dict[str, Any]:
     return {
         **kafka_config,
         # Never joins the group (partitions are assigned) nor commits: the id is only required.
@@ -124,7 +124,7 @@ def consumer_config(kafka_config: Mapping[str, str], group_id: str) -> dict[str,
 class KafkaStateStore:
     def __init__(
         self,
-        kafka_config: Mapping[str, str],
+        kafka_config: Mapping[str, Any],
         *,
         topic: str,
         app_project_id: str,

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from connector.kafka.brokers.process import die_with_parent
+
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 
@@ -117,7 +119,16 @@ def start_simulator_process(
     for name, value in knobs.items():
         command += [f"--{name.replace('_', '-')}", str(value)]
     env = {**os.environ, "TOLOKA_API_KEY": api_key, "TOLOKA_APP_PROJECT_ID": project_id}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        # Its own session: a terminal's Ctrl-C reaches only the parent, which stops it after
+        # what depends on it (the demo's connector drains first); it still dies with the parent.
+        start_new_session=True,
+        preexec_fn=die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+    )
     assert process.stdout is not None
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)

@@ -114,10 +114,8 @@ class UploadLoop:
         self._closing = False
         self.api_failing = False
         """True while a batch waits out an API outage (read by readiness from other threads)."""
-
-    @property
-    def kafka_reachable(self) -> bool:
-        return self._lag.kafka_reachable
+        self.last_progress_at = clock.monotonic()
+        """When a record was last uploaded or dead-lettered (read by readiness)."""
 
     def assignment(self) -> frozenset[int]:
         """The input partitions assigned now (safe to call from other threads)."""
@@ -127,6 +125,15 @@ class UploadLoop:
     def dead_letters_failing(self) -> str | None:
         """Why dead letters are not acknowledged, while they are not (for readiness)."""
         return self._dead_letters.failing
+
+    @property
+    def lag(self) -> LagReporter:
+        return self._lag
+
+    @property
+    def uploads_in_flight(self) -> int:
+        """Bulk requests awaiting their outcome (safe to read from other threads)."""
+        return len(self._in_flight)
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -265,6 +272,8 @@ class UploadLoop:
 
     def _apply(self, outcome: BatchOutcome) -> None:
         self._in_flight.remove(outcome.batch)
+        if outcome.uploaded:
+            self.last_progress_at = self._clock.monotonic()
         done = self._offsets.done
         for record in outcome.uploaded:
             done(record.partition, record.offset, record.generation)
@@ -292,6 +301,7 @@ class UploadLoop:
     ) -> None:
         def written() -> None:
             self._offsets.done(partition, offset, generation)
+            self.last_progress_at = self._clock.monotonic()
 
         self._dead_letters.write(message, refusal, request_id, partition, written)
 

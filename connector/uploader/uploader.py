@@ -17,17 +17,19 @@ from confluent_kafka import Producer as KafkaProducer
 
 from connector.clock import Clock, SystemClock
 from connector.config import Settings
+from connector.kafka.availability import KafkaAvailability
 from connector.kafka.limits import copying_producer_max_bytes
 from connector.lifecycle import Heartbeat, Readiness
 from connector.logs import kafka_logger
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
+from connector.startup import read_at_startup
 from connector.toloka.retry import RetryPolicy
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import UploadLoop
 from connector.uploader.ports import Consumer, Producer
-from connector.uploader.spec import SpecReader, SpecRefresher, wait_for_validator
+from connector.uploader.spec import SpecReader, SpecRefresher, read_validator
 from connector.uploader.upload import BatchUploader, BulkCreator
 from connector.validation import ItemValidator
 
@@ -48,12 +50,17 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 """Defaults that a `KAFKA_<PROPERTY>` setting may change."""
 
 
-def consumer_config(settings: Settings, on_statistics: Callable[[str], None]) -> dict[str, Any]:
+def consumer_config(
+    settings: Settings,
+    on_statistics: Callable[[str], None],
+    kafka: KafkaAvailability | None = None,
+) -> dict[str, Any]:
     """The input consumer's configuration. Offsets are committed explicitly (auto commit off,
     offset store off): the committed position is computed by the offset tracker and must be
     written at precise moments (revocation, shutdown), which a background auto commit of stored
-    offsets cannot promise; a plain commit also works on every development broker."""
-    return {
+    offsets cannot promise; a plain commit also works on every development broker. The consumer
+    is polled all the time, so it reports to the process's Kafka availability tracker."""
+    config = {
         **CONSUMER_DEFAULTS,
         **settings.kafka.client_config(),
         "group.id": settings.uploader.group_id,
@@ -62,6 +69,7 @@ def consumer_config(settings: Settings, on_statistics: Callable[[str], None]) ->
         "stats_cb": on_statistics,
         "logger": kafka_logger(),
     }
+    return config if kafka is None else kafka.watch(config)
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -108,6 +116,7 @@ class Uploader:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.heartbeat = Heartbeat(self.name, self._clock)
         self._loop: UploadLoop | None = None
+        self._nothing_waiting_at = self._clock.monotonic()
         api = settings.api
         self._backoff = RetryPolicy(
             max_attempts=None,
@@ -147,22 +156,13 @@ class Uploader:
         self._loop.run(stop)
 
     def _read_spec(self, stop: threading.Event) -> ItemValidator | None:
-        """The validator, or None when stopped first. A client that retries without limit is
-        told to stop retrying when `stop` is set, so a shutdown during an outage is prompt."""
-        read = threading.Event()
-
-        def interrupt_on_stop() -> None:
-            while not read.is_set():
-                if self._clock.wait(stop, 0.1):
-                    self._client.stop_retrying()
-                    return
-
-        watcher = threading.Thread(target=interrupt_on_stop, name="uploader-start", daemon=True)
-        watcher.start()
-        try:
-            return wait_for_validator(self._client, stop, self._clock, self._backoff, self._rng)
-        finally:
-            read.set()
+        """The validator, or None when stopped first."""
+        with self.heartbeat.waiting_on("the Toloka API (the app's input_spec)"):
+            return read_at_startup(
+                lambda: read_validator(self._client), "the app's input_spec",
+                client=self._client, stop=stop, clock=self._clock, backoff=self._backoff,
+                rng=self._rng,
+            )  # fmt: skip
 
     def assignment(self) -> frozenset[int]:
         """The input partitions this uploader owns now."""
@@ -181,9 +181,28 @@ class Uploader:
                 f"dead letters to {self._settings.uploader.dlq_topic} are not acknowledged "
                 f"({failing}); retrying (their partitions pause)",
             )
-        if not loop.kafka_reachable:
-            return Readiness(False, "no Kafka broker is reachable; librdkafka keeps trying")
-        return Readiness(True, f"uploading from {len(loop.assignment())} assigned partitions")
+        stalled = self._stalled(loop)
+        if stalled is not None:
+            return Readiness(False, stalled)
+        return Readiness(True, f"{len(loop.assignment())} input partitions assigned")
+
+    def _stalled(self, loop: UploadLoop) -> str | None:
+        """Work has been waiting (uploads in flight, records behind) and no record was uploaded
+        or dead-lettered for too long. Whether work waits is sampled here, when readiness is
+        asked (every probe and scrape): the quiet time counts from the later of the last
+        progress and the last time nothing was waiting."""
+        now = self._clock.monotonic()
+        in_flight, behind = loop.uploads_in_flight, loop.lag.backlog()
+        if not in_flight and not behind:
+            self._nothing_waiting_at = now
+            return None
+        quiet = now - max(self._nothing_waiting_at, loop.last_progress_at)
+        if quiet <= self._settings.runtime.progress_timeout_seconds:
+            return None
+        return (
+            f"no record uploaded or dead-lettered for {quiet:.0f}s while work waits "
+            f"({in_flight} uploads in flight, {behind} input records behind)"
+        )
 
 
 def build_uploader(
@@ -191,14 +210,16 @@ def build_uploader(
     client: UploaderClient,
     metrics: Metrics,
     outstanding: OutstandingItems | None = None,
+    kafka: KafkaAvailability | None = None,
 ) -> Uploader:
-    """The uploader role on real Kafka clients (nothing connects before `run`)."""
+    """The uploader role on real Kafka clients (nothing connects before `run`); its consumer
+    reports to `kafka`."""
     return Uploader(
         settings,
         client,
         metrics,
         consumer_factory=lambda on_statistics: KafkaConsumer(
-            consumer_config(settings, on_statistics)
+            consumer_config(settings, on_statistics, kafka)
         ),
         producer_factory=lambda: KafkaProducer(producer_config(settings)),
         outstanding=outstanding,

@@ -88,3 +88,21 @@ def test_unreachable_kafka_fails_clearly(simulator: SimulatorHandle) -> None:
     assert result.returncode == 1
     assert "FAIL  Kafka reachable" in result.stdout
     assert "ok    app project reachable" in result.stdout
+
+
+def test_a_state_topic_that_is_not_compacted_fails_the_check_and_says_why(
+    kafka_broker: Broker, new_topic: NewTopic, simulator: SimulatorHandle
+) -> None:
+    require(kafka_broker, "admin_create_topics")  # the mock cluster has no DescribeConfigs
+    state = new_topic(prefix="plain-state")
+    env = environ(
+        kafka_broker, simulator, input_topic=new_topic(), output_topic=new_topic(),
+        dlq_topic=new_topic(), state_topic=state,
+    )  # fmt: skip
+    result = check(env)
+    assert result.returncode == 1
+    assert (
+        f"FAIL  topic {state}: topic {state} (CONNECTOR_STATE_TOPIC) is not compacted "
+        "(cleanup.policy=delete)"
+    ) in result.stdout
+    assert "1 check(s) failed" in result.stdout

@@ -20,7 +20,7 @@ from connector.config import PollerSettings
 from connector.poller.cursor import cursor_key, decode_cursor, decode_segment, segment_key
 from connector.poller.publisher import DeliveryCallback, Headers
 from connector.poller.state import FeedUpdate, StoredState
-from connector.toloka.models import ItemPage
+from connector.toloka.models import AppProject, ItemPage
 
 T0 = 1_700_000_000.0
 
@@ -95,6 +95,16 @@ class FakeApi:
         self.items: list[_Listed] = []
         self.calls = 0
         self.failures: list[Exception] = []
+        self.project_failures: list[Exception] = []
+        self.stopped = threading.Event()
+
+    def get_project(self) -> AppProject:
+        if self.project_failures:
+            raise self.project_failures.pop(0)
+        return AppProject.model_validate({"id": "proj", "app_id": "app", "name": "p"})
+
+    def stop_retrying(self) -> None:
+        self.stopped.set()
 
     def add(self, raw: dict[str, Any], visible_at: float | None = None) -> None:
         finished = raw.get("finished_at")

@@ -140,12 +140,31 @@ def test_metrics_scrape_turns_heartbeats_into_wall_clock_gauges(stack: Stack) ->
     assert samples == {"uploader": stack.clock.now_wall, "poller": stack.clock.now_wall - 30}
 
 
+def test_a_loop_waiting_on_a_dependency_has_a_fresh_heartbeat_gauge(stack: Stack) -> None:
+    """The LoopStuck alert reads the gauge: it must see what /healthz sees."""
+    with stack.poller.heartbeat.waiting_on("Kafka (taking over)"):
+        stack.clock.advance(300)
+        stack.uploader.heartbeat.beat()
+        _, _, body = stack.get("/metrics")
+    samples = {
+        s.labels["role"]: s.value
+        for family in text_string_to_metric_families(body.decode())
+        if family.name == "toloka_connector_loop_heartbeat_timestamp_seconds"
+        for s in family.samples
+    }
+    assert samples["poller"] == stack.clock.now_wall
+
+
 def test_healthz_is_ok_while_every_loop_is_fresh(stack: Stack) -> None:
     stack.clock.advance(59)
     status, body = stack.get_json("/healthz")
     assert status == 200
     assert body["status"] == "ok"
-    assert body["roles"]["poller"] == {"heartbeat_age_seconds": 59.0, "stuck": False}
+    assert body["roles"]["poller"] == {
+        "heartbeat_age_seconds": 59.0,
+        "stuck": False,
+        "waiting_on": None,
+    }
 
 
 def test_healthz_names_the_stuck_loop(stack: Stack) -> None:
@@ -157,6 +176,24 @@ def test_healthz_names_the_stuck_loop(stack: Stack) -> None:
     assert body["message"] == "poller loop stuck for 61.0s (limit 60s)"
     assert body["roles"]["uploader"]["stuck"] is False
     assert body["roles"]["poller"]["stuck"] is True
+
+
+def test_healthz_is_ok_while_a_loop_waits_on_a_dependency_however_long(stack: Stack) -> None:
+    """An outage keeps a loop in a call that ends by its own timeout: readiness says so, and a
+    restart would not help, so liveness must not fail."""
+    with stack.poller.heartbeat.waiting_on("the Toloka API (listing)"):
+        stack.clock.advance(600)
+        stack.uploader.heartbeat.beat()
+        status, body = stack.get_json("/healthz")
+        assert status == 200
+        assert body["roles"]["poller"]["waiting_on"] == "the Toloka API (listing)"
+        assert "poller waiting on the Toloka API (listing) for 600.0s" in body["message"]
+    stack.clock.advance(59)
+    assert stack.get_json("/healthz")[0] == 200, "leaving the call counts as a beat"
+    stack.clock.advance(2)
+    status, body = stack.get_json("/healthz")
+    assert status == 503
+    assert "poller loop stuck for 61.0s" in body["message"]
 
 
 def test_readyz_reports_each_roles_detail(stack: Stack) -> None:
@@ -186,6 +223,19 @@ def test_readyz_survives_a_readiness_check_that_raises(stack: Stack) -> None:
         "ready": False,
         "detail": "readiness check failed: kafka handle closed",
     }
+
+
+def test_a_role_the_process_does_not_run_has_no_readiness_gauge() -> None:
+    metrics = Metrics()
+    with start_health_server(
+        "127.0.0.1", 0, metrics, [FakeRole("poller", FakeClock())], clock=FakeClock()
+    ) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("GET", "/metrics")
+        body = connection.getresponse().read().decode()
+        connection.close()
+    assert 'toloka_connector_role_ready{role="poller"} 1.0' in body
+    assert 'role_ready{role="uploader"}' not in body, "a 0 here would fire the NotReady alert"
 
 
 def test_unknown_path_is_404(stack: Stack) -> None:

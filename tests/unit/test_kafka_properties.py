@@ -161,7 +161,10 @@ def client_configs(kafka: KafkaSettings, monkeypatch: pytest.MonkeyPatch) -> dic
             monkeypatch, kafka_reads, "Consumer", lambda: kafka_reads.looking_consumer(config)
         ),
         "replay producer": recorded(
-            monkeypatch, replay, "Producer", lambda: replay._Republisher(config, "topic", 1.0)
+            monkeypatch,
+            replay,
+            "Producer",
+            lambda: replay._Republisher(config, "topic", replay.ReplaySummary(), 1.0),
         ),
         "tail consumer": recorded(
             monkeypatch, tail_command, "Consumer", lambda: main(["tail", "topic"])

@@ -23,9 +23,12 @@ SECRET = "tk-9f3a7c0e1b2d"
 def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    chatty = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, chatty_level in chatty.items():
+        logging.getLogger(name).setLevel(chatty_level)
     logs.clear_secrets()
 
 
@@ -187,3 +190,19 @@ def test_settings_secrets_are_registered_in_one_call() -> None:
     logs.register_settings_secrets(settings)
     logging.getLogger("connector").info("%s %s %s", SECRET, "kafka-pass-123", "connector-user")
     assert stream.getvalue().rstrip().endswith(f"{logs.MASK} {logs.MASK} connector-user")
+
+
+def test_librdkafka_connection_failures_are_debug_lines() -> None:
+    """A broker that is down makes librdkafka log a FAIL line per attempt, dozens a second per
+    client: the Kafka availability tracker reports the outage instead."""
+    stream = configured("text")
+    kafka_log = logs.kafka_logger()
+    refused = "b:9092/bootstrap: Connect to ipv4#10.0.0.1:9092 failed: Connection refused"
+    for _ in range(100):
+        kafka_log.error("%s [%s] %s", "FAIL", "rdkafka#consumer-1", refused)
+    kafka_log.warning("%s [%s] %s", "GETPID", "rdkafka#producer-2", "retrying")
+    assert stream.getvalue().count("\n") == 1
+    assert "GETPID" in stream.getvalue()
+    stream = configured("text", "DEBUG")
+    kafka_log.error("%s [%s] %s", "FAIL", "rdkafka#consumer-1", refused)
+    assert f"DEBUG   connector.librdkafka: FAIL [rdkafka#consumer-1] {refused}" in stream.getvalue()

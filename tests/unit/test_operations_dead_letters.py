@@ -117,10 +117,28 @@ def test_a_replay_whose_queue_stays_full_fails_at_its_timeout_instead_of_waiting
     with socket.create_server(("127.0.0.1", 0)) as closed:
         address = f"127.0.0.1:{closed.getsockname()[1]}"
     config = {"bootstrap.servers": address, "queue.buffering.max.messages": "1"}
-    republisher = _Republisher(config, "toloka.items", timeout=0.5)
+    republisher = _Republisher(config, "toloka.items", ReplaySummary(), timeout=0.5)
     letter = read_dead_letter(dead_letter_message("too_large", ORIGINAL_HEADERS))
     republisher.produce(letter)
     started = time.monotonic()
     with pytest.raises(KafkaOperationError, match=r"queue for toloka\.items stayed full"):
         republisher.produce(letter)
     assert time.monotonic() - started < 5
+
+
+def test_an_interrupted_replay_says_what_was_delivered_and_how_to_go_on() -> None:
+    summary = ReplaySummary(interrupted=True)
+    summary.replayed["rejected"] = 11  # selected; the last one was never handed to the producer
+    summary.sent = 10
+    summary.delivered["rejected"] = 10
+    summary.delivered_up_to[0] = 10
+    assert summary.lines(dry_run=False) == [
+        "interrupted: replayed 10 record(s) before it stopped (delivered)",
+        "  rejected: 10",
+        "the dead letters before these offsets were replayed: partition 0: 10",
+        "to continue where it stopped: replay-dlq --from-offset 10",
+    ]
+    summary.sent = 12
+    assert summary.lines(dry_run=False)[2] == (
+        "2 more record(s) were sent but not confirmed: they may have been replayed too"
+    )

@@ -7,14 +7,19 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from confluent_kafka import KafkaError, KafkaException
+
 from connector.clock import SystemClock
-from connector.lifecycle import Heartbeat
+from connector.errors import NotFoundError, ServerError
+from connector.lifecycle import Heartbeat, Readiness
 from connector.metrics import Metrics
 from connector.poller.cursor import Cursor, initial_cursor
 from connector.poller.leadership import LeaderWatch
 from connector.poller.loop import PollerLoop
 from connector.poller.role import Poller
 from connector.poller.state import FeedUpdate
+from connector.startup import StartupError
+from connector.toloka.retry import RetryPolicy
 from tests.fixtures.waiting import wait_for
 from tests.unit.poller_fakes import (
     T0,
@@ -90,6 +95,7 @@ class Instance:
         api: FakeApi,
         configure: Callable[[FakeProducer], None] | None = None,
         leader_timeout_seconds: float = 0.6,
+        progress_timeout_seconds: float = 60.0,
     ) -> None:
         clock = SystemClock()
         self.heartbeat = Heartbeat("poller", clock)
@@ -109,9 +115,16 @@ class Instance:
             heartbeat=self.heartbeat,
             instance_id=name,
         )
-        self.poller = Poller(self.loop, self.heartbeat)
+        self.poller = Poller(
+            self.loop,
+            self.heartbeat,
+            api,
+            startup_backoff=RetryPolicy(None, base_delay_seconds=0.01, max_delay_seconds=0.02),
+            progress_timeout_seconds=progress_timeout_seconds,
+        )
         self.stop = threading.Event()
         self.crashed = threading.Event()
+        self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -120,6 +133,8 @@ class Instance:
             self.poller.run(self.stop)
         except Crash:
             self.crashed.set()
+        except Exception as exc:
+            self.failure = exc
 
     def detail(self) -> str:
         return self.poller.readiness().detail
@@ -186,3 +201,76 @@ def test_a_cleanly_stopped_leader_hands_over_at_once() -> None:
     b.stop.set()
     b.thread.join(5)
     assert kafka.published_ids() == ["i0", "after"]
+
+
+# --- start-up and readiness ---------------------------------------------------------------------
+
+
+def test_a_project_the_api_does_not_know_is_a_startup_error_and_nothing_is_written() -> None:
+    kafka = FakeKafka()
+    api = FakeApi(FakeClock())
+    api.project_failures = [NotFoundError("App project nope does not exist", status=404)]
+    a = Instance("A", kafka, api)
+    a.thread.join(5)
+    assert isinstance(a.failure, StartupError)
+    assert "TOLOKA_APP_PROJECT_ID" in str(a.failure)
+    assert kafka.records == [], "no state written for a project that does not exist"
+    assert api.calls == 0
+
+
+def test_an_api_outage_at_startup_is_waited_for_in_a_call_liveness_does_not_count() -> None:
+    kafka = FakeKafka()
+    api = FakeApi(FakeClock())
+    api.project_failures = [ServerError("down", status=503)] * 10**6
+    a = Instance("A", kafka, api)
+    wait_for(lambda: len(api.project_failures) < 10**6 - 3, "a few start-up attempts", 10)
+    assert a.poller.readiness() == Readiness(False, "reading the app project from the Toloka API")
+    assert a.heartbeat.waiting_for == "the Toloka API (the app project)"
+    api.project_failures.clear()
+    wait_for(lambda: a.detail() == "leader", "leadership once the API answers", 10)
+    assert a.heartbeat.waiting_for is None
+    a.stop.set()
+    a.thread.join(5)
+
+
+def test_a_leader_whose_listings_keep_failing_says_so_after_the_progress_timeout() -> None:
+    kafka = FakeKafka()
+    api = FakeApi(FakeClock())
+    a = Instance("A", kafka, api, progress_timeout_seconds=0.3)
+    wait_for(lambda: a.detail() == "leader")
+    api.failures = [ServerError("HTML 502 from the gateway", status=502)] * 10**6
+    wait_for(lambda: "no listing answered" in a.detail(), "the listing stall reported", 10)
+    readiness = a.poller.readiness()
+    assert not readiness.ready
+    assert readiness.detail.startswith("leader; no listing answered for ")
+    assert "HTML 502 from the gateway" in readiness.detail
+    api.failures.clear()
+    wait_for(lambda: a.poller.readiness().ready, "ready again once a listing is answered", 10)
+    a.stop.set()
+    a.thread.join(5)
+
+
+def test_a_leader_whose_transactions_keep_failing_says_so_after_the_progress_timeout() -> None:
+    kafka = FakeKafka()
+    api = FakeApi(FakeClock())
+    failing = threading.Event()
+
+    def commits_fail_on_demand(producer: FakeProducer) -> None:
+        original = producer.commit_transaction
+
+        def commit(timeout: float) -> None:
+            if failing.is_set():
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator unavailable"))
+            original(timeout)
+
+        producer.commit_transaction = commit  # type: ignore[method-assign]
+
+    a = Instance("A", kafka, api, configure=commits_fail_on_demand, progress_timeout_seconds=0.3)
+    wait_for(lambda: a.detail() == "leader")
+    failing.set()
+    wait_for(lambda: "no transaction committed" in a.detail(), "the commit stall reported", 10)
+    assert not a.poller.readiness().ready
+    failing.clear()
+    wait_for(lambda: a.poller.readiness().ready, "ready again once a transaction commits", 10)
+    a.stop.set()
+    a.thread.join(5)

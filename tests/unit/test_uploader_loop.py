@@ -27,13 +27,13 @@ from connector.errors import (
 )
 from connector.lifecycle import Readiness, Role
 from connector.metrics import Metrics
+from connector.startup import StartupError
 from connector.toloka.client import BulkCreateResult
 from connector.toloka.models import App, AppProject, FieldSpec
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES, DeadLetterStuckError
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import CONSUME_MAX_MESSAGES
 from connector.uploader.ports import Headers
-from connector.uploader.spec import StartupError
 from connector.uploader.uploader import Uploader, consumer_config, producer_config
 from tests.fixtures.waiting import wait_for
 
@@ -512,6 +512,38 @@ def test_stop_during_a_startup_outage_returns_and_interrupts_the_client() -> Non
     assert api.stopped.is_set()
 
 
+def test_uploads_that_make_no_progress_for_the_progress_timeout_make_it_not_ready(
+    running: list[Running],
+) -> None:
+    api = FakeApi()
+    api.hang_on = {"b"}  # answers nothing, fails nothing: only the progress rule can see it
+    consumer = FakeConsumer({0: [item("a"), item("b")]})
+    run = Running(consumer, api, batch_max_items="1", progress_timeout_seconds="0.3")
+    running.append(run)
+    wait_for(lambda: consumer.committed.get(0) == 1, "the first item uploaded")
+    assert run.role.readiness().ready, "work in flight, but not for long"
+    wait_for(lambda: not run.role.readiness().ready, "the stall reported", DEADLINE_SECONDS)
+    detail = run.role.readiness().detail
+    assert detail.startswith("no record uploaded or dead-lettered for ")
+    assert detail.endswith("while work waits (1 uploads in flight, 0 input records behind)")
+    api.release.set()
+    wait_for(lambda: run.role.readiness().ready, "ready again after progress", DEADLINE_SECONDS)
+    run.finish()
+
+
+def test_an_idle_uploader_stays_ready_however_long_it_waits_for_records(
+    running: list[Running],
+) -> None:
+    consumer = FakeConsumer({0: [item("a")]})
+    run = Running(consumer, progress_timeout_seconds="0.2")
+    running.append(run)
+    wait_for(lambda: consumer.committed.get(0) == 1, "the item uploaded")
+    for _ in range(5):
+        run.iterations_later(100)
+        assert run.role.readiness().ready
+    run.finish()
+
+
 def test_the_uploader_is_a_role_the_runner_can_run() -> None:
     role: Role = Uploader(
         settings(), FakeApi(), Metrics(),
@@ -543,21 +575,20 @@ def test_consumer_lag_follows_statistics_for_assigned_partitions_only() -> None:
     assert value(name, {"topic": TOPIC, "partition": "0"}) is None
 
 
-def test_kafka_reachability_follows_the_cluster_brokers_in_statistics() -> None:
+def test_backlog_is_the_lag_of_the_assigned_partitions() -> None:
     lag = LagReporter(Metrics(), TOPIC)
 
-    def stats(*states: str) -> str:
-        brokers = {"bootstrap": {"nodeid": -1, "state": "UP"}}
-        brokers |= {f"b{n}": {"nodeid": n, "state": state} for n, state in enumerate(states)}
-        return orjson.dumps({"brokers": brokers}).decode()
+    def report(**lags: int) -> None:
+        partitions = {name.removeprefix("p"): {"consumer_lag": n} for name, n in lags.items()}
+        lag.on_statistics(orjson.dumps({"topics": {TOPIC: {"partitions": partitions}}}).decode())
 
-    assert lag.kafka_reachable
-    lag.on_statistics(stats("DOWN", "CONNECT"))
-    assert not lag.kafka_reachable  # the bootstrap placeholder being UP does not count
-    lag.on_statistics(stats("DOWN", "UP"))
-    assert lag.kafka_reachable
-    lag.on_statistics(orjson.dumps({"brokers": {}}).decode())
-    assert lag.kafka_reachable  # no cluster broker known yet: nothing to judge
+    lag.assigned({0, 1})
+    report(p0=0, p1=-1)  # -1: nothing committed yet, so librdkafka knows no lag
+    assert lag.backlog() == 0
+    report(p0=3, p1=4, p2=50)  # partition 2 belongs to another member
+    assert lag.backlog() == 7
+    lag.revoked({1})
+    assert lag.backlog() == 3
 
 
 def test_unacknowledged_dead_letters_pause_their_partition_then_stop_the_role(

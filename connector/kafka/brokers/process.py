@@ -49,7 +49,7 @@ def wait_until(
         time.sleep(poll)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     # A broker orphaned by a SIGKILLed test run would hold its ports and RAM forever; the kernel
     # kills it when the parent goes (Linux only; elsewhere close() is the only cleanup). The
     # kernel tracks the spawning *thread*: start brokers from a thread that outlives them.
@@ -76,7 +76,7 @@ def spawn(
             stderr=log,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
         )
 
 
