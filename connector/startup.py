@@ -66,6 +66,8 @@ def read_at_startup(
         return _read_until_answered(read, what, stop=stop, clock=clock, backoff=backoff, rng=rng)
     finally:
         done.set()
+        if stop.is_set():  # the read may have seen the stop before the watcher did
+            client.stop_retrying()
 
 
 def _read_until_answered(

@@ -201,7 +201,8 @@ RESET_TO_ITEM = ["reset-cursor", "--to-item", "some-item", "--dry-run"]
     [
         (["run"], WRONG_KEY, "uploader: the Toloka API refused the key (check TOLOKA_API_KEY)"),
         (["upload"], WRONG_KEY, "uploader: the Toloka API refused the key"),
-        (["poll"], WRONG_KEY, "poller: list_items: HTTP 401"),
+        (["poll"], WRONG_KEY, "poller: the Toloka API refused the key (check TOLOKA_API_KEY)"),
+        (["poll"], UNKNOWN_PROJECT, "poller: the app project or its app does not exist"),
         (["run"], UNKNOWN_PROJECT, "uploader: the app project or its app does not exist"),
         (["upload"], UNKNOWN_PROJECT, "uploader: the app project or its app does not exist"),
         (RESET_TO_ITEM, WRONG_KEY, "get_item: HTTP 401"),
