@@ -332,6 +332,33 @@ def librdkafka_problems(properties: Mapping[str, str]) -> list[str]:
     return problems
 
 
+_PROPERTY_ALIASES = {"delivery.timeout.ms": "message.timeout.ms"}
+
+
+def poller_producer_problems(kafka: KafkaSettings, poller: PollerSettings) -> list[str]:
+    """The poller's producer adds `transactional.id` and `transaction.timeout.ms`
+    (CONNECTOR_TRANSACTION_TIMEOUT_SECONDS) to the Kafka settings, and librdkafka holds other
+    settings to them (`socket.timeout.ms` and `message.timeout.ms` at most the transaction
+    timeout). One line naming the settings that clash, or none."""
+    from connector.poller.publisher import producer_config  # noqa: PLC0415 - imports config
+
+    config = producer_config(kafka.client_config(), "check", poller.transaction_timeout_seconds)
+    error = _new_producer_error(config)
+    if error is None:
+        return []
+    # librdkafka quotes the properties it complains about: `socket.timeout.ms`, `a=true`.
+    named = {quoted.split("=")[0] for quoted in error.split("`")[1::2]}
+    variables = [
+        kafka_variable(prop)
+        for prop in sorted(kafka.properties)
+        if prop in named or _PROPERTY_ALIASES.get(prop) in named
+    ]
+    if "transaction.timeout.ms" in named:
+        variables.insert(0, PollerSettings.variable("transaction_timeout_seconds"))
+    names = ", ".join(variables) or "KAFKA_* settings"
+    return [f"{names}: the poller's transactional producer cannot start with these: {error}"]
+
+
 # --- loading ---------------------------------------------------------------------------------
 
 
@@ -460,6 +487,8 @@ def load_settings(
     kafka = groups[KafkaSettings]
     if kafka is not None:
         problems.extend(librdkafka_problems(kafka.client_config()))
+    if kafka is not None and groups[PollerSettings] is not None and not problems:
+        problems.extend(poller_producer_problems(kafka, groups[PollerSettings]))
     if problems:
         raise ConfigError(problems)
     return Settings(

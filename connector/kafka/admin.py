@@ -7,12 +7,13 @@ other way; when they were not, it fails with a message naming the missing topics
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from confluent_kafka.cimpl import NewTopic
 
 from connector.errors import KafkaOperationError
@@ -120,3 +121,28 @@ def create_topics_tolerating_existing(
         )
         raise KafkaOperationError("cannot create topics: " + "; ".join(failures) + hint)
     return created
+
+
+def topic_config_values(
+    config: str | Mapping[str, str],
+    topics: Sequence[str],
+    name: str,
+    timeout: float = _DEFAULT_TIMEOUT_SECONDS,
+) -> dict[str, str]:
+    """The value of the topic config `name` per topic, for the topics whose configs can be read
+    (DescribeConfigs; a missing topic, missing permission or a broker without the request is
+    left out, with a DEBUG line)."""
+    admin = _admin(config)  # must outlive the futures
+    futures = admin.describe_configs(
+        [ConfigResource(ResourceType.TOPIC, topic) for topic in topics], request_timeout=timeout
+    )
+    values: dict[str, str] = {}
+    for resource, future in futures.items():
+        try:
+            entry = future.result(timeout).get(name)
+        except (KafkaException, concurrent.futures.TimeoutError) as exc:
+            logger.debug("cannot read %s of topic %s: %s", name, resource.name, exc)
+            continue
+        if entry is not None and entry.value is not None:
+            values[resource.name] = str(entry.value)
+    return values

@@ -13,6 +13,7 @@ from connector.lifecycle import Heartbeat, Readiness
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.poller.leadership import Role
+from connector.poller.limits import RecordLimits, read_max_message_bytes
 from connector.poller.loop import ItemSource, PollerLoop
 from connector.poller.publisher import kafka_producer_factory
 from connector.poller.state import KafkaStateStore
@@ -56,12 +57,18 @@ def build_poller(
     project = settings.toloka.app_project_id
     kafka_config = settings.kafka.client_config()
     heartbeat = Heartbeat("poller", clock)
+    dlq_topic = settings.uploader.dlq_topic
+    limits = RecordLimits(
+        kafka_config,
+        (poller.output_topic, dlq_topic, poller.state_topic),
+        read_max_message_bytes(kafka_config, min(poller.transaction_timeout_seconds, 10.0)),
+    )
     loop = PollerLoop(
         poller,
         project,
         source=client,
         producer_factory=kafka_producer_factory(
-            kafka_config, project, poller.transaction_timeout_seconds
+            kafka_config, project, poller.transaction_timeout_seconds, limits.producer_config
         ),
         store=KafkaStateStore(
             kafka_config,
@@ -76,5 +83,8 @@ def build_poller(
         heartbeat=heartbeat,
         instance_id=instance_id(),
         outstanding=outstanding,
+        dlq_topic=dlq_topic,
+        limits=limits,
+        response_limit_bytes=settings.api.max_response_bytes,
     )
     return Poller(loop, heartbeat)

@@ -26,7 +26,13 @@ from pydantic import SecretStr
 
 from connector import __version__
 from connector.clock import Clock, SystemClock
-from connector.errors import RetryableApiError, TolokaApiError, UnexpectedResponseError
+from connector.errors import (
+    ResponseTooLargeError,
+    RetryableApiError,
+    TolokaApiError,
+    UnexpectedResponseError,
+    UnreadablePageError,
+)
 from connector.metrics import Metrics
 from connector.toloka.availability import ApiAvailability
 from connector.toloka.models import App, AppProject, Item, ItemPage
@@ -202,7 +208,27 @@ class TolokaClient:
         params["limit"] = str(limit)
         if after_id is not None:
             params["after_id"] = after_id
-        page = self._get("list_items", f"{self._project_path}/items", ItemPage, params)
+        request = self._http.build_request("GET", f"{self._project_path}/items", params=params)
+
+        def attempt() -> ItemPage:
+            try:
+                response = self._exchange("list_items", request, idempotent=True)
+            except ResponseTooLargeError as error:
+                if error.status is None or not 200 <= error.status < 300:
+                    raise
+                raise UnreadablePageError(
+                    error.message, body=error.head, complete=False, status=error.status,
+                    operation="list_items",
+                ) from error  # fmt: skip
+            try:
+                return decode_model(ItemPage, response, operation="list_items", secret=self._secret)
+            except UnexpectedResponseError as error:
+                raise UnreadablePageError(
+                    error.message, body=response.content, complete=True,
+                    status=response.status_code, operation="list_items",
+                ) from error  # fmt: skip
+
+        page, _ = self._call("list_items", attempt, self._retry)
         if len(page.content) > limit:
             # Whoever answers does not follow the API: its pages cannot be trusted to page.
             raise UnexpectedResponseError(
@@ -310,13 +336,17 @@ class TolokaClient:
         streamed = self._http.send(request, stream=True)
         try:
             declared = streamed.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > self._max_response_bytes:
-                raise self._too_large(operation, streamed, idempotent)
+            too_large = declared.isdigit() and int(declared) > self._max_response_bytes
             body = bytearray()
             for chunk in streamed.iter_bytes():
                 body += chunk
-                if len(body) > self._max_response_bytes:
-                    raise self._too_large(operation, streamed, idempotent)
+                if len(body) > self._max_response_bytes or (
+                    too_large and len(body) >= ResponseTooLargeError.HEAD_BYTES
+                ):
+                    break
+            if too_large or len(body) > self._max_response_bytes:
+                head = bytes(body[: ResponseTooLargeError.HEAD_BYTES])
+                raise self._too_large(operation, streamed, idempotent, head)
         finally:
             streamed.close()
         return httpx.Response(
@@ -325,11 +355,12 @@ class TolokaClient:
         )  # fmt: skip
 
     def _too_large(
-        self, operation: str, response: httpx.Response, idempotent: bool
-    ) -> UnexpectedResponseError:
-        return UnexpectedResponseError(
+        self, operation: str, response: httpx.Response, idempotent: bool, head: bytes
+    ) -> ResponseTooLargeError:
+        return ResponseTooLargeError(
             f"the response body is larger than {self._max_response_bytes} bytes "
             "(CONNECTOR_API_MAX_RESPONSE_BYTES)",
+            head=head,
             status=response.status_code,
             operation=operation,
             may_have_been_applied=not idempotent,
