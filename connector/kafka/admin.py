@@ -130,17 +130,21 @@ def topic_config_values(
     timeout: float = _DEFAULT_TIMEOUT_SECONDS,
 ) -> dict[str, str]:
     """The value of the topic config `name` per topic, for the topics whose configs can be read
-    (DescribeConfigs; a missing topic, missing permission or a broker without the request is
-    left out, with a DEBUG line)."""
+    within `timeout` (DescribeConfigs; a missing topic, a missing permission or a broker without
+    the request is left out, with a DEBUG line)."""
     admin = _admin(config)  # must outlive the futures
     futures = admin.describe_configs(
         [ConfigResource(ResourceType.TOPIC, topic) for topic in topics], request_timeout=timeout
     )
+    concurrent.futures.wait(futures.values(), timeout)
     values: dict[str, str] = {}
     for resource, future in futures.items():
+        if not future.done():
+            logger.debug("no answer about %s of topic %s within %gs", name, resource.name, timeout)
+            continue
         try:
-            entry = future.result(timeout).get(name)
-        except (KafkaException, concurrent.futures.TimeoutError) as exc:
+            entry = future.result(0).get(name)
+        except KafkaException as exc:
             logger.debug("cannot read %s of topic %s: %s", name, resource.name, exc)
             continue
         if entry is not None and entry.value is not None:

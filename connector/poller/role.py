@@ -18,6 +18,10 @@ from connector.poller.loop import ItemSource, PollerLoop
 from connector.poller.publisher import kafka_producer_factory
 from connector.poller.state import KafkaStateStore
 
+TOPIC_LIMITS_READ_SECONDS = 2.0
+"""How long a take-over waits for the topics' max.message.bytes (once; real Kafka answers in
+milliseconds, a broker without DescribeConfigs never: the broker's refusals then teach it)."""
+
 
 def instance_id() -> str:
     """Names this process in the cursor records it writes (host, pid, and a random tail)."""
@@ -61,7 +65,7 @@ def build_poller(
     limits = RecordLimits(
         kafka_config,
         (poller.output_topic, dlq_topic, poller.state_topic),
-        read_max_message_bytes(kafka_config, min(poller.transaction_timeout_seconds, 10.0)),
+        read_max_message_bytes(kafka_config, TOPIC_LIMITS_READ_SECONDS),
     )
     loop = PollerLoop(
         poller,

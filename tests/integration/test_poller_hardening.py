@@ -274,7 +274,7 @@ def test_a_backlog_keeps_the_state_bounded_and_the_look_back_scans_on_time(
             CONNECTOR_LATE_SCAN_INTERVAL_SECONDS="1",
         )
     )
-    items = 1500  # 300 transactions behind a 2 s window, each listing 50 ms: 15 s or more
+    items = 1000  # 200 transactions behind a 2 s window, each listing 50 ms: 10 s or more
     try:
         wait_for(lambda: poller.poller.readiness().detail == "leader", what="leadership")
         setup.simulator.set_knobs(read_latency=0.05)
