@@ -104,8 +104,12 @@ class _Leadership:
     state: PollerState
     scan: Scan
     last_write: float  # monotonic time of the last committed state record
-    last_late_scan: float  # monotonic start of the last look-back scan
+    last_late_scan: float
+    """Monotonic end of the last look-back scan: the main scan gets at least an interval
+    between two of them, however long one takes (a burst in the window is a long one)."""
     flowing: bool = False  # the current main scan published something
+    one_record_per_batch: bool = False
+    """The producer was built to send one record per batch (a refusal then names the record)."""
     rejected_after_id: str | None = None
     """A cursor item the API said it does not know: the main scan lists from the cursor's
     finished_at instead, until the cursor moves to another item."""
@@ -240,6 +244,11 @@ class PollerLoop:
                 log.info("no cursor yet: starting from %s", self._settings.start_from)
             change = heartbeat_change(state, now=self._clock.time(), holder=self._instance_id)
             publisher.commit_page([], change.records())
+        except ProducerFencedError as exc:
+            # Another standby claimed the id first: it leads, this one is a standby doing its job.
+            log.info("another poller took over first (%s): standing by", exc)
+            self.kafka_problem = None
+            return None
         except (PublishError, KafkaOperationError) as exc:
             log.warning("could not take over as poller: %s", exc)
             self.kafka_problem = f"could not take over: {exc}"
@@ -250,7 +259,14 @@ class PollerLoop:
         self._set_role(Role.LEADER)
         self._metrics.poller_takeovers.inc()
         self._observe_state(state)
-        return _Leadership(publisher, state, main_scan(self._late_window_time()), now, now)
+        return _Leadership(
+            publisher,
+            state,
+            main_scan(self._late_window_time()),
+            now,
+            now,
+            one_record_per_batch=self._limits.single_record_batches,
+        )
 
     def _new_state(self) -> PollerState:
         cursor = initial_cursor(
@@ -276,9 +292,7 @@ class PollerLoop:
                 self._pass_unreadable(lead, exc, stop)
                 continue
             except RecordsTooLargeError as exc:
-                if not self._limits.learn(exc.refused):
-                    # Which record was too large is unknown: one record per batch from now on.
-                    lead.publisher = self._replacement_publisher()
+                self._learn_sizes(lead, exc)
                 continue
             except PageAbortedError as exc:
                 log.warning("page transaction aborted, listing the page again: %s", exc)
@@ -303,15 +317,15 @@ class PollerLoop:
     def _next_scan(self, lead: _Leadership, caught_up: bool, stop: threading.Event) -> None:
         """After a page: go on, look back when a look-back scan is due (caught up or not), or
         wait for more."""
+        now = self._clock.monotonic()
         if lead.scan.late:
             if caught_up:
                 lead.scan = self._main_scan(lead)
+                lead.last_late_scan = now
             return
-        now = self._clock.monotonic()
         late_scan_due = now - lead.last_late_scan >= self._settings.late_scan_interval_seconds
         if self._settings.late_window_seconds > 0 and late_scan_due:
             lead.scan = late_scan(self._late_window_time(), ceiling=lead.state.cursor.finished_at)
-            lead.last_late_scan = now
             return
         if not caught_up:
             return
@@ -427,7 +441,7 @@ class PollerLoop:
         try:
             self._commit(lead, plan, self._outcome([], unreadable=entry if plan.publish else None))
         except RecordsTooLargeError as refused:
-            self._limits.learn(refused.refused)
+            self._learn_sizes(lead, refused)
             return
         except PageAbortedError as aborted:
             log.warning("transaction aborted, listing the item again: %s", aborted)
@@ -516,13 +530,18 @@ class PollerLoop:
         except PageAbortedError as exc:
             log.warning("heartbeat transaction aborted: %s", exc)
 
-    def _replacement_publisher(self) -> TransactionalPublisher:
-        """A new producer for the same leadership (new producer settings); the old one is
-        fenced by it. A failure ends the leadership: the state is then read again."""
+    def _learn_sizes(self, lead: _Leadership, refused: RecordsTooLargeError) -> None:
+        """Records were refused as too large (the page was aborted and will be listed again).
+        When the refusing producer sent several records per batch, which one was too large is
+        unknown: replace it by one that sends one record per batch (fencing the old one; a
+        failure ends the leadership and the state is read again)."""
+        if self._limits.learn(refused.refused, one_record_per_batch=lead.one_record_per_batch):
+            return
         try:
-            return self._new_publisher()
+            lead.publisher = self._new_publisher()
         except PublishError as exc:
             raise ProducerFailedError(f"could not replace the producer: {exc}") from exc
+        lead.one_record_per_batch = True
 
     def _without_after_id(self, lead: _Leadership) -> None:
         """List again from the floor of the scan: the API no longer knows its after_id."""

@@ -62,7 +62,7 @@ class SlowListing(FakeApi):
         self.seconds = seconds
         self.during: Callable[[], None] | None = None
         self.done: Callable[[int], bool] = lambda before: cursor_records(kafka) > before
-        self.heartbeat_while_listing = False
+        self.done_while_listing = False
 
     def list_items(
         self,
@@ -80,7 +80,7 @@ class SlowListing(FakeApi):
             deadline = time.monotonic() + 10
             while not self.done(before) and time.monotonic() < deadline:
                 time.sleep(0.01)  # the fake API "taking its time"; the loop's helper writes
-            self.heartbeat_while_listing = cursor_records(self.kafka) > before
+            self.done_while_listing = self.done(before)
         return super().list_items(sort=sort, after_id=after_id, limit=limit, filters=filters)
 
 
@@ -91,7 +91,7 @@ def test_a_listing_slower_than_the_leader_timeout_still_gets_heartbeats() -> Non
     api.add(finished_item("a", T0 - 5))
     loop = loop_for(api, kafka, clock, Metrics(), leader_timeout_seconds=0.8)
     loop.run(clock.stop)
-    assert api.heartbeat_while_listing
+    assert api.done_while_listing, "a heartbeat was written while the listing took its time"
     assert kafka.published_ids() == ["a"]
 
 
@@ -120,6 +120,7 @@ def test_a_heartbeat_fenced_while_listing_makes_the_leader_step_down_not_crash()
 
     loop._set_role = record  # type: ignore[method-assign]
     loop.run(clock.stop)  # returns at the end of the run, having raised nothing
+    assert api.done_while_listing, "the heartbeat written while listing found it fenced"
     first_lead = roles.index(Role.LEADER)
     assert roles[first_lead + 1 : first_lead + 3] == [Role.STANDBY, Role.LEADER], (
         "stepped down, then took over again from the silent newer holder"
@@ -180,7 +181,8 @@ def test_a_forward_step_of_the_wall_clock_does_not_disable_the_late_window() -> 
     api = FakeApi(clock)
     api.clock = TrueTime(clock)  # type: ignore[assignment]
     api.add(finished_item("on-time", T0 + 5), visible_at=T0 + 5)
-    api.add(finished_item("late", T0 + 6), visible_at=T0 + 6 + 20)  # within the 30 s window
+    # Behind the cursor ("on-time") once it shows up, 20 s late: within the 30 s window.
+    api.add(finished_item("late", T0 + 4), visible_at=T0 + 4 + 20)
     stepped = False
     original = api.list_items
 
@@ -196,3 +198,39 @@ def test_a_forward_step_of_the_wall_clock_does_not_disable_the_late_window() -> 
     loop_for(api, kafka, clock, Metrics(), late_window_seconds=30).run(clock.stop)
     assert stepped
     assert sorted(kafka.published_ids()) == ["late", "on-time"]
+
+
+def test_a_take_over_lost_to_another_standby_leaves_a_ready_standby() -> None:
+    """Two standbys see the leader gone at once; the one fenced while taking over stands by
+    (it is doing its job: /readyz must not call it broken)."""
+    clock = FakeClock(stop_at=T0 + 5)
+    kafka = FakeKafka()
+    rival_took_over = False
+
+    def fenced_by_a_rival(producer: FakeProducer) -> None:
+        original = producer.begin_transaction
+
+        def begin() -> None:
+            nonlocal rival_took_over
+            if not rival_took_over:
+                FakeProducer(kafka, "toloka-connector-poller-proj").init_transactions(1)
+                rival_took_over = True
+            original()
+
+        producer.begin_transaction = begin  # type: ignore[method-assign]
+
+    roles: list[Role] = []
+    loop = loop_for(FakeApi(clock), kafka, clock, Metrics(), fenced_by_a_rival)
+    original_set_role = loop._set_role
+
+    def record(role: Role) -> None:
+        roles.append(role)
+        original_set_role(role)
+        if rival_took_over and role is Role.STANDBY:
+            clock.stop.set()  # back to standby after the lost race: look at it now
+
+    loop._set_role = record  # type: ignore[method-assign]
+    loop.run(clock.stop)
+    assert rival_took_over
+    assert Role.LEADER not in roles
+    assert loop.kafka_problem is None
