@@ -366,8 +366,9 @@ class PollerLoop:
                 "the listing returned %d items outside what was asked for (behind the cursor or "
                 "its floor): skipped, not published again", plan.out_of_range,
             )  # fmt: skip
-        self._pages.readable(len(outcome.results), sum(len(r.value) for r in outcome.results))
-        self._metrics.poller_page_limit.set(self._pages.size)
+        if not empty:
+            self._pages.readable(len(outcome.results), sum(len(r.value) for r in outcome.results))
+            self._metrics.poller_page_limit.set(self._pages.size)
         self._metrics.poll_page_size.observe(
             sum(1 for item in page.content if item.finished_at is not None)
         )
