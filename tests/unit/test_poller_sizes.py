@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import httpx
 import orjson
 import pytest
+from pydantic import SecretStr
 
 from connector.cli import main
 from connector.config import load_settings
-from connector.errors import ConfigError, UnreadablePageError
+from connector.errors import ConfigError, TolokaApiError, UnreadablePageError
 from connector.poller.dead_letters import dead_letter
 from connector.poller.limits import RecordLimits, record_size
 from connector.poller.page_size import GROW_AFTER, PageSizer
 from connector.poller.publisher import OutputRecord, SizeRefusal
 from connector.poller.unreadable import readable_item, single_entry
+from connector.toloka.client import TolokaClient
+from connector.toloka.retry import RetryPolicy
 
 # --- page sizes -----------------------------------------------------------------------------
 
@@ -222,3 +226,43 @@ def test_at_start_such_settings_exit_2_with_one_line(
     assert main(["poll"]) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("CONNECTOR_TRANSACTION_TIMEOUT_SECONDS, KAFKA_SOCKET_TIMEOUT_MS: ")
+
+
+# --- the listing's answer as the client hands it over ----------------------------------------
+
+
+def client_answering(status: int, body: bytes) -> TolokaClient:
+    return TolokaClient(
+        "https://api.invalid/api/app/v0",
+        SecretStr("key"),
+        "proj",
+        retry=RetryPolicy(max_attempts=1),
+        max_response_bytes=2048,
+        transport=httpx.MockTransport(lambda _request: httpx.Response(status, content=body)),
+    )
+
+
+def test_a_listing_over_the_size_limit_is_an_unreadable_page_with_its_head() -> None:
+    body = page_of(ITEM)
+    with client_answering(200, body) as client, pytest.raises(UnreadablePageError) as raised:
+        client.list_items(limit=1)
+    assert not raised.value.complete
+    assert body.startswith(raised.value.body)
+    assert len(raised.value.body) >= 2048
+
+
+def test_an_undecodable_listing_is_an_unreadable_page_with_its_whole_body() -> None:
+    body = page_of(b'{"id":"x","finished_at":"yesterday"}')
+    with client_answering(200, body) as client, pytest.raises(UnreadablePageError) as raised:
+        client.list_items(limit=1)
+    assert raised.value.complete
+    assert raised.value.body == body
+
+
+def test_an_oversized_error_page_is_no_unreadable_page() -> None:
+    with (
+        client_answering(502, b"<html>" + b"x" * 5000) as client,
+        pytest.raises(TolokaApiError) as raised,
+    ):
+        client.list_items(limit=1)
+    assert not isinstance(raised.value, UnreadablePageError), "a smaller page would not help"
