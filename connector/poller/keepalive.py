@@ -8,7 +8,8 @@ waiting for the API and has no transaction open, so the two never overlap. Liven
 on the process and on Kafka, not on how long one API call takes.
 
 A heartbeat that fails because a newer poller fenced this one ends the helper; the loop re-raises
-that error once the call returns, and steps down.
+that error once the call returns, and steps down. So does anything else a heartbeat raises (a
+failed producer, a bug): nothing is lost in the helper thread.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
-from connector.poller.publisher import PageAbortedError, PublishError
+from connector.poller.publisher import PageAbortedError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class HeartbeatsDuringCall:
         self._write = write
         self._due_in = due_in
         self._done = threading.Event()
-        self._failure: PublishError | None = None
+        self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="poller-heartbeats", daemon=True)
 
     def __enter__(self) -> HeartbeatsDuringCall:
@@ -63,6 +64,6 @@ class HeartbeatsDuringCall:
                 log.warning("heartbeat transaction aborted while listing: %s", exc)
                 if self._done.wait(RETRY_SECONDS):
                     return
-            except PublishError as exc:
+            except BaseException as exc:  # re-raised in the loop's thread, where it belongs
                 self._failure = exc
                 return

@@ -3,17 +3,23 @@ during a backlog, and a wall clock that jumps."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import pytest
+
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
+from connector.poller.keepalive import HeartbeatsDuringCall
 from connector.poller.leadership import Role
 from connector.poller.loop import PollerLoop
+from connector.poller.publisher import ProducerFencedError
 from connector.toloka.models import ItemPage
 from tests.unit.poller_fakes import (
     T0,
+    Crash,
     FakeApi,
     FakeClock,
     FakeKafka,
@@ -234,3 +240,24 @@ def test_a_take_over_lost_to_another_standby_leaves_a_ready_standby() -> None:
     assert rival_took_over
     assert Role.LEADER not in roles
     assert loop.kafka_problem is None
+
+
+@pytest.mark.parametrize(
+    "raised", [ProducerFencedError("fenced"), RuntimeError("a bug"), Crash()], ids=repr
+)
+def test_what_a_heartbeat_raises_while_listing_is_raised_in_the_loop_after_the_call(
+    raised: BaseException,
+) -> None:
+    attempts = threading.Event()
+
+    def write() -> None:
+        attempts.set()
+        raise raised
+
+    def slow_call_that_fails() -> None:
+        with HeartbeatsDuringCall(write, lambda: 0.0):
+            assert attempts.wait(5), "the due heartbeat was attempted while the call ran"
+            raise TimeoutError("the API call's own failure")  # what the heartbeat met outranks it
+
+    with pytest.raises(type(raised)):
+        slow_call_that_fails()
