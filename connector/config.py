@@ -40,6 +40,7 @@ from connector.kafka_properties import (
     kafka_variable,
     librdkafka_problems,
     mask_kafka_value,
+    new_producer_error,
 )
 from connector.settings_sources import Vocabulary, environment_variables, toml_variables
 
@@ -515,6 +516,34 @@ class Settings:
         return found
 
 
+_PROPERTY_ALIASES = {"delivery.timeout.ms": "message.timeout.ms"}
+
+
+def poller_producer_problems(kafka: KafkaSettings, poller: CursorWriteSettings) -> list[str]:
+    """The poller's producer (and reset-cursor's, which writes the cursor the same way) adds
+    `transactional.id` and `transaction.timeout.ms` (CONNECTOR_TRANSACTION_TIMEOUT_SECONDS) to
+    the Kafka settings, and librdkafka holds other settings to them (`socket.timeout.ms` and
+    `message.timeout.ms` at most the transaction timeout). One line naming the settings that
+    clash, or none."""
+    from connector.poller.publisher import producer_config  # noqa: PLC0415 - imports config
+
+    config = producer_config(kafka.client_config(), "check", poller.transaction_timeout_seconds)
+    error = new_producer_error(config)
+    if error is None:
+        return []
+    # librdkafka quotes the properties it complains about: `socket.timeout.ms`, `a=true`.
+    named = {quoted.split("=")[0] for quoted in error.split("`")[1::2]}
+    variables = [
+        kafka_variable(prop)
+        for prop in sorted(kafka.properties)
+        if prop in named or _PROPERTY_ALIASES.get(prop) in named
+    ]
+    if "transaction.timeout.ms" in named:
+        variables.insert(0, CursorWriteSettings.variable("transaction_timeout_seconds"))
+    names = ", ".join(variables) or "KAFKA_* settings"
+    return [f"{names}: the poller's transactional producer cannot start with these: {error}"]
+
+
 # --- loading ---------------------------------------------------------------------------------
 
 
@@ -622,6 +651,10 @@ def load_settings(
         problems.extend(p for p in group_problems if p not in problems)  # shared fields: once
         if instance is not None:
             loaded.append(instance)
+    kafka = next((g for g in loaded if isinstance(g, KafkaSettings)), None)
+    cursor = next((g for g in loaded if isinstance(g, CursorWriteSettings)), None)
+    if kafka is not None and cursor is not None and not problems:
+        problems.extend(poller_producer_problems(kafka, cursor))
     if problems:
         raise ConfigError(problems)
     return Settings(tuple(loaded))

@@ -13,7 +13,8 @@
     │       ├── ValidationFailedError    400 VALIDATION_ERROR (payload names bad fields)
     │       ├── PayloadTooLargeError     413: more items than one request may carry
     │       ├── UnexpectedResponseError  a 2xx whose body is not what the API documents
-    │       │   └── ResponseTooLargeError    a body over CONNECTOR_API_MAX_RESPONSE_BYTES
+    │       │   ├── ResponseTooLargeError    a body over CONNECTOR_API_MAX_RESPONSE_BYTES
+    │       │   └── UnreadablePageError      a listing page too large or undecodable
     │       ├── RedirectError            3xx: never followed (the API key would go along)
     │       └── ClientRequestError       any other 4xx
     └── KafkaOperationError          a Kafka operation failed in a way the caller must see
@@ -132,6 +133,17 @@ class ResponseTooLargeError(UnexpectedResponseError):
 
     def __init__(self, message: str, *, head: bytes = b"", **kwargs: Any) -> None:
         self.head = head
+        super().__init__(message, **kwargs)
+
+
+class UnreadablePageError(UnexpectedResponseError):
+    """A 2xx answer to a listing that is no page: over the response-size limit, not JSON, or not
+    the documented shape. `body` is what was read of it; `complete` is False when it was cut
+    (a page over the limit). A smaller page may be readable: the poller shrinks its pages."""
+
+    def __init__(self, message: str, *, body: bytes, complete: bool, **kwargs: Any) -> None:
+        self.body = body
+        self.complete = complete
         super().__init__(message, **kwargs)
 
 

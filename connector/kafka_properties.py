@@ -81,7 +81,7 @@ _silent.addHandler(logging.NullHandler())
 _silent.propagate = False
 
 
-def _new_producer_error(conf: Mapping[str, str]) -> str | None:
+def new_producer_error(conf: Mapping[str, str]) -> str | None:
     """librdkafka's complaint about a configuration, or None when a client starts with it."""
     from confluent_kafka import KafkaException, Producer  # noqa: PLC0415 - heavy import
 
@@ -103,7 +103,7 @@ def librdkafka_problems(properties: Mapping[str, str]) -> list[str]:
     problems: list[str] = []
     accepted: dict[str, str] = {}
     for prop, value in sorted(properties.items()):
-        error = _new_producer_error({**accepted, prop: value})
+        error = new_producer_error({**accepted, prop: value})
         if error is None or error.startswith("Failed to create"):
             accepted[prop] = value
         elif "No such configuration property" in error:
@@ -114,7 +114,7 @@ def librdkafka_problems(properties: Mapping[str, str]) -> list[str]:
             problems.append(f"{kafka_variable(prop)}: {value!r} is rejected by librdkafka: {error}")
     if problems:
         return problems
-    error = _new_producer_error({**accepted, **_PRODUCER_GUARANTEES})
+    error = new_producer_error({**accepted, **_PRODUCER_GUARANTEES})
     if error is None:
         return []
     for prop, value in accepted.items():
@@ -124,7 +124,7 @@ def librdkafka_problems(properties: Mapping[str, str]) -> list[str]:
         prop
         for prop, value in accepted.items()
         if prop != "bootstrap.servers"
-        and _new_producer_error({prop: value, **_PRODUCER_GUARANTEES}) is not None
+        and new_producer_error({prop: value, **_PRODUCER_GUARANTEES}) is not None
     ]
     names = ", ".join(kafka_variable(prop) for prop in (alone or accepted))
     return [f"{names}: librdkafka cannot start the connector's clients with this: {error}"]

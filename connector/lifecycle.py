@@ -46,12 +46,14 @@ class Heartbeat:
 
     @contextmanager
     def waiting_on(self, dependency: str) -> Iterator[None]:
-        """Around a call into `dependency` that ends by its own timeout or retry budget."""
-        self.waiting_for = dependency
+        """Around a call into `dependency` that ends by its own timeout or retry budget. Calls
+        nest (a heartbeat transaction written while the loop waits on a listing): the outer
+        label is restored when the inner call ends."""
+        outer, self.waiting_for = self.waiting_for, dependency
         try:
             yield
         finally:
-            self.waiting_for = None
+            self.waiting_for = outer
             self.beat()
 
 

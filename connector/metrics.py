@@ -19,6 +19,7 @@ API_OPERATIONS = ("bulk_create", "list_items", "get_item", "get_project", "get_a
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "transport_error")
 RETRY_CAUSES = ("rate_limited", "server_error", "transport_error", "timeout")
 DEAD_LETTER_REASONS = ("invalid_json", "not_an_object", "invalid_item", "rejected", "too_large")
+POLLER_DEAD_LETTER_REASONS = ("result_too_large", "unreadable_result")
 RESULT_STATUSES = ("COMPLETED", "ERROR", "CANCELLED", "OTHER")
 TRANSACTION_OUTCOMES = ("committed", "aborted")
 ROLES = ("uploader", "poller")
@@ -182,6 +183,18 @@ class Metrics:
             "late-visible items exactly once.",
             registry=r,
         )
+        self.poller_page_limit = Gauge(
+            f"{PREFIX}_poller_page_limit",
+            "Items the poller asks for per listing now: CONNECTOR_PAGE_SIZE, fewer after pages "
+            "that could not be read.",
+            registry=r,
+        )
+        self.unreadable_pages = Counter(
+            f"{PREFIX}_unreadable_pages_total",
+            "Listing pages that could not be read (over the response-size limit, or "
+            "undecodable); each is asked for again with fewer items.",
+            registry=r,
+        )
         self.poller_takeovers = Counter(
             f"{PREFIX}_poller_takeovers_total",
             "Times this process became the active poller (start-up included).",
@@ -229,7 +242,7 @@ class Metrics:
                 self.api_request_duration.labels(operation, status_class)
             for cause in RETRY_CAUSES:
                 self.api_retries.labels(operation, cause)
-        for reason in DEAD_LETTER_REASONS:
+        for reason in DEAD_LETTER_REASONS + POLLER_DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason)
         for status in RESULT_STATUSES:
             self.results_published.labels(status)

@@ -1,5 +1,7 @@
 """`python -m reliability` (`make chaos`): the chaos scenarios, 100,000 hostile records, failover
-timing and SIGTERM at random moments; figures go to docs/reliability.md (`--no-doc` to skip).
+timing, SIGTERM at random moments and the poller's faults (slow listings with two pollers, a
+broker frozen across transactions, bulky outputs); figures go to docs/reliability.md
+(`--no-doc` to skip).
 
     python -m reliability                 # everything (~15 minutes on 2 cores)
     python -m reliability --only chaos-kills --seed 3
@@ -18,6 +20,7 @@ from connector.kafka.embedded import default_kind, start_broker
 from reliability.chaos import Outcome, Scenario, run_scenario
 from reliability.failover import run_failover
 from reliability.hostile import run_hostile
+from reliability.poller_faults import TABLE_HEAD, run_poller_faults
 from reliability.report import chaos_table, merged_rows, read_section, write_section
 from reliability.sigterm import run_sigterm
 
@@ -50,7 +53,7 @@ def scenarios(seed: int) -> dict[str, tuple[str, Scenario]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m reliability", description=__doc__)
-    parts = [*scenarios(0), "hostile", "failover", "sigterm"]
+    parts = [*scenarios(0), "hostile", "failover", "sigterm", "poller-faults"]
     parser.add_argument("--only", action="append", choices=parts, help="run only these parts")
     parser.add_argument("--seed", type=int, default=1, help="seed of every random schedule")
     parser.add_argument(
@@ -114,6 +117,14 @@ def main(argv: list[str] | None = None) -> int:
             print(sigterm.summary())
             failed += [f"sigterm: {p}" for p in sigterm.failures()]
             sections["sigterm-table"] = sigterm.summary()
+        if "poller-faults" in chosen:
+            faults = run_poller_faults(broker("kafka"), run_dir / "poller-faults", seed=args.seed)
+            print(f"poller faults: {faults.summary()}")
+            failed += [f"poller faults: {p}" for p in faults.failures()]
+            sections["poller-faults-table"] = (
+                f"{TABLE_HEAD}\n{faults.summary()}\n\nSeed {args.seed}; run "
+                f"{time.strftime('%Y-%m-%d')}; logs under {run_dir / 'poller-faults'}."
+            )
     finally:
         for opened in brokers.values():
             opened.close()

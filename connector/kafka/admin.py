@@ -7,19 +7,20 @@ other way; when they were not, it fails with a message naming the missing topics
 
 from __future__ import annotations
 
+import concurrent.futures
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported without __all__
-    AdminClient,
-    ConfigResource,
-)
+from confluent_kafka.admin import AdminClient, ConfigEntry, ConfigResource, ResourceType
 from confluent_kafka.cimpl import NewTopic
 
 from connector.errors import KafkaOperationError
 from connector.kafka.steps import within
 from connector.logs import kafka_logger
+
+logger = logging.getLogger(__name__)
 
 _DEFAULT_TIMEOUT_SECONDS = 15.0
 
@@ -81,20 +82,12 @@ def cleanup_policies(
     KafkaOperationError when the broker does not say (no such topic, not authorised,
     DescribeConfigs unanswered: the librdkafka mock cluster does not implement it).
     """
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in topics]
-    admin = _admin(config)  # must outlive the futures: destroying it fails them
-    futures = admin.describe_configs(resources, request_timeout=timeout)
     policies: dict[str, str] = {}
-    for resource, future in futures.items():
-        try:
-            entries = future.result()
-        except KafkaException as exc:
-            error: KafkaError = exc.args[0]
-            raise KafkaOperationError(
-                f"cannot read the configuration of topic {resource.name}: {error.str()}"
-            ) from None
-        entry = entries.get("cleanup.policy")
-        policies[resource.name] = "delete" if entry is None else str(entry.value)
+    for topic, answer in _described(config, topics, timeout).items():
+        if isinstance(answer, str):
+            raise KafkaOperationError(f"cannot read the configuration of topic {topic}: {answer}")
+        entry = answer.get("cleanup.policy")
+        policies[topic] = "delete" if entry is None else str(entry.value)
     return policies
 
 
@@ -156,3 +149,45 @@ def create_topics_tolerating_existing(
         )
         raise KafkaOperationError("cannot create topics: " + "; ".join(failures) + hint)
     return created
+
+
+def topic_config_values(
+    config: str | Mapping[str, str],
+    topics: Sequence[str],
+    name: str,
+    timeout: float = _DEFAULT_TIMEOUT_SECONDS,
+) -> dict[str, str]:
+    """The value of the topic config `name` per topic, for the topics whose configs can be read
+    within `timeout` (DescribeConfigs; a missing topic, a missing permission or a broker without
+    the request is left out, with a DEBUG line)."""
+    values: dict[str, str] = {}
+    for topic, answer in _described(config, topics, timeout).items():
+        entry = None if isinstance(answer, str) else answer.get(name)
+        if isinstance(answer, str):
+            logger.debug("cannot read %s of topic %s: %s", name, topic, answer)
+        elif entry is not None and entry.value is not None:
+            values[topic] = str(entry.value)
+    return values
+
+
+def _described(
+    config: str | Mapping[str, str], topics: Sequence[str], timeout: float
+) -> dict[str, Mapping[str, ConfigEntry] | str]:
+    """DescribeConfigs of `topics`, waiting at most `timeout`: per topic its config entries,
+    or why there are none (the broker's error, or no answer in time)."""
+    admin = _admin(config)  # must outlive the futures: destroying it fails them
+    futures = admin.describe_configs(
+        [ConfigResource(ResourceType.TOPIC, topic) for topic in topics], request_timeout=timeout
+    )
+    concurrent.futures.wait(futures.values(), timeout)
+    answers: dict[str, Mapping[str, ConfigEntry] | str] = {}
+    for resource, future in futures.items():
+        if not future.done():
+            answers[resource.name] = f"no answer within {timeout:g}s"
+            continue
+        try:
+            answers[resource.name] = future.result(0)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            answers[resource.name] = error.str()
+    return answers

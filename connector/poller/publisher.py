@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -49,6 +49,7 @@ def producer_config(
     return {
         "linger.ms": 5,  # a default: a user's KAFKA_LINGER_MS wins
         **kafka_config,
+        "enable.idempotence": True,  # transactions need it: a KAFKA_ setting cannot turn it off
         "transactional.id": transactional_id(app_project_id),
         "transaction.timeout.ms": int(transaction_timeout_seconds * 1000),
         "logger": kafka_logger(),
@@ -80,12 +81,16 @@ ProducerFactory = Callable[[], TransactionalProducer]
 
 
 def kafka_producer_factory(
-    kafka_config: Mapping[str, Any], app_project_id: str, transaction_timeout_seconds: float
+    kafka_config: Mapping[str, Any],
+    app_project_id: str,
+    transaction_timeout_seconds: float,
+    overrides: Callable[[], Mapping[str, Any]] = dict,
 ) -> ProducerFactory:
+    """Creates producers of `producer_config`, with what `overrides()` says at that moment."""
     config = producer_config(kafka_config, app_project_id, transaction_timeout_seconds)
 
     def create() -> TransactionalProducer:
-        producer: TransactionalProducer = Producer(config)
+        producer: TransactionalProducer = Producer({**config, **overrides()})
         return producer
 
     return create
@@ -150,21 +155,61 @@ class ProducerFencedError(PublishError):
 
 
 class ProducerFailedError(PublishError):
-    """A fatal producer error other than fencing: the producer must be rebuilt."""
+    """The producer cannot go on (a fatal error, or a transaction whose end it could not reach:
+    a commit or abort that kept timing out). It must be replaced, and the state read again: a
+    commit whose outcome was unknown is known then."""
+
+
+@dataclass(frozen=True)
+class SizeRefusal:
+    """A record refused as too large for its topic."""
+
+    topic: str
+    record: OutputRecord
+    by_broker: bool
+    """False: librdkafka refused it before sending (larger than its message.max.bytes); True:
+    the broker refused the batch that held it (which may have held other records too)."""
+
+
+class RecordsTooLargeError(PageAbortedError):
+    """Records of the page were refused as too large; the transaction was aborted."""
+
+    def __init__(self, message: str, refused: Sequence[SizeRefusal]) -> None:
+        super().__init__(message)
+        self.refused = tuple(refused)
 
 
 def is_fenced(error: KafkaError) -> bool:
     return error.code() in _FENCED_CODES
 
 
-def classify(exc: KafkaException, during: str) -> PublishError:
-    error: KafkaError = exc.args[0]
+def kafka_error_of(exc: BaseException) -> KafkaError | None:
+    """The KafkaError behind `exc`. confluent-kafka raises a SystemError chained to it when a
+    delivery callback runs after the call has already failed (seen: `flush` on a fenced
+    producer), so the chain is searched, not only `exc` itself."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KafkaException) and seen.args and isinstance(seen.args[0], KafkaError):
+            return seen.args[0]
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def classify(exc: BaseException, during: str) -> PublishError:
+    """Fencing, a fatal error (or one that cannot be read), or an abortable error."""
+    error = kafka_error_of(exc)
+    if error is None:
+        return ProducerFailedError(f"{during}: {exc!r}")
     message = f"{during}: {error.str()}"
     if is_fenced(error):
         return ProducerFencedError(message)
     if error.fatal():
         return ProducerFailedError(message)
     return PageAbortedError(message)
+
+
+_PRODUCER_ERRORS = (KafkaException, SystemError)
+"""What a producer call raises when it fails (see `kafka_error_of` for the SystemError)."""
 
 
 class TransactionalPublisher:
@@ -178,10 +223,12 @@ class TransactionalPublisher:
         state_topic: str,
         timeout_seconds: float,
         clock: Clock,
+        dlq_topic: str = "",
     ) -> None:
         self._producer = producer
         self._output_topic = output_topic
         self._state_topic = state_topic
+        self._dlq_topic = dlq_topic
         self._timeout = timeout_seconds
         self._clock = clock
 
@@ -189,64 +236,83 @@ class TransactionalPublisher:
         """Claim the transactional id (fencing older holders, aborting their open transaction)."""
         try:
             self._producer.init_transactions(self._timeout)
-        except KafkaException as exc:
+        except _PRODUCER_ERRORS as exc:
             raise classify(exc, "init_transactions") from exc
 
     def commit_page(
-        self, results: Sequence[OutputRecord], state: Sequence[tuple[str, bytes | None]]
+        self,
+        results: Sequence[OutputRecord],
+        state: Sequence[tuple[str, bytes | None]],
+        dead_letters: Sequence[OutputRecord] = (),
     ) -> None:
-        """Results, a flush, then the state records, in one transaction; raise a PublishError
-        when it did not commit (the transaction is aborted where that is still possible)."""
+        """Results and dead letters, a flush, then the state records, in one transaction; raise
+        a PublishError when it did not commit (the transaction is aborted where that is still
+        possible; RecordsTooLargeError names records refused as too large)."""
         failures: list[KafkaError] = []
+        refused: list[SizeRefusal] = []
 
-        def on_delivery(error: KafkaError | None, _message: Any) -> None:
-            if error is not None:
-                failures.append(error)
+        def reported(topic: str, record: OutputRecord | None) -> DeliveryCallback:
+            def on_delivery(error: KafkaError | None, _message: Any) -> None:
+                if error is None:
+                    return
+                if record is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    refused.append(SizeRefusal(topic, record, by_broker=True))
+                else:
+                    failures.append(error)
+
+            return on_delivery
 
         step = "begin_transaction"
         try:
             self._producer.begin_transaction()
             step = "produce results"
-            for record in results:
-                self._produce(
-                    self._output_topic,
-                    record.value,
-                    key=record.key,
-                    on_delivery=on_delivery,
-                    headers=record.headers,
-                )
+            for topic, records in ((self._output_topic, results), (self._dlq_topic, dead_letters)):
+                for record in records:
+                    produced = self._produce(
+                        topic, record.key, record.value, reported(topic, record), record.headers
+                    )
+                    if not produced:
+                        refused.append(SizeRefusal(topic, record, by_broker=False))
+            if refused:
+                self._abort(RecordsTooLargeError("produce results: records too large", refused))
             step = "flush results"
             unflushed = self._producer.flush(self._timeout)
+            if refused:
+                self._abort(RecordsTooLargeError("flush results: records too large", refused))
             if unflushed or failures:
                 reason = failures[0].str() if failures else f"{unflushed} records not delivered"
-                self._abort(f"flush results: {reason}")
+                self._abort(PageAbortedError(f"flush results: {reason}"))
             step = "produce state"
             for key, value in state:
                 self._produce(
                     self._state_topic,
+                    key.encode(),
                     value,
-                    key=key.encode(),
+                    reported(self._state_topic, None),
                     partition=STATE_PARTITION,
-                    on_delivery=on_delivery,
                 )
             step = "commit_transaction"
             self._commit()
-        except KafkaException as exc:
+        except _PRODUCER_ERRORS as exc:
             error = classify(exc, step)
+            if isinstance(error, PageAbortedError) and step == "begin_transaction":
+                # begin has no abortable errors: its transaction state is not what we think.
+                error = ProducerFailedError(str(error))
             if isinstance(error, PageAbortedError):
-                self._abort(str(error))
+                self._abort(error)
             raise error from exc
 
     def _produce(
         self,
         topic: str,
-        value: bytes | None,
-        *,
         key: bytes,
+        value: bytes | None,
         on_delivery: DeliveryCallback,
-        partition: int = -1,
         headers: Headers | None = None,
-    ) -> None:
+        *,
+        partition: int = -1,
+    ) -> bool:
+        """Produce one record; False when librdkafka refused it as too large."""
         deadline = self._clock.monotonic() + self._timeout
         while True:
             try:
@@ -258,32 +324,62 @@ class TransactionalPublisher:
                     on_delivery=on_delivery,
                     headers=headers,
                 )
-                return
+                return True
             except BufferError:
                 # The local queue is full: serve delivery reports until there is room.
                 if self._clock.monotonic() > deadline:
-                    raise
+                    self._abort(
+                        PageAbortedError(f"produce: the local queue stayed full {self._timeout:g}s")
+                    )
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                error = kafka_error_of(exc)
+                if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    return False
+                raise
 
     def _commit(self) -> None:
-        """commit_transaction, repeated while its error is retriable (the outcome is then still
-        open and a repeated call completes it)."""
+        """commit_transaction, called again while its error is retriable (a timed-out commit
+        is resumed by calling it again; anything else in between is refused as conflicting)."""
         deadline = self._clock.monotonic() + self._timeout
         while True:
             try:
-                self._producer.commit_transaction(self._timeout)
+                self._producer.commit_transaction(self._remaining(deadline))
                 return
-            except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                if not error.retriable() or self._clock.monotonic() > deadline:
-                    raise
+            except _PRODUCER_ERRORS as exc:
+                error = kafka_error_of(exc)
+                if error is None or error.fatal() or is_fenced(error):
+                    raise classify(exc, "commit_transaction") from exc
+                if error.txn_requires_abort():
+                    self._abort(PageAbortedError(f"commit_transaction: {error.str()}"))
+                if not error.retriable() or self._clock.monotonic() >= deadline:
+                    raise ProducerFailedError(
+                        f"commit_transaction: {error.str()}: the commit did not end within "
+                        f"{self._timeout:g}s, its outcome is unknown"
+                    ) from exc
                 log.warning("commit_transaction will be retried: %s", error.str())
 
-    def _abort(self, reason: str) -> None:
-        """Abort the open transaction and raise PageAbortedError (or what the abort itself hit)."""
-        log.warning("aborting the page transaction: %s", reason)
-        try:
-            self._producer.abort_transaction(self._timeout)
-        except KafkaException as exc:
-            raise classify(exc, "abort_transaction") from exc
-        raise PageAbortedError(reason)
+    def _abort(self, error: PageAbortedError) -> NoReturn:
+        """Abort the open transaction, then raise `error` (or what the abort itself hit: a
+        ProducerFailedError when it did not end within the timeout)."""
+        log.warning("aborting the page transaction: %s", error)
+        deadline = self._clock.monotonic() + self._timeout
+        while True:
+            try:
+                self._producer.abort_transaction(self._remaining(deadline))
+            except _PRODUCER_ERRORS as exc:
+                abort_error = kafka_error_of(exc)
+                if abort_error is None or abort_error.fatal() or is_fenced(abort_error):
+                    raise classify(exc, "abort_transaction") from exc
+                if not abort_error.retriable() or self._clock.monotonic() >= deadline:
+                    raise ProducerFailedError(
+                        f"abort_transaction: {abort_error.str()}: the abort did not end within "
+                        f"{self._timeout:g}s"
+                    ) from exc
+                log.warning("abort_transaction will be retried: %s", abort_error.str())
+                continue
+            raise error
+
+    def _remaining(self, deadline: float) -> float:
+        """Seconds a call may block: what is left of the deadline, but never nothing."""
+        return max(deadline - self._clock.monotonic(), 0.5)

@@ -16,12 +16,17 @@ from connector.lifecycle import Heartbeat, Readiness
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.poller.leadership import Role
+from connector.poller.limits import RecordLimits, read_max_message_bytes
 from connector.poller.loop import ItemSource, PollerLoop
 from connector.poller.publisher import kafka_producer_factory
 from connector.poller.state import KafkaStateStore
 from connector.startup import read_at_startup
 from connector.toloka.models import AppProject
 from connector.toloka.retry import RetryPolicy
+
+TOPIC_LIMITS_READ_SECONDS = 2.0
+"""How long a take-over waits for the topics' max.message.bytes (once; real Kafka answers in
+milliseconds, a broker without DescribeConfigs never: the broker's refusals then teach it)."""
 
 
 def instance_id() -> str:
@@ -126,12 +131,18 @@ def build_poller(
     kafka_config = settings.kafka.client_config()
     kafka_config = kafka_config if kafka is None else kafka.watch(kafka_config)
     heartbeat = Heartbeat("poller", clock)
+    dlq_topic = settings.uploader.dlq_topic
+    limits = RecordLimits(
+        kafka_config,
+        (poller.output_topic, dlq_topic, poller.state_topic),
+        read_max_message_bytes(kafka_config, TOPIC_LIMITS_READ_SECONDS),
+    )
     loop = PollerLoop(
         poller,
         project,
         source=client,
         producer_factory=kafka_producer_factory(
-            kafka_config, project, poller.transaction_timeout_seconds
+            kafka_config, project, poller.transaction_timeout_seconds, limits.producer_config
         ),
         store=KafkaStateStore(
             kafka_config,
@@ -146,6 +157,9 @@ def build_poller(
         heartbeat=heartbeat,
         instance_id=instance_id(),
         outstanding=outstanding,
+        dlq_topic=dlq_topic,
+        limits=limits,
+        response_limit_bytes=settings.api.max_response_bytes,
     )
     return Poller(
         loop,

@@ -2,8 +2,12 @@
 
 Two scans share the listing `sort=finished`:
 - the main scan continues from the cursor (`after_id`), so every page moves the cursor;
-- the look-back scan lists `finished_at >= late_horizon` from the start and publishes only items
-  not seen before; when it reaches the end, the horizon moves up to its start minus the window.
+- the look-back scan lists `late_horizon <= finished_at <= the cursor's finished_at` (what lies
+  behind the cursor) from the start and publishes only items not seen before; when it reaches
+  the end, the horizon moves up to its start minus the window. Look-back scans keep their
+  interval while the main scan is behind: the horizon moves on with time, and a cursor far
+  behind it leaves nothing to look back on (no late item can hide more than the window behind
+  now), so nothing needs tracking but the cursor's ties.
 Both send `finished_gte`, which keeps unfinished items out of the listing wherever the API sorts
 them; items without `finished_at` that still arrive are skipped and never become the cursor.
 """
@@ -14,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from connector.poller.cursor import EPOCH, PollerState, StateChange
+from connector.poller.unreadable import UnreadableItem
 from connector.toloka.models import Item, ItemPage, format_api_datetime
 
 
@@ -28,14 +33,21 @@ class Scan:
     from_floor: bool = False
     """List the main scan from the cursor's finished_at without `after_id`: the API no longer
     knows the cursor's item. Items at or behind the cursor that come back are skipped."""
+    ceiling: datetime | None = None
+    """A look-back scan lists up to this finished_at: the cursor's when the scan started."""
 
 
-def main_scan(now: float) -> Scan:
-    return Scan(late=False, started_at=now)
+def main_scan(now: float, *, from_floor: bool = False) -> Scan:
+    return Scan(late=False, started_at=now, from_floor=from_floor)
 
 
-def late_scan(now: float) -> Scan:
-    return Scan(late=True, started_at=now)
+def late_scan(now: float, ceiling: datetime | None) -> Scan:
+    return Scan(late=True, started_at=now, ceiling=ceiling)
+
+
+def late_scan_is_empty(state: PollerState, scan: Scan) -> bool:
+    """Nothing lies between the horizon and the cursor: the scan completes without listing."""
+    return scan.late and (scan.ceiling is None or scan.ceiling < state.cursor.late_horizon)
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,8 @@ def listing_floor(state: PollerState, scan: Scan) -> datetime:
 def next_request(state: PollerState, scan: Scan) -> ListingRequest:
     floor = {"finished_gte": format_api_datetime(listing_floor(state, scan))}
     if scan.late:
+        if scan.ceiling is not None:
+            floor["finished_lte"] = format_api_datetime(scan.ceiling)
         return ListingRequest(scan.after_id, floor)
     return ListingRequest(None if scan.from_floor else state.cursor.after_id, floor)
 
@@ -67,8 +81,9 @@ class PagePlan:
     next_scan: Scan
     """The scan to continue with (the same scan moved on)."""
     out_of_range: int = 0
-    """Listed items the request excluded (behind its floor, or the cursor's own item): an API
-    that ignores `after_id` or `finished_gte`. They are skipped, never published again."""
+    """Listed items the request excluded (behind its floor, past a look-back scan's ceiling, or
+    the cursor's own item): an API that ignores `after_id` or the `finished_*` filters. They are
+    skipped, never published again."""
 
 
 def plan_page(
@@ -86,7 +101,10 @@ def plan_page(
     in_range = [
         item
         for item in finished
-        if item.finished_at is not None and item.finished_at >= floor and item.id != cursor_item
+        if item.finished_at is not None
+        and item.finished_at >= floor
+        and (scan.ceiling is None or item.finished_at <= scan.ceiling)
+        and item.id != cursor_item
     ]
     publish: list[Item] = []
     listed: set[str] = set()
@@ -128,3 +146,35 @@ def heartbeat_change(state: PollerState, *, now: float, holder: str | None) -> S
     with no holder, its word that it stopped leading."""
     written = replace(state.cursor, written_at=datetime.fromtimestamp(now, UTC), holder=holder)
     return state.plan([], written)
+
+
+def plan_unreadable(
+    state: PollerState,
+    scan: Scan,
+    entry: UnreadableItem,
+    *,
+    now: float,
+    tracked_until: datetime,
+    holder: str,
+) -> PagePlan:
+    """Pass an item that cannot be read even alone (a page of one). `publish` holds a stand-in
+    for it when it is new (the caller dead-letters it); the cursor, or the look-back scan's
+    position, moves to its id. Without a readable finished_at, the cursor keeps its own (not
+    later than the item's) and the id stays tracked until `tracked_until`, when no scan can
+    list it again."""
+    if not entry.finished or (not scan.late and entry.id == state.cursor.after_id):
+        # Unfinished (listed last, past every finished item), or the cursor's own item again.
+        return PagePlan([], None, True, scan)
+    floor = listing_floor(state, scan)
+    finished_at = entry.finished_at
+    stand_in = Item.model_construct(id=entry.id, finished_at=finished_at or tracked_until)
+    publish = [stand_in] if state.is_new(entry.id) else []
+    cursor = state.cursor
+    if scan.late:
+        next_scan = replace(scan, after_id=entry.id)
+    else:
+        next_scan = replace(scan, from_floor=False)
+        moved_to = max(finished_at, floor) if finished_at is not None else floor
+        cursor = replace(cursor, after_id=entry.id, finished_at=moved_to)
+    written = replace(cursor, written_at=datetime.fromtimestamp(now, UTC), holder=holder)
+    return PagePlan(publish, state.plan(publish, written), False, next_scan)

@@ -102,7 +102,7 @@ def _seed(sim: Simulator, form: dict[str, Any]) -> dict[str, Any]:
     per_timestamp = form.get("per_timestamp", 1)
     if isinstance(per_timestamp, bool) or not isinstance(per_timestamp, int) or per_timestamp < 1:
         raise _AdminError("per_timestamp must be an integer >= 1")
-    seqs = sim.store.seed_finished(count, OUTCOMES[status], per_timestamp)
+    seqs = sim.store.seed_finished(count, OUTCOMES[status], per_timestamp, sim.knobs)
     sim.stats.items_seeded += count
     result: dict[str, Any] = {"count": count}
     if count:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from connector.simulator.admin import ADMIN_PREFIX, handle_admin
 from connector.simulator.api import handle_api, route_of
 from connector.simulator.clock import DatetimeFormatter, SimClock
-from connector.simulator.faults import Fault, FaultInjector
+from connector.simulator.faults import Fault, FaultInjector, read_latency
 from connector.simulator.http import Request
 from connector.simulator.knobs import Knobs
 from connector.simulator.responses import (
@@ -99,6 +99,7 @@ class Simulator:
         else:
             response = _fault_response(fault, knobs, request.target)
         response.delay = self.faults.latency(knobs)
+        response.delay += read_latency(knobs, request.method)
         self.stats.record_request(route, "reset" if response.reset else str(response.status))
         return response
 

@@ -56,3 +56,8 @@ class FaultInjector:
         if knobs.latency_jitter:
             return knobs.latency + self._rng.random() * knobs.latency_jitter
         return knobs.latency
+
+
+def read_latency(knobs: Knobs, method: str) -> float:
+    """Seconds a GET (a listing) is held back on top of every request's latency."""
+    return knobs.read_latency if method == "GET" else 0.0

@@ -42,9 +42,21 @@ class Knobs:
         "where unfinished items go under sort=finished: 'last' (after every finished "
         "item, by id) or 'exclude' (left out)",
     )
+    # item shapes (apply to items created or seeded afterwards)
+    bulky_output_bytes: int = _knob(
+        0, "bytes of an extra `mask` string in the output_data of affected items (0: none)"
+    )
+    bulky_output_ratio: float = _knob(1.0, "share of items that --bulky-output-bytes affects")
+    undecodable_item_ratio: float = _knob(
+        0.0, "share of finished items listed with bytes that are not UTF-8 (the page is no JSON)"
+    )
+    invalid_item_ratio: float = _knob(
+        0.0, "share of finished items listed with a finished_at that is no datetime"
+    )
     # per-request latency and faults (API requests only, never the admin API)
     latency: float = _knob(0.0, "seconds added before every API response")
     latency_jitter: float = _knob(0.0, "extra seconds per response, uniform in [0, jitter)")
+    read_latency: float = _knob(0.0, "seconds added before every GET response (slow listings)")
     fault_scope: str = _knob(
         "all", "which API requests the fault ratios hit: all, read (GET) or write (POST)"
     )
@@ -86,6 +98,8 @@ class Knobs:
                 "late_visibility",
                 "latency",
                 "latency_jitter",
+                "read_latency",
+                "bulky_output_bytes",
                 "retry_after",
             )
             if getattr(self, name) < 0

@@ -26,6 +26,7 @@ import orjson
 
 from connector.simulator.clock import DatetimeFormatter, SimClock
 from connector.simulator.knobs import Knobs
+from connector.simulator.shapes import ShapeColumns
 from connector.simulator.solutions import Solution
 
 NEW, PROCESSING, COMPLETED, ERROR, CANCELLED = range(5)
@@ -73,6 +74,8 @@ class ItemStore:
         self._seeded = 0
         self._first_unlisted = 0
         self._formatter = DatetimeFormatter()
+        # Seeded from the id prefix, not drawn from `rng`: shape knobs leave the other draws be.
+        self.shapes = ShapeColumns(random.Random(self._prefix))  # noqa: S311 - simulation
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -101,6 +104,7 @@ class ItemStore:
         first = len(self.inputs)
         dumps = orjson.dumps
         self.inputs.extend([dumps(input_data).decode() for input_data in items])
+        self.shapes.draw(knobs, len(items))
         if (
             knobs.item_error_ratio
             or knobs.item_cancel_ratio
@@ -159,12 +163,16 @@ class ItemStore:
             entry = (finish << _FINISH_SHIFT) | (start << _SEQ_SHIFT) | (end - start)
             heapq.heappush(self._pending, entry)
 
-    def seed_finished(self, count: int, outcome: int, per_timestamp: int) -> range:
+    def seed_finished(
+        self, count: int, outcome: int, per_timestamp: int, knobs: Knobs | None = None
+    ) -> range:
         """Add `count` items that are finished and visible at once, `per_timestamp` of them
-        sharing each finished_at (1 µs apart). The clock jumps past the last one."""
+        sharing each finished_at (1 µs apart), shaped by `knobs`. The clock jumps past the last
+        one."""
         start = self.clock.now()
         self.advance(start)
         first = len(self.inputs)
+        self.shapes.draw(knobs or Knobs(), count)
         never_started = outcome == CANCELLED
         pending = self._pending
         for index in range(count):
@@ -235,4 +243,5 @@ class ItemStore:
         if status >= COMPLETED:
             finished = self.finished[seq]
             item["finished_at"] = started_at if finished == started else fmt(finished)
+        self.shapes.render(seq, item, finished=status >= COMPLETED)
         return item

@@ -31,6 +31,7 @@ from connector.errors import (
     RetryableApiError,
     TolokaApiError,
     UnexpectedResponseError,
+    UnreadablePageError,
 )
 from connector.metrics import Metrics
 from connector.toloka.availability import ApiAvailability
@@ -208,7 +209,27 @@ class TolokaClient:
         params["limit"] = str(limit)
         if after_id is not None:
             params["after_id"] = after_id
-        page = self._get("list_items", f"{self._project_path}/items", ItemPage, params)
+        request = self._http.build_request("GET", f"{self._project_path}/items", params=params)
+
+        def attempt() -> ItemPage:
+            try:
+                response = self._exchange("list_items", request, idempotent=True)
+            except ResponseTooLargeError as error:
+                if error.status is None or not 200 <= error.status < 300:
+                    raise
+                raise UnreadablePageError(
+                    error.message, body=error.head, complete=False, status=error.status,
+                    operation="list_items",
+                ) from error  # fmt: skip
+            try:
+                return decode_model(ItemPage, response, operation="list_items", secret=self._secret)
+            except UnexpectedResponseError as error:
+                raise UnreadablePageError(
+                    error.message, body=response.content, complete=True,
+                    status=response.status_code, operation="list_items",
+                ) from error  # fmt: skip
+
+        page, _ = self._call("list_items", attempt, self._retry)
         if len(page.content) > limit:
             # Whoever answers does not follow the API: its pages cannot be trusted to page.
             raise UnexpectedResponseError(

@@ -36,6 +36,8 @@ class PollerSetup:
     output_topic: str
     state_topic: str
     overrides: dict[str, str] = field(default_factory=dict)
+    dlq_topic: str | None = None
+    """Where the poller dead-letters results it cannot publish (the default topic when None)."""
 
     def environ(self, **overrides: str) -> dict[str, str]:
         return {
@@ -45,6 +47,7 @@ class PollerSetup:
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "CONNECTOR_OUTPUT_TOPIC": self.output_topic,
             "CONNECTOR_STATE_TOPIC": self.state_topic,
+            **({"CONNECTOR_DLQ_TOPIC": self.dlq_topic} if self.dlq_topic else {}),
             "CONNECTOR_METRICS_PORT": "0",
             "CONNECTOR_POLL_INTERVAL_SECONDS": "0.2",
             "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.5",
@@ -67,6 +70,10 @@ class PollerSetup:
 
     def published_ids(self, isolation_level: str = "read_committed") -> collections.Counter[str]:
         return collections.Counter(item_id(m) for m in self.published(isolation_level))
+
+    def dead_letters(self, isolation_level: str = "read_committed") -> list[Message]:
+        assert self.dlq_topic is not None
+        return read_all(self.bootstrap_servers, self.dlq_topic, isolation_level=isolation_level)
 
     def late_horizon(self) -> datetime | None:
         cursor = read_cursor(

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import (  # type: ignore[attr-defined]  # stub misses ConfigResource
+from confluent_kafka.admin import (
     AdminClient,
     ConfigResource,
 )

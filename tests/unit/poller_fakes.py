@@ -8,6 +8,7 @@ every record is visible once produced, aborts remove nothing, and fencing never 
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,10 @@ class FakeClock:
         self.advance(max(seconds, 0.001))
         return event.is_set()
 
+    def step_wall_clock(self, seconds: float) -> None:
+        """The wall clock jumps (NTP, an operator); the monotonic clock does not."""
+        self.now += seconds
+
 
 def api_time(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None).isoformat()
@@ -72,6 +77,10 @@ def finished_item(
     return raw
 
 
+def _seconds(api_datetime: str) -> float:
+    return datetime.fromisoformat(api_datetime).replace(tzinfo=UTC).timestamp()
+
+
 @dataclass
 class _Listed:
     raw: dict[str, Any]
@@ -87,11 +96,18 @@ class FakeApi:
     """
 
     def __init__(
-        self, clock: FakeClock, *, unfinished: str = "none", honour_filters: bool = True
+        self,
+        clock: FakeClock,
+        *,
+        unfinished: str = "none",
+        honour_filters: bool = True,
+        latency: float = 0.0,
     ) -> None:
         self.clock = clock
         self.unfinished = unfinished
         self.honour_filters = honour_filters
+        self.latency = latency
+        """Seconds every listing takes (the clock moves on by that much)."""
         self.items: list[_Listed] = []
         self.calls = 0
         self.failures: list[Exception] = []
@@ -125,6 +141,8 @@ class FakeApi:
     ) -> ItemPage:
         assert sort == "finished"
         self.calls += 1
+        if self.latency:
+            self.clock.advance(self.latency)
         if self.failures:
             raise self.failures.pop(0)
         now = self.clock.time()
@@ -134,9 +152,11 @@ class FakeApi:
         )
         pending = [i for i in visible if i.finished is None]
         gte = (filters or {}).get("finished_gte")
+        lte = (filters or {}).get("finished_lte")
         if gte is not None and self.honour_filters:
-            floor = datetime.fromisoformat(gte).replace(tzinfo=UTC).timestamp()
-            listing = [i for i in done if i.finished is not None and i.finished >= floor]
+            floor = _seconds(gte)
+            ceiling = math.inf if lte is None else _seconds(lte)
+            listing = [i for i in done if i.finished is not None and floor <= i.finished <= ceiling]
         elif self.unfinished == "first":
             listing = pending + done
         elif self.unfinished == "last":

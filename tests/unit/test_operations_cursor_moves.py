@@ -17,7 +17,7 @@ from connector.operations.cursor_moves import (
 )
 from connector.operations.leader import leader_status
 from connector.poller.cursor import Cursor, PollerState
-from connector.poller.scan import late_scan, main_scan, next_request
+from connector.poller.scan import late_scan, late_scan_is_empty, main_scan, next_request
 from connector.toloka.models import format_api_datetime
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC).timestamp()
@@ -50,12 +50,14 @@ def test_parse_instant_names_what_it_cannot_read(text: str) -> None:
         parse_instant(text)
 
 
-def requests_of(cursor: Cursor) -> tuple[dict[str, str], str | None, dict[str, str]]:
-    """The main scan's filters and after_id, and the look-back scan's filters, for `cursor`."""
+def requests_of(cursor: Cursor) -> tuple[dict[str, str], str | None, dict[str, str] | None]:
+    """The main scan's filters and after_id, and the look-back scan's filters (None: it has
+    nothing to list, nothing lies between its horizon and the cursor), for `cursor`."""
     state = PollerState.restore(cursor, ())
     main = next_request(state, main_scan(NOW))
-    late = next_request(state, late_scan(NOW))
-    return main.filters, main.after_id, late.filters
+    scan = late_scan(NOW, ceiling=cursor.finished_at)
+    late = None if late_scan_is_empty(state, scan) else next_request(state, scan).filters
+    return main.filters, main.after_id, late
 
 
 def test_to_item_continues_after_the_item_and_the_look_back_scan_cannot_list_it() -> None:
@@ -64,8 +66,10 @@ def test_to_item_continues_after_the_item_and_the_look_back_scan_cannot_list_it(
     main_filters, after_id, late_filters = requests_of(cursor)
     assert after_id == "item-7"
     assert main_filters == {"finished_gte": format_api_datetime(finished)}
-    # The seen ids are gone with the move: the look-back scan must start past the item.
-    assert late_filters == {"finished_gte": format_api_datetime(finished + API_RESOLUTION)}
+    # The seen ids are gone with the move: the look-back scan must start past the item, so it
+    # has nothing behind the cursor to list.
+    assert cursor.late_horizon == finished + API_RESOLUTION
+    assert late_filters is None
     assert cursor.holder is None
     assert cursor.segments == ()
 
@@ -81,7 +85,7 @@ def test_to_time_lists_every_item_finished_at_or_after_it() -> None:
     main_filters, after_id, late_filters = requests_of(cursor)
     assert after_id is None
     assert main_filters == {"finished_gte": format_api_datetime(moment)}
-    assert late_filters == {"finished_gte": format_api_datetime(at(WINDOW))}
+    assert late_filters is None, "everything since the moment lies ahead of the cursor"
 
 
 def test_to_a_recent_time_starts_the_look_back_scan_there() -> None:
@@ -93,7 +97,11 @@ def test_latest_publishes_only_items_finished_from_now_on() -> None:
     cursor = latest_cursor("p", now=NOW, late_window_seconds=WINDOW)
     main_filters, after_id, late_filters = requests_of(cursor)
     assert after_id is None
-    assert main_filters == late_filters == {"finished_gte": format_api_datetime(at(0))}
+    assert main_filters == {"finished_gte": format_api_datetime(at(0))}
+    assert late_filters == {
+        "finished_gte": format_api_datetime(at(0)),
+        "finished_lte": format_api_datetime(at(0)),
+    }
     assert cursor.holder is None
 
 
