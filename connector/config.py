@@ -218,14 +218,22 @@ class KafkaSettings(SettingsGroup):
         }
 
 
-class InputTopicSettings(SettingsGroup):
-    """The uploader's topics: where items come from and where the bad ones go."""
+class DeadLetterTopicSettings(SettingsGroup):
+    """Where what cannot be uploaded or published goes, with the reason (both roles write it)."""
 
     prefix: ClassVar[str] = "CONNECTOR_"
-    input_topic: str = Field("toloka.items", min_length=1, description="items to upload")
     dlq_topic: str = Field(
-        "toloka.items.dlq", min_length=1, description="items that cannot be uploaded, with reason"
+        "toloka.items.dlq",
+        min_length=1,
+        description="items that cannot be uploaded, and results that cannot be published, "
+        "with the reason",
     )
+
+
+class InputTopicSettings(DeadLetterTopicSettings):
+    """The uploader's topics: where items come from and where the bad ones go."""
+
+    input_topic: str = Field("toloka.items", min_length=1, description="items to upload")
 
 
 class GroupSettings(SettingsGroup):
@@ -324,7 +332,7 @@ class CursorWriteSettings(CursorSettings):
     )
 
 
-class PollerSettings(GroupSettings, CursorWriteSettings):
+class PollerSettings(GroupSettings, CursorWriteSettings, DeadLetterTopicSettings):
     """The poller role: finished items → output topic, cursor → state topic, in one transaction."""
 
     output_topic: str = Field("toloka.results", min_length=1, description="finished items")

@@ -28,6 +28,7 @@ def topic_needs(settings: Settings, role: str) -> list[TopicNeed]:
     poller = settings.poller
     return [
         TopicNeed(poller.output_topic, "CONNECTOR_OUTPUT_TOPIC"),
+        TopicNeed(poller.dlq_topic, "CONNECTOR_DLQ_TOPIC"),
         TopicNeed(poller.state_topic, "CONNECTOR_STATE_TOPIC", compacted=True),
     ]
 

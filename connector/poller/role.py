@@ -131,7 +131,7 @@ def build_poller(
     kafka_config = settings.kafka.client_config()
     kafka_config = kafka_config if kafka is None else kafka.watch(kafka_config)
     heartbeat = Heartbeat("poller", clock)
-    dlq_topic = settings.uploader.dlq_topic
+    dlq_topic = poller.dlq_topic
     limits = RecordLimits(
         kafka_config,
         (poller.output_topic, dlq_topic, poller.state_topic),
