@@ -271,8 +271,10 @@ def test_a_leader_whose_transactions_keep_failing_says_so_after_the_progress_tim
     # A commit that keeps failing is a fatal producer error: the producer is replaced and the
     # take-over retried; either way the leader says its transactions fail.
     wait_for(
-        lambda: not a.poller.readiness().ready
-        and ("no transaction committed" in a.detail() or "commit_transaction" in a.detail()),
+        lambda: (
+            not a.poller.readiness().ready
+            and ("no transaction committed" in a.detail() or "commit_transaction" in a.detail())
+        ),
         "the commit stall reported",
         10,
     )
