@@ -26,7 +26,12 @@ each case):
   (after 2ms in state APIVERSION_QUERY)", in a log line only. Other listeners close a
   connection so too (a broker over its `max.connections`, a load balancer without a healthy
   target), so this one counts only once the listener was seen to answer a TLS handshake
-  (`speaks_tls`: one probe per address, remembered).
+  (`speaks_tls`: one probe per address, remembered);
+- SSL or PLAINTEXT to a SASL listener: "Disconnected: SSL connection closed by peer (after 2ms
+  in state UP)", in a log line only: the broker answers ApiVersions, then closes the connection
+  at the first request that is not SASL's. A connection closed so soon after it was made is
+  counted as this refusal only when it happens again (`tentative`): a broker that shuts down
+  closes young connections too.
 
 Refusals that librdkafka finds before any connection (a certificate file it cannot read, a key
 password that does not decrypt the key) stop the client's creation: those are configuration
@@ -53,13 +58,15 @@ _ADDRESS = re.compile(
 )
 """A failure's prefix: the thread (log lines only), then the broker (`sasl_ssl://host:port/id`;
 no scheme for plaintext)."""
-_TIMING = re.compile(r" \(after \d+ms in state (?P<state>[A-Z_]+)\)(?: \(_[A-Z_]+\))?$")
+_TIMING = re.compile(r" \(after (?P<ms>\d+)ms in state (?P<state>[A-Z_]+)\)(?: \(_[A-Z_]+\))?$")
+_SOON_AFTER_CONNECTING_MS = 1000
 _SUPPORTED = re.compile(r"broker's supported mechanisms: ?(?P<mechanisms>[^()]*?)\s*$")
 _CLIENT_CERTIFICATE_ALERTS = re.compile(
     r"alert (bad certificate|certificate required|unknown ca|certificate unknown|"
     r"certificate revoked|certificate expired|unsupported certificate|access denied)"
 )
 _TLS_PROTOCOLS = frozenset({"ssl", "sasl_ssl"})
+_SASL_PROTOCOLS = frozenset({"sasl_ssl", "sasl_plaintext"})
 _REFUSAL_CODES = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError._TRANSPORT})
 """The `error_cb` codes a refusal may come with (most `_TRANSPORT` errors are not one)."""
 
@@ -113,12 +120,14 @@ class Refusal:
     librdkafka's own words (`detail`, without the broker address and timing).
 
     `tls_listener`: the address of a listener that closed a plaintext connection before its
-    first answer; the refusal holds only if that listener speaks TLS (`confirmed()`)."""
+    first answer; the refusal holds only if that listener speaks TLS (`confirmed()`).
+    `tentative`: the refusal holds only once it is seen a second time."""
 
     what: str
     check: str
     detail: str
     tls_listener: str | None = None
+    tentative: bool = False
 
     def confirmed(self) -> bool:
         """Whether this is a refusal for sure (may probe the listener once: up to 2 s)."""
@@ -150,6 +159,7 @@ def refusal(failure: str) -> Refusal | None:
     detail = failure[address.end() :] if address else failure
     timing = _TIMING.search(detail)
     state = timing.group("state") if timing else ""
+    after_ms = int(timing.group("ms")) if timing else None
     detail = detail[: timing.start()] if timing else detail
 
     if "mechanism handshake failed" in detail:
@@ -200,6 +210,21 @@ def refusal(failure: str) -> Refusal | None:
             detail,
             tls_listener=listener,
         )
+    if (
+        protocol not in _SASL_PROTOCOLS
+        and state == "UP"
+        and detail.startswith("Disconnected")
+        and after_ms is not None
+        and after_ms < _SOON_AFTER_CONNECTING_MS
+    ):
+        return Refusal(
+            "the listener closed the connection as soon as it was made, as a SASL listener "
+            "does to a client that does not authenticate",
+            f"{SECURITY_PROTOCOL} (SASL_SSL or SASL_PLAINTEXT, with KAFKA_SASL_*, for a SASL "
+            "listener)",
+            detail,
+            tentative=True,
+        )
     return None
 
 
@@ -244,6 +269,8 @@ class RefusalWatch:
         self._bootstrap_servers = bootstrap_servers
         self._lock = threading.Lock()
         self._refused: Refusal | None = None
+        self._tentative: set[str] = set()
+        """The tentative refusals seen once (by `what`)."""
 
     def config(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """`config` with the callbacks that report to this watch (a given `error_cb` is still
@@ -262,8 +289,12 @@ class RefusalWatch:
         }
 
     def _seen(self, refused: Refusal | None) -> None:
-        if refused is not None:
-            with self._lock:
+        if refused is None:
+            return
+        with self._lock:
+            if refused.tentative and refused.what not in self._tentative:
+                self._tentative.add(refused.what)
+            else:
                 self._refused = refused
 
     def raise_if_refused(self, client: Pollable) -> None:

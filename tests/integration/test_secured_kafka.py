@@ -256,6 +256,12 @@ REFUSED = [
         "the listener does not speak TLS; check KAFKA_SECURITY_PROTOCOL",
     ),
     Misconfiguration(
+        "SSL against the SASL_SSL port",
+        lambda k: {**MTLS(k), "KAFKA_BOOTSTRAP_SERVERS": k.sasl_ssl},
+        "as a SASL listener does to a client that does not authenticate; check "
+        "KAFKA_SECURITY_PROTOCOL (SASL_SSL",
+    ),
+    Misconfiguration(
         "SASL_PLAINTEXT against the plain port",
         lambda k: {
             **without(SASL(k), "KAFKA_SSL_CA_LOCATION"),

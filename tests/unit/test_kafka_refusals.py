@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -102,7 +103,14 @@ REFUSALS = [
         "the listener speaks TLS, this client does not",
         "KAFKA_SECURITY_PROTOCOL (SSL or SASL_SSL",
     ),
+    (
+        "[thrd:ssl://127.0.0.1:55153/bootstrap]: ssl://127.0.0.1:55153/bootstrap: Disconnected: "
+        "SSL connection closed by peer (after 2ms in state UP)",
+        "as a SASL listener does to a client that does not authenticate",
+        "KAFKA_SECURITY_PROTOCOL (SASL_SSL or SASL_PLAINTEXT",
+    ),
 ]
+SOON_CLOSED = REFUSALS[-1][0]
 
 
 @pytest.mark.parametrize(("failure", "what", "check"), REFUSALS)
@@ -115,11 +123,10 @@ def test_each_refusal_says_what_happened_and_the_settings_to_check(
     assert found.check.startswith(check)
     assert not found.detail.startswith(("sasl_ssl://", "ssl://", "127.0.0.1", "[thrd:"))
     assert "(after " not in found.detail, "timings differ on every attempt"
+    assert found.tentative is (failure == SOON_CLOSED)
     # Only a plaintext connection closed before its first answer waits for a TLS handshake.
-    expected = "127.0.0.1:40631" if "127.0.0.1:40631/bootstrap: Disconnected" in failure else None
-    if "127.0.0.1:55153/bootstrap: Disconnected" in failure:
-        expected = "127.0.0.1:55153"
-    assert found.tls_listener == expected
+    listener = re.search(r"(127\.0\.0\.1:\d+)/bootstrap: Disconnected", failure)
+    assert found.tls_listener == (listener[1] if listener and "speaks TLS" in what else None)
 
 
 @pytest.fixture
@@ -196,6 +203,11 @@ NOT_REFUSALS = [
     # A TLS connection closed before its first answer, without an alert: no telling why.
     MTLS + "Disconnected: connection closed by peer: receive 0 after POLLIN (after 3ms in state "
     "APIVERSION_QUERY)",
+    # A connection of a SASL client closed young, or one closed after a while (idle).
+    "sasl_ssl://127.0.0.1:55153/1: Disconnected: SSL connection closed by peer (after 2ms in "
+    "state UP)",
+    "ssl://127.0.0.1:55153/1: Disconnected: SSL connection closed by peer (after 600012ms in "
+    "state UP)",
     "1/1 brokers are down",
     "Failed to get metadata: Local: Broker transport failure",
 ]
@@ -272,6 +284,16 @@ def test_a_refusal_only_logged_is_seen_whatever_the_log_level(
     with pytest.raises(KafkaRefusedError, match="check KAFKA_SECURITY_PROTOCOL"):
         watch.raise_if_refused(client)
     assert caplog.records == []
+
+
+def test_a_tentative_refusal_holds_once_it_is_seen_again() -> None:
+    watch = RefusalWatch("b1:9093")
+    client = FakeClient(watch.config({"bootstrap.servers": "b1:9093"}))
+    client.log(logging.WARNING, SOON_CLOSED)
+    watch.raise_if_refused(client)  # once: a broker shutting down does that too
+    client.log(logging.WARNING, SOON_CLOSED)
+    with pytest.raises(KafkaRefusedError, match="as a SASL listener does"):
+        watch.raise_if_refused(client)
 
 
 def test_librdkafkas_lines_still_reach_the_log_through_the_watch(
