@@ -38,7 +38,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
 )
 
 from connector.kafka.admin import TopicSpec
-from tests.fixtures.brokers import SecuredKafka, read_all, unique_name
+from tests.fixtures.brokers import SecuredKafka, unique_name
 from tests.fixtures.console import Console, ConsoleProcess, toloka_connector
 from tests.fixtures.simulator import SimulatorHandle
 from tests.fixtures.waiting import wait_for
@@ -118,14 +118,28 @@ def uncommitted(bootstrap: str, topic: str, group_id: str) -> int:
 
 
 def wait_until_published(bootstrap: str, env: Settings, run: ConsoleProcess, listener: str) -> None:
-    """Every item published, and the uploader's offsets of them committed."""
-    output_topic = env["CONNECTOR_OUTPUT_TOPIC"]
-    wait_for(
-        lambda: len(read_all(bootstrap, output_topic)) >= ITEMS or run.process.poll() is not None,
-        f"every item published through {listener}",
-        90,
+    """Every item published (read as it comes by one read_committed consumer: reading the topic
+    anew on every look would take a core from the processes under test), and the uploader's
+    offsets of them committed."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": unique_name("published"),
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        },
+        logger=quiet,
     )
-    assert len(read_all(bootstrap, output_topic)) == ITEMS, run.output()[-3000:]
+    consumer.subscribe([env["CONNECTOR_OUTPUT_TOPIC"]])
+    published = 0
+    try:
+        deadline = time.monotonic() + 90
+        while published < ITEMS and run.process.poll() is None and time.monotonic() < deadline:
+            published += sum(1 for m in consumer.consume(100, timeout=0.5) if m.error() is None)
+    finally:
+        consumer.close()
+    assert published == ITEMS, f"{listener}: {published} published\n{run.output()[-3000:]}"
     wait_for(
         lambda: (
             uncommitted(bootstrap, env["CONNECTOR_INPUT_TOPIC"], env["CONNECTOR_GROUP_ID"]) == 0
@@ -160,14 +174,17 @@ def test_run_uploads_and_publishes_through_each_secured_listener_and_the_tools_r
     for listener, env in envs.items():
         wait_until_published(secured_kafka.plain, env, runs[listener], listener)
 
-    def look(env: Settings) -> tuple[str, str]:
-        return (
-            ok(console.run("status", "--json", env=env)),
-            ok(console.run("tail", env["CONNECTOR_OUTPUT_TOPIC"], env=env)),
-        )
+    def look(argv: list[str], env: Settings) -> str:
+        return ok(console.run(*argv, env=env))
 
-    with ThreadPoolExecutor(len(LISTENERS)) as pool:
-        looks = dict(zip(envs, pool.map(look, envs.values()), strict=True))
+    with ThreadPoolExecutor(2 * len(LISTENERS)) as pool:
+        statuses = [pool.submit(look, ["status", "--json"], env) for env in envs.values()]
+        tails = [pool.submit(look, ["tail", env["CONNECTOR_OUTPUT_TOPIC"]], env)
+                 for env in envs.values()]  # fmt: skip
+        looks = {
+            listener: (status.result(), tail.result())
+            for listener, status, tail in zip(envs, statuses, tails, strict=True)
+        }
     for listener, (status_json, tail) in looks.items():
         status = orjson.loads(status_json)
         assert status["uploader_lag"]["total"] == 0, listener

@@ -91,8 +91,9 @@ REFUSALS = [
         "KAFKA_SECURITY_PROTOCOL",
     ),
     (
-        "[thrd:127.0.0.1:40631/bootstrap]: 127.0.0.1:40631/bootstrap: Disconnected: connection "
-        "closed by peer: receive 0 after POLLIN (after 2ms in state APIVERSION_QUERY)",
+        TLS_LISTENER_CLOSED := "[thrd:127.0.0.1:40631/bootstrap]: 127.0.0.1:40631/bootstrap: "
+        "Disconnected: connection closed by peer: receive 0 after POLLIN (after 2ms in state "
+        "APIVERSION_QUERY)",
         "the listener speaks TLS, this client does not",
         "KAFKA_SECURITY_PROTOCOL (SSL or SASL_SSL",
     ),
@@ -280,7 +281,7 @@ def test_a_refusal_only_logged_is_seen_whatever_the_log_level(
     caplog.set_level(logging.ERROR)  # the INFO line is never made into a record
     watch = RefusalWatch("b1:9093")
     client = FakeClient(watch.config({"bootstrap.servers": "b1:9093"}))
-    client.log(logging.INFO, REFUSALS[-2][0])
+    client.log(logging.INFO, TLS_LISTENER_CLOSED)
     with pytest.raises(KafkaRefusedError, match="check KAFKA_SECURITY_PROTOCOL"):
         watch.raise_if_refused(client)
     assert caplog.records == []
