@@ -263,7 +263,11 @@ class RefusalWatch:
     """The refusals one client met. `config()` wires a client's configuration to it;
     `raise_if_refused(client)` serves the client's callbacks and raises KafkaRefusedError once
     a refusal came. For a one-shot command's first contact with Kafka: it fails at once instead
-    of at the end of its timeout."""
+    of at the end of its timeout.
+
+    It reads the client's log lines only: every refusal is a FAIL line, and a consumer given an
+    `error_cb` no longer sees librdkafka's generic errors among its messages, which the
+    commands' reads act on."""
 
     def __init__(self, bootstrap_servers: str) -> None:
         self._bootstrap_servers = bootstrap_servers
@@ -273,20 +277,8 @@ class RefusalWatch:
         """The tentative refusals seen once (by `what`)."""
 
     def config(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """`config` with the callbacks that report to this watch (a given `error_cb` is still
-        called)."""
-        also: Callable[[KafkaError], None] | None = config.get("error_cb")
-
-        def on_error(error: KafkaError) -> None:
-            self._seen(refusal_of_error(error))
-            if also is not None:
-                also(error)
-
-        return {
-            **config,
-            "error_cb": on_error,
-            "logger": _ObservingLogger(lambda line: self._seen(refusal(line))),
-        }
+        """`config` with the logger that reports to this watch (and logs as before)."""
+        return {**config, "logger": _ObservingLogger(lambda line: self._seen(refusal(line)))}
 
     def _seen(self, refused: Refusal | None) -> None:
         if refused is None:
