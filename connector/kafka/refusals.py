@@ -5,8 +5,11 @@ librdkafka handles a refused connection like a broker it cannot reach: it retrie
 forever, and a request made meanwhile ends in `_TRANSPORT` or `_TIMED_OUT` after its whole
 timeout, without the reason. The reason reaches the application two ways, both only while the
 client is polled: `error_cb` (`_AUTHENTICATION`, `_SSL`, `_TRANSPORT`) and a log line of facility
-FAIL. One refusal reaches only the log line: a listener that expects TLS closing a plaintext
-connection (librdkafka logs that disconnect at INFO and raises no error). So both are read.
+FAIL. Two refusals reach only the log line (below: a TLS listener closing a plaintext
+connection, a SASL listener closing a connection that does not authenticate), so every client
+that waits for Kafka's first answer reads its log lines (`RefusalWatch`: the one-shot commands,
+and the running roles' topic watch); the running roles' clients report `error_cb` to the Kafka
+availability tracker too.
 
 `refusal(failure)` reads one failure description and says what it shows; None when it is no
 refusal (connection refused, timeouts, name resolution: a broker that is down or unreachable
