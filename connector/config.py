@@ -405,6 +405,15 @@ class RuntimeSettings(EndpointSettings):
             "listing answered or no transaction committed)"
         ),
     )
+    kafka_refusal_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "when the brokers refuse every connection (authentication, TLS, security protocol) "
+            "from start-up on, the process exits 1 after this long, naming the settings to "
+            "check; after a first connection a refusal is an outage (/readyz), never fatal"
+        ),
+    )
 
 
 G = TypeVar("G", bound=SettingsGroup)

@@ -9,7 +9,9 @@ value are valid: a throwaway producer is created with them, which reads no netwo
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
+from pathlib import Path
 
 _SECRET_PROPERTY_WORDS = ("password", "secret", "jaas", "key.pem", "ssl.key", "token")
 
@@ -120,11 +122,69 @@ def librdkafka_problems(properties: Mapping[str, str]) -> list[str]:
     for prop, value in accepted.items():
         if is_secret_kafka_property(prop) and value:
             error = error.replace(value, "**********")
-    alone = [
-        prop
-        for prop, value in accepted.items()
-        if prop != "bootstrap.servers"
-        and new_producer_error({prop: value, **_PRODUCER_GUARANTEES}) is not None
-    ]
-    names = ", ".join(kafka_variable(prop) for prop in (alone or accepted))
-    return [f"{names}: librdkafka cannot start the connector's clients with this: {error}"]
+    error = error.removeprefix("Failed to create producer: ")
+    named = _named_in(error, accepted)
+    unreadable = next(
+        (problem for prop in named if (problem := _unreadable_file(prop, accepted)) is not None),
+        None,
+    )
+    if unreadable is not None:
+        return [unreadable]
+    if not named:
+        named = [
+            prop
+            for prop, value in accepted.items()
+            if prop != "bootstrap.servers"
+            and new_producer_error({prop: value, **_PRODUCER_GUARANTEES}) is not None
+        ] or list(accepted)
+    named, hint = _with_related(named, error)
+    names = ", ".join(kafka_variable(prop) for prop in named)
+    return [f"{names}: librdkafka cannot start the connector's clients with this: {error}{hint}"]
+
+
+_DOTTED_NAME = re.compile(r"\b[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+\b")
+
+
+def _named_in(error: str, accepted: Mapping[str, str]) -> list[str]:
+    """The properties librdkafka's error names, in its order: those set ("ssl.key.location
+    failed: …") and those missing ("sasl.username and sasl.password must be set"). Not those
+    the connector sets itself, nor the ones librdkafka quotes in its idempotence checks
+    ("`max.in.flight` must be set <= 5"): they name a property set under another of its names,
+    which the fallback finds."""
+    named: list[str] = []
+    for word in _DOTTED_NAME.findall(error):
+        if word in named or word in OWNED_KAFKA_PROPERTIES:
+            continue
+        if word in accepted:
+            named.append(word)
+        elif f"`{word}`" not in error:
+            unknown = new_producer_error({word: ""})
+            if unknown is None or "No such configuration property" not in unknown:
+                named.append(word)
+    return named
+
+
+def _unreadable_file(prop: str, accepted: Mapping[str, str]) -> str | None:
+    """A file property whose file cannot be read: said plainly, not in OpenSSL's words
+    ("BIO lib", "system lib")."""
+    path = accepted.get(prop)
+    if not prop.endswith(".location") or not path or path == "probe":
+        return None
+    try:
+        with Path(path).open("rb"):
+            return None
+    except IsADirectoryError:
+        return None  # a directory of CA certificates is what ssl.ca.location may name
+    except OSError as exc:
+        return f"{kafka_variable(prop)}: cannot read {path} ({exc.strerror})"
+
+
+def _with_related(named: list[str], error: str) -> tuple[list[str], str]:
+    """`named` plus the settings that go with them in the error's cause, and a hint."""
+    if "ssl.key.location" not in named:
+        return named, ""
+    if "key values mismatch" in error:
+        return [*named, "ssl.certificate.location"], " (the key is not the certificate's)"
+    return [*named, "ssl.key.password"], (
+        " (a key that is not PEM, or one KAFKA_SSL_KEY_PASSWORD does not decrypt)"
+    )

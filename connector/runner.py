@@ -2,7 +2,10 @@
 
 Each role runs in a thread of its own. The first SIGTERM/SIGINT sets the shared stop event: the
 roles stop consuming, drain in-flight work, commit what is done and return. A role that fails
-fatally stops the others too, and the process exits 1.
+fatally stops the others too, and the process exits 1. So does a fatal condition outside the
+roles (`fatal`: Kafka refusing every connection since start-up); the roles then have
+FATAL_STOP_SECONDS to return: with Kafka never connected, nothing was read, so nothing is left
+to drain, and a role's call still waiting on Kafka must not hold the exit for its timeout.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from connector.errors import ConnectorError
@@ -20,6 +23,8 @@ from connector.lifecycle import Role
 from connector.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+FATAL_STOP_SECONDS = 5.0
 
 
 class RoleFailedError(ConnectorError):
@@ -44,8 +49,10 @@ def run_roles(
     shutdown_timeout_seconds: float,
     liveness_timeout_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
     stop: threading.Event | None = None,
+    fatal: Callable[[], str | None] | None = None,
 ) -> None:
-    """Run `roles` until `stop` (or a signal); raise RoleFailedError when one failed."""
+    """Run `roles` until `stop` (or a signal); raise RoleFailedError when one failed or when
+    `fatal()` (asked every half second) gave a reason to stop."""
     stop = stop if stop is not None else threading.Event()
     if threading.current_thread() is threading.main_thread():
         install_signal_handlers(stop)
@@ -83,12 +90,17 @@ def run_roles(
         # A timed wait, not stop.wait(): the OS may deliver SIGTERM to any thread, and Python
         # runs its handler only when the main thread gets to run bytecode, which an untimed
         # wait never lets it do (seen: 1 in 5 SIGTERMs ignored).
+        fatal_reason = None
         while not stop.wait(0.5):
-            pass
-        deadline = time.monotonic() + shutdown_timeout_seconds  # one budget for every role
+            fatal_reason = fatal() if fatal is not None else None
+            if fatal_reason is not None:
+                failures.append(fatal_reason)
+                stop.set()
+        budget = shutdown_timeout_seconds if fatal_reason is None else FATAL_STOP_SECONDS
+        deadline = time.monotonic() + budget  # one budget for every role
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
+            if thread.is_alive() and fatal_reason is None:
                 failures.append(f"{thread.name}: did not finish draining in time")
     finally:
         if server is not None:

@@ -82,15 +82,21 @@ def build_client(
     )
 
 
-def build_roles(names: tuple[str, ...], settings: Settings, metrics: Metrics) -> list[Role]:
-    """The roles `names`, each ready only when Kafka is reachable and its topics are right."""
+def build_roles(
+    names: tuple[str, ...],
+    settings: Settings,
+    metrics: Metrics,
+    kafka: KafkaAvailability | None = None,
+) -> list[Role]:
+    """The roles `names`, each ready only when Kafka is reachable and its topics are right;
+    their Kafka clients report to `kafka` (a tracker of their own without it)."""
     # Imported here so that `simulator` or `check` never pay for the roles' imports.
     from connector.poller import build_poller  # noqa: PLC0415
     from connector.uploader import build_uploader  # noqa: PLC0415
 
     outstanding = OutstandingItems() if len(names) > 1 else None
     availability = ApiAvailability(metrics)
-    kafka = KafkaAvailability(settings.kafka.bootstrap_servers, metrics)
+    kafka = kafka or KafkaAvailability(settings.kafka.bootstrap_servers, metrics)
     needs = {name: topic_needs(settings, name) for name in names}
     watch = TopicWatch(
         settings.kafka.client_config(),
@@ -134,13 +140,19 @@ def _runner_for(roles: tuple[str, ...]) -> Callable[[argparse.Namespace], int]:
         configure_logging(settings.runtime.log_format, settings.runtime.log_level)
         metrics = Metrics()
         log.info("starting %s", " and ".join(roles))
+        kafka = KafkaAvailability(
+            settings.kafka.bootstrap_servers,
+            metrics,
+            refusal_timeout_seconds=settings.runtime.kafka_refusal_timeout_seconds,
+        )
         run_roles(
-            build_roles(roles, settings, metrics),
+            build_roles(roles, settings, metrics, kafka),
             metrics,
             metrics_host=settings.runtime.metrics_host,
             metrics_port=settings.runtime.metrics_port,
             shutdown_timeout_seconds=settings.runtime.shutdown_timeout_seconds,
             liveness_timeout_seconds=settings.runtime.liveness_timeout_seconds,
+            fatal=kafka.fatal_problem,
         )
         log.info("stopped cleanly")
         return 0

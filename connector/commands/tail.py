@@ -16,6 +16,7 @@ from connector.config import KafkaSettings
 from connector.errors import KafkaOperationError
 from connector.interrupts import librdkafka_call
 from connector.kafka.availability import SETTINGS_TO_CHECK
+from connector.kafka.refusals import RefusalWatch
 from connector.kafka.steps import within
 from connector.logs import configure_logging, kafka_logger
 
@@ -44,19 +45,22 @@ def record_as_json(message: Message) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     kafka = kafka_settings_from_args(args)
     configure_logging("text", "WARNING")
+    refusals = RefusalWatch(kafka.bootstrap_servers)
     consumer = Consumer(
-        {
-            **kafka.client_config(),
-            "group.id": f"toloka-connector-tail-{uuid.uuid4()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "logger": kafka_logger(),
-        }
+        refusals.config(
+            {
+                **kafka.client_config(),
+                "group.id": f"toloka-connector-tail-{uuid.uuid4()}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "logger": kafka_logger(),
+            }
+        )
     )
     printed = 0
     try:
-        partitions = topic_partitions(consumer, args.topic, kafka.bootstrap_servers)
+        partitions = topic_partitions(consumer, args.topic, kafka.bootstrap_servers, refusals)
         offset = -2 if args.from_beginning else -1  # OFFSET_BEGINNING / OFFSET_END
         consumer.assign([TopicPartition(args.topic, p, offset) for p in partitions])
         at_end: set[int] = set()
@@ -82,12 +86,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def topic_partitions(consumer: Consumer, topic: str, bootstrap_servers: str) -> list[int]:
+def topic_partitions(
+    consumer: Consumer, topic: str, bootstrap_servers: str, refusals: RefusalWatch
+) -> list[int]:
     """The topic's partitions; a one-line error when Kafka does not answer within
-    METADATA_TIMEOUT_SECONDS or the topic does not exist."""
+    METADATA_TIMEOUT_SECONDS, refuses the connection (at once) or the topic does not exist."""
     try:
         metadata = within(
-            lambda step: consumer.list_topics(topic, timeout=step), METADATA_TIMEOUT_SECONDS
+            lambda step: consumer.list_topics(topic, timeout=step),
+            METADATA_TIMEOUT_SECONDS,
+            lambda: refusals.raise_if_refused(consumer),
         )
     except KafkaException as exc:
         error = exc.args[0]

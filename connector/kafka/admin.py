@@ -3,6 +3,10 @@
 `ensure_topics` lists the cluster first and sends CreateTopics only for missing topics, so a broker
 without CreateTopics (the librdkafka mock cluster) works as long as the topics were created some
 other way; when they were not, it fails with a message naming the missing topics.
+
+`existing_topics` is the first contact of `check` and of the running roles' topic watch with
+Kafka: a broker that refuses the connection (credentials, certificates, security protocol) ends
+it at once with `KafkaRefusedError` naming the settings to check, not at the end of its timeout.
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ import concurrent.futures
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigEntry, ConfigResource, ResourceType
 from confluent_kafka.cimpl import NewTopic
 
 from connector.errors import KafkaOperationError
+from connector.kafka.refusals import RefusalWatch
 from connector.kafka.steps import within
 from connector.logs import kafka_logger
 
@@ -48,8 +54,8 @@ class TopicsReport:
     created: tuple[str, ...]  # created now
 
 
-def _admin(config: str | Mapping[str, str]) -> AdminClient:
-    settings: dict[str, str | int | float | bool] = (
+def _admin(config: str | Mapping[str, str], refusals: RefusalWatch | None = None) -> AdminClient:
+    settings: dict[str, Any] = (
         {"bootstrap.servers": config} if isinstance(config, str) else dict(config)
     )
     # Looking at a topic must never create it: an admin client is a producer to librdkafka, and
@@ -57,16 +63,24 @@ def _admin(config: str | Mapping[str, str]) -> AdminClient:
     # (with the broker's defaults: a state topic made so would not be compacted).
     settings["allow.auto.create.topics"] = "false"
     # librdkafka's log lines go through logging, not straight to stderr.
-    return AdminClient(settings, logger=kafka_logger())
+    settings["logger"] = kafka_logger()
+    return AdminClient(settings if refusals is None else refusals.config(settings))
 
 
 def existing_topics(
     config: str | Mapping[str, str], timeout: float = _DEFAULT_TIMEOUT_SECONDS
 ) -> set[str]:
-    """Names of the topics the cluster knows; KafkaOperationError when it cannot be reached."""
-    admin = _admin(config)
+    """Names of the topics the cluster knows; KafkaOperationError when it cannot be reached
+    (KafkaRefusedError, at once, when it refuses the connection)."""
+    settings = {"bootstrap.servers": config} if isinstance(config, str) else config
+    refusals = RefusalWatch(settings["bootstrap.servers"])
+    admin = _admin(settings, refusals)
     try:
-        metadata = within(lambda step: admin.list_topics(timeout=step), timeout)
+        metadata = within(
+            lambda step: admin.list_topics(timeout=step),
+            timeout,
+            lambda: refusals.raise_if_refused(admin),
+        )
     except KafkaException as error:
         raise KafkaOperationError(f"cannot list topics: {error.args[0]}") from error
     return set(metadata.topics)

@@ -11,6 +11,7 @@ so no test ever passes because of a broker's gaps (see docs in dev-broker.md):
     fault_injection         no     yes   no     no       request-level errors, broker down/up, rtt
     process_control         yes    no    no     no       stop / kill / pause / resume / restart
     admin_create_topics     yes    no    yes    yes      AdminClient.create_topics works
+    secured_listeners       yes    no    no     no       SASL_SSL (SCRAM) and mutual-TLS listeners
 
 Operations a broker cannot do raise `BrokerCapabilityError` naming the capability and the reason.
 """
@@ -41,6 +42,7 @@ class Capability(StrEnum):
     FAULT_INJECTION = "fault_injection"
     PROCESS_CONTROL = "process_control"
     ADMIN_CREATE_TOPICS = "admin_create_topics"
+    SECURED_LISTENERS = "secured_listeners"
 
 
 class ApiKey(IntEnum):
@@ -99,11 +101,15 @@ class Broker(abc.ABC):
     def close(self) -> None:
         """Stop the broker and remove what it left behind (idempotent)."""
 
-    def supports(self, capability: Capability | str) -> bool:
-        return Capability(capability) not in self.lacks
+    @classmethod
+    def supports(cls, capability: Capability | str) -> bool:
+        return Capability(capability) not in cls.lacks
 
-    def missing_reason(self, capability: Capability | str) -> str | None:
-        return self.lacks.get(Capability(capability))
+    @classmethod
+    def missing_reason(cls, capability: Capability | str) -> str | None:
+        """Why this kind of broker lacks `capability`, or None when it has it (asked of the
+        class too, before a broker is started)."""
+        return cls.lacks.get(Capability(capability))
 
     def _unsupported(self, capability: Capability) -> BrokerCapabilityError:
         reason = self.lacks.get(capability, "not implemented for this broker kind")

@@ -11,6 +11,7 @@ is `kafka` where Java and Maven exist, else `mock`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from connector.kafka.broker import Broker, BrokerError, BrokerKind
@@ -19,6 +20,14 @@ from connector.kafka.brokers.external import ExternalBroker
 from connector.kafka.brokers.maven import java_and_maven_available
 from connector.kafka.brokers.mock import MockClusterBroker
 from connector.kafka.brokers.noida import NoidaBroker
+
+BROKER_CLASSES: Mapping[BrokerKind, type[Broker]] = {
+    BrokerKind.KAFKA: ApacheKafkaBroker,
+    BrokerKind.MOCK: MockClusterBroker,
+    BrokerKind.NOIDA: NoidaBroker,
+    BrokerKind.EXTERNAL: ExternalBroker,
+}
+"""Each kind's class: what a kind can show is known before one is started (`lacks`)."""
 
 
 def default_kind() -> BrokerKind:

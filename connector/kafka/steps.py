@@ -6,7 +6,9 @@ seen, an interrupted `status` against a broker that does not answer exited 28 s 
 `within(call, timeout)` makes the call with a step's timeout and repeats it while it fails for
 want of an answer, until `timeout` is spent. The steps grow (0.25 s, 0.5 s, then 1 s each): a
 connection still being set up keeps going between steps, a request needs one round trip within a
-step, and Ctrl-C waits at most one step.
+step, and Ctrl-C waits at most one step. `between` is called after each failed step: it may
+raise, to end the wait for a reason the call cannot report (a broker that
+refuses the connection: `connector.kafka.refusals`).
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ UNANSWERED = frozenset({KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError
 """Failures that only mean no answer came in time: the next step may get one."""
 
 
-def within(call: Callable[[float], T], timeout: float) -> T:
+def within(
+    call: Callable[[float], T], timeout: float, between: Callable[[], None] | None = None
+) -> T:
     """`call(step_timeout)`, repeated while it fails unanswered, for `timeout` seconds at most;
-    then its last failure is raised."""
+    then its last failure is raised (or what `between` raised after a step)."""
     deadline = time.monotonic() + timeout
     step = FIRST_STEP_SECONDS
     while True:
@@ -38,6 +42,8 @@ def within(call: Callable[[float], T], timeout: float) -> T:
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
             unanswered = isinstance(error, KafkaError) and error.code() in UNANSWERED
+            if between is not None:
+                between()
             if not unanswered or time.monotonic() >= deadline:
                 raise
         # A failure that came at once (a refused connection) is not tried again at once.

@@ -21,6 +21,7 @@ from connector.clock import Clock, SystemClock
 from connector.errors import KafkaOperationError
 from connector.kafka.admin import cleanup_policies, existing_topics
 from connector.kafka.availability import KafkaAvailability
+from connector.kafka.refusals import KafkaRefusedError
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,11 @@ class TopicWatch:
         """One round of checks; False when Kafka could not be asked."""
         try:
             present = existing_topics(self._config, TIMEOUT_SECONDS)
+        except KafkaRefusedError as exc:
+            log.debug("topics not checked: %s", exc)
+            if self._kafka is not None:
+                self._kafka.refused(exc.refusal)
+            return False
         except KafkaOperationError as exc:
             log.debug("topics not checked: %s", exc)
             if self._kafka is not None:

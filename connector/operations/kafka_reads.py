@@ -4,7 +4,9 @@ committed offsets, and reading a topic up to where it ended when the read began.
 Every consumer here is assigned partitions and never joins a group or commits: looking must not
 disturb the uploader's group or move its offsets. Kafka failures become KafkaOperationError, so
 the command exits 1 with one line. Blocking calls are made in steps (`connector.kafka.steps`),
-so Ctrl-C interrupts them promptly.
+so Ctrl-C interrupts them promptly. The first call of a command (`partitions_of` with the
+consumer's `RefusalWatch`) fails at once when the brokers refuse the connection, naming the
+settings to check.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from connector.errors import KafkaOperationError
 from connector.interrupts import librdkafka_call
+from connector.kafka.refusals import RefusalWatch
 from connector.kafka.steps import within
 from connector.logs import kafka_logger
 
@@ -29,26 +33,41 @@ def _reason(exc: KafkaException) -> str:
     return error.str() if isinstance(error, KafkaError) else str(exc)
 
 
-def looking_consumer(kafka_config: Mapping[str, str], group_id: str | None = None) -> Consumer:
+def looking_consumer(
+    kafka_config: Mapping[str, str],
+    group_id: str | None = None,
+    refusals: RefusalWatch | None = None,
+) -> Consumer:
     """A consumer that reads committed records of assigned partitions. `group_id` only names
-    the group whose committed offsets `committed()` returns; the consumer never joins it."""
-    return Consumer(
-        {
-            **kafka_config,
-            "group.id": group_id or f"toloka-connector-operations-{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-            "isolation.level": "read_committed",
-            "logger": kafka_logger(),
-        }
-    )
+    the group whose committed offsets `committed()` returns; the consumer never joins it.
+    `refusals` learns of the brokers refusing its connections."""
+    config: dict[str, Any] = {
+        **kafka_config,
+        "group.id": group_id or f"toloka-connector-operations-{uuid.uuid4().hex[:12]}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": True,
+        "isolation.level": "read_committed",
+        "logger": kafka_logger(),
+    }
+    return Consumer(config if refusals is None else refusals.config(config))
 
 
-def partitions_of(consumer: Consumer, topic: str, timeout: float) -> list[int]:
-    """The topic's partition numbers; KafkaOperationError when it does not exist."""
+def first_contact(kafka_config: Mapping[str, str]) -> tuple[Consumer, RefusalWatch]:
+    """A looking consumer for a command's first reads, with the watch `partitions_of` takes."""
+    refusals = RefusalWatch(kafka_config["bootstrap.servers"])
+    return looking_consumer(kafka_config, refusals=refusals), refusals
+
+
+def partitions_of(
+    consumer: Consumer, topic: str, timeout: float, refusals: RefusalWatch | None = None
+) -> list[int]:
+    """The topic's partition numbers; KafkaOperationError when it does not exist,
+    KafkaRefusedError at once when the brokers refuse the connection (with the consumer's
+    `refusals`; before the consumer is assigned partitions)."""
+    between = None if refusals is None else (lambda: refusals.raise_if_refused(consumer))
     try:
-        metadata = within(lambda step: consumer.list_topics(topic, timeout=step), timeout)
+        metadata = within(lambda step: consumer.list_topics(topic, timeout=step), timeout, between)
     except KafkaException as exc:
         raise KafkaOperationError(f"cannot reach Kafka: {_reason(exc)}") from None
     found = metadata.topics.get(topic)
@@ -60,10 +79,10 @@ def partitions_of(consumer: Consumer, topic: str, timeout: float) -> list[int]:
 def require_topics(kafka_config: Mapping[str, str], topics: list[str], timeout: float) -> None:
     """KafkaOperationError naming the first of `topics` that does not exist (a read of a missing
     topic would otherwise wait for its timeout)."""
-    consumer = looking_consumer(kafka_config)
+    consumer, refusals = first_contact(kafka_config)
     try:
         for topic in topics:
-            partitions_of(consumer, topic, timeout)
+            partitions_of(consumer, topic, timeout, refusals)
     finally:
         consumer.close()
 

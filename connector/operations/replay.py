@@ -25,7 +25,7 @@ from connector.interrupts import librdkafka_call
 from connector.kafka.limits import copying_producer_max_bytes
 from connector.logs import kafka_logger
 from connector.operations.dead_letter_records import DeadLetter, read_dead_letter
-from connector.operations.kafka_reads import looking_consumer, partitions_of, read_until, watermarks
+from connector.operations.kafka_reads import first_contact, partitions_of, read_until, watermarks
 
 DEFAULT_REASONS = ("invalid_item", "rejected", "too_large")
 """Reasons whose cause lies outside the record bytes (the app's input_spec, the API's judgement,
@@ -198,11 +198,11 @@ def replay_dead_letters(
     """Replay what `request` selects. Ctrl-C (KeyboardInterrupt) ends the reading early: what
     was sent is still flushed, and the summary says what was delivered (`interrupted`)."""
     summary = ReplaySummary()
-    consumer = looking_consumer(kafka_config)
+    consumer, refusals = first_contact(kafka_config)
     republisher: _Republisher | None = None
     try:
         try:
-            partitions = partitions_of(consumer, request.dlq_topic, timeout)
+            partitions = partitions_of(consumer, request.dlq_topic, timeout, refusals)
             partitions_of(consumer, request.input_topic, timeout)  # never auto-create it
             marks = watermarks(consumer, request.dlq_topic, partitions, timeout)
             starts = {p: max(request.from_offset, m.low) for p, m in marks.items()}

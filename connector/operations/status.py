@@ -18,7 +18,7 @@ from connector.operations.dead_letter_records import read_dead_letter
 from connector.operations.kafka_reads import (
     Watermarks,
     committed_offsets,
-    looking_consumer,
+    first_contact,
     partitions_of,
     read_until,
     watermarks,
@@ -170,10 +170,10 @@ def gather_status(
     kafka_config = settings.kafka.client_config()
     uploader, poller = settings.get(InputTopicSettings), settings.get(CursorSettings)
     group_id = settings.get(GroupSettings).group_id
-    consumer = looking_consumer(kafka_config)
+    consumer, refusals = first_contact(kafka_config)
     try:
         # Every topic first, so that a missing one is reported before anything is read.
-        input_partitions = partitions_of(consumer, uploader.input_topic, timeout)
+        input_partitions = partitions_of(consumer, uploader.input_topic, timeout, refusals)
         dlq_partitions = partitions_of(consumer, uploader.dlq_topic, timeout)
         partitions_of(consumer, poller.state_topic, timeout)
         input_marks = watermarks(consumer, uploader.input_topic, input_partitions, timeout)

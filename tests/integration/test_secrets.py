@@ -4,6 +4,8 @@ An API key and a SASL password, each unique to the test, are set for real proces
 DEBUG logging and librdkafka `debug=all`, `check`, `--help`); neither may appear in any output
 line, in `/metrics`, `/healthz`, `/readyz`, in published or dead-lettered records (values and
 headers), or in the message of an error the API client raises for a server that echoes the key.
+On a real secured broker, the SASL password in use, a wrong one and the password of the client's
+encrypted key stay out of every DEBUG line too, librdkafka's security lines included.
 TLS verification of the API is on unless `CONNECTOR_API_TLS_VERIFY=false`; the simulator and the
 metrics server listen on 127.0.0.1 unless told otherwise.
 """
@@ -46,7 +48,7 @@ from connector.uploader.dead_letters import dead_letter_headers
 from connector.uploader.upload import BatchUploader
 from reliability.procs import ConnectorProcess, wait_for
 from reliability.verify import headers_of
-from tests.fixtures.brokers import NewTopic, ReadTopic
+from tests.fixtures.brokers import NewTopic, ReadTopic, SecuredKafka, unique_name
 from tests.fixtures.simulator import SimulatorHandle
 
 API_KEY = f"apikey-{uuid.uuid4().hex}"
@@ -210,6 +212,70 @@ def test_check_prints_no_secret_when_all_is_well_nor_when_sasl_and_the_key_fail(
     assert failing.returncode == 1, output
     assert "FAIL" in output
     assert leaks(output) == [], [line for line in output.splitlines() if leaks(line)][:5]
+
+
+@pytest.mark.integration
+def test_no_sasl_or_key_password_in_any_debug_line_through_secured_listeners(
+    secured_kafka: SecuredKafka, keyed_simulator: SimulatorHandle, tmp_path: Path
+) -> None:
+    """`run` at DEBUG, with librdkafka's configuration, broker and security lines, through the
+    SASL_SSL listener and through the mutual-TLS listener (an encrypted client key) until each
+    is ready (authenticated, both roles running), and through SASL_SSL with a wrong password
+    until it gives up: no password appears in any line."""
+    wrong_password = f"wrongpw-{uuid.uuid4().hex}"
+    secrets = (
+        API_KEY,
+        secured_kafka.user.password,
+        secured_kafka.certificates.client_key_password,
+        wrong_password,
+    )
+    settings = {
+        "SASL_SSL": secured_kafka.sasl_ssl_settings(),
+        "mTLS": secured_kafka.mtls_settings(),
+        "wrong password": {
+            **secured_kafka.sasl_ssl_settings(),
+            "KAFKA_SASL_PASSWORD": wrong_password,
+            "CONNECTOR_KAFKA_REFUSAL_TIMEOUT_SECONDS": "2",
+        },
+    }
+    processes: dict[str, ConnectorProcess] = {}
+    for name, kafka in settings.items():
+        prefix = unique_name("secrets")
+        topics = {kind: f"{prefix}.{kind.lower()}" for kind in ("INPUT", "OUTPUT", "DLQ", "STATE")}
+        secured_kafka.broker.create_topics(
+            [TopicSpec(topic, compacted=kind == "STATE") for kind, topic in topics.items()]
+        )
+        environ = {
+            **kafka,
+            "TOLOKA_API_KEY": API_KEY,
+            "TOLOKA_BASE_URL": keyed_simulator.base_url,
+            "TOLOKA_APP_PROJECT_ID": keyed_simulator.project_id,
+            "KAFKA_DEBUG": "generic,broker,security,conf",
+            "CONNECTOR_LOG_LEVEL": "DEBUG",
+            "CONNECTOR_GROUP_ID": prefix,
+            "CONNECTOR_LEADER_TIMEOUT_SECONDS": "2",
+            **{f"CONNECTOR_{kind}_TOPIC": topic for kind, topic in topics.items()},
+        }
+        processes[name] = ConnectorProcess(environ, tmp_path / f"{prefix}.log")
+    try:
+        for name in ("SASL_SSL", "mTLS"):
+            process = processes[name]
+            try:
+                wait_for(process.ready, 60, f"run through {name} ready")
+            except AssertionError as exc:
+                readiness = process.get("/readyz")
+                body = readiness.text if readiness is not None else "no answer"
+                raise AssertionError(f"{exc}: {body}\n{process.log()[-3000:]}") from None
+        failing = processes["wrong password"].process
+        assert failing.wait(60) == 1, processes["wrong password"].log()[-3000:]
+    finally:
+        codes = {name: process.terminate() for name, process in processes.items()}
+    assert codes == {"SASL_SSL": 0, "mTLS": 0, "wrong password": 1}
+    for name, process in processes.items():
+        log = process.log()
+        assert "security" in log.lower() or "SASL" in log, f"{name}: librdkafka's lines reached it"
+        leaked = [line for line in log.splitlines() if any(s in line for s in secrets)]
+        assert leaked == [], (name, leaked[:5])
 
 
 def run_cli(

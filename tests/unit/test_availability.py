@@ -10,6 +10,7 @@ from confluent_kafka import KafkaError
 
 from connector.availability import Availability, State
 from connector.kafka.availability import GRACE_INTERVALS, KafkaAvailability
+from connector.kafka.refusals import refusal
 from connector.metrics import Metrics
 from tests.unit.poller_fakes import FakeClock
 
@@ -154,3 +155,99 @@ def test_watch_keeps_a_clients_own_statistics_callback_and_needs_statistics() ->
     config["stats_cb"](stats((1, "UP")))
     assert seen == [stats((1, "UP"))]
     assert state(kafka) is State.UP
+
+
+# --- refused connections -----------------------------------------------------------------------
+
+AUTH_FAILED = (
+    "sasl_ssl://broker-a:9093/bootstrap: SASL authentication error: Authentication failed "
+    "during authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512 (after "
+    "316ms in state AUTH_REQ)"
+)
+REFUSAL_TIMEOUT = 30.0
+
+
+def refusing(clock: FakeClock) -> KafkaAvailability:
+    return KafkaAvailability(BOOTSTRAP, Metrics(), clock, refusal_timeout_seconds=REFUSAL_TIMEOUT)
+
+
+def test_refusals_since_start_up_are_fatal_once_they_last_the_refusal_timeout() -> None:
+    clock = FakeClock()
+    kafka = refusing(clock)
+    kafka.on_error(KafkaError(KafkaError._AUTHENTICATION, AUTH_FAILED))
+    clock.advance(REFUSAL_TIMEOUT - 1)
+    kafka.on_error(KafkaError(KafkaError._AUTHENTICATION, AUTH_FAILED))
+    assert kafka.fatal_problem() is None, "still within the timeout"
+    clock.advance(1)
+    assert kafka.fatal_problem() == (
+        f"Kafka at {BOOTSTRAP} refused every connection for 30s since start-up: SASL "
+        "authentication failed; check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD (librdkafka: "
+        "SASL authentication error: Authentication failed during authentication due to invalid "
+        "credentials with SASL mechanism SCRAM-SHA-512)"
+    )
+
+
+def test_while_starting_readiness_names_the_refusal_and_so_does_the_outage_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    clock = FakeClock()
+    kafka = refusing(clock)
+    kafka.on_error(KafkaError(KafkaError._AUTHENTICATION, AUTH_FAILED))
+    problem = kafka.problem()
+    assert problem is not None
+    assert problem.startswith(f"connecting: Kafka at {BOOTSTRAP} refused the connection: SASL")
+    kafka.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+    clock.advance(GRACE_INTERVALS * 1.0)
+    assert state(kafka) is State.DOWN
+    [line] = state_changes(caplog)
+    assert line.startswith("kafka: starting -> down (not reached: Kafka at broker-a:9092,")
+    assert "check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD" in line
+
+
+def test_a_broker_that_stopped_refusing_and_is_down_now_is_not_fatal() -> None:
+    """The latest failure decides: a broker that refused at first and is now merely down (a
+    restart) may come back with the credentials in place."""
+    clock = FakeClock()
+    kafka = refusing(clock)
+    kafka.on_error(KafkaError(KafkaError._AUTHENTICATION, AUTH_FAILED))
+    clock.advance(REFUSAL_TIMEOUT * 2)
+    kafka.on_error(KafkaError(KafkaError._TRANSPORT, REFUSED))
+    assert kafka.fatal_problem() is None
+    kafka.on_error(KafkaError(KafkaError._AUTHENTICATION, AUTH_FAILED))
+    assert kafka.fatal_problem() is not None, "refusing again, and never connected"
+
+
+def test_after_a_first_connection_a_refusal_is_an_outage_never_fatal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    clock = FakeClock()
+    kafka = refusing(clock)
+    kafka.on_statistics(stats((1, "UP")))
+    for _ in range(10):
+        kafka.on_error(KafkaError(KafkaError._AUTHENTICATION, AUTH_FAILED))
+        clock.advance(REFUSAL_TIMEOUT)
+    kafka.on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, "1/1 brokers are down"))
+    kafka.on_statistics(stats((1, "CONNECT")))
+    clock.advance(GRACE_INTERVALS * 1.0)
+    assert kafka.fatal_problem() is None
+    assert state(kafka) is State.DOWN
+    problem = kafka.problem()
+    assert problem is not None
+    assert problem.startswith("Kafka unreachable for 0s: Kafka at ")
+    assert "check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD" in problem
+    kafka.on_statistics(stats((1, "UP")))
+    assert (state(kafka), kafka.problem()) == (State.UP, None)
+
+
+def test_a_refusal_the_topic_watch_met_counts_like_a_clients() -> None:
+    clock = FakeClock()
+    kafka = refusing(clock)
+    found = refusal(AUTH_FAILED)
+    assert found is not None
+    kafka.refused(found)
+    clock.advance(REFUSAL_TIMEOUT)
+    assert kafka.fatal_problem() is not None
+    kafka.answered()
+    assert kafka.fatal_problem() is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,14 +14,21 @@ from connector.kafka.brokers.apache import ApacheKafkaBroker, new_cluster_id, se
 from connector.kafka.brokers.external import ExternalBroker
 from connector.kafka.brokers.mock import MockClusterBroker
 from connector.kafka.brokers.noida import NoidaBroker
+from connector.kafka.brokers.security import (
+    Certificates,
+    ScramUser,
+    SecuredListeners,
+    make_certificates,
+    openssl_available,
+)
 
 CAPABILITIES = {
     # kind: transactions, evicts_killed_members, cooperative_rebalancing, fault_injection,
-    # process_control, admin_create
-    ApacheKafkaBroker: (True, True, True, False, True, True),
-    MockClusterBroker: (False, True, True, True, False, False),
-    NoidaBroker: (True, False, False, False, False, True),
-    ExternalBroker: (True, True, True, False, False, True),
+    # process_control, admin_create, secured_listeners
+    ApacheKafkaBroker: (True, True, True, False, True, True, True),
+    MockClusterBroker: (False, True, True, True, False, False, False),
+    NoidaBroker: (True, False, False, False, False, True, False),
+    ExternalBroker: (True, True, True, False, False, True, False),
 }
 ORDER = (
     Capability.TRANSACTIONS,
@@ -29,6 +37,7 @@ ORDER = (
     Capability.FAULT_INJECTION,
     Capability.PROCESS_CONTROL,
     Capability.ADMIN_CREATE_TOPICS,
+    Capability.SECURED_LISTENERS,
 )
 
 
@@ -83,3 +92,60 @@ def test_server_properties_single_node_kraft() -> None:
     ):
         assert settings[key] == "1"
     assert settings["group.initial.rebalance.delay.ms"] == "0"
+
+
+def test_server_properties_with_secured_listeners() -> None:
+    certificates = Certificates(Path("/certs"), "key-pw")
+    secured = SecuredListeners(certificates, (ScramUser("alice", "alice-pw"),))
+    text = server_properties(Path("/data"), 19092, 19093, (secured, 19094, 19095))
+    settings = dict(line.split("=", 1) for line in text.splitlines())
+    assert settings["listeners"] == (
+        "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094,MTLS://127.0.0.1:19095,"
+        "CONTROLLER://127.0.0.1:19093"
+    )
+    assert settings["advertised.listeners"] == (
+        "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094,MTLS://127.0.0.1:19095"
+    )
+    assert settings["listener.security.protocol.map"] == (
+        "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL"
+    )
+    assert settings["inter.broker.listener.name"] == "PLAINTEXT"
+    assert settings["listener.name.sasl_ssl.sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert settings["listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config"].startswith(
+        "org.apache.kafka.common.security.scram.ScramLoginModule required"
+    )
+    assert settings["listener.name.mtls.ssl.client.auth"] == "required"
+    assert settings["listener.name.mtls.ssl.truststore.location"] == "/certs/ca.pem"
+    assert "authorizer.class.name" not in settings, "authentication is tested, not ACLs"
+    assert secured.format_arguments() == [
+        "--add-scram", "SCRAM-SHA-512=[name=alice,password=alice-pw]",
+    ]  # fmt: skip
+
+
+def test_a_broker_started_without_them_has_no_secured_listener_address() -> None:
+    assert "SASL_SSL" not in server_properties(Path("/data"), 19092, 19093)
+
+
+def test_the_certificates_chain_to_their_cas(tmp_path: Path) -> None:
+    if not openssl_available():
+        pytest.skip("openssl is not on PATH")
+    made = make_certificates(tmp_path, "key-pw")
+    assert make_certificates(tmp_path, "key-pw") == made, "made once, then reused"
+
+    def verify(ca: Path, certificate: Path) -> bool:
+        argv = ["openssl", "verify", "-CAfile", str(ca), str(certificate)]
+        return subprocess.run(argv, capture_output=True, check=False).returncode == 0
+
+    assert verify(made.ca, made.broker_key_store)
+    assert verify(made.ca, made.client_certificate)
+    assert verify(made.untrusted_ca, made.untrusted_client_certificate)
+    assert not verify(made.ca, made.untrusted_client_certificate)
+    assert not verify(made.untrusted_ca, made.broker_key_store)
+    names = subprocess.run(
+        ["openssl", "x509", "-in", str(made.broker_key_store), "-noout", "-ext",
+         "subjectAltName"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "IP Address:127.0.0.1" in names
+    assert "DNS:localhost" in names
+    assert "ENCRYPTED PRIVATE KEY" in made.client_key.read_text()

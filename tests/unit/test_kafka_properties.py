@@ -15,6 +15,7 @@ import connector.operations.replay as replay
 from connector.cli import main
 from connector.config import KafkaSettings, Settings, load_settings
 from connector.errors import ConfigError
+from connector.kafka.brokers.security import Certificates, make_certificates, openssl_available
 from connector.kafka_properties import (
     OWNED_KAFKA_PROPERTIES,
     RAISED_KAFKA_PROPERTIES,
@@ -209,3 +210,69 @@ def test_a_user_may_choose_what_the_connector_only_defaults(
 ) -> None:
     defaults = set(every_set_property) - set(OWNED_KAFKA_PROPERTIES)
     assert {"linger.ms", "auto.offset.reset", "partition.assignment.strategy"} <= defaults
+
+
+# --- what librdkafka refuses when a client is created: named, plainly ----------------------------
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    if not openssl_available():
+        pytest.skip("openssl is not on PATH: no certificates to test with")
+    return make_certificates(tmp_path_factory.mktemp("certificates"), "key-password-123")
+
+
+def tls(certificates: Certificates, **changes: str) -> dict[str, str]:
+    return {
+        "KAFKA_SECURITY_PROTOCOL": "SSL",
+        "KAFKA_SSL_CA_LOCATION": str(certificates.ca),
+        "KAFKA_SSL_CERTIFICATE_LOCATION": str(certificates.client_certificate),
+        "KAFKA_SSL_KEY_LOCATION": str(certificates.client_key),
+        "KAFKA_SSL_KEY_PASSWORD": certificates.client_key_password,
+        **changes,
+    }
+
+
+def test_working_tls_settings_are_no_problem(certificates: Certificates) -> None:
+    assert load_settings(environ={**REQUIRED, **tls(certificates)}).kafka.properties
+
+
+@pytest.mark.parametrize(
+    "variable",
+    ["KAFKA_SSL_CA_LOCATION", "KAFKA_SSL_CERTIFICATE_LOCATION", "KAFKA_SSL_KEY_LOCATION"],
+)
+def test_a_file_librdkafka_cannot_read_is_one_line_naming_its_setting_and_why(
+    variable: str, certificates: Certificates, tmp_path: Path
+) -> None:
+    # Before: every property set was named, with OpenSSL's "BIO lib" / "system lib".
+    missing = tmp_path / "missing.pem"
+    assert problems_for(tls(certificates, **{variable: str(missing)})) == [
+        f"{variable}: cannot read {missing} (No such file or directory)"
+    ]
+
+
+def test_a_key_password_that_does_not_decrypt_the_key_names_the_key_and_its_password(
+    certificates: Certificates,
+) -> None:
+    wrong = "not-the-password-9"
+    [problem] = problems_for(tls(certificates, KAFKA_SSL_KEY_PASSWORD=wrong))
+    assert problem.startswith("KAFKA_SSL_KEY_LOCATION, KAFKA_SSL_KEY_PASSWORD: librdkafka ")
+    assert "KAFKA_SSL_KEY_PASSWORD does not decrypt" in problem
+    assert wrong not in problem
+
+
+def test_a_key_of_another_certificate_names_the_key_and_the_certificate(
+    certificates: Certificates,
+) -> None:
+    changes = {"KAFKA_SSL_KEY_LOCATION": str(certificates.untrusted_client_key)}
+    [problem] = problems_for(tls(certificates, **changes))
+    assert problem.startswith("KAFKA_SSL_KEY_LOCATION, KAFKA_SSL_CERTIFICATE_LOCATION: ")
+    assert "the key is not the certificate's" in problem
+
+
+def test_a_missing_sasl_credential_names_the_settings_to_set() -> None:
+    environ = {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"}
+    assert problems_for(environ) == [
+        "KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD: librdkafka cannot start the connector's "
+        "clients with this: sasl.username and sasl.password must be set"
+    ]

@@ -18,7 +18,9 @@ What it takes (found while writing this; Java 17, Kafka 4.1.1, 2-core machine):
   50 (the first group or transaction then starts quicker);
 - readiness: TCP probe, then an AdminClient Metadata request; start to ready takes 4-5 s on a
   warm cache (1 s of it the one-time storage format), up to 9 s while the 2 cores are shared;
-  a graceful stop takes under a second.
+  a graceful stop takes under a second;
+- `secured=SecuredListeners(...)` adds a SASL_SSL (SCRAM-SHA-512) and a mutual-TLS listener on
+  ports of their own (`security.py`); the plain listener stays (inter-broker, readiness).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from connector.kafka.broker import Broker, BrokerError, BrokerKind, Capability
 from connector.kafka.brokers.maven import KAFKA_VERSION, kafka_libs
 from connector.kafka.brokers.process import LOOPBACK, free_port, spawn, terminate
 from connector.kafka.brokers.readiness import wait_until_serving
+from connector.kafka.brokers.security import MTLS_LISTENER, SASL_LISTENER, SecuredListeners
 
 _JVM_FLAGS = (
     "-XX:+UseG1GC",
@@ -69,16 +72,33 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+def server_properties(
+    data_dir: Path,
+    port: int,
+    controller_port: int,
+    secured: tuple[SecuredListeners, int, int] | None = None,
+) -> str:
+    """`secured`: the secured listeners with their SASL_SSL and mutual-TLS ports."""
+    advertised = [f"PLAINTEXT://{LOOPBACK}:{port}"]
+    protocols = ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT"]
+    listener_settings: Mapping[str, str] = {}
+    if secured is not None:
+        listeners, sasl_port, mtls_port = secured
+        advertised += [
+            f"{SASL_LISTENER}://{LOOPBACK}:{sasl_port}",
+            f"{MTLS_LISTENER}://{LOOPBACK}:{mtls_port}",
+        ]
+        protocols += [f"{SASL_LISTENER}:SASL_SSL", f"{MTLS_LISTENER}:SSL"]
+        listener_settings = listeners.server_properties()
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.bootstrap.servers": f"{LOOPBACK}:{controller_port}",
-        "listeners": f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{port}",
+        "listeners": ",".join([*advertised, f"CONTROLLER://{LOOPBACK}:{controller_port}"]),
+        "advertised.listeners": ",".join(advertised),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": ",".join(protocols),
         "log.dirs": str(data_dir),
         "num.partitions": "1",
         "default.replication.factor": "1",
@@ -92,6 +112,7 @@ def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
         "group.initial.rebalance.delay.ms": "0",
         "group.min.session.timeout.ms": "1000",
         "auto.create.topics.enable": "true",
+        **listener_settings,
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -113,8 +134,11 @@ class ApacheKafkaBroker(Broker):
         version: str = KAFKA_VERSION,
         heap: str = "512m",
         start_timeout: float = 90.0,
+        secured: SecuredListeners | None = None,
     ) -> None:
         self._libs = kafka_libs(version)
+        self._secured = secured
+        self._secured_ports: dict[str, int] = {}
         self._owns_home = data_dir is None
         self._home = data_dir or Path(tempfile.mkdtemp(prefix="toloka-kafka-"))
         self._heap = heap
@@ -131,6 +155,12 @@ class ApacheKafkaBroker(Broker):
     @property
     def bootstrap_servers(self) -> str:
         return f"{LOOPBACK}:{self._port}"
+
+    def secured_bootstrap_servers(self, listener: str) -> str:
+        """The address of a secured listener (`security.SASL_LISTENER`, `MTLS_LISTENER`)."""
+        if listener not in self._secured_ports:
+            raise BrokerError(f"this broker was started without the {listener} listener")
+        return f"{LOOPBACK}:{self._secured_ports[listener]}"
 
     @property
     def home(self) -> Path:
@@ -154,8 +184,17 @@ class ApacheKafkaBroker(Broker):
         )
         broker_port = port or int(layout.get("port", 0)) or free_port()
         controller_port = int(layout.get("controller_port", 0)) or free_port()
+        secured = None
+        if self._secured is not None:
+            for listener in (SASL_LISTENER, MTLS_LISTENER):
+                self._secured_ports[listener] = int(layout.get(listener, 0)) or free_port()
+            secured = (
+                self._secured,
+                self._secured_ports[SASL_LISTENER],
+                self._secured_ports[MTLS_LISTENER],
+            )
         (self._home / "server.properties").write_text(
-            server_properties(self._home / "data", broker_port, controller_port)
+            server_properties(self._home / "data", broker_port, controller_port, secured)
         )
         (self._home / "log4j2.properties").write_text(
             _LOG4J2.format(log_file=self._home / "logs" / "server.log")
@@ -165,6 +204,7 @@ class ApacheKafkaBroker(Broker):
             self._format_storage(cluster_id)
             layout = {"cluster_id": cluster_id, "controller_port": controller_port}
         layout["port"] = broker_port
+        layout.update(self._secured_ports)
         layout_file.write_text(json.dumps(layout))
         return broker_port, controller_port
 
@@ -187,6 +227,7 @@ class ApacheKafkaBroker(Broker):
             "kafka.tools.StorageTool",
             "format", "--standalone", "-t", cluster_id,
             "-c", str(self._home / "server.properties"),
+            *(self._secured.format_arguments() if self._secured is not None else ()),
             heap="256m",
         )  # fmt: skip
         result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)

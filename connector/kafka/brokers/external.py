@@ -18,6 +18,10 @@ class ExternalBroker(Broker):
     lacks: ClassVar[Mapping[Capability, str]] = {
         Capability.FAULT_INJECTION: "an external broker offers no fault injection",
         Capability.PROCESS_CONTROL: "an external broker is not ours to stop or restart",
+        Capability.SECURED_LISTENERS: (
+            "an external broker's listeners are not ours to configure (one bootstrap address is "
+            "given); run with TEST_KAFKA_BROKER=kafka"
+        ),
     }
 
     def __init__(self, bootstrap_servers: str) -> None:

@@ -41,6 +41,9 @@ class MockClusterBroker(Broker):
             "the mock cluster does not implement CreateTopics/DeleteTopics/DescribeConfigs "
             "(they time out); topics are created through the mock API"
         ),
+        Capability.SECURED_LISTENERS: (
+            "the librdkafka mock cluster speaks PLAINTEXT only: no TLS, no SASL listener"
+        ),
     }
 
     def __init__(self, brokers: int = _DEFAULT_BROKERS) -> None:

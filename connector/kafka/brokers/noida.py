@@ -51,6 +51,10 @@ class NoidaBroker(Broker):
         Capability.PROCESS_CONTROL: (
             "noida-db persists a lagging JSON snapshot, so a restart can lose recent records"
         ),
+        Capability.SECURED_LISTENERS: (
+            "noida-db is started with one PLAINTEXT Kafka listener: no TLS or SASL listener to "
+            "test against; run with TEST_KAFKA_BROKER=kafka"
+        ),
     }
 
     def __init__(self, *, port: int | None = None, data_dir: Path | None = None) -> None:
