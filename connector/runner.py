@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, RoleFailedError
 from connector.health import DEFAULT_STALE_AFTER_SECONDS, start_health_server
 from connector.lifecycle import Role
 from connector.metrics import Metrics
@@ -25,10 +25,6 @@ from connector.metrics import Metrics
 log = logging.getLogger(__name__)
 
 FATAL_STOP_SECONDS = 5.0
-
-
-class RoleFailedError(ConnectorError):
-    """A role ended with a fatal error; its message says which and why."""
 
 
 def install_signal_handlers(stop: threading.Event) -> None:

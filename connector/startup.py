@@ -16,11 +16,11 @@ from typing import Protocol, TypeVar
 from connector.clock import Clock
 from connector.errors import (
     AuthenticationError,
-    ConnectorError,
     FatalApiError,
     NotFoundError,
     RedirectError,
     RetryableApiError,
+    StartupError,
 )
 from connector.toloka.retry import RetryPolicy
 
@@ -29,10 +29,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _STOP_CHECK_SECONDS = 0.1
-
-
-class StartupError(ConnectorError):
-    """A role cannot start: the message says which setting to check."""
 
 
 class InterruptibleClient(Protocol):

@@ -24,7 +24,7 @@ from enum import IntEnum, StrEnum
 from types import TracebackType
 from typing import ClassVar
 
-from connector.errors import ConnectorError
+from connector.errors import BrokerCapabilityError
 from connector.kafka.admin import TopicSpec
 
 
@@ -66,20 +66,6 @@ class ApiKey(IntEnum):
     ADD_OFFSETS_TO_TXN = 25
     END_TXN = 26
     TXN_OFFSET_COMMIT = 28
-
-
-class BrokerError(ConnectorError):
-    """A development broker could not be prepared, started or controlled."""
-
-
-class BrokerCapabilityError(BrokerError):
-    """The broker cannot do what was asked; `reason` says why (from dev-broker.md)."""
-
-    def __init__(self, kind: BrokerKind, capability: Capability, reason: str) -> None:
-        self.kind = kind
-        self.capability = capability
-        self.reason = reason
-        super().__init__(f"{kind} broker lacks {capability}: {reason}")
 
 
 class Broker(abc.ABC):

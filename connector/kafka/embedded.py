@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from connector.kafka.broker import Broker, BrokerError, BrokerKind
+from connector.errors import BrokerError
+from connector.kafka.broker import Broker, BrokerKind
 from connector.kafka.brokers.apache import ApacheKafkaBroker
 from connector.kafka.brokers.external import ExternalBroker
 from connector.kafka.brokers.maven import java_and_maven_available

@@ -53,7 +53,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError
 
-from connector.errors import KafkaOperationError
+from connector.errors import KafkaRefusedError
 from connector.logs import CONNECTION_FAILURE_FACILITIES, kafka_logger
 
 _ADDRESS = re.compile(
@@ -234,14 +234,6 @@ def refusal(failure: str) -> Refusal | None:
 def refusal_of_error(error: KafkaError) -> Refusal | None:
     """The refusal an `error_cb` error shows, or None."""
     return refusal(error.str()) if error.code() in _REFUSAL_CODES else None
-
-
-class KafkaRefusedError(KafkaOperationError):
-    """The brokers refuse this client; the message names the settings to check."""
-
-    def __init__(self, refused: Refusal, bootstrap_servers: str) -> None:
-        self.refusal = refused
-        super().__init__(refused.describe(bootstrap_servers))
 
 
 class _ObservingLogger:

@@ -5,14 +5,13 @@ page changes), `publisher` (output records, the page transaction), `state` (read
 topic; the cursor function API), `leadership` (leader/standby), `loop`, `role` (build_poller).
 """
 
-from connector.poller.cursor import Cursor, StateFormatError, initial_cursor
+from connector.poller.cursor import Cursor, initial_cursor
 from connector.poller.role import Poller, build_poller
 from connector.poller.state import read_cursor, write_cursor
 
 __all__ = [
     "Cursor",
     "Poller",
-    "StateFormatError",
     "build_poller",
     "initial_cursor",
     "read_cursor",

@@ -29,15 +29,11 @@ from typing import Any
 
 import orjson
 
-from connector.errors import ConnectorError
+from connector.errors import StateFormatError
 from connector.toloka.models import Item, as_utc
 
 CURSOR_VERSION = 1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class StateFormatError(ConnectorError):
-    """A state-topic record this connector cannot read (corrupt, or written by a newer version)."""
 
 
 def cursor_key(app_project_id: str) -> str:

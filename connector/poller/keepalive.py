@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
-from connector.poller.publisher import PageAbortedError
+from connector.errors import PageAbortedError
 
 log = logging.getLogger(__name__)
 

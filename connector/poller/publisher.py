@@ -21,6 +21,13 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from connector.clock import Clock
+from connector.errors import (
+    PageAbortedError,
+    ProducerFailedError,
+    ProducerFencedError,
+    PublishError,
+    RecordsTooLargeError,
+)
 from connector.logs import kafka_logger
 from connector.toloka.models import Item
 
@@ -142,24 +149,6 @@ def output_record(item: Item, *, key_field: str, app_project_id: str) -> OutputR
 # --- the transaction ---------------------------------------------------------------------------
 
 
-class PublishError(Exception):
-    """Base of what `commit_page` raises; the page was not committed."""
-
-
-class PageAbortedError(PublishError):
-    """An abortable error: the transaction was aborted; the same page may be tried again."""
-
-
-class ProducerFencedError(PublishError):
-    """A newer holder of the transactional id exists: step down to standby."""
-
-
-class ProducerFailedError(PublishError):
-    """The producer cannot go on (a fatal error, or a transaction whose end it could not reach:
-    a commit or abort that kept timing out). It must be replaced, and the state read again: a
-    commit whose outcome was unknown is known then."""
-
-
 @dataclass(frozen=True)
 class SizeRefusal:
     """A record refused as too large for its topic."""
@@ -169,14 +158,6 @@ class SizeRefusal:
     by_broker: bool
     """False: librdkafka refused it before sending (larger than its message.max.bytes); True:
     the broker refused the batch that held it (which may have held other records too)."""
-
-
-class RecordsTooLargeError(PageAbortedError):
-    """Records of the page were refused as too large; the transaction was aborted."""
-
-    def __init__(self, message: str, refused: Sequence[SizeRefusal]) -> None:
-        super().__init__(message)
-        self.refused = tuple(refused)
 
 
 def is_fenced(error: KafkaError) -> bool:

@@ -21,14 +21,13 @@ from typing import Any, Protocol
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from connector.clock import Clock, SystemClock
-from connector.errors import KafkaOperationError
+from connector.errors import KafkaOperationError, StateFormatError
 from connector.logs import kafka_logger
 from connector.poller.cursor import (
     Cursor,
     PollerState,
     Segment,
     StateChange,
-    StateFormatError,
     cursor_key,
     decode_cursor,
     decode_segment,

@@ -32,7 +32,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from connector.clock import Clock
-from connector.errors import KafkaOperationError
+from connector.errors import DeadLetterStuckError, KafkaOperationError
 from connector.metrics import Metrics
 from connector.uploader.decode import Refusal
 from connector.uploader.ports import Header, Message, Producer
@@ -49,10 +49,6 @@ characters) and the record framing, on top of the largest record the consumer ca
 
 RETRY_BASE_SECONDS = 0.5
 RETRY_CAP_SECONDS = 10.0
-
-
-class DeadLetterStuckError(KafkaOperationError):
-    """A dead letter was not acknowledged within CONNECTOR_DLQ_TIMEOUT_SECONDS."""
 
 
 def dead_letter_headers(message: Message, refusal: Refusal, request_id: str | None) -> list[Header]:

@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from connector.cli import main
 from connector.clock import SystemClock
+from connector.kafka.admin import TopicSpec
 from connector.kafka.broker import Broker, Capability
 from connector.metrics import Metrics
 from connector.poller import Cursor, initial_cursor, read_cursor, write_cursor
@@ -273,6 +274,28 @@ def test_reset_without_a_cursor_is_refused(cli: Cli) -> None:
     dry = cli("reset-cursor", "--latest", "--toloka-app-project-id", nobody, "--dry-run")
     assert (dry.code, dry.err) == (0, "")
     assert "the reset would be refused: there is no cursor to reset" in dry.out
+
+
+def test_a_reset_whose_transaction_fails_exits_1_with_one_line(
+    kafka_broker: Broker, deployment: Deployment
+) -> None:
+    """The cursor's transaction aborts (the state topic takes no record that large): the
+    command ends with its one line and exits 1, never with a traceback."""
+    require(kafka_broker, Capability.TRANSACTIONS)
+    require(kafka_broker, Capability.ADMIN_CREATE_TOPICS)
+    tiny = unique_name("ops-state-tiny")
+    kafka_broker.create_topics(
+        [TopicSpec(tiny, compacted=True, config={"max.message.bytes": "64"})]
+    )
+    env = deployment.setup.environ(
+        CONNECTOR_STATE_TOPIC=tiny, CONNECTOR_TRANSACTION_TIMEOUT_SECONDS="10"
+    )
+    reset = toloka_connector("reset-cursor", "--latest", "--force", env=env)
+    assert reset.returncode == 1, reset.stderr
+    assert "Traceback" not in reset.stderr
+    # (librdkafka's own ERROR line about the failed transaction may come before it)
+    assert reset.stderr.strip().splitlines()[-1].startswith("toloka-connector reset-cursor: ")
+    assert "cursor written" not in reset.stdout
 
 
 def test_reset_refuses_while_a_poller_leads_and_force_fences_it(

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from connector.errors import BrokerCapabilityError
 from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import ApiKey, Broker, BrokerCapabilityError, Capability
+from connector.kafka.broker import ApiKey, Broker, Capability
 from connector.kafka.brokers.apache import ApacheKafkaBroker, new_cluster_id, server_properties
 from connector.kafka.brokers.external import ExternalBroker
 from connector.kafka.brokers.mock import MockClusterBroker

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.kafka.broker import BrokerError
+from connector.errors import BrokerError
 from connector.kafka.brokers import maven
 
 

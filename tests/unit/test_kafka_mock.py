@@ -10,7 +10,8 @@ import pytest
 from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
 
-from connector.kafka.broker import ApiKey, BrokerError
+from connector.errors import BrokerError
+from connector.kafka.broker import ApiKey
 from connector.kafka.brokers.mock import MockClusterBroker
 from connector.kafka.mock import MockCluster, execute
 

@@ -8,13 +8,13 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from connector.errors import StateFormatError
 from connector.poller.cursor import (
     CURSOR_VERSION,
     Cursor,
     PollerState,
     Segment,
     SegmentRef,
-    StateFormatError,
     decode_cursor,
     decode_segment,
     encode_cursor,

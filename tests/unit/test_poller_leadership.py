@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from confluent_kafka import KafkaError, KafkaException
 
 from connector.clock import SystemClock
-from connector.errors import NotFoundError, ServerError
+from connector.errors import NotFoundError, ServerError, StartupError
 from connector.lifecycle import Heartbeat, Readiness
 from connector.metrics import Metrics
 from connector.poller.cursor import Cursor, initial_cursor
@@ -18,7 +18,6 @@ from connector.poller.leadership import LeaderWatch
 from connector.poller.loop import PollerLoop
 from connector.poller.role import Poller
 from connector.poller.state import FeedUpdate
-from connector.startup import StartupError
 from connector.toloka.retry import RetryPolicy
 from tests.fixtures.waiting import wait_for
 from tests.unit.poller_fakes import (

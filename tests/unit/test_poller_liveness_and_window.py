@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from connector.errors import ProducerFencedError
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
 from connector.poller.keepalive import HeartbeatsDuringCall
 from connector.poller.leadership import Role
 from connector.poller.loop import PollerLoop
-from connector.poller.publisher import ProducerFencedError
 from connector.toloka.models import ItemPage
 from tests.unit.poller_fakes import (
     T0,

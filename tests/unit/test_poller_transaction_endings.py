@@ -17,14 +17,13 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from connector.poller.publisher import (
-    OutputRecord,
+from connector.errors import (
     PageAbortedError,
     ProducerFailedError,
     ProducerFencedError,
     RecordsTooLargeError,
-    TransactionalPublisher,
 )
+from connector.poller.publisher import OutputRecord, TransactionalPublisher
 from tests.unit.poller_fakes import FakeClock, FakeKafka, FakeProducer
 
 TIMEOUT = 5.0

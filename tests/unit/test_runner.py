@@ -7,9 +7,10 @@ import threading
 import pytest
 
 import connector.runner as runner
+from connector.errors import RoleFailedError
 from connector.lifecycle import Heartbeat, Readiness
 from connector.metrics import Metrics
-from connector.runner import RoleFailedError, run_roles
+from connector.runner import run_roles
 
 
 class StuckRole:

@@ -20,17 +20,18 @@ from confluent_kafka import KafkaError, TopicPartition
 from connector.config import Settings, load_settings
 from connector.errors import (
     AuthenticationError,
+    DeadLetterStuckError,
     NotFoundError,
     ServerError,
+    StartupError,
     TolokaApiError,
     ValidationFailedError,
 )
 from connector.lifecycle import Readiness, Role
 from connector.metrics import Metrics
-from connector.startup import StartupError
 from connector.toloka.client import BulkCreateResult
 from connector.toloka.models import App, AppProject, FieldSpec
-from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES, DeadLetterStuckError
+from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import CONSUME_MAX_MESSAGES
 from connector.uploader.ports import Headers

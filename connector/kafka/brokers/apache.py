@@ -37,8 +37,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
+from connector.errors import BrokerError
 from connector.kafka.admin import TopicSpec, create_topics_tolerating_existing
-from connector.kafka.broker import Broker, BrokerError, BrokerKind, Capability
+from connector.kafka.broker import Broker, BrokerKind, Capability
 from connector.kafka.brokers.maven import KAFKA_VERSION, kafka_libs
 from connector.kafka.brokers.process import LOOPBACK, free_port, spawn, terminate
 from connector.kafka.brokers.readiness import wait_until_serving

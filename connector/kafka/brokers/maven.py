@@ -21,7 +21,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from connector.kafka.broker import BrokerError
+from connector.errors import BrokerError
 
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"  # the log4j2 release Kafka 4.1 itself is built against

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 import connector
+from connector.errors import BrokerError
 from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import ApiKey, Broker, BrokerError, BrokerKind, Capability
+from connector.kafka.broker import ApiKey, Broker, BrokerKind, Capability
 from connector.kafka.brokers.process import log_tail, spawn, terminate
 
 _START_TIMEOUT_SECONDS = 30.0

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-from connector.kafka.broker import BrokerError
+from connector.errors import BrokerError
 
 LOOPBACK = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1

@@ -10,7 +10,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from connector.kafka.broker import BrokerError
+from connector.errors import BrokerError
 from connector.kafka.brokers.process import log_tail, port_accepts, wait_until
 
 logger = logging.getLogger(__name__)

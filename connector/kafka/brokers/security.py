@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from connector.kafka.broker import BrokerError
+from connector.errors import BrokerError
 
 SASL_LISTENER = "SASL_SSL"
 MTLS_LISTENER = "MTLS"
