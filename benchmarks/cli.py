@@ -29,9 +29,9 @@ from benchmarks.context import FULL, QUICK, Bench
 from benchmarks.errors import BenchError
 from benchmarks.report import ScenarioResult, read_json, terminal_table, write_json
 from benchmarks.scenarios import latency, memory, poll, scale, upload
+from connector.devtools.brokers.base import BrokerKind
+from connector.devtools.brokers.start import default_kind, start_broker
 from connector.errors import ConnectorError
-from connector.kafka.broker import BrokerKind
-from connector.kafka.embedded import default_kind, start_broker
 from connector.simulator.process import start_simulator_process
 
 ROOT = Path(__file__).resolve().parent.parent

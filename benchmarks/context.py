@@ -16,8 +16,8 @@ from benchmarks.procs import ConnectorProcess
 from benchmarks.profiling import Profiler, ProfileSummary, py_spy, summarise
 from connector.commands.check import connector_topics
 from connector.config import load_settings
+from connector.devtools.brokers.base import Broker, BrokerKind
 from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import Broker, BrokerKind
 from connector.simulator.process import SimulatorProcess
 
 MOCK_PARTITION_BYTES = 3 * 1024 * 1024

@@ -92,7 +92,11 @@ def labelled_processes(extra: Mapping[str, int] | None = None) -> dict[str, psut
             line = " ".join(child.cmdline())
         except psutil.Error:
             continue
-        if "kafka.Kafka" in line or "connector.kafka.mock" in line or "noida" in line:
+        if (
+            "kafka.Kafka" in line
+            or "connector.devtools.brokers.mock_cluster" in line
+            or "noida" in line
+        ):
             found.setdefault("broker", child)
         elif "connector.simulator" in line:
             found.setdefault("simulator", child)

@@ -21,8 +21,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError
 
+from connector.devtools.brokers.base import Capability
 from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import ApiKey, Broker, Capability
 from connector.simulator.process import SimulatorProcess, start_simulator_process
 from reliability.procs import ConnectorProcess, wait_for
 from reliability.verify import (
@@ -35,6 +35,7 @@ from reliability.verify import (
     judge,
 )
 from reliability.workload import SteadyProducer, Workload
+from testkit.brokers import ApiKey, ControllableBroker
 from tests.fixtures.brokers import read_all
 
 log = logging.getLogger(__name__)
@@ -299,7 +300,7 @@ def _wait_until(moment: float) -> None:
 
 def run_scenario(
     scenario: Scenario,
-    broker: Broker,
+    broker: ControllableBroker,
     workdir: Path,
     *,
     simulator: SimulatorProcess | None = None,
@@ -467,7 +468,7 @@ def _mark(sim: SimulatorProcess, bootstrap: str, topics: dict[str, str], cause: 
     )
 
 
-def _broker_fault(broker: Broker, what: str, rng: random.Random) -> None:
+def _broker_fault(broker: ControllableBroker, what: str, rng: random.Random) -> None:
     if what == "pause":
         broker.pause()
     elif what == "stop":
@@ -485,7 +486,7 @@ def _broker_fault(broker: Broker, what: str, rng: random.Random) -> None:
         raise ValueError(f"unknown broker fault {what!r}")
 
 
-def _broker_recover(broker: Broker, what: str) -> None:
+def _broker_recover(broker: ControllableBroker, what: str) -> None:
     if what == "pause":
         broker.resume()
     elif what in {"stop", "sigkill"}:

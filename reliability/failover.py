@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from connector.devtools.brokers.base import Capability
 from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import Broker, Capability
 from connector.simulator.process import start_simulator_process
 from reliability.chaos import (
     INPUT_PARTITIONS,
@@ -30,6 +30,7 @@ from reliability.verify import (
     judge,
 )
 from reliability.workload import SteadyProducer
+from testkit.brokers import ControllableBroker
 from tests.fixtures.brokers import read_all
 
 
@@ -84,7 +85,7 @@ class FailoverOutcome:
 
 
 def run_failover(
-    broker: Broker, workdir: Path, *, takeovers: int, seed: int, rate: float = 40.0
+    broker: ControllableBroker, workdir: Path, *, takeovers: int, seed: int, rate: float = 40.0
 ) -> FailoverOutcome:
     workdir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)  # noqa: S311 - reproducible kill moments

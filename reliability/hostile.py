@@ -19,13 +19,13 @@ import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import Broker
 from connector.simulator.process import start_simulator_process
 from connector.toloka.models import FieldSpec
 from connector.uploader.decode import Refusal, decode_item
 from connector.validation import ItemValidator
 from reliability.procs import ConnectorProcess
 from reliability.verify import headers_of
+from testkit.brokers import ControllableBroker
 from tests.fixtures.brokers import read_all
 
 MAX_RECORD_BYTES = 16 * 1024
@@ -151,7 +151,7 @@ def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
 
 
 def run_hostile(
-    broker: Broker,
+    broker: ControllableBroker,
     workdir: Path,
     *,
     count: int = 100_000,

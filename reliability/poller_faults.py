@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from connector.devtools.brokers.base import Capability
 from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import Broker, Capability
 from connector.simulator.process import start_simulator_process
 from reliability.chaos import (
     INPUT_PARTITIONS,
@@ -35,6 +35,7 @@ from reliability.chaos import (
 from reliability.procs import ConnectorProcess, wait_for
 from reliability.verify import KillMark, Verdict, creations_by_key, headers_of, judge
 from reliability.workload import SteadyProducer
+from testkit.brokers import ControllableBroker
 from tests.fixtures.brokers import read_all
 
 TRANSACTION_TIMEOUT_SECONDS = 4
@@ -100,7 +101,9 @@ TABLE_HEAD = (
 )
 
 
-def run_poller_faults(broker: Broker, workdir: Path, *, seed: int) -> PollerFaultsOutcome:
+def run_poller_faults(
+    broker: ControllableBroker, workdir: Path, *, seed: int
+) -> PollerFaultsOutcome:
     workdir.mkdir(parents=True, exist_ok=True)
     tag = f"poller-faults-{seed}-{int(time.time())}"
     topics = {name: f"{tag}-{name}" for name in ("input", "output", "dlq", "state")}

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from connector.kafka.brokers.process import free_port
+from connector.devtools.processes import free_port
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> None:

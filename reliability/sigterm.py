@@ -13,9 +13,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connector.kafka.broker import Broker
 from connector.simulator.process import start_simulator_process
 from reliability.procs import ConnectorProcess, wait_for
+from testkit.brokers import ControllableBroker
 
 EXIT_TIMEOUT_SECONDS = 30.0
 
@@ -57,7 +57,9 @@ def _other_address() -> str:
             return "127.0.0.1"
 
 
-def run_sigterm(broker: Broker, workdir: Path, *, tries: int, seed: int) -> SigtermOutcome:
+def run_sigterm(
+    broker: ControllableBroker, workdir: Path, *, tries: int, seed: int
+) -> SigtermOutcome:
     workdir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)  # noqa: S311 - reproducible moments
     sim = start_simulator_process(api_key=f"sigterm-{seed}", project_id="sigterm")

@@ -25,9 +25,9 @@ from connector.demo.observer import TopicObserver
 from connector.demo.progress import Counts, ProgressView
 from connector.demo.samples import sample_records
 from connector.demo.summary import Summary
+from connector.devtools.brokers.base import Broker
+from connector.devtools.brokers.start import start_broker
 from connector.errors import RoleFailedError
-from connector.kafka.broker import Broker
-from connector.kafka.embedded import start_broker
 from connector.metrics import Metrics
 from connector.runner import run_roles
 from connector.simulator.process import SimulatorProcess, start_simulator_process

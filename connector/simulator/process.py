@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
+from connector.devtools.processes import die_with_parent
 from connector.errors import SimulatorStartError
-from connector.kafka.brokers.process import die_with_parent
 
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.kafka.broker import Broker
+from testkit.brokers import ControllableBroker
 from tests.fixtures.brokers import NewTopic, unique_name
 from tests.fixtures.console import console_script, environment, toloka_connector
 from tests.fixtures.simulator import SimulatorHandle
@@ -121,7 +121,7 @@ KUBERNETES_AND_JVM = {
 
 
 def deployment(
-    broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, **extra: str
+    broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic, **extra: str
 ) -> dict[str, str]:
     return {
         "TOLOKA_API_KEY": simulator.api_key,
@@ -152,7 +152,7 @@ def running(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
 
 @pytest.mark.integration
 def test_run_starts_and_stops_cleanly_beside_kubernetes_and_jvm_variables(
-    kafka_broker: Broker,
+    kafka_broker: ControllableBroker,
     simulator: SimulatorHandle,
     new_topic: NewTopic,
     tmp_path: Path,
@@ -178,7 +178,7 @@ def test_run_starts_and_stops_cleanly_beside_kubernetes_and_jvm_variables(
 
 @pytest.mark.integration
 def test_status_needs_no_api_key(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
 ) -> None:
     env = deployment(kafka_broker, simulator, new_topic)
     del env["TOLOKA_API_KEY"], env["TOLOKA_BASE_URL"]
@@ -221,7 +221,7 @@ def test_an_expected_start_up_failure_is_one_line_without_a_traceback(
     command: list[str],
     fault: dict[str, str],
     says: str,
-    kafka_broker: Broker,
+    kafka_broker: ControllableBroker,
     simulator: SimulatorHandle,
     new_topic: NewTopic,
 ) -> None:
@@ -236,7 +236,7 @@ def test_an_expected_start_up_failure_is_one_line_without_a_traceback(
 
 @pytest.mark.integration
 def test_the_traceback_of_a_start_up_failure_is_logged_at_debug(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
 ) -> None:
     env = deployment(kafka_broker, simulator, new_topic, CONNECTOR_LOG_LEVEL="DEBUG", **WRONG_KEY)
     result = toloka_connector("upload", env=env)

@@ -19,12 +19,13 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from connector.cli import main
 from connector.clock import SystemClock
+from connector.devtools.brokers.base import Capability
 from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import Broker, Capability
 from connector.metrics import Metrics
 from connector.poller import Cursor, initial_cursor, read_cursor, write_cursor
 from connector.uploader.dead_letters import DeadLetterWriter
 from connector.uploader.decode import Refusal
+from testkit.brokers import ControllableBroker
 from tests.fixtures.brokers import NewTopic, ReadTopic, require, unique_name
 from tests.fixtures.console import toloka_connector
 from tests.fixtures.simulator import SimulatorHandle
@@ -103,7 +104,9 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic) -> Deployment:
+def deployment(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
+) -> Deployment:
     input_topic = new_topic(INPUT_PARTITIONS, prefix="ops-in")
     dlq_topic = new_topic(1, prefix="ops-dlq")
     group = unique_name("ops-group")
@@ -277,7 +280,7 @@ def test_reset_without_a_cursor_is_refused(cli: Cli) -> None:
 
 
 def test_a_reset_whose_transaction_fails_exits_1_with_one_line(
-    kafka_broker: Broker, deployment: Deployment
+    kafka_broker: ControllableBroker, deployment: Deployment
 ) -> None:
     """The cursor's transaction aborts (the state topic takes no record that large): the
     command ends with its one line and exits 1, never with a traceback."""
@@ -299,7 +302,7 @@ def test_a_reset_whose_transaction_fails_exits_1_with_one_line(
 
 
 def test_reset_refuses_while_a_poller_leads_and_force_fences_it(
-    kafka_broker: Broker,
+    kafka_broker: ControllableBroker,
     deployment: Deployment,
     cli: Cli,
     pollers: Callable[[PollerSetup], PollerThread],

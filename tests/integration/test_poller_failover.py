@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.kafka.broker import Broker, Capability
+from connector.devtools.brokers.base import Capability
+from testkit.brokers import ControllableBroker
 from tests.fixtures.brokers import NewTopic, require
 from tests.fixtures.simulator import SimulatorHandle
 from tests.fixtures.waiting import wait_for
@@ -24,7 +25,9 @@ PAGE = 25
 
 
 @pytest.fixture
-def setup(kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic) -> PollerSetup:
+def setup(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
+) -> PollerSetup:
     return PollerSetup(
         simulator,
         kafka_broker.bootstrap_servers,
@@ -93,7 +96,7 @@ def kill_mid_pages(
 
 
 def test_kill_9_mid_pages_then_restart_loses_and_repeats_nothing(
-    kafka_broker: Broker, setup: PollerSetup, tmp_path: Path
+    kafka_broker: ControllableBroker, setup: PollerSetup, tmp_path: Path
 ) -> None:
     require(kafka_broker, Capability.TRANSACTIONS)
     items = 3000
@@ -113,7 +116,7 @@ def test_kill_9_mid_pages_then_restart_loses_and_repeats_nothing(
 
 
 def test_kill_9_without_transactional_reads_repeats_at_most_the_open_page_and_loses_nothing(
-    kafka_broker: Broker, setup: PollerSetup, tmp_path: Path
+    kafka_broker: ControllableBroker, setup: PollerSetup, tmp_path: Path
 ) -> None:
     """What a broker without transactions (the mock) shows everyone, and what read_uncommitted
     shows on any broker: results are flushed before the cursor, so a crash repeats at most the
@@ -132,7 +135,7 @@ def test_kill_9_without_transactional_reads_repeats_at_most_the_open_page_and_lo
 
 
 def test_standby_takes_over_after_the_leader_is_killed(
-    kafka_broker: Broker, setup: PollerSetup, tmp_path: Path
+    kafka_broker: ControllableBroker, setup: PollerSetup, tmp_path: Path
 ) -> None:
     setup.simulator.seed(200)
     first = PollerProcess(setup.environ(), tmp_path / "first.log")
@@ -160,7 +163,7 @@ def test_standby_takes_over_after_the_leader_is_killed(
 
 
 def test_a_frozen_leader_cannot_commit_after_its_standby_took_over(
-    kafka_broker: Broker, setup: PollerSetup, tmp_path: Path
+    kafka_broker: ControllableBroker, setup: PollerSetup, tmp_path: Path
 ) -> None:
     require(kafka_broker, Capability.TRANSACTIONS)
     items = 2000

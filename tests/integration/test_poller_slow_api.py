@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.kafka.broker import Broker
+from testkit.brokers import ControllableBroker
 from tests.fixtures.brokers import NewTopic
 from tests.fixtures.simulator import SimulatorHandle
 from tests.fixtures.waiting import wait_for
@@ -20,7 +20,9 @@ LISTING_SECONDS = 3.0  # every listing takes longer than the leader timeout
 
 
 @pytest.fixture
-def setup(kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic) -> PollerSetup:
+def setup(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
+) -> PollerSetup:
     return PollerSetup(
         simulator,
         kafka_broker.bootstrap_servers,

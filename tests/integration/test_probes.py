@@ -17,10 +17,11 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from connector.devtools.brokers.base import Capability
+from connector.devtools.processes import free_port
 from connector.kafka.admin import TopicSpec, existing_topics
-from connector.kafka.broker import Broker, Capability
-from connector.kafka.brokers.process import free_port
 from connector.kafka.topic_watch import TopicNeed, TopicWatch
+from testkit.brokers import ControllableBroker
 from tests.fixtures.brokers import NewTopic, ReadTopic, require, unique_name
 from tests.fixtures.console import Console, ConsoleProcess
 from tests.fixtures.simulator import SimulatorHandle
@@ -33,7 +34,7 @@ FAST_STATISTICS = {"KAFKA_STATISTICS_INTERVAL_MS": "1000"}
 
 
 def environ(
-    broker: Broker | str, simulator: SimulatorHandle, new_topic: NewTopic | None = None
+    broker: ControllableBroker | str, simulator: SimulatorHandle, new_topic: NewTopic | None = None
 ) -> dict[str, str]:
     bootstrap = broker if isinstance(broker, str) else broker.bootstrap_servers
     topics = (
@@ -116,7 +117,10 @@ def test_run_with_kafka_unreachable_is_not_ready_says_why_once_and_stays_alive(
 
 
 def test_a_kafka_outage_is_one_line_when_it_begins_and_one_when_it_ends(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
 ) -> None:
     if not kafka_broker.supports(Capability.PROCESS_CONTROL):
         require(kafka_broker, Capability.FAULT_INJECTION)
@@ -141,7 +145,7 @@ def test_a_kafka_outage_is_one_line_when_it_begins_and_one_when_it_ends(
 MOCK_BROKER_IDS = (1, 2, 3)
 
 
-def cluster_down(broker: Broker) -> None:
+def cluster_down(broker: ControllableBroker) -> None:
     """Every broker stops answering: the process of real Kafka, the mock's brokers one by one."""
     if broker.supports(Capability.PROCESS_CONTROL):
         broker.stop()
@@ -150,7 +154,7 @@ def cluster_down(broker: Broker) -> None:
             broker.broker_down(broker_id)
 
 
-def cluster_up(broker: Broker) -> None:
+def cluster_up(broker: ControllableBroker) -> None:
     if broker.supports(Capability.PROCESS_CONTROL):
         broker.ensure_running()
     else:
@@ -159,7 +163,10 @@ def cluster_up(broker: Broker) -> None:
 
 
 def test_poll_with_a_missing_state_topic_is_not_ready_and_does_not_create_it(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
 ) -> None:
     env = environ(kafka_broker, simulator, new_topic)
     missing = env["CONNECTOR_STATE_TOPIC"] = unique_name("no-state")
@@ -176,7 +183,10 @@ def test_poll_with_a_missing_state_topic_is_not_ready_and_does_not_create_it(
 
 
 def test_upload_with_a_missing_input_topic_is_not_ready_and_names_the_setting(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
 ) -> None:
     env = environ(kafka_broker, simulator, new_topic)
     missing = env["CONNECTOR_INPUT_TOPIC"] = unique_name("no-input")
@@ -190,7 +200,10 @@ def test_upload_with_a_missing_input_topic_is_not_ready_and_names_the_setting(
 
 
 def test_poll_with_a_state_topic_that_is_not_compacted_says_so_at_startup_and_in_readiness(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
 ) -> None:
     require(kafka_broker, Capability.ADMIN_CREATE_TOPICS)  # the mock has no DescribeConfigs
     env = environ(kafka_broker, simulator, new_topic)
@@ -209,7 +222,7 @@ def test_poll_with_a_state_topic_that_is_not_compacted_says_so_at_startup_and_in
 
 
 def test_the_topic_watch_sees_a_missing_topic_created_and_says_so(
-    kafka_broker: Broker, caplog: pytest.LogCaptureFixture
+    kafka_broker: ControllableBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     topic = unique_name("late-topic")
     watch = TopicWatch(
@@ -230,7 +243,7 @@ def test_the_topic_watch_sees_a_missing_topic_created_and_says_so(
 
 
 def test_poll_with_a_project_the_api_does_not_know_exits_1_and_writes_nothing(
-    kafka_broker: Broker,
+    kafka_broker: ControllableBroker,
     simulator: SimulatorHandle,
     new_topic: NewTopic,
     read_topic: ReadTopic,
@@ -246,7 +259,10 @@ def test_poll_with_a_project_the_api_does_not_know_exits_1_and_writes_nothing(
 
 
 def test_liveness_holds_while_the_api_is_down_at_startup(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
 ) -> None:
     simulator.set_knobs(http_503_ratio=1.0)
     env = {
@@ -282,7 +298,10 @@ def test_liveness_holds_while_the_api_is_down_at_startup(
 
 
 def test_an_uploader_with_records_waiting_and_no_progress_is_not_ready(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
 ) -> None:
     env = {**environ(kafka_broker, simulator, new_topic), "CONNECTOR_PROGRESS_TIMEOUT_SECONDS": "2"}
     upload = console.start("upload", env=env)
@@ -299,7 +318,10 @@ def test_an_uploader_with_records_waiting_and_no_progress_is_not_ready(
 
 
 def test_a_leading_poller_whose_listings_fail_is_not_ready_until_one_is_answered(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
 ) -> None:
     env = {
         **environ(kafka_broker, simulator, new_topic),

@@ -19,7 +19,6 @@ from confluent_kafka import Producer
 from pydantic import SecretStr
 
 from connector.errors import TolokaApiError
-from connector.kafka.broker import Broker
 from connector.toloka.client import TolokaClient
 from connector.toloka.models import FieldSpec
 from connector.toloka.retry import RetryPolicy
@@ -27,6 +26,7 @@ from connector.uploader import decode
 from connector.validation import ItemValidator
 from reliability.procs import ConnectorProcess, wait_for
 from reliability.verify import headers_of
+from testkit.brokers import ControllableBroker
 from tests.fixtures.brokers import NewTopic, ReadTopic
 from tests.fixtures.simulator import SimulatorHandle
 
@@ -51,7 +51,7 @@ def test_a_record_far_above_the_limit_is_too_large_without_being_parsed(
 
 @pytest.mark.integration
 def test_a_real_uploader_dead_letters_a_huge_record_too_large_and_goes_on(
-    kafka_broker: Broker,
+    kafka_broker: ControllableBroker,
     simulator: SimulatorHandle,
     new_topic: NewTopic,
     read_topic: ReadTopic,

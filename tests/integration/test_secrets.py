@@ -36,10 +36,9 @@ from connector.cli import build_parser
 from connector.clock import SystemClock
 from connector.commands.roles import build_client
 from connector.config import load_settings
+from connector.devtools.processes import free_port
 from connector.errors import TolokaApiError, TransportError
 from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import Broker
-from connector.kafka.brokers.process import free_port
 from connector.metrics import Metrics
 from connector.toloka.client import TolokaClient
 from connector.toloka.retry import RetryPolicy
@@ -48,6 +47,7 @@ from connector.uploader.dead_letters import dead_letter_headers
 from connector.uploader.upload import BatchUploader
 from reliability.procs import ConnectorProcess, wait_for
 from reliability.verify import headers_of
+from testkit.brokers import ControllableBroker
 from tests.fixtures.brokers import NewTopic, ReadTopic, SecuredKafka, unique_name
 from tests.fixtures.simulator import SimulatorHandle
 
@@ -96,7 +96,7 @@ def keyed_simulator(simulator_factory: object) -> SimulatorHandle:
 
 @pytest.mark.integration
 def test_no_secret_in_logs_metrics_records_or_dead_letters_of_a_debug_run(
-    kafka_broker: Broker,
+    kafka_broker: ControllableBroker,
     keyed_simulator: SimulatorHandle,
     new_topic: NewTopic,
     read_topic: ReadTopic,
@@ -166,7 +166,7 @@ def test_no_secret_in_logs_metrics_records_or_dead_letters_of_a_debug_run(
 
 @pytest.mark.integration
 def test_check_prints_no_secret_when_all_is_well_nor_when_sasl_and_the_key_fail(
-    kafka_broker: Broker, simulator_factory: object, tmp_path: Path
+    kafka_broker: ControllableBroker, simulator_factory: object, tmp_path: Path
 ) -> None:
     start = simulator_factory
     assert callable(start)
@@ -517,7 +517,7 @@ def test_the_simulator_listens_on_loopback_unless_told_otherwise(tmp_path: Path)
 
 @pytest.mark.integration
 def test_the_metrics_server_listens_on_loopback_unless_told_otherwise(
-    kafka_broker: Broker, simulator: SimulatorHandle, tmp_path: Path
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, tmp_path: Path
 ) -> None:
     external = external_address()
     environ = {

@@ -37,7 +37,7 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from connector.kafka.brokers.security import ScramUser
+from connector.devtools.brokers.security import ScramUser
 from tests.fixtures.brokers import SecuredKafka, unique_name
 from tests.fixtures.console import Console, ConsoleProcess, toloka_connector
 from tests.fixtures.simulator import SimulatorHandle

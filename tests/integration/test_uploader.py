@@ -23,9 +23,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from connector.commands.roles import build_client
 from connector.config import load_settings
-from connector.kafka.broker import Broker
 from connector.metrics import Metrics
 from connector.uploader import Uploader, build_uploader
+from testkit.brokers import ControllableBroker
 from tests.fixtures.brokers import NewTopic, ReadTopic, require, unique_name
 from tests.fixtures.simulator import SimulatorHandle
 from tests.fixtures.waiting import wait_for
@@ -105,7 +105,9 @@ def created_keys(simulator: SimulatorHandle) -> Counter[str]:
 class Pipeline:
     """Topics, group and settings for one uploader test."""
 
-    def __init__(self, broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic) -> None:
+    def __init__(
+        self, broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
+    ) -> None:
         self.broker = broker
         self.simulator = simulator
         self.topic = new_topic(PARTITIONS, prefix="uploader-in")
@@ -178,7 +180,9 @@ class InProcess:
 
 
 @pytest.fixture
-def pipeline(kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic) -> Pipeline:
+def pipeline(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
+) -> Pipeline:
     return Pipeline(kafka_broker, simulator, new_topic)
 
 

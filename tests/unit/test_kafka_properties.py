@@ -14,8 +14,8 @@ import connector.operations.kafka_reads as kafka_reads
 import connector.operations.replay as replay
 from connector.cli import main
 from connector.config import KafkaSettings, Settings, load_settings
+from connector.devtools.brokers.security import Certificates, make_certificates, openssl_available
 from connector.errors import ConfigError
-from connector.kafka.brokers.security import Certificates, make_certificates, openssl_available
 from connector.kafka_properties import (
     OWNED_KAFKA_PROPERTIES,
     RAISED_KAFKA_PROPERTIES,

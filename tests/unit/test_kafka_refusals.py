@@ -20,8 +20,8 @@ import pytest
 from confluent_kafka import KafkaError
 
 import connector.kafka.refusals as refusals
+from connector.devtools.brokers.security import make_certificates, openssl_available
 from connector.errors import KafkaRefusedError
-from connector.kafka.brokers.security import make_certificates, openssl_available
 from connector.kafka.refusals import (
     Refusal,
     RefusalWatch,

@@ -15,11 +15,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import ClassVar
 
+from connector.devtools.brokers.base import Broker, BrokerKind, Capability
+from connector.devtools.brokers.readiness import wait_until_serving
+from connector.devtools.processes import LOOPBACK, free_port, spawn, terminate
 from connector.errors import BrokerError
 from connector.kafka.admin import TopicSpec, create_topics_tolerating_existing
-from connector.kafka.broker import Broker, BrokerKind, Capability
-from connector.kafka.brokers.process import LOOPBACK, free_port, spawn, terminate
-from connector.kafka.brokers.readiness import wait_until_serving
 
 _START_TIMEOUT_SECONDS = 30.0
 _STOP_TIMEOUT_SECONDS = 10.0

@@ -10,8 +10,8 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from connector.devtools.processes import log_tail, port_accepts, wait_until
 from connector.errors import BrokerError
-from connector.kafka.brokers.process import log_tail, port_accepts, wait_until
 
 logger = logging.getLogger(__name__)
 

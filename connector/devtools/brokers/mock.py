@@ -1,5 +1,5 @@
-"""The librdkafka mock cluster in a child process, driven through `connector.kafka.mock`'s
-stdin/stdout JSON protocol."""
+"""The librdkafka mock cluster in a child process, driven through the stdin/stdout JSON protocol
+of `connector.devtools.brokers.mock_cluster`."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import IO, Any, ClassVar
 
 import connector
+from connector.devtools.brokers.base import Broker, BrokerKind, Capability
+from connector.devtools.processes import log_tail, spawn, terminate
 from connector.errors import BrokerError
 from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import ApiKey, Broker, BrokerKind, Capability
-from connector.kafka.brokers.process import log_tail, spawn, terminate
 
 _START_TIMEOUT_SECONDS = 30.0
 _COMMAND_TIMEOUT_SECONDS = 10.0
@@ -47,12 +47,15 @@ class MockClusterBroker(Broker):
         ),
     }
 
+    server: ClassVar[str] = "connector.devtools.brokers.mock_cluster"
+    """The module the child process runs (`python -m`)."""
+
     def __init__(self, brokers: int = _DEFAULT_BROKERS) -> None:
         self._home = Path(tempfile.mkdtemp(prefix="toloka-kafka-mock-"))
         self._log = self._home / "mock.log"
         self._lock = threading.Lock()  # one command in flight: answers come back in order
         self._proc = spawn(
-            [sys.executable, "-m", "connector.kafka.mock", "--brokers", str(brokers)],
+            [sys.executable, "-m", self.server, "--brokers", str(brokers)],
             self._log,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -84,7 +87,8 @@ class MockClusterBroker(Broker):
         answer: dict[str, Any] = json.loads(line)
         return answer
 
-    def _command(self, op: str, **args: Any) -> None:
+    def command(self, op: str, **args: Any) -> None:
+        """Run `op` (a method of the server's cluster) in the child process."""
         with self._lock:
             if self._proc.poll() is not None:
                 raise BrokerError(f"the mock cluster process exited ({self._proc.returncode})")
@@ -100,46 +104,12 @@ class MockClusterBroker(Broker):
             self.create_topic(spec.name, spec.partitions)
 
     def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1) -> None:
-        self._command(
+        self.command(
             "create_topic",
             name=name,
             partitions=partitions,
             replication_factor=replication_factor,
         )
-
-    def push_request_errors(self, api_key: ApiKey | int, errors: Sequence[int]) -> None:
-        self._command("push_request_errors", api_key=int(api_key), errors=list(errors))
-
-    def push_broker_request_errors(
-        self, broker_id: int, api_key: ApiKey | int, errors_with_rtt_ms: Sequence[tuple[int, int]]
-    ) -> None:
-        self._command(
-            "push_broker_request_errors",
-            broker_id=broker_id,
-            api_key=int(api_key),
-            errors_with_rtt_ms=[list(pair) for pair in errors_with_rtt_ms],
-        )
-
-    def clear_request_errors(self, api_key: ApiKey | int) -> None:
-        self._command("clear_request_errors", api_key=int(api_key))
-
-    def broker_down(self, broker_id: int) -> None:
-        self._command("broker_down", broker_id=broker_id)
-
-    def broker_up(self, broker_id: int) -> None:
-        self._command("broker_up", broker_id=broker_id)
-
-    def set_rtt(self, broker_id: int, rtt_ms: int) -> None:
-        self._command("set_rtt", broker_id=broker_id, rtt_ms=rtt_ms)
-
-    def set_partition_leader(self, topic: str, partition: int, broker_id: int) -> None:
-        self._command("set_partition_leader", topic=topic, partition=partition, broker_id=broker_id)
-
-    def set_coordinator(self, key_type: str, key: str, broker_id: int) -> None:
-        self._command("set_coordinator", key_type=key_type, key=key, broker_id=broker_id)
-
-    def set_group_initial_rebalance_delay_ms(self, delay_ms: int) -> None:
-        self._command("set_group_initial_rebalance_delay_ms", delay_ms=delay_ms)
 
     def close(self) -> None:
         if self._proc.poll() is None:

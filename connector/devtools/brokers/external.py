@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+from connector.devtools.brokers.base import Broker, BrokerKind, Capability
 from connector.kafka.admin import TopicSpec, create_topics_tolerating_existing
-from connector.kafka.broker import Broker, BrokerKind, Capability
 
 
 class ExternalBroker(Broker):

@@ -29,7 +29,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import uuid
@@ -37,13 +36,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
+from connector.devtools.brokers.base import Broker, BrokerKind, Capability
+from connector.devtools.brokers.maven import KAFKA_VERSION, kafka_libs
+from connector.devtools.brokers.readiness import wait_until_serving
+from connector.devtools.brokers.security import MTLS_LISTENER, SASL_LISTENER, SecuredListeners
+from connector.devtools.processes import LOOPBACK, free_port, spawn, terminate
 from connector.errors import BrokerError
 from connector.kafka.admin import TopicSpec, create_topics_tolerating_existing
-from connector.kafka.broker import Broker, BrokerKind, Capability
-from connector.kafka.brokers.maven import KAFKA_VERSION, kafka_libs
-from connector.kafka.brokers.process import LOOPBACK, free_port, spawn, terminate
-from connector.kafka.brokers.readiness import wait_until_serving
-from connector.kafka.brokers.security import MTLS_LISTENER, SASL_LISTENER, SecuredListeners
 
 _JVM_FLAGS = (
     "-XX:+UseG1GC",
@@ -145,7 +144,6 @@ class ApacheKafkaBroker(Broker):
         self._heap = heap
         self._start_timeout = start_timeout
         self._proc: subprocess.Popen[bytes] | None = None
-        self._paused = False
         try:
             self._port, self._controller_port = self._prepare(port)
             self._start()
@@ -235,11 +233,11 @@ class ApacheKafkaBroker(Broker):
         if result.returncode != 0:
             raise BrokerError(f"kafka-storage format failed:\n{result.stdout}{result.stderr}")
 
-    # --- process control -------------------------------------------------------------------
+    # --- the server process ----------------------------------------------------------------
     def _start(self) -> None:
+        """Start the server on the broker's port and log dir; return once it serves."""
         argv = self._java("kafka.Kafka", str(self._home / "server.properties"), heap=self._heap)
         self._proc = spawn(argv, self._home / "logs" / "console.log")
-        self._paused = False
         wait_until_serving(
             self._proc,
             self._port,
@@ -251,43 +249,13 @@ class ApacheKafkaBroker(Broker):
     def _running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def stop(self) -> None:
+    def _stop(self) -> None:
+        """A graceful stop (SIGTERM, after SIGCONT should it be frozen); data and port stay."""
         if self._proc is not None:
             terminate(self._proc, _STOP_TIMEOUT_SECONDS)
-        self._paused = False
-
-    def kill(self) -> None:
-        if self._running():
-            assert self._proc is not None
-            self._proc.kill()
-            self._proc.wait()
-        self._paused = False
-
-    def pause(self) -> None:
-        if not self._running():
-            raise BrokerError("cannot pause: the broker process is not running")
-        assert self._proc is not None
-        os.kill(self._proc.pid, signal.SIGSTOP)
-        self._paused = True
-
-    def resume(self) -> None:
-        if self._running() and self._paused:
-            assert self._proc is not None
-            os.kill(self._proc.pid, signal.SIGCONT)
-        self._paused = False
-
-    def restart(self) -> None:
-        self.stop()
-        self._start()
-
-    def ensure_running(self) -> None:
-        if self._paused:
-            self.resume()
-        if not self._running():
-            self._start()
 
     def close(self) -> None:
-        self.stop()
+        self._stop()
         self._proc = None
         if self._owns_home:
             shutil.rmtree(self._home, ignore_errors=True)
