@@ -16,13 +16,9 @@ import sys
 from collections.abc import Sequence
 
 from connector import __version__
+from connector.commands.exit_codes import EXIT_CONFIG, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK
 from connector.errors import ConfigError, ConnectorError
 from connector.interrupts import held_inside_librdkafka_calls
-
-EXIT_OK = 0
-EXIT_FATAL = 1
-EXIT_CONFIG = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command Ctrl-C ended
 
 SERVERS = frozenset({"run", "upload", "poll", "simulator", "embedded-kafka"})
 """Commands that run until stopped: SIGINT or SIGTERM is their normal end (exit 0). Every other

@@ -31,6 +31,7 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from connector.contract.leadership import transactional_id
 from connector.errors import ConfigError
 from connector.kafka_properties import (
     OWNED_KAFKA_PROPERTIES,
@@ -41,6 +42,7 @@ from connector.kafka_properties import (
     librdkafka_problems,
     mask_kafka_value,
     new_producer_error,
+    transactional_producer_settings,
 )
 from connector.settings_sources import Vocabulary, environment_variables, toml_variables
 
@@ -542,9 +544,9 @@ def poller_producer_problems(kafka: KafkaSettings, poller: CursorWriteSettings) 
     the Kafka settings, and librdkafka holds other settings to them (`socket.timeout.ms` and
     `message.timeout.ms` at most the transaction timeout). One line naming the settings that
     clash, or none."""
-    from connector.poller.publisher import producer_config  # noqa: PLC0415 - imports config
-
-    config = producer_config(kafka.client_config(), "check", poller.transaction_timeout_seconds)
+    config = transactional_producer_settings(
+        kafka.client_config(), transactional_id("check"), poller.transaction_timeout_seconds
+    )
     error = new_producer_error(config)
     if error is None:
         return []

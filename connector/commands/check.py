@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from connector.cli import EXIT_INTERRUPTED
 from connector.commands.common import add_settings_arguments, settings_from_args
+from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.config import GROUPS, PollerSettings, Settings, UploaderSettings
 from connector.errors import ConnectorError, KafkaOperationError
 from connector.kafka.admin import TopicSpec, cleanup_policies, ensure_topics, existing_topics

@@ -10,7 +10,7 @@ from types import FrameType
 
 import orjson
 
-from connector.cli import EXIT_INTERRUPTED
+from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.demo.pipeline import DemoOptions, run_demo
 from connector.logs import configure_logging
 

@@ -9,14 +9,14 @@ import sys
 import threading
 from collections import Counter
 
-from connector.cli import EXIT_INTERRUPTED
 from connector.commands.common import add_settings_arguments, settings_from_args
+from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.config import InputTopicSettings, KafkaSettings
 from connector.demo.feed import Feed
 from connector.demo.samples import MALFORMED_EVERY, sample_records
 from connector.errors import KafkaOperationError
+from connector.kafka.reads import require_topics
 from connector.logs import configure_logging
-from connector.operations.kafka_reads import require_topics
 
 KAFKA_TIMEOUT_SECONDS = 30.0
 

@@ -265,7 +265,7 @@ class RefusalWatch:
     commands' reads act on."""
 
     def __init__(self, bootstrap_servers: str) -> None:
-        self._bootstrap_servers = bootstrap_servers
+        self.bootstrap_servers = bootstrap_servers
         self._lock = threading.Lock()
         self._refused: Refusal | None = None
         self._tentative: set[str] = set()
@@ -291,4 +291,4 @@ class RefusalWatch:
         with self._lock:
             refused = self._refused
         if refused is not None and refused.confirmed():
-            raise KafkaRefusedError(refused, self._bootstrap_servers)
+            raise KafkaRefusedError(refused, self.bootstrap_servers)

@@ -27,8 +27,8 @@ RETRY_SECONDS = 1.0
 """Wait after a heartbeat transaction that was aborted (the broker is away: do not spin)."""
 
 
-class HeartbeatsDuringCall:
-    """`with HeartbeatsDuringCall(write, due_in): call()` — `due_in()` is the seconds until the
+class KeepalivesDuringCall:
+    """`with KeepalivesDuringCall(write, due_in): call()` — `due_in()` is the seconds until the
     next heartbeat falls due (monotonic), `write()` writes one (raising a PublishError)."""
 
     def __init__(self, write: Callable[[], None], due_in: Callable[[], float]) -> None:
@@ -36,9 +36,9 @@ class HeartbeatsDuringCall:
         self._due_in = due_in
         self._done = threading.Event()
         self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="poller-heartbeats", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="poller-keepalives", daemon=True)
 
-    def __enter__(self) -> HeartbeatsDuringCall:
+    def __enter__(self) -> KeepalivesDuringCall:
         self._thread.start()
         return self
 
@@ -61,7 +61,7 @@ class HeartbeatsDuringCall:
             try:
                 self._write()
             except PageAbortedError as exc:
-                log.warning("heartbeat transaction aborted while listing: %s", exc)
+                log.warning("keepalive transaction aborted while listing: %s", exc)
                 if self._done.wait(RETRY_SECONDS):
                     return
             except BaseException as exc:  # re-raised in the loop's thread, where it belongs

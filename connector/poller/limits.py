@@ -23,7 +23,8 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from connector.kafka.admin import topic_config_values
-from connector.poller.publisher import Headers, SizeRefusal
+from connector.kafka.clients import Header
+from connector.poller.publisher import SizeRefusal
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def read_max_message_bytes(
     return read
 
 
-def record_size(key: bytes | None, value: bytes | None, headers: Headers | None) -> int:
+def record_size(key: bytes | None, value: bytes | None, headers: list[Header] | None) -> int:
     """The most a one-record batch of this record can take on the wire (no compression)."""
     size = RECORD_OVERHEAD_BYTES + len(key or b"") + len(value or b"")
     for name, header_value in headers or ():

@@ -29,6 +29,9 @@ from typing import Protocol
 
 from connector.clock import Clock
 from connector.config import PollerSettings
+from connector.contract.cursor import initial_cursor
+from connector.contract.dead_letters import RESULT_TOO_LARGE, UNREADABLE_RESULT
+from connector.contract.leadership import keepalive_interval
 from connector.errors import (
     AuthenticationError,
     FatalApiError,
@@ -42,18 +45,18 @@ from connector.errors import (
     UnreadablePageError,
     ValidationFailedError,
 )
+from connector.kafka.transactions import ProducerFactory
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics, result_status_label
 from connector.outstanding import OutstandingItems
-from connector.poller.cursor import PollerState, initial_cursor
-from connector.poller.dead_letters import RESULT_TOO_LARGE, UNREADABLE_RESULT, dead_letter
-from connector.poller.keepalive import HeartbeatsDuringCall
-from connector.poller.leadership import LeaderWatch, Role, heartbeat_interval
+from connector.poller.dead_letters import dead_letter
+from connector.poller.keepalive import KeepalivesDuringCall
+from connector.poller.late_window import PollerState
+from connector.poller.leadership import LeaderWatch, Standing
 from connector.poller.limits import RecordLimits, record_size
 from connector.poller.page_size import PageSizer
 from connector.poller.publisher import (
     OutputRecord,
-    ProducerFactory,
     TransactionalPublisher,
     output_record,
     record_key,
@@ -61,7 +64,7 @@ from connector.poller.publisher import (
 from connector.poller.scan import (
     PagePlan,
     Scan,
-    heartbeat_change,
+    keepalive_change,
     late_scan,
     late_scan_is_empty,
     main_scan,
@@ -158,13 +161,13 @@ class PollerLoop:
         self._pages = PageSizer(settings.page_size, response_limit_bytes)
         self._unreadable_strikes: dict[str, int] = {}
         self._metrics.poller_page_limit.set(self._pages.size)
-        self._heartbeat_every = heartbeat_interval(settings.leader_timeout_seconds)
+        self._keepalive_every = keepalive_interval(settings.leader_timeout_seconds)
         # The late window's clock: the wall clock read once, moved on by the monotonic clock,
         # so that a step of the wall clock while leading cannot move the horizon past items
         # that may still appear (a forward jump would disable the window).
         self._wall_at_start = clock.time()
         self._monotonic_at_start = clock.monotonic()
-        self.role = Role.STARTING
+        self.standing = Standing.STARTING
         self.kafka_problem: str | None = None
         """Why the last transaction or take-over failed; None once one succeeds (readiness)."""
         # Progress of the leader, for readiness: monotonic times of the last listing answered
@@ -179,7 +182,7 @@ class PollerLoop:
         wait_for_vacancy = True
         try:
             while not stop.is_set():
-                self._set_role(Role.STANDBY)
+                self._set_standing(Standing.STANDBY)
                 if wait_for_vacancy and not self._wait_for_vacancy(stop):
                     return
                 leadership = self._take_over()
@@ -199,13 +202,13 @@ class PollerLoop:
                     self.kafka_problem = f"producer replaced: {exc}"
                     wait_for_vacancy = False
         finally:
-            self._set_role(Role.STANDBY)
+            self._set_standing(Standing.STANDBY)
 
-    def _set_role(self, role: Role) -> None:
-        if role != self.role:
-            log.info("poller of app project %s: %s", self._project, role.value)
-        self.role = role
-        self._metrics.poller_leader.set(1 if role is Role.LEADER else 0)
+    def _set_standing(self, standing: Standing, /) -> None:
+        if standing != self.standing:
+            log.info("poller of app project %s: %s", self._project, standing.value)
+        self.standing = standing
+        self._metrics.poller_leader.set(1 if standing is Standing.LEADER else 0)
 
     def _wait_for_vacancy(self, stop: threading.Event) -> bool:
         """Follow the state topic until the leader is gone (True) or `stop` is set (False)."""
@@ -248,7 +251,7 @@ class PollerLoop:
                 if state is None:
                     state = self._new_state()
                     log.info("no cursor yet: starting from %s", self._settings.start_from)
-                change = heartbeat_change(state, now=self._clock.time(), holder=self._instance_id)
+                change = keepalive_change(state, now=self._clock.time(), holder=self._instance_id)
                 publisher.commit_page([], change.records())
         except ProducerFencedError as exc:
             # Another standby claimed the id first: it leads, this one is a standby doing its job.
@@ -264,7 +267,7 @@ class PollerLoop:
         self.kafka_problem = None
         self.last_listing_at = self.last_commit_at = now
         self.listing_failure = None
-        self._set_role(Role.LEADER)
+        self._set_standing(Standing.LEADER)
         self._metrics.poller_takeovers.inc()
         self._observe_state(state)
         return _Leadership(
@@ -292,8 +295,8 @@ class PollerLoop:
         """Pages until `stop`; ProducerFencedError / ProducerFailedError end the leadership."""
         while not stop.is_set():
             self._heartbeat.beat()
-            if self._clock.monotonic() - lead.last_write >= self._heartbeat_every:
-                self._write_heartbeat(lead)
+            if self._clock.monotonic() - lead.last_write >= self._keepalive_every:
+                self._write_keepalive(lead)
             try:
                 caught_up = self._poll_page(lead)
             except UnreadablePageError as exc:
@@ -392,14 +395,14 @@ class PollerLoop:
         request = next_request(lead.state, lead.scan)
 
         def write() -> None:
-            change = heartbeat_change(lead.state, now=self._clock.time(), holder=self._instance_id)
+            change = keepalive_change(lead.state, now=self._clock.time(), holder=self._instance_id)
             self._commit(lead, PagePlan([], change, False, lead.scan), _PageOutcome())
 
         def due_in() -> float:
-            return lead.last_write + self._heartbeat_every - self._clock.monotonic()
+            return lead.last_write + self._keepalive_every - self._clock.monotonic()
 
         try:
-            with HeartbeatsDuringCall(write, due_in):
+            with KeepalivesDuringCall(write, due_in):
                 return self._source.list_items(
                     sort="finished",
                     after_id=request.after_id,
@@ -539,12 +542,12 @@ class PollerLoop:
         self._observe_published(plan.publish, outcome.published)
         self._observe_state(lead.state)
 
-    def _write_heartbeat(self, lead: _Leadership) -> None:
-        change = heartbeat_change(lead.state, now=self._clock.time(), holder=self._instance_id)
+    def _write_keepalive(self, lead: _Leadership) -> None:
+        change = keepalive_change(lead.state, now=self._clock.time(), holder=self._instance_id)
         try:
             self._commit(lead, PagePlan([], change, False, lead.scan), _PageOutcome())
         except PageAbortedError as exc:
-            log.warning("heartbeat transaction aborted: %s", exc)
+            log.warning("keepalive transaction aborted: %s", exc)
 
     def _learn_sizes(self, lead: _Leadership, refused: RecordsTooLargeError) -> None:
         """Records were refused as too large (the page was aborted and will be listed again).
@@ -570,7 +573,7 @@ class PollerLoop:
     def _release(self, lead: _Leadership) -> None:
         """On a clean stop, a cursor without holder: a standby takes over at once instead of
         after the leader timeout, and `reset-cursor` needs no --force."""
-        change = heartbeat_change(lead.state, now=self._clock.time(), holder=None)
+        change = keepalive_change(lead.state, now=self._clock.time(), holder=None)
         try:
             self._commit(lead, PagePlan([], change, False, lead.scan), _PageOutcome())
         except PublishError as exc:
@@ -585,14 +588,14 @@ class PollerLoop:
             now = self._clock.monotonic()
             if now >= deadline:
                 return
-            next_heartbeat = max(lead.last_write + self._heartbeat_every, now)
+            next_heartbeat = max(lead.last_write + self._keepalive_every, now)
             if self._clock.wait(stop, max(0.0, min(deadline, next_heartbeat) - now)):
                 return
             self._heartbeat.beat()
             if self._clock.monotonic() < next_heartbeat:
                 continue
-            self._write_heartbeat(lead)
-            failed = self._clock.monotonic() >= lead.last_write + self._heartbeat_every
+            self._write_keepalive(lead)
+            failed = self._clock.monotonic() >= lead.last_write + self._keepalive_every
             if failed and self._clock.wait(stop, min(_RETRY_PAUSE_SECONDS, seconds)):
                 return  # (a failed heartbeat is not tried again at once)
 

@@ -1,4 +1,4 @@
-"""The poller as a `connector.lifecycle.Role`, and `build_poller` that wires it to Kafka."""
+"""The poller as a `connector.lifecycle.Standing`, and `build_poller` that wires it to Kafka."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from typing import Protocol
 from connector.clock import Clock, SystemClock
 from connector.config import Settings
 from connector.kafka.availability import KafkaAvailability
+from connector.kafka.transactions import kafka_producer_factory
 from connector.lifecycle import Heartbeat, Readiness
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
-from connector.poller.leadership import Role
+from connector.poller.leadership import Standing
 from connector.poller.limits import RecordLimits, read_max_message_bytes
 from connector.poller.loop import ItemSource, PollerLoop
-from connector.poller.publisher import kafka_producer_factory
 from connector.poller.state import KafkaStateStore
 from connector.startup import read_at_startup
 from connector.toloka.models import AppProject
@@ -91,13 +91,13 @@ class Poller:
         if not self._project_read:
             return Readiness(False, "reading the app project from the Toloka API")
         loop = self._loop
-        role = loop.role
+        standing = loop.standing
         problems = [] if loop.kafka_problem is None else [loop.kafka_problem]
-        if role is Role.LEADER:
+        if standing is Standing.LEADER:
             problems += self._stalled()
         if problems:
-            return Readiness(ready=False, detail="; ".join([role.value, *problems]))
-        return Readiness(ready=role is not Role.STARTING, detail=role.value)
+            return Readiness(ready=False, detail="; ".join([standing.value, *problems]))
+        return Readiness(ready=standing is not Standing.STARTING, detail=standing.value)
 
     def _stalled(self) -> list[str]:
         """The leader's progress problems: listings or transactions failing for too long."""

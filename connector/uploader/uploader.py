@@ -18,6 +18,7 @@ from confluent_kafka import Producer as KafkaProducer
 from connector.clock import Clock, SystemClock
 from connector.config import Settings
 from connector.kafka.availability import KafkaAvailability
+from connector.kafka.clients import Consumer, Producer
 from connector.kafka.limits import copying_producer_max_bytes
 from connector.lifecycle import Heartbeat, Readiness
 from connector.logs import kafka_logger
@@ -28,7 +29,6 @@ from connector.toloka.retry import RetryPolicy
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import UploadLoop
-from connector.uploader.ports import Consumer, Producer
 from connector.uploader.spec import SpecReader, SpecRefresher, read_validator
 from connector.uploader.upload import BatchUploader, BulkCreator
 from connector.validation import ItemValidator

@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 from confluent_kafka import Message
 
+from connector.clock import as_utc
 from connector.commands.roles import build_client
 from connector.config import Settings, load_settings
 from connector.metrics import Metrics
 from connector.poller import Poller, build_poller, read_cursor
-from connector.toloka.models import as_utc
 from tests.fixtures.brokers import read_all
 from tests.fixtures.simulator import SimulatorHandle
 

@@ -19,10 +19,11 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from connector.cli import main
 from connector.clock import SystemClock
+from connector.contract.cursor import Cursor, initial_cursor
 from connector.devtools.brokers.base import Capability
 from connector.kafka.admin import TopicSpec
 from connector.metrics import Metrics
-from connector.poller import Cursor, initial_cursor, read_cursor, write_cursor
+from connector.poller import read_cursor, write_cursor
 from connector.uploader.dead_letters import DeadLetterWriter
 from connector.uploader.decode import Refusal
 from testkit.brokers import ControllableBroker
@@ -287,11 +288,14 @@ def test_a_reset_whose_transaction_fails_exits_1_with_one_line(
     require(kafka_broker, Capability.TRANSACTIONS)
     require(kafka_broker, Capability.ADMIN_CREATE_TOPICS)
     tiny = unique_name("ops-state-tiny")
-    kafka_broker.create_topics(
-        [TopicSpec(tiny, compacted=True, config={"max.message.bytes": "64"})]
-    )
+    # Room for the transaction's markers (about 80 bytes), none for a cursor record (over 300):
+    # a topic that refused the markers too would leave the transaction open for good.
+    limit = {"max.message.bytes": "200"}
+    kafka_broker.create_topics([TopicSpec(tiny, compacted=True, config=limit)])
     env = deployment.setup.environ(
-        CONNECTOR_STATE_TOPIC=tiny, CONNECTOR_TRANSACTION_TIMEOUT_SECONDS="10"
+        CONNECTOR_STATE_TOPIC=tiny,
+        CONNECTOR_TRANSACTION_TIMEOUT_SECONDS="10",
+        TOLOKA_APP_PROJECT_ID=unique_name("ops-tiny-project"),  # a transactional id of its own
     )
     reset = toloka_connector("reset-cursor", "--latest", "--force", env=env)
     assert reset.returncode == 1, reset.stderr

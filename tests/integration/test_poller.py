@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from connector.contract.cursor import initial_cursor
 from connector.devtools.brokers.base import Capability
-from connector.poller import initial_cursor, write_cursor
+from connector.poller import write_cursor
 from testkit.brokers import ApiKey, ControllableBroker
 from tests.fixtures.brokers import NewTopic, require
 from tests.fixtures.simulator import SimulatorHandle

@@ -25,10 +25,10 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from connector.contract.cursor import Cursor, decode_cursor
 from connector.devtools.brokers.base import Capability
 from connector.kafka.admin import TopicSpec
 from connector.poller import write_cursor
-from connector.poller.cursor import Cursor, decode_cursor
 from reliability.verify import headers_of
 from testkit.brokers import ControllableBroker
 from tests.fixtures.brokers import NewTopic, read_all, require, unique_name

@@ -18,6 +18,7 @@ import pytest
 from confluent_kafka import Producer
 from pydantic import SecretStr
 
+from connector.contract.dead_letters import TOO_LARGE
 from connector.errors import TolokaApiError
 from connector.toloka.client import TolokaClient
 from connector.toloka.models import FieldSpec
@@ -44,7 +45,7 @@ def test_a_record_far_above_the_limit_is_too_large_without_being_parsed(
     monkeypatch.setattr("connector.uploader.decode.json.loads", no_parsing)
     refusal = decode.decode_item(b"[" * (8 * MiB), 1024, VALIDATOR)
     assert isinstance(refusal, decode.Refusal)
-    assert refusal.reason == decode.TOO_LARGE
+    assert refusal.reason == TOO_LARGE
     assert str(8 * MiB) in refusal.message
     assert "1024" in refusal.message
 

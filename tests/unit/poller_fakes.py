@@ -18,8 +18,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from connector.config import PollerSettings
-from connector.poller.cursor import cursor_key, decode_cursor, decode_segment, segment_key
-from connector.poller.publisher import DeliveryCallback, Headers
+from connector.contract.cursor import cursor_key, decode_cursor, decode_segment, segment_key
+from connector.kafka.clients import DeliveryCallback, Header
 from connector.poller.state import FeedUpdate, StoredState
 from connector.toloka.models import AppProject, ItemPage
 
@@ -181,7 +181,7 @@ class FakeRecord:
     topic: str
     key: bytes | None
     value: bytes | None
-    headers: Headers | None
+    headers: list[Header] | None
     producer: int
     status: str = "open"  # open / committed / aborted
     flushed: bool = False
@@ -268,7 +268,7 @@ class FakeProducer:
         key: bytes | None = None,
         partition: int = -1,
         on_delivery: DeliveryCallback | None = None,
-        headers: Headers | None = None,
+        headers: list[Header] | None = None,
     ) -> None:
         self._call("produce")
         record = FakeRecord(topic, key, value, headers, self.number)

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 from confluent_kafka import KafkaError, KafkaException
 
 from connector.clock import SystemClock
+from connector.contract.cursor import Cursor, initial_cursor
 from connector.errors import NotFoundError, ServerError, StartupError
 from connector.lifecycle import Heartbeat, Readiness
 from connector.metrics import Metrics
-from connector.poller.cursor import Cursor, initial_cursor
 from connector.poller.leadership import LeaderWatch
 from connector.poller.loop import PollerLoop
 from connector.poller.role import Poller

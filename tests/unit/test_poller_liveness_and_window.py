@@ -13,8 +13,8 @@ import pytest
 from connector.errors import ProducerFencedError
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
-from connector.poller.keepalive import HeartbeatsDuringCall
-from connector.poller.leadership import Role
+from connector.poller.keepalive import KeepalivesDuringCall
+from connector.poller.leadership import Standing
 from connector.poller.loop import PollerLoop
 from connector.toloka.models import ItemPage
 from tests.unit.poller_fakes import (
@@ -115,20 +115,20 @@ def test_a_heartbeat_fenced_while_listing_makes_the_leader_step_down_not_crash()
 
     api.during = fence
     api.done = lambda _before: made[0].calls.count("begin_transaction") > attempts_at_fence
-    roles: list[Role] = []
+    roles: list[Standing] = []
     loop = loop_for(api, kafka, clock, Metrics(), leader_timeout_seconds=0.8)
     loop._producer_factory = producer_factory(kafka, made)
-    original = loop._set_role
+    original = loop._set_standing
 
-    def record(role: Role) -> None:
+    def record(role: Standing) -> None:
         roles.append(role)
         original(role)
 
-    loop._set_role = record  # type: ignore[method-assign]
+    loop._set_standing = record  # type: ignore[method-assign]
     loop.run(clock.stop)  # returns at the end of the run, having raised nothing
     assert api.done_while_listing, "the heartbeat written while listing found it fenced"
-    first_lead = roles.index(Role.LEADER)
-    assert roles[first_lead + 1 : first_lead + 3] == [Role.STANDBY, Role.LEADER], (
+    first_lead = roles.index(Standing.LEADER)
+    assert roles[first_lead + 1 : first_lead + 3] == [Standing.STANDBY, Standing.LEADER], (
         "stepped down, then took over again from the silent newer holder"
     )
 
@@ -225,20 +225,20 @@ def test_a_take_over_lost_to_another_standby_leaves_a_ready_standby() -> None:
 
         producer.begin_transaction = begin  # type: ignore[method-assign]
 
-    roles: list[Role] = []
+    roles: list[Standing] = []
     loop = loop_for(FakeApi(clock), kafka, clock, Metrics(), fenced_by_a_rival)
-    original_set_role = loop._set_role
+    original_set_role = loop._set_standing
 
-    def record(role: Role) -> None:
+    def record(role: Standing) -> None:
         roles.append(role)
         original_set_role(role)
-        if rival_took_over and role is Role.STANDBY:
+        if rival_took_over and role is Standing.STANDBY:
             clock.stop.set()  # back to standby after the lost race: look at it now
 
-    loop._set_role = record  # type: ignore[method-assign]
+    loop._set_standing = record  # type: ignore[method-assign]
     loop.run(clock.stop)
     assert rival_took_over
-    assert Role.LEADER not in roles
+    assert Standing.LEADER not in roles
     assert loop.kafka_problem is None
 
 
@@ -255,7 +255,7 @@ def test_what_a_heartbeat_raises_while_listing_is_raised_in_the_loop_after_the_c
         raise raised
 
     def slow_call_that_fails() -> None:
-        with HeartbeatsDuringCall(write, lambda: 0.0):
+        with KeepalivesDuringCall(write, lambda: 0.0):
             assert attempts.wait(5), "the due heartbeat was attempted while the call ran"
             raise TimeoutError("the API call's own failure")  # what the heartbeat met outranks it
 

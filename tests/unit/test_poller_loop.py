@@ -15,7 +15,7 @@ from connector.errors import AuthenticationError, ServerError
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
-from connector.poller.leadership import Role
+from connector.poller.leadership import Standing
 from connector.poller.loop import PollerLoop
 from connector.poller.state import StateStore
 from tests.unit.poller_fakes import (
@@ -292,22 +292,22 @@ def test_a_fenced_poller_steps_down_instead_of_crashing() -> None:
     h = Harness(transactional=True)
     for n in range(3):
         h.api.add(finished_item(f"i{n}", T0 - 10 + n))
-    roles: list[Role] = []
+    roles: list[Standing] = []
     loop = h.loop("A")
-    original = loop._set_role
+    original = loop._set_standing
 
-    def record(role: Role) -> None:
+    def record(role: Standing) -> None:
         roles.append(role)
         original(role)
 
-    loop._set_role = record  # type: ignore[method-assign]
+    loop._set_standing = record  # type: ignore[method-assign]
     h.run_until(5, loop)
     FakeProducer(h.kafka, "toloka-connector-poller-proj").init_transactions(1)  # a newer poller
     h.api.add(finished_item("after-fencing", T0 + 6), visible_at=T0 + 6)
     h.run_until(40, loop)
-    assert Role.STANDBY in roles[roles.index(Role.LEADER) + 1 :], "stepped down"
+    assert Standing.STANDBY in roles[roles.index(Standing.LEADER) + 1 :], "stepped down"
     assert h.published() == ["i0", "i1", "i2", "after-fencing"]
-    assert roles[-1] is Role.STANDBY
+    assert roles[-1] is Standing.STANDBY
 
 
 def test_end_to_end_time_and_outstanding_items_are_measured() -> None:

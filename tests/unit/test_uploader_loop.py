@@ -27,6 +27,7 @@ from connector.errors import (
     TolokaApiError,
     ValidationFailedError,
 )
+from connector.kafka.clients import Headers
 from connector.lifecycle import Readiness, Role
 from connector.metrics import Metrics
 from connector.toloka.client import BulkCreateResult
@@ -34,7 +35,6 @@ from connector.toloka.models import App, AppProject, FieldSpec
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import CONSUME_MAX_MESSAGES
-from connector.uploader.ports import Headers
 from connector.uploader.uploader import Uploader, consumer_config, producer_config
 from tests.fixtures.waiting import wait_for
 

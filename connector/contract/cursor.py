@@ -1,37 +1,31 @@
-"""The poller's durable state: the cursor record and the late window's seen-id segments.
+"""The state topic's records: the poller's cursor and the late window's seen-id segments.
 
-Both live in the compacted state topic and are written in the same Kafka transaction as the
-results they account for:
+Both live in the compacted state topic (partition `STATE_PARTITION`) and are written in the same
+Kafka transaction as the results they account for:
 
     key `<app project>`              the cursor record (small, versioned JSON)
     key `<app project>/seen/<seq>`   a seen segment: ids published by one transaction whose
                                      finished_at may still be listed again (null = deleted)
 
 The cursor names the live segments, so a reader loads exactly those; a segment that no cursor
-names (left by a crash on a broker without transactions, or by `write_cursor`) is ignored.
-
-Late window (why segments exist): the listing can show an item only after the cursor has passed
-its finished_at. Besides the main scan (`after_id` = cursor), the poller re-lists every
-`late_scan_interval_seconds` the items with `finished_at >= late_horizon`, where the horizon is
-the start of the previous complete look-back scan minus `late_window_seconds`. An item that
-becomes visible at time v with finished_at f >= v - window is therefore listed by the first
-look-back scan that starts after v. Publication is de-duplicated against the ids tracked in the
-segments: every published id whose finished_at is at or above `tracking_floor` (the lower of the
-horizon and the cursor's finished_at, below which neither scan can list an item again).
+names (left by a crash on a broker without transactions, or by `write_cursor`) is ignored. Why
+segments exist, and what the poller keeps of them in memory: `connector.poller.late_window`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
+from connector.clock import as_utc
 from connector.errors import StateFormatError
-from connector.toloka.models import Item, as_utc
 
+STATE_PARTITION = 0
+"""The state topic is read and written on partition 0 only, so the cursor's key never depends on
+a partitioner."""
 CURSOR_VERSION = 1
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -218,9 +212,6 @@ def decode_segment(seq: int, value: bytes) -> Segment:
     return Segment(seq, _parse_time(data.get("max_finished_at"), "max_finished_at"), tuple(ids))
 
 
-# --- the late window in memory -------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class StateChange:
     """What one transaction writes to the state topic besides results: the new cursor, the new
@@ -242,59 +233,3 @@ class StateChange:
         records.extend((segment_key(project, seq), None) for seq in self.dropped)
         records.append((cursor_key(project), encode_cursor(self.cursor)))
         return records
-
-
-@dataclass
-class PollerState:
-    """The committed cursor and the ids the late window tracks; changed only after a commit."""
-
-    cursor: Cursor
-    segments: dict[int, Segment] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
-
-    @classmethod
-    def restore(cls, cursor: Cursor, segments: Iterable[Segment]) -> PollerState:
-        state = cls(cursor)
-        for segment in segments:
-            state.segments[segment.seq] = segment
-            state.seen.update(segment.ids)
-        return state
-
-    def is_new(self, item_id: str) -> bool:
-        return item_id not in self.seen
-
-    def plan(self, published: Sequence[Item], cursor: Cursor) -> StateChange:
-        """The state change of a transaction that publishes `published` and moves to `cursor`
-        (whose segments and next_segment are filled in here)."""
-        floor = cursor.tracking_floor()
-        tracked = [
-            item for item in published if item.finished_at is not None and item.finished_at >= floor
-        ]
-        dropped = tuple(
-            seq for seq, segment in self.segments.items() if segment.max_finished_at < floor
-        )
-        refs = [self.segments[seq].ref for seq in self.segments if seq not in dropped]
-        next_segment = self.cursor.next_segment
-        new_segment = None
-        if tracked:
-            new_segment = Segment(
-                seq=next_segment,
-                max_finished_at=max(item.finished_at for item in tracked if item.finished_at),
-                ids=tuple(item.id for item in tracked),
-            )
-            refs.append(new_segment.ref)
-            next_segment += 1
-        return StateChange(
-            cursor=replace(cursor, segments=tuple(refs), next_segment=next_segment),
-            new_segment=new_segment,
-            dropped=dropped,
-        )
-
-    def apply(self, change: StateChange) -> None:
-        """The transaction holding `change` committed."""
-        for seq in change.dropped:
-            self.seen.difference_update(self.segments.pop(seq).ids)
-        if change.new_segment is not None:
-            self.segments[change.new_segment.seq] = change.new_segment
-            self.seen.update(change.new_segment.ids)
-        self.cursor = change.cursor

@@ -1,5 +1,6 @@
-"""Kafka reads the operations commands share: a topic's partitions and watermarks, a group's
-committed offsets, and reading a topic up to where it ended when the read began.
+"""Reading Kafka without joining in: a topic's partitions and watermarks, a group's committed
+offsets, and reading a topic up to where it ended (`read_partitions`: the one reader of the
+operations commands, `tail`, and the suites' `read_all`).
 
 Every consumer here is assigned partitions and never joins a group or commits: looking must not
 disturb the uploader's group or move its offsets. Kafka failures become KafkaOperationError, so
@@ -21,11 +22,13 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from connector.errors import KafkaOperationError
 from connector.interrupts import librdkafka_call
+from connector.kafka.availability import SETTINGS_TO_CHECK
 from connector.kafka.refusals import RefusalWatch
 from connector.kafka.steps import within
 from connector.logs import kafka_logger
 
 _POLL_SECONDS = 0.5
+_BATCH_RECORDS = 500
 
 
 def _reason(exc: KafkaException) -> str:
@@ -69,10 +72,13 @@ def partitions_of(
     try:
         metadata = within(lambda step: consumer.list_topics(topic, timeout=step), timeout, between)
     except KafkaException as exc:
-        raise KafkaOperationError(f"cannot reach Kafka: {_reason(exc)}") from None
+        at = "" if refusals is None else f" at {refusals.bootstrap_servers}"
+        raise KafkaOperationError(
+            f"cannot reach Kafka{at} within {timeout:g}s ({_reason(exc)}); {SETTINGS_TO_CHECK}"
+        ) from None
     found = metadata.topics.get(topic)
     if found is None or found.error is not None or not found.partitions:
-        raise KafkaOperationError(f"topic {topic} does not exist")
+        raise KafkaOperationError(f"topic {topic!r} does not exist")
     return sorted(found.partitions)
 
 
@@ -138,44 +144,59 @@ def committed_offsets(
     return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in found}
 
 
-def read_until(
+def read_partitions(
     consumer: Consumer,
     topic: str,
     starts: Mapping[int, int],
-    ends: Mapping[int, int],
     *,
-    idle_timeout: float,
+    ends: Mapping[int, int] | None = None,
+    follow: bool = False,
+    idle_timeout: float | None = None,
+    skip_errors: bool = False,
 ) -> Iterator[Message]:
-    """The records of each partition p from `starts[p]` up to `ends[p]` (exclusive), in order
-    per partition; records written after `ends` are not chased. KafkaOperationError when no
-    record arrives for `idle_timeout` seconds or the topic fails."""
-    pending = {p for p, end in ends.items() if starts.get(p, 0) < end}
+    """The records of each partition p of `topic` from `starts[p]` (an offset, or
+    OFFSET_BEGINNING / OFFSET_END), in order per partition, until every partition is read to its
+    end: `ends[p]` (exclusive) where `ends` is given, else where the partition ended when the
+    reader got there. Records written after that are not chased, unless `follow`: then it reads
+    on until the caller stops. `consumer` must have `enable.partition.eof` set.
+
+    The end is librdkafka's partition-EOF event: a read_committed reader ends at the last
+    stable offset, which can lie below the high watermark, and the event also lands past
+    trailing transaction markers (an offset compare would not). KafkaOperationError when no
+    record arrives for `idle_timeout` seconds, or when the topic fails (unless `skip_errors`).
+    Each wait is a short step, so Ctrl-C ends the read promptly."""
+    pending = (
+        set(starts) if ends is None else {p for p, end in ends.items() if starts.get(p, 0) < end}
+    )
     consumer.assign([TopicPartition(topic, p, starts.get(p, 0)) for p in sorted(pending)])
     idle = 0.0
-    while pending:
+    while pending or follow:
         with librdkafka_call():
-            message: Message | None = consumer.poll(_POLL_SECONDS)
-        if message is None:
+            messages = consumer.consume(_BATCH_RECORDS, _POLL_SECONDS)
+        if not messages:
             idle += _POLL_SECONDS
-            if idle >= idle_timeout:
+            if idle_timeout is not None and idle >= idle_timeout:
                 raise KafkaOperationError(
                     f"{topic}: no record arrived for {idle_timeout:g}s; "
                     f"partitions {sorted(pending)} not read to their end"
                 )
             continue
         idle = 0.0
-        partition = message.partition() or 0
-        error = message.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                # Read_committed readers end at the last stable offset, which can lie below
-                # the high watermark: the end-of-partition event is the end then.
-                pending.discard(partition)
+        for message in messages:
+            partition = message.partition() or 0
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(partition)
+                elif not skip_errors:
+                    raise KafkaOperationError(f"reading {topic}/{partition}: {error.str()}")
                 continue
-            raise KafkaOperationError(f"reading {topic}/{partition}: {error.str()}")
-        offset = message.offset() or 0
-        if partition not in pending or offset >= ends[partition]:
-            continue
-        yield message
-        if offset + 1 >= ends[partition]:
-            pending.discard(partition)
+            if ends is None:
+                yield message
+                continue
+            offset = message.offset() or 0
+            if partition not in pending or offset >= ends[partition]:
+                continue
+            yield message
+            if offset + 1 >= ends[partition]:
+                pending.discard(partition)

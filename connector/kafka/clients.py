@@ -1,4 +1,4 @@
-"""What the uploader uses of confluent-kafka's Message, Consumer and Producer: the seams where
+"""What the connector uses of confluent-kafka's Message, Consumer and Producer: the seams where
 unit tests put fakes (integration tests use the real clients). The signatures are those of
 confluent-kafka's own stubs, so the real classes satisfy these protocols."""
 
@@ -11,6 +11,7 @@ from confluent_kafka import KafkaError, TopicPartition
 
 Header = tuple[str, str | bytes | None]
 Headers = dict[str, str | bytes | None] | list[Header]
+"""Headers as confluent-kafka gives them (a record's) and takes them (`produce`)."""
 RebalanceCallback = Callable[[Any, list[TopicPartition]], None]
 DeliveryCallback = Callable[[KafkaError | None, Any], None]
 
@@ -27,6 +28,8 @@ class Message(Protocol):
 
 
 class Consumer(Protocol):
+    """The uploader's consumer: a group member that commits what is done."""
+
     def subscribe(
         self,
         topics: list[str],
@@ -49,6 +52,8 @@ class Consumer(Protocol):
 
 
 class Producer(Protocol):
+    """An idempotent producer (the uploader's dead letters)."""
+
     def produce(
         self,
         topic: str,
@@ -60,3 +65,24 @@ class Producer(Protocol):
     ) -> None: ...
     def poll(self, timeout: float = ...) -> int: ...
     def flush(self, timeout: float = ...) -> int: ...
+
+
+class TransactionalProducer(Protocol):
+    """A transactional producer (the poller's, and `reset-cursor`'s)."""
+
+    def init_transactions(self, timeout: float) -> None: ...
+    def begin_transaction(self) -> None: ...
+    def produce(
+        self,
+        topic: str,
+        *,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int = -1,
+        on_delivery: DeliveryCallback | None = None,
+        headers: list[Header] | None = None,
+    ) -> None: ...
+    def poll(self, timeout: float) -> int: ...
+    def flush(self, timeout: float) -> int: ...
+    def commit_transaction(self, timeout: float) -> None: ...
+    def abort_transaction(self, timeout: float) -> None: ...
