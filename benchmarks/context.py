@@ -14,7 +14,7 @@ import psutil
 from benchmarks.kafka_io import Inspector
 from benchmarks.procs import ConnectorProcess
 from benchmarks.profiling import Profiler, ProfileSummary, py_spy, summarise
-from connector.commands.check import connector_topics
+from connector.app.topics import connector_topics
 from connector.config import load_settings
 from connector.devtools.brokers.base import Broker, BrokerKind
 from connector.kafka.admin import TopicSpec

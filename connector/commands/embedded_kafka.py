@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from connector.commands.check import topic_specs
+from connector.app.topics import topic_specs
 from connector.config import PollerSettings, UploaderSettings, load_group, merged_variables
 from connector.devtools.brokers.base import BrokerKind
 from connector.devtools.brokers.maven import KAFKA_VERSION, cache_root

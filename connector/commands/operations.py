@@ -11,11 +11,11 @@ import sys
 import threading
 import time
 from datetime import datetime
-from typing import TypeAlias
 
 import orjson
 
-from connector.commands.common import add_settings_arguments, settings_from_args
+from connector.app.clients import build_client
+from connector.commands.common import Subparsers, add_settings_arguments, settings_from_args
 from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.config import (
     API_GROUPS,
@@ -48,13 +48,7 @@ from connector.operations.status import describe_cursor, gather_status
 from connector.poller.reset import write_cursor
 from connector.poller.state import read_cursor
 
-from .roles import build_client
-
 KAFKA_TIMEOUT_SECONDS = 30.0
-
-Subparsers: TypeAlias = (
-    "argparse._SubParsersAction[argparse.ArgumentParser]"  # a string: not subscriptable at run time
-)
 
 
 # --- status ------------------------------------------------------------------------------------

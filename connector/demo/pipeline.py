@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-from connector.commands.check import connector_topics
-from connector.commands.roles import build_roles
+from connector.app.roles import build_roles
+from connector.app.runner import run_roles
+from connector.app.topics import connector_topics
 from connector.config import Settings, load_settings
 from connector.demo.feed import Feed
 from connector.demo.next_steps import DemoCommands
@@ -29,7 +30,6 @@ from connector.devtools.brokers.base import Broker
 from connector.devtools.brokers.start import start_broker
 from connector.errors import RoleFailedError
 from connector.metrics import Metrics
-from connector.runner import run_roles
 from connector.simulator.process import SimulatorProcess, start_simulator_process
 
 log = logging.getLogger(__name__)

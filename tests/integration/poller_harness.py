@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 from confluent_kafka import Message
 
+from connector.app.clients import build_client
 from connector.clock import as_utc
-from connector.commands.roles import build_client
 from connector.config import Settings, load_settings
 from connector.metrics import Metrics
 from connector.poller import Poller, build_poller, read_cursor

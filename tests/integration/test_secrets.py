@@ -32,9 +32,9 @@ import pytest
 from confluent_kafka import Producer
 from pydantic import SecretStr
 
+from connector.app.clients import build_client
 from connector.cli import build_parser
 from connector.clock import SystemClock
-from connector.commands.roles import build_client
 from connector.config import load_settings
 from connector.devtools.processes import free_port
 from connector.errors import TolokaApiError, TransportError

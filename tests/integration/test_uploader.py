@@ -21,7 +21,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from connector.commands.roles import build_client
+from connector.app.clients import build_client
 from connector.config import load_settings
 from connector.metrics import Metrics
 from connector.uploader import Uploader, build_uploader

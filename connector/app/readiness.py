@@ -11,26 +11,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
-from connector.config import Settings
 from connector.kafka.availability import KafkaAvailability
-from connector.kafka.topic_watch import TopicNeed, TopicWatch
+from connector.kafka.topic_watch import TopicWatch
 from connector.lifecycle import Heartbeat, Readiness, Role
-
-
-def topic_needs(settings: Settings, role: str) -> list[TopicNeed]:
-    """The topics of `role` (uploader or poller), with the settings that name them."""
-    if role == "uploader":
-        uploader = settings.uploader
-        return [
-            TopicNeed(uploader.input_topic, "CONNECTOR_INPUT_TOPIC"),
-            TopicNeed(uploader.dlq_topic, "CONNECTOR_DLQ_TOPIC"),
-        ]
-    poller = settings.poller
-    return [
-        TopicNeed(poller.output_topic, "CONNECTOR_OUTPUT_TOPIC"),
-        TopicNeed(poller.dlq_topic, "CONNECTOR_DLQ_TOPIC"),
-        TopicNeed(poller.state_topic, "CONNECTOR_STATE_TOPIC", compacted=True),
-    ]
 
 
 class CheckedRole:
