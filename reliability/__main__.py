@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 from connector.devtools.brokers.start import default_kind
-from reliability.chaos import Outcome, Scenario, run_scenario
-from reliability.failover import run_failover
 from reliability.hostile import run_hostile
 from reliability.poller_faults import TABLE_HEAD, run_poller_faults
 from reliability.report import chaos_table, merged_rows, read_section, write_section
 from reliability.sigterm import run_sigterm
 from testkit.brokers import ControllableBroker, start_test_broker
+from testkit.scenarios.chaos import Outcome, Scenario, run_scenario
+from testkit.scenarios.failover import run_failover
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
 

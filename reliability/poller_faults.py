@@ -23,20 +23,21 @@ from typing import Any
 from connector.devtools.brokers.base import Capability
 from connector.kafka.admin import TopicSpec
 from connector.simulator.process import start_simulator_process
-from reliability.chaos import (
+from testkit.brokers import ControllableBroker
+from testkit.kafka import headers_of, read_all
+from testkit.processes import ConnectorProcess
+from testkit.scenarios.setup import (
     INPUT_PARTITIONS,
     LEADER_TIMEOUT_SECONDS,
     MAX_RECORD_BYTES,
     OUTPUT_PARTITIONS,
-    _mark,
-    _wait_for_completion,
     connector_environ,
+    mark,
+    wait_for_completion,
 )
-from reliability.procs import ConnectorProcess, wait_for
-from reliability.verify import KillMark, Verdict, creations_by_key, headers_of, judge
-from reliability.workload import SteadyProducer
-from testkit.brokers import ControllableBroker
-from tests.fixtures.brokers import read_all
+from testkit.scenarios.verdict import KillMark, Verdict, creations_by_key, judge
+from testkit.scenarios.workload import SteadyProducer
+from testkit.waiting import wait_for
 
 TRANSACTION_TIMEOUT_SECONDS = 4
 FREEZE_SECONDS = TRANSACTION_TIMEOUT_SECONDS + 3
@@ -122,7 +123,7 @@ def run_poller_faults(
         "CONNECTOR_TRANSACTION_TIMEOUT_SECONDS": str(TRANSACTION_TIMEOUT_SECONDS),
         "CONNECTOR_API_MAX_RESPONSE_BYTES": str(RESPONSE_LIMIT_BYTES),
     }
-    instances = [ConnectorProcess(environ, workdir / "instance-1.log")]
+    instances = [ConnectorProcess(["run"], environ, workdir / "instance-1.log")]
     producer = SteadyProducer(
         broker.bootstrap_servers, topics["input"], rate=20.0, count=10**7, seed=seed,
         max_record_bytes=MAX_RECORD_BYTES, partitions=INPUT_PARTITIONS,
@@ -130,10 +131,10 @@ def run_poller_faults(
     freezes = 0
     marks: list[KillMark] = []
     try:
-        wait_for(instances[0].is_leader, 60, "the first instance leads")
-        instances.append(ConnectorProcess(environ, workdir / "instance-2.log"))
-        wait_for(instances[1].is_standby, 60, "the second instance stands by")
-        wait_for(lambda: all(p.ready() for p in instances), 60, "both instances ready")
+        wait_for(instances[0].is_leader, "the first instance leads", 60)
+        instances.append(ConnectorProcess(["run"], environ, workdir / "instance-2.log"))
+        wait_for(instances[1].is_standby, "the second instance stands by", 60)
+        wait_for(lambda: all(p.ready() for p in instances), "both instances ready", 60)
         producer.start()
         time.sleep(PHASE_SECONDS)  # a calm start, as scheduled
         leading_before = _leader_lines(instances)
@@ -141,20 +142,20 @@ def run_poller_faults(
         takeovers_while_slow = _leader_lines(instances) - leading_before
         if broker.supports(Capability.PROCESS_CONTROL):
             for _ in range(2):
-                marks.append(_mark(sim, broker.bootstrap_servers, topics, "broker fault"))
+                marks.append(mark(sim, broker.bootstrap_servers, topics, "broker fault"))
                 broker.pause()
                 time.sleep(FREEZE_SECONDS)  # the fault's duration, as scheduled
                 broker.resume()
                 # Uploads made while the broker was frozen (the API was not) could not commit
                 # their offsets: the rebalance after it repeats them. Mark its end too.
-                marks.append(_mark(sim, broker.bootstrap_servers, topics, "broker fault"))
+                marks.append(mark(sim, broker.bootstrap_servers, topics, "broker fault"))
                 freezes += 1
                 time.sleep(PHASE_SECONDS / 2)
         _phase(sim, "bulky outputs")
         _phase(sim, "results too large")
         producer.stop()
         workload = producer.finish()
-        _wait_for_completion(workload, broker.bootstrap_servers, topics, 180, stand_ins=True)
+        wait_for_completion(workload, broker.bootstrap_servers, topics, 180, stand_ins=True)
         unreadable = sum(_unreadable_pages(p) for p in instances)
         crashes = [f"{p.log_path.name} exit {p.process.returncode}" for p in instances
                    if not p.alive()]  # fmt: skip
@@ -199,7 +200,7 @@ def _leader_lines(instances: list[ConnectorProcess]) -> int:
     return sum(
         line.endswith(": leader")
         for process in instances
-        for line in process.log().splitlines()
+        for line in process.output().splitlines()
         if "poller of app project" in line
     )
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from connector.simulator.process import start_simulator_process
-from reliability.procs import ConnectorProcess, wait_for
 from testkit.brokers import ControllableBroker
+from testkit.processes import ConnectorProcess
+from testkit.waiting import wait_for
 
 EXIT_TIMEOUT_SECONDS = 30.0
 
@@ -78,7 +79,7 @@ def run_sigterm(
                 "CONNECTOR_LEADER_TIMEOUT_SECONDS": "2",
                 "CONNECTOR_METRICS_HOST": "0.0.0.0",  # noqa: S104 - probed from outside too
             }
-            process = ConnectorProcess(environ, workdir / f"poll-{attempt}.log", "poll")
+            process = ConnectorProcess(["poll"], environ, workdir / f"poll-{attempt}.log")
 
             def serving(p: ConnectorProcess = process) -> bool:
                 try:
@@ -87,7 +88,7 @@ def run_sigterm(
                 except OSError:
                     return False
 
-            wait_for(serving, 60, "the metrics port")
+            wait_for(serving, "the metrics port", 60)
             _probe(other, process.metrics_port)
             # A random moment drawn from the seeded RNG; half the tries right after start.
             time.sleep(rng.choice([0.0, rng.uniform(0.0, 1.0)]))

@@ -1,4 +1,5 @@
-"""Child processes for broker servers: free ports, spawning, waiting on conditions, stopping."""
+"""Child processes of the development tooling: free ports, spawning, waiting on conditions,
+stopping (the brokers and the simulator; the test-support package waits with `poll_until` too)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from connector.errors import BrokerError
 
 LOOPBACK = "127.0.0.1"
+T = TypeVar("T")
 _PR_SET_PDEATHSIG = 1
 
 logger = logging.getLogger(__name__)
@@ -37,16 +39,36 @@ def port_accepts(port: int, host: str = LOOPBACK) -> bool:
     return False
 
 
+def poll_until(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float,
+    interval: float = 0.05,
+    guard: Callable[[], None] | None = None,
+) -> T | None:
+    """Call `probe` until it returns something truthy and return that; None when `timeout`
+    seconds passed first. `guard` runs before each probe: it raises when waiting is pointless
+    (a process died)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if guard is not None:
+            guard()
+        result = probe()
+        if result:
+            return result
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        # Not synchronisation by sleeping: a short back-off between probes of the condition.
+        time.sleep(min(interval, left))
+
+
 def wait_until(
     condition: Callable[[], bool], timeout: float, what: str, poll: float = 0.05
 ) -> None:
     """Poll `condition` until it holds; BrokerError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise BrokerError(f"timed out after {timeout:.0f}s waiting for {what}")
-        # Not synchronisation by sleeping: a short back-off between probes of the condition.
-        time.sleep(poll)
+    if not poll_until(condition, timeout=timeout, interval=poll):
+        raise BrokerError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def die_with_parent() -> None:

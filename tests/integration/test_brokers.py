@@ -22,7 +22,8 @@ from confluent_kafka.admin import (
 from connector.devtools.brokers.base import Capability
 from connector.kafka.admin import TopicSpec, ensure_topics
 from testkit.brokers import ApiKey, ControllableBroker
-from tests.fixtures.brokers import NewTopic, ReadTopic, require, unique_name
+from testkit.kafka import unique_name
+from tests.fixtures.brokers import NewTopic, ReadTopic, require
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from connector.devtools.brokers.base import Capability
-from reliability.chaos import Scenario, run_scenario
 from testkit.brokers import ControllableBroker
+from testkit.scenarios.chaos import Scenario, run_scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

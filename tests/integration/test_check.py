@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from testkit.brokers import ControllableBroker
-from tests.fixtures.brokers import NewTopic, require, unique_name
+from testkit.kafka import unique_name
+from tests.fixtures.brokers import NewTopic, require
 from tests.fixtures.simulator import SimulatorHandle
 
 pytestmark = pytest.mark.integration

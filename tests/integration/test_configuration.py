@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from testkit.brokers import ControllableBroker
-from tests.fixtures.brokers import NewTopic, unique_name
-from tests.fixtures.console import console_script, environment, toloka_connector
+from testkit.kafka import unique_name
+from testkit.processes import console_script, environment, toloka_connector
+from testkit.waiting import wait_for
+from tests.fixtures.brokers import NewTopic
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 
 KAFKA_ONLY_COMMANDS = [["status"], ["reset-cursor", "--latest"], ["replay-dlq"], ["tail", "t"]]
 EVERY_SETTINGS_COMMAND = [["run"], ["upload"], ["poll"], ["check"], *KAFKA_ONLY_COMMANDS]
@@ -166,7 +167,7 @@ def test_run_starts_and_stops_cleanly_beside_kubernetes_and_jvm_variables(
     log = tmp_path / "run.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [console_script(), "run"], env=environment({**env, "PYTHONUNBUFFERED": "1"}),
+            [*console_script(), "run"], env=environment({**env, "PYTHONUNBUFFERED": "1"}),
             stdout=sink, stderr=subprocess.STDOUT,
         )  # fmt: skip
         running.append(process)

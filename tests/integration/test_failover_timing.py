@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from connector.devtools.brokers.base import Capability
-from reliability.failover import run_failover
 from testkit.brokers import ControllableBroker
+from testkit.scenarios.failover import run_failover
 from tests.fixtures.brokers import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

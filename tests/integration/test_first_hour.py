@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from connector.simulator.cli import DEFAULT_API_KEY, DEFAULT_PORT, DEFAULT_PROJECT_ID
+from testkit.waiting import wait_for
 from tests.fixtures.console import Console
-from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -19,12 +19,13 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connector.devtools.processes import free_port, port_accepts
 from connector.poller import read_cursor
-from reliability.verify import headers_of
 from testkit.brokers import ControllableBroker
-from tests.fixtures.brokers import NewTopic, ReadTopic, unique_name
-from tests.fixtures.console import Console, ConsoleProcess
+from testkit.kafka import headers_of, unique_name
+from testkit.processes import ConnectorProcess
+from testkit.waiting import wait_for
+from tests.fixtures.brokers import NewTopic, ReadTopic
+from tests.fixtures.console import Console
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +75,7 @@ def settings_env(bootstrap: str, **more: str) -> dict[str, str]:
 
 def interrupted_while_waiting_on(
     console: Console, silent_broker: SilentBroker, *argv: str
-) -> ConsoleProcess:
+) -> ConnectorProcess:
     process = console.start(*argv, env=settings_env(silent_broker.address))
     wait_for(lambda: silent_broker.accepted, f"{argv[0]} connecting to Kafka", 30)
     process.interrupt()

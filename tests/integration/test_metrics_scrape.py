@@ -17,10 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connector.devtools.processes import free_port
 from testkit.brokers import ControllableBroker
+from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, ReadTopic
 from tests.fixtures.promtool import find_promtool, run_promtool
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -27,10 +27,11 @@ from connector.poller import read_cursor, write_cursor
 from connector.uploader.dead_letters import DeadLetterWriter
 from connector.uploader.decode import Refusal
 from testkit.brokers import ControllableBroker
-from tests.fixtures.brokers import NewTopic, ReadTopic, require, unique_name
-from tests.fixtures.console import toloka_connector
+from testkit.kafka import unique_name
+from testkit.processes import toloka_connector
+from testkit.waiting import wait_for
+from tests.fixtures.brokers import NewTopic, ReadTopic, require
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 from tests.integration.poller_harness import PollerSetup, PollerThread
 
 pytestmark = pytest.mark.integration

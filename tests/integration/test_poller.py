@@ -12,9 +12,9 @@ from connector.contract.cursor import initial_cursor
 from connector.devtools.brokers.base import Capability
 from connector.poller import write_cursor
 from testkit.brokers import ApiKey, ControllableBroker
+from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, require
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 from tests.integration.poller_harness import PollerSetup, PollerThread, utc
 
 pytestmark = pytest.mark.integration

@@ -29,11 +29,11 @@ from connector.contract.cursor import Cursor, decode_cursor
 from connector.devtools.brokers.base import Capability
 from connector.kafka.admin import TopicSpec
 from connector.poller import write_cursor
-from reliability.verify import headers_of
 from testkit.brokers import ControllableBroker
-from tests.fixtures.brokers import NewTopic, read_all, require, unique_name
+from testkit.kafka import headers_of, read_all, unique_name
+from testkit.waiting import wait_for
+from tests.fixtures.brokers import NewTopic, require
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 from tests.integration.poller_harness import PollerSetup, PollerThread
 
 pytestmark = pytest.mark.integration

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from testkit.brokers import ControllableBroker
+from testkit.processes import ConnectorProcess
+from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
-from tests.integration.poller_harness import PollerProcess, PollerSetup
+from tests.integration.poller_harness import PollerSetup
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -41,12 +42,12 @@ def test_a_listing_slower_than_the_leader_timeout_keeps_one_leader(
 ) -> None:
     items = 30
     setup.simulator.seed(items)
-    first = PollerProcess(setup.environ(), tmp_path / "first.log")
-    second: PollerProcess | None = None
+    first = ConnectorProcess(["poll"], setup.environ(), tmp_path / "first.log")
+    second: ConnectorProcess | None = None
     try:
         wait_for(first.is_leader, what="the first poller leads")
         setup.simulator.set_knobs(read_latency=LISTING_SECONDS)
-        second = PollerProcess(setup.environ(), tmp_path / "second.log")
+        second = ConnectorProcess(["poll"], setup.environ(), tmp_path / "second.log")
         wait_for(second.is_standby, what="the second poller stands by")
         wait_for(
             lambda: sum(setup.published_ids().values()) >= items,
@@ -58,7 +59,7 @@ def test_a_listing_slower_than_the_leader_timeout_keeps_one_leader(
         step_downs = sum(1 for _ in first.lines("stepping down"))
     finally:
         codes = [first.terminate()] + ([second.terminate()] if second else [])
-    assert alive == [True, True], first.log()[-3000:]
+    assert alive == [True, True], first.output()[-3000:]
     assert codes == [0, 0], "a poller never exits on its own"
     assert takeovers == 0, "the standby never took over from the live leader"
     assert step_downs == 0

@@ -22,10 +22,12 @@ from connector.devtools.processes import free_port
 from connector.kafka.admin import TopicSpec, existing_topics
 from connector.kafka.topic_watch import TopicNeed, TopicWatch
 from testkit.brokers import ControllableBroker
-from tests.fixtures.brokers import NewTopic, ReadTopic, require, unique_name
-from tests.fixtures.console import Console, ConsoleProcess
+from testkit.kafka import unique_name
+from testkit.processes import ConnectorProcess
+from testkit.waiting import wait_for
+from tests.fixtures.brokers import NewTopic, ReadTopic, require
+from tests.fixtures.console import Console
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +62,7 @@ def environ(
     }
 
 
-def probe(process: ConsoleProcess, path: str) -> tuple[int, dict[str, Any]] | None:
+def probe(process: ConnectorProcess, path: str) -> tuple[int, dict[str, Any]] | None:
     response = process.get(path)
     if response is None:
         return None
@@ -69,7 +71,7 @@ def probe(process: ConsoleProcess, path: str) -> tuple[int, dict[str, Any]] | No
 
 
 def wait_for_probe(
-    process: ConsoleProcess,
+    process: ConnectorProcess,
     path: str,
     status: int,
     condition: Callable[[str], bool] = lambda _message: True,
@@ -90,7 +92,7 @@ def wait_for_probe(
     return seen[-1]
 
 
-def log_lines(process: ConsoleProcess, text: str) -> list[str]:
+def log_lines(process: ConnectorProcess, text: str) -> list[str]:
     return [line for line in process.output().splitlines() if text in line]
 
 

@@ -25,9 +25,10 @@ from connector.toloka.models import FieldSpec
 from connector.toloka.retry import RetryPolicy
 from connector.uploader import decode
 from connector.validation import ItemValidator
-from reliability.procs import ConnectorProcess, wait_for
-from reliability.verify import headers_of
 from testkit.brokers import ControllableBroker
+from testkit.kafka import headers_of
+from testkit.processes import ConnectorProcess
+from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, ReadTopic
 from tests.fixtures.simulator import SimulatorHandle
 
@@ -74,15 +75,15 @@ def test_a_real_uploader_dead_letters_a_huge_record_too_large_and_goes_on(
         "CONNECTOR_GROUP_ID": f"limits-{uuid.uuid4().hex[:8]}",
         "CONNECTOR_MAX_RECORD_BYTES": "1024",
     }
-    process = ConnectorProcess(environ, tmp_path / "upload.log", "upload")
+    process = ConnectorProcess(["upload"], environ, tmp_path / "upload.log")
     try:
-        wait_for(lambda: simulator.creates("after-huge") == 1, 60, "the next record uploaded")
+        wait_for(lambda: simulator.creates("after-huge") == 1, "the next record uploaded", 60)
         # The dead letter is acknowledged before its offset is committed, not before the next
         # record's upload: wait for it too.
-        wait_for(lambda: len(read_topic(dlq)) >= 1, 60, "the dead letter")
+        wait_for(lambda: len(read_topic(dlq)) >= 1, "the dead letter", 60)
         letters = read_topic(dlq)
     finally:
-        assert process.terminate() == 0, process.log()[-3000:]
+        assert process.terminate() == 0, process.output()[-3000:]
     assert len(letters) == 1
     headers = headers_of(letters[0])
     assert headers["error-reason"] == "too_large"

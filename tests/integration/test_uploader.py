@@ -26,9 +26,10 @@ from connector.config import load_settings
 from connector.metrics import Metrics
 from connector.uploader import Uploader, build_uploader
 from testkit.brokers import ControllableBroker
-from tests.fixtures.brokers import NewTopic, ReadTopic, require, unique_name
+from testkit.kafka import unique_name
+from testkit.waiting import wait_for
+from tests.fixtures.brokers import NewTopic, ReadTopic, require
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

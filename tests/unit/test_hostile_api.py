@@ -25,9 +25,9 @@ from connector.metrics import Metrics
 from connector.poller.loop import PollerLoop
 from connector.toloka.client import TolokaClient
 from connector.toloka.retry import RetryPolicy
+from testkit.clocks import FakeClock
 from tests.unit.poller_fakes import (
     T0,
-    FakeClock,
     FakeKafka,
     FakeProducer,
     FakeStateStore,

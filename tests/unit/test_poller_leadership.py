@@ -19,12 +19,12 @@ from connector.poller.loop import PollerLoop
 from connector.poller.role import Poller
 from connector.poller.state import FeedUpdate
 from connector.toloka.retry import RetryPolicy
-from tests.fixtures.waiting import wait_for
+from testkit.clocks import FakeClock
+from testkit.waiting import wait_for
 from tests.unit.poller_fakes import (
     T0,
     Crash,
     FakeApi,
-    FakeClock,
     FakeKafka,
     FakeProducer,
     FakeStateStore,

@@ -17,11 +17,11 @@ from connector.poller.keepalive import KeepalivesDuringCall
 from connector.poller.leadership import Standing
 from connector.poller.loop import PollerLoop
 from connector.toloka.models import ItemPage
+from testkit.clocks import FakeClock
 from tests.unit.poller_fakes import (
     T0,
     Crash,
     FakeApi,
-    FakeClock,
     FakeKafka,
     FakeProducer,
     FakeStateStore,

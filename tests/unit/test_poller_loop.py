@@ -18,11 +18,11 @@ from connector.outstanding import OutstandingItems
 from connector.poller.leadership import Standing
 from connector.poller.loop import PollerLoop
 from connector.poller.state import StateStore
+from testkit.clocks import FakeClock
 from tests.unit.poller_fakes import (
     T0,
     Crash,
     FakeApi,
-    FakeClock,
     FakeKafka,
     FakeProducer,
     FakeStateStore,

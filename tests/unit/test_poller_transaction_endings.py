@@ -24,7 +24,8 @@ from connector.errors import (
     RecordsTooLargeError,
 )
 from connector.poller.publisher import OutputRecord, TransactionalPublisher
-from tests.unit.poller_fakes import FakeClock, FakeKafka, FakeProducer
+from testkit.clocks import FakeClock
+from tests.unit.poller_fakes import FakeKafka, FakeProducer
 
 TIMEOUT = 5.0
 RESULTS = [OutputRecord(b"k", b"{}", [("toloka-item-id", b"i")])]

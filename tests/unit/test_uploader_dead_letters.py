@@ -14,7 +14,7 @@ from connector.errors import DeadLetterStuckError, KafkaOperationError
 from connector.metrics import Metrics
 from connector.uploader.dead_letters import RETRY_BASE_SECONDS, RETRY_CAP_SECONDS, DeadLetterWriter
 from connector.uploader.decode import Refusal
-from tests.unit.test_retry import FakeClock
+from testkit.clocks import FakeClock
 from tests.unit.test_uploader_loop import FakeMessage
 
 TOPIC = "items.dlq"

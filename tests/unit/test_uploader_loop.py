@@ -36,7 +36,7 @@ from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import CONSUME_MAX_MESSAGES
 from connector.uploader.uploader import Uploader, consumer_config, producer_config
-from tests.fixtures.waiting import wait_for
+from testkit.waiting import wait_for
 
 TOPIC = "items"
 DLQ = "items.dlq"

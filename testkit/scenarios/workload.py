@@ -8,9 +8,12 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import orjson
 from confluent_kafka import KafkaError, Producer
+
+from connector.kafka.produce import produce_when_room
 
 log = logging.getLogger(__name__)
 
@@ -148,19 +151,19 @@ class SteadyProducer:
             def report(error: KafkaError | None, _msg: object, s: int = seq, k: str = kind) -> None:
                 self._delivered(s, k, error)
 
-            while True:
-                try:
-                    self._producer.produce(
-                        self.topic,
-                        value=value,
-                        key=item_key(seq).encode(),
-                        partition=seq % self.partitions,
-                        headers=[("seq", str(seq).encode())],
-                        on_delivery=report,
-                    )
-                    break
-                except BufferError:
-                    self._producer.poll(0.1)
+            produce_when_room(
+                partial(
+                    self._producer.produce,
+                    self.topic,
+                    value=value,
+                    key=item_key(seq).encode(),
+                    partition=seq % self.partitions,
+                    headers=[("seq", str(seq).encode())],
+                    on_delivery=report,
+                ),
+                self._producer.poll,
+                wait_seconds=0.1,
+            )
             self.produced += 1
 
     def stop(self) -> None:

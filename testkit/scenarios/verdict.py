@@ -5,74 +5,15 @@ from __future__ import annotations
 
 import collections
 import itertools
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Message
 
 from connector.simulator.process import SimulatorProcess
-from reliability.workload import Workload
-
-
-def _consumer(bootstrap_servers: str, isolation_level: str) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": "reliability-reader",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "isolation.level": isolation_level,
-        }
-    )
-
-
-class TopicFollower:
-    """Keeps reading a topic (read_committed) from the start; `poll()` returns what is new."""
-
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
-        self._consumer = _consumer(bootstrap_servers, "read_committed")
-        partitions = self._consumer.list_topics(topic, timeout=60).topics[topic].partitions
-        self._consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-        self.records: list[Message] = []
-
-    def poll(self, seconds: float = 1.0) -> list[Message]:
-        new: list[Message] = []
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            message = self._consumer.poll(0.2)
-            if message is None or message.error() is not None:
-                continue
-            new.append(message)
-        self.records.extend(new)
-        return new
-
-    def close(self) -> None:
-        self._consumer.close()
-
-
-def high_watermarks(bootstrap_servers: str, topic: str, timeout: float = 5.0) -> dict[int, int]:
-    """Each partition's end offset (transaction markers and open transactions included)."""
-    consumer = _consumer(bootstrap_servers, "read_uncommitted")
-    try:
-        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
-            for p in partitions
-        }
-    finally:
-        consumer.close()
-
-
-def headers_of(message: Message) -> dict[str, str]:
-    raw: Any = message.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return {
-        name: value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-        for name, value in pairs
-    }
+from testkit.kafka import headers_of
+from testkit.scenarios.workload import Workload
 
 
 @dataclass

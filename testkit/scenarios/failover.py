@@ -12,26 +12,21 @@ from pathlib import Path
 from connector.devtools.brokers.base import Capability
 from connector.kafka.admin import TopicSpec
 from connector.simulator.process import start_simulator_process
-from reliability.chaos import (
+from testkit.brokers import ControllableBroker
+from testkit.kafka import high_watermarks, read_all
+from testkit.processes import ConnectorProcess
+from testkit.scenarios.setup import (
     INPUT_PARTITIONS,
     LEADER_TIMEOUT_SECONDS,
     MAX_RECORD_BYTES,
     OUTPUT_PARTITIONS,
     ProgressMonitor,
-    _wait_for_completion,
     connector_environ,
+    wait_for_completion,
 )
-from reliability.procs import ConnectorProcess, wait_for
-from reliability.verify import (
-    KillMark,
-    Verdict,
-    creations_by_key,
-    high_watermarks,
-    judge,
-)
-from reliability.workload import SteadyProducer
-from testkit.brokers import ControllableBroker
-from tests.fixtures.brokers import read_all
+from testkit.scenarios.verdict import KillMark, Verdict, creations_by_key, judge
+from testkit.scenarios.workload import SteadyProducer
+from testkit.waiting import wait_for
 
 
 @dataclass
@@ -112,7 +107,7 @@ def run_failover(
     def start() -> ConnectorProcess:
         nonlocal count
         count += 1
-        processes.append(ConnectorProcess(environ, workdir / f"instance-{count}.log"))
+        processes.append(ConnectorProcess(["run"], environ, workdir / f"instance-{count}.log"))
         return processes[-1]
 
     producer = SteadyProducer(
@@ -127,13 +122,13 @@ def run_failover(
     monitor: ProgressMonitor | None = None
     try:
         first = start()
-        wait_for(first.is_leader, 60, "the first instance leads")
+        wait_for(first.is_leader, "the first instance leads", 60)
         second = start()
-        wait_for(second.is_standby, 60, "the second instance stands by")
+        wait_for(second.is_standby, "the second instance stands by", 60)
         live = [first, second]
         producer.start()
         monitor = ProgressMonitor(sim, broker.bootstrap_servers, topics["output"])
-        wait_for(lambda: len(monitor.samples) > 2 and monitor.samples[-1][3] > 0, 60, "results")
+        wait_for(lambda: len(monitor.samples) > 2 and monitor.samples[-1][3] > 0, "results", 60)
         for _ in range(takeovers):
             leader = next(p for p in live if p.is_leader())
             standby = next(p for p in live if p is not leader)
@@ -148,7 +143,7 @@ def run_failover(
                     dlq_ends=high_watermarks(broker.bootstrap_servers, topics["dlq"], 30),
                 )
             )
-            wait_for(standby.is_leader, LEADER_TIMEOUT_SECONDS + 60, "the standby takes over")
+            wait_for(standby.is_leader, "the standby takes over", LEADER_TIMEOUT_SECONDS + 60)
             took_over = time.monotonic()
             times.append(took_over - killed)
             # Results committed before the take-over may still be on their way to the reader:
@@ -163,17 +158,17 @@ def run_failover(
             ) -> bool:
                 return any(s[0] > t and s[3] > p for s in seen)
 
-            wait_for(flowing, 60, "results published again")
+            wait_for(flowing, "results published again", 60)
             resumed.append(
                 next(s[1] for s in monitor.samples if s[0] > took_over and s[3] > published)
                 - killed
             )
             replacement = start()
-            wait_for(replacement.is_standby, 60, "the restarted instance stands by")
+            wait_for(replacement.is_standby, "the restarted instance stands by", 60)
             live = [standby, replacement]
         producer.stop()
         workload = producer.finish()
-        _wait_for_completion(workload, broker.bootstrap_servers, topics, 120)
+        wait_for_completion(workload, broker.bootstrap_servers, topics, 120)
         crashes = [f"{p.log_path.name} exit {p.process.returncode}" for p in live if not p.alive()]
         exit_codes = [p.terminate() for p in live]
     finally:

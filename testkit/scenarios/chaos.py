@@ -12,82 +12,34 @@ import contextlib
 import logging
 import random
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError
-
 from connector.devtools.brokers.base import Capability
 from connector.kafka.admin import TopicSpec
 from connector.simulator.process import SimulatorProcess, start_simulator_process
-from reliability.procs import ConnectorProcess, wait_for
-from reliability.verify import (
-    KillMark,
-    TopicFollower,
-    Verdict,
-    creations_by_key,
-    headers_of,
-    high_watermarks,
-    judge,
+from testkit.brokers import ControllableBroker
+from testkit.kafka import read_all
+from testkit.processes import ConnectorProcess
+from testkit.scenarios.faults import API_FAULT_PHASES, CALM_KNOBS, broker_fault, broker_recover
+from testkit.scenarios.setup import (
+    INPUT_PARTITIONS,
+    LATE_VISIBILITY_KNOBS,
+    MAX_RECORD_BYTES,
+    OUTPUT_PARTITIONS,
+    ProgressMonitor,
+    connector_environ,
+    mark,
+    wait_for_completion,
 )
-from reliability.workload import SteadyProducer, Workload
-from testkit.brokers import ApiKey, ControllableBroker
-from tests.fixtures.brokers import read_all
+from testkit.scenarios.verdict import KillMark, Verdict, creations_by_key, judge
+from testkit.scenarios.workload import SteadyProducer
+from testkit.waiting import wait_for
 
 log = logging.getLogger(__name__)
-
-INPUT_PARTITIONS = 4
-OUTPUT_PARTITIONS = 3
-MAX_RECORD_BYTES = 4096
-LEADER_TIMEOUT_SECONDS = 3
-API_MAX_RESPONSE_BYTES = 1024 * 1024
-"""Far above a listing page of 100 items; the oversized pages of the API faults exceed it."""
-
-# name -> simulator knobs while the phase lasts (every other fault knob is 0 meanwhile)
-API_FAULT_PHASES: dict[str, dict[str, Any]] = {
-    "429 storm (Retry-After 1)": {"http_429_ratio": 0.6, "retry_after": 1},
-    "5xx (500, 503)": {"http_500_ratio": 0.15, "http_503_ratio": 0.15},
-    "HTML 502": {"http_502_ratio": 0.3},
-    "latency spike (1-2.5 s)": {"latency": 1.0, "latency_jitter": 1.5},
-    "connection resets": {"reset_ratio": 0.2},
-    "lost responses": {"lost_response_ratio": 0.15},
-    # Answers that are not the API's: never followed or read, never taken as a success.
-    "redirects (307)": {"redirect_ratio": 0.3, "redirect_status": 307},
-    "oversized error pages (502)": {
-        "oversized_page_ratio": 0.3,
-        "oversized_page_status": 502,
-        "oversized_page_bytes": 2 * API_MAX_RESPONSE_BYTES,
-    },
-}
-CALM_KNOBS: dict[str, Any] = {
-    "http_429_ratio": 0.0,
-    "http_500_ratio": 0.0,
-    "http_502_ratio": 0.0,
-    "http_503_ratio": 0.0,
-    "reset_ratio": 0.0,
-    "lost_response_ratio": 0.0,
-    "redirect_ratio": 0.0,
-    "oversized_page_ratio": 0.0,
-    "latency": 0.0,
-    "latency_jitter": 0.0,
-}
-# Items become visible in the listing up to 5 s after finished_at: well within the late window.
-LATE_VISIBILITY_KNOBS: dict[str, Any] = {"late_visibility": 5.0, "late_visibility_ratio": 0.2}
-LATE_WINDOW_SECONDS = 30
-
-# Mock-cluster request errors: retriable codes a real cluster sends during leader moves,
-# coordinator moves and load.
-MOCK_REQUEST_ERRORS: dict[ApiKey, list[int]] = {
-    ApiKey.PRODUCE: [KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.REQUEST_TIMED_OUT] * 2,
-    ApiKey.FETCH: [KafkaError.NOT_LEADER_FOR_PARTITION] * 3,
-    ApiKey.OFFSET_COMMIT: [KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR] * 2,
-    ApiKey.FIND_COORDINATOR: [KafkaError.COORDINATOR_NOT_AVAILABLE] * 3,
-    ApiKey.END_TXN: [KafkaError.NOT_COORDINATOR, KafkaError.CONCURRENT_TRANSACTIONS],
-}
 
 
 @dataclass(frozen=True)
@@ -184,39 +136,6 @@ def _spread(values: list[float]) -> str:
     return f"{min(values):.1f}/{statistics.median(values):.1f}/{max(values):.1f} s (min/median/max)"
 
 
-def connector_environ(
-    simulator: SimulatorProcess, bootstrap: str, topics: dict[str, str], group: str
-) -> dict[str, str]:
-    return {
-        "TOLOKA_API_KEY": simulator.api_key,
-        "TOLOKA_BASE_URL": simulator.base_url,
-        "TOLOKA_APP_PROJECT_ID": simulator.project_id,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "KAFKA_SESSION_TIMEOUT_MS": "6000",
-        "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-        "CONNECTOR_INPUT_TOPIC": topics["input"],
-        "CONNECTOR_OUTPUT_TOPIC": topics["output"],
-        "CONNECTOR_DLQ_TOPIC": topics["dlq"],
-        "CONNECTOR_STATE_TOPIC": topics["state"],
-        "CONNECTOR_GROUP_ID": group,
-        "CONNECTOR_MAX_RECORD_BYTES": str(MAX_RECORD_BYTES),
-        "CONNECTOR_BATCH_MAX_ITEMS": "100",
-        "CONNECTOR_PAGE_SIZE": "100",
-        "CONNECTOR_POLL_INTERVAL_SECONDS": "0.2",
-        "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.5",
-        "CONNECTOR_LATE_WINDOW_SECONDS": str(LATE_WINDOW_SECONDS),
-        "CONNECTOR_LATE_SCAN_INTERVAL_SECONDS": "2",
-        "CONNECTOR_LEADER_TIMEOUT_SECONDS": str(LEADER_TIMEOUT_SECONDS),
-        "CONNECTOR_TRANSACTION_TIMEOUT_SECONDS": "20",
-        "CONNECTOR_API_MAX_ATTEMPTS": "10",
-        "CONNECTOR_API_BACKOFF_BASE_SECONDS": "0.05",
-        "CONNECTOR_API_BACKOFF_CAP_SECONDS": "1",
-        "CONNECTOR_API_TIMEOUT_SECONDS": "10",
-        "CONNECTOR_API_MAX_RESPONSE_BYTES": str(API_MAX_RESPONSE_BYTES),
-        "CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS": "60",
-    }
-
-
 def plan_timeline(scenario: Scenario, rng: random.Random) -> list[Event]:
     """Kills and broker faults in separate slots (so each recovery is measured alone); API fault
     phases cycle independently."""
@@ -245,51 +164,6 @@ def plan_timeline(scenario: Scenario, rng: random.Random) -> list[Event]:
             at += scenario.fault_seconds + rng.uniform(1.0, 3.0)
             index += 1
     return sorted(events, key=lambda e: e.at)
-
-
-class ProgressMonitor:
-    """Samples items created (the simulator's count) and results visible to read_committed
-    readers in a thread, for recovery times. Each sample keeps when its reads started and
-    ended, so that "before a moment" and "after a moment" are never confused."""
-
-    def __init__(self, simulator: SimulatorProcess, bootstrap: str, output_topic: str) -> None:
-        self._simulator = simulator
-        self._results = TopicFollower(bootstrap, output_topic)
-        # (reads started, reads ended, items created, results committed)
-        self.samples: list[tuple[float, float, int, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="chaos-monitor", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                with contextlib.suppress(Exception):
-                    began = time.monotonic()
-                    self._results.poll(0.2)
-                    created = int(self._simulator.stats()["items_created"])
-                    self.samples.append(
-                        (began, time.monotonic(), created, len(self._results.records))
-                    )
-        finally:
-            self._results.close()
-
-    def recovery_after(self, moment: float) -> float | None:
-        """Seconds from `moment` until both uploads and publishing moved on."""
-        before = [s for s in self.samples if s[1] <= moment]
-        if not before:
-            return None
-        _, _, created, published = before[-1]
-        later = [s for s in self.samples if s[0] > moment]
-        uploaded_at = next((s[1] for s in later if s[2] > created), None)
-        published_at = next((s[1] for s in later if s[3] > published), None)
-        if uploaded_at is None or published_at is None:
-            return None
-        return max(uploaded_at, published_at) - moment
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
 
 def _wait_until(moment: float) -> None:
@@ -349,8 +223,8 @@ def run_scenario(
     monitor: ProgressMonitor | None = None
     producer: SteadyProducer | None = None
     try:
-        processes.append(ConnectorProcess(environ, workdir / "connector-0.log"))
-        wait_for(processes[-1].ready, 60, "the connector ready")
+        processes.append(ConnectorProcess(["run"], environ, workdir / "connector-0.log"))
+        wait_for(processes[-1].ready, "the connector ready", 60)
         monitor = ProgressMonitor(sim, bootstrap, topics["output"])
         producer = SteadyProducer(
             bootstrap,
@@ -371,14 +245,14 @@ def run_scenario(
             if not current.alive():
                 crashes.append(f"{current.log_path.name} exit {current.process.returncode}")
                 processes.append(
-                    ConnectorProcess(environ, workdir / f"connector-{len(processes)}.log")
+                    ConnectorProcess(["run"], environ, workdir / f"connector-{len(processes)}.log")
                 )
                 current = processes[-1]
             if event.kind == "kill":
                 current.kill()
-                marks.append(_mark(sim, bootstrap, topics, "kill"))
+                marks.append(mark(sim, bootstrap, topics, "kill"))
                 processes.append(
-                    ConnectorProcess(environ, workdir / f"connector-{len(processes)}.log")
+                    ConnectorProcess(["run"], environ, workdir / f"connector-{len(processes)}.log")
                 )
                 restarts.append(time.monotonic())
                 say(f"  {event.at:6.1f}s SIGKILL connector pid {current.pid}, restarted")
@@ -391,18 +265,18 @@ def run_scenario(
             elif event.kind == "api_calm":
                 sim.set_knobs(**CALM_KNOBS)
             elif event.kind == "broker_fault":
-                marks.append(_mark(sim, bootstrap, topics, "broker fault"))
+                marks.append(mark(sim, bootstrap, topics, "broker fault"))
                 faults.append(f"broker {event.detail}")
-                _broker_fault(broker, event.detail, rng)
+                broker_fault(broker, event.detail, rng)
                 say(f"  {event.at:6.1f}s broker fault: {event.detail}")
             elif event.kind == "broker_recover":
-                _broker_recover(broker, event.detail)
+                broker_recover(broker, event.detail)
                 fault_ends.append(time.monotonic())
                 say(f"  {event.at:6.1f}s broker recovered from {event.detail}")
         workload = producer.finish()
         sim.set_knobs(**CALM_KNOBS)
         say(f"[{scenario.name}] produced {len(workload.delivered)}; waiting for completion")
-        _wait_for_completion(workload, bootstrap, topics, scenario.completion_timeout)
+        wait_for_completion(workload, bootstrap, topics, scenario.completion_timeout)
         current = processes[-1]
         if not current.alive():
             crashes.append(f"{current.log_path.name} exit {current.process.returncode}")
@@ -456,84 +330,3 @@ def run_scenario(
         workdir=workdir,
         notes=notes,
     )
-
-
-def _mark(sim: SimulatorProcess, bootstrap: str, topics: dict[str, str], cause: str) -> KillMark:
-    return KillMark(
-        at=time.monotonic(),
-        items_created=int(sim.stats()["items_created"]),
-        output_ends=high_watermarks(bootstrap, topics["output"], 30),
-        dlq_ends=high_watermarks(bootstrap, topics["dlq"], 30),
-        cause=cause,
-    )
-
-
-def _broker_fault(broker: ControllableBroker, what: str, rng: random.Random) -> None:
-    if what == "pause":
-        broker.pause()
-    elif what == "stop":
-        broker.stop()
-    elif what == "sigkill":
-        broker.kill()
-    elif what == "request_errors":
-        for api_key, codes in MOCK_REQUEST_ERRORS.items():
-            broker.push_request_errors(api_key, codes)
-    elif what == "down_up":
-        broker.broker_down(rng.choice([1, 2, 3]))
-    elif what == "rtt":
-        broker.set_rtt(rng.choice([1, 2, 3]), 800)
-    else:
-        raise ValueError(f"unknown broker fault {what!r}")
-
-
-def _broker_recover(broker: ControllableBroker, what: str) -> None:
-    if what == "pause":
-        broker.resume()
-    elif what in {"stop", "sigkill"}:
-        broker.restart()
-    elif what == "down_up":
-        for broker_id in (1, 2, 3):
-            broker.broker_up(broker_id)
-    elif what == "rtt":
-        for broker_id in (1, 2, 3):
-            broker.set_rtt(broker_id, 0)
-    # request errors are consumed by the requests they fail
-
-
-def _wait_for_completion(
-    workload: Workload,
-    bootstrap: str,
-    topics: dict[str, str],
-    timeout: float,
-    *,
-    stand_ins: bool = False,
-) -> None:
-    """Until every valid key has a result and every invalid record a dead letter (or timeout:
-    the verdict then names what is missing). With `stand_ins`, a result_too_large dead letter
-    stands for its item's result."""
-    valid = workload.valid_keys()
-    invalid = {str(seq) for seq in workload.invalid()}
-    results = TopicFollower(bootstrap, topics["output"])
-    letters = TopicFollower(bootstrap, topics["dlq"])
-    seen_keys: set[str] = set()
-    seen_letters: set[str] = set()
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            seen_keys.update((m.key() or b"").decode() for m in results.poll(0.5))
-            for message in letters.poll(0.2):
-                headers = headers_of(message)
-                if stand_ins and headers.get("error-reason") == "result_too_large":
-                    seen_keys.add((message.key() or b"").decode())
-                if headers.get("seq") is not None:
-                    seen_letters.add(headers["seq"])
-            if valid <= seen_keys and invalid <= seen_letters:
-                return
-        log.error(
-            "completion timed out: %d results and %d dead letters missing",
-            len(valid - seen_keys),
-            len(invalid - seen_letters),
-        )
-    finally:
-        results.close()
-        letters.close()
