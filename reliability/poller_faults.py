@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from connector.devtools.brokers.base import Capability
-from connector.kafka.admin import TopicSpec
 from connector.simulator.process import start_simulator_process
 from testkit.brokers import ControllableBroker
 from testkit.kafka import headers_of, read_all
@@ -30,9 +29,9 @@ from testkit.scenarios.setup import (
     INPUT_PARTITIONS,
     LEADER_TIMEOUT_SECONDS,
     MAX_RECORD_BYTES,
-    OUTPUT_PARTITIONS,
     connector_environ,
     mark,
+    scenario_topics,
     wait_for_completion,
 )
 from testkit.scenarios.verdict import KillMark, Verdict, creations_by_key, judge
@@ -107,15 +106,7 @@ def run_poller_faults(
 ) -> PollerFaultsOutcome:
     workdir.mkdir(parents=True, exist_ok=True)
     tag = f"poller-faults-{seed}-{int(time.time())}"
-    topics = {name: f"{tag}-{name}" for name in ("input", "output", "dlq", "state")}
-    broker.create_topics(
-        [
-            TopicSpec(topics["input"], partitions=INPUT_PARTITIONS),
-            TopicSpec(topics["output"], partitions=OUTPUT_PARTITIONS),
-            TopicSpec(topics["dlq"], partitions=1),
-            TopicSpec(topics["state"], partitions=1, compacted=True),
-        ]
-    )
+    topics = scenario_topics(broker, tag)
     sim = start_simulator_process(api_key=f"faults-{seed}", project_id="poller-faults", seed=seed)
     sim.set_knobs(processing_delay=0.3, processing_jitter=0.5)
     environ = {

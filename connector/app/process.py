@@ -1,25 +1,32 @@
-"""One connector process (`run`, `upload`, `poll`): its roles from the settings, run until a
-signal drains them (connector.app.runner), with the process's Kafka availability tracker."""
+"""One connector process (`run`, `upload`, `poll`, and the demo's pipeline): its roles built from
+the settings and run until a signal or `stop` drains them (`connector.app.runner`), with the
+process's Kafka availability tracker."""
 
 from __future__ import annotations
 
 import logging
+import threading
 
 from connector.app.roles import build_roles
 from connector.app.runner import run_roles
 from connector.config import Settings
 from connector.kafka.availability import KafkaAvailability
-from connector.logs import configure_logging
 from connector.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 
-def run_connector(roles: tuple[str, ...], settings: Settings) -> None:
-    """Run `roles` ("uploader", "poller") until SIGTERM or SIGINT, then drain; RoleFailedError
-    when one failed, or when the brokers refused every connection since start-up."""
-    configure_logging(settings.runtime.log_format, settings.runtime.log_level)
-    metrics = Metrics()
+def run_connector(
+    roles: tuple[str, ...],
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Run `roles` ("uploader", "poller") until SIGTERM or SIGINT (or `stop`), then drain;
+    RoleFailedError when one failed, or when the brokers refused every connection since
+    start-up."""
+    metrics = metrics if metrics is not None else Metrics()
     log.info("starting %s", " and ".join(roles))
     kafka = KafkaAvailability(
         settings.kafka.bootstrap_servers,
@@ -33,6 +40,7 @@ def run_connector(roles: tuple[str, ...], settings: Settings) -> None:
         metrics_port=settings.runtime.metrics_port,
         shutdown_timeout_seconds=settings.runtime.shutdown_timeout_seconds,
         liveness_timeout_seconds=settings.runtime.liveness_timeout_seconds,
+        stop=stop,
         fatal=kafka.fatal_problem,
     )
     log.info("stopped cleanly")

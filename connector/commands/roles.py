@@ -8,6 +8,7 @@ from collections.abc import Callable
 from connector.app.process import run_connector
 from connector.app.roles import ROLE_SETTINGS
 from connector.commands.common import add_settings_arguments, settings_from_args
+from connector.logs import configure_logging
 
 ROLE_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     "run": (("uploader", "poller"), "uploader and poller in one process (the normal deployment)"),
@@ -25,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _runner_for(roles: tuple[str, ...]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        run_connector(roles, settings_from_args(args))
+        settings = settings_from_args(args)
+        configure_logging(settings.runtime.log_format, settings.runtime.log_level)
+        run_connector(roles, settings)
         return 0
 
     return run

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from connector.devtools.brokers.base import Capability
-from connector.kafka.admin import TopicSpec
 from connector.simulator.process import SimulatorProcess, start_simulator_process
 from testkit.brokers import ControllableBroker
 from testkit.kafka import read_all
@@ -29,11 +28,12 @@ from testkit.scenarios.setup import (
     INPUT_PARTITIONS,
     LATE_VISIBILITY_KNOBS,
     MAX_RECORD_BYTES,
-    OUTPUT_PARTITIONS,
     ProgressMonitor,
     connector_environ,
     mark,
+    scenario_topics,
     wait_for_completion,
+    wind_down,
 )
 from testkit.scenarios.verdict import KillMark, Verdict, creations_by_key, judge
 from testkit.scenarios.workload import SteadyProducer
@@ -185,20 +185,7 @@ def run_scenario(
     workdir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(scenario.seed)  # noqa: S311 - a reproducible schedule
     tag = f"{scenario.name.split()[0].lower()}-{scenario.seed}-{int(time.time())}"
-    topics = {
-        "input": f"chaos-in-{tag}",
-        "output": f"chaos-out-{tag}",
-        "dlq": f"chaos-dlq-{tag}",
-        "state": f"chaos-state-{tag}",
-    }
-    broker.create_topics(
-        [
-            TopicSpec(topics["input"], partitions=INPUT_PARTITIONS),
-            TopicSpec(topics["output"], partitions=OUTPUT_PARTITIONS),
-            TopicSpec(topics["dlq"], partitions=1),
-            TopicSpec(topics["state"], partitions=1, compacted=True),
-        ]
-    )
+    topics = scenario_topics(broker, tag)
     own_simulator = simulator is None
     sim = simulator or start_simulator_process(
         api_key=f"chaos-key-{scenario.seed}",
@@ -282,13 +269,7 @@ def run_scenario(
             crashes.append(f"{current.log_path.name} exit {current.process.returncode}")
         final_exit = current.terminate()
     finally:
-        if producer is not None:
-            producer.stop()
-        if monitor is not None:
-            monitor.stop()
-        for process in processes:
-            if process.alive():
-                process.kill()
+        wind_down(producer, monitor, processes)
         with contextlib.suppress(Exception):
             broker.ensure_running()
     for moment in restarts:

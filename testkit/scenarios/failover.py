@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from connector.devtools.brokers.base import Capability
-from connector.kafka.admin import TopicSpec
 from connector.simulator.process import start_simulator_process
 from testkit.brokers import ControllableBroker
 from testkit.kafka import high_watermarks, read_all
@@ -19,10 +18,11 @@ from testkit.scenarios.setup import (
     INPUT_PARTITIONS,
     LEADER_TIMEOUT_SECONDS,
     MAX_RECORD_BYTES,
-    OUTPUT_PARTITIONS,
     ProgressMonitor,
     connector_environ,
+    scenario_topics,
     wait_for_completion,
+    wind_down,
 )
 from testkit.scenarios.verdict import KillMark, Verdict, creations_by_key, judge
 from testkit.scenarios.workload import SteadyProducer
@@ -85,15 +85,7 @@ def run_failover(
     workdir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)  # noqa: S311 - reproducible kill moments
     tag = f"failover-{seed}-{int(time.time())}"
-    topics = {name: f"{tag}-{name}" for name in ("input", "output", "dlq", "state")}
-    broker.create_topics(
-        [
-            TopicSpec(topics["input"], partitions=INPUT_PARTITIONS),
-            TopicSpec(topics["output"], partitions=OUTPUT_PARTITIONS),
-            TopicSpec(topics["dlq"], partitions=1),
-            TopicSpec(topics["state"], partitions=1, compacted=True),
-        ]
-    )
+    topics = scenario_topics(broker, tag)
     sim = start_simulator_process(api_key=f"failover-{seed}", project_id="failover", seed=seed)
     sim.set_knobs(processing_delay=0.3, processing_jitter=0.5)
     environ = connector_environ(sim, broker.bootstrap_servers, topics, tag)
@@ -172,12 +164,7 @@ def run_failover(
         crashes = [f"{p.log_path.name} exit {p.process.returncode}" for p in live if not p.alive()]
         exit_codes = [p.terminate() for p in live]
     finally:
-        producer.stop()
-        if monitor is not None:
-            monitor.stop()
-        for process in processes:
-            if process.alive():
-                process.kill()
+        wind_down(producer, monitor, processes)
     verdict = judge(
         workload,
         read_all(broker.bootstrap_servers, topics["output"]),

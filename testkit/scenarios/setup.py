@@ -9,10 +9,13 @@ import threading
 import time
 from typing import Any
 
+from connector.devtools.brokers.base import Broker
+from connector.kafka.admin import TopicSpec
 from connector.simulator.process import SimulatorProcess
 from testkit.kafka import TopicFollower, headers_of, high_watermarks
+from testkit.processes import ConnectorProcess
 from testkit.scenarios.verdict import KillMark
-from testkit.scenarios.workload import Workload
+from testkit.scenarios.workload import SteadyProducer, Workload
 
 log = logging.getLogger(__name__)
 
@@ -153,3 +156,34 @@ def wait_for_completion(
     finally:
         results.close()
         letters.close()
+
+
+def scenario_topics(broker: Broker, tag: str) -> dict[str, str]:
+    """The connector's topics for one run, named after it (`input`, `output`, `dlq`, `state`;
+    the state topic compacted), created on `broker`."""
+    topics = {name: f"{tag}-{name}" for name in ("input", "output", "dlq", "state")}
+    broker.create_topics(
+        [
+            TopicSpec(topics["input"], partitions=INPUT_PARTITIONS),
+            TopicSpec(topics["output"], partitions=OUTPUT_PARTITIONS),
+            TopicSpec(topics["dlq"], partitions=1),
+            TopicSpec(topics["state"], partitions=1, compacted=True),
+        ]
+    )
+    return topics
+
+
+def wind_down(
+    producer: SteadyProducer | None,
+    monitor: ProgressMonitor | None,
+    processes: list[ConnectorProcess],
+) -> None:
+    """What a run leaves behind stops: the producer and the monitor (those it started); the
+    connector processes still alive are killed."""
+    if producer is not None:
+        producer.stop()
+    if monitor is not None:
+        monitor.stop()
+    for process in processes:
+        if process.alive():
+            process.kill()

@@ -1,4 +1,4 @@
-"""How fast the simulator serves: `python -m connector.simulator.loadcheck [--url URL] ...`.
+"""How fast the simulator serves: `python -m benchmarks.simulator_load [--url URL] ...`.
 
 Without `--url` it starts a simulator subprocess on a free port. Clients are raw keep-alive
 sockets replaying pre-encoded requests, so the client costs far less than the server and the
