@@ -24,7 +24,8 @@
     │       ├── PageAbortedError             aborted; the same page may be tried again
     │       │   └── RecordsTooLargeError         records refused as too large for their topic
     │       ├── ProducerFencedError          a newer holder of the transactional id exists
-    │       └── ProducerFailedError          the producer cannot go on: replace it
+    │       ├── ProducerFailedError          the producer cannot go on: replace it
+    │       └── TransactionTimeoutRefusedError  the broker refuses the transaction timeout
     ├── StateFormatError             a state-topic record this connector cannot read
     ├── StartupError                 a role cannot start: the message names the setting to check
     ├── RoleFailedError              a role ended with a fatal error (the runner's summary)
@@ -108,6 +109,11 @@ class ProducerFailedError(PublishError):
     """The producer cannot go on (a fatal error, or a transaction whose end it could not reach:
     a commit or abort that kept timing out). It must be replaced, and the state read again: a
     commit whose outcome was unknown is known then."""
+
+
+class TransactionTimeoutRefusedError(PublishError):
+    """The broker refuses the transaction timeout (INVALID_TRANSACTION_TIMEOUT): the setting is
+    above the broker's `transaction.max.timeout.ms`. A configuration problem, not an outage."""
 
 
 class StateFormatError(ConnectorError):

@@ -199,6 +199,11 @@ class Metrics:
             "Times this process became the active poller (start-up included).",
             registry=r,
         )
+        self.poller_takeover_failures = Counter(
+            f"{PREFIX}_poller_takeover_failures_total",
+            "Take-overs that failed on Kafka (each is tried again, with back-off).",
+            registry=r,
+        )
         self.item_processing_time = Histogram(
             f"{PREFIX}_item_processing_seconds",
             "Time an item spent in Toloka: finished_at minus created_at.",

@@ -1,9 +1,10 @@
 """Transactional producers: their configuration, and what their failures mean.
 
-A failed transactional call is one of three things (`classify`): fencing (a newer holder of the
-transactional id exists: `ProducerFencedError`), a fatal error or one that cannot be read (the
-producer must be replaced: `ProducerFailedError`), or an abortable error (abort the transaction
-and try again: `PageAbortedError`).
+A failed transactional call is one of four things (`classify`): fencing (a newer holder of the
+transactional id exists: `ProducerFencedError`), a transaction timeout the broker refuses (a
+configuration problem: `TransactionTimeoutRefusedError`), a fatal error or one that cannot be
+read (the producer must be replaced: `ProducerFailedError`), or an abortable error (abort the
+transaction and try again: `PageAbortedError`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from connector.errors import (
     ProducerFailedError,
     ProducerFencedError,
     PublishError,
+    TransactionTimeoutRefusedError,
 )
 from connector.kafka.clients import TransactionalProducer
 from connector.kafka_properties import transactional_producer_settings
@@ -86,6 +88,8 @@ def classify(exc: BaseException, during: str) -> PublishError:
     message = f"{during}: {error.str()}"
     if is_fenced(error):
         return ProducerFencedError(message)
+    if error.code() == KafkaError.INVALID_TRANSACTION_TIMEOUT:
+        return TransactionTimeoutRefusedError(message)
     if error.fatal():
         return ProducerFailedError(message)
     return PageAbortedError(message)

@@ -110,12 +110,12 @@ class RecordLimits:
     def fits(self, topic: str, size: int) -> bool:
         return size <= self.limit(topic)
 
-    def learn(self, refusals: Sequence[SizeRefusal], *, one_record_per_batch: bool) -> bool:
-        """Take in records refused as too large by a producer that sent `one_record_per_batch`
-        or not. True when they tell which records were too large (each was refused alone);
-        False when a batch of several records may have been refused for their sum: produce one
-        record per batch from now on (the caller replaces the producer)."""
-        if any(refusal.by_broker for refusal in refusals) and not one_record_per_batch:
+    def learn(self, refusals: Sequence[SizeRefusal]) -> bool:
+        """Take in records refused as too large by a producer built with `producer_config()`.
+        True when they tell which records were too large (each was refused alone); False when
+        a batch of several records may have been refused for their sum: produce one record per
+        batch from now on (the caller replaces the producer, which is then built so)."""
+        if any(refusal.by_broker for refusal in refusals) and not self.single_record_batches:
             self.single_record_batches = True
             self.refresh(force=True)
             log.warning(

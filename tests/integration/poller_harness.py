@@ -17,6 +17,7 @@ from confluent_kafka import Message
 from connector.app.clients import build_client
 from connector.clock import as_utc
 from connector.config import Settings, load_settings
+from connector.contract.cursor import Cursor
 from connector.metrics import Metrics
 from connector.poller import Poller, build_poller, read_cursor
 from testkit.kafka import read_all
@@ -71,12 +72,15 @@ class PollerSetup:
         assert self.dlq_topic is not None
         return read_all(self.bootstrap_servers, self.dlq_topic, isolation_level=isolation_level)
 
-    def late_horizon(self) -> datetime | None:
-        cursor = read_cursor(
+    def cursor(self) -> Cursor | None:
+        return read_cursor(
             {"bootstrap.servers": self.bootstrap_servers},
             self.state_topic,
             self.simulator.project_id,
         )
+
+    def late_horizon(self) -> datetime | None:
+        cursor = self.cursor()
         return None if cursor is None else cursor.late_horizon
 
     # --- the simulator's side ---------------------------------------------------------------

@@ -21,10 +21,13 @@ from connector.config import PollerSettings
 from connector.contract.cursor import cursor_key, decode_cursor, decode_segment, segment_key
 from connector.kafka.clients import DeliveryCallback, Header
 from connector.poller.state import FeedUpdate, StoredState
+from connector.settings_groups import ApiSettings
 from connector.toloka.models import AppProject, ItemPage
 from testkit.clocks import FakeClock
 
 T0 = 1_700_000_000.0
+RESPONSE_LIMIT_BYTES = ApiSettings().max_response_bytes
+"""The largest listing body the poller reads, as configured by default."""
 
 
 def api_time(seconds: float) -> str:

@@ -6,22 +6,25 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
 from connector.clock import SystemClock
 from connector.contract.cursor import Cursor, initial_cursor
-from connector.errors import NotFoundError, ServerError, StartupError
+from connector.errors import NotFoundError, ServerError, StartupError, TransportError
 from connector.lifecycle import Heartbeat, Readiness
 from connector.metrics import Metrics
 from connector.poller.leadership import LeaderWatch
 from connector.poller.loop import PollerLoop
 from connector.poller.role import Poller
 from connector.poller.state import FeedUpdate
+from connector.toloka.models import ItemPage
 from connector.toloka.retry import RetryPolicy
 from testkit.clocks import FakeClock
 from testkit.waiting import wait_for
 from tests.unit.poller_fakes import (
+    RESPONSE_LIMIT_BYTES,
     T0,
     Crash,
     FakeApi,
@@ -113,6 +116,7 @@ class Instance:
             metrics=Metrics(),
             heartbeat=self.heartbeat,
             instance_id=name,
+            response_limit_bytes=RESPONSE_LIMIT_BYTES,
         )
         self.poller = Poller(
             self.loop,
@@ -281,3 +285,32 @@ def test_a_leader_whose_transactions_keep_failing_says_so_after_the_progress_tim
     wait_for(lambda: a.poller.readiness().ready, "ready again once a transaction commits", 10)
     a.stop.set()
     a.thread.join(5)
+
+
+class RetriedListing(FakeApi):
+    """A listing the client retries until it is told to stop retrying (an API that hangs)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.listing = threading.Event()
+
+    def list_items(self, **kwargs: Any) -> ItemPage:
+        if self.calls >= 1:
+            self.listing.set()
+            if not self.stopped.wait(30):
+                raise AssertionError("nobody told the client to stop retrying")
+            raise TransportError("list_items: timed out", operation="list_items")
+        return super().list_items(**kwargs)
+
+
+def test_a_stop_during_a_retried_listing_ends_the_retries_and_the_leader_releases() -> None:
+    kafka = FakeKafka()
+    api = RetriedListing(FakeClock())
+    leader = Instance("A", kafka, api)
+    assert api.listing.wait(10), "the leader lists"
+    leader.stop.set()
+    leader.thread.join(10)
+    assert not leader.thread.is_alive(), "the poller ended within the shutdown budget"
+    assert leader.failure is None
+    last = [r for r in kafka.visible("state") if r.key == b"proj"][-1]
+    assert b'"holder":null' in (last.value or b"").replace(b" ", b""), "leadership released"

@@ -20,6 +20,7 @@ from connector.poller.loop import PollerLoop
 from connector.poller.state import StateStore
 from testkit.clocks import FakeClock
 from tests.unit.poller_fakes import (
+    RESPONSE_LIMIT_BYTES,
     T0,
     Crash,
     FakeApi,
@@ -66,6 +67,7 @@ class Harness:
             heartbeat=Heartbeat("poller", self.clock),
             instance_id=instance,
             outstanding=outstanding,
+            response_limit_bytes=RESPONSE_LIMIT_BYTES,
         )
 
     def run_until(self, seconds_after_t0: float, loop: PollerLoop | None = None) -> PollerLoop:
@@ -218,12 +220,12 @@ def test_failing_transactions_make_the_poller_not_ready_until_one_succeeds() -> 
     loop = h.loop(configure=abort_while_failing)
     h.run_until(3, loop)
     assert h.published() == []
-    assert loop.kafka_problem is not None
-    assert loop.kafka_problem.startswith("transaction failed")
+    assert loop.status.kafka_problem is not None
+    assert loop.status.kafka_problem.startswith("transaction failed")
     failing[0] = False
     h.run_until(15, loop)
     assert h.published() == ["i0"]
-    assert loop.kafka_problem is None
+    assert loop.status.kafka_problem is None
 
 
 def test_a_fatal_error_after_an_unknown_commit_rereads_the_state_without_repeats() -> None:

@@ -182,10 +182,10 @@ def test_a_refusal_by_the_broker_first_makes_batches_of_one_then_teaches_the_lim
     record = OutputRecord(b"k", b"v" * 70_000, [])
     assert known.fits("out", record_size(record.key, record.value, record.headers))
     refusal = SizeRefusal("out", record, by_broker=True)
-    assert not known.learn([refusal], one_record_per_batch=False), "a batch may have held others"
+    assert not known.learn([refusal]), "a batch may have held others"
     assert known.producer_config()["batch.num.messages"] == 1
     assert known.fits("out", record_size(record.key, record.value, record.headers))
-    assert known.learn([refusal], one_record_per_batch=True)
+    assert known.learn([refusal]), "refused by a producer of one-record batches"
     assert not known.fits("out", record_size(record.key, record.value, record.headers))
     assert known.fits("out", 60_000)
 
