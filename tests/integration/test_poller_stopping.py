@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from connector.devtools.brokers.base import Capability
+from connector.devtools.processes import free_port
 from testkit.brokers import ControllableBroker
 from testkit.processes import ConnectorProcess
 from testkit.waiting import wait_for
@@ -66,6 +67,7 @@ def test_healthz_names_the_listing_while_a_slow_listing_outlasts_the_liveness_li
     """The leader timeout is long, so no keepalive falls due during the listing: only the wait
     on the API keeps /healthz green."""
     environ = setup.environ(
+        CONNECTOR_METRICS_PORT=str(free_port()),
         CONNECTOR_LEADER_TIMEOUT_SECONDS="120",
         CONNECTOR_LIVENESS_TIMEOUT_SECONDS="1",
         CONNECTOR_API_TIMEOUT_SECONDS="30",
@@ -115,7 +117,9 @@ def test_a_refused_transaction_timeout_is_reported_as_configuration_and_retried_
 ) -> None:
     require(kafka_broker, Capability.TRANSACTIONS)
     # Above the broker's transaction.max.timeout.ms (15 min by default).
-    environ = setup.environ(CONNECTOR_TRANSACTION_TIMEOUT_SECONDS="1000")
+    environ = setup.environ(
+        CONNECTOR_TRANSACTION_TIMEOUT_SECONDS="1000", CONNECTOR_METRICS_PORT=str(free_port())
+    )
     poller = ConnectorProcess(["poll"], environ, tmp_path / "poll.log")
     try:
         reason = wait_for(
