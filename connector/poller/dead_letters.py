@@ -24,7 +24,7 @@ from connector.contract.dead_letters import (
 )
 from connector.contract.results import APP_PROJECT_ID_HEADER, ITEM_ID_HEADER
 from connector.kafka.clients import Header
-from connector.poller.limits import record_size
+from connector.kafka.limits import record_size
 from connector.poller.publisher import OutputRecord, encode_json
 
 

@@ -23,16 +23,10 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from connector.kafka.admin import topic_config_values
-from connector.kafka.clients import Header
+from connector.kafka.limits import LIBRDKAFKA_MESSAGE_MAX_BYTES, RECORD_OVERHEAD_BYTES, record_size
 from connector.poller.publisher import SizeRefusal
 
 log = logging.getLogger(__name__)
-
-LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000
-"""librdkafka's default `message.max.bytes` (and `batch.size`)."""
-RECORD_OVERHEAD_BYTES = 128
-"""A record batch header (61 bytes) and one record's framing, with room to spare."""
-HEADER_OVERHEAD_BYTES = 10
 
 TopicLimitReader = Callable[[Sequence[str]], Mapping[str, int]]
 """Reads `max.message.bytes` of the topics it can; leaves out the ones it cannot."""
@@ -52,14 +46,6 @@ def read_max_message_bytes(
         return {topic: int(value) for topic, value in found.items() if value.isdigit()}
 
     return read
-
-
-def record_size(key: bytes | None, value: bytes | None, headers: list[Header] | None) -> int:
-    """The most a one-record batch of this record can take on the wire (no compression)."""
-    size = RECORD_OVERHEAD_BYTES + len(key or b"") + len(value or b"")
-    for name, header_value in headers or ():
-        size += HEADER_OVERHEAD_BYTES + len(name.encode()) + len(header_value or b"")
-    return size
 
 
 class RecordLimits:

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 from connector.config import PollerSettings
 from connector.contract.dead_letters import RESULT_TOO_LARGE, UNREADABLE_RESULT
+from connector.kafka.limits import record_size
 from connector.poller.dead_letters import dead_letter
-from connector.poller.limits import RecordLimits, record_size
+from connector.poller.limits import RecordLimits
 from connector.poller.publisher import OutputRecord, output_record, record_key
 from connector.poller.unreadable import UnreadableItem
 from connector.toloka.models import Item

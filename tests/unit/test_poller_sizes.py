@@ -13,8 +13,9 @@ from pydantic import SecretStr
 from connector.cli import main
 from connector.config import load_settings
 from connector.errors import ConfigError, TolokaApiError, UnreadablePageError
+from connector.kafka.limits import record_size
 from connector.poller.dead_letters import dead_letter
-from connector.poller.limits import RecordLimits, record_size
+from connector.poller.limits import RecordLimits
 from connector.poller.page_size import GROW_AFTER, PageSizer
 from connector.poller.publisher import OutputRecord, SizeRefusal
 from connector.poller.unreadable import readable_item, single_entry
