@@ -44,7 +44,6 @@ from connector.contract.dead_letters import (
 )
 from connector.errors import DeadLetterStuckError, KafkaOperationError
 from connector.kafka.clients import Header, Message, Producer
-from connector.kafka.limits import record_size
 from connector.kafka.produce import produce_when_room
 from connector.metrics import Metrics
 from connector.uploader.decode import Refusal
@@ -88,6 +87,11 @@ class _Letter:
     """When it was first handed to the producer (monotonic): the deadline counts from here."""
     forgotten: bool = False
     """Its partition was revoked: the new owner reads the record again, so it is not resent."""
+
+
+def _size(key: bytes | None, value: bytes | None, headers: list[Header]) -> int:
+    named = sum(len(name) + len(header or b"") for name, header in headers)
+    return len(key or b"") + len(value or b"") + named
 
 
 class DeadLetterWriter:
@@ -151,7 +155,7 @@ class DeadLetterWriter:
         key, value = message.key(), message.value()
         letter = _Letter(
             next(self._serials), partition, key, value, headers, refusal.reason, on_written,
-            record_size(key, value, headers), self._clock.monotonic(),
+            _size(key, value, headers), self._clock.monotonic(),
         )  # fmt: skip
         self._pending[letter.serial] = letter
         self._pending_bytes += letter.size
