@@ -216,7 +216,7 @@ def said_commit_transaction(caplog: pytest.LogCaptureFixture) -> bool:
 def test_a_broker_frozen_across_a_commit_does_not_wedge_the_leader(
     kafka_broker: ControllableBroker, setup: PollerSetup, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An idle leader's only transactions are heartbeats: no results to flush, so a broker
+    """An idle leader's only transactions are keepalives: no results to flush, so a broker
     frozen between two of them is frozen across the next one's commit_transaction. Today: the
     commit times out, the abort after it is refused as conflicting, and so is every begin
     after that, for good."""
@@ -236,7 +236,7 @@ def test_a_broker_frozen_across_a_commit_does_not_wedge_the_leader(
         caplog.clear()
         kafka_broker.pause()
         try:
-            # Frozen until the heartbeat's commit gave up (2 s after it began).
+            # Frozen until the keepalive's commit gave up (2 s after it began).
             wait_for(lambda: not poller.poller.readiness().ready, what="a commit given up")
         finally:
             kafka_broker.resume()

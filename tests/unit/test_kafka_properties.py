@@ -23,8 +23,8 @@ from connector.kafka_properties import (
     kafka_variable,
 )
 from connector.poller.state import consumer_config as state_reader_config
-from connector.uploader.uploader import consumer_config as uploader_consumer_config
-from connector.uploader.uploader import producer_config as dead_letter_producer_config
+from connector.uploader.role import consumer_config as uploader_consumer_config
+from connector.uploader.role import producer_config as dead_letter_producer_config
 
 REQUIRED = {"TOLOKA_API_KEY": "secret-key-123", "TOLOKA_APP_PROJECT_ID": "proj-1"}
 

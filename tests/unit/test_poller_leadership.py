@@ -60,7 +60,7 @@ def test_a_cursor_written_by_a_command_means_take_over_at_once() -> None:
     assert watch.leader_gone()
 
 
-def test_a_recent_heartbeat_keeps_the_standby_waiting_until_the_timeout() -> None:
+def test_a_recent_keepalive_keeps_the_standby_waiting_until_the_timeout() -> None:
     clock = FakeClock()
     watch = LeaderWatch(10, clock)
     watch.observe(FeedUpdate(True, (written(T0 - 4),)))
@@ -70,7 +70,7 @@ def test_a_recent_heartbeat_keeps_the_standby_waiting_until_the_timeout() -> Non
     assert watch.leader_gone()
 
 
-def test_new_heartbeats_keep_the_leader_alive() -> None:
+def test_new_keepalives_keep_the_leader_alive() -> None:
     clock = FakeClock()
     watch = LeaderWatch(10, clock)
     watch.observe(FeedUpdate(True, (written(T0),)))
@@ -167,14 +167,14 @@ def test_one_leader_one_standby_and_take_over_after_the_leader_dies() -> None:
     wait_for(lambda: b.detail() == "standby")
     assert b.poller.readiness().ready
 
-    def heartbeats_of_a() -> int:
+    def keepalives_of_a() -> int:
         return sum(
             1 for r in kafka.visible("state") if r.key == b"proj" and b'"A"' in (r.value or b"")
         )
 
-    first = heartbeats_of_a()
-    wait_for(lambda: heartbeats_of_a() >= first + 8)  # over a second: several leader timeouts
-    assert b.detail() == "standby", "B stays standby while A writes heartbeats"
+    first = keepalives_of_a()
+    wait_for(lambda: keepalives_of_a() >= first + 8)  # over a second: several leader timeouts
+    assert b.detail() == "standby", "B stays standby while A writes keepalives"
 
     alive.clear()
     wait_for(a.crashed.is_set)

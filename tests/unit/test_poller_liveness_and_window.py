@@ -97,18 +97,18 @@ class SlowListing(FakeApi):
         return super().list_items(sort=sort, after_id=after_id, limit=limit, filters=filters)
 
 
-def test_a_listing_slower_than_the_leader_timeout_still_gets_heartbeats() -> None:
+def test_a_listing_slower_than_the_leader_timeout_still_gets_keepalives() -> None:
     clock = FakeClock(stop_at=T0 + 30)
     kafka = FakeKafka()
     api = SlowListing(clock, kafka, slow_call=3, seconds=5.0)  # leader timeout: 0.8
     api.add(finished_item("a", T0 - 5))
     loop = loop_for(api, kafka, clock, Metrics(), leader_timeout_seconds=0.8)
     loop.run(clock.stop)
-    assert api.done_while_listing, "a heartbeat was written while the listing took its time"
+    assert api.done_while_listing, "a keepalive was written while the listing took its time"
     assert kafka.published_ids() == ["a"]
 
 
-def test_a_heartbeat_fenced_while_listing_makes_the_leader_step_down_not_crash() -> None:
+def test_a_keepalive_fenced_while_listing_makes_the_leader_step_down_not_crash() -> None:
     clock = FakeClock(stop_at=T0 + 30)
     kafka = FakeKafka()
     made: list[FakeProducer] = []
@@ -132,7 +132,7 @@ def test_a_heartbeat_fenced_while_listing_makes_the_leader_step_down_not_crash()
 
     loop._set_standing = record  # type: ignore[method-assign]
     loop.run(clock.stop)  # returns at the end of the run, having raised nothing
-    assert api.done_while_listing, "the heartbeat written while listing found it fenced"
+    assert api.done_while_listing, "the keepalive written while listing found it fenced"
     first_lead = roles.index(Standing.LEADER)
     assert roles[first_lead + 1 : first_lead + 3] == [Standing.STANDBY, Standing.LEADER], (
         "stepped down, then took over again from the silent newer holder"

@@ -151,7 +151,7 @@ def test_the_late_window_is_off_at_zero_and_tracks_nothing() -> None:
     assert h.metric("toloka_connector_late_window_tracked_items") <= 1
 
 
-def test_idle_leader_writes_heartbeats_within_a_quarter_of_the_timeout() -> None:
+def test_idle_leader_writes_keepalives_within_a_quarter_of_the_timeout() -> None:
     h = Harness(idle_poll_interval_seconds=30.0, leader_timeout_seconds=8.0)
     h.run_until(60)
     cursors = [r for r in h.kafka.visible("state") if r.key == b"proj"]
@@ -187,7 +187,7 @@ def test_an_aborted_page_is_listed_and_published_again() -> None:
         def commit(timeout: float) -> None:
             nonlocal commits
             commits += 1
-            if commits == 2:  # the first page (the first commit is the take-over heartbeat)
+            if commits == 2:  # the first page (the first commit is the take-over keepalive)
                 raise abortable()
             original(timeout)
 

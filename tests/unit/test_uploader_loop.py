@@ -35,7 +35,7 @@ from connector.toloka.models import App, AppProject, FieldSpec
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import CONSUME_MAX_MESSAGES
-from connector.uploader.uploader import Uploader, consumer_config, producer_config
+from connector.uploader.role import Uploader, consumer_config, producer_config
 from testkit.waiting import wait_for
 
 TOPIC = "items"
