@@ -60,8 +60,8 @@ class Cursor:
     """The next look-back scan lists items with finished_at at or above this."""
     written_at: datetime
     holder: str | None
-    """The poller instance that wrote the record (a keepalive, or a page's transaction); None when a command wrote it,
-    which tells a standby it can take over at once."""
+    """The poller instance that wrote the record (in a page's transaction or a keepalive); None
+    when a command wrote it, which tells a standby it can take over at once."""
     segments: tuple[SegmentRef, ...] = ()
     next_segment: int = 0
 
