@@ -36,7 +36,7 @@ demo: $(RUNTIME_STAMP)
 test: $(STAMP) $(TOLOKAKIT)/.installed lint typecheck
 	PROMTOOL="$${PROMTOOL:-$$(scripts/get-promtool.sh 2>/dev/null)}" $(BIN)/pytest -q
 
-CODE := connector tests benchmarks reliability
+CODE := connector testkit tests benchmarks reliability
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(CODE)

@@ -29,10 +29,12 @@ from benchmarks.context import FULL, QUICK, Bench
 from benchmarks.errors import BenchError
 from benchmarks.report import ScenarioResult, read_json, terminal_table, write_json
 from benchmarks.scenarios import latency, memory, poll, scale, upload
+from connector.devtools.brokers.base import BrokerKind
+from connector.devtools.brokers.start import default_kind, start_broker
 from connector.errors import ConnectorError
-from connector.kafka.broker import BrokerKind
-from connector.kafka.embedded import default_kind, start_broker
 from connector.simulator.process import start_simulator_process
+from testkit.processes import ProcessExitedError
+from testkit.waiting import WaitTimeoutError
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "bench-key"
@@ -45,7 +47,15 @@ SCENARIOS: dict[int, tuple[str, Callable[[Bench], ScenarioResult]]] = {
     4: ("Memory under back-pressure", memory.run),
     5: ("Scale: two uploaders in one group", scale.run),
 }
-EXPECTED_FAILURES = (BenchError, ConnectorError, KafkaException, OSError, RuntimeError)
+EXPECTED_FAILURES = (
+    BenchError,
+    ConnectorError,
+    KafkaException,
+    OSError,
+    RuntimeError,
+    WaitTimeoutError,
+    ProcessExitedError,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

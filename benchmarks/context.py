@@ -12,13 +12,13 @@ from pathlib import Path
 import psutil
 
 from benchmarks.kafka_io import Inspector
-from benchmarks.procs import ConnectorProcess
 from benchmarks.profiling import Profiler, ProfileSummary, py_spy, summarise
-from connector.commands.check import connector_topics
+from connector.app.topics import connector_topics
 from connector.config import load_settings
+from connector.devtools.brokers.base import Broker, BrokerKind
 from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import Broker, BrokerKind
 from connector.simulator.process import SimulatorProcess
+from testkit.processes import ConnectorProcess
 
 MOCK_PARTITION_BYTES = 3 * 1024 * 1024
 """The mock cluster keeps ~5 MiB per partition and drops older records silently: stay below."""
@@ -128,7 +128,7 @@ class Bench:
         self.inspector.wait_for_topic(name)
 
     def start(self, role: str, settings: dict[str, str], tag: str) -> ConnectorProcess:
-        return ConnectorProcess(role, settings, self.workdir / f"{tag}.log")
+        return ConnectorProcess([role], settings, self.workdir / f"{tag}.log")
 
     def profiler(self, pid: int, tag: str, rate: int = 100, mode: str = "gil") -> Profiler | None:
         if not self.profiling:

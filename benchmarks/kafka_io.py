@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from confluent_kafka import (
@@ -23,7 +24,8 @@ from confluent_kafka.admin import AdminClient
 
 from benchmarks.errors import BenchError
 from benchmarks.progress import Progress, Throughput
-from benchmarks.waiting import wait_until
+from connector.kafka.produce import produce_when_room
+from testkit.waiting import wait_for
 
 _log = logging.getLogger("benchmarks.kafka")
 _log.addHandler(logging.NullHandler())
@@ -66,12 +68,11 @@ def produce_backlog(
     started = time.perf_counter()
     count = 0
     for count, value in enumerate(values, start=1):
-        while True:
-            try:
-                produce(topic, value, partition=count % partitions)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_when_room(
+            partial(produce, topic, value, partition=count % partitions),
+            producer.poll,
+            wait_seconds=0.05,
+        )
         if count & 0x3FFF == 0:
             producer.poll(0)
     left = producer.flush(120)
@@ -105,7 +106,7 @@ class Inspector:
                 return None
             return sorted(described.partitions)
 
-        return wait_until(known, timeout=timeout, what=f"topic {topic} to be known")
+        return wait_for(known, timeout=timeout, what=f"topic {topic} to be known")
 
     def watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
         return {
@@ -316,12 +317,11 @@ def transactional_produce(
         producer.begin_transaction()
         chunk = records[start : start + transaction_size]
         for record in chunk:
-            while True:
-                try:
-                    produce(topic, record.value, key=record.key, headers=record.headers)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            produce_when_room(
+                partial(produce, topic, record.value, key=record.key, headers=record.headers),
+                producer.poll,
+                wait_seconds=0.05,
+            )
         producer.commit_transaction(TIMEOUT_SECONDS)
         done += len(chunk)
         progress.record(done)

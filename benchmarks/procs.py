@@ -1,87 +1,17 @@
-"""The connector as users run it (`toloka-connector <role>` in a process of its own), and what the
-harness measures of processes: CPU seconds and resident memory (psutil)."""
+"""What the harness measures of processes: CPU seconds and resident memory (psutil). The connector
+itself runs as users run it: `testkit.processes.ConnectorProcess`."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psutil
 
-from benchmarks.errors import BenchError
-from benchmarks.waiting import pause
-
-STOP_TIMEOUT_SECONDS = 60.0
-_SCRUBBED_PREFIXES = ("TOLOKA_", "KAFKA_", "CONNECTOR_")
-
-
-def connector_command(role: str) -> list[str]:
-    """The console script next to this interpreter (`python -m connector` where it is missing)."""
-    script = Path(sys.executable).with_name("toloka-connector")
-    if script.exists():
-        return [str(script), role]
-    found = shutil.which("toloka-connector")
-    return [found, role] if found else [sys.executable, "-m", "connector", role]
-
-
-def connector_env(settings: Mapping[str, str]) -> dict[str, str]:
-    """Our environment without any connector setting of the caller's, plus `settings`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
-    env.update(settings)
-    return env
-
-
-class ConnectorProcess:
-    """`toloka-connector <role>` with `settings` as environment variables; output to a log."""
-
-    def __init__(self, role: str, settings: Mapping[str, str], log_path: Path) -> None:
-        self.role = role
-        self.log_path = log_path
-        self.started = time.perf_counter()
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            connector_command(role),
-            env=connector_env(settings),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.pid = self.process.pid
-
-    def check_alive(self) -> None:
-        """Raise BenchError with the end of the log when the process has exited."""
-        code = self.process.poll()
-        if code is not None:
-            raise BenchError(
-                f"toloka-connector {self.role} exited with {code}; end of {self.log_path}:\n"
-                + self.log_tail()
-            )
-
-    def log_tail(self, lines: int = 20) -> str:
-        self._log.flush()
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> int:
-        """SIGTERM (a clean drain), SIGKILL after `timeout`; the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
+from testkit.waiting import pause
 
 
 def labelled_processes(extra: Mapping[str, int] | None = None) -> dict[str, psutil.Process]:
@@ -92,7 +22,11 @@ def labelled_processes(extra: Mapping[str, int] | None = None) -> dict[str, psut
             line = " ".join(child.cmdline())
         except psutil.Error:
             continue
-        if "kafka.Kafka" in line or "connector.kafka.mock" in line or "noida" in line:
+        if (
+            "kafka.Kafka" in line
+            or "connector.devtools.brokers.mock_cluster" in line
+            or "noida" in line
+        ):
             found.setdefault("broker", child)
         elif "connector.simulator" in line:
             found.setdefault("simulator", child)

@@ -10,38 +10,44 @@ here only.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from connector import __version__
+from connector.commands import (
+    check,
+    demo,
+    embedded_kafka,
+    healthcheck,
+    operations,
+    produce_samples,
+    roles,
+    simulator,
+    tail,
+)
+from connector.commands.common import Subparsers
+from connector.commands.exit_codes import EXIT_CONFIG, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK
 from connector.errors import ConfigError, ConnectorError
 from connector.interrupts import held_inside_librdkafka_calls
-
-EXIT_OK = 0
-EXIT_FATAL = 1
-EXIT_CONFIG = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command Ctrl-C ended
 
 SERVERS = frozenset({"run", "upload", "poll", "simulator", "embedded-kafka"})
 """Commands that run until stopped: SIGINT or SIGTERM is their normal end (exit 0). Every other
 command is one-shot: SIGINT interrupts it (exit 130); those with something to tell (how much was
 replayed, whether the cursor was written) catch it themselves and return EXIT_INTERRUPTED."""
 
-# Each module adds its subcommand with `register(subparsers)`; imported only when present so a
-# command under construction cannot break the others.
-COMMAND_MODULES = (
-    "connector.commands.roles",
-    "connector.commands.check",
-    "connector.commands.simulator",
-    "connector.commands.embedded_kafka",
-    "connector.commands.demo",
-    "connector.commands.healthcheck",
-    "connector.commands.tail",
-    "connector.commands.operations",
-    "connector.commands.produce_samples",
+COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    roles.register,  # run, upload, poll
+    check.register,
+    simulator.register,
+    embedded_kafka.register,
+    demo.register,
+    healthcheck.register,
+    tail.register,
+    operations.register,  # status, reset-cursor, replay-dlq
+    produce_samples.register,
 )
+"""Each adds its subcommands (and their order in --help) with `register(subparsers)`."""
 
 log = logging.getLogger("connector")
 
@@ -53,14 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        module.register(subparsers)
+    for register in COMMANDS:
+        register(subparsers)
     return parser
 
 

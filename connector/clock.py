@@ -1,9 +1,11 @@
-"""The one clock seam: code asks a Clock for time and sleeps, tests hand in a fake one."""
+"""The one clock seam: code asks a Clock for time and sleeps, tests hand in a fake one. And the
+one rule for datetimes the connector reads: without an offset, they are UTC (`as_utc`)."""
 
 from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -27,3 +29,8 @@ class SystemClock:
 
     def wait(self, event: threading.Event, seconds: float) -> bool:
         return event.wait(seconds)
+
+
+def as_utc(value: datetime) -> datetime:
+    """The API (and an old state record) writes UTC without an offset: a naive datetime is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -17,7 +17,25 @@
     │       │   └── UnreadablePageError      a listing page too large or undecodable
     │       ├── RedirectError            3xx: never followed (the API key would go along)
     │       └── ClientRequestError       any other 4xx
-    └── KafkaOperationError          a Kafka operation failed in a way the caller must see
+    ├── KafkaOperationError          a Kafka operation failed in a way the caller must see
+    │   ├── KafkaRefusedError            the brokers refuse this client (credentials, TLS)
+    │   ├── DeadLetterStuckError         a dead letter not acknowledged within its deadline
+    │   └── PublishError                 a poller transaction did not commit
+    │       ├── PageAbortedError             aborted; the same page may be tried again
+    │       │   └── RecordsTooLargeError         records refused as too large for their topic
+    │       ├── ProducerFencedError          a newer holder of the transactional id exists
+    │       ├── ProducerFailedError          the producer cannot go on: replace it
+    │       └── TransactionTimeoutRefusedError  the broker refuses the transaction timeout
+    ├── StateFormatError             a state-topic record this connector cannot read
+    ├── StartupError                 a role cannot start: the message names the setting to check
+    ├── RoleFailedError              a role ended with a fatal error (the runner's summary)
+    └── DevToolError                 the development tooling (not the connector itself) failed
+        ├── BrokerError                  a development broker could not start or be controlled
+        │   └── BrokerCapabilityError        the broker cannot do what was asked
+        └── SimulatorStartError          the simulator process did not start
+
+The command line turns the tree into exit codes in one place (`connector.cli`): ConfigError is
+2, every other ConnectorError 1. An exception outside the tree is a bug: its traceback is shown.
 
 `RetryableApiError.retry_after` carries the server's `Retry-After` in seconds when it sent one.
 `TolokaApiError.may_have_been_applied` is true for a POST whose outcome is unknown (a timeout
@@ -27,7 +45,8 @@ caller counts them. Messages never contain credentials.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 
 class ConnectorError(Exception):
@@ -44,6 +63,92 @@ class ConfigError(ConnectorError):
 
 class KafkaOperationError(ConnectorError):
     """A Kafka operation failed and the caller has to know (topic missing, fatal producer)."""
+
+
+class _Refusal(Protocol):
+    """`connector.kafka.refusals.Refusal`, as far as the error needs it."""
+
+    def describe(self, bootstrap_servers: str) -> str: ...
+
+
+class KafkaRefusedError(KafkaOperationError):
+    """The brokers refuse this client (`refusal` shows how); the message names the settings to
+    check."""
+
+    def __init__(self, refusal: _Refusal, bootstrap_servers: str) -> None:
+        self.refusal: Any = refusal  # a Refusal: its module (a seam) sits above this one
+        super().__init__(refusal.describe(bootstrap_servers))
+
+
+class DeadLetterStuckError(KafkaOperationError):
+    """A dead letter was not acknowledged within CONNECTOR_DLQ_TIMEOUT_SECONDS."""
+
+
+class PublishError(KafkaOperationError):
+    """Base of what a poller transaction (`commit_page`) raises; the page was not committed."""
+
+
+class PageAbortedError(PublishError):
+    """An abortable error: the transaction was aborted; the same page may be tried again."""
+
+
+class RecordsTooLargeError(PageAbortedError):
+    """Records of the page were refused as too large; the transaction was aborted. `refused`
+    holds a `connector.kafka.transactions.SizeRefusal` per record."""
+
+    def __init__(self, message: str, refused: Sequence[Any]) -> None:
+        super().__init__(message)
+        self.refused = tuple(refused)
+
+
+class ProducerFencedError(PublishError):
+    """A newer holder of the transactional id exists: step down to standby."""
+
+
+class ProducerFailedError(PublishError):
+    """The producer cannot go on (a fatal error, or a transaction whose end it could not reach:
+    a commit or abort that kept timing out). It must be replaced, and the state read again: a
+    commit whose outcome was unknown is known then."""
+
+
+class TransactionTimeoutRefusedError(PublishError):
+    """The broker refuses the transaction timeout (INVALID_TRANSACTION_TIMEOUT): the setting is
+    above the broker's `transaction.max.timeout.ms`. A configuration problem, not an outage."""
+
+
+class StateFormatError(ConnectorError):
+    """A state-topic record this connector cannot read (corrupt, or written by a newer version)."""
+
+
+class StartupError(ConnectorError):
+    """A role cannot start: the message says which setting to check."""
+
+
+class RoleFailedError(ConnectorError):
+    """A role ended with a fatal error; its message says which and why."""
+
+
+class DevToolError(ConnectorError):
+    """The development tooling (brokers, simulator) failed; the connector's roles never raise it."""
+
+
+class BrokerError(DevToolError):
+    """A development broker could not be prepared, started or controlled."""
+
+
+class BrokerCapabilityError(BrokerError):
+    """The broker cannot do what was asked; the message names the capability and the reason
+    (docs/brokers.md)."""
+
+    def __init__(self, kind: str, capability: str, reason: str) -> None:
+        self.kind = kind
+        self.capability = capability
+        self.reason = reason
+        super().__init__(f"{kind} broker lacks {capability}: {reason}")
+
+
+class SimulatorStartError(DevToolError):
+    """The simulator process exited or printed no URL in time."""
 
 
 class TolokaApiError(ConnectorError):

@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 _SECRET_PROPERTY_WORDS = ("password", "secret", "jaas", "key.pem", "ssl.key", "token")
 
@@ -60,6 +61,20 @@ PYTHON_CLIENT_KEYS = frozenset({"default.topic.config"})
 # Every producer the connector makes is idempotent (the poller's is transactional, which implies
 # it), so a property that contradicts idempotence is a configuration error, found at start-up.
 _PRODUCER_GUARANTEES = {"enable.idempotence": "true"}
+
+
+def transactional_producer_settings(
+    kafka_config: Mapping[str, Any], transactional_id: str, transaction_timeout_seconds: float
+) -> dict[str, Any]:
+    """The settings of a transactional producer (the poller's, `reset-cursor`'s): checked here
+    at start-up, used by `connector.kafka.transactions`."""
+    return {
+        "linger.ms": 5,  # a default: a user's KAFKA_LINGER_MS wins
+        **kafka_config,
+        "enable.idempotence": True,  # transactions need it: a KAFKA_ setting cannot turn it off
+        "transactional.id": transactional_id,
+        "transaction.timeout.ms": int(transaction_timeout_seconds * 1000),
+    }
 
 
 def is_secret_kafka_property(prop: str) -> bool:

@@ -18,6 +18,10 @@ from typing import Protocol
 
 from connector.clock import Clock, SystemClock
 
+STOP_CHECK_SECONDS = 0.1
+"""How often a `retries_end_on_stop` watcher looks at the stop event (a real wait: the clock
+seam's fake clock would jump)."""
+
 
 @dataclass(frozen=True)
 class Readiness:
@@ -71,3 +75,33 @@ class Role(Protocol):
 
     def readiness(self) -> Readiness:
         """Whether the role is doing its job now (API and Kafka reachable, leader or standby)."""
+
+
+class InterruptibleClient(Protocol):
+    """An API client whose retries can be ended from another thread (TolokaClient)."""
+
+    def stop_retrying(self) -> None: ...
+
+
+@contextmanager
+def retries_end_on_stop(stop: threading.Event, client: InterruptibleClient) -> Iterator[None]:
+    """While the block runs, a watcher thread tells `client` to stop retrying once `stop` is set:
+    a call retried through an outage then ends with its last error instead of holding a shutdown
+    for its whole retry budget. Wrap the whole life of a role's client in one."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if stop.wait(STOP_CHECK_SECONDS):
+                client.stop_retrying()
+                return
+
+    watcher = threading.Thread(target=watch, name="stop-retrying", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        if stop.is_set():  # the block may have seen the stop before the watcher did
+            client.stop_retrying()
+        watcher.join()

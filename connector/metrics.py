@@ -12,14 +12,13 @@ import platform
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from connector import __version__
+from connector.contract.dead_letters import POLLER_REASONS, UPLOADER_REASONS
 
 PREFIX = "toloka_connector"
 
 API_OPERATIONS = ("bulk_create", "list_items", "get_item", "get_project", "get_app")
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx", "transport_error")
 RETRY_CAUSES = ("rate_limited", "server_error", "transport_error", "timeout")
-DEAD_LETTER_REASONS = ("invalid_json", "not_an_object", "invalid_item", "rejected", "too_large")
-POLLER_DEAD_LETTER_REASONS = ("result_too_large", "unreadable_result")
 RESULT_STATUSES = ("COMPLETED", "ERROR", "CANCELLED", "OTHER")
 TRANSACTION_OUTCOMES = ("committed", "aborted")
 ROLES = ("uploader", "poller")
@@ -200,6 +199,11 @@ class Metrics:
             "Times this process became the active poller (start-up included).",
             registry=r,
         )
+        self.poller_takeover_failures = Counter(
+            f"{PREFIX}_poller_takeover_failures_total",
+            "Take-overs that failed on Kafka (each is tried again, with back-off).",
+            registry=r,
+        )
         self.item_processing_time = Histogram(
             f"{PREFIX}_item_processing_seconds",
             "Time an item spent in Toloka: finished_at minus created_at.",
@@ -242,7 +246,7 @@ class Metrics:
                 self.api_request_duration.labels(operation, status_class)
             for cause in RETRY_CAUSES:
                 self.api_retries.labels(operation, cause)
-        for reason in DEAD_LETTER_REASONS + POLLER_DEAD_LETTER_REASONS:
+        for reason in UPLOADER_REASONS + POLLER_REASONS:
             self.dead_letters.labels(reason)
         for status in RESULT_STATUSES:
             self.results_published.labels(status)

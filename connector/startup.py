@@ -11,32 +11,23 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from connector.clock import Clock
 from connector.errors import (
     AuthenticationError,
-    ConnectorError,
     FatalApiError,
     NotFoundError,
     RedirectError,
     RetryableApiError,
+    StartupError,
 )
+from connector.lifecycle import InterruptibleClient, retries_end_on_stop
 from connector.toloka.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_STOP_CHECK_SECONDS = 0.1
-
-
-class StartupError(ConnectorError):
-    """A role cannot start: the message says which setting to check."""
-
-
-class InterruptibleClient(Protocol):
-    def stop_retrying(self) -> None: ...
 
 
 def read_at_startup(
@@ -52,22 +43,8 @@ def read_at_startup(
     """`read()`, tried again after each API outage until it answers; None when `stop` was set
     first (the client is then told to stop retrying, so a shutdown during an outage is prompt).
     Raises StartupError when the key or the project is wrong."""
-    done = threading.Event()
-
-    def interrupt_on_stop() -> None:
-        while not done.is_set():
-            if clock.wait(stop, _STOP_CHECK_SECONDS):
-                client.stop_retrying()
-                return
-
-    watcher = threading.Thread(target=interrupt_on_stop, name="startup-read", daemon=True)
-    watcher.start()
-    try:
+    with retries_end_on_stop(stop, client):
         return _read_until_answered(read, what, stop=stop, clock=clock, backoff=backoff, rng=rng)
-    finally:
-        done.set()
-        if stop.is_set():  # the read may have seen the stop before the watcher did
-            client.stop_retrying()
 
 
 def _read_until_answered(

@@ -15,14 +15,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from connector.kafka.broker import Broker
-from connector.kafka.embedded import default_kind, start_broker
-from reliability.chaos import Outcome, Scenario, run_scenario
-from reliability.failover import run_failover
+from connector.devtools.brokers.start import default_kind
 from reliability.hostile import run_hostile
 from reliability.poller_faults import TABLE_HEAD, run_poller_faults
 from reliability.report import chaos_table, merged_rows, read_section, write_section
 from reliability.sigterm import run_sigterm
+from testkit.brokers import ControllableBroker, start_test_broker
+from testkit.scenarios.chaos import Outcome, Scenario, run_scenario
+from testkit.scenarios.failover import run_failover
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
 
@@ -64,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     chosen = args.only or parts
     if default_kind().value != "kafka":
         print("java or mvn missing: the real-Kafka parts run on the mock", file=sys.stderr)
-    brokers: dict[str, Broker] = {}
+    brokers: dict[str, ControllableBroker] = {}
 
-    def broker(kind: str) -> Broker:
+    def broker(kind: str) -> ControllableBroker:
         kind = kind if default_kind().value == "kafka" else "mock"
         if kind not in brokers:
-            brokers[kind] = start_broker(kind)
+            brokers[kind] = start_test_broker(kind)
         return brokers[kind]
 
     failed: list[str] = []

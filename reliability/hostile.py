@@ -13,20 +13,21 @@ import random
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import Broker
+from connector.kafka.produce import produce_when_room
 from connector.simulator.process import start_simulator_process
 from connector.toloka.models import FieldSpec
 from connector.uploader.decode import Refusal, decode_item
 from connector.validation import ItemValidator
-from reliability.procs import ConnectorProcess
-from reliability.verify import headers_of
-from tests.fixtures.brokers import read_all
+from testkit.brokers import ControllableBroker
+from testkit.kafka import headers_of, read_all
+from testkit.processes import ConnectorProcess
 
 MAX_RECORD_BYTES = 16 * 1024
 PARTITIONS = 4
@@ -151,7 +152,7 @@ def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
 
 
 def run_hostile(
-    broker: Broker,
+    broker: ControllableBroker,
     workdir: Path,
     *,
     count: int = 100_000,
@@ -173,13 +174,12 @@ def run_hostile(
 
     def produce(first: int, last: int) -> dict[int, int]:
         for seq in range(first, last):
-            while True:
-                try:
-                    producer.produce(topic, value=values[seq], partition=seq % PARTITIONS,
-                                     headers=[("seq", str(seq).encode())])  # fmt: skip
-                    break
-                except BufferError:
-                    producer.poll(0.1)
+            produce_when_room(
+                partial(producer.produce, topic, value=values[seq], partition=seq % PARTITIONS,
+                        headers=[("seq", str(seq).encode())]),
+                producer.poll,
+                wait_seconds=0.1,
+            )  # fmt: skip
             producer.poll(0)
         assert producer.flush(120) == 0
         return {p: len(range(p, last, PARTITIONS)) for p in range(PARTITIONS)}
@@ -204,7 +204,7 @@ def run_hostile(
     started = time.monotonic()
     crashes: list[str] = []
     runs = 0
-    process = ConnectorProcess(environ, workdir / "upload-0.log", "upload")
+    process = ConnectorProcess(["upload"], environ, workdir / "upload-0.log")
     final_exit: int | None = None
     try:
         deadline = time.monotonic() + timeout
@@ -216,12 +216,12 @@ def run_hostile(
                 ends = produce(count - poison, count)
                 poisoned = True
             if not process.alive():
-                tail = process.log().strip().splitlines()[-1:] or [""]
+                tail = process.output().strip().splitlines()[-1:] or [""]
                 crashes.append(f"exit {process.process.returncode}: {tail[0][:300]}")
                 if len(crashes) >= max_crashes:
                     break
                 runs += 1
-                process = ConnectorProcess(environ, workdir / f"upload-{runs}.log", "upload")
+                process = ConnectorProcess(["upload"], environ, workdir / f"upload-{runs}.log")
             time.sleep(0.5)  # between probes of the committed offsets
         if process.alive():
             final_exit = process.terminate()

@@ -20,22 +20,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import Broker, Capability
+from connector.devtools.brokers.base import Capability
 from connector.simulator.process import start_simulator_process
-from reliability.chaos import (
+from testkit.brokers import ControllableBroker
+from testkit.kafka import headers_of, read_all
+from testkit.processes import ConnectorProcess
+from testkit.scenarios.setup import (
     INPUT_PARTITIONS,
     LEADER_TIMEOUT_SECONDS,
     MAX_RECORD_BYTES,
-    OUTPUT_PARTITIONS,
-    _mark,
-    _wait_for_completion,
     connector_environ,
+    mark,
+    scenario_topics,
+    wait_for_completion,
 )
-from reliability.procs import ConnectorProcess, wait_for
-from reliability.verify import KillMark, Verdict, creations_by_key, headers_of, judge
-from reliability.workload import SteadyProducer
-from tests.fixtures.brokers import read_all
+from testkit.scenarios.verdict import KillMark, Verdict, creations_by_key, judge
+from testkit.scenarios.workload import SteadyProducer
+from testkit.waiting import wait_for
 
 TRANSACTION_TIMEOUT_SECONDS = 4
 FREEZE_SECONDS = TRANSACTION_TIMEOUT_SECONDS + 3
@@ -100,18 +101,12 @@ TABLE_HEAD = (
 )
 
 
-def run_poller_faults(broker: Broker, workdir: Path, *, seed: int) -> PollerFaultsOutcome:
+def run_poller_faults(
+    broker: ControllableBroker, workdir: Path, *, seed: int
+) -> PollerFaultsOutcome:
     workdir.mkdir(parents=True, exist_ok=True)
     tag = f"poller-faults-{seed}-{int(time.time())}"
-    topics = {name: f"{tag}-{name}" for name in ("input", "output", "dlq", "state")}
-    broker.create_topics(
-        [
-            TopicSpec(topics["input"], partitions=INPUT_PARTITIONS),
-            TopicSpec(topics["output"], partitions=OUTPUT_PARTITIONS),
-            TopicSpec(topics["dlq"], partitions=1),
-            TopicSpec(topics["state"], partitions=1, compacted=True),
-        ]
-    )
+    topics = scenario_topics(broker, tag)
     sim = start_simulator_process(api_key=f"faults-{seed}", project_id="poller-faults", seed=seed)
     sim.set_knobs(processing_delay=0.3, processing_jitter=0.5)
     environ = {
@@ -119,7 +114,7 @@ def run_poller_faults(broker: Broker, workdir: Path, *, seed: int) -> PollerFaul
         "CONNECTOR_TRANSACTION_TIMEOUT_SECONDS": str(TRANSACTION_TIMEOUT_SECONDS),
         "CONNECTOR_API_MAX_RESPONSE_BYTES": str(RESPONSE_LIMIT_BYTES),
     }
-    instances = [ConnectorProcess(environ, workdir / "instance-1.log")]
+    instances = [ConnectorProcess(["run"], environ, workdir / "instance-1.log")]
     producer = SteadyProducer(
         broker.bootstrap_servers, topics["input"], rate=20.0, count=10**7, seed=seed,
         max_record_bytes=MAX_RECORD_BYTES, partitions=INPUT_PARTITIONS,
@@ -127,10 +122,10 @@ def run_poller_faults(broker: Broker, workdir: Path, *, seed: int) -> PollerFaul
     freezes = 0
     marks: list[KillMark] = []
     try:
-        wait_for(instances[0].is_leader, 60, "the first instance leads")
-        instances.append(ConnectorProcess(environ, workdir / "instance-2.log"))
-        wait_for(instances[1].is_standby, 60, "the second instance stands by")
-        wait_for(lambda: all(p.ready() for p in instances), 60, "both instances ready")
+        wait_for(instances[0].is_leader, "the first instance leads", 60)
+        instances.append(ConnectorProcess(["run"], environ, workdir / "instance-2.log"))
+        wait_for(instances[1].is_standby, "the second instance stands by", 60)
+        wait_for(lambda: all(p.ready() for p in instances), "both instances ready", 60)
         producer.start()
         time.sleep(PHASE_SECONDS)  # a calm start, as scheduled
         leading_before = _leader_lines(instances)
@@ -138,20 +133,20 @@ def run_poller_faults(broker: Broker, workdir: Path, *, seed: int) -> PollerFaul
         takeovers_while_slow = _leader_lines(instances) - leading_before
         if broker.supports(Capability.PROCESS_CONTROL):
             for _ in range(2):
-                marks.append(_mark(sim, broker.bootstrap_servers, topics, "broker fault"))
+                marks.append(mark(sim, broker.bootstrap_servers, topics, "broker fault"))
                 broker.pause()
                 time.sleep(FREEZE_SECONDS)  # the fault's duration, as scheduled
                 broker.resume()
                 # Uploads made while the broker was frozen (the API was not) could not commit
                 # their offsets: the rebalance after it repeats them. Mark its end too.
-                marks.append(_mark(sim, broker.bootstrap_servers, topics, "broker fault"))
+                marks.append(mark(sim, broker.bootstrap_servers, topics, "broker fault"))
                 freezes += 1
                 time.sleep(PHASE_SECONDS / 2)
         _phase(sim, "bulky outputs")
         _phase(sim, "results too large")
         producer.stop()
         workload = producer.finish()
-        _wait_for_completion(workload, broker.bootstrap_servers, topics, 180, stand_ins=True)
+        wait_for_completion(workload, broker.bootstrap_servers, topics, 180, stand_ins=True)
         unreadable = sum(_unreadable_pages(p) for p in instances)
         crashes = [f"{p.log_path.name} exit {p.process.returncode}" for p in instances
                    if not p.alive()]  # fmt: skip
@@ -196,7 +191,7 @@ def _leader_lines(instances: list[ConnectorProcess]) -> int:
     return sum(
         line.endswith(": leader")
         for process in instances
-        for line in process.log().splitlines()
+        for line in process.output().splitlines()
         if "poller of app project" in line
     )
 

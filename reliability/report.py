@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from reliability.chaos import Outcome
+from testkit.scenarios.chaos import Outcome
 
 BEGIN = "<!-- chaos-table:begin (written by python -m reliability) -->"
 END = "<!-- chaos-table:end -->"

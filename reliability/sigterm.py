@@ -13,9 +13,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connector.kafka.broker import Broker
 from connector.simulator.process import start_simulator_process
-from reliability.procs import ConnectorProcess, wait_for
+from testkit.brokers import ControllableBroker
+from testkit.processes import ConnectorProcess
+from testkit.waiting import wait_for
 
 EXIT_TIMEOUT_SECONDS = 30.0
 
@@ -57,7 +58,9 @@ def _other_address() -> str:
             return "127.0.0.1"
 
 
-def run_sigterm(broker: Broker, workdir: Path, *, tries: int, seed: int) -> SigtermOutcome:
+def run_sigterm(
+    broker: ControllableBroker, workdir: Path, *, tries: int, seed: int
+) -> SigtermOutcome:
     workdir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)  # noqa: S311 - reproducible moments
     sim = start_simulator_process(api_key=f"sigterm-{seed}", project_id="sigterm")
@@ -76,7 +79,7 @@ def run_sigterm(broker: Broker, workdir: Path, *, tries: int, seed: int) -> Sigt
                 "CONNECTOR_LEADER_TIMEOUT_SECONDS": "2",
                 "CONNECTOR_METRICS_HOST": "0.0.0.0",  # noqa: S104 - probed from outside too
             }
-            process = ConnectorProcess(environ, workdir / f"poll-{attempt}.log", "poll")
+            process = ConnectorProcess(["poll"], environ, workdir / f"poll-{attempt}.log")
 
             def serving(p: ConnectorProcess = process) -> bool:
                 try:
@@ -85,7 +88,7 @@ def run_sigterm(broker: Broker, workdir: Path, *, tries: int, seed: int) -> Sigt
                 except OSError:
                     return False
 
-            wait_for(serving, 60, "the metrics port")
+            wait_for(serving, "the metrics port", 60)
             _probe(other, process.metrics_port)
             # A random moment drawn from the seeded RNG; half the tries right after start.
             time.sleep(rng.choice([0.0, rng.uniform(0.0, 1.0)]))

@@ -25,9 +25,9 @@ from benchmarks.kafka_io import Received, TopicReader, base_config
 from benchmarks.records import item_value
 from benchmarks.report import Row, ScenarioResult
 from benchmarks.scenarios.poll import output_partitions
-from benchmarks.waiting import pause, wait_until
 from connector.config import load_settings
 from connector.simulator.clock import parse_api_datetime
+from testkit.waiting import pause, wait_for
 
 WARMUP_RECORDS = 20
 PREFIX = "lat"
@@ -132,14 +132,14 @@ def run(bench: Bench) -> ScenarioResult:
         for n in range(WARMUP_RECORDS):
             producer.produce(input_topic, item_value("warm", n))
         producer.flush(30)
-        wait_until(lambda: results.count >= WARMUP_RECORDS, timeout=120.0,
+        wait_for(lambda: results.count >= WARMUP_RECORDS, timeout=120.0,
                    what="the warm-up results", guard=proc.check_alive)  # fmt: skip
         bench.say(f"steady input: {rate:,}/s for {seconds:g}s")
         stamps, achieved = _paced_produce(producer, input_topic, rate, seconds)
-        wait_until(lambda: results.count >= WARMUP_RECORDS + total, timeout=120.0,
+        wait_for(lambda: results.count >= WARMUP_RECORDS + total, timeout=120.0,
                    what=f"{total:,} results", guard=proc.check_alive)  # fmt: skip
     finally:
-        code = proc.stop()
+        code = proc.terminate()
         results.stop()
         hops.stop()
     routes: dict[str, int] = bench.sim.stats().get("requests_by_route", {})

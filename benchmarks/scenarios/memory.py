@@ -18,7 +18,7 @@ from benchmarks.procs import RssSampler
 from benchmarks.progress import Progress
 from benchmarks.report import Row, ScenarioResult
 from benchmarks.scenarios.upload import Backlog, produce_topic
-from benchmarks.waiting import pause
+from testkit.waiting import pause
 
 SCENARIO = "s4"
 PREFIX = "mem"
@@ -80,7 +80,7 @@ def run(bench: Bench) -> ScenarioResult:
     finally:
         sampler.stop()
         stats = bench.sim.stats()
-        code = proc.stop()
+        code = proc.terminate()
         offsets.close()
         bench.sim.reset(restore_knobs=True)
 

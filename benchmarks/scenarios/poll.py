@@ -21,7 +21,7 @@ from benchmarks.procs import CpuWindow, labelled_processes
 from benchmarks.profiling import Profiler
 from benchmarks.progress import Throughput
 from benchmarks.report import Row, ScenarioResult
-from benchmarks.waiting import wait_until
+from testkit.waiting import wait_for
 
 PAGE_SIZE = 1000  # CONNECTOR_PAGE_SIZE's default
 OUTPUT_PARTITIONS = 6  # as `check --create-topics` makes the output topic
@@ -90,7 +90,7 @@ def measure_poll(
         return reader.count >= count
 
     try:
-        wait_until(
+        wait_for(
             published,
             timeout=max(180.0, count / 500),
             what=f"{count:,} results on {output}",
@@ -99,7 +99,7 @@ def measure_poll(
         window.stop()
     finally:
         raw = profiler.stop() if profiler is not None else None
-        code = proc.stop()
+        code = proc.terminate()
         reader.stop()
     if reader.count != count:
         raise BenchError(f"{output} holds {reader.count} results for {count} items")

@@ -28,7 +28,7 @@ from benchmarks.profiling import Profiler
 from benchmarks.progress import Progress, Throughput
 from benchmarks.records import item_values, mean_value_bytes
 from benchmarks.report import Row, ScenarioResult
-from benchmarks.waiting import wait_until
+from testkit.waiting import wait_for
 
 SCENARIO = "s1"
 PREFIX = "up"
@@ -169,7 +169,7 @@ def measure_upload(
             proc.check_alive()
 
     try:
-        outcome = wait_until(
+        outcome = wait_for(
             finished,
             timeout=max(180.0, expected / 1000),
             what=f"group {group} to commit {expected:,} offsets",
@@ -180,7 +180,7 @@ def measure_upload(
         stuck = offsets.lagging() if outcome == "stalled" else {}
     finally:
         raw = profiler.stop() if profiler is not None else None
-        codes = [proc.stop() for proc in procs]
+        codes = [proc.terminate() for proc in procs]
         offsets.close()
     if not since:
         raise BenchError(f"the backlog was drained before the window opened ({group})")

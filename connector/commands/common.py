@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 from connector.config import (
     KafkaSettings,
@@ -22,6 +23,9 @@ from connector.config import (
 from connector.errors import ConfigError
 from connector.kafka_properties import kafka_variable
 from connector.logs import register_settings_secrets
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+"""What `register(subparsers)` of each command module adds its subcommands to."""
 
 SettingsGroups = Sequence[type[SettingsGroup]]
 """The settings groups a command uses (see `connector.config`)."""

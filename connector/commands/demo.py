@@ -10,8 +10,9 @@ from types import FrameType
 
 import orjson
 
-from connector.cli import EXIT_INTERRUPTED
+from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.demo.pipeline import DemoOptions, run_demo
+from connector.errors import ConfigError
 from connector.logs import configure_logging
 
 DESCRIPTION = """\
@@ -72,8 +73,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     configure_logging("text", "WARNING")
     if args.items < 1:
-        print("--items: must be at least 1", file=sys.stderr)
-        return 2
+        raise ConfigError(["--items: must be at least 1"])
     if args.json:
         sys.stdout = sys.stderr  # progress lines go to stderr; only the JSON goes to stdout
     interrupted = threading.Event()

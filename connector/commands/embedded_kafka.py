@@ -13,12 +13,12 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from connector.commands.check import topic_specs
+from connector.app.topics import topic_specs
 from connector.config import PollerSettings, UploaderSettings, load_group, merged_variables
+from connector.devtools.brokers.base import BrokerKind
+from connector.devtools.brokers.maven import KAFKA_VERSION, cache_root
+from connector.devtools.brokers.start import default_kind, start_broker
 from connector.errors import ConfigError
-from connector.kafka.broker import BrokerKind
-from connector.kafka.brokers.maven import KAFKA_VERSION, cache_root
-from connector.kafka.embedded import default_kind, start_broker
 
 _KINDS = (BrokerKind.KAFKA, BrokerKind.MOCK, BrokerKind.NOIDA)
 

@@ -11,12 +11,12 @@ import sys
 import threading
 import time
 from datetime import datetime
-from typing import TypeAlias
 
 import orjson
 
-from connector.cli import EXIT_INTERRUPTED
-from connector.commands.common import add_settings_arguments, settings_from_args
+from connector.app.clients import build_client
+from connector.commands.common import Subparsers, add_settings_arguments, settings_from_args
+from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.config import (
     API_GROUPS,
     CursorSettings,
@@ -27,10 +27,14 @@ from connector.config import (
     ProjectSettings,
     Settings,
 )
+from connector.contract.cursor import Cursor
+from connector.contract.dead_letters import REPLAYABLE_REASONS, UPLOADER_REASONS
+from connector.contract.leadership import leader_status
 from connector.errors import ConnectorError
 from connector.interrupts import librdkafka_call
+from connector.kafka.reads import require_topics
 from connector.logs import configure_logging
-from connector.metrics import DEAD_LETTER_REASONS, Metrics
+from connector.metrics import Metrics
 from connector.operations.cursor_moves import (
     cursor_after_item,
     cursor_from_time,
@@ -39,20 +43,12 @@ from connector.operations.cursor_moves import (
     refusal,
 )
 from connector.operations.dead_letter_records import DeadLetter
-from connector.operations.kafka_reads import require_topics
-from connector.operations.leader import leader_status
-from connector.operations.replay import DEFAULT_REASONS, ReplayRequest, replay_dead_letters
+from connector.operations.replay import ReplayRequest, replay_dead_letters
 from connector.operations.status import describe_cursor, gather_status
-from connector.poller.cursor import Cursor
-from connector.poller.state import read_cursor, write_cursor
-
-from .roles import build_client
+from connector.poller.reset import write_cursor
+from connector.poller.state import read_cursor
 
 KAFKA_TIMEOUT_SECONDS = 30.0
-
-Subparsers: TypeAlias = (
-    "argparse._SubParsersAction[argparse.ArgumentParser]"  # a string: not subscriptable at run time
-)
 
 
 # --- status ------------------------------------------------------------------------------------
@@ -271,8 +267,8 @@ dead letter. The topic is read from --from-offset to where it ended when the rep
 (dead letters written meanwhile wait for the next replay); nothing is deleted from it and no
 offset is committed, so replaying twice puts the records back twice.
 
-Reasons (--reason, repeatable): {", ".join(DEAD_LETTER_REASONS)}.
-Default: {", ".join(DEFAULT_REASONS)}: their cause lies outside the record (the
+Reasons (--reason, repeatable): {", ".join(UPLOADER_REASONS)}.
+Default: {", ".join(REPLAYABLE_REASONS)}: their cause lies outside the record (the
 app's input_spec, the API's verdict, CONNECTOR_MAX_RECORD_BYTES), so once it is fixed the same
 record goes through. invalid_json and not_an_object records carry the same bytes when replayed
 and fail again; name them to replay them anyway. Dead letters keep their value whole; those
@@ -290,7 +286,7 @@ def run_replay_dlq(args: argparse.Namespace) -> int:
     request = ReplayRequest(
         dlq_topic=uploader.dlq_topic,
         input_topic=uploader.input_topic,
-        reasons=frozenset(args.reason or DEFAULT_REASONS),
+        reasons=frozenset(args.reason or REPLAYABLE_REASONS),
         from_offset=args.from_offset,
         max_records=args.max,
         dry_run=args.dry_run,
@@ -329,9 +325,9 @@ def register_replay_dlq(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--reason",
         action="append",
-        choices=DEAD_LETTER_REASONS,
+        choices=UPLOADER_REASONS,
         help=f"replay dead letters with this error-reason (repeatable; default: "
-        f"{', '.join(DEFAULT_REASONS)})",
+        f"{', '.join(REPLAYABLE_REASONS)})",
     )
     parser.add_argument(
         "--from-offset",

@@ -9,14 +9,14 @@ import sys
 import threading
 from collections import Counter
 
-from connector.cli import EXIT_INTERRUPTED
 from connector.commands.common import add_settings_arguments, settings_from_args
+from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.config import InputTopicSettings, KafkaSettings
 from connector.demo.feed import Feed
 from connector.demo.samples import MALFORMED_EVERY, sample_records
-from connector.errors import KafkaOperationError
+from connector.errors import ConfigError, KafkaOperationError
+from connector.kafka.reads import require_topics
 from connector.logs import configure_logging
-from connector.operations.kafka_reads import require_topics
 
 KAFKA_TIMEOUT_SECONDS = 30.0
 
@@ -52,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
     kafka, topic = settings.kafka, settings.get(InputTopicSettings).input_topic
     configure_logging("text", "WARNING")
     if args.count < 1:
-        print("--count: must be at least 1", file=sys.stderr)
-        return 2
+        raise ConfigError(["--count: must be at least 1"])
     config = kafka.client_config()
     prefix = args.prefix or f"sample-{secrets.token_hex(3)}"
     records = sample_records(args.count, args.seed, prefix=prefix, malformed=not args.valid_only)

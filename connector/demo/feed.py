@@ -6,12 +6,14 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, Producer
 
 from connector.demo.samples import SampleRecord
 from connector.interrupts import librdkafka_call
+from connector.kafka.produce import produce_when_room
 from connector.logs import kafka_logger
 
 FLUSH_SECONDS = 30.0
@@ -38,13 +40,13 @@ class Feed:
              "logger": kafka_logger()}
         )  # fmt: skip
         try:
-            self._produce(producer, stop)
+            self._produce_all(producer, stop)
         finally:
             with librdkafka_call():
                 left = int(producer.flush(FLUSH_SECONDS))
         return left
 
-    def _produce(self, producer: Producer, stop: threading.Event) -> None:
+    def _produce_all(self, producer: Producer, stop: threading.Event) -> None:
         started = time.monotonic()
         for number, record in enumerate(self.records):
             if self.rate > 0:
@@ -55,21 +57,22 @@ class Feed:
             if stop.is_set():
                 return
             self.produced_at[record.key.decode()] = time.time()
-            while True:
-                try:
-                    with librdkafka_call():
-                        producer.produce(
-                            self.topic, record.value, record.key, on_delivery=self._delivered
-                        )
-                    break
-                except BufferError:  # the local queue is full: let deliveries make room
-                    with librdkafka_call():
-                        producer.poll(0.1)
-            with librdkafka_call():
-                producer.poll(0)
+            produce_when_room(
+                partial(self._send, producer, record), partial(_poll, producer), wait_seconds=0.1
+            )
+            _poll(producer, 0)
+
+    def _send(self, producer: Producer, record: SampleRecord) -> None:
+        with librdkafka_call():
+            producer.produce(self.topic, record.value, record.key, on_delivery=self._delivered)
 
     def _delivered(self, error: KafkaError | None, _message: Any) -> None:
         if error is None:
             self.delivered += 1
         else:
             self.failures.append(error.str())
+
+
+def _poll(producer: Producer, seconds: float) -> None:
+    with librdkafka_call():
+        producer.poll(seconds)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connector.config import Settings
-from connector.kafka.broker import Broker
+from connector.devtools.brokers.base import Broker
 
 SCRIPT_NAME = "toloka-connector"
 

@@ -10,6 +10,7 @@ from typing import cast
 import orjson
 from confluent_kafka import Consumer, Message
 
+from connector.contract.dead_letters import REASON_HEADER
 from connector.logs import kafka_logger
 
 
@@ -90,7 +91,7 @@ class TopicObserver:
             observed = self._observed
             if message.topic() != self._output_topic:
                 observed.dead_letters[
-                    headers.get("error-reason", b"?").decode(errors="replace")
+                    headers.get(REASON_HEADER, b"?").decode(errors="replace")
                 ] += 1
                 return
             if key in observed.published_ids:

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
-from connector.commands.check import connector_topics
-from connector.commands.roles import build_roles
+from connector.app.process import run_connector
+from connector.app.topics import connector_topics
 from connector.config import Settings, load_settings
 from connector.demo.feed import Feed
 from connector.demo.next_steps import DemoCommands
@@ -25,10 +25,10 @@ from connector.demo.observer import TopicObserver
 from connector.demo.progress import Counts, ProgressView
 from connector.demo.samples import sample_records
 from connector.demo.summary import Summary
-from connector.kafka.broker import Broker
-from connector.kafka.embedded import start_broker
+from connector.devtools.brokers.base import Broker
+from connector.devtools.brokers.start import start_broker
+from connector.errors import RoleFailedError
 from connector.metrics import Metrics
-from connector.runner import RoleFailedError, run_roles
 from connector.simulator.process import SimulatorProcess, start_simulator_process
 
 log = logging.getLogger(__name__)
@@ -77,24 +77,16 @@ def demo_settings(broker: Broker, simulator: SimulatorProcess, metrics_port: int
 
 
 class RolesInBackground:
-    """`run_roles` in a thread, stopped by `stop()`; failures surface on `stop()`."""
+    """Both roles in a thread, as `run` runs them, stopped by `stop()`; failures surface on
+    `stop()`."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self._stop = threading.Event()
         self.failure: Exception | None = None
-        roles = build_roles(("uploader", "poller"), settings, metrics)
 
         def run() -> None:
             try:
-                run_roles(
-                    roles,
-                    metrics,
-                    metrics_host=settings.runtime.metrics_host,
-                    metrics_port=settings.runtime.metrics_port,
-                    shutdown_timeout_seconds=settings.runtime.shutdown_timeout_seconds,
-                    liveness_timeout_seconds=settings.runtime.liveness_timeout_seconds,
-                    stop=self._stop,
-                )
+                run_connector(("uploader", "poller"), settings, metrics=metrics, stop=self._stop)
             except RoleFailedError as exc:
                 self.failure = exc
 

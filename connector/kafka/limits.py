@@ -12,12 +12,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from connector.kafka.clients import Header
+
 LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000
+"""librdkafka's default `message.max.bytes` (and `batch.size`)."""
 LIBRDKAFKA_RECEIVE_MESSAGE_MAX_BYTES = 100_000_000
 LIBRDKAFKA_MESSAGE_MAX_BYTES_LIMIT = 1_000_000_000
 """The largest `message.max.bytes` librdkafka accepts."""
 FETCH_OVERHEAD_BYTES = 512
 """librdkafka raises `receive.message.max.bytes` to `fetch.max.bytes` plus this, unless set."""
+RECORD_OVERHEAD_BYTES = 128
+"""A record batch header (61 bytes) and one record's framing, with room to spare."""
+HEADER_OVERHEAD_BYTES = 10
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: list[Header] | None) -> int:
+    """The most a one-record batch of this record can take on the wire (no compression)."""
+    size = RECORD_OVERHEAD_BYTES + len(key or b"") + len(value or b"")
+    for name, header_value in headers or ():
+        size += HEADER_OVERHEAD_BYTES + len(name.encode()) + len(header_value or b"")
+    return size
 
 
 def receivable_bytes(config: Mapping[str, str]) -> int:

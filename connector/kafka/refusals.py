@@ -53,7 +53,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError
 
-from connector.errors import KafkaOperationError
+from connector.errors import KafkaRefusedError
 from connector.logs import CONNECTION_FAILURE_FACILITIES, kafka_logger
 
 _ADDRESS = re.compile(
@@ -236,14 +236,6 @@ def refusal_of_error(error: KafkaError) -> Refusal | None:
     return refusal(error.str()) if error.code() in _REFUSAL_CODES else None
 
 
-class KafkaRefusedError(KafkaOperationError):
-    """The brokers refuse this client; the message names the settings to check."""
-
-    def __init__(self, refused: Refusal, bootstrap_servers: str) -> None:
-        self.refusal = refused
-        super().__init__(refused.describe(bootstrap_servers))
-
-
 class _ObservingLogger:
     """A client's `logger`: hands each connection failure line to `observe`, whatever the log
     level (a line below it is never made into a record), then logs every line as before."""
@@ -273,7 +265,7 @@ class RefusalWatch:
     commands' reads act on."""
 
     def __init__(self, bootstrap_servers: str) -> None:
-        self._bootstrap_servers = bootstrap_servers
+        self.bootstrap_servers = bootstrap_servers
         self._lock = threading.Lock()
         self._refused: Refusal | None = None
         self._tentative: set[str] = set()
@@ -299,4 +291,4 @@ class RefusalWatch:
         with self._lock:
             refused = self._refused
         if refused is not None and refused.confirmed():
-            raise KafkaRefusedError(refused, self._bootstrap_servers)
+            raise KafkaRefusedError(refused, self.bootstrap_servers)

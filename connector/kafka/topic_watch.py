@@ -18,10 +18,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from connector.clock import Clock, SystemClock
-from connector.errors import KafkaOperationError
+from connector.errors import KafkaOperationError, KafkaRefusedError
 from connector.kafka.admin import cleanup_policies, existing_topics
 from connector.kafka.availability import KafkaAvailability
-from connector.kafka.refusals import KafkaRefusedError
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from connector.operations.leader import LeaderStatus
-from connector.poller.cursor import Cursor, initial_cursor
+from connector.contract.cursor import Cursor, initial_cursor
+from connector.contract.leadership import LeaderStatus
 
 API_RESOLUTION = timedelta(microseconds=1)
 

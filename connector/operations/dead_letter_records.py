@@ -12,14 +12,12 @@ from dataclasses import dataclass
 
 from confluent_kafka import Message
 
-from connector.uploader.ports import Header
-
-REASON_HEADER = "error-reason"
-VALUE_DROPPED_HEADER = "error-value-dropped"
-"""Set by earlier versions of the writer on a record too large for the dead-letter topic (no
-value kept); the writer now keeps every value whole, or keeps trying until its deadline."""
-REPLAYED_FROM_HEADER = "replayed-from"
-"""Added to a replayed record: `topic/partition/offset` of the dead letter it came from."""
+from connector.contract.dead_letters import (
+    REASON_HEADER,
+    REPLAYED_FROM_HEADER,
+    VALUE_DROPPED_HEADER,
+)
+from connector.kafka.clients import Header
 
 NO_REASON = "unknown"
 """The reason reported for a record without an `error-reason` header (not a dead letter the

@@ -23,14 +23,10 @@ from confluent_kafka import KafkaError, Message, Producer
 from connector.errors import KafkaOperationError
 from connector.interrupts import librdkafka_call
 from connector.kafka.limits import copying_producer_max_bytes
+from connector.kafka.produce import produce_when_room
+from connector.kafka.reads import first_contact, partitions_of, read_partitions, watermarks
 from connector.logs import kafka_logger
 from connector.operations.dead_letter_records import DeadLetter, read_dead_letter
-from connector.operations.kafka_reads import first_contact, partitions_of, read_until, watermarks
-
-DEFAULT_REASONS = ("invalid_item", "rejected", "too_large")
-"""Reasons whose cause lies outside the record bytes (the app's input_spec, the API's judgement,
-CONNECTOR_MAX_RECORD_BYTES), so a fix there lets the same record through. `invalid_json` and
-`not_an_object` are about the bytes themselves, which a replay repeats unchanged."""
 
 _FULL_QUEUE_WAIT_SECONDS = 0.1
 
@@ -148,30 +144,32 @@ class _Republisher:
                 up_to.get(dead_letter.partition, 0), dead_letter.offset + 1
             )
 
-        deadline = time.monotonic() + self._timeout
-        while True:
-            try:
-                with librdkafka_call():
-                    self._producer.produce(
-                        self._topic,
-                        key=dead_letter.key,
-                        value=dead_letter.value,
-                        headers=dead_letter.replay_headers(),
-                        on_delivery=delivered,
-                    )
-                    self._summary.sent += 1
-                break
-            except BufferError:
-                if time.monotonic() >= deadline:
-                    raise KafkaOperationError(
-                        f"the producer's queue for {self._topic} stayed full for "
-                        f"{self._timeout:g} s: Kafka does not take the replayed records"
-                    ) from None
-                # The local queue is full: serve delivery reports until there is room.
-                with librdkafka_call():
-                    self._producer.poll(_FULL_QUEUE_WAIT_SECONDS)
+        def produce() -> None:
+            with librdkafka_call():
+                self._producer.produce(
+                    self._topic,
+                    key=dead_letter.key,
+                    value=dead_letter.value,
+                    headers=dead_letter.replay_headers(),
+                    on_delivery=delivered,
+                )
+                self._summary.sent += 1
+
+        if not produce_when_room(
+            produce,
+            self._poll,
+            wait_seconds=_FULL_QUEUE_WAIT_SECONDS,
+            give_up_at=time.monotonic() + self._timeout,
+        ):
+            raise KafkaOperationError(
+                f"the producer's queue for {self._topic} stayed full for "
+                f"{self._timeout:g} s: Kafka does not take the replayed records"
+            )
+        self._poll(0)
+
+    def _poll(self, seconds: float) -> None:
         with librdkafka_call():
-            self._producer.poll(0)
+            self._producer.poll(seconds)
 
     def finish(self, timeout: float) -> int:
         """Wait for the deliveries; the number of records still unconfirmed."""
@@ -209,7 +207,9 @@ def replay_dead_letters(
             ends = {p: m.high for p, m in marks.items()}
             if not request.dry_run:
                 republisher = _Republisher(kafka_config, request.input_topic, summary, timeout)
-            letters = read_until(consumer, request.dlq_topic, starts, ends, idle_timeout=timeout)
+            letters = read_partitions(
+                consumer, request.dlq_topic, starts, ends=ends, idle_timeout=timeout
+            )
             for dead_letter in selected(letters, request, summary):
                 on_selected(dead_letter)
                 if republisher is not None:

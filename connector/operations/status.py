@@ -14,17 +14,17 @@ from typing import Any
 from confluent_kafka import Consumer
 
 from connector.config import CursorSettings, GroupSettings, InputTopicSettings, Settings
-from connector.operations.dead_letter_records import read_dead_letter
-from connector.operations.kafka_reads import (
+from connector.contract.cursor import Cursor
+from connector.contract.leadership import LeaderStatus, leader_status
+from connector.kafka.reads import (
     Watermarks,
     committed_offsets,
     first_contact,
     partitions_of,
-    read_until,
+    read_partitions,
     watermarks,
 )
-from connector.operations.leader import LeaderStatus, leader_status
-from connector.poller.cursor import Cursor
+from connector.operations.dead_letter_records import read_dead_letter
 from connector.poller.state import read_cursor
 
 
@@ -219,11 +219,11 @@ def count_reasons(
     consumer: Consumer, topic: str, marks: Mapping[int, Watermarks], timeout: float
 ) -> dict[str, int]:
     """Dead letters per `error-reason`, read from the first retained record to the end."""
-    records = read_until(
+    records = read_partitions(
         consumer,
         topic,
         {p: m.low for p, m in marks.items()},
-        {p: m.high for p, m in marks.items()},
+        ends={p: m.high for p, m in marks.items()},
         idle_timeout=timeout,
     )
     return dict(Counter(read_dead_letter(message).reason for message in records))

@@ -1,20 +1,14 @@
 """The poller role: finished items of the app project → output topic, exactly once.
 
-Layout: `cursor` (state record format, late-window bookkeeping), `scan` (what to list and what a
-page changes), `publisher` (output records, the page transaction), `state` (reading the state
-topic; the cursor function API), `leadership` (leader/standby), `loop`, `role` (build_poller).
+Layout: `scan` (what to list and what a page changes), `late_window` (the seen ids in memory),
+`publisher` (output records, the page transaction), `state` (reading the state topic), `reset`
+(replacing the cursor, for `reset-cursor`), `leadership` (leader/standby), `keepalive` (cursor
+records while a listing is in flight), `loop`, `role` (build_poller). The state topic's records
+and the leader's liveness rule are contracts: `connector.contract`.
 """
 
-from connector.poller.cursor import Cursor, StateFormatError, initial_cursor
+from connector.poller.reset import write_cursor
 from connector.poller.role import Poller, build_poller
-from connector.poller.state import read_cursor, write_cursor
+from connector.poller.state import read_cursor
 
-__all__ = [
-    "Cursor",
-    "Poller",
-    "StateFormatError",
-    "build_poller",
-    "initial_cursor",
-    "read_cursor",
-    "write_cursor",
-]
+__all__ = ["Poller", "build_poller", "read_cursor", "write_cursor"]

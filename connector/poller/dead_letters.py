@@ -16,14 +16,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from connector.poller.limits import record_size
-from connector.poller.publisher import Headers, OutputRecord, encode_json
-
-RESULT_TOO_LARGE = "result_too_large"
-UNREADABLE_RESULT = "unreadable_result"
-DROPPED_FIELDS_HEADER = "error-dropped-fields"
-
-MAX_MESSAGE_CHARS = 2000
+from connector.contract.dead_letters import (
+    DROPPED_FIELDS_HEADER,
+    MESSAGE_HEADER,
+    REASON_HEADER,
+    error_message,
+)
+from connector.contract.results import APP_PROJECT_ID_HEADER, ITEM_ID_HEADER
+from connector.kafka.clients import Header
+from connector.kafka.limits import record_size
+from connector.poller.publisher import OutputRecord, encode_json
 
 
 def dead_letter(
@@ -38,13 +40,11 @@ def dead_letter(
     limit: int,
 ) -> OutputRecord:
     """The dead letter of one item, at most `limit` bytes as `record_size` counts them."""
-    if len(message) > MAX_MESSAGE_CHARS:
-        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
-    headers: Headers = [
-        ("error-reason", reason.encode()),
-        ("error-message", message.encode()),
-        ("toloka-item-id", item_id.encode()),
-        ("toloka-app-project-id", app_project_id.encode()),
+    headers: list[Header] = [
+        (REASON_HEADER, reason.encode()),
+        (MESSAGE_HEADER, error_message(message)),
+        (ITEM_ID_HEADER, item_id.encode()),
+        (APP_PROJECT_ID_HEADER, app_project_id.encode()),
     ]
     if fields is None:
         room = max(limit - record_size(key, b"", headers), 0)
@@ -63,7 +63,7 @@ def dead_letter(
     return OutputRecord(key, value, _with_dropped(headers, dropped))
 
 
-def _with_dropped(headers: Headers, dropped: list[str]) -> Headers:
+def _with_dropped(headers: list[Header], dropped: list[str]) -> list[Header]:
     if not dropped:
         return headers
     return [*headers, (DROPPED_FIELDS_HEADER, ",".join(dropped).encode())]

@@ -1,14 +1,10 @@
-"""Who polls: one leader per app project, any number of standbys.
+"""Who polls: one leader per app project, any number of standbys (the rule itself, shared with
+`status` and `reset-cursor`: `connector.contract.leadership`).
 
-Safety comes from Kafka's fencing: every poller of a project uses the same transactional id, and
-whoever initialises it fences all older holders, so a paused or cut-off former leader can never
-commit again. Liveness comes from the state topic: the leader writes a cursor record in every
-transaction and at least every quarter of `leader_timeout_seconds` when nothing moves. A standby
-follows the topic and takes over when no cursor record arrived for `leader_timeout_seconds`, or
-at once when there is no cursor or the last one was written by a command (no holder).
-
-Takeover time after a leader dies: at most `leader_timeout_seconds`, plus the time Kafka needs to
-abort the dead leader's open transaction during `init_transactions`.
+A standby follows the state topic and takes over when no cursor record arrived for
+`leader_timeout_seconds`, or at once when there is no cursor or the last one was written by a
+command (no holder). Takeover time after a leader dies: at most `leader_timeout_seconds`, plus the
+time Kafka needs to abort the dead leader's open transaction during `init_transactions`.
 """
 
 from __future__ import annotations
@@ -16,20 +12,17 @@ from __future__ import annotations
 from enum import StrEnum
 
 from connector.clock import Clock
-from connector.poller.cursor import Cursor
+from connector.contract.cursor import Cursor
+from connector.contract.leadership import alive
 from connector.poller.state import FeedUpdate
 
-HEARTBEATS_PER_TIMEOUT = 4
 
+class Standing(StrEnum):
+    """Where this poller stands: starting, waiting as a standby, or leading."""
 
-class Role(StrEnum):
     STARTING = "starting"
     STANDBY = "standby"
     LEADER = "leader"
-
-
-def heartbeat_interval(leader_timeout_seconds: float) -> float:
-    return leader_timeout_seconds / HEARTBEATS_PER_TIMEOUT
 
 
 class LeaderWatch:
@@ -61,9 +54,10 @@ class LeaderWatch:
     def leader_gone(self) -> bool:
         if not self._caught_up:
             return False
-        if self._latest is None or self._latest.holder is None:
+        if self._latest is None:
             return True
-        return self._clock.monotonic() - self._last_sign_of_life >= self._timeout
+        since = self._clock.monotonic() - self._last_sign_of_life
+        return not alive(self._latest.holder, since, self._timeout)
 
     def holder(self) -> str | None:
         return None if self._latest is None else self._latest.holder

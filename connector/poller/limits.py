@@ -23,15 +23,10 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from connector.kafka.admin import topic_config_values
-from connector.poller.publisher import Headers, SizeRefusal
+from connector.kafka.limits import LIBRDKAFKA_MESSAGE_MAX_BYTES, RECORD_OVERHEAD_BYTES, record_size
+from connector.poller.publisher import SizeRefusal
 
 log = logging.getLogger(__name__)
-
-LIBRDKAFKA_MESSAGE_MAX_BYTES = 1_000_000
-"""librdkafka's default `message.max.bytes` (and `batch.size`)."""
-RECORD_OVERHEAD_BYTES = 128
-"""A record batch header (61 bytes) and one record's framing, with room to spare."""
-HEADER_OVERHEAD_BYTES = 10
 
 TopicLimitReader = Callable[[Sequence[str]], Mapping[str, int]]
 """Reads `max.message.bytes` of the topics it can; leaves out the ones it cannot."""
@@ -51,14 +46,6 @@ def read_max_message_bytes(
         return {topic: int(value) for topic, value in found.items() if value.isdigit()}
 
     return read
-
-
-def record_size(key: bytes | None, value: bytes | None, headers: Headers | None) -> int:
-    """The most a one-record batch of this record can take on the wire (no compression)."""
-    size = RECORD_OVERHEAD_BYTES + len(key or b"") + len(value or b"")
-    for name, header_value in headers or ():
-        size += HEADER_OVERHEAD_BYTES + len(name.encode()) + len(header_value or b"")
-    return size
 
 
 class RecordLimits:
@@ -109,12 +96,12 @@ class RecordLimits:
     def fits(self, topic: str, size: int) -> bool:
         return size <= self.limit(topic)
 
-    def learn(self, refusals: Sequence[SizeRefusal], *, one_record_per_batch: bool) -> bool:
-        """Take in records refused as too large by a producer that sent `one_record_per_batch`
-        or not. True when they tell which records were too large (each was refused alone);
-        False when a batch of several records may have been refused for their sum: produce one
-        record per batch from now on (the caller replaces the producer)."""
-        if any(refusal.by_broker for refusal in refusals) and not one_record_per_batch:
+    def learn(self, refusals: Sequence[SizeRefusal]) -> bool:
+        """Take in records refused as too large by a producer built with `producer_config()`.
+        True when they tell which records were too large (each was refused alone); False when
+        a batch of several records may have been refused for their sum: produce one record per
+        batch from now on (the caller replaces the producer, which is then built so)."""
+        if any(refusal.by_broker for refusal in refusals) and not self.single_record_batches:
             self.single_record_batches = True
             self.refresh(force=True)
             log.warning(

@@ -1,8 +1,9 @@
 """The poller's loop: wait as a standby until the leader is gone, then lead until fenced or told
 to stop. Leading is: list a page, publish its new finished items and the new cursor in one
-transaction, repeat at once while there is more, and between listings write heartbeats (while a
-listing is in flight, a helper thread writes them: see `keepalive`). Every
-`late_scan_interval_seconds` a look-back scan interrupts the main scan, caught up or not.
+transaction (`commits`), repeat at once while there is more, and between listings write
+keepalives (while a listing is in flight, the keepalive thread writes them: `keepalive`). Every
+`late_scan_interval_seconds` a look-back scan interrupts the main scan, caught up or not. Taking
+over, and its back-off when Kafka says no: `takeover`.
 
 Errors and what they do:
 - a listing that failed after the client's retries (RetryableApiError): wait, list again;
@@ -13,7 +14,7 @@ Errors and what they do:
 - a fatal producer error, or a transaction that could not end (a commit or abort timing out):
   a new producer claims the transactional id and re-reads the state (a commit whose outcome was
   unknown is then known);
-- fencing (a newer poller claimed the id), from any transaction or heartbeat: step down to
+- fencing (a newer poller claimed the id), from any transaction or keepalive: step down to
   standby, never exit;
 - an AuthenticationError (bad key) or an unreadable state record: raised, the process exits.
 """
@@ -22,46 +23,38 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
 
 from connector.clock import Clock
 from connector.config import PollerSettings
+from connector.contract.leadership import keepalive_interval
 from connector.errors import (
     AuthenticationError,
     FatalApiError,
-    KafkaOperationError,
-    RetryableApiError,
-    UnreadablePageError,
-    ValidationFailedError,
-)
-from connector.lifecycle import Heartbeat
-from connector.metrics import Metrics, result_status_label
-from connector.outstanding import OutstandingItems
-from connector.poller.cursor import PollerState, initial_cursor
-from connector.poller.dead_letters import RESULT_TOO_LARGE, UNREADABLE_RESULT, dead_letter
-from connector.poller.keepalive import HeartbeatsDuringCall
-from connector.poller.leadership import LeaderWatch, Role, heartbeat_interval
-from connector.poller.limits import RecordLimits, record_size
-from connector.poller.page_size import PageSizer
-from connector.poller.publisher import (
-    OutputRecord,
     PageAbortedError,
-    ProducerFactory,
     ProducerFailedError,
     ProducerFencedError,
     PublishError,
     RecordsTooLargeError,
-    TransactionalPublisher,
-    output_record,
-    record_key,
+    RetryableApiError,
+    UnreadablePageError,
+    ValidationFailedError,
 )
+from connector.kafka.transactions import ProducerFactory
+from connector.lifecycle import Heartbeat
+from connector.metrics import Metrics
+from connector.outstanding import OutstandingItems
+from connector.poller.commits import Commits, Leadership
+from connector.poller.keepalive import KeepalivesWhileListing
+from connector.poller.leadership import LeaderWatch, Standing
+from connector.poller.limits import RecordLimits
+from connector.poller.page_records import PageRecords
+from connector.poller.page_size import PageSizer
 from connector.poller.scan import (
-    PagePlan,
     Scan,
-    heartbeat_change,
     late_scan,
     late_scan_is_empty,
     main_scan,
@@ -70,8 +63,10 @@ from connector.poller.scan import (
     plan_unreadable,
 )
 from connector.poller.state import StateStore
-from connector.poller.unreadable import UnreadableItem, readable_item, single_entry
-from connector.toloka.models import Item, ItemPage
+from connector.poller.status import PollerStatus
+from connector.poller.takeover import RETRY_PAUSE_SECONDS, TakeOver
+from connector.poller.unreadable import readable_item, single_entry
+from connector.toloka.models import ItemPage
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +74,6 @@ _FEED_POLL_SECONDS = 0.5
 UNREADABLE_ATTEMPTS = 3
 """Times an item must fail to read alone before it is dead-lettered (a garbled answer may be a
 passing fault of a proxy)."""
-_RETRY_PAUSE_SECONDS = 1.0
-DEFAULT_RESPONSE_LIMIT_BYTES = 64 * 1024 * 1024
 
 
 class ItemSource(Protocol):
@@ -96,35 +89,6 @@ class ItemSource(Protocol):
     ) -> ItemPage: ...
 
 
-@dataclass
-class _Leadership:
-    """What exists only while this instance leads."""
-
-    publisher: TransactionalPublisher
-    state: PollerState
-    scan: Scan
-    last_write: float  # monotonic time of the last committed state record
-    last_late_scan: float
-    """Monotonic end of the last look-back scan: the main scan gets at least an interval
-    between two of them, however long one takes (a burst in the window is a long one)."""
-    flowing: bool = False  # the current main scan published something
-    one_record_per_batch: bool = False
-    """The producer was built to send one record per batch (a refusal then names the record)."""
-    rejected_after_id: str | None = None
-    """A cursor item the API said it does not know: the main scan lists from the cursor's
-    finished_at instead, until the cursor moves to another item."""
-
-
-@dataclass
-class _PageOutcome:
-    """What the records of one transaction are, before they are produced."""
-
-    results: list[OutputRecord] = field(default_factory=list)
-    dead_letters: list[OutputRecord] = field(default_factory=list)
-    published: list[Item] = field(default_factory=list)
-    reasons: list[str] = field(default_factory=list)
-
-
 class PollerLoop:
     def __init__(
         self,
@@ -138,74 +102,75 @@ class PollerLoop:
         metrics: Metrics,
         heartbeat: Heartbeat,
         instance_id: str,
+        response_limit_bytes: int,
         outstanding: OutstandingItems | None = None,
-        dlq_topic: str = "toloka.items.dlq",
         limits: RecordLimits | None = None,
-        response_limit_bytes: int = DEFAULT_RESPONSE_LIMIT_BYTES,
     ) -> None:
         self._settings = settings
         self._project = app_project_id
         self._source = source
-        self._producer_factory = producer_factory
         self._store = store
         self._clock = clock
         self._metrics = metrics
         self._heartbeat = heartbeat
         self._instance_id = instance_id
-        self._outstanding = outstanding
-        self._dlq_topic = dlq_topic
         self._limits = limits or RecordLimits({}, (), lambda _topics: {})
         self._pages = PageSizer(settings.page_size, response_limit_bytes)
         self._unreadable_strikes: dict[str, int] = {}
         self._metrics.poller_page_limit.set(self._pages.size)
-        self._heartbeat_every = heartbeat_interval(settings.leader_timeout_seconds)
+        self._keepalive_every = keepalive_interval(settings.leader_timeout_seconds)
         # The late window's clock: the wall clock read once, moved on by the monotonic clock,
         # so that a step of the wall clock while leading cannot move the horizon past items
         # that may still appear (a forward jump would disable the window).
         self._wall_at_start = clock.time()
         self._monotonic_at_start = clock.monotonic()
-        self.role = Role.STARTING
-        self.kafka_problem: str | None = None
-        """Why the last transaction or take-over failed; None once one succeeds (readiness)."""
-        # Progress of the leader, for readiness: monotonic times of the last listing answered
-        # and the last transaction committed (both set at take-over), and why listing fails.
-        self.last_listing_at = clock.monotonic()
-        self.last_commit_at = clock.monotonic()
-        self.listing_failure: str | None = None
+        self.status = PollerStatus(clock.monotonic(), clock.monotonic())
+        self._records = PageRecords(settings, app_project_id, self._limits)
+        self._commits = Commits(
+            instance_id=instance_id, clock=clock, metrics=metrics, heartbeat=heartbeat,
+            status=self.status, outstanding=outstanding,
+        )  # fmt: skip
+        self._takeover = TakeOver(
+            settings, app_project_id, instance_id=instance_id,
+            producer_factory=producer_factory, store=store, limits=self._limits,
+            commits=self._commits, clock=clock, metrics=metrics, heartbeat=heartbeat,
+            status=self.status,
+        )  # fmt: skip
 
-    # --- roles -----------------------------------------------------------------------------
+    # --- standing --------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         wait_for_vacancy = True
         try:
             while not stop.is_set():
-                self._set_role(Role.STANDBY)
+                self._set_standing(Standing.STANDBY)
                 if wait_for_vacancy and not self._wait_for_vacancy(stop):
                     return
-                leadership = self._take_over()
+                leadership = self._takeover.attempt(self._late_window_time())
                 if leadership is None:
                     wait_for_vacancy = True
-                    self._clock.wait(stop, _RETRY_PAUSE_SECONDS)
+                    self._takeover.pause_after_failure(stop)
                     continue
+                self._set_standing(Standing.LEADER)
                 try:
-                    self._lead(leadership, stop)
-                    self._release(leadership)
+                    self._lead_while_keeping_alive(leadership, stop)
+                    self._commits.release(leadership, self._project)
                 except ProducerFencedError as exc:
                     log.warning("another poller took over (%s): stepping down to standby", exc)
-                    self.kafka_problem = None  # a standby that was fenced is doing its job
+                    self.status.kafka_problem = None  # a standby that was fenced does its job
                     wait_for_vacancy = True
                 except ProducerFailedError as exc:
                     log.error("fatal producer error (%s): claiming the transactional id anew", exc)
-                    self.kafka_problem = f"producer replaced: {exc}"
+                    self.status.kafka_problem = f"producer replaced: {exc}"
                     wait_for_vacancy = False
         finally:
-            self._set_role(Role.STANDBY)
+            self._set_standing(Standing.STANDBY)
 
-    def _set_role(self, role: Role) -> None:
-        if role != self.role:
-            log.info("poller of app project %s: %s", self._project, role.value)
-        self.role = role
-        self._metrics.poller_leader.set(1 if role is Role.LEADER else 0)
+    def _set_standing(self, standing: Standing, /) -> None:
+        if standing != self.status.standing:
+            log.info("poller of app project %s: %s", self._project, standing.value)
+        self.status.standing = standing
+        self._metrics.poller_leader.set(1 if standing is Standing.LEADER else 0)
 
     def _wait_for_vacancy(self, stop: threading.Event) -> bool:
         """Follow the state topic until the leader is gone (True) or `stop` is set (False)."""
@@ -216,86 +181,35 @@ class PollerLoop:
                 self._heartbeat.beat()
                 watch.observe(feed.poll(_FEED_POLL_SECONDS))
                 if watch.leader_gone():
-                    log.info("no live poller (last holder %s): taking over", watch.holder())
+                    # Said once per outage: a take-over failing again is no news.
+                    level = logging.DEBUG if self._takeover.failures else logging.INFO
+                    log.log(level, "no live poller (last holder %s): taking over", watch.holder())
                     return True
             return False
         finally:
             feed.close()
 
-    def _new_publisher(self) -> TransactionalPublisher:
-        """A producer that claimed the transactional id (fencing older holders)."""
-        self._limits.refresh()
-        publisher = TransactionalPublisher(
-            self._producer_factory(),
-            output_topic=self._settings.output_topic,
-            state_topic=self._settings.state_topic,
-            dlq_topic=self._dlq_topic,
-            timeout_seconds=self._settings.transaction_timeout_seconds,
-            clock=self._clock,
-        )
-        publisher.init()
-        return publisher
-
-    def _take_over(self) -> _Leadership | None:
-        """Claim the transactional id, then read the state it protects; None when Kafka failed
-        (the caller waits and tries again)."""
-        try:
-            with self._heartbeat.waiting_on("Kafka (taking over)"):
-                publisher = self._new_publisher()
-                # Read after init_transactions: the previous holder's open transaction is
-                # resolved by then, so read_committed shows the last cursor that will ever count.
-                state = self._store.read().poller_state()
-                if state is None:
-                    state = self._new_state()
-                    log.info("no cursor yet: starting from %s", self._settings.start_from)
-                change = heartbeat_change(state, now=self._clock.time(), holder=self._instance_id)
-                publisher.commit_page([], change.records())
-        except ProducerFencedError as exc:
-            # Another standby claimed the id first: it leads, this one is a standby doing its job.
-            log.info("another poller took over first (%s): standing by", exc)
-            self.kafka_problem = None
-            return None
-        except (PublishError, KafkaOperationError) as exc:
-            log.warning("could not take over as poller: %s", exc)
-            self.kafka_problem = f"could not take over: {exc}"
-            return None
-        state.apply(change)
-        now = self._clock.monotonic()
-        self.kafka_problem = None
-        self.last_listing_at = self.last_commit_at = now
-        self.listing_failure = None
-        self._set_role(Role.LEADER)
-        self._metrics.poller_takeovers.inc()
-        self._observe_state(state)
-        return _Leadership(
-            publisher,
-            state,
-            main_scan(self._late_window_time()),
-            now,
-            now,
-            one_record_per_batch=self._limits.single_record_batches,
-        )
-
-    def _new_state(self) -> PollerState:
-        cursor = initial_cursor(
-            self._project,
-            self._settings.start_from,
-            now=self._clock.time(),
-            late_window_seconds=self._settings.late_window_seconds,
-            holder=self._instance_id,
-        )
-        return PollerState(cursor)
-
     # --- leading ---------------------------------------------------------------------------
 
-    def _lead(self, lead: _Leadership, stop: threading.Event) -> None:
+    def _lead_while_keeping_alive(self, lead: Leadership, stop: threading.Event) -> None:
+        def due_in() -> float:
+            return lead.last_write + self._keepalive_every - self._clock.monotonic()
+
+        with KeepalivesWhileListing(
+            lambda: self._commits.keepalive_while_listing(lead), due_in, RETRY_PAUSE_SECONDS
+        ) as keepalives:
+            self._lead(lead, keepalives, stop)
+
+    def _lead(
+        self, lead: Leadership, keepalives: KeepalivesWhileListing, stop: threading.Event
+    ) -> None:
         """Pages until `stop`; ProducerFencedError / ProducerFailedError end the leadership."""
         while not stop.is_set():
             self._heartbeat.beat()
-            if self._clock.monotonic() - lead.last_write >= self._heartbeat_every:
-                self._write_heartbeat(lead)
+            if self._clock.monotonic() - lead.last_write >= self._keepalive_every:
+                self._commits.write_keepalive(lead)
             try:
-                caught_up = self._poll_page(lead)
+                caught_up = self._poll_page(lead, keepalives)
             except UnreadablePageError as exc:
                 self._pass_unreadable(lead, exc, stop)
                 continue
@@ -304,11 +218,11 @@ class PollerLoop:
                 continue
             except PageAbortedError as exc:
                 log.warning("page transaction aborted, listing the page again: %s", exc)
-                self._pause(lead, stop, _RETRY_PAUSE_SECONDS)
+                self._pause(lead, stop, RETRY_PAUSE_SECONDS)
                 continue
             except RetryableApiError as exc:
                 log.warning("listing failed, trying again: %s", exc)
-                self.listing_failure = str(exc)
+                self.status.listing_failure = str(exc)
                 self._pause(lead, stop, self._settings.poll_interval_seconds)
                 continue
             except AuthenticationError:
@@ -317,14 +231,14 @@ class PollerLoop:
                 # An answer that cannot be used (a malformed body, a proxy's 404, an after_id the
                 # API forgot): exiting would only restart into the same answer, a crash loop.
                 log.warning("listing answered unusably, trying again later: %s", exc)
-                self.listing_failure = str(exc)
+                self.status.listing_failure = str(exc)
                 if isinstance(exc, ValidationFailedError) and "after_id" in exc.payload:
                     self._without_after_id(lead)
                 self._pause(lead, stop, self._settings.idle_poll_interval_seconds)
                 continue
             self._next_scan(lead, caught_up, stop)
 
-    def _next_scan(self, lead: _Leadership, caught_up: bool, stop: threading.Event) -> None:
+    def _next_scan(self, lead: Leadership, caught_up: bool, stop: threading.Event) -> None:
         """After a page: go on, look back when a look-back scan is due (caught up or not), or
         wait for more."""
         now = self._clock.monotonic()
@@ -348,19 +262,19 @@ class PollerLoop:
         self._pause(lead, stop, wait)
         lead.scan = self._main_scan(lead)
 
-    def _main_scan(self, lead: _Leadership) -> Scan:
+    def _main_scan(self, lead: Leadership) -> Scan:
         after_id = lead.state.cursor.after_id
         rejected = after_id is not None and after_id == lead.rejected_after_id
         return main_scan(self._late_window_time(), from_floor=rejected)
 
-    def _poll_page(self, lead: _Leadership) -> bool:
+    def _poll_page(self, lead: Leadership, keepalives: KeepalivesWhileListing) -> bool:
         """List one page and commit what it changes; True when the scan is caught up."""
         started = self._clock.monotonic()
         # An empty look-back scan (nothing between the horizon and the cursor) lists nothing.
         empty = late_scan_is_empty(lead.state, lead.scan)
-        page = ItemPage() if empty else self._list(lead)
-        self.last_listing_at = self._clock.monotonic()
-        self.listing_failure = None
+        page = ItemPage() if empty else self._list(lead, keepalives)
+        self.status.last_listing_at = self._clock.monotonic()
+        self.status.listing_failure = None
         plan = plan_page(
             lead.state,
             lead.scan,
@@ -369,9 +283,9 @@ class PollerLoop:
             late_window_seconds=self._settings.late_window_seconds,
             holder=self._instance_id,
         )
-        outcome = self._outcome(plan.publish)
+        outcome = self._records.outcome(plan.publish)
         if plan.change is not None:
-            self._commit(lead, plan, outcome)
+            self._commits.commit(lead, plan, outcome)
         lead.scan = plan.next_scan
         if plan.out_of_range:
             log.warning(
@@ -387,19 +301,14 @@ class PollerLoop:
         self._metrics.poll_duration.observe(self._clock.monotonic() - started)
         return plan.caught_up
 
-    def _list(self, lead: _Leadership) -> ItemPage:
-        """The next page of the scan; heartbeats go on meanwhile, however long it takes."""
+    def _list(self, lead: Leadership, keepalives: KeepalivesWhileListing) -> ItemPage:
+        """The next page of the scan; keepalives go on meanwhile, however long it takes."""
         request = next_request(lead.state, lead.scan)
-
-        def write() -> None:
-            change = heartbeat_change(lead.state, now=self._clock.time(), holder=self._instance_id)
-            self._commit(lead, PagePlan([], change, False, lead.scan), _PageOutcome())
-
-        def due_in() -> float:
-            return lead.last_write + self._heartbeat_every - self._clock.monotonic()
-
         try:
-            with HeartbeatsDuringCall(write, due_in):
+            with (
+                self._heartbeat.waiting_on("the Toloka API (listing)"),
+                keepalives.listing(),
+            ):
                 return self._source.list_items(
                     sort="finished",
                     after_id=request.after_id,
@@ -415,7 +324,7 @@ class PollerLoop:
             return ItemPage(content=[item], has_more=True)
 
     def _pass_unreadable(
-        self, lead: _Leadership, exc: UnreadablePageError, stop: threading.Event
+        self, lead: Leadership, exc: UnreadablePageError, stop: threading.Event
     ) -> None:
         """A page that cannot be read: ask for fewer items; a page of one: dead-letter its item
         in the transaction that moves past it."""
@@ -451,8 +360,9 @@ class PollerLoop:
             self._next_scan(lead, plan.caught_up, stop)
             return
         log.error("item %s cannot be read even alone (%s): dead-lettered", entry.id, exc)
+        outcome = self._records.outcome([], unreadable=entry if plan.publish else None)
         try:
-            self._commit(lead, plan, self._outcome([], unreadable=entry if plan.publish else None))
+            self._commits.commit(lead, plan, outcome)
         except RecordsTooLargeError as refused:
             self._learn_sizes(lead, refused)
             return
@@ -461,105 +371,19 @@ class PollerLoop:
             return
         lead.scan = plan.next_scan
 
-    def _outcome(
-        self, publish: Sequence[Item], unreadable: UnreadableItem | None = None
-    ) -> _PageOutcome:
-        """Output records for the items of a page, dead letters for what cannot be published."""
-        outcome = _PageOutcome()
-        for item in publish:
-            record = output_record(
-                item, key_field=self._settings.key_field, app_project_id=self._project
-            )
-            size = record_size(record.key, record.value, record.headers)
-            if self._limits.fits(self._settings.output_topic, size):
-                outcome.results.append(record)
-                outcome.published.append(item)
-            else:
-                outcome.dead_letters.append(self._too_large_letter(item, record, size))
-                outcome.reasons.append(RESULT_TOO_LARGE)
-        if unreadable is not None:
-            outcome.dead_letters.append(self._unreadable_letter(unreadable))
-            outcome.reasons.append(UNREADABLE_RESULT)
-        return outcome
-
-    def _too_large_letter(self, item: Item, record: OutputRecord, size: int) -> OutputRecord:
-        topic = self._settings.output_topic
-        message = (
-            f"the result record takes {size} bytes; {topic} accepts at most "
-            f"{self._limits.limit(topic)} (the lowest of its max.message.bytes, the producer's "
-            "message.max.bytes, and what the broker refused): too large to publish"
-        )
-        return dead_letter(
-            RESULT_TOO_LARGE,
-            message,
-            item_id=item.id,
-            app_project_id=item.app_project_id or self._project,
-            key=record.key,
-            fields=item.raw,
-            limit=self._limits.limit(self._dlq_topic),
-        )
-
-    def _unreadable_letter(self, entry: UnreadableItem) -> OutputRecord:
-        input_data = entry.fields.get("input_data")
-        stand_in = Item.model_construct(
-            id=entry.id, input_data=input_data if isinstance(input_data, dict) else {}
-        )
-        return dead_letter(
-            UNREADABLE_RESULT,
-            f"the item cannot be read even alone: {entry.problem}",
-            item_id=entry.id,
-            app_project_id=self._project,
-            key=record_key(stand_in, self._settings.key_field).encode(),
-            fields=entry.fields,
-            raw=entry.raw,
-            limit=self._limits.limit(self._dlq_topic),
-        )
-
-    def _commit(self, lead: _Leadership, plan: PagePlan, outcome: _PageOutcome) -> None:
-        assert plan.change is not None
-        try:
-            with self._heartbeat.waiting_on("Kafka (transaction)"):
-                lead.publisher.commit_page(
-                    outcome.results, plan.change.records(), outcome.dead_letters
-                )
-        except PublishError as exc:
-            self._metrics.transactions.labels("aborted").inc()
-            self.kafka_problem = f"transaction failed: {exc}"
-            raise
-        self.kafka_problem = None
-        lead.state.apply(plan.change)
-        lead.last_write = self.last_commit_at = self._clock.monotonic()
-        self._metrics.transactions.labels("committed").inc()
-        if lead.scan.late:
-            self._metrics.late_items.inc(len(plan.publish))
-        else:
-            lead.flowing = lead.flowing or bool(plan.publish)
-        for reason in outcome.reasons:
-            self._metrics.dead_letters.labels(reason).inc()
-        self._observe_published(plan.publish, outcome.published)
-        self._observe_state(lead.state)
-
-    def _write_heartbeat(self, lead: _Leadership) -> None:
-        change = heartbeat_change(lead.state, now=self._clock.time(), holder=self._instance_id)
-        try:
-            self._commit(lead, PagePlan([], change, False, lead.scan), _PageOutcome())
-        except PageAbortedError as exc:
-            log.warning("heartbeat transaction aborted: %s", exc)
-
-    def _learn_sizes(self, lead: _Leadership, refused: RecordsTooLargeError) -> None:
+    def _learn_sizes(self, lead: Leadership, refused: RecordsTooLargeError) -> None:
         """Records were refused as too large (the page was aborted and will be listed again).
         When the refusing producer sent several records per batch, which one was too large is
         unknown: replace it by one that sends one record per batch (fencing the old one; a
         failure ends the leadership and the state is read again)."""
-        if self._limits.learn(refused.refused, one_record_per_batch=lead.one_record_per_batch):
+        if self._limits.learn(refused.refused):
             return
         try:
-            lead.publisher = self._new_publisher()
+            lead.publisher = self._takeover.new_publisher()
         except PublishError as exc:
             raise ProducerFailedError(f"could not replace the producer: {exc}") from exc
-        lead.one_record_per_batch = True
 
-    def _without_after_id(self, lead: _Leadership) -> None:
+    def _without_after_id(self, lead: Leadership) -> None:
         """List again from the floor of the scan: the API no longer knows its after_id."""
         if lead.scan.late:
             lead.scan = replace(lead.scan, after_id=None)
@@ -567,58 +391,24 @@ class PollerLoop:
         lead.rejected_after_id = lead.state.cursor.after_id
         lead.scan = self._main_scan(lead)
 
-    def _release(self, lead: _Leadership) -> None:
-        """On a clean stop, a cursor without holder: a standby takes over at once instead of
-        after the leader timeout, and `reset-cursor` needs no --force."""
-        change = heartbeat_change(lead.state, now=self._clock.time(), holder=None)
-        try:
-            self._commit(lead, PagePlan([], change, False, lead.scan), _PageOutcome())
-        except PublishError as exc:
-            log.warning("could not hand leadership over (a standby waits it out): %s", exc)
-            return
-        log.info("poller of app project %s: leadership released", self._project)
-
-    def _pause(self, lead: _Leadership, stop: threading.Event, seconds: float) -> None:
-        """Wait `seconds` (or until `stop`), writing heartbeats when they fall due."""
+    def _pause(self, lead: Leadership, stop: threading.Event, seconds: float) -> None:
+        """Wait `seconds` (or until `stop`), writing keepalives when they fall due."""
         deadline = self._clock.monotonic() + seconds
         while True:
             now = self._clock.monotonic()
             if now >= deadline:
                 return
-            next_heartbeat = max(lead.last_write + self._heartbeat_every, now)
-            if self._clock.wait(stop, max(0.0, min(deadline, next_heartbeat) - now)):
+            next_keepalive = max(lead.last_write + self._keepalive_every, now)
+            if self._clock.wait(stop, max(0.0, min(deadline, next_keepalive) - now)):
                 return
             self._heartbeat.beat()
-            if self._clock.monotonic() < next_heartbeat:
+            if self._clock.monotonic() < next_keepalive:
                 continue
-            self._write_heartbeat(lead)
-            failed = self._clock.monotonic() >= lead.last_write + self._heartbeat_every
-            if failed and self._clock.wait(stop, min(_RETRY_PAUSE_SECONDS, seconds)):
-                return  # (a failed heartbeat is not tried again at once)
+            self._commits.write_keepalive(lead)
+            failed = self._clock.monotonic() >= lead.last_write + self._keepalive_every
+            if failed and self._clock.wait(stop, min(RETRY_PAUSE_SECONDS, seconds)):
+                return  # (a failed keepalive is not tried again at once)
 
     def _late_window_time(self) -> float:
         """Wall-clock seconds as the late window counts them (see __init__)."""
         return self._wall_at_start + self._clock.monotonic() - self._monotonic_at_start
-
-    # --- metrics ---------------------------------------------------------------------------
-
-    def _observe_published(self, passed: Sequence[Item], published: Sequence[Item]) -> None:
-        """`passed`: every item the transaction moved past; `published`: those with a result
-        (the others were dead-lettered)."""
-        now = self._clock.time()
-        for item in published:
-            self._metrics.results_published.labels(result_status_label(item.status)).inc()
-            if item.created_at is not None and item.finished_at is not None:
-                self._metrics.item_processing_time.observe(
-                    (item.finished_at - item.created_at).total_seconds()
-                )
-        if self._outstanding is not None:
-            for item in passed:
-                uploaded_at = self._outstanding.take(item.id)
-                if uploaded_at is not None:
-                    self._metrics.end_to_end_time.observe(now - uploaded_at)
-            self._metrics.items_outstanding.set(len(self._outstanding))
-
-    def _observe_state(self, state: PollerState) -> None:
-        self._metrics.cursor_age.set(state.cursor.age_seconds(self._clock.time()))
-        self._metrics.late_window_tracked_items.set(len(state.seen))

@@ -13,88 +13,29 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 import orjson
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException
 
 from connector.clock import Clock
-from connector.logs import kafka_logger
+from connector.contract.cursor import STATE_PARTITION
+from connector.contract.results import APP_PROJECT_ID_HEADER, ITEM_ID_HEADER, STATUS_HEADER
+from connector.errors import (
+    PageAbortedError,
+    ProducerFailedError,
+    RecordsTooLargeError,
+)
+from connector.kafka.clients import DeliveryCallback, Header, TransactionalProducer
+from connector.kafka.produce import produce_when_room
+from connector.kafka.transactions import PRODUCER_ERRORS, classify, is_fenced, kafka_error_of
 from connector.toloka.models import Item
 
 log = logging.getLogger(__name__)
 
-STATE_PARTITION = 0
-"""The state topic is read and written on partition 0 only, so the cursor's key never depends on
-a partitioner."""
-
-Headers = list[tuple[str, str | bytes | None]]
-DeliveryCallback = Callable[[KafkaError | None, Any], None]
-
-_FENCED_CODES = frozenset(
-    {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
-)
-
-
-def transactional_id(app_project_id: str) -> str:
-    """Stable per app project: whoever initialises it fences every older holder."""
-    return f"toloka-connector-poller-{app_project_id}"
-
-
-def producer_config(
-    kafka_config: Mapping[str, Any], app_project_id: str, transaction_timeout_seconds: float
-) -> dict[str, Any]:
-    return {
-        "linger.ms": 5,  # a default: a user's KAFKA_LINGER_MS wins
-        **kafka_config,
-        "enable.idempotence": True,  # transactions need it: a KAFKA_ setting cannot turn it off
-        "transactional.id": transactional_id(app_project_id),
-        "transaction.timeout.ms": int(transaction_timeout_seconds * 1000),
-        "logger": kafka_logger(),
-    }
-
-
-class TransactionalProducer(Protocol):
-    """The part of confluent_kafka.Producer the poller uses (fakes implement it in tests)."""
-
-    def init_transactions(self, timeout: float) -> None: ...
-    def begin_transaction(self) -> None: ...
-    def produce(
-        self,
-        topic: str,
-        *,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        partition: int = -1,
-        on_delivery: DeliveryCallback | None = None,
-        headers: Headers | None = None,
-    ) -> None: ...
-    def poll(self, timeout: float) -> int: ...
-    def flush(self, timeout: float) -> int: ...
-    def commit_transaction(self, timeout: float) -> None: ...
-    def abort_transaction(self, timeout: float) -> None: ...
-
-
-ProducerFactory = Callable[[], TransactionalProducer]
-
-
-def kafka_producer_factory(
-    kafka_config: Mapping[str, Any],
-    app_project_id: str,
-    transaction_timeout_seconds: float,
-    overrides: Callable[[], Mapping[str, Any]] = dict,
-) -> ProducerFactory:
-    """Creates producers of `producer_config`, with what `overrides()` says at that moment."""
-    config = producer_config(kafka_config, app_project_id, transaction_timeout_seconds)
-
-    def create() -> TransactionalProducer:
-        producer: TransactionalProducer = Producer({**config, **overrides()})
-        return producer
-
-    return create
-
+_FULL_QUEUE_WAIT_SECONDS = 0.1
 
 # --- output records ----------------------------------------------------------------------------
 
@@ -103,7 +44,7 @@ def kafka_producer_factory(
 class OutputRecord:
     key: bytes
     value: bytes
-    headers: Headers
+    headers: list[Header]
 
 
 def record_key(item: Item, key_field: str) -> str:
@@ -132,32 +73,14 @@ def output_record(item: Item, *, key_field: str, app_project_id: str) -> OutputR
         key=record_key(item, key_field).encode(),
         value=encode_json(item.raw),
         headers=[
-            ("toloka-item-id", item.id.encode()),
-            ("toloka-status", (item.status or "").encode()),
-            ("toloka-app-project-id", (item.app_project_id or app_project_id).encode()),
+            (ITEM_ID_HEADER, item.id.encode()),
+            (STATUS_HEADER, (item.status or "").encode()),
+            (APP_PROJECT_ID_HEADER, (item.app_project_id or app_project_id).encode()),
         ],
     )
 
 
 # --- the transaction ---------------------------------------------------------------------------
-
-
-class PublishError(Exception):
-    """Base of what `commit_page` raises; the page was not committed."""
-
-
-class PageAbortedError(PublishError):
-    """An abortable error: the transaction was aborted; the same page may be tried again."""
-
-
-class ProducerFencedError(PublishError):
-    """A newer holder of the transactional id exists: step down to standby."""
-
-
-class ProducerFailedError(PublishError):
-    """The producer cannot go on (a fatal error, or a transaction whose end it could not reach:
-    a commit or abort that kept timing out). It must be replaced, and the state read again: a
-    commit whose outcome was unknown is known then."""
 
 
 @dataclass(frozen=True)
@@ -169,47 +92,6 @@ class SizeRefusal:
     by_broker: bool
     """False: librdkafka refused it before sending (larger than its message.max.bytes); True:
     the broker refused the batch that held it (which may have held other records too)."""
-
-
-class RecordsTooLargeError(PageAbortedError):
-    """Records of the page were refused as too large; the transaction was aborted."""
-
-    def __init__(self, message: str, refused: Sequence[SizeRefusal]) -> None:
-        super().__init__(message)
-        self.refused = tuple(refused)
-
-
-def is_fenced(error: KafkaError) -> bool:
-    return error.code() in _FENCED_CODES
-
-
-def kafka_error_of(exc: BaseException) -> KafkaError | None:
-    """The KafkaError behind `exc`. confluent-kafka raises a SystemError chained to it when a
-    delivery callback runs after the call has already failed (seen: `flush` on a fenced
-    producer), so the chain is searched, not only `exc` itself."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, KafkaException) and seen.args and isinstance(seen.args[0], KafkaError):
-            return seen.args[0]
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-def classify(exc: BaseException, during: str) -> PublishError:
-    """Fencing, a fatal error (or one that cannot be read), or an abortable error."""
-    error = kafka_error_of(exc)
-    if error is None:
-        return ProducerFailedError(f"{during}: {exc!r}")
-    message = f"{during}: {error.str()}"
-    if is_fenced(error):
-        return ProducerFencedError(message)
-    if error.fatal():
-        return ProducerFailedError(message)
-    return PageAbortedError(message)
-
-
-_PRODUCER_ERRORS = (KafkaException, SystemError)
-"""What a producer call raises when it fails (see `kafka_error_of` for the SystemError)."""
 
 
 class TransactionalPublisher:
@@ -236,7 +118,7 @@ class TransactionalPublisher:
         """Claim the transactional id (fencing older holders, aborting their open transaction)."""
         try:
             self._producer.init_transactions(self._timeout)
-        except _PRODUCER_ERRORS as exc:
+        except PRODUCER_ERRORS as exc:
             raise classify(exc, "init_transactions") from exc
 
     def commit_page(
@@ -293,7 +175,7 @@ class TransactionalPublisher:
                 )
             step = "commit_transaction"
             self._commit()
-        except _PRODUCER_ERRORS as exc:
+        except PRODUCER_ERRORS as exc:
             error = classify(exc, step)
             if isinstance(error, PageAbortedError) and step == "begin_transaction":
                 # begin has no abortable errors: its transaction state is not what we think.
@@ -308,35 +190,36 @@ class TransactionalPublisher:
         key: bytes,
         value: bytes | None,
         on_delivery: DeliveryCallback,
-        headers: Headers | None = None,
+        headers: list[Header] | None = None,
         *,
         partition: int = -1,
     ) -> bool:
         """Produce one record; False when librdkafka refused it as too large."""
-        deadline = self._clock.monotonic() + self._timeout
-        while True:
-            try:
-                self._producer.produce(
+        try:
+            produced = produce_when_room(
+                lambda: self._producer.produce(
                     topic,
                     value=value,
                     key=key,
                     partition=partition,
                     on_delivery=on_delivery,
                     headers=headers,
-                )
-                return True
-            except BufferError:
-                # The local queue is full: serve delivery reports until there is room.
-                if self._clock.monotonic() > deadline:
-                    self._abort(
-                        PageAbortedError(f"produce: the local queue stayed full {self._timeout:g}s")
-                    )
-                self._producer.poll(0.1)
-            except KafkaException as exc:
-                error = kafka_error_of(exc)
-                if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                    return False
-                raise
+                ),
+                self._producer.poll,
+                wait_seconds=_FULL_QUEUE_WAIT_SECONDS,
+                give_up_at=self._clock.monotonic() + self._timeout,
+                now=self._clock.monotonic,
+            )
+        except KafkaException as exc:
+            error = kafka_error_of(exc)
+            if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                return False
+            raise
+        if not produced:
+            self._abort(
+                PageAbortedError(f"produce: the local queue stayed full {self._timeout:g}s")
+            )
+        return True
 
     def _commit(self) -> None:
         """commit_transaction, called again while its error is retriable (a timed-out commit
@@ -346,7 +229,7 @@ class TransactionalPublisher:
             try:
                 self._producer.commit_transaction(self._remaining(deadline))
                 return
-            except _PRODUCER_ERRORS as exc:
+            except PRODUCER_ERRORS as exc:
                 error = kafka_error_of(exc)
                 if error is None or error.fatal() or is_fenced(error):
                     raise classify(exc, "commit_transaction") from exc
@@ -367,7 +250,7 @@ class TransactionalPublisher:
         while True:
             try:
                 self._producer.abort_transaction(self._remaining(deadline))
-            except _PRODUCER_ERRORS as exc:
+            except PRODUCER_ERRORS as exc:
                 abort_error = kafka_error_of(exc)
                 if abort_error is None or abort_error.fatal() or is_fenced(abort_error):
                     raise classify(exc, "abort_transaction") from exc

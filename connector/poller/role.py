@@ -1,4 +1,4 @@
-"""The poller as a `connector.lifecycle.Role`, and `build_poller` that wires it to Kafka."""
+"""The poller as a `connector.lifecycle.Standing`, and `build_poller` that wires it to Kafka."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from typing import Protocol
 from connector.clock import Clock, SystemClock
 from connector.config import Settings
 from connector.kafka.availability import KafkaAvailability
-from connector.lifecycle import Heartbeat, Readiness
+from connector.kafka.transactions import kafka_producer_factory
+from connector.lifecycle import Heartbeat, Readiness, retries_end_on_stop
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
-from connector.poller.leadership import Role
+from connector.poller.leadership import Standing
 from connector.poller.limits import RecordLimits, read_max_message_bytes
 from connector.poller.loop import ItemSource, PollerLoop
-from connector.poller.publisher import kafka_producer_factory
 from connector.poller.state import KafkaStateStore
 from connector.startup import read_at_startup
 from connector.toloka.models import AppProject
@@ -76,39 +76,42 @@ class Poller:
         self._project_read = False
 
     def run(self, stop: threading.Event) -> None:
-        with self.heartbeat.waiting_on("the Toloka API (the app project)"):
-            project = read_at_startup(
-                self._client.get_project, "the app project",
-                client=self._client, stop=stop, clock=self._clock, backoff=self._backoff,
-                rng=self._rng,
-            )  # fmt: skip
-        if project is None:
-            return
-        self._project_read = True
-        self._loop.run(stop)
+        # The client retries a listing through an outage; a shutdown ends the retries, so the
+        # leader releases its leadership within the shutdown budget.
+        with retries_end_on_stop(stop, self._client):
+            with self.heartbeat.waiting_on("the Toloka API (the app project)"):
+                project = read_at_startup(
+                    self._client.get_project, "the app project",
+                    client=self._client, stop=stop, clock=self._clock, backoff=self._backoff,
+                    rng=self._rng,
+                )  # fmt: skip
+            if project is None:
+                return
+            self._project_read = True
+            self._loop.run(stop)
 
     def readiness(self) -> Readiness:
         if not self._project_read:
             return Readiness(False, "reading the app project from the Toloka API")
-        loop = self._loop
-        role = loop.role
-        problems = [] if loop.kafka_problem is None else [loop.kafka_problem]
-        if role is Role.LEADER:
+        status = self._loop.status
+        standing = status.standing
+        problems = [] if status.kafka_problem is None else [status.kafka_problem]
+        if standing is Standing.LEADER:
             problems += self._stalled()
         if problems:
-            return Readiness(ready=False, detail="; ".join([role.value, *problems]))
-        return Readiness(ready=role is not Role.STARTING, detail=role.value)
+            return Readiness(ready=False, detail="; ".join([standing.value, *problems]))
+        return Readiness(ready=standing is not Standing.STARTING, detail=standing.value)
 
     def _stalled(self) -> list[str]:
         """The leader's progress problems: listings or transactions failing for too long."""
-        loop = self._loop
+        status = self._loop.status
         now = self._clock.monotonic()
         problems = []
-        since_listing = now - loop.last_listing_at
+        since_listing = now - status.last_listing_at
         if since_listing > self._progress_timeout:
-            failure = f" (last failure: {loop.listing_failure})" if loop.listing_failure else ""
+            failure = f" (last failure: {status.listing_failure})" if status.listing_failure else ""
             problems.append(f"no listing answered for {since_listing:.0f}s{failure}")
-        since_commit = now - loop.last_commit_at
+        since_commit = now - status.last_commit_at
         if since_commit > self._progress_timeout:
             problems.append(f"no transaction committed for {since_commit:.0f}s")
         return problems
@@ -131,10 +134,9 @@ def build_poller(
     kafka_config = settings.kafka.client_config()
     kafka_config = kafka_config if kafka is None else kafka.watch(kafka_config)
     heartbeat = Heartbeat("poller", clock)
-    dlq_topic = poller.dlq_topic
     limits = RecordLimits(
         kafka_config,
-        (poller.output_topic, dlq_topic, poller.state_topic),
+        (poller.output_topic, poller.dlq_topic, poller.state_topic),
         read_max_message_bytes(kafka_config, TOPIC_LIMITS_READ_SECONDS),
     )
     loop = PollerLoop(
@@ -157,7 +159,6 @@ def build_poller(
         heartbeat=heartbeat,
         instance_id=instance_id(),
         outstanding=outstanding,
-        dlq_topic=dlq_topic,
         limits=limits,
         response_limit_bytes=settings.api.max_response_bytes,
     )

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from connector.poller.cursor import EPOCH, PollerState, StateChange
+from connector.contract.cursor import EPOCH, StateChange
+from connector.poller.late_window import PollerState
 from connector.poller.unreadable import UnreadableItem
 from connector.toloka.models import Item, ItemPage, format_api_datetime
 
@@ -141,7 +142,7 @@ def plan_page(
     return PagePlan(publish, state.plan(publish, written), caught_up, next_scan, out_of_range)
 
 
-def heartbeat_change(state: PollerState, *, now: float, holder: str | None) -> StateChange:
+def keepalive_change(state: PollerState, *, now: float, holder: str | None) -> StateChange:
     """The cursor as it is, written again: the leader's sign of life while nothing moves, or,
     with no holder, its word that it stopped leading."""
     written = replace(state.cursor, written_at=datetime.fromtimestamp(now, UTC), holder=holder)

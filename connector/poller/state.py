@@ -5,40 +5,32 @@ returns our cursor and the segments it names (the last record per key wins, as c
 leave it). `open_feed()` follows the topic for a standby: it reports each new cursor record for
 our project, which is the leader's heartbeat.
 
-`read_cursor` / `write_cursor` are the function API of the `status` and `reset-cursor` commands.
-`write_cursor` uses the poller's transactional id, so it fences the active poller (which steps
-down and hands over to whoever takes over next, reading the new cursor).
+`read_cursor` is what the `status` and `reset-cursor` commands read (the latter writes with
+`connector.poller.reset.write_cursor`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from connector.clock import Clock, SystemClock
-from connector.errors import KafkaOperationError
-from connector.logs import kafka_logger
-from connector.poller.cursor import (
+from connector.contract.cursor import (
+    STATE_PARTITION,
     Cursor,
-    PollerState,
     Segment,
-    StateChange,
-    StateFormatError,
     cursor_key,
     decode_cursor,
     decode_segment,
     segment_key,
 )
-from connector.poller.publisher import (
-    STATE_PARTITION,
-    TransactionalPublisher,
-    kafka_producer_factory,
-)
+from connector.errors import KafkaOperationError, StateFormatError
+from connector.logs import kafka_logger
+from connector.poller.late_window import PollerState
 
 log = logging.getLogger(__name__)
 
@@ -222,50 +214,3 @@ def read_cursor(
         timeout_seconds=timeout_seconds,
     )
     return store.read().cursor
-
-
-def write_cursor(
-    kafka_config: Mapping[str, str],
-    state_topic: str,
-    cursor: Cursor,
-    *,
-    group_id: str = "toloka-connector",
-    timeout_seconds: float = 30.0,
-    clock: Clock | None = None,
-) -> None:
-    """Replace the cursor of `cursor.app_project_id` (its seen segments are deleted; the record
-    is written with no holder, so a standby takes over at once and reads it).
-
-    Claims the poller's transactional id first: the active poller is fenced and steps down, and
-    nothing it had in flight can commit after this cursor.
-    """
-    clock = clock or SystemClock()
-    create_producer = kafka_producer_factory(kafka_config, cursor.app_project_id, timeout_seconds)
-    publisher = TransactionalPublisher(
-        create_producer(),
-        output_topic="",  # no results are written
-        state_topic=state_topic,
-        timeout_seconds=timeout_seconds,
-        clock=clock,
-    )
-    publisher.init()
-    current = KafkaStateStore(
-        kafka_config,
-        topic=state_topic,
-        app_project_id=cursor.app_project_id,
-        group_id=group_id,
-        timeout_seconds=timeout_seconds,
-        clock=clock,
-    ).read()
-    dropped = tuple(ref.seq for ref in current.cursor.segments) if current.cursor else ()
-    next_segment = current.cursor.next_segment if current.cursor else 0
-    replacement = replace(
-        cursor,
-        segments=(),
-        next_segment=max(next_segment, cursor.next_segment),
-        holder=None,
-        written_at=datetime.fromtimestamp(clock.time(), UTC),
-    )
-    change = StateChange(cursor=replacement, new_segment=None, dropped=dropped)
-    publisher.commit_page([], change.records())
-    log.info("cursor of %s replaced", cursor.app_project_id)

@@ -2,5 +2,5 @@
 a controllable processing clock, fault injection and an admin API under `/_simulator`.
 
 Start it with `toloka-connector simulator` (or `python -m connector.simulator`); see
-`connector.commands.simulator` for the options and `connector.simulator.admin` for the admin API.
+`connector.simulator.cli` for the options and `connector.simulator.admin` for the admin API.
 """

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from connector.commands.simulator import DESCRIPTION, add_arguments, run
+from connector.simulator.cli import DESCRIPTION, add_arguments, run
 
 parser = argparse.ArgumentParser(
     prog="python -m connector.simulator",

@@ -27,17 +27,19 @@ import orjson
 from connector.simulator.clock import MICROS, DatetimeFormatter
 from connector.simulator.knobs import knob_help
 from connector.simulator.responses import Response, json_response
+from connector.simulator.state import SimulatorState
 from connector.simulator.store import OUTCOMES
 
 if TYPE_CHECKING:
-    from connector.simulator.app import Simulator
     from connector.simulator.http import Request
 
 ADMIN_PREFIX = "/_simulator"
 MAX_SEED = 10_000_000
 
 
-def handle_admin(sim: Simulator, method: str, path: str, query: str, request: Request) -> Response:
+def handle_admin(
+    sim: SimulatorState, method: str, path: str, query: str, request: Request
+) -> Response:
     try:
         return _dispatch(sim, method, path.rstrip("/"), query, request.body)
     except _AdminError as error:
@@ -51,7 +53,7 @@ class _AdminError(Exception):
         self.status = status
 
 
-def _dispatch(sim: Simulator, method: str, path: str, query: str, body: bytes) -> Response:
+def _dispatch(sim: SimulatorState, method: str, path: str, query: str, body: bytes) -> Response:
     route = (method, path)
     if route == ("GET", ""):
         return json_response(_index(sim))
@@ -92,7 +94,7 @@ def _dispatch(sim: Simulator, method: str, path: str, query: str, body: bytes) -
     raise _AdminError(f"no admin endpoint {method} {ADMIN_PREFIX}{path}", "NOT_FOUND", 404)
 
 
-def _seed(sim: Simulator, form: dict[str, Any]) -> dict[str, Any]:
+def _seed(sim: SimulatorState, form: dict[str, Any]) -> dict[str, Any]:
     count = form.get("count")
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_SEED:
         raise _AdminError(f"count must be an integer within [0, {MAX_SEED}]")
@@ -111,12 +113,12 @@ def _seed(sim: Simulator, form: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _clock(sim: Simulator) -> dict[str, Any]:
+def _clock(sim: SimulatorState) -> dict[str, Any]:
     now = sim.clock.now()
     return {"now": DatetimeFormatter().format(now), "now_micros": now}
 
 
-def _index(sim: Simulator) -> dict[str, Any]:
+def _index(sim: SimulatorState) -> dict[str, Any]:
     return {
         "project_id": sim.project_id,
         "app_id": sim.solution.app_id,

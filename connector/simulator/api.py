@@ -17,9 +17,9 @@ import orjson
 
 from connector.simulator.listing import ListingError, list_page, parse_query
 from connector.simulator.responses import Response, api_error, field_errors, json_response
+from connector.simulator.state import SimulatorState
 
 if TYPE_CHECKING:
-    from connector.simulator.app import Simulator
     from connector.simulator.http import Request
 
 MAX_BULK_ITEMS = 10_000
@@ -57,7 +57,7 @@ def route_of(method: str, parts: list[str]) -> str:
     return ROUTES.get((path_shape(parts) or "", method), "other")
 
 
-def handle_api(sim: Simulator, parts: list[str], query: str, request: Request) -> Response:
+def handle_api(sim: SimulatorState, parts: list[str], query: str, request: Request) -> Response:
     """One API request; `parts` is its path after the prefix, split on "/"."""
     method, headers, body = request.method, request.headers, request.body
     scheme, _, key = headers.get("authorization", "").partition(" ")
@@ -93,7 +93,7 @@ def handle_api(sim: Simulator, parts: list[str], query: str, request: Request) -
     return _get_item(sim, parts[3])
 
 
-def _get_item(sim: Simulator, item_id: str) -> Response:
+def _get_item(sim: SimulatorState, item_id: str) -> Response:
     seq = sim.store.seq_of(item_id)
     if seq is None:
         return _not_found(f"Item {item_id} does not exist")
@@ -102,7 +102,7 @@ def _get_item(sim: Simulator, item_id: str) -> Response:
     return json_response(sim.store.to_json(seq, now, listing=False))
 
 
-def _list_items(sim: Simulator, query_string: str) -> Response:
+def _list_items(sim: SimulatorState, query_string: str) -> Response:
     params = dict(parse_qsl(query_string))
     try:
         query = parse_query(params, sim.store)
@@ -121,7 +121,7 @@ def _list_items(sim: Simulator, query_string: str) -> Response:
     return json_response({"content": content, "has_more": has_more})
 
 
-def _create_item(sim: Simulator, body: bytes) -> Response:
+def _create_item(sim: SimulatorState, body: bytes) -> Response:
     form = _json_object(body)
     if isinstance(form, Response):
         return form
@@ -145,7 +145,7 @@ def _create_item(sim: Simulator, body: bytes) -> Response:
     return json_response(sim.store.to_json(seq, sim.clock.now(), listing=False))
 
 
-def _bulk_create(sim: Simulator, body: bytes) -> Response:
+def _bulk_create(sim: SimulatorState, body: bytes) -> Response:
     form = _json_object(body)
     if isinstance(form, Response):
         return form

@@ -17,14 +17,11 @@ from typing import Any
 
 import httpx
 
-from connector.kafka.brokers.process import die_with_parent
+from connector.devtools.processes import die_with_parent
+from connector.errors import SimulatorStartError
 
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
-
-
-class SimulatorStartError(RuntimeError):
-    """The simulator process exited or printed no URL in time."""
 
 
 @dataclass

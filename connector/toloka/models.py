@@ -7,11 +7,13 @@ an offset and with any number of fraction digits; they are normalised to aware U
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_core.core_schema import ValidatorFunctionWrapHandler
+
+from connector.clock import as_utc
 
 TERMINAL_STATUSES = frozenset({"COMPLETED", "ERROR", "CANCELLED"})
 """Statuses after which an item never changes again (ARCHIVE, NO_MONEY, STOPPED can resume)."""
@@ -24,11 +26,6 @@ FIELD_TYPES = frozenset(
     {"string", "url", "integer", "float", "boolean", "json", "file", "coordinates"}
 )
 """Scalar `input_spec` types; each also exists as `array_<type>`."""
-
-
-def as_utc(value: datetime) -> datetime:
-    """The API writes UTC without an offset: a naive datetime from it is UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def format_api_datetime(value: datetime) -> str:

@@ -27,21 +27,28 @@ import logging
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
 from connector.clock import Clock
-from connector.errors import KafkaOperationError
+from connector.contract.dead_letters import (
+    API_REQUEST_ID_HEADER,
+    MESSAGE_HEADER,
+    REASON_HEADER,
+    SOURCE_OFFSET_HEADER,
+    SOURCE_PARTITION_HEADER,
+    SOURCE_TOPIC_HEADER,
+    error_message,
+)
+from connector.errors import DeadLetterStuckError, KafkaOperationError
+from connector.kafka.clients import Header, Message, Producer
+from connector.kafka.produce import produce_when_room
 from connector.metrics import Metrics
 from connector.uploader.decode import Refusal
-from connector.uploader.ports import Header, Message, Producer
 
 log = logging.getLogger(__name__)
-
-MAX_MESSAGE_CHARS = 2000
-"""`error-message` is cut to this length: a record with thousands of bad fields must not make a
-dead letter larger than the record."""
 
 HEADERS_ALLOWANCE_BYTES = 64 * 1024
 """Room for the headers a dead letter adds to its record (`error-message` is at most 2,000
@@ -51,25 +58,18 @@ RETRY_BASE_SECONDS = 0.5
 RETRY_CAP_SECONDS = 10.0
 
 
-class DeadLetterStuckError(KafkaOperationError):
-    """A dead letter was not acknowledged within CONNECTOR_DLQ_TIMEOUT_SECONDS."""
-
-
 def dead_letter_headers(message: Message, refusal: Refusal, request_id: str | None) -> list[Header]:
-    text = refusal.message
-    if len(text) > MAX_MESSAGE_CHARS:
-        text = text[: MAX_MESSAGE_CHARS - 1] + "…"
     original = message.headers() or []
     headers: list[Header] = list(original.items() if isinstance(original, dict) else original)
     headers += [
-        ("error-reason", refusal.reason.encode()),
-        ("error-message", text.encode()),
-        ("source-topic", str(message.topic()).encode()),
-        ("source-partition", str(message.partition()).encode()),
-        ("source-offset", str(message.offset()).encode()),
+        (REASON_HEADER, refusal.reason.encode()),
+        (MESSAGE_HEADER, error_message(refusal.message)),
+        (SOURCE_TOPIC_HEADER, str(message.topic()).encode()),
+        (SOURCE_PARTITION_HEADER, str(message.partition()).encode()),
+        (SOURCE_OFFSET_HEADER, str(message.offset()).encode()),
     ]
     if request_id:
-        headers.append(("api-request-id", request_id.encode()))
+        headers.append((API_REQUEST_ID_HEADER, request_id.encode()))
     return headers
 
 
@@ -209,19 +209,26 @@ class DeadLetterWriter:
         while self._unsent:
             letter = self._unsent[0]
             try:
-                self._producer.produce(
-                    self._topic, value=letter.value, key=letter.key, headers=letter.headers,
-                    on_delivery=self._report_for(letter),
+                sent = produce_when_room(
+                    partial(self._produce, letter),
+                    self._producer.poll,
+                    wait_seconds=0,
+                    give_up_at=self._clock.monotonic(),  # the queue is full: next step
+                    now=self._clock.monotonic,
                 )  # fmt: skip
-            except BufferError:
-                # The producer's queue is full: serve delivery reports, try again next step.
-                self._producer.poll(0)
-                return
             except KafkaException as failure:
                 self._unsent.popleft()
                 self._refused_locally(letter, failure.args[0])
                 continue
+            if not sent:
+                return
             self._unsent.popleft()
+
+    def _produce(self, letter: _Letter) -> None:
+        self._producer.produce(
+            self._topic, value=letter.value, key=letter.key, headers=letter.headers,
+            on_delivery=self._report_for(letter),
+        )  # fmt: skip
 
     def _refused_locally(self, letter: _Letter, error: KafkaError) -> None:
         if error.fatal() or error.code() == KafkaError.MSG_SIZE_TOO_LARGE:

@@ -25,13 +25,8 @@ from typing import Any, Protocol
 
 import orjson
 
+from connector.contract.dead_letters import INVALID_ITEM, INVALID_JSON, NOT_AN_OBJECT, TOO_LARGE
 from connector.validation import FieldProblem
-
-INVALID_JSON = "invalid_json"
-NOT_AN_OBJECT = "not_an_object"
-INVALID_ITEM = "invalid_item"
-REJECTED = "rejected"
-TOO_LARGE = "too_large"
 
 
 class Validator(Protocol):

@@ -35,15 +35,15 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from connector.clock import Clock
 from connector.config import UploaderSettings
-from connector.errors import KafkaOperationError
+from connector.errors import DeadLetterStuckError, KafkaOperationError
+from connector.kafka.clients import Consumer, Message, Producer
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
 from connector.uploader.batcher import Batch, Batcher, PendingRecord
-from connector.uploader.dead_letters import DeadLetterStuckError, DeadLetterWriter
+from connector.uploader.dead_letters import DeadLetterWriter
 from connector.uploader.decode import Refusal, Validator, decode_item
 from connector.uploader.lag import LagReporter
 from connector.uploader.offsets import OffsetTracker
-from connector.uploader.ports import Consumer, Message, Producer
 from connector.uploader.spec import SpecRefresher
 from connector.uploader.upload import BatchOutcome, BatchUploader
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from connector.clock import Clock
+from connector.contract.dead_letters import REJECTED, TOO_LARGE
 from connector.errors import (
     ClientRequestError,
     FatalApiError,
@@ -39,7 +40,7 @@ from connector.outstanding import OutstandingItems
 from connector.toloka.client import BulkCreateResult
 from connector.toloka.retry import RetryPolicy
 from connector.uploader.batcher import Batch, PendingRecord, request_body
-from connector.uploader.decode import REJECTED, TOO_LARGE, Refusal
+from connector.uploader.decode import Refusal
 
 log = logging.getLogger(__name__)
 

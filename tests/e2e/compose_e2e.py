@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -48,8 +49,9 @@ import orjson
 from confluent_kafka import Consumer, Producer
 from ruamel.yaml import YAML
 
+from connector.kafka.produce import produce_when_room
+from testkit.waiting import wait_for
 from tests.e2e import images
-from tests.fixtures.waiting import wait_for
 
 ROOT = images.ROOT
 COMPOSE_FILES = (
@@ -243,12 +245,11 @@ class TopicReader:
 def produce(bootstrap: str, records: Iterator[tuple[str, bytes]]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
     for key, value in records:
-        while True:
-            try:
-                producer.produce(INPUT_TOPIC, value, key=key.encode())
-                break
-            except BufferError:  # the local queue is full: let deliveries make room
-                producer.poll(0.1)
+        produce_when_room(
+            partial(producer.produce, INPUT_TOPIC, value, key=key.encode()),
+            producer.poll,
+            wait_seconds=0.1,
+        )
         producer.poll(0)
     if producer.flush(120) != 0:
         raise StepFailedError("the host's producer could not deliver every record to Kafka")

@@ -37,7 +37,7 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
-from connector.kafka.brokers.maven import KAFKA_VERSION, kafka_libs
+from connector.devtools.brokers.maven import KAFKA_VERSION, kafka_libs
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent / "images"

@@ -1,29 +1,26 @@
 """What the poller's integration tests share: settings for a simulator and a broker, pollers in
-this process or as `python -m connector poll` processes, and reading back what was published."""
+this process or as `toloka-connector poll` processes (`testkit.processes.ConnectorProcess`), and
+reading back what was published."""
 
 from __future__ import annotations
 
 import collections
-import os
-import signal
-import subprocess
-import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 from confluent_kafka import Message
 
-from connector.commands.roles import build_client
+from connector.app.clients import build_client
+from connector.clock import as_utc
 from connector.config import Settings, load_settings
+from connector.contract.cursor import Cursor
 from connector.metrics import Metrics
 from connector.poller import Poller, build_poller, read_cursor
-from connector.toloka.models import as_utc
-from tests.fixtures.brokers import read_all
+from testkit.kafka import read_all
 from tests.fixtures.simulator import SimulatorHandle
 
 DEADLINE_SECONDS = 90.0
@@ -75,12 +72,15 @@ class PollerSetup:
         assert self.dlq_topic is not None
         return read_all(self.bootstrap_servers, self.dlq_topic, isolation_level=isolation_level)
 
-    def late_horizon(self) -> datetime | None:
-        cursor = read_cursor(
+    def cursor(self) -> Cursor | None:
+        return read_cursor(
             {"bootstrap.servers": self.bootstrap_servers},
             self.state_topic,
             self.simulator.project_id,
         )
+
+    def late_horizon(self) -> datetime | None:
+        cursor = self.cursor()
         return None if cursor is None else cursor.late_horizon
 
     # --- the simulator's side ---------------------------------------------------------------
@@ -158,49 +158,3 @@ class PollerThread:
     def metric(self, name: str, labels: Mapping[str, str] | None = None) -> float:
         value = self.metrics.registry.get_sample_value(name, dict(labels or {}))
         return 0.0 if value is None else value
-
-
-class PollerProcess:
-    """`python -m connector poll` in a process of its own; its log goes to a file."""
-
-    def __init__(self, environ: Mapping[str, str], log_path: Path) -> None:
-        self.log_path = log_path
-        env = {**os.environ, **environ, "PYTHONUNBUFFERED": "1"}
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "connector", "poll"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def lines(self, text: str) -> Iterator[str]:
-        return (line for line in self.log().splitlines() if text in line)
-
-    def is_leader(self) -> bool:
-        roles = [line for line in self.log().splitlines() if "poller of app project" in line]
-        return bool(roles) and roles[-1].endswith(": leader")
-
-    def is_standby(self) -> bool:
-        roles = [line for line in self.log().splitlines() if "poller of app project" in line]
-        return bool(roles) and roles[-1].endswith(": standby")
-
-    def signal(self, signum: signal.Signals) -> None:
-        self.process.send_signal(signum)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(30)
-
-    def terminate(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode

@@ -19,9 +19,11 @@ from confluent_kafka.admin import (
     ConfigResource,
 )
 
+from connector.devtools.brokers.base import Capability
 from connector.kafka.admin import TopicSpec, ensure_topics
-from connector.kafka.broker import ApiKey, Broker, Capability
-from tests.fixtures.brokers import NewTopic, ReadTopic, require, unique_name
+from testkit.brokers import ApiKey, ControllableBroker
+from testkit.kafka import unique_name
+from tests.fixtures.brokers import NewTopic, ReadTopic, require
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +63,7 @@ def consume(consumer: Consumer, count: int) -> list[str]:
 
 
 @pytest.fixture
-def group_consumer(kafka_broker: Broker) -> Iterator[Callable[[], Consumer]]:
+def group_consumer(kafka_broker: ControllableBroker) -> Iterator[Callable[[], Consumer]]:
     """Makes consumers of one fresh group; closed promptly (idle noida-db consumers busy-loop)."""
     group = unique_name("group")
     consumers: list[Consumer] = []
@@ -93,7 +95,7 @@ def transactional_producer(bootstrap: str, transactional_id: str) -> Producer:
 
 
 def test_group_resumes_from_committed_offset(
-    kafka_broker: Broker, new_topic: NewTopic, group_consumer: Callable[[], Consumer]
+    kafka_broker: ControllableBroker, new_topic: NewTopic, group_consumer: Callable[[], Consumer]
 ) -> None:
     topic = new_topic(partitions=2)
     first = [f"first-{i}" for i in range(6)]
@@ -115,7 +117,7 @@ def test_group_resumes_from_committed_offset(
 
 
 def test_aborted_transaction_is_invisible_to_read_committed(
-    kafka_broker: Broker, new_topic: NewTopic, read_topic: ReadTopic
+    kafka_broker: ControllableBroker, new_topic: NewTopic, read_topic: ReadTopic
 ) -> None:
     require(kafka_broker, Capability.TRANSACTIONS)
     topic = new_topic(partitions=2)
@@ -140,7 +142,7 @@ def test_aborted_transaction_is_invisible_to_read_committed(
 
 
 def test_read_committed_stops_at_an_open_transaction(
-    kafka_broker: Broker, new_topic: NewTopic, read_topic: ReadTopic
+    kafka_broker: ControllableBroker, new_topic: NewTopic, read_topic: ReadTopic
 ) -> None:
     require(kafka_broker, Capability.TRANSACTIONS)
     topic = new_topic()
@@ -158,7 +160,7 @@ def test_read_committed_stops_at_an_open_transaction(
 
 
 def test_second_producer_with_same_transactional_id_fences_the_first(
-    kafka_broker: Broker, new_topic: NewTopic, read_topic: ReadTopic
+    kafka_broker: ControllableBroker, new_topic: NewTopic, read_topic: ReadTopic
 ) -> None:
     require(kafka_broker, Capability.TRANSACTIONS)
     topic = new_topic()
@@ -180,7 +182,9 @@ def test_second_producer_with_same_transactional_id_fences_the_first(
     assert values(read_topic(topic, "read_committed")) == ["successor"]
 
 
-def test_ensure_topics_creates_missing_compacted_and_reports_existing(kafka_broker: Broker) -> None:
+def test_ensure_topics_creates_missing_compacted_and_reports_existing(
+    kafka_broker: ControllableBroker,
+) -> None:
     require(kafka_broker, Capability.ADMIN_CREATE_TOPICS)
     state = TopicSpec(unique_name("state"), partitions=1, compacted=True)
     items = TopicSpec(unique_name("items"), partitions=3)
@@ -197,7 +201,7 @@ def test_ensure_topics_creates_missing_compacted_and_reports_existing(kafka_brok
 
 
 def test_injected_request_errors_reach_the_client(
-    kafka_broker: Broker, new_topic: NewTopic, read_topic: ReadTopic
+    kafka_broker: ControllableBroker, new_topic: NewTopic, read_topic: ReadTopic
 ) -> None:
     require(kafka_broker, Capability.FAULT_INJECTION)
     topic = new_topic()
@@ -247,7 +251,7 @@ def _produce_requests(stats: list[dict[str, Any]]) -> int:
 
 
 def test_paused_broker_stops_answering_and_restart_keeps_data(
-    kafka_broker: Broker, new_topic: NewTopic, read_topic: ReadTopic
+    kafka_broker: ControllableBroker, new_topic: NewTopic, read_topic: ReadTopic
 ) -> None:
     require(kafka_broker, Capability.PROCESS_CONTROL)
     topic = new_topic()

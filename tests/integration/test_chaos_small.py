@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from connector.kafka.broker import Broker, Capability
-from reliability.chaos import Scenario, run_scenario
+from connector.devtools.brokers.base import Capability
+from testkit.brokers import ControllableBroker
+from testkit.scenarios.chaos import Scenario, run_scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_kills_broker_and_api_faults_lose_nothing_and_repeat_only_what_a_kill_explains(
-    kafka_broker: Broker, tmp_path: Path
+    kafka_broker: ControllableBroker, tmp_path: Path
 ) -> None:
     require(kafka_broker)
     if kafka_broker.supports(Capability.PROCESS_CONTROL):
@@ -55,7 +56,7 @@ def test_kills_broker_and_api_faults_lose_nothing_and_repeat_only_what_a_kill_ex
     assert verdict.invalid > 0
 
 
-def require(broker: Broker) -> None:
+def require(broker: ControllableBroker) -> None:
     if not (
         broker.supports(Capability.PROCESS_CONTROL) or broker.supports(Capability.FAULT_INJECTION)
     ):

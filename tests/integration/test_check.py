@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from connector.kafka.broker import Broker
-from tests.fixtures.brokers import NewTopic, require, unique_name
+from testkit.brokers import ControllableBroker
+from testkit.kafka import unique_name
+from tests.fixtures.brokers import NewTopic, require
 from tests.fixtures.simulator import SimulatorHandle
 
 pytestmark = pytest.mark.integration
@@ -22,7 +23,9 @@ def check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def environ(broker: Broker, simulator: SimulatorHandle, **topics: str) -> dict[str, str]:
+def environ(
+    broker: ControllableBroker, simulator: SimulatorHandle, **topics: str
+) -> dict[str, str]:
     return {
         "TOLOKA_API_KEY": simulator.api_key,
         "TOLOKA_BASE_URL": simulator.base_url,
@@ -34,7 +37,7 @@ def environ(broker: Broker, simulator: SimulatorHandle, **topics: str) -> dict[s
 
 
 def test_all_well_prints_masked_settings_and_exits_0(
-    kafka_broker: Broker, new_topic: NewTopic, simulator: SimulatorHandle
+    kafka_broker: ControllableBroker, new_topic: NewTopic, simulator: SimulatorHandle
 ) -> None:
     env = environ(
         kafka_broker, simulator, input_topic=new_topic(), output_topic=new_topic(),
@@ -49,7 +52,7 @@ def test_all_well_prints_masked_settings_and_exits_0(
 
 
 def test_missing_topics_and_a_wrong_key_are_each_reported(
-    kafka_broker: Broker, simulator: SimulatorHandle
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle
 ) -> None:
     missing = unique_name("missing")
     env = {
@@ -64,7 +67,7 @@ def test_missing_topics_and_a_wrong_key_are_each_reported(
 
 
 def test_create_topics_creates_the_missing_ones(
-    kafka_broker: Broker, simulator: SimulatorHandle
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle
 ) -> None:
     require(kafka_broker, "admin_create_topics")
     names = {kind: unique_name(kind) for kind in ("input_topic", "output_topic", "dlq_topic")}
@@ -91,7 +94,7 @@ def test_unreachable_kafka_fails_clearly(simulator: SimulatorHandle) -> None:
 
 
 def test_a_state_topic_that_is_not_compacted_fails_the_check_and_says_why(
-    kafka_broker: Broker, new_topic: NewTopic, simulator: SimulatorHandle
+    kafka_broker: ControllableBroker, new_topic: NewTopic, simulator: SimulatorHandle
 ) -> None:
     require(kafka_broker, "admin_create_topics")  # the mock cluster has no DescribeConfigs
     state = new_topic(prefix="plain-state")

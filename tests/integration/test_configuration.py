@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from connector.kafka.broker import Broker
-from tests.fixtures.brokers import NewTopic, unique_name
-from tests.fixtures.console import console_script, environment, toloka_connector
+from testkit.brokers import ControllableBroker
+from testkit.kafka import unique_name
+from testkit.processes import console_script, environment, toloka_connector
+from testkit.waiting import wait_for
+from tests.fixtures.brokers import NewTopic
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 
 KAFKA_ONLY_COMMANDS = [["status"], ["reset-cursor", "--latest"], ["replay-dlq"], ["tail", "t"]]
 EVERY_SETTINGS_COMMAND = [["run"], ["upload"], ["poll"], ["check"], *KAFKA_ONLY_COMMANDS]
@@ -121,7 +122,7 @@ KUBERNETES_AND_JVM = {
 
 
 def deployment(
-    broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, **extra: str
+    broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic, **extra: str
 ) -> dict[str, str]:
     return {
         "TOLOKA_API_KEY": simulator.api_key,
@@ -152,7 +153,7 @@ def running(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
 
 @pytest.mark.integration
 def test_run_starts_and_stops_cleanly_beside_kubernetes_and_jvm_variables(
-    kafka_broker: Broker,
+    kafka_broker: ControllableBroker,
     simulator: SimulatorHandle,
     new_topic: NewTopic,
     tmp_path: Path,
@@ -166,7 +167,7 @@ def test_run_starts_and_stops_cleanly_beside_kubernetes_and_jvm_variables(
     log = tmp_path / "run.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [console_script(), "run"], env=environment({**env, "PYTHONUNBUFFERED": "1"}),
+            [*console_script(), "run"], env=environment({**env, "PYTHONUNBUFFERED": "1"}),
             stdout=sink, stderr=subprocess.STDOUT,
         )  # fmt: skip
         running.append(process)
@@ -178,7 +179,7 @@ def test_run_starts_and_stops_cleanly_beside_kubernetes_and_jvm_variables(
 
 @pytest.mark.integration
 def test_status_needs_no_api_key(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
 ) -> None:
     env = deployment(kafka_broker, simulator, new_topic)
     del env["TOLOKA_API_KEY"], env["TOLOKA_BASE_URL"]
@@ -221,7 +222,7 @@ def test_an_expected_start_up_failure_is_one_line_without_a_traceback(
     command: list[str],
     fault: dict[str, str],
     says: str,
-    kafka_broker: Broker,
+    kafka_broker: ControllableBroker,
     simulator: SimulatorHandle,
     new_topic: NewTopic,
 ) -> None:
@@ -236,7 +237,7 @@ def test_an_expected_start_up_failure_is_one_line_without_a_traceback(
 
 @pytest.mark.integration
 def test_the_traceback_of_a_start_up_failure_is_logged_at_debug(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
 ) -> None:
     env = deployment(kafka_broker, simulator, new_topic, CONNECTOR_LOG_LEVEL="DEBUG", **WRONG_KEY)
     result = toloka_connector("upload", env=env)

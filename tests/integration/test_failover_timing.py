@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from connector.kafka.broker import Broker, Capability
-from reliability.failover import run_failover
+from connector.devtools.brokers.base import Capability
+from testkit.brokers import ControllableBroker
+from testkit.scenarios.failover import run_failover
 from tests.fixtures.brokers import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_the_standby_takes_over_a_killed_leader_in_time_and_exactly_once_holds(
-    kafka_broker: Broker, tmp_path: Path
+    kafka_broker: ControllableBroker, tmp_path: Path
 ) -> None:
     require(kafka_broker, Capability.EVICTS_KILLED_MEMBERS)
     outcome = run_failover(kafka_broker, tmp_path, takeovers=3, seed=11)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from connector.commands.simulator import DEFAULT_API_KEY, DEFAULT_PORT, DEFAULT_PROJECT_ID
+from connector.simulator.cli import DEFAULT_API_KEY, DEFAULT_PORT, DEFAULT_PROJECT_ID
+from testkit.waiting import wait_for
 from tests.fixtures.console import Console
-from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -17,14 +17,15 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from connector.kafka.broker import Broker
-from connector.kafka.brokers.process import free_port, port_accepts
+from connector.devtools.processes import free_port, port_accepts
 from connector.poller import read_cursor
-from reliability.verify import headers_of
-from tests.fixtures.brokers import NewTopic, ReadTopic, unique_name
-from tests.fixtures.console import Console, ConsoleProcess
+from testkit.brokers import ControllableBroker
+from testkit.kafka import headers_of, unique_name
+from testkit.processes import ConnectorProcess
+from testkit.waiting import wait_for
+from tests.fixtures.brokers import NewTopic, ReadTopic
+from tests.fixtures.console import Console
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +75,7 @@ def settings_env(bootstrap: str, **more: str) -> dict[str, str]:
 
 def interrupted_while_waiting_on(
     console: Console, silent_broker: SilentBroker, *argv: str
-) -> ConsoleProcess:
+) -> ConnectorProcess:
     process = console.start(*argv, env=settings_env(silent_broker.address))
     wait_for(lambda: silent_broker.accepted, f"{argv[0]} connecting to Kafka", 30)
     process.interrupt()
@@ -112,7 +113,7 @@ def test_tail_against_an_unreachable_broker_is_one_line_and_exit_1(console: Cons
 
 
 def test_an_interrupted_tail_exits_130_saying_how_many_records_it_printed(
-    kafka_broker: Broker, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker, new_topic: NewTopic, console: Console
 ) -> None:
     topic = new_topic(2)
     producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
@@ -132,7 +133,7 @@ DEAD_LETTERS = 100_000
 
 
 def test_an_interrupted_replay_says_exactly_what_it_replayed_and_where_to_go_on(
-    kafka_broker: Broker, new_topic: NewTopic, read_topic: ReadTopic, console: Console
+    kafka_broker: ControllableBroker, new_topic: NewTopic, read_topic: ReadTopic, console: Console
 ) -> None:
     dlq, input_topic = new_topic(1, prefix="replay-dlq"), new_topic(3, prefix="replay-in")
     producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers, "linger.ms": 50})
@@ -164,7 +165,7 @@ def test_an_interrupted_replay_says_exactly_what_it_replayed_and_where_to_go_on(
     assert origins == list(range(DEAD_LETTERS)), "every dead letter replayed exactly once"
 
 
-def records_in(broker: Broker, topic: str) -> int:
+def records_in(broker: ControllableBroker, topic: str) -> int:
     consumer = Consumer({"bootstrap.servers": broker.bootstrap_servers, "group.id": unique_name()})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -177,7 +178,10 @@ def records_in(broker: Broker, topic: str) -> int:
 
 
 def test_an_interrupted_reset_cursor_says_the_cursor_was_not_changed(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
 ) -> None:
     state = new_topic(compacted=True, prefix="reset-state")
     simulator.set_knobs(latency=60)  # the item lookup of --to-item hangs
@@ -199,7 +203,7 @@ def test_an_interrupted_reset_cursor_says_the_cursor_was_not_changed(
 
 
 def test_an_interrupted_produce_samples_says_how_many_it_produced(
-    kafka_broker: Broker, new_topic: NewTopic, read_topic: ReadTopic, console: Console
+    kafka_broker: ControllableBroker, new_topic: NewTopic, read_topic: ReadTopic, console: Console
 ) -> None:
     topic = new_topic(2, prefix="samples")
     env = settings_env(kafka_broker.bootstrap_servers, CONNECTOR_INPUT_TOPIC=topic)
@@ -213,7 +217,7 @@ def test_an_interrupted_produce_samples_says_how_many_it_produced(
 
 
 def test_produce_samples_puts_items_the_simulator_app_takes_and_a_few_malformed_ones(
-    kafka_broker: Broker, new_topic: NewTopic, read_topic: ReadTopic, console: Console
+    kafka_broker: ControllableBroker, new_topic: NewTopic, read_topic: ReadTopic, console: Console
 ) -> None:
     topic = new_topic(2, prefix="samples")
     env = settings_env(kafka_broker.bootstrap_servers, CONNECTOR_INPUT_TOPIC=topic)

@@ -15,12 +15,12 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
-from connector.kafka.broker import Broker
-from connector.kafka.brokers.process import free_port
+from connector.devtools.processes import free_port
+from testkit.brokers import ControllableBroker
+from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, ReadTopic
 from tests.fixtures.promtool import find_promtool, run_promtool
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,10 @@ class Samples:
 
 @pytest.fixture
 def running_connector(
-    kafka_broker: Broker, new_topic: NewTopic, simulator: SimulatorHandle, tmp_path: Path
+    kafka_broker: ControllableBroker,
+    new_topic: NewTopic,
+    simulator: SimulatorHandle,
+    tmp_path: Path,
 ) -> Iterator[tuple[str, dict[str, str]]]:
     port = free_port()
     topics = {
@@ -112,7 +115,7 @@ def running_connector(
 
 def test_every_family_after_real_traffic(
     running_connector: tuple[str, dict[str, str]],
-    kafka_broker: Broker,
+    kafka_broker: ControllableBroker,
     read_topic: ReadTopic,
     simulator: SimulatorHandle,
 ) -> None:

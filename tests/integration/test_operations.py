@@ -19,15 +19,19 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from connector.cli import main
 from connector.clock import SystemClock
-from connector.kafka.broker import Broker, Capability
+from connector.contract.cursor import Cursor, initial_cursor
+from connector.devtools.brokers.base import Capability
+from connector.kafka.admin import TopicSpec
 from connector.metrics import Metrics
-from connector.poller import Cursor, initial_cursor, read_cursor, write_cursor
+from connector.poller import read_cursor, write_cursor
 from connector.uploader.dead_letters import DeadLetterWriter
 from connector.uploader.decode import Refusal
-from tests.fixtures.brokers import NewTopic, ReadTopic, require, unique_name
-from tests.fixtures.console import toloka_connector
+from testkit.brokers import ControllableBroker
+from testkit.kafka import unique_name
+from testkit.processes import toloka_connector
+from testkit.waiting import wait_for
+from tests.fixtures.brokers import NewTopic, ReadTopic, require
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 from tests.integration.poller_harness import PollerSetup, PollerThread
 
 pytestmark = pytest.mark.integration
@@ -102,7 +106,9 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic) -> Deployment:
+def deployment(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
+) -> Deployment:
     input_topic = new_topic(INPUT_PARTITIONS, prefix="ops-in")
     dlq_topic = new_topic(1, prefix="ops-dlq")
     group = unique_name("ops-group")
@@ -275,8 +281,33 @@ def test_reset_without_a_cursor_is_refused(cli: Cli) -> None:
     assert "the reset would be refused: there is no cursor to reset" in dry.out
 
 
+def test_a_reset_whose_transaction_fails_exits_1_with_one_line(
+    kafka_broker: ControllableBroker, deployment: Deployment
+) -> None:
+    """The cursor's transaction aborts (the state topic takes no record that large): the
+    command ends with its one line and exits 1, never with a traceback."""
+    require(kafka_broker, Capability.TRANSACTIONS)
+    require(kafka_broker, Capability.ADMIN_CREATE_TOPICS)
+    tiny = unique_name("ops-state-tiny")
+    # Room for the transaction's markers (about 80 bytes), none for a cursor record (over 300):
+    # a topic that refused the markers too would leave the transaction open for good.
+    limit = {"max.message.bytes": "200"}
+    kafka_broker.create_topics([TopicSpec(tiny, compacted=True, config=limit)])
+    env = deployment.setup.environ(
+        CONNECTOR_STATE_TOPIC=tiny,
+        CONNECTOR_TRANSACTION_TIMEOUT_SECONDS="10",
+        TOLOKA_APP_PROJECT_ID=unique_name("ops-tiny-project"),  # a transactional id of its own
+    )
+    reset = toloka_connector("reset-cursor", "--latest", "--force", env=env)
+    assert reset.returncode == 1, reset.stderr
+    assert "Traceback" not in reset.stderr
+    # (librdkafka's own ERROR line about the failed transaction may come before it)
+    assert reset.stderr.strip().splitlines()[-1].startswith("toloka-connector reset-cursor: ")
+    assert "cursor written" not in reset.stdout
+
+
 def test_reset_refuses_while_a_poller_leads_and_force_fences_it(
-    kafka_broker: Broker,
+    kafka_broker: ControllableBroker,
     deployment: Deployment,
     cli: Cli,
     pollers: Callable[[PollerSetup], PollerThread],

@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from connector.kafka.broker import ApiKey, Broker, Capability
-from connector.poller import initial_cursor, write_cursor
+from connector.contract.cursor import initial_cursor
+from connector.devtools.brokers.base import Capability
+from connector.poller import write_cursor
+from testkit.brokers import ApiKey, ControllableBroker
+from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, require
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 from tests.integration.poller_harness import PollerSetup, PollerThread, utc
 
 pytestmark = pytest.mark.integration
@@ -29,7 +31,9 @@ LATE_BY = 3.0
 
 
 @pytest.fixture
-def setup(kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic) -> PollerSetup:
+def setup(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
+) -> PollerSetup:
     return PollerSetup(
         simulator,
         kafka_broker.bootstrap_servers,
@@ -139,7 +143,7 @@ def test_throughput_against_the_zero_latency_simulator(setup: PollerSetup) -> No
 
 
 def test_injected_transaction_errors_are_survived_without_loss(
-    kafka_broker: Broker, setup: PollerSetup
+    kafka_broker: ControllableBroker, setup: PollerSetup
 ) -> None:
     """Request-level faults on the mock: retriable EndTxn/Produce errors, then PRODUCER_FENCED on
     EndTxn (the poller steps down, finds no other leader and takes over again)."""
@@ -172,7 +176,7 @@ def test_injected_transaction_errors_are_survived_without_loss(
 
 
 def test_write_cursor_fences_the_running_poller_which_then_resumes_from_it(
-    kafka_broker: Broker, setup: PollerSetup
+    kafka_broker: ControllableBroker, setup: PollerSetup
 ) -> None:
     """What `reset-cursor` relies on: the running poller cannot overwrite the new cursor."""
     require(kafka_broker, Capability.TRANSACTIONS)

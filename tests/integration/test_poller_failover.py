@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from connector.kafka.broker import Broker, Capability
+from connector.devtools.brokers.base import Capability
+from testkit.brokers import ControllableBroker
+from testkit.processes import ConnectorProcess
+from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, require
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
-from tests.integration.poller_harness import PollerProcess, PollerSetup
+from tests.integration.poller_harness import PollerSetup
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,7 +26,9 @@ PAGE = 25
 
 
 @pytest.fixture
-def setup(kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic) -> PollerSetup:
+def setup(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
+) -> PollerSetup:
     return PollerSetup(
         simulator,
         kafka_broker.bootstrap_servers,
@@ -48,7 +52,7 @@ def pages_flowing(setup: PollerSetup) -> Callable[[], bool]:
 
 
 def freeze_inside_a_transaction(
-    poller: PollerProcess, setup: PollerSetup, rng: random.Random, tries: int = 60
+    poller: ConnectorProcess, setup: PollerSetup, rng: random.Random, tries: int = 60
 ) -> bool:
     """SIGSTOP the poller at random moments until it is frozen with a transaction open (its
     results visible to read_uncommitted only); False if no try caught one."""
@@ -75,7 +79,9 @@ def kill_mid_pages(
     per_round = items // (kills + 1)
     for round_number in range(kills):
         setup.simulator.seed(per_round, per_timestamp=4)
-        poller = PollerProcess(setup.environ(), tmp_path / f"poller-{round_number}.log")
+        poller = ConnectorProcess(
+            ["poll"], setup.environ(), tmp_path / f"poller-{round_number}.log"
+        )
         wait_for(poller.is_leader, what="leadership")
         wait_for(pages_flowing(setup), what="pages flowing")
         if inside_transactions:
@@ -84,16 +90,16 @@ def kill_mid_pages(
             time.sleep(rng.uniform(0.0, 0.3))  # a random moment inside the paging, not a sync
         poller.kill()
     setup.simulator.seed(items - kills * per_round, per_timestamp=4)
-    last = PollerProcess(setup.environ(), tmp_path / "poller-last.log")
+    last = ConnectorProcess(["poll"], setup.environ(), tmp_path / "poller-last.log")
     try:
         wait_for(lambda: total(setup) >= items, timeout=120, what="every item published")
     finally:
-        assert last.terminate() == 0, last.log()[-3000:]
+        assert last.terminate() == 0, last.output()[-3000:]
     return open_at_kill
 
 
 def test_kill_9_mid_pages_then_restart_loses_and_repeats_nothing(
-    kafka_broker: Broker, setup: PollerSetup, tmp_path: Path
+    kafka_broker: ControllableBroker, setup: PollerSetup, tmp_path: Path
 ) -> None:
     require(kafka_broker, Capability.TRANSACTIONS)
     items = 3000
@@ -113,7 +119,7 @@ def test_kill_9_mid_pages_then_restart_loses_and_repeats_nothing(
 
 
 def test_kill_9_without_transactional_reads_repeats_at_most_the_open_page_and_loses_nothing(
-    kafka_broker: Broker, setup: PollerSetup, tmp_path: Path
+    kafka_broker: ControllableBroker, setup: PollerSetup, tmp_path: Path
 ) -> None:
     """What a broker without transactions (the mock) shows everyone, and what read_uncommitted
     shows on any broker: results are flushed before the cursor, so a crash repeats at most the
@@ -132,12 +138,12 @@ def test_kill_9_without_transactional_reads_repeats_at_most_the_open_page_and_lo
 
 
 def test_standby_takes_over_after_the_leader_is_killed(
-    kafka_broker: Broker, setup: PollerSetup, tmp_path: Path
+    kafka_broker: ControllableBroker, setup: PollerSetup, tmp_path: Path
 ) -> None:
     setup.simulator.seed(200)
-    first = PollerProcess(setup.environ(), tmp_path / "first.log")
+    first = ConnectorProcess(["poll"], setup.environ(), tmp_path / "first.log")
     wait_for(first.is_leader, what="first leads")
-    second = PollerProcess(setup.environ(), tmp_path / "second.log")
+    second = ConnectorProcess(["poll"], setup.environ(), tmp_path / "second.log")
     try:
         wait_for(second.is_standby, what="second is standby")
         wait_for(lambda: sum(setup.published_ids().values()) >= 200, what="seeded published")
@@ -149,7 +155,7 @@ def test_standby_takes_over_after_the_leader_is_killed(
         setup.create_items(50)
         wait_for(lambda: sum(setup.published_ids().values()) >= 250, what="new leader publishes")
     finally:
-        assert second.terminate() == 0, second.log()[-3000:]
+        assert second.terminate() == 0, second.output()[-3000:]
     print(
         f"\ntake-over after kill -9 on {kafka_broker.kind}: {takeover:.2f} s "
         f"(CONNECTOR_LEADER_TIMEOUT_SECONDS={LEADER_TIMEOUT:g})"
@@ -160,17 +166,17 @@ def test_standby_takes_over_after_the_leader_is_killed(
 
 
 def test_a_frozen_leader_cannot_commit_after_its_standby_took_over(
-    kafka_broker: Broker, setup: PollerSetup, tmp_path: Path
+    kafka_broker: ControllableBroker, setup: PollerSetup, tmp_path: Path
 ) -> None:
     require(kafka_broker, Capability.TRANSACTIONS)
     items = 2000
     setup.simulator.seed(items, per_timestamp=2)
     setup.simulator.set_knobs(latency=0.02)
-    first = PollerProcess(setup.environ(), tmp_path / "first.log")
-    second: PollerProcess | None = None
+    first = ConnectorProcess(["poll"], setup.environ(), tmp_path / "first.log")
+    second: ConnectorProcess | None = None
     try:
         wait_for(first.is_leader, what="first leads")
-        second = PollerProcess(setup.environ(), tmp_path / "second.log")
+        second = ConnectorProcess(["poll"], setup.environ(), tmp_path / "second.log")
         wait_for(second.is_standby, what="second is standby")
         wait_for(lambda: total(setup, "read_uncommitted") > PAGE, what="pages flowing")
         if not freeze_inside_a_transaction(first, setup, random.Random(3)):

@@ -25,14 +25,15 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from connector.contract.cursor import Cursor, decode_cursor
+from connector.devtools.brokers.base import Capability
 from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import Broker, Capability
 from connector.poller import write_cursor
-from connector.poller.cursor import Cursor, decode_cursor
-from reliability.verify import headers_of
-from tests.fixtures.brokers import NewTopic, read_all, require, unique_name
+from testkit.brokers import ControllableBroker
+from testkit.kafka import headers_of, read_all, unique_name
+from testkit.waiting import wait_for
+from tests.fixtures.brokers import NewTopic, require
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 from tests.integration.poller_harness import PollerSetup, PollerThread
 
 pytestmark = pytest.mark.integration
@@ -42,7 +43,9 @@ WAIT = 45.0
 
 
 @pytest.fixture
-def setup(kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic) -> PollerSetup:
+def setup(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
+) -> PollerSetup:
     return PollerSetup(
         simulator,
         kafka_broker.bootstrap_servers,
@@ -153,7 +156,7 @@ def lower_max_message_bytes(bootstrap: str, topic: str, limit: int) -> None:
 
 @pytest.mark.parametrize("limit_from", ["topic", "producer", "topic lowered while leading"])
 def test_a_result_too_large_for_the_output_topic_is_dead_lettered_and_passed(
-    kafka_broker: Broker, setup: PollerSetup, limit_from: str
+    kafka_broker: ControllableBroker, setup: PollerSetup, limit_from: str
 ) -> None:
     limit = 60_000
     if limit_from == "topic":
@@ -211,9 +214,9 @@ def said_commit_transaction(caplog: pytest.LogCaptureFixture) -> bool:
 
 
 def test_a_broker_frozen_across_a_commit_does_not_wedge_the_leader(
-    kafka_broker: Broker, setup: PollerSetup, caplog: pytest.LogCaptureFixture
+    kafka_broker: ControllableBroker, setup: PollerSetup, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An idle leader's only transactions are heartbeats: no results to flush, so a broker
+    """An idle leader's only transactions are keepalives: no results to flush, so a broker
     frozen between two of them is frozen across the next one's commit_transaction. Today: the
     commit times out, the abort after it is refused as conflicting, and so is every begin
     after that, for good."""
@@ -233,7 +236,7 @@ def test_a_broker_frozen_across_a_commit_does_not_wedge_the_leader(
         caplog.clear()
         kafka_broker.pause()
         try:
-            # Frozen until the heartbeat's commit gave up (2 s after it began); readiness alone
+            # Frozen until the keepalive's commit gave up (2 s after it began); readiness alone
             # is no sign of it: the frozen broker makes Kafka look unreachable sooner.
             wait_for(lambda: said_commit_transaction(caplog), what="a commit given up")
             assert not poller.poller.readiness().ready

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from connector.kafka.broker import Broker
+from testkit.brokers import ControllableBroker
+from testkit.processes import ConnectorProcess
+from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
-from tests.integration.poller_harness import PollerProcess, PollerSetup
+from tests.integration.poller_harness import PollerSetup
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -20,7 +21,9 @@ LISTING_SECONDS = 3.0  # every listing takes longer than the leader timeout
 
 
 @pytest.fixture
-def setup(kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic) -> PollerSetup:
+def setup(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
+) -> PollerSetup:
     return PollerSetup(
         simulator,
         kafka_broker.bootstrap_servers,
@@ -39,12 +42,12 @@ def test_a_listing_slower_than_the_leader_timeout_keeps_one_leader(
 ) -> None:
     items = 30
     setup.simulator.seed(items)
-    first = PollerProcess(setup.environ(), tmp_path / "first.log")
-    second: PollerProcess | None = None
+    first = ConnectorProcess(["poll"], setup.environ(), tmp_path / "first.log")
+    second: ConnectorProcess | None = None
     try:
         wait_for(first.is_leader, what="the first poller leads")
         setup.simulator.set_knobs(read_latency=LISTING_SECONDS)
-        second = PollerProcess(setup.environ(), tmp_path / "second.log")
+        second = ConnectorProcess(["poll"], setup.environ(), tmp_path / "second.log")
         wait_for(second.is_standby, what="the second poller stands by")
         wait_for(
             lambda: sum(setup.published_ids().values()) >= items,
@@ -56,7 +59,7 @@ def test_a_listing_slower_than_the_leader_timeout_keeps_one_leader(
         step_downs = sum(1 for _ in first.lines("stepping down"))
     finally:
         codes = [first.terminate()] + ([second.terminate()] if second else [])
-    assert alive == [True, True], first.log()[-3000:]
+    assert alive == [True, True], first.output()[-3000:]
     assert codes == [0, 0], "a poller never exits on its own"
     assert takeovers == 0, "the standby never took over from the live leader"
     assert step_downs == 0

@@ -17,14 +17,17 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from connector.devtools.brokers.base import Capability
+from connector.devtools.processes import free_port
 from connector.kafka.admin import TopicSpec, existing_topics
-from connector.kafka.broker import Broker, Capability
-from connector.kafka.brokers.process import free_port
 from connector.kafka.topic_watch import TopicNeed, TopicWatch
-from tests.fixtures.brokers import NewTopic, ReadTopic, require, unique_name
-from tests.fixtures.console import Console, ConsoleProcess
+from testkit.brokers import ControllableBroker
+from testkit.kafka import unique_name
+from testkit.processes import ConnectorProcess
+from testkit.waiting import wait_for
+from tests.fixtures.brokers import NewTopic, ReadTopic, require
+from tests.fixtures.console import Console
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +36,7 @@ FAST_STATISTICS = {"KAFKA_STATISTICS_INTERVAL_MS": "1000"}
 
 
 def environ(
-    broker: Broker | str, simulator: SimulatorHandle, new_topic: NewTopic | None = None
+    broker: ControllableBroker | str, simulator: SimulatorHandle, new_topic: NewTopic | None = None
 ) -> dict[str, str]:
     bootstrap = broker if isinstance(broker, str) else broker.bootstrap_servers
     topics = (
@@ -59,7 +62,7 @@ def environ(
     }
 
 
-def probe(process: ConsoleProcess, path: str) -> tuple[int, dict[str, Any]] | None:
+def probe(process: ConnectorProcess, path: str) -> tuple[int, dict[str, Any]] | None:
     response = process.get(path)
     if response is None:
         return None
@@ -68,7 +71,7 @@ def probe(process: ConsoleProcess, path: str) -> tuple[int, dict[str, Any]] | No
 
 
 def wait_for_probe(
-    process: ConsoleProcess,
+    process: ConnectorProcess,
     path: str,
     status: int,
     condition: Callable[[str], bool] = lambda _message: True,
@@ -89,7 +92,7 @@ def wait_for_probe(
     return seen[-1]
 
 
-def log_lines(process: ConsoleProcess, text: str) -> list[str]:
+def log_lines(process: ConnectorProcess, text: str) -> list[str]:
     return [line for line in process.output().splitlines() if text in line]
 
 
@@ -116,7 +119,10 @@ def test_run_with_kafka_unreachable_is_not_ready_says_why_once_and_stays_alive(
 
 
 def test_a_kafka_outage_is_one_line_when_it_begins_and_one_when_it_ends(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
 ) -> None:
     if not kafka_broker.supports(Capability.PROCESS_CONTROL):
         require(kafka_broker, Capability.FAULT_INJECTION)
@@ -141,7 +147,7 @@ def test_a_kafka_outage_is_one_line_when_it_begins_and_one_when_it_ends(
 MOCK_BROKER_IDS = (1, 2, 3)
 
 
-def cluster_down(broker: Broker) -> None:
+def cluster_down(broker: ControllableBroker) -> None:
     """Every broker stops answering: the process of real Kafka, the mock's brokers one by one."""
     if broker.supports(Capability.PROCESS_CONTROL):
         broker.stop()
@@ -150,7 +156,7 @@ def cluster_down(broker: Broker) -> None:
             broker.broker_down(broker_id)
 
 
-def cluster_up(broker: Broker) -> None:
+def cluster_up(broker: ControllableBroker) -> None:
     if broker.supports(Capability.PROCESS_CONTROL):
         broker.ensure_running()
     else:
@@ -159,7 +165,10 @@ def cluster_up(broker: Broker) -> None:
 
 
 def test_poll_with_a_missing_state_topic_is_not_ready_and_does_not_create_it(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
 ) -> None:
     env = environ(kafka_broker, simulator, new_topic)
     missing = env["CONNECTOR_STATE_TOPIC"] = unique_name("no-state")
@@ -176,7 +185,10 @@ def test_poll_with_a_missing_state_topic_is_not_ready_and_does_not_create_it(
 
 
 def test_upload_with_a_missing_input_topic_is_not_ready_and_names_the_setting(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
 ) -> None:
     env = environ(kafka_broker, simulator, new_topic)
     missing = env["CONNECTOR_INPUT_TOPIC"] = unique_name("no-input")
@@ -190,7 +202,10 @@ def test_upload_with_a_missing_input_topic_is_not_ready_and_names_the_setting(
 
 
 def test_poll_with_a_state_topic_that_is_not_compacted_says_so_at_startup_and_in_readiness(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
 ) -> None:
     require(kafka_broker, Capability.ADMIN_CREATE_TOPICS)  # the mock has no DescribeConfigs
     env = environ(kafka_broker, simulator, new_topic)
@@ -209,7 +224,7 @@ def test_poll_with_a_state_topic_that_is_not_compacted_says_so_at_startup_and_in
 
 
 def test_the_topic_watch_sees_a_missing_topic_created_and_says_so(
-    kafka_broker: Broker, caplog: pytest.LogCaptureFixture
+    kafka_broker: ControllableBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
     topic = unique_name("late-topic")
     watch = TopicWatch(
@@ -230,7 +245,7 @@ def test_the_topic_watch_sees_a_missing_topic_created_and_says_so(
 
 
 def test_poll_with_a_project_the_api_does_not_know_exits_1_and_writes_nothing(
-    kafka_broker: Broker,
+    kafka_broker: ControllableBroker,
     simulator: SimulatorHandle,
     new_topic: NewTopic,
     read_topic: ReadTopic,
@@ -246,7 +261,10 @@ def test_poll_with_a_project_the_api_does_not_know_exits_1_and_writes_nothing(
 
 
 def test_liveness_holds_while_the_api_is_down_at_startup(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
 ) -> None:
     simulator.set_knobs(http_503_ratio=1.0)
     env = {
@@ -282,7 +300,10 @@ def test_liveness_holds_while_the_api_is_down_at_startup(
 
 
 def test_an_uploader_with_records_waiting_and_no_progress_is_not_ready(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
 ) -> None:
     env = {**environ(kafka_broker, simulator, new_topic), "CONNECTOR_PROGRESS_TIMEOUT_SECONDS": "2"}
     upload = console.start("upload", env=env)
@@ -299,7 +320,10 @@ def test_an_uploader_with_records_waiting_and_no_progress_is_not_ready(
 
 
 def test_a_leading_poller_whose_listings_fail_is_not_ready_until_one_is_answered(
-    kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic, console: Console
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
 ) -> None:
     env = {
         **environ(kafka_broker, simulator, new_topic),

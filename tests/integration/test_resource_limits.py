@@ -18,15 +18,17 @@ import pytest
 from confluent_kafka import Producer
 from pydantic import SecretStr
 
+from connector.contract.dead_letters import TOO_LARGE
 from connector.errors import TolokaApiError
-from connector.kafka.broker import Broker
 from connector.toloka.client import TolokaClient
 from connector.toloka.models import FieldSpec
 from connector.toloka.retry import RetryPolicy
 from connector.uploader import decode
 from connector.validation import ItemValidator
-from reliability.procs import ConnectorProcess, wait_for
-from reliability.verify import headers_of
+from testkit.brokers import ControllableBroker
+from testkit.kafka import headers_of
+from testkit.processes import ConnectorProcess
+from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, ReadTopic
 from tests.fixtures.simulator import SimulatorHandle
 
@@ -44,14 +46,14 @@ def test_a_record_far_above_the_limit_is_too_large_without_being_parsed(
     monkeypatch.setattr("connector.uploader.decode.json.loads", no_parsing)
     refusal = decode.decode_item(b"[" * (8 * MiB), 1024, VALIDATOR)
     assert isinstance(refusal, decode.Refusal)
-    assert refusal.reason == decode.TOO_LARGE
+    assert refusal.reason == TOO_LARGE
     assert str(8 * MiB) in refusal.message
     assert "1024" in refusal.message
 
 
 @pytest.mark.integration
 def test_a_real_uploader_dead_letters_a_huge_record_too_large_and_goes_on(
-    kafka_broker: Broker,
+    kafka_broker: ControllableBroker,
     simulator: SimulatorHandle,
     new_topic: NewTopic,
     read_topic: ReadTopic,
@@ -73,15 +75,15 @@ def test_a_real_uploader_dead_letters_a_huge_record_too_large_and_goes_on(
         "CONNECTOR_GROUP_ID": f"limits-{uuid.uuid4().hex[:8]}",
         "CONNECTOR_MAX_RECORD_BYTES": "1024",
     }
-    process = ConnectorProcess(environ, tmp_path / "upload.log", "upload")
+    process = ConnectorProcess(["upload"], environ, tmp_path / "upload.log")
     try:
-        wait_for(lambda: simulator.creates("after-huge") == 1, 60, "the next record uploaded")
+        wait_for(lambda: simulator.creates("after-huge") == 1, "the next record uploaded", 60)
         # The dead letter is acknowledged before its offset is committed, not before the next
         # record's upload: wait for it too.
-        wait_for(lambda: len(read_topic(dlq)) >= 1, 60, "the dead letter")
+        wait_for(lambda: len(read_topic(dlq)) >= 1, "the dead letter", 60)
         letters = read_topic(dlq)
     finally:
-        assert process.terminate() == 0, process.log()[-3000:]
+        assert process.terminate() == 0, process.output()[-3000:]
     assert len(letters) == 1
     headers = headers_of(letters[0])
     assert headers["error-reason"] == "too_large"

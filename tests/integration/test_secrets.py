@@ -32,23 +32,24 @@ import pytest
 from confluent_kafka import Producer
 from pydantic import SecretStr
 
+from connector.app.clients import build_client
 from connector.cli import build_parser
 from connector.clock import SystemClock
-from connector.commands.roles import build_client
 from connector.config import load_settings
+from connector.devtools.processes import free_port
 from connector.errors import TolokaApiError, TransportError
 from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import Broker
-from connector.kafka.brokers.process import free_port
 from connector.metrics import Metrics
 from connector.toloka.client import TolokaClient
 from connector.toloka.retry import RetryPolicy
 from connector.uploader.batcher import Batch, PendingRecord, request_body
 from connector.uploader.dead_letters import dead_letter_headers
 from connector.uploader.upload import BatchUploader
-from reliability.procs import ConnectorProcess, wait_for
-from reliability.verify import headers_of
-from tests.fixtures.brokers import NewTopic, ReadTopic, SecuredKafka, unique_name
+from testkit.brokers import ControllableBroker
+from testkit.kafka import headers_of, unique_name
+from testkit.processes import ConnectorProcess
+from testkit.waiting import wait_for
+from tests.fixtures.brokers import NewTopic, ReadTopic, SecuredKafka
 from tests.fixtures.simulator import SimulatorHandle
 
 API_KEY = f"apikey-{uuid.uuid4().hex}"
@@ -96,7 +97,7 @@ def keyed_simulator(simulator_factory: object) -> SimulatorHandle:
 
 @pytest.mark.integration
 def test_no_secret_in_logs_metrics_records_or_dead_letters_of_a_debug_run(
-    kafka_broker: Broker,
+    kafka_broker: ControllableBroker,
     keyed_simulator: SimulatorHandle,
     new_topic: NewTopic,
     read_topic: ReadTopic,
@@ -134,7 +135,7 @@ def test_no_secret_in_logs_metrics_records_or_dead_letters_of_a_debug_run(
     }
     # Some API requests fail: retries and their warnings are logged too.
     sim.set_knobs(http_500_ratio=0.2, http_502_ratio=0.1, processing_delay=0.2)
-    connector = ConnectorProcess(environ, tmp_path / "run.log")
+    connector = ConnectorProcess(["run"], environ, tmp_path / "run.log")
     try:
         producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
         bad = [b"{not json", orjson.dumps({"id": "x", "text": 5}), b"x" * 300, b"[1]"]
@@ -142,13 +143,13 @@ def test_no_secret_in_logs_metrics_records_or_dead_letters_of_a_debug_run(
         for value in good + bad:
             producer.produce(topics["input"], value=value, headers=[("h", b"v")])
         assert producer.flush(30) == 0
-        wait_for(lambda: len(read_topic(topics["output"])) >= len(good), 90, "results published")
-        wait_for(lambda: len(read_topic(topics["dlq"])) >= len(bad), 30, "dead letters written")
-        wait_for(connector.ready, 30, "readiness")
+        wait_for(lambda: len(read_topic(topics["output"])) >= len(good), "results published", 90)
+        wait_for(lambda: len(read_topic(topics["dlq"])) >= len(bad), "dead letters written", 30)
+        wait_for(connector.ready, "readiness", 30)
         endpoints = {path: connector.get(path) for path in ("/metrics", "/healthz", "/readyz")}
     finally:
         exit_code = connector.terminate()
-    log = connector.log()
+    log = connector.output()
     assert exit_code == 0, log[-3000:]
     assert "DEBUG" in log, "the run logged at DEBUG"
     assert "rdkafka" in log.lower() or "librdkafka" in log, "librdkafka's debug lines reached it"
@@ -166,7 +167,7 @@ def test_no_secret_in_logs_metrics_records_or_dead_letters_of_a_debug_run(
 
 @pytest.mark.integration
 def test_check_prints_no_secret_when_all_is_well_nor_when_sasl_and_the_key_fail(
-    kafka_broker: Broker, simulator_factory: object, tmp_path: Path
+    kafka_broker: ControllableBroker, simulator_factory: object, tmp_path: Path
 ) -> None:
     start = simulator_factory
     assert callable(start)
@@ -256,23 +257,23 @@ def test_no_sasl_or_key_password_in_any_debug_line_through_secured_listeners(
             "CONNECTOR_LEADER_TIMEOUT_SECONDS": "2",
             **{f"CONNECTOR_{kind}_TOPIC": topic for kind, topic in topics.items()},
         }
-        processes[name] = ConnectorProcess(environ, tmp_path / f"{prefix}.log")
+        processes[name] = ConnectorProcess(["run"], environ, tmp_path / f"{prefix}.log")
     try:
         for name in ("SASL_SSL", "mTLS"):
             process = processes[name]
             try:
-                wait_for(process.ready, 60, f"run through {name} ready")
+                wait_for(process.ready, f"run through {name} ready", 60)
             except AssertionError as exc:
                 readiness = process.get("/readyz")
                 body = readiness.text if readiness is not None else "no answer"
-                raise AssertionError(f"{exc}: {body}\n{process.log()[-3000:]}") from None
+                raise AssertionError(f"{exc}: {body}\n{process.output()[-3000:]}") from None
         failing = processes["wrong password"].process
-        assert failing.wait(60) == 1, processes["wrong password"].log()[-3000:]
+        assert failing.wait(60) == 1, processes["wrong password"].output()[-3000:]
     finally:
         codes = {name: process.terminate() for name, process in processes.items()}
     assert codes == {"SASL_SSL": 0, "mTLS": 0, "wrong password": 1}
     for name, process in processes.items():
-        log = process.log()
+        log = process.output()
         assert "security" in log.lower() or "SASL" in log, f"{name}: librdkafka's lines reached it"
         leaked = [line for line in log.splitlines() if any(s in line for s in secrets)]
         assert leaked == [], (name, leaked[:5])
@@ -517,7 +518,7 @@ def test_the_simulator_listens_on_loopback_unless_told_otherwise(tmp_path: Path)
 
 @pytest.mark.integration
 def test_the_metrics_server_listens_on_loopback_unless_told_otherwise(
-    kafka_broker: Broker, simulator: SimulatorHandle, tmp_path: Path
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, tmp_path: Path
 ) -> None:
     external = external_address()
     environ = {
@@ -529,9 +530,9 @@ def test_the_metrics_server_listens_on_loopback_unless_told_otherwise(
     }
     for host, outside in ((None, False), ("0.0.0.0", True)):
         extra = {} if host is None else {"CONNECTOR_METRICS_HOST": host}
-        process = ConnectorProcess({**environ, **extra}, tmp_path / f"poll-{host}.log", "poll")
+        process = ConnectorProcess(["poll"], {**environ, **extra}, tmp_path / f"poll-{host}.log")
         try:
-            wait_for(partial(accepts, "127.0.0.1", process.metrics_port), 30, "metrics up")
+            wait_for(partial(accepts, "127.0.0.1", process.metrics_port), "metrics up", 30)
             if external is not None:
                 assert accepts(external, process.metrics_port) is outside, (host, external)
         finally:

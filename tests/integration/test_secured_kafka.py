@@ -37,11 +37,13 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from connector.kafka.brokers.security import ScramUser
-from tests.fixtures.brokers import SecuredKafka, unique_name
-from tests.fixtures.console import Console, ConsoleProcess, toloka_connector
+from connector.devtools.brokers.security import ScramUser
+from testkit.kafka import unique_name
+from testkit.processes import ConnectorProcess, toloka_connector
+from testkit.waiting import wait_for
+from tests.fixtures.brokers import SecuredKafka
+from tests.fixtures.console import Console
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 from tests.integration.test_probes import FAST_STATISTICS, wait_for_probe
 
 pytestmark = pytest.mark.integration
@@ -117,7 +119,9 @@ def uncommitted(bootstrap: str, topic: str, group_id: str) -> int:
         consumer.close()
 
 
-def wait_until_published(bootstrap: str, env: Settings, run: ConsoleProcess, listener: str) -> None:
+def wait_until_published(
+    bootstrap: str, env: Settings, run: ConnectorProcess, listener: str
+) -> None:
     """Every item published (read as it comes by one read_committed consumer: reading the topic
     anew on every look would take a core from the processes under test), and the uploader's
     offsets of them committed."""
@@ -410,7 +414,7 @@ LONG_RUNNING = [
 def test_each_refusal_since_start_up_stops_a_long_running_command_with_one_line(
     secured_kafka: SecuredKafka, simulator: SimulatorHandle, console: Console
 ) -> None:
-    started: list[tuple[str, Misconfiguration, ConsoleProcess]] = []
+    started: list[tuple[str, Misconfiguration, ConnectorProcess]] = []
     for command, name in LONG_RUNNING:
         case = refused(name)
         env = connector_environ(case.settings(secured_kafka), simulator)

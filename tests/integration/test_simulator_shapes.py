@@ -34,10 +34,13 @@ def test_read_latency_holds_back_listings_only(
     started = time.monotonic()
     assert listing(simulator, client).status_code == 200
     assert time.monotonic() - started >= 0.3
-    started = time.monotonic()
-    created = client.post(f"{simulator.items_url}/bulk", json={"items": [{"text": "t"}]})
+    # Writes are not held back: with listings held back far longer than the write may take, the
+    # write still answers.
+    simulator.set_knobs(read_latency=60.0)
+    created = client.post(
+        f"{simulator.items_url}/bulk", json={"items": [{"text": "t"}]}, timeout=15.0
+    )
     assert created.status_code == 200
-    assert time.monotonic() - started < 0.3
 
 
 def test_bulky_outputs_are_drawn_once_per_item_and_listed_the_same_way_each_time(

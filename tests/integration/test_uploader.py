@@ -21,14 +21,15 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from connector.commands.roles import build_client
+from connector.app.clients import build_client
 from connector.config import load_settings
-from connector.kafka.broker import Broker
 from connector.metrics import Metrics
 from connector.uploader import Uploader, build_uploader
-from tests.fixtures.brokers import NewTopic, ReadTopic, require, unique_name
+from testkit.brokers import ControllableBroker
+from testkit.kafka import unique_name
+from testkit.waiting import wait_for
+from tests.fixtures.brokers import NewTopic, ReadTopic, require
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -105,7 +106,9 @@ def created_keys(simulator: SimulatorHandle) -> Counter[str]:
 class Pipeline:
     """Topics, group and settings for one uploader test."""
 
-    def __init__(self, broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic) -> None:
+    def __init__(
+        self, broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
+    ) -> None:
         self.broker = broker
         self.simulator = simulator
         self.topic = new_topic(PARTITIONS, prefix="uploader-in")
@@ -178,7 +181,9 @@ class InProcess:
 
 
 @pytest.fixture
-def pipeline(kafka_broker: Broker, simulator: SimulatorHandle, new_topic: NewTopic) -> Pipeline:
+def pipeline(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
+) -> Pipeline:
     return Pipeline(kafka_broker, simulator, new_topic)
 
 

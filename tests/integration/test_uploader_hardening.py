@@ -29,9 +29,9 @@ import pytest
 from confluent_kafka import Producer
 
 from connector.kafka.admin import TopicSpec
-from reliability.verify import headers_of
-from tests.fixtures.brokers import ReadTopic, require, unique_name
-from tests.fixtures.waiting import wait_for
+from testkit.kafka import headers_of, unique_name
+from testkit.waiting import wait_for
+from tests.fixtures.brokers import ReadTopic, require
 from tests.integration import test_uploader
 from tests.integration.test_uploader import (
     BAD_KINDS,

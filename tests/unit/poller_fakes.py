@@ -18,42 +18,16 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from connector.config import PollerSettings
-from connector.poller.cursor import cursor_key, decode_cursor, decode_segment, segment_key
-from connector.poller.publisher import DeliveryCallback, Headers
+from connector.contract.cursor import cursor_key, decode_cursor, decode_segment, segment_key
+from connector.kafka.clients import DeliveryCallback, Header
 from connector.poller.state import FeedUpdate, StoredState
+from connector.settings_groups import ApiSettings
 from connector.toloka.models import AppProject, ItemPage
+from testkit.clocks import FakeClock
 
 T0 = 1_700_000_000.0
-
-
-class FakeClock:
-    """Time moves only when the code under test waits (or a fake says it took time)."""
-
-    def __init__(self, start: float = T0, stop_at: float | None = None) -> None:
-        self.now = start
-        self.mono = 1000.0
-        self.stop_at = stop_at
-        self.stop = threading.Event()
-
-    def time(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.mono += seconds
-        if self.stop_at is not None and self.now >= self.stop_at:
-            self.stop.set()
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        self.advance(max(seconds, 0.001))
-        return event.is_set()
-
-    def step_wall_clock(self, seconds: float) -> None:
-        """The wall clock jumps (NTP, an operator); the monotonic clock does not."""
-        self.now += seconds
+RESPONSE_LIMIT_BYTES = ApiSettings().max_response_bytes
+"""The largest listing body the poller reads, as configured by default."""
 
 
 def api_time(seconds: float) -> str:
@@ -181,7 +155,7 @@ class FakeRecord:
     topic: str
     key: bytes | None
     value: bytes | None
-    headers: Headers | None
+    headers: list[Header] | None
     producer: int
     status: str = "open"  # open / committed / aborted
     flushed: bool = False
@@ -268,7 +242,7 @@ class FakeProducer:
         key: bytes | None = None,
         partition: int = -1,
         on_delivery: DeliveryCallback | None = None,
-        headers: Headers | None = None,
+        headers: list[Header] | None = None,
     ) -> None:
         self._call("produce")
         record = FakeRecord(topic, key, value, headers, self.number)

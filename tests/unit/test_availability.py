@@ -12,7 +12,7 @@ from connector.availability import Availability, State
 from connector.kafka.availability import GRACE_INTERVALS, KafkaAvailability
 from connector.kafka.refusals import refusal
 from connector.metrics import Metrics
-from tests.unit.poller_fakes import FakeClock
+from testkit.clocks import FakeClock
 
 BOOTSTRAP = "broker-a:9092,broker-b:9092"
 REFUSED = "broker-a:9092/bootstrap: Connect to ipv4#10.0.0.1:9092 failed: Connection refused"

@@ -35,7 +35,7 @@ from connector.errors import (
 from connector.metrics import Metrics
 from connector.toloka.client import TolokaClient
 from connector.toloka.retry import RetryPolicy
-from tests.unit.test_retry import WALL_START, FakeClock
+from testkit.clocks import WALL_START, FakeClock
 
 API_KEY = "sEcReT-kEy-0123456789"
 BASE_URL = "https://toloka.test/api/app/v0"

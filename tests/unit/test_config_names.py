@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from connector.app.roles import ROLE_SETTINGS
 from connector.commands.operations import REPLAY_SETTINGS, RESET_SETTINGS, STATUS_SETTINGS
-from connector.commands.roles import ROLE_SETTINGS
 from connector.config import (
     InputTopicSettings,
     KafkaSettings,

@@ -19,25 +19,7 @@ from connector.errors import ConfigError
 from connector.health import HealthServer, _Handler, start_health_server
 from connector.lifecycle import Heartbeat, Readiness
 from connector.metrics import Metrics
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now_monotonic = 1000.0
-        self.now_wall = 1_700_000_000.0
-
-    def time(self) -> float:
-        return self.now_wall
-
-    def monotonic(self) -> float:
-        return self.now_monotonic
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        raise AssertionError("the health server must never sleep on the clock")
-
-    def advance(self, seconds: float) -> None:
-        self.now_monotonic += seconds
-        self.now_wall += seconds
+from testkit.clocks import FakeClock, never_waits
 
 
 @dataclass
@@ -88,7 +70,7 @@ class Stack:
 
 @pytest.fixture
 def stack() -> Iterator[Stack]:
-    clock = FakeClock()
+    clock = FakeClock(on_wait=never_waits)
     metrics = Metrics()
     uploader = FakeRole("uploader", clock)
     poller = FakeRole("poller", clock, detail="leader")
@@ -137,7 +119,7 @@ def test_metrics_scrape_turns_heartbeats_into_wall_clock_gauges(stack: Stack) ->
         if family.name == "toloka_connector_loop_heartbeat_timestamp_seconds"
         for s in family.samples
     }
-    assert samples == {"uploader": stack.clock.now_wall, "poller": stack.clock.now_wall - 30}
+    assert samples == {"uploader": stack.clock.now, "poller": stack.clock.now - 30}
 
 
 def test_a_loop_waiting_on_a_dependency_has_a_fresh_heartbeat_gauge(stack: Stack) -> None:
@@ -152,7 +134,7 @@ def test_a_loop_waiting_on_a_dependency_has_a_fresh_heartbeat_gauge(stack: Stack
         if family.name == "toloka_connector_loop_heartbeat_timestamp_seconds"
         for s in family.samples
     }
-    assert samples["poller"] == stack.clock.now_wall
+    assert samples["poller"] == stack.clock.now
 
 
 def test_healthz_is_ok_while_every_loop_is_fresh(stack: Stack) -> None:
@@ -228,7 +210,11 @@ def test_readyz_survives_a_readiness_check_that_raises(stack: Stack) -> None:
 def test_a_role_the_process_does_not_run_has_no_readiness_gauge() -> None:
     metrics = Metrics()
     with start_health_server(
-        "127.0.0.1", 0, metrics, [FakeRole("poller", FakeClock())], clock=FakeClock()
+        "127.0.0.1",
+        0,
+        metrics,
+        [FakeRole("poller", FakeClock(on_wait=never_waits))],
+        clock=FakeClock(on_wait=never_waits),
     ) as server:
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
         connection.request("GET", "/metrics")

@@ -25,9 +25,10 @@ from connector.metrics import Metrics
 from connector.poller.loop import PollerLoop
 from connector.toloka.client import TolokaClient
 from connector.toloka.retry import RetryPolicy
+from testkit.clocks import FakeClock
 from tests.unit.poller_fakes import (
+    RESPONSE_LIMIT_BYTES,
     T0,
-    FakeClock,
     FakeKafka,
     FakeProducer,
     FakeStateStore,
@@ -122,6 +123,7 @@ class Run:
             metrics=Metrics(),
             heartbeat=Heartbeat("poller", self.clock),
             instance_id="A",
+            response_limit_bytes=RESPONSE_LIMIT_BYTES,
         )
 
     def run(self) -> None:

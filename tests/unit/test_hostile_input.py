@@ -17,15 +17,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from connector.contract.dead_letters import INVALID_ITEM, INVALID_JSON, NOT_AN_OBJECT, TOO_LARGE
 from connector.toloka.models import FieldSpec
-from connector.uploader.decode import (
-    INVALID_ITEM,
-    INVALID_JSON,
-    NOT_AN_OBJECT,
-    TOO_LARGE,
-    Refusal,
-    decode_item,
-)
+from connector.uploader.decode import Refusal, decode_item
 from connector.validation import ItemValidator
 
 MAX_RECORD_BYTES = 64 * 1024

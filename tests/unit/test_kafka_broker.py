@@ -8,19 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from connector.kafka.admin import TopicSpec
-from connector.kafka.broker import ApiKey, Broker, BrokerCapabilityError, Capability
-from connector.kafka.brokers.apache import ApacheKafkaBroker, new_cluster_id, server_properties
-from connector.kafka.brokers.external import ExternalBroker
-from connector.kafka.brokers.mock import MockClusterBroker
-from connector.kafka.brokers.noida import NoidaBroker
-from connector.kafka.brokers.security import (
+from connector.devtools.brokers.apache import ApacheKafkaBroker, new_cluster_id, server_properties
+from connector.devtools.brokers.base import Broker, Capability
+from connector.devtools.brokers.external import ExternalBroker
+from connector.devtools.brokers.mock import MockClusterBroker
+from connector.devtools.brokers.noida import NoidaBroker
+from connector.devtools.brokers.security import (
     Certificates,
     ScramUser,
     SecuredListeners,
     make_certificates,
     openssl_available,
 )
+from connector.errors import BrokerCapabilityError
+from connector.kafka.admin import TopicSpec
+from testkit.brokers import ApiKey, ControllableExternal
 
 CAPABILITIES = {
     # kind: transactions, evicts_killed_members, cooperative_rebalancing, fault_injection,
@@ -49,7 +51,7 @@ def test_capability_table_matches_dev_broker_notes(broker_class: type[Broker]) -
 
 
 def test_unsupported_operations_raise_with_the_reason() -> None:
-    broker = ExternalBroker("127.0.0.1:9")
+    broker = ControllableExternal("127.0.0.1:9")
     assert broker.supports("transactions")
     assert not broker.supports(Capability.PROCESS_CONTROL)
     with pytest.raises(BrokerCapabilityError, match="not ours to stop") as raised:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.kafka.broker import BrokerError
-from connector.kafka.brokers import maven
+from connector.devtools.brokers import maven
+from connector.errors import BrokerError
 
 
 def test_complete_cache_is_reused_without_maven(

@@ -10,26 +10,27 @@ import pytest
 from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
 
-from connector.kafka.broker import ApiKey, BrokerError
-from connector.kafka.brokers.mock import MockClusterBroker
-from connector.kafka.mock import MockCluster, execute
+from connector.devtools.brokers.mock_cluster import execute
+from connector.errors import BrokerError
+from testkit.brokers import ApiKey, FaultyMock
+from testkit.mock_faults import FaultyMockCluster
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[MockCluster]:
-    mock = MockCluster(brokers=2)
+def cluster() -> Iterator[FaultyMockCluster]:
+    mock = FaultyMockCluster(brokers=2)
     yield mock
     mock.close()
 
 
-def test_in_process_cluster_serves_metadata_and_topics(cluster: MockCluster) -> None:
+def test_in_process_cluster_serves_metadata_and_topics(cluster: FaultyMockCluster) -> None:
     cluster.create_topic("orders", partitions=4)
     metadata = AdminClient({"bootstrap.servers": cluster.bootstrap_servers}).list_topics(timeout=10)
     assert sorted(metadata.brokers) == [1, 2]
     assert len(metadata.topics["orders"].partitions) == 4
 
 
-def test_protocol_runs_commands_and_reports_failures(cluster: MockCluster) -> None:
+def test_protocol_runs_commands_and_reports_failures(cluster: FaultyMockCluster) -> None:
     ok = json.dumps({"op": "push_request_errors", "args": {"api_key": 0, "errors": [6, 7]}})
     assert execute(cluster, ok) == {"ok": True}
     assert execute(cluster, json.dumps({"op": "clear_request_errors", "args": {"api_key": 0}}))[
@@ -46,7 +47,7 @@ def test_protocol_runs_commands_and_reports_failures(cluster: MockCluster) -> No
 
 
 def test_child_process_broker_takes_fault_commands_and_exits_on_close() -> None:
-    broker = MockClusterBroker(brokers=3)
+    broker = FaultyMock(brokers=3)
     try:
         assert len(broker.bootstrap_servers.split(",")) == 3
         broker.create_topic("faults", partitions=2)
@@ -68,7 +69,7 @@ def test_child_process_broker_takes_fault_commands_and_exits_on_close() -> None:
 
 
 def test_child_process_death_is_reported() -> None:
-    broker = MockClusterBroker(brokers=1)
+    broker = FaultyMock(brokers=1)
     try:
         broker._proc.send_signal(signal.SIGKILL)
         broker._proc.wait()

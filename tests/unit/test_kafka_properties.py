@@ -10,21 +10,21 @@ from typing import Any
 import pytest
 
 import connector.commands.tail as tail_command
-import connector.operations.kafka_reads as kafka_reads
+import connector.kafka.reads as kafka_reads
 import connector.operations.replay as replay
 from connector.cli import main
 from connector.config import KafkaSettings, Settings, load_settings
+from connector.devtools.brokers.security import Certificates, make_certificates, openssl_available
 from connector.errors import ConfigError
-from connector.kafka.brokers.security import Certificates, make_certificates, openssl_available
+from connector.kafka.transactions import producer_config as poller_producer_config
 from connector.kafka_properties import (
     OWNED_KAFKA_PROPERTIES,
     RAISED_KAFKA_PROPERTIES,
     kafka_variable,
 )
-from connector.poller.publisher import producer_config as poller_producer_config
 from connector.poller.state import consumer_config as state_reader_config
-from connector.uploader.uploader import consumer_config as uploader_consumer_config
-from connector.uploader.uploader import producer_config as dead_letter_producer_config
+from connector.uploader.role import consumer_config as uploader_consumer_config
+from connector.uploader.role import producer_config as dead_letter_producer_config
 
 REQUIRED = {"TOLOKA_API_KEY": "secret-key-123", "TOLOKA_APP_PROJECT_ID": "proj-1"}
 
@@ -168,7 +168,7 @@ def client_configs(kafka: KafkaSettings, monkeypatch: pytest.MonkeyPatch) -> dic
             lambda: replay._Republisher(config, "topic", replay.ReplaySummary(), 1.0),
         ),
         "tail consumer": recorded(
-            monkeypatch, tail_command, "Consumer", lambda: main(["tail", "topic"])
+            monkeypatch, kafka_reads, "Consumer", lambda: main(["tail", "topic"])
         ),
     }
 

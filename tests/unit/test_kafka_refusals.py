@@ -20,9 +20,9 @@ import pytest
 from confluent_kafka import KafkaError
 
 import connector.kafka.refusals as refusals
-from connector.kafka.brokers.security import make_certificates, openssl_available
+from connector.devtools.brokers.security import make_certificates, openssl_available
+from connector.errors import KafkaRefusedError
 from connector.kafka.refusals import (
-    KafkaRefusedError,
     Refusal,
     RefusalWatch,
     known_to_speak_tls,

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from connector.contract.cursor import Cursor
+from connector.contract.leadership import leader_status
 from connector.operations.cursor_moves import (
     API_RESOLUTION,
     cursor_after_item,
@@ -15,8 +17,7 @@ from connector.operations.cursor_moves import (
     parse_instant,
     refusal,
 )
-from connector.operations.leader import leader_status
-from connector.poller.cursor import Cursor, PollerState
+from connector.poller.late_window import PollerState
 from connector.poller.scan import late_scan, late_scan_is_empty, main_scan, next_request
 from connector.toloka.models import format_api_datetime
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import orjson
 
-from connector.operations.kafka_reads import Watermarks
-from connector.operations.leader import leader_status
+from connector.contract.cursor import Cursor
+from connector.contract.leadership import leader_status
+from connector.kafka.reads import Watermarks
 from connector.operations.status import ConnectorStatus, describe_cursor, partition_lag
-from connector.poller.cursor import Cursor
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC).timestamp()
 

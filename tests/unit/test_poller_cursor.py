@@ -8,13 +8,11 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from connector.poller.cursor import (
+from connector.contract.cursor import (
     CURSOR_VERSION,
     Cursor,
-    PollerState,
     Segment,
     SegmentRef,
-    StateFormatError,
     decode_cursor,
     decode_segment,
     encode_cursor,
@@ -22,6 +20,8 @@ from connector.poller.cursor import (
     initial_cursor,
     segment_key,
 )
+from connector.errors import StateFormatError
+from connector.poller.late_window import PollerState
 from connector.toloka.models import Item
 from tests.unit.poller_fakes import T0, finished_item
 

@@ -6,26 +6,28 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 
 from connector.clock import SystemClock
-from connector.errors import NotFoundError, ServerError
+from connector.contract.cursor import Cursor, initial_cursor
+from connector.errors import NotFoundError, ServerError, StartupError, TransportError
 from connector.lifecycle import Heartbeat, Readiness
 from connector.metrics import Metrics
-from connector.poller.cursor import Cursor, initial_cursor
 from connector.poller.leadership import LeaderWatch
 from connector.poller.loop import PollerLoop
 from connector.poller.role import Poller
 from connector.poller.state import FeedUpdate
-from connector.startup import StartupError
+from connector.toloka.models import ItemPage
 from connector.toloka.retry import RetryPolicy
-from tests.fixtures.waiting import wait_for
+from testkit.clocks import FakeClock
+from testkit.waiting import wait_for
 from tests.unit.poller_fakes import (
+    RESPONSE_LIMIT_BYTES,
     T0,
     Crash,
     FakeApi,
-    FakeClock,
     FakeKafka,
     FakeProducer,
     FakeStateStore,
@@ -58,7 +60,7 @@ def test_a_cursor_written_by_a_command_means_take_over_at_once() -> None:
     assert watch.leader_gone()
 
 
-def test_a_recent_heartbeat_keeps_the_standby_waiting_until_the_timeout() -> None:
+def test_a_recent_keepalive_keeps_the_standby_waiting_until_the_timeout() -> None:
     clock = FakeClock()
     watch = LeaderWatch(10, clock)
     watch.observe(FeedUpdate(True, (written(T0 - 4),)))
@@ -68,7 +70,7 @@ def test_a_recent_heartbeat_keeps_the_standby_waiting_until_the_timeout() -> Non
     assert watch.leader_gone()
 
 
-def test_new_heartbeats_keep_the_leader_alive() -> None:
+def test_new_keepalives_keep_the_leader_alive() -> None:
     clock = FakeClock()
     watch = LeaderWatch(10, clock)
     watch.observe(FeedUpdate(True, (written(T0),)))
@@ -114,6 +116,7 @@ class Instance:
             metrics=Metrics(),
             heartbeat=self.heartbeat,
             instance_id=name,
+            response_limit_bytes=RESPONSE_LIMIT_BYTES,
         )
         self.poller = Poller(
             self.loop,
@@ -164,14 +167,14 @@ def test_one_leader_one_standby_and_take_over_after_the_leader_dies() -> None:
     wait_for(lambda: b.detail() == "standby")
     assert b.poller.readiness().ready
 
-    def heartbeats_of_a() -> int:
+    def keepalives_of_a() -> int:
         return sum(
             1 for r in kafka.visible("state") if r.key == b"proj" and b'"A"' in (r.value or b"")
         )
 
-    first = heartbeats_of_a()
-    wait_for(lambda: heartbeats_of_a() >= first + 8)  # over a second: several leader timeouts
-    assert b.detail() == "standby", "B stays standby while A writes heartbeats"
+    first = keepalives_of_a()
+    wait_for(lambda: keepalives_of_a() >= first + 8)  # over a second: several leader timeouts
+    assert b.detail() == "standby", "B stays standby while A writes keepalives"
 
     alive.clear()
     wait_for(a.crashed.is_set)
@@ -282,3 +285,32 @@ def test_a_leader_whose_transactions_keep_failing_says_so_after_the_progress_tim
     wait_for(lambda: a.poller.readiness().ready, "ready again once a transaction commits", 10)
     a.stop.set()
     a.thread.join(5)
+
+
+class RetriedListing(FakeApi):
+    """A listing the client retries until it is told to stop retrying (an API that hangs)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.listing = threading.Event()
+
+    def list_items(self, **kwargs: Any) -> ItemPage:
+        if self.calls >= 1:
+            self.listing.set()
+            if not self.stopped.wait(30):
+                raise AssertionError("nobody told the client to stop retrying")
+            raise TransportError("list_items: timed out", operation="list_items")
+        return super().list_items(**kwargs)
+
+
+def test_a_stop_during_a_retried_listing_ends_the_retries_and_the_leader_releases() -> None:
+    kafka = FakeKafka()
+    api = RetriedListing(FakeClock())
+    leader = Instance("A", kafka, api)
+    assert api.listing.wait(10), "the leader lists"
+    leader.stop.set()
+    leader.thread.join(10)
+    assert not leader.thread.is_alive(), "the poller ended within the shutdown budget"
+    assert leader.failure is None
+    last = [r for r in kafka.visible("state") if r.key == b"proj"][-1]
+    assert b'"holder":null' in (last.value or b"").replace(b" ", b""), "leadership released"

@@ -4,24 +4,25 @@ during a backlog, and a wall clock that jumps."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
 
+from connector.errors import ProducerFencedError
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
-from connector.poller.keepalive import HeartbeatsDuringCall
-from connector.poller.leadership import Role
+from connector.poller.keepalive import KeepalivesWhileListing
+from connector.poller.leadership import Standing
 from connector.poller.loop import PollerLoop
-from connector.poller.publisher import ProducerFencedError
 from connector.toloka.models import ItemPage
+from testkit.clocks import FakeClock
+from testkit.waiting import WaitTimeoutError, wait_for
 from tests.unit.poller_fakes import (
+    RESPONSE_LIMIT_BYTES,
     T0,
     Crash,
     FakeApi,
-    FakeClock,
     FakeKafka,
     FakeProducer,
     FakeStateStore,
@@ -41,18 +42,21 @@ def loop_for(
     clock: FakeClock,
     metrics: Metrics,
     configure: Callable[[FakeProducer], None] | None = None,
+    made: list[FakeProducer] | None = None,
+    heartbeat: Heartbeat | None = None,
     **settings: Any,
 ) -> PollerLoop:
     return PollerLoop(
         poller_settings(**settings),
         "proj",
         source=api,
-        producer_factory=producer_factory(kafka, [], configure),
+        producer_factory=producer_factory(kafka, [] if made is None else made, configure),
         store=FakeStateStore(kafka, clock=clock),
         clock=clock,
         metrics=metrics,
-        heartbeat=Heartbeat("poller", clock),
+        heartbeat=heartbeat or Heartbeat("poller", clock),
         instance_id="A",
+        response_limit_bytes=RESPONSE_LIMIT_BYTES,
     )
 
 
@@ -83,25 +87,28 @@ class SlowListing(FakeApi):
             if self.during is not None:
                 self.during()
             self.clock.advance(self.seconds)
-            deadline = time.monotonic() + 10
-            while not self.done(before) and time.monotonic() < deadline:
-                time.sleep(0.01)  # the fake API "taking its time"; the loop's helper writes
-            self.done_while_listing = self.done(before)
+            # The fake API "taking its time" while the keepalive thread writes.
+            try:
+                wait_for(lambda: self.done(before), "a keepalive during the listing", timeout=10)
+            except WaitTimeoutError:
+                self.done_while_listing = False
+            else:
+                self.done_while_listing = True
         return super().list_items(sort=sort, after_id=after_id, limit=limit, filters=filters)
 
 
-def test_a_listing_slower_than_the_leader_timeout_still_gets_heartbeats() -> None:
+def test_a_listing_slower_than_the_leader_timeout_still_gets_keepalives() -> None:
     clock = FakeClock(stop_at=T0 + 30)
     kafka = FakeKafka()
     api = SlowListing(clock, kafka, slow_call=3, seconds=5.0)  # leader timeout: 0.8
     api.add(finished_item("a", T0 - 5))
     loop = loop_for(api, kafka, clock, Metrics(), leader_timeout_seconds=0.8)
     loop.run(clock.stop)
-    assert api.done_while_listing, "a heartbeat was written while the listing took its time"
+    assert api.done_while_listing, "a keepalive was written while the listing took its time"
     assert kafka.published_ids() == ["a"]
 
 
-def test_a_heartbeat_fenced_while_listing_makes_the_leader_step_down_not_crash() -> None:
+def test_a_keepalive_fenced_while_listing_makes_the_leader_step_down_not_crash() -> None:
     clock = FakeClock(stop_at=T0 + 30)
     kafka = FakeKafka()
     made: list[FakeProducer] = []
@@ -115,20 +122,19 @@ def test_a_heartbeat_fenced_while_listing_makes_the_leader_step_down_not_crash()
 
     api.during = fence
     api.done = lambda _before: made[0].calls.count("begin_transaction") > attempts_at_fence
-    roles: list[Role] = []
-    loop = loop_for(api, kafka, clock, Metrics(), leader_timeout_seconds=0.8)
-    loop._producer_factory = producer_factory(kafka, made)
-    original = loop._set_role
+    roles: list[Standing] = []
+    loop = loop_for(api, kafka, clock, Metrics(), made=made, leader_timeout_seconds=0.8)
+    original = loop._set_standing
 
-    def record(role: Role) -> None:
+    def record(role: Standing) -> None:
         roles.append(role)
         original(role)
 
-    loop._set_role = record  # type: ignore[method-assign]
+    loop._set_standing = record  # type: ignore[method-assign]
     loop.run(clock.stop)  # returns at the end of the run, having raised nothing
-    assert api.done_while_listing, "the heartbeat written while listing found it fenced"
-    first_lead = roles.index(Role.LEADER)
-    assert roles[first_lead + 1 : first_lead + 3] == [Role.STANDBY, Role.LEADER], (
+    assert api.done_while_listing, "the keepalive written while listing found it fenced"
+    first_lead = roles.index(Standing.LEADER)
+    assert roles[first_lead + 1 : first_lead + 3] == [Standing.STANDBY, Standing.LEADER], (
         "stepped down, then took over again from the silent newer holder"
     )
 
@@ -225,27 +231,27 @@ def test_a_take_over_lost_to_another_standby_leaves_a_ready_standby() -> None:
 
         producer.begin_transaction = begin  # type: ignore[method-assign]
 
-    roles: list[Role] = []
+    roles: list[Standing] = []
     loop = loop_for(FakeApi(clock), kafka, clock, Metrics(), fenced_by_a_rival)
-    original_set_role = loop._set_role
+    original_set_role = loop._set_standing
 
-    def record(role: Role) -> None:
+    def record(role: Standing) -> None:
         roles.append(role)
         original_set_role(role)
-        if rival_took_over and role is Role.STANDBY:
+        if rival_took_over and role is Standing.STANDBY:
             clock.stop.set()  # back to standby after the lost race: look at it now
 
-    loop._set_role = record  # type: ignore[method-assign]
+    loop._set_standing = record  # type: ignore[method-assign]
     loop.run(clock.stop)
     assert rival_took_over
-    assert Role.LEADER not in roles
-    assert loop.kafka_problem is None
+    assert Standing.LEADER not in roles
+    assert loop.status.kafka_problem is None
 
 
 @pytest.mark.parametrize(
     "raised", [ProducerFencedError("fenced"), RuntimeError("a bug"), Crash()], ids=repr
 )
-def test_what_a_heartbeat_raises_while_listing_is_raised_in_the_loop_after_the_call(
+def test_what_a_keepalive_raises_while_listing_is_raised_in_the_loop_after_the_call(
     raised: BaseException,
 ) -> None:
     attempts = threading.Event()
@@ -254,10 +260,69 @@ def test_what_a_heartbeat_raises_while_listing_is_raised_in_the_loop_after_the_c
         attempts.set()
         raise raised
 
-    def slow_call_that_fails() -> None:
-        with HeartbeatsDuringCall(write, lambda: 0.0):
-            assert attempts.wait(5), "the due heartbeat was attempted while the call ran"
-            raise TimeoutError("the API call's own failure")  # what the heartbeat met outranks it
+    def slow_call_that_fails(keepalives: KeepalivesWhileListing) -> None:
+        with keepalives.listing():
+            assert attempts.wait(5), "the due keepalive was attempted while the call ran"
+            raise TimeoutError("the API call's own failure")  # what the keepalive met outranks it
 
-    with pytest.raises(type(raised)):
-        slow_call_that_fails()
+    with (
+        KeepalivesWhileListing(write, lambda: 0.0, 1.0) as keepalives,
+        pytest.raises(type(raised)),
+    ):
+        slow_call_that_fails(keepalives)
+
+
+def test_one_keepalive_thread_serves_every_listing_of_a_leadership_and_writes_only_in_them() -> (
+    None
+):
+    writers: list[threading.Thread] = []
+    wrote = threading.Semaphore(0)
+    listing = threading.Event()
+
+    due = [0.0]
+
+    def write() -> None:
+        assert listing.is_set(), "a keepalive written outside a listing"
+        writers.append(threading.current_thread())
+        due[0] = 3600.0  # written: the next one falls due after the test
+        wrote.release()
+
+    with KeepalivesWhileListing(write, lambda: due[0], 1.0) as keepalives:
+        for _ in range(3):
+            with keepalives.listing():
+                listing.set()
+                assert wrote.acquire(timeout=5), "the due keepalive was written"
+            listing.clear()
+            due[0] = 0.0
+        thread = writers[0]
+    assert len(writers) == 3
+    assert all(writer is thread for writer in writers), "one thread for the leadership"
+    assert not thread.is_alive(), "the thread ends with the leadership"
+
+
+def test_the_loop_heartbeat_names_the_listing_and_keepalives_do_not_beat_it() -> None:
+    """/healthz must tell a slow listing from a stuck loop by the loop's own word; a keepalive
+    written meanwhile (another thread) must neither beat the loop's heartbeat nor clear it."""
+    clock = FakeClock(stop_at=T0 + 30)
+    kafka = FakeKafka()
+    api = SlowListing(clock, kafka, slow_call=3, seconds=5.0)
+    api.add(finished_item("a", T0 - 5))
+    heartbeat = Heartbeat("poller", clock)
+    seen: list[tuple[str | None, float]] = []
+    api.during = lambda: seen.append((heartbeat.waiting_for, heartbeat.last))
+    original_done = api.done
+
+    def done(before: int) -> bool:
+        if not original_done(before):
+            return False
+        seen.append((heartbeat.waiting_for, heartbeat.last))
+        return True
+
+    api.done = done
+    loop = loop_for(api, kafka, clock, Metrics(), heartbeat=heartbeat, leader_timeout_seconds=0.8)
+    loop.run(clock.stop)
+    assert api.done_while_listing, "a keepalive was written while the listing took its time"
+    (at_start, beat_at_start), (after_keepalive, beat_after) = seen[0], seen[-1]
+    assert at_start == "the Toloka API (listing)"
+    assert after_keepalive == "the Toloka API (listing)"
+    assert beat_after == beat_at_start, "the keepalive thread beat the loop's heartbeat"

@@ -15,14 +15,15 @@ from connector.errors import AuthenticationError, ServerError
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
-from connector.poller.leadership import Role
+from connector.poller.leadership import Standing
 from connector.poller.loop import PollerLoop
 from connector.poller.state import StateStore
+from testkit.clocks import FakeClock
 from tests.unit.poller_fakes import (
+    RESPONSE_LIMIT_BYTES,
     T0,
     Crash,
     FakeApi,
-    FakeClock,
     FakeKafka,
     FakeProducer,
     FakeStateStore,
@@ -66,6 +67,7 @@ class Harness:
             heartbeat=Heartbeat("poller", self.clock),
             instance_id=instance,
             outstanding=outstanding,
+            response_limit_bytes=RESPONSE_LIMIT_BYTES,
         )
 
     def run_until(self, seconds_after_t0: float, loop: PollerLoop | None = None) -> PollerLoop:
@@ -149,7 +151,7 @@ def test_the_late_window_is_off_at_zero_and_tracks_nothing() -> None:
     assert h.metric("toloka_connector_late_window_tracked_items") <= 1
 
 
-def test_idle_leader_writes_heartbeats_within_a_quarter_of_the_timeout() -> None:
+def test_idle_leader_writes_keepalives_within_a_quarter_of_the_timeout() -> None:
     h = Harness(idle_poll_interval_seconds=30.0, leader_timeout_seconds=8.0)
     h.run_until(60)
     cursors = [r for r in h.kafka.visible("state") if r.key == b"proj"]
@@ -185,7 +187,7 @@ def test_an_aborted_page_is_listed_and_published_again() -> None:
         def commit(timeout: float) -> None:
             nonlocal commits
             commits += 1
-            if commits == 2:  # the first page (the first commit is the take-over heartbeat)
+            if commits == 2:  # the first page (the first commit is the take-over keepalive)
                 raise abortable()
             original(timeout)
 
@@ -218,12 +220,12 @@ def test_failing_transactions_make_the_poller_not_ready_until_one_succeeds() -> 
     loop = h.loop(configure=abort_while_failing)
     h.run_until(3, loop)
     assert h.published() == []
-    assert loop.kafka_problem is not None
-    assert loop.kafka_problem.startswith("transaction failed")
+    assert loop.status.kafka_problem is not None
+    assert loop.status.kafka_problem.startswith("transaction failed")
     failing[0] = False
     h.run_until(15, loop)
     assert h.published() == ["i0"]
-    assert loop.kafka_problem is None
+    assert loop.status.kafka_problem is None
 
 
 def test_a_fatal_error_after_an_unknown_commit_rereads_the_state_without_repeats() -> None:
@@ -292,22 +294,22 @@ def test_a_fenced_poller_steps_down_instead_of_crashing() -> None:
     h = Harness(transactional=True)
     for n in range(3):
         h.api.add(finished_item(f"i{n}", T0 - 10 + n))
-    roles: list[Role] = []
+    roles: list[Standing] = []
     loop = h.loop("A")
-    original = loop._set_role
+    original = loop._set_standing
 
-    def record(role: Role) -> None:
+    def record(role: Standing) -> None:
         roles.append(role)
         original(role)
 
-    loop._set_role = record  # type: ignore[method-assign]
+    loop._set_standing = record  # type: ignore[method-assign]
     h.run_until(5, loop)
     FakeProducer(h.kafka, "toloka-connector-poller-proj").init_transactions(1)  # a newer poller
     h.api.add(finished_item("after-fencing", T0 + 6), visible_at=T0 + 6)
     h.run_until(40, loop)
-    assert Role.STANDBY in roles[roles.index(Role.LEADER) + 1 :], "stepped down"
+    assert Standing.STANDBY in roles[roles.index(Standing.LEADER) + 1 :], "stepped down"
     assert h.published() == ["i0", "i1", "i2", "after-fencing"]
-    assert roles[-1] is Role.STANDBY
+    assert roles[-1] is Standing.STANDBY
 
 
 def test_end_to_end_time_and_outstanding_items_are_measured() -> None:

@@ -9,11 +9,9 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from connector.clock import SystemClock
+from connector.errors import PageAbortedError, ProducerFailedError, ProducerFencedError
 from connector.poller.publisher import (
     OutputRecord,
-    PageAbortedError,
-    ProducerFailedError,
-    ProducerFencedError,
     TransactionalPublisher,
     output_record,
     record_key,

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from connector.poller.cursor import PollerState, initial_cursor
+from connector.contract.cursor import initial_cursor
+from connector.poller.late_window import PollerState
 from connector.poller.scan import main_scan, next_request, plan_page
 from connector.toloka.models import ItemPage
 from tests.unit.poller_fakes import T0, finished_item

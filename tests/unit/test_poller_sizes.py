@@ -13,8 +13,9 @@ from pydantic import SecretStr
 from connector.cli import main
 from connector.config import load_settings
 from connector.errors import ConfigError, TolokaApiError, UnreadablePageError
+from connector.kafka.limits import record_size
 from connector.poller.dead_letters import dead_letter
-from connector.poller.limits import RecordLimits, record_size
+from connector.poller.limits import RecordLimits
 from connector.poller.page_size import GROW_AFTER, PageSizer
 from connector.poller.publisher import OutputRecord, SizeRefusal
 from connector.poller.unreadable import readable_item, single_entry
@@ -182,10 +183,10 @@ def test_a_refusal_by_the_broker_first_makes_batches_of_one_then_teaches_the_lim
     record = OutputRecord(b"k", b"v" * 70_000, [])
     assert known.fits("out", record_size(record.key, record.value, record.headers))
     refusal = SizeRefusal("out", record, by_broker=True)
-    assert not known.learn([refusal], one_record_per_batch=False), "a batch may have held others"
+    assert not known.learn([refusal]), "a batch may have held others"
     assert known.producer_config()["batch.num.messages"] == 1
     assert known.fits("out", record_size(record.key, record.value, record.headers))
-    assert known.learn([refusal], one_record_per_batch=True)
+    assert known.learn([refusal]), "refused by a producer of one-record batches"
     assert not known.fits("out", record_size(record.key, record.value, record.headers))
     assert known.fits("out", 60_000)
 

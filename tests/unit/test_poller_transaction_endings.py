@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from connector.poller.publisher import (
-    OutputRecord,
+from connector.errors import (
     PageAbortedError,
     ProducerFailedError,
     ProducerFencedError,
     RecordsTooLargeError,
-    TransactionalPublisher,
 )
-from tests.unit.poller_fakes import FakeClock, FakeKafka, FakeProducer
+from connector.poller.publisher import OutputRecord, TransactionalPublisher
+from testkit.clocks import FakeClock
+from tests.unit.poller_fakes import FakeKafka, FakeProducer
 
 TIMEOUT = 5.0
 RESULTS = [OutputRecord(b"k", b"{}", [("toloka-item-id", b"i")])]

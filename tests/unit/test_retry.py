@@ -5,7 +5,6 @@ from __future__ import annotations
 import email.utils
 import random
 import threading
-from collections.abc import Callable
 
 import pytest
 from hypothesis import given
@@ -13,38 +12,7 @@ from hypothesis import strategies as st
 
 from connector.errors import NotFoundError, ServerError
 from connector.toloka.retry import RetryPolicy, call_with_retries, parse_retry_after
-
-WALL_START = 1_700_000_000.0
-
-
-class FakeClock:
-    """A Clock whose waits return at once and move time forward by what was asked."""
-
-    def __init__(self) -> None:
-        self.wall = WALL_START
-        self.mono = 500.0
-        self.waits: list[float] = []
-        self.on_wait: Callable[[], None] | None = None
-
-    def time(self) -> float:
-        return self.wall
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def advance(self, seconds: float) -> None:
-        self.wall += seconds
-        self.mono += seconds
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        self.waits.append(seconds)
-        if self.on_wait is not None:
-            self.on_wait()
-        if event.is_set():
-            return True
-        self.advance(seconds)
-        return False
-
+from testkit.clocks import WALL_START, FakeClock
 
 # --- Retry-After -------------------------------------------------------------------------------
 

@@ -6,10 +6,11 @@ import threading
 
 import pytest
 
-import connector.runner as runner
+import connector.app.runner as runner
+from connector.app.runner import run_roles
+from connector.errors import RoleFailedError
 from connector.lifecycle import Heartbeat, Readiness
 from connector.metrics import Metrics
-from connector.runner import RoleFailedError, run_roles
 
 
 class StuckRole:

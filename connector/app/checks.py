@@ -1,0 +1,100 @@
+"""What `check` verifies: Kafka reachable, the topics there (the state topic compacted), the app
+project and its app reachable with the key. One line per check, `ok` or `FAIL` with the reason."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from connector.app.topics import connector_topics
+from connector.config import Settings
+from connector.errors import ConnectorError, KafkaOperationError
+from connector.kafka.admin import TopicSpec, cleanup_policies, ensure_topics, existing_topics
+from connector.kafka.topic_watch import TopicNeed, not_compacted
+from connector.toloka.client import TolokaClient
+
+KAFKA_TIMEOUT_SECONDS = 10.0
+
+
+class Report:
+    def __init__(self) -> None:
+        self.failures = 0
+        self.done = 0
+
+    def line(self, ok: bool, what: str, detail: str = "") -> None:
+        self.failures += 0 if ok else 1
+        self.done += 1
+        print(f"{'ok  ' if ok else 'FAIL'}  {what}{': ' + detail if detail else ''}", flush=True)
+
+    def attempt(self, what: str, probe: Callable[[], str]) -> bool:
+        try:
+            detail = probe()
+        except ConnectorError as exc:
+            self.line(False, what, str(exc))
+            return False
+        self.line(True, what, detail)
+        return True
+
+
+def check_kafka(settings: Settings, report: Report, create_topics: bool) -> None:
+    config = settings.kafka.client_config()
+    topics: set[str] = set()
+
+    def reach() -> str:
+        topics.update(existing_topics(config, KAFKA_TIMEOUT_SECONDS))
+        return settings.kafka.bootstrap_servers
+
+    if not report.attempt("Kafka reachable", reach):
+        return
+    specs = connector_topics(settings)
+    if create_topics:
+        missing = [spec for spec in specs if spec.name not in topics]
+        if missing and report.attempt(
+            "topics created",
+            lambda: ", ".join(ensure_topics(config, missing, KAFKA_TIMEOUT_SECONDS).created),
+        ):
+            topics.update(spec.name for spec in missing)
+    for spec in specs:
+        if spec.name not in topics:
+            report.line(
+                False, f"topic {spec.name}", "missing (create it, or run check --create-topics)"
+            )
+        elif spec.compacted:
+            compaction_line(config, spec, report)
+        else:
+            report.line(True, f"topic {spec.name}")
+
+
+def compaction_line(config: dict[str, str], spec: TopicSpec, report: Report) -> None:
+    """The state topic must be compacted; a broker that does not say is not held against it."""
+    try:
+        policy = cleanup_policies(config, [spec.name], KAFKA_TIMEOUT_SECONDS)[spec.name]
+    except KafkaOperationError as exc:
+        report.line(True, f"topic {spec.name}", f"compaction not verified ({exc})")
+        return
+    if "compact" in policy.split(","):
+        report.line(True, f"topic {spec.name}", f"cleanup.policy={policy}")
+    else:
+        need = TopicNeed(spec.name, "CONNECTOR_STATE_TOPIC", compacted=True)
+        report.line(False, f"topic {spec.name}", not_compacted(need, policy))
+
+
+def check_api(client: TolokaClient, report: Report) -> None:
+    project_app: list[str] = []
+
+    def project() -> str:
+        found = client.get_project()
+        project_app.append(found.app_id)
+        return f"{found.id} ({found.name or 'unnamed'}, status {found.status})"
+
+    if not report.attempt("app project reachable", project):
+        return
+
+    def app() -> str:
+        found = client.get_app(project_app[0])
+        fields = ", ".join(
+            f"{name}: {spec.type}{'' if spec.required else '?'}"
+            for name, spec in found.input_spec.items()
+        )
+        return f"{found.id} input_spec {{{fields}}}"
+
+    report.attempt("app and input_spec", app)

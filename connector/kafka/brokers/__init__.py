@@ -1,1 +1,0 @@
-"""One module per broker kind behind `connector.kafka.broker.Broker`, plus their helpers."""

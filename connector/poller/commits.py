@@ -1,0 +1,138 @@
+"""The leader's transactions: a page's results, dead letters and cursor; a keepalive (the cursor
+written again, the leader's sign of life on the state topic); the release (a cursor without
+holder, on a clean stop). Each success moves the leader's state and the metrics on; each failure
+is told to readiness (`PollerStatus.kafka_problem`) and raised."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from connector.clock import Clock
+from connector.errors import PageAbortedError, PublishError
+from connector.lifecycle import Heartbeat
+from connector.metrics import Metrics, result_status_label
+from connector.outstanding import OutstandingItems
+from connector.poller.late_window import PollerState
+from connector.poller.page_records import PageOutcome
+from connector.poller.publisher import TransactionalPublisher
+from connector.poller.scan import PagePlan, Scan, keepalive_change
+from connector.poller.status import PollerStatus
+from connector.toloka.models import Item
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Leadership:
+    """What exists only while this instance leads."""
+
+    publisher: TransactionalPublisher
+    state: PollerState
+    scan: Scan
+    last_write: float
+    """Monotonic time of the last committed cursor record (a keepalive falls due from it)."""
+    last_late_scan: float
+    """Monotonic end of the last look-back scan: the main scan gets at least an interval
+    between two of them, however long one takes (a burst in the window is a long one)."""
+    flowing: bool = False
+    """The current main scan published something."""
+    rejected_after_id: str | None = None
+    """A cursor item the API said it does not know: the main scan lists from the cursor's
+    finished_at instead, until the cursor moves to another item."""
+
+
+class Commits:
+    """Commits the leader's transactions. `commit`, `write_keepalive` and `release` run in the
+    loop's thread and say on its heartbeat that it waits for Kafka; `keepalive_while_listing`
+    runs in the keepalive thread (`connector.poller.keepalive`) and leaves the loop's heartbeat
+    alone: the loop is waiting on the API then, and says so itself."""
+
+    def __init__(
+        self,
+        *,
+        instance_id: str,
+        clock: Clock,
+        metrics: Metrics,
+        heartbeat: Heartbeat,
+        status: PollerStatus,
+        outstanding: OutstandingItems | None,
+    ) -> None:
+        self._instance_id = instance_id
+        self._clock = clock
+        self._metrics = metrics
+        self._heartbeat = heartbeat
+        self._status = status
+        self._outstanding = outstanding
+
+    def commit(self, lead: Leadership, plan: PagePlan, outcome: PageOutcome) -> None:
+        with self._heartbeat.waiting_on("Kafka (transaction)"):
+            self._commit(lead, plan, outcome)
+
+    def write_keepalive(self, lead: Leadership) -> None:
+        """A keepalive from the loop; an aborted one is logged (the next one is due soon)."""
+        try:
+            self.commit(lead, self._keepalive_plan(lead, self._instance_id), PageOutcome())
+        except PageAbortedError as exc:
+            log.warning("keepalive transaction aborted: %s", exc)
+
+    def keepalive_while_listing(self, lead: Leadership) -> None:
+        """A keepalive from the keepalive thread; raises what the transaction raised."""
+        self._commit(lead, self._keepalive_plan(lead, self._instance_id), PageOutcome())
+
+    def release(self, lead: Leadership, app_project_id: str) -> None:
+        """On a clean stop, a cursor without holder: a standby takes over at once instead of
+        after the leader timeout, and `reset-cursor` needs no --force."""
+        try:
+            self.commit(lead, self._keepalive_plan(lead, None), PageOutcome())
+        except PublishError as exc:
+            log.warning("could not hand leadership over (a standby waits it out): %s", exc)
+            return
+        log.info("poller of app project %s: leadership released", app_project_id)
+
+    def _keepalive_plan(self, lead: Leadership, holder: str | None) -> PagePlan:
+        change = keepalive_change(lead.state, now=self._clock.time(), holder=holder)
+        return PagePlan([], change, False, lead.scan)
+
+    def _commit(self, lead: Leadership, plan: PagePlan, outcome: PageOutcome) -> None:
+        assert plan.change is not None
+        try:
+            lead.publisher.commit_page(outcome.results, plan.change.records(), outcome.dead_letters)
+        except PublishError as exc:
+            self._metrics.transactions.labels("aborted").inc()
+            self._status.kafka_problem = f"transaction failed: {exc}"
+            raise
+        self._status.kafka_problem = None
+        lead.state.apply(plan.change)
+        lead.last_write = self._status.last_commit_at = self._clock.monotonic()
+        self._metrics.transactions.labels("committed").inc()
+        if lead.scan.late:
+            self._metrics.late_items.inc(len(plan.publish))
+        else:
+            lead.flowing = lead.flowing or bool(plan.publish)
+        for reason in outcome.reasons:
+            self._metrics.dead_letters.labels(reason).inc()
+        self._observe_published(plan.publish, outcome.published)
+        self.observe_state(lead.state)
+
+    def _observe_published(self, passed: Sequence[Item], published: Sequence[Item]) -> None:
+        """`passed`: every item the transaction moved past; `published`: those with a result
+        (the others were dead-lettered)."""
+        now = self._clock.time()
+        for item in published:
+            self._metrics.results_published.labels(result_status_label(item.status)).inc()
+            if item.created_at is not None and item.finished_at is not None:
+                self._metrics.item_processing_time.observe(
+                    (item.finished_at - item.created_at).total_seconds()
+                )
+        if self._outstanding is not None:
+            for item in passed:
+                uploaded_at = self._outstanding.take(item.id)
+                if uploaded_at is not None:
+                    self._metrics.end_to_end_time.observe(now - uploaded_at)
+            self._metrics.items_outstanding.set(len(self._outstanding))
+
+    def observe_state(self, state: PollerState) -> None:
+        self._metrics.cursor_age.set(state.cursor.age_seconds(self._clock.time()))
+        self._metrics.late_window_tracked_items.set(len(state.seen))

@@ -1,0 +1,76 @@
+"""The poller's late window in memory: the committed cursor and the ids its seen segments track.
+
+Late window (why segments exist): the listing can show an item only after the cursor has passed
+its finished_at. Besides the main scan (`after_id` = cursor), the poller re-lists every
+`late_scan_interval_seconds` the items with `finished_at >= late_horizon`, where the horizon is
+the start of the previous complete look-back scan minus `late_window_seconds`. An item that
+becomes visible at time v with finished_at f >= v - window is therefore listed by the first
+look-back scan that starts after v. Publication is de-duplicated against the ids tracked in the
+segments: every published id whose finished_at is at or above `tracking_floor` (the lower of the
+horizon and the cursor's finished_at, below which neither scan can list an item again). The
+records themselves: `connector.contract.cursor`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from connector.contract.cursor import Cursor, Segment, StateChange
+from connector.toloka.models import Item
+
+
+@dataclass
+class PollerState:
+    """The committed cursor and the ids the late window tracks; changed only after a commit."""
+
+    cursor: Cursor
+    segments: dict[int, Segment] = field(default_factory=dict)
+    seen: set[str] = field(default_factory=set)
+
+    @classmethod
+    def restore(cls, cursor: Cursor, segments: Iterable[Segment]) -> PollerState:
+        state = cls(cursor)
+        for segment in segments:
+            state.segments[segment.seq] = segment
+            state.seen.update(segment.ids)
+        return state
+
+    def is_new(self, item_id: str) -> bool:
+        return item_id not in self.seen
+
+    def plan(self, published: Sequence[Item], cursor: Cursor) -> StateChange:
+        """The state change of a transaction that publishes `published` and moves to `cursor`
+        (whose segments and next_segment are filled in here)."""
+        floor = cursor.tracking_floor()
+        tracked = [
+            item for item in published if item.finished_at is not None and item.finished_at >= floor
+        ]
+        dropped = tuple(
+            seq for seq, segment in self.segments.items() if segment.max_finished_at < floor
+        )
+        refs = [self.segments[seq].ref for seq in self.segments if seq not in dropped]
+        next_segment = self.cursor.next_segment
+        new_segment = None
+        if tracked:
+            new_segment = Segment(
+                seq=next_segment,
+                max_finished_at=max(item.finished_at for item in tracked if item.finished_at),
+                ids=tuple(item.id for item in tracked),
+            )
+            refs.append(new_segment.ref)
+            next_segment += 1
+        return StateChange(
+            cursor=replace(cursor, segments=tuple(refs), next_segment=next_segment),
+            new_segment=new_segment,
+            dropped=dropped,
+        )
+
+    def apply(self, change: StateChange) -> None:
+        """The transaction holding `change` committed."""
+        for seq in change.dropped:
+            self.seen.difference_update(self.segments.pop(seq).ids)
+        if change.new_segment is not None:
+            self.segments[change.new_segment.seq] = change.new_segment
+            self.seen.update(change.new_segment.ids)
+        self.cursor = change.cursor

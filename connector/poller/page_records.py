@@ -1,0 +1,91 @@
+"""The records of one page's transaction, before they are produced: an output record for each
+item that fits its topic, a dead letter for each that does not (`result_too_large`) and for an
+item that cannot be read even alone (`unreadable_result`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from connector.config import PollerSettings
+from connector.contract.dead_letters import RESULT_TOO_LARGE, UNREADABLE_RESULT
+from connector.kafka.limits import record_size
+from connector.poller.dead_letters import dead_letter
+from connector.poller.limits import RecordLimits
+from connector.poller.publisher import OutputRecord, output_record, record_key
+from connector.poller.unreadable import UnreadableItem
+from connector.toloka.models import Item
+
+
+@dataclass
+class PageOutcome:
+    """What the records of one transaction are."""
+
+    results: list[OutputRecord] = field(default_factory=list)
+    dead_letters: list[OutputRecord] = field(default_factory=list)
+    published: list[Item] = field(default_factory=list)
+    """The items that got a result (the others of the page were dead-lettered)."""
+    reasons: list[str] = field(default_factory=list)
+    """The reason of each dead letter (for the metrics)."""
+
+
+class PageRecords:
+    """Builds a PageOutcome for the items a page publishes."""
+
+    def __init__(self, settings: PollerSettings, app_project_id: str, limits: RecordLimits) -> None:
+        self._settings = settings
+        self._project = app_project_id
+        self._limits = limits
+
+    def outcome(
+        self, publish: Sequence[Item], unreadable: UnreadableItem | None = None
+    ) -> PageOutcome:
+        outcome = PageOutcome()
+        for item in publish:
+            record = output_record(
+                item, key_field=self._settings.key_field, app_project_id=self._project
+            )
+            size = record_size(record.key, record.value, record.headers)
+            if self._limits.fits(self._settings.output_topic, size):
+                outcome.results.append(record)
+                outcome.published.append(item)
+            else:
+                outcome.dead_letters.append(self._too_large_letter(item, record, size))
+                outcome.reasons.append(RESULT_TOO_LARGE)
+        if unreadable is not None:
+            outcome.dead_letters.append(self._unreadable_letter(unreadable))
+            outcome.reasons.append(UNREADABLE_RESULT)
+        return outcome
+
+    def _too_large_letter(self, item: Item, record: OutputRecord, size: int) -> OutputRecord:
+        topic = self._settings.output_topic
+        message = (
+            f"the result record takes {size} bytes; {topic} accepts at most "
+            f"{self._limits.limit(topic)} (the lowest of its max.message.bytes, the producer's "
+            "message.max.bytes, and what the broker refused): too large to publish"
+        )
+        return dead_letter(
+            RESULT_TOO_LARGE,
+            message,
+            item_id=item.id,
+            app_project_id=item.app_project_id or self._project,
+            key=record.key,
+            fields=item.raw,
+            limit=self._limits.limit(self._settings.dlq_topic),
+        )
+
+    def _unreadable_letter(self, entry: UnreadableItem) -> OutputRecord:
+        input_data = entry.fields.get("input_data")
+        stand_in = Item.model_construct(
+            id=entry.id, input_data=input_data if isinstance(input_data, dict) else {}
+        )
+        return dead_letter(
+            UNREADABLE_RESULT,
+            f"the item cannot be read even alone: {entry.problem}",
+            item_id=entry.id,
+            app_project_id=self._project,
+            key=record_key(stand_in, self._settings.key_field).encode(),
+            fields=entry.fields,
+            raw=entry.raw,
+            limit=self._limits.limit(self._settings.dlq_topic),
+        )
