@@ -25,6 +25,8 @@
     │       │   └── RecordsTooLargeError         records refused as too large for their topic
     │       ├── ProducerFencedError          a newer holder of the transactional id exists
     │       └── ProducerFailedError          the producer cannot go on: replace it
+    ├── SchemaRegistryError          the Schema Registry refused or failed a request
+    │   └── RegistryUnavailableError     unreachable, 5xx, or refusing the credentials
     ├── StateFormatError             a state-topic record this connector cannot read
     ├── StartupError                 a role cannot start: the message names the setting to check
     ├── RoleFailedError              a role ended with a fatal error (the runner's summary)
@@ -108,6 +110,15 @@ class ProducerFailedError(PublishError):
     """The producer cannot go on (a fatal error, or a transaction whose end it could not reach:
     a commit or abort that kept timing out). It must be replaced, and the state read again: a
     commit whose outcome was unknown is known then."""
+
+
+class SchemaRegistryError(ConnectorError):
+    """The Schema Registry refused a request (an incompatible schema, an unknown subject); the
+    message names the URL's setting or the subject, never the credentials."""
+
+
+class RegistryUnavailableError(SchemaRegistryError):
+    """The registry did not answer (or refused the credentials): no record is judged by it."""
 
 
 class StateFormatError(ConnectorError):
