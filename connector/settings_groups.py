@@ -55,7 +55,7 @@ class SettingsGroup(BaseModel):
             if field.is_required():
                 default = "— (required)"
             else:
-                default = str(field.get_default(call_default_factory=True))
+                default = str(field.get_default(call_default_factory=True)) or "(empty)"
             rows.append((cls.variable(name), default, field.description or ""))
         return rows
 

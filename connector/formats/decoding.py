@@ -21,7 +21,6 @@ from typing import Any
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer
-
 from confluent_kafka.schema_registry.serde import SchemaId
 from google.protobuf import descriptor_pb2
 from google.protobuf.message import Message
@@ -52,7 +51,7 @@ def _guarded(decode: RecordDecoder) -> RecordDecoder:
             return registry_call(lambda: decode(value), "reading the writer's schema")
         except RegistryUnavailableError:
             raise
-        except Exception as error:  # noqa: BLE001 - every other failure is about the bytes
+        except Exception as error:
             if not_found(error.__cause__ or error):
                 raise UndecodableError(
                     f"schema id {int.from_bytes(value[1:5], 'big')} is not in the registry"
@@ -87,7 +86,9 @@ class _ProtobufReader:
     def __call__(self, value: bytes) -> dict[str, Any]:
         schema_id = SchemaId(PROTOBUF_TYPE)
         payload = schema_id.from_bytes(io.BytesIO(value))
-        key = (schema_id.id, tuple(schema_id.message_indexes or [0]))
+        if schema_id.id is None:
+            raise UndecodableError("no schema id")
+        key = (int(schema_id.id), tuple(schema_id.message_indexes or [0]))
         cls = self._classes.get(key)
         if cls is None:
             cls = self._classes[key] = self._class(*key)
@@ -95,7 +96,9 @@ class _ProtobufReader:
 
     def _class(self, schema_id: int, indexes: tuple[int, ...]) -> type[Message]:
         schema = self._client.get_schema(schema_id, fmt="serialized")
-        file = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(schema.schema_str))
+        file = descriptor_pb2.FileDescriptorProto.FromString(
+            base64.b64decode(schema.schema_str or "")
+        )
         if schema.references:
             raise UndecodableError("Protobuf schemas with references are not supported")
         names: list[str] = []

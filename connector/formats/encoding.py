@@ -69,7 +69,9 @@ def _json_schema(
     return lambda item, ctx: serializer(dict(item), ctx)
 
 
-def _protobuf(client: SchemaRegistryClient, specs: Specs, subject: str) -> Callable[[Any, Any], Any]:
+def _protobuf(
+    client: SchemaRegistryClient, specs: Specs, subject: str
+) -> Callable[[Any, Any], Any]:
     shape = ItemShape.of(*specs)
     cls = message_class(file_descriptor(shape), f"{PACKAGE}.{MESSAGE}")
     serializer = ProtobufSerializer(cls, client, conf=_serializer_config(subject))
@@ -91,7 +93,7 @@ def result_encoder(
             value: bytes = serialize(item, context)
         except (UnencodableError, SchemaRegistryError):
             raise
-        except Exception as error:  # noqa: BLE001 - the serializers' errors are about the item
+        except Exception as error:
             raise UnencodableError(f"{type(error).__name__}: {error}") from error
         return value
 

@@ -70,7 +70,7 @@ def _add_field(
     optional: bool = False,
     type_name: str = "",
 ) -> None:
-    field = message.field.add(name=name, number=number, type=field_type)  # type: ignore[call-overload]
+    field = message.field.add(name=name, number=number, type=field_type)
     field.label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
     if type_name:
         field.type_name = type_name
@@ -104,7 +104,9 @@ def file_descriptor(shape: ItemShape) -> descriptor_pb2.FileDescriptorProto:
     _add_field(item, "id", 1, _F.TYPE_STRING)
     _add_field(item, "app_project_id", 2, _F.TYPE_STRING, optional=True)
     _add_field(item, "status", 3, _F.TYPE_STRING, optional=True)
-    for number, (name, nested) in enumerate(zip(DATA_FIELDS, ("InputData", "OutputData"), strict=True), 4):
+    for number, (name, nested) in enumerate(
+        zip(DATA_FIELDS, ("InputData", "OutputData"), strict=True), 4
+    ):
         _add_field(item, name, number, _F.TYPE_MESSAGE, type_name=f"{full}.{nested}")
     for number, name in enumerate(("errors", "created_at", "started_at", "finished_at"), 6):
         _add_field(item, name, number, _F.TYPE_STRING, optional=True)
@@ -118,7 +120,8 @@ def message_class(file: descriptor_pb2.FileDescriptorProto, name: str) -> type[M
     """The class of message `name` (full name) of `file`, in a descriptor pool of its own."""
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+    cls: type[Message] = message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+    return cls
 
 
 def item_message(cls: type[Message], record: Mapping[str, Any]) -> Message:

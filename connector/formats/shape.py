@@ -80,7 +80,9 @@ class ItemShape:
     output_fields: tuple[FieldShape, ...]
 
     @classmethod
-    def of(cls, input_spec: Mapping[str, FieldSpec], output_spec: Mapping[str, FieldSpec]) -> ItemShape:
+    def of(
+        cls, input_spec: Mapping[str, FieldSpec], output_spec: Mapping[str, FieldSpec]
+    ) -> ItemShape:
         return cls(data_fields(input_spec), data_fields(output_spec))
 
     def record(self, item: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,12 +130,21 @@ def _typed(path: str, shape: FieldShape, value: Any) -> Any:
     return [_scalar(f"{path}[{i}]", shape.kind, element) for i, element in enumerate(value)]
 
 
+_EXPECTED: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "float": (int, float),
+    "boolean": (bool,),
+}
+
+
 def _scalar(path: str, kind: str, value: Any) -> Any:
     if kind == "json":
         return json_text(value)
-    expected = {"string": (str,), "integer": (int,), "float": (int, float), "boolean": (bool,)}
     if isinstance(value, bool) and kind != "boolean":
         raise UnencodableError(f"{path}: {kind} expected, got a boolean")
-    if not isinstance(value, expected[kind]):
+    if not isinstance(value, _EXPECTED[kind]):
         raise UnencodableError(f"{path}: {kind} expected, got {type(value).__name__}")
-    return float(value) if kind == "float" else value
+    if kind == "float":
+        return float(value)  # type: ignore[arg-type]  # an int or a float, checked above
+    return value

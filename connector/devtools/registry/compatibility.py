@@ -55,7 +55,7 @@ def parse(schema_type: str, text: str) -> Any:
             return descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(text))
     except InvalidSchemaError:
         raise
-    except Exception as exc:  # noqa: BLE001 - every parser's own error means "invalid"
+    except Exception as exc:
         raise InvalidSchemaError(f"invalid {schema_type} schema: {exc}") from exc
     raise InvalidSchemaError(f"unknown schema type {schema_type}")
 
@@ -69,7 +69,8 @@ def _can_read(schema_type: str, reader: Any, writer: Any) -> bool:
 
 
 def _avro_can_read(reader: AvroSchema, writer: AvroSchema) -> bool:
-    result = ReaderWriterCompatibilityChecker().get_compatibility(reader, writer)
+    checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+    result = checker.get_compatibility(reader, writer)
     return bool(result.compatibility is SchemaCompatibilityType.compatible)
 
 

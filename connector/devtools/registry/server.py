@@ -26,7 +26,7 @@ from connector.devtools.registry.store import RegistryError, RegistryState
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 
-def _route(state: RegistryState, method: str, parts: list[str], body: Any) -> Any:  # noqa: C901
+def _route(state: RegistryState, method: str, parts: list[str], body: Any) -> Any:
     match method, parts:
         case "GET", ["subjects"]:
             return state.subject_names()
@@ -80,19 +80,19 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: tests read the state, not the access log
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
+    def do_GET(self) -> None:
         self._serve("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._serve("POST")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         self._serve("PUT")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._serve("DELETE")
 
     def _serve(self, method: str) -> None:
@@ -106,7 +106,10 @@ class _Handler(BaseHTTPRequestHandler):
             parts = [unquote(p) for p in urlsplit(self.path).path.split("/") if p]
             status, answer = 200, _route(self.server.state, method, parts, body)
         except RegistryError as error:
-            status, answer = error.status, {"error_code": error.error_code, "message": error.message}
+            status, answer = (
+                error.status,
+                {"error_code": error.error_code, "message": error.message},
+            )
         except json.JSONDecodeError:
             status, answer = 400, {"error_code": 400, "message": "the body is not JSON"}
         data = json.dumps(answer).encode()

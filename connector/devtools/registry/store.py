@@ -63,7 +63,9 @@ class RegistryState:
 
     # --- schemas -----------------------------------------------------------------------------
 
-    def _schema_of(self, payload: dict[str, Any]) -> tuple[str, str, tuple[tuple[str, str, int], ...]]:
+    def _schema_of(
+        self, payload: dict[str, Any]
+    ) -> tuple[str, str, tuple[tuple[str, str, int], ...]]:
         text = payload.get("schema")
         if not isinstance(text, str):
             raise RegistryError(422, 42201, "Invalid schema: no schema text")
@@ -131,7 +133,9 @@ class RegistryState:
             known = self._existing(key)
             if known is not None and known in ids:
                 return known
-            previous = [self.schemas[i].parsed for i in ids if self.schemas[i].schema_type == key[0]]
+            previous = [
+                self.schemas[i].parsed for i in ids if self.schemas[i].schema_type == key[0]
+            ]
             if not compatible(self._level(subject), key[0], parsed, previous):
                 raise RegistryError(
                     409, 409, "Schema being registered is incompatible with an earlier schema "
@@ -153,7 +157,9 @@ class RegistryState:
             stored = self.schemas[known]
         return {"subject": subject, "version": ids.index(known) + 1, "id": known, **stored.body()}
 
-    def test_compatibility(self, subject: str, version: str | None, payload: dict[str, Any]) -> bool:
+    def test_compatibility(
+        self, subject: str, version: str | None, payload: dict[str, Any]
+    ) -> bool:
         schema_type, text, _ = self._schema_of(payload)
         try:
             parsed = parse(schema_type, text)
@@ -163,7 +169,9 @@ class RegistryState:
             ids = self.subjects.get(subject) or []
             if version is not None:
                 ids = [self._ids(subject)[self._version_number(self._ids(subject), version) - 1]]
-            previous = [self.schemas[i].parsed for i in ids if self.schemas[i].schema_type == schema_type]
+            previous = [
+                self.schemas[i].parsed for i in ids if self.schemas[i].schema_type == schema_type
+            ]
             level = self._level(subject)
         if version is not None and level.endswith("_TRANSITIVE"):
             level = level.removesuffix("_TRANSITIVE")
@@ -185,7 +193,11 @@ class RegistryState:
             if subject is None:
                 return self.level
             if subject not in self.subject_levels:
-                raise RegistryError(404, 40408, f"Subject '{subject}' does not have subject-level compatibility configured")
+                raise RegistryError(
+                    404,
+                    40408,
+                    f"Subject '{subject}' does not have subject-level compatibility configured",
+                )
             return self.subject_levels[subject]
 
     def set_level(self, subject: str | None, level: Any) -> str:
