@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
@@ -29,6 +29,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, json_format, messag
 from connector.contract.dead_letters import INVALID_ITEM, INVALID_SCHEMA, REASON_HEADER
 from connector.devtools.registry.server import RegistrySimulator
 from testkit.brokers import ControllableBroker
+from testkit.kafka import headers_of
 from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, ReadTopic
 from tests.fixtures.console import Console
@@ -36,6 +37,7 @@ from tests.fixtures.simulator import SimulatorHandle
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+Serialize = Callable[[dict[str, Any], SerializationContext], bytes]
 VALID = 5
 UNKNOWN_SCHEMA_ID = b"\x00\x00\x00\x03\xe7not a record of any schema"
 
@@ -73,22 +75,23 @@ def task_message_class() -> Any:
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("producer.Task"))
 
 
-def input_serializer(
-    value_format: str, client: SchemaRegistryClient
-) -> Callable[[dict[str, Any], SerializationContext], bytes]:
+def input_serializer(value_format: str, client: SchemaRegistryClient) -> Serialize:
     if value_format == "avro":
-        avro = AvroSerializer(client, json.dumps(TASK_AVRO))
-        return lambda task, ctx: avro(task, ctx)
+        avro: Serialize = AvroSerializer(client, json.dumps(TASK_AVRO))
+        return avro
     if value_format == "json_schema":
-        js = JSONSerializer(json.dumps(TASK_JSON_SCHEMA), client)
-        return lambda task, ctx: js(task, ctx)
+        js: Serialize = JSONSerializer(json.dumps(TASK_JSON_SCHEMA), client)
+        return js
     cls = task_message_class()
     proto = ProtobufSerializer(cls, client, {"use.deprecated.format": False})
     return lambda task, ctx: proto(json_format.ParseDict(task, cls()), ctx)
 
 
-def output_value(value_format: str, client: SchemaRegistryClient, value: bytes) -> dict[str, Any]:
+def output_value(
+    value_format: str, client: SchemaRegistryClient, value: bytes | None
+) -> dict[str, Any]:
     """A result decoded with the schema the registry holds for its id (the writer's)."""
+    assert value is not None
     if value_format == "avro":
         decoded: dict[str, Any] = AvroDeserializer(client)(value, None)
         return decoded
@@ -96,14 +99,15 @@ def output_value(value_format: str, client: SchemaRegistryClient, value: bytes) 
         ctx = SerializationContext("any", MessageField.VALUE)
         conf = {"subject.name.strategy": lambda _ctx, _name: None}
         decoded = JSONDeserializer(None, schema_registry_client=client, conf=conf)(value, ctx)
-        return decoded
+        return dict(decoded)
     schema = client.get_schema(int.from_bytes(value[1:5], "big"), fmt="serialized")
-    file = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(schema.schema_str))
+    file = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(schema.schema_str or ""))
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
     cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{file.package}.TolokaItem"))
     message = ProtobufDeserializer(cls, {"use.deprecated.format": False})(value, None)
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    as_dict: dict[str, Any] = json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return as_dict
 
 
 @pytest.mark.parametrize("value_format", ["avro", "protobuf", "json_schema"])
@@ -147,12 +151,12 @@ def test_a_registry_format_round_trips_through_the_connector(
             "SCHEMA_REGISTRY_URL": registry.url,
         },
     )
-    results = wait_for(
-        lambda: (found := read_topic(output_topic, timeout=5)) and len(found) >= VALID and found,
-        "every result on the output topic",
-        120,
-        guard=run.check_alive,
-    )
+
+    def every_result() -> list[Message] | None:
+        found = read_topic(output_topic, timeout=5)
+        return found if len(found) >= VALID else None
+
+    results = wait_for(every_result, "every result on the output topic", 120, guard=run.check_alive)
     run.interrupt()
     assert run.exit_code() == 0, run.log_tail()
 
@@ -170,7 +174,6 @@ def test_a_registry_format_round_trips_through_the_connector(
     assert f"{output_topic}-value" in registry.state.subject_names()
 
     letters = {
-        dict(message.headers() or [])[REASON_HEADER].decode(): message.value()
-        for message in read_topic(dlq_topic)
+        headers_of(message)[REASON_HEADER]: message.value() for message in read_topic(dlq_topic)
     }
     assert letters == {INVALID_ITEM: invalid, INVALID_SCHEMA: UNKNOWN_SCHEMA_ID}
