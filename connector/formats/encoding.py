@@ -9,11 +9,12 @@ serializers use the registry client's cache: encoding a result makes no request.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
@@ -78,6 +79,18 @@ def _protobuf(
     return lambda item, ctx: serializer(item_message(cls, shape.record(item)), ctx)
 
 
+def derived_schema(value_format: str, specs: Specs) -> Schema:
+    """The output schema the app's specs give, as the registry receives it (what `check`
+    tests against the subject before the poller registers it)."""
+    shape = ItemShape.of(*specs)
+    if value_format == "avro":
+        return Schema(json.dumps(avro_schema(shape)), "AVRO")
+    if value_format == "json_schema":
+        return Schema(json.dumps(json_schema(*specs)), "JSON")
+    serialized = file_descriptor(shape).SerializeToString()
+    return Schema(base64.b64encode(serialized).decode(), "PROTOBUF")
+
+
 SERIALIZERS = {"avro": _avro, "json_schema": _json_schema, "protobuf": _protobuf}
 
 
@@ -104,4 +117,11 @@ def result_encoder(
     return encode
 
 
-__all__ = ["Encode", "RegistryUnavailableError", "Specs", "output_subject", "result_encoder"]
+__all__ = [
+    "Encode",
+    "RegistryUnavailableError",
+    "Specs",
+    "derived_schema",
+    "output_subject",
+    "result_encoder",
+]

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Message, Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
@@ -177,3 +177,46 @@ def test_a_registry_format_round_trips_through_the_connector(
         headers_of(message)[REASON_HEADER]: message.value() for message in read_topic(dlq_topic)
     }
     assert letters == {INVALID_ITEM: invalid, INVALID_SCHEMA: UNKNOWN_SCHEMA_ID}
+
+
+def test_check_verifies_the_registry_and_the_output_subject(
+    kafka_broker: ControllableBroker,
+    new_topic: NewTopic,
+    simulator: SimulatorHandle,
+    registry: RegistrySimulator,
+    console: Console,
+) -> None:
+    output_topic = new_topic()
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "TOLOKA_BASE_URL": simulator.base_url,
+        "TOLOKA_API_KEY": simulator.api_key,
+        "TOLOKA_APP_PROJECT_ID": simulator.project_id,
+        "CONNECTOR_INPUT_TOPIC": new_topic(),
+        "CONNECTOR_OUTPUT_TOPIC": output_topic,
+        "CONNECTOR_DLQ_TOPIC": new_topic(),
+        "CONNECTOR_STATE_TOPIC": new_topic(compacted=True),
+        "CONNECTOR_OUTPUT_FORMAT": "avro",
+        "SCHEMA_REGISTRY_URL": registry.url,
+    }
+    subject = f"{output_topic}-value"
+
+    fresh = console.run("check", env=env)
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    assert f"ok    output subject {subject}: new" in fresh.stdout
+
+    missing = console.run("check", env={**env, "CONNECTOR_OUTPUT_SUBJECT": "no-such-subject"})
+    assert missing.returncode == 1
+    assert "FAIL  output subject no-such-subject: does not exist" in missing.stdout
+
+    client = SchemaRegistryClient({"url": registry.url})
+    taken = {"type": "record", "name": "TolokaItem", "namespace": "toloka.connector",
+             "fields": [{"name": "id", "type": "long"}]}  # fmt: skip
+    client.register_schema(subject, Schema(json.dumps(taken), "AVRO"))
+    incompatible = console.run("check", env=env)
+    assert incompatible.returncode == 1
+    assert f"FAIL  output subject {subject}: refuses the avro schema" in incompatible.stdout
+
+    unreachable = console.run("check", env={**env, "SCHEMA_REGISTRY_URL": "http://127.0.0.1:9"})
+    assert unreachable.returncode == 1
+    assert "FAIL  Schema Registry reachable" in unreachable.stdout
