@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connector.kafka_properties import OWNED_KAFKA_PROPERTIES, PYTHON_CLIENT_KEYS, kafka_property
 
@@ -333,6 +333,14 @@ class SchemaRegistrySettings(SettingsGroup):
     ssl_ca_location: str = Field(
         "", description="CA file (PEM) that signed the registry's certificate (https)"
     )
+
+    @field_validator("basic_auth_user_info")
+    @classmethod
+    def _user_and_password(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value()
+        if text and ":" not in text:
+            raise ValueError("must be user:password")
+        return value
 
 
 class EndpointSettings(SettingsGroup):

@@ -28,11 +28,11 @@ NOT_FOUND = 404
 
 
 def registry_config(settings: SchemaRegistrySettings) -> dict[str, Any]:
-    """The client's configuration: URL, basic auth (USER_INFO), the CA of an https registry."""
+    """The client's configuration: URL, basic auth (`user:password`), the CA of an https
+    registry."""
     config: dict[str, Any] = {"url": settings.url, "timeout": REQUEST_TIMEOUT_SECONDS}
     user_info = settings.basic_auth_user_info.get_secret_value()
     if user_info:
-        config["basic.auth.credentials.source"] = "USER_INFO"
         config["basic.auth.user.info"] = user_info
     if settings.ssl_ca_location:
         config["ssl.ca.location"] = settings.ssl_ca_location
