@@ -20,6 +20,7 @@ from connector.app.process import run_connector
 from connector.app.topics import connector_topics
 from connector.config import Settings, load_settings
 from connector.demo.feed import Feed
+from connector.demo.formats import encoded_samples, result_decoder
 from connector.demo.next_steps import DemoCommands
 from connector.demo.observer import TopicObserver
 from connector.demo.progress import Counts, ProgressView
@@ -27,6 +28,7 @@ from connector.demo.samples import sample_records
 from connector.demo.summary import Summary
 from connector.devtools.brokers.base import Broker
 from connector.devtools.brokers.start import start_broker
+from connector.devtools.registry.server import RegistrySimulator
 from connector.errors import RoleFailedError
 from connector.metrics import Metrics
 from connector.simulator.process import SimulatorProcess, start_simulator_process
@@ -48,6 +50,8 @@ class DemoOptions:
     timeout_seconds: float = 120.0
     keep_running: bool = False
     seed: int = 7
+    value_format: str = "json"
+    """json, or avro / protobuf / json_schema through the registry simulator."""
 
 
 def free_or_given_port(port: int) -> int:
@@ -60,9 +64,21 @@ def free_or_given_port(port: int) -> int:
         return int(probe.getsockname()[1])
 
 
-def demo_settings(broker: Broker, simulator: SimulatorProcess, metrics_port: int) -> Settings:
+def demo_settings(
+    broker: Broker,
+    simulator: SimulatorProcess,
+    metrics_port: int,
+    registry: RegistrySimulator | None = None,
+    value_format: str = "json",
+) -> Settings:
+    formats = {
+        "CONNECTOR_INPUT_FORMAT": value_format,
+        "CONNECTOR_OUTPUT_FORMAT": value_format,
+        "SCHEMA_REGISTRY_URL": registry.url if registry is not None else "",
+    }
     return load_settings(
         environ={
+            **formats,
             "TOLOKA_API_KEY": simulator.api_key,
             "TOLOKA_BASE_URL": simulator.base_url,
             "TOLOKA_APP_PROJECT_ID": simulator.project_id,
@@ -104,7 +120,9 @@ class RolesInBackground:
 
 
 @contextmanager
-def demo_environment(options: DemoOptions) -> Iterator[tuple[Broker, SimulatorProcess]]:
+def demo_environment(
+    options: DemoOptions,
+) -> Iterator[tuple[Broker, SimulatorProcess, RegistrySimulator | None]]:
     with ExitStack() as stack:
         print(f"starting the development broker ({options.broker}) …", flush=True)
         broker = stack.enter_context(start_broker(options.broker))
@@ -119,7 +137,11 @@ def demo_environment(options: DemoOptions) -> Iterator[tuple[Broker, SimulatorPr
                 item_error_ratio=0.02,
             )
         )
-        yield broker, simulator
+        registry = None
+        if options.value_format != "json":
+            print("starting the Schema Registry simulator …", flush=True)
+            registry = stack.enter_context(RegistrySimulator())
+        yield broker, simulator, registry
 
 
 def uploaded_items(metrics: Metrics) -> int:
@@ -170,8 +192,16 @@ def run_demo(options: DemoOptions, interrupted: threading.Event | None = None) -
     (the summary then counts that as the end, not an interruption)."""
     interrupted = interrupted if interrupted is not None else threading.Event()
     records = sample_records(options.items, options.seed)
-    with demo_environment(options) as (broker, simulator):
-        settings = demo_settings(broker, simulator, free_or_given_port(options.metrics_port))
+    with demo_environment(options) as (broker, simulator, registry):
+        settings = demo_settings(
+            broker, simulator, free_or_given_port(options.metrics_port), registry,
+            options.value_format,
+        )  # fmt: skip
+        decode = result_decoder(options.value_format, registry.url if registry else "")
+        if registry is not None:
+            records = encoded_samples(
+                records, options.value_format, registry.url, settings.uploader.input_topic
+            )
         broker.create_topics(connector_topics(settings))
         metrics_url = f"http://127.0.0.1:{settings.runtime.metrics_port}/metrics"
         print(
@@ -187,6 +217,7 @@ def run_demo(options: DemoOptions, interrupted: threading.Event | None = None) -
             settings.poller.output_topic,
             settings.uploader.dlq_topic,
             produced_at,
+            decode,
         )
         roles = RolesInBackground(settings, metrics)
         feed = Feed(

@@ -220,3 +220,16 @@ def test_check_verifies_the_registry_and_the_output_subject(
     unreachable = console.run("check", env={**env, "SCHEMA_REGISTRY_URL": "http://127.0.0.1:9"})
     assert unreachable.returncode == 1
     assert "FAIL  Schema Registry reachable" in unreachable.stdout
+
+
+def test_the_demo_runs_with_avro(console: Console) -> None:
+    demo = console.run(
+        "demo", "--format", "avro", "--items", "200", "--rate", "0", "--json", "--metrics-port",
+        "0", timeout=180,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    summary = json.loads(demo.stdout)
+    assert summary["ok"]
+    assert summary["published"] == summary["produced_valid"] == 198
+    # Samples 50 and 150 are malformed as bytes: not the wire format.
+    assert summary["dead_letters_by_reason"] == {INVALID_SCHEMA: 2}
