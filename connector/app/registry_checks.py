@@ -25,7 +25,7 @@ def check_registry(settings: Settings, report: Report, app: App | None) -> None:
 
     def reach() -> str:
         subjects.extend(registry_call(client.get_subjects, "listing the subjects"))
-        return f"{registry_settings.url} ({len(subjects)} subjects)"
+        return f"{len(subjects)} subjects"
 
     if not report.attempt("Schema Registry reachable", reach) or poller.output_format == "json":
         return

@@ -233,3 +233,32 @@ def test_the_demo_runs_with_avro(console: Console) -> None:
     assert summary["published"] == summary["produced_valid"] == 198
     # Samples 50 and 150 are malformed as bytes: not the wire format.
     assert summary["dead_letters_by_reason"] == {INVALID_SCHEMA: 2}
+
+
+def test_the_registry_password_is_never_printed(
+    kafka_broker: ControllableBroker,
+    new_topic: NewTopic,
+    simulator: SimulatorHandle,
+    console: Console,
+) -> None:
+    password = "registry-secret-7f3a9"
+    with RegistrySimulator(user_info=f"connector:{password}") as guarded:
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+            "TOLOKA_BASE_URL": simulator.base_url,
+            "TOLOKA_API_KEY": simulator.api_key,
+            "TOLOKA_APP_PROJECT_ID": simulator.project_id,
+            "CONNECTOR_OUTPUT_TOPIC": new_topic(),
+            "CONNECTOR_OUTPUT_FORMAT": "protobuf",
+            "CONNECTOR_LOG_LEVEL": "DEBUG",
+            "SCHEMA_REGISTRY_URL": guarded.url,
+            "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": f"connector:{password}",
+        }
+        right = console.run("check", env=env)
+        wrong = console.run(
+            "check", env={**env, "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": f"connector:{password}x"}
+        )
+    assert "ok    Schema Registry reachable" in right.stdout, right.stdout
+    assert "FAIL  Schema Registry reachable" in wrong.stdout, wrong.stdout
+    for done in (right, wrong):
+        assert password not in done.stdout + done.stderr
