@@ -12,15 +12,17 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from connector.app.process import run_connector
 from connector.app.topics import connector_topics
 from connector.config import Settings, load_settings
 from connector.demo.feed import Feed
-from connector.demo.formats import encoded_samples, result_decoder
 from connector.demo.next_steps import DemoCommands
 from connector.demo.observer import TopicObserver
 from connector.demo.progress import Counts, ProgressView
@@ -28,10 +30,12 @@ from connector.demo.samples import sample_records
 from connector.demo.summary import Summary
 from connector.devtools.brokers.base import Broker
 from connector.devtools.brokers.start import start_broker
-from connector.devtools.registry.server import RegistrySimulator
 from connector.errors import RoleFailedError
 from connector.metrics import Metrics
 from connector.simulator.process import SimulatorProcess, start_simulator_process
+
+if TYPE_CHECKING:
+    from connector.devtools.registry.server import RegistrySimulator
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +144,8 @@ def demo_environment(
         registry = None
         if options.value_format != "json":
             print("starting the Schema Registry simulator …", flush=True)
+            from connector.devtools.registry.server import RegistrySimulator  # noqa: PLC0415
+
             registry = stack.enter_context(RegistrySimulator())
         yield broker, simulator, registry
 
@@ -197,8 +203,12 @@ def run_demo(options: DemoOptions, interrupted: threading.Event | None = None) -
             broker, simulator, free_or_given_port(options.metrics_port), registry,
             options.value_format,
         )  # fmt: skip
-        decode = result_decoder(options.value_format, registry.url if registry else "")
+        decode: Callable[[bytes], Any] = orjson.loads
         if registry is not None:
+            # Imported only then: every command pays for what `cli` imports.
+            from connector.demo.formats import encoded_samples, result_decoder  # noqa: PLC0415
+
+            decode = result_decoder(options.value_format, registry.url)
             records = encoded_samples(
                 records, options.value_format, registry.url, settings.uploader.input_topic
             )

@@ -20,20 +20,22 @@ line naming the subject or SCHEMA_REGISTRY_URL.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from connector.contract.dead_letters import UNENCODABLE_RESULT
 from connector.contract.results import APP_PROJECT_ID_HEADER, ITEM_ID_HEADER
-from connector.formats.encoding import Encode, result_encoder
 from connector.formats.shape import UnencodableError
 from connector.kafka.clients import DeliveryCallback, Header, TransactionalProducer
 from connector.metrics import Metrics
 from connector.poller.dead_letters import dead_letter
 from connector.toloka.models import App
 
-EncoderFactory = Callable[[App], Encode]
+if TYPE_CHECKING:
+    from connector.formats.encoding import Encode
+
+EncoderFactory = Callable[[App], "Encode"]
 """The app (its specs) → the encoder of its results, schema registered."""
 
 
@@ -71,6 +73,9 @@ class OutputEncoding:
 def registry_encoder_factory(
     value_format: str, registry: Any, *, topic: str, subject: str
 ) -> EncoderFactory:
+    # Imported only then: the serializers' libraries are not needed for JSON.
+    from connector.formats.encoding import result_encoder  # noqa: PLC0415
+
     return lambda app: result_encoder(
         value_format, registry, topic=topic, subject=subject,
         specs=(app.input_spec, app.output_spec),
