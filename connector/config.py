@@ -55,6 +55,7 @@ from connector.settings_groups import (
     PollerSettings,
     ProjectSettings,
     RuntimeSettings,
+    SchemaRegistrySettings,
     SettingsGroup,
     TolokaSettings,
     UploaderSettings,
@@ -77,6 +78,7 @@ __all__ = [
     "PollerSettings",
     "ProjectSettings",
     "RuntimeSettings",
+    "SchemaRegistrySettings",
     "Settings",
     "SettingsGroup",
     "TolokaSettings",
@@ -226,6 +228,27 @@ def poller_producer_problems(kafka: KafkaSettings, poller: CursorWriteSettings) 
     return [f"{names}: the poller's transactional producer cannot start with these: {error}"]
 
 
+def registry_problems(loaded: Iterable[SettingsGroup]) -> list[str]:
+    """A value format other than json needs the registry: one line per format setting that asks
+    for it while SCHEMA_REGISTRY_URL is empty."""
+    groups = list(loaded)
+    registry = next((g for g in groups if isinstance(g, SchemaRegistrySettings)), None)
+    if registry is None or registry.url:
+        return []
+    formats = [
+        (type(group).variable(name), getattr(group, name))
+        for group in groups
+        for name in ("input_format", "output_format")
+        if name in type(group).model_fields
+    ]
+    url = SchemaRegistrySettings.variable("url")
+    return [
+        f"{url}: is required by {variable}={value}"
+        for variable, value in formats
+        if value != "json"
+    ]
+
+
 # --- loading ---------------------------------------------------------------------------------
 
 
@@ -337,6 +360,7 @@ def load_settings(
     cursor = next((g for g in loaded if isinstance(g, CursorWriteSettings)), None)
     if kafka is not None and cursor is not None and not problems:
         problems.extend(poller_producer_problems(kafka, cursor))
+    problems.extend(registry_problems(loaded))
     if problems:
         raise ConfigError(problems)
     return Settings(tuple(loaded))

@@ -26,6 +26,8 @@
     │       ├── ProducerFencedError          a newer holder of the transactional id exists
     │       ├── ProducerFailedError          the producer cannot go on: replace it
     │       └── TransactionTimeoutRefusedError  the broker refuses the transaction timeout
+    ├── SchemaRegistryError          the Schema Registry refused or failed a request
+    │   └── RegistryUnavailableError     unreachable, 5xx, or refusing the credentials
     ├── StateFormatError             a state-topic record this connector cannot read
     ├── StartupError                 a role cannot start: the message names the setting to check
     ├── RoleFailedError              a role ended with a fatal error (the runner's summary)
@@ -114,6 +116,15 @@ class ProducerFailedError(PublishError):
 class TransactionTimeoutRefusedError(PublishError):
     """The broker refuses the transaction timeout (INVALID_TRANSACTION_TIMEOUT): the setting is
     above the broker's `transaction.max.timeout.ms`. A configuration problem, not an outage."""
+
+
+class SchemaRegistryError(ConnectorError):
+    """The Schema Registry refused a request (an incompatible schema, an unknown subject); the
+    message names the URL's setting or the subject, never the credentials."""
+
+
+class RegistryUnavailableError(SchemaRegistryError):
+    """The registry did not answer (or refused the credentials): no record is judged by it."""
 
 
 class StateFormatError(ConnectorError):

@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from connector.kafka_properties import OWNED_KAFKA_PROPERTIES, PYTHON_CLIENT_KEYS, kafka_property
 
 _MAX_BULK_ITEMS = 10_000  # the API rejects larger bulk requests with 413
 _MAX_PAGE_SIZE = 1_000  # the listing endpoint's documented maximum
+
+ValueFormat = Literal["json", "avro", "protobuf", "json_schema"]
+"""How a record value is written: JSON text, or Confluent's wire format with a registry schema."""
 
 
 class SettingsGroup(BaseModel):
@@ -52,7 +55,7 @@ class SettingsGroup(BaseModel):
             if field.is_required():
                 default = "— (required)"
             else:
-                default = str(field.get_default(call_default_factory=True))
+                default = str(field.get_default(call_default_factory=True)) or "(empty)"
             rows.append((cls.variable(name), default, field.description or ""))
         return rows
 
@@ -216,6 +219,13 @@ class UploaderSettings(GroupSettings, InputTopicSettings):
             "partitions holding them are paused"
         ),
     )
+    input_format: ValueFormat = Field(
+        "json",
+        description=(
+            "input value format: json, or avro / protobuf / json_schema in Confluent's wire "
+            "format, decoded with the writer's schema from SCHEMA_REGISTRY_URL"
+        ),
+    )
     dlq_timeout_seconds: float = Field(
         300.0,
         ge=1,
@@ -283,6 +293,20 @@ class PollerSettings(GroupSettings, CursorWriteSettings, DeadLetterTopicSettings
         "earliest",
         description="without a cursor: every finished item (earliest) or only new ones (latest)",
     )
+    output_format: ValueFormat = Field(
+        "json",
+        description=(
+            "output value format: json, or avro / protobuf / json_schema with a schema derived "
+            "from the app's specs, registered at SCHEMA_REGISTRY_URL"
+        ),
+    )
+    output_subject: str = Field(
+        "",
+        description=(
+            "registry subject of the output schema; empty: <output topic>-value (topic name "
+            "strategy)"
+        ),
+    )
     late_scan_interval_seconds: float = Field(
         10.0,
         gt=0,
@@ -291,6 +315,32 @@ class PollerSettings(GroupSettings, CursorWriteSettings, DeadLetterTopicSettings
             "late; such an item is published at most this long (plus a poll) after it appears"
         ),
     )
+
+
+class SchemaRegistrySettings(SettingsGroup):
+    """The Confluent-compatible Schema Registry that the avro, protobuf and json_schema formats
+    use (`connector.schema_registry`)."""
+
+    prefix: ClassVar[str] = "SCHEMA_REGISTRY_"
+    url: str = Field(
+        "",
+        description="Schema Registry URL (required by a format other than json)",
+        pattern=r"^(https?://[^\s/]+.*)?$",
+    )
+    basic_auth_user_info: SecretStr = Field(
+        SecretStr(""), description="`user:password` for the registry's HTTP basic auth"
+    )
+    ssl_ca_location: str = Field(
+        "", description="CA file (PEM) that signed the registry's certificate (https)"
+    )
+
+    @field_validator("basic_auth_user_info")
+    @classmethod
+    def _user_and_password(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value()
+        if text and ":" not in text:
+            raise ValueError("must be user:password")
+        return value
 
 
 class EndpointSettings(SettingsGroup):
@@ -353,6 +403,7 @@ GROUPS: tuple[type[SettingsGroup], ...] = (
     KafkaSettings,
     UploaderSettings,
     PollerSettings,
+    SchemaRegistrySettings,
     RuntimeSettings,
 )
 """Every setting, in the order they are documented: what `run` and `check` use."""

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.brokers",
     "tests.fixtures.simulator",
     "tests.fixtures.console",
+    "tests.fixtures.registry",
 ]

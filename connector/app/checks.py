@@ -11,6 +11,7 @@ from connector.errors import ConnectorError, KafkaOperationError
 from connector.kafka.admin import TopicSpec, cleanup_policies, ensure_topics, existing_topics
 from connector.kafka.topic_watch import TopicNeed, not_compacted
 from connector.toloka.client import TolokaClient
+from connector.toloka.models import App
 
 KAFKA_TIMEOUT_SECONDS = 10.0
 
@@ -78,7 +79,8 @@ def compaction_line(config: dict[str, str], spec: TopicSpec, report: Report) -> 
         report.line(False, f"topic {spec.name}", not_compacted(need, policy))
 
 
-def check_api(client: TolokaClient, report: Report) -> None:
+def check_api(client: TolokaClient, report: Report) -> App | None:
+    """The project and its app reachable; the app (its specs) when they are."""
     project_app: list[str] = []
 
     def project() -> str:
@@ -87,10 +89,12 @@ def check_api(client: TolokaClient, report: Report) -> None:
         return f"{found.id} ({found.name or 'unnamed'}, status {found.status})"
 
     if not report.attempt("app project reachable", project):
-        return
+        return None
+    apps: list[App] = []
 
     def app() -> str:
         found = client.get_app(project_app[0])
+        apps.append(found)
         fields = ", ".join(
             f"{name}: {spec.type}{'' if spec.required else '?'}"
             for name, spec in found.input_spec.items()
@@ -98,3 +102,4 @@ def check_api(client: TolokaClient, report: Report) -> None:
         return f"{found.id} input_spec {{{fields}}}"
 
     report.attempt("app and input_spec", app)
+    return apps[0] if apps else None

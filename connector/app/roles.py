@@ -12,6 +12,7 @@ from connector.config import (
     KafkaSettings,
     PollerSettings,
     RuntimeSettings,
+    SchemaRegistrySettings,
     Settings,
     SettingsGroup,
     UploaderSettings,
@@ -24,8 +25,14 @@ from connector.outstanding import OutstandingItems
 from connector.toloka.availability import ApiAvailability
 
 ROLE_SETTINGS: dict[str, Sequence[type[SettingsGroup]]] = {
-    "uploader": (*API_GROUPS, KafkaSettings, UploaderSettings, RuntimeSettings),
-    "poller": (*API_GROUPS, KafkaSettings, PollerSettings, RuntimeSettings),
+    "uploader": (
+        *API_GROUPS,
+        KafkaSettings,
+        UploaderSettings,
+        SchemaRegistrySettings,
+        RuntimeSettings,
+    ),
+    "poller": (*API_GROUPS, KafkaSettings, PollerSettings, SchemaRegistrySettings, RuntimeSettings),
 }
 """The settings groups each role uses; a command uses those of its roles."""
 

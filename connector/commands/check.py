@@ -11,6 +11,7 @@ import argparse
 
 from connector.app.checks import Report, check_api, check_kafka
 from connector.app.clients import build_client
+from connector.app.registry_checks import check_registry
 from connector.commands.common import add_settings_arguments, settings_from_args
 from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.config import GROUPS
@@ -35,7 +36,8 @@ def check(args: argparse.Namespace, report: Report) -> int:
         print(f"  {variable} = {value}")
     check_kafka(settings, report, args.create_topics)
     with build_client(settings, Metrics()) as client:
-        check_api(client, report)
+        app = check_api(client, report)
+    check_registry(settings, report, app)
     print("all checks passed" if not report.failures else f"{report.failures} check(s) failed")
     return 0 if not report.failures else 1
 

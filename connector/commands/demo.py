@@ -67,6 +67,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="print the summary as JSON on stdout (progress goes to stderr)",
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the sample data")
+    parser.add_argument(
+        "--format",
+        choices=("json", "avro", "protobuf", "json_schema"),
+        default="json",
+        help="value format of the input and output topics; the registry formats run a Schema "
+        "Registry simulator beside the broker (%(default)s)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -96,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
                 timeout_seconds=args.timeout,
                 keep_running=args.keep_running,
                 seed=args.seed,
+                value_format=args.format,
             ),
             interrupted,
         )

@@ -30,18 +30,23 @@ NOT_AN_OBJECT = "not_an_object"
 INVALID_ITEM = "invalid_item"
 REJECTED = "rejected"
 TOO_LARGE = "too_large"
-UPLOADER_REASONS = (INVALID_JSON, NOT_AN_OBJECT, INVALID_ITEM, REJECTED, TOO_LARGE)
+INVALID_SCHEMA = "invalid_schema"
+"""An avro/protobuf/json_schema record that its schema (by the id it carries) does not read."""
+UPLOADER_REASONS = (INVALID_JSON, NOT_AN_OBJECT, INVALID_ITEM, REJECTED, TOO_LARGE, INVALID_SCHEMA)
 
 # Why the poller could not publish a finished item.
 RESULT_TOO_LARGE = "result_too_large"
 UNREADABLE_RESULT = "unreadable_result"
-POLLER_REASONS = (RESULT_TOO_LARGE, UNREADABLE_RESULT)
+UNENCODABLE_RESULT = "unencodable_result"
+"""A result that the output schema (avro/protobuf/json_schema) cannot hold: a value of another
+type than the app's output_spec says."""
+POLLER_REASONS = (RESULT_TOO_LARGE, UNREADABLE_RESULT, UNENCODABLE_RESULT)
 
 REPLAYABLE_REASONS = (INVALID_ITEM, REJECTED, TOO_LARGE)
 """What `replay-dlq` replays by default: the cause lies outside the record bytes (the app's
 input_spec, the API's judgement, CONNECTOR_MAX_RECORD_BYTES), so a fix there lets the same record
-through. `invalid_json` and `not_an_object` are about the bytes themselves, which a replay
-repeats unchanged."""
+through. `invalid_json`, `not_an_object` and `invalid_schema` are about the bytes themselves,
+which a replay repeats unchanged."""
 
 MAX_MESSAGE_CHARS = 2000
 """`error-message` is cut to this length: a record with thousands of bad fields must not make a

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import orjson
 from confluent_kafka import Consumer, Message
@@ -36,7 +37,10 @@ class TopicObserver:
         output_topic: str,
         dlq_topic: str,
         produced_at: dict[str, float],
+        decode: Callable[[bytes], Any] = orjson.loads,
     ) -> None:
+        """`decode` reads a result value (JSON, or a registry format's decoder)."""
+        self._decode = decode
         self._output_topic = output_topic
         self._produced_at = produced_at
         self._consumer = Consumer(
@@ -98,7 +102,7 @@ class TopicObserver:
                 observed.repeated_results += 1
                 return
             observed.published_ids.add(key)
-            observed.statuses[orjson.loads(message.value() or b"{}").get("status", "?")] += 1
+            observed.statuses[self._decode(message.value() or b"{}").get("status", "?")] += 1
             published_at = message.timestamp()[1] / 1000
             observed.last_result_at = max(observed.last_result_at, published_at)
             produced_at = self._produced_at.get(key)

@@ -12,9 +12,12 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from connector.app.process import run_connector
 from connector.app.topics import connector_topics
@@ -30,6 +33,9 @@ from connector.devtools.brokers.start import start_broker
 from connector.errors import RoleFailedError
 from connector.metrics import Metrics
 from connector.simulator.process import SimulatorProcess, start_simulator_process
+
+if TYPE_CHECKING:
+    from connector.devtools.registry.server import RegistrySimulator
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,8 @@ class DemoOptions:
     timeout_seconds: float = 120.0
     keep_running: bool = False
     seed: int = 7
+    value_format: str = "json"
+    """json, or avro / protobuf / json_schema through the registry simulator."""
 
 
 def free_or_given_port(port: int) -> int:
@@ -60,9 +68,21 @@ def free_or_given_port(port: int) -> int:
         return int(probe.getsockname()[1])
 
 
-def demo_settings(broker: Broker, simulator: SimulatorProcess, metrics_port: int) -> Settings:
+def demo_settings(
+    broker: Broker,
+    simulator: SimulatorProcess,
+    metrics_port: int,
+    registry: RegistrySimulator | None = None,
+    value_format: str = "json",
+) -> Settings:
+    formats = {
+        "CONNECTOR_INPUT_FORMAT": value_format,
+        "CONNECTOR_OUTPUT_FORMAT": value_format,
+        "SCHEMA_REGISTRY_URL": registry.url if registry is not None else "",
+    }
     return load_settings(
         environ={
+            **formats,
             "TOLOKA_API_KEY": simulator.api_key,
             "TOLOKA_BASE_URL": simulator.base_url,
             "TOLOKA_APP_PROJECT_ID": simulator.project_id,
@@ -104,7 +124,9 @@ class RolesInBackground:
 
 
 @contextmanager
-def demo_environment(options: DemoOptions) -> Iterator[tuple[Broker, SimulatorProcess]]:
+def demo_environment(
+    options: DemoOptions,
+) -> Iterator[tuple[Broker, SimulatorProcess, RegistrySimulator | None]]:
     with ExitStack() as stack:
         print(f"starting the development broker ({options.broker}) …", flush=True)
         broker = stack.enter_context(start_broker(options.broker))
@@ -119,7 +141,13 @@ def demo_environment(options: DemoOptions) -> Iterator[tuple[Broker, SimulatorPr
                 item_error_ratio=0.02,
             )
         )
-        yield broker, simulator
+        registry = None
+        if options.value_format != "json":
+            print("starting the Schema Registry simulator …", flush=True)
+            from connector.devtools.registry.server import RegistrySimulator  # noqa: PLC0415
+
+            registry = stack.enter_context(RegistrySimulator())
+        yield broker, simulator, registry
 
 
 def uploaded_items(metrics: Metrics) -> int:
@@ -170,8 +198,20 @@ def run_demo(options: DemoOptions, interrupted: threading.Event | None = None) -
     (the summary then counts that as the end, not an interruption)."""
     interrupted = interrupted if interrupted is not None else threading.Event()
     records = sample_records(options.items, options.seed)
-    with demo_environment(options) as (broker, simulator):
-        settings = demo_settings(broker, simulator, free_or_given_port(options.metrics_port))
+    with demo_environment(options) as (broker, simulator, registry):
+        settings = demo_settings(
+            broker, simulator, free_or_given_port(options.metrics_port), registry,
+            options.value_format,
+        )  # fmt: skip
+        decode: Callable[[bytes], Any] = orjson.loads
+        if registry is not None:
+            # Imported only then: every command pays for what `cli` imports.
+            from connector.demo.formats import encoded_samples, result_decoder  # noqa: PLC0415
+
+            decode = result_decoder(options.value_format, registry.url)
+            records = encoded_samples(
+                records, options.value_format, registry.url, settings.uploader.input_topic
+            )
         broker.create_topics(connector_topics(settings))
         metrics_url = f"http://127.0.0.1:{settings.runtime.metrics_port}/metrics"
         print(
@@ -187,6 +227,7 @@ def run_demo(options: DemoOptions, interrupted: threading.Event | None = None) -
             settings.poller.output_topic,
             settings.uploader.dlq_topic,
             produced_at,
+            decode,
         )
         roles = RolesInBackground(settings, metrics)
         feed = Feed(

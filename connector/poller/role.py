@@ -7,21 +7,23 @@ import random
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Protocol
 
 from connector.clock import Clock, SystemClock
-from connector.config import Settings
+from connector.config import SchemaRegistrySettings, Settings
 from connector.kafka.availability import KafkaAvailability
-from connector.kafka.transactions import kafka_producer_factory
+from connector.kafka.transactions import ProducerFactory, kafka_producer_factory
 from connector.lifecycle import Heartbeat, Readiness, retries_end_on_stop
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
+from connector.poller.encoded_output import OutputEncoding, registry_encoder_factory
 from connector.poller.leadership import Standing
 from connector.poller.limits import RecordLimits, read_max_message_bytes
 from connector.poller.loop import ItemSource, PollerLoop
 from connector.poller.state import KafkaStateStore
 from connector.startup import read_at_startup
-from connector.toloka.models import AppProject
+from connector.toloka.models import App, AppProject
 from connector.toloka.retry import RetryPolicy
 
 TOPIC_LIMITS_READ_SECONDS = 2.0
@@ -41,7 +43,13 @@ class ProjectReader(Protocol):
     def stop_retrying(self) -> None: ...
 
 
-class PollerClient(ItemSource, ProjectReader, Protocol):
+class AppReader(Protocol):
+    """What the poller reads of the app when its output has a schema (the specs)."""
+
+    def get_app(self, app_id: str) -> App: ...
+
+
+class PollerClient(ItemSource, ProjectReader, AppReader, Protocol):
     """What the poller needs of `TolokaClient`."""
 
 
@@ -65,7 +73,11 @@ class Poller:
         progress_timeout_seconds: float,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        output: OutputEncoding | None = None,
+        app_reader: AppReader | None = None,
     ) -> None:
+        self._output = output
+        self._app_reader = app_reader
         self._loop = loop
         self.heartbeat = heartbeat
         self._client = client
@@ -87,8 +99,27 @@ class Poller:
                 )  # fmt: skip
             if project is None:
                 return
+            if self._output is not None and not self._prepare_output(project.app_id, stop):
+                return
             self._project_read = True
             self._loop.run(stop)
+
+    def _prepare_output(self, app_id: str, stop: threading.Event) -> bool:
+        """Read the app's specs and register the output schema; False when stopped first."""
+        assert self._output is not None
+        assert self._app_reader is not None
+        reader = self._app_reader
+        with self.heartbeat.waiting_on("the Toloka API (the app's specs)"):
+            app = read_at_startup(
+                lambda: reader.get_app(app_id), "the app's specs",
+                client=self._client, stop=stop, clock=self._clock, backoff=self._backoff,
+                rng=self._rng,
+            )  # fmt: skip
+        if app is None:
+            return False
+        with self.heartbeat.waiting_on("the Schema Registry (the output schema)"):
+            self._output.prepare(app)
+        return True
 
     def readiness(self) -> Readiness:
         if not self._project_read:
@@ -139,13 +170,17 @@ def build_poller(
         (poller.output_topic, poller.dlq_topic, poller.state_topic),
         read_max_message_bytes(kafka_config, TOPIC_LIMITS_READ_SECONDS),
     )
+    producer_factory = kafka_producer_factory(
+        kafka_config, project, poller.transaction_timeout_seconds, limits.producer_config
+    )
+    output = output_encoding(settings, metrics, dlq_limit=lambda: limits.limit(poller.dlq_topic))
+    if output is not None:
+        producer_factory = _encoding(producer_factory, output)
     loop = PollerLoop(
         poller,
         project,
         source=client,
-        producer_factory=kafka_producer_factory(
-            kafka_config, project, poller.transaction_timeout_seconds, limits.producer_config
-        ),
+        producer_factory=producer_factory,
         store=KafkaStateStore(
             kafka_config,
             topic=poller.state_topic,
@@ -173,4 +208,34 @@ def build_poller(
         ),
         progress_timeout_seconds=settings.runtime.progress_timeout_seconds,
         clock=clock,
+        output=output,
+        app_reader=client,
     )
+
+
+def output_encoding(
+    settings: Settings, metrics: Metrics, *, dlq_limit: Callable[[], int]
+) -> OutputEncoding | None:
+    """With a registry output format, what encodes the results (None for json)."""
+    poller = settings.poller
+    if poller.output_format == "json":
+        return None
+    # Imported only then: the serializers' libraries are not needed for JSON.
+    from connector.formats.encoding import output_subject  # noqa: PLC0415
+    from connector.schema_registry.client import registry_client  # noqa: PLC0415
+
+    registry = registry_client(settings.get(SchemaRegistrySettings))
+    subject = output_subject(poller.output_topic, poller.output_subject)
+    return OutputEncoding(
+        registry_encoder_factory(
+            poller.output_format, registry, topic=poller.output_topic, subject=subject
+        ),
+        output_topic=poller.output_topic,
+        dlq_topic=poller.dlq_topic,
+        dlq_limit=dlq_limit,
+        metrics=metrics,
+    )
+
+
+def _encoding(factory: ProducerFactory, output: OutputEncoding) -> ProducerFactory:
+    return lambda: output.wrap(factory())

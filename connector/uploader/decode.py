@@ -18,15 +18,39 @@ invalid UTF-8.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
 import orjson
 
-from connector.contract.dead_letters import INVALID_ITEM, INVALID_JSON, NOT_AN_OBJECT, TOO_LARGE
+from connector.contract.dead_letters import (
+    INVALID_ITEM,
+    INVALID_JSON,
+    INVALID_SCHEMA,
+    NOT_AN_OBJECT,
+    TOO_LARGE,
+)
 from connector.validation import FieldProblem
+
+
+class RecordDecoder(Protocol):
+    """A registry format's decoding (`connector.formats.decoding`): the record value → the
+    value it holds; raises ValueError (its message the dead letter's) when its schema does not
+    read it."""
+
+    def __call__(self, value: bytes, /) -> Any: ...
+
+
+class ItemDecoder(Protocol):
+    """`decode_item`, or a registry format's `RegistryItemDecoder`."""
+
+    def __call__(
+        self, value: bytes | None, max_record_bytes: int, validator: Validator, /
+    ) -> bytes | Refusal: ...
 
 
 class Validator(Protocol):
@@ -100,6 +124,48 @@ def decode_item(
     # The record's own bytes when they are the canonical form: every orjson result holds a
     # 4 KiB buffer, and a pending record keeps its item bytes until the upload is done.
     return value if encoded == value else encoded
+
+
+def _json_default(value: Any) -> Any:
+    """What JSON cannot carry as such, as orjson is told to write it: bytes as base64 text,
+    decimals as their text (an Avro `bytes` or `decimal` field)."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} has no JSON form")
+
+
+class RegistryItemDecoder:
+    """Input of a registry format: the record decoded with its writer's schema, then checked
+    against input_spec like a JSON item; the item bytes uploaded are its JSON."""
+
+    def __init__(self, decode: RecordDecoder) -> None:
+        self._decode = decode
+
+    def __call__(
+        self, value: bytes | None, max_record_bytes: int, validator: Validator, /
+    ) -> bytes | Refusal:
+        if value is None:
+            return Refusal(INVALID_SCHEMA, "the record has no value (a tombstone)")
+        if len(value) > max_record_bytes:
+            return Refusal(
+                TOO_LARGE, f"the record value has {len(value)} bytes, more than {max_record_bytes}"
+            )
+        try:
+            item = self._decode(value)
+        except ValueError as error:
+            return Refusal(INVALID_SCHEMA, str(error))
+        if not isinstance(item, dict):
+            return Refusal(NOT_AN_OBJECT, f"the decoded value is {_json_kind(item)}, not an object")
+        try:
+            encoded = orjson.dumps(item, default=_json_default)
+        except (TypeError, orjson.JSONEncodeError) as error:
+            return Refusal(INVALID_SCHEMA, f"the decoded value has no JSON form: {error}")
+        problems = validator.problems(item)
+        if problems:
+            return Refusal(INVALID_ITEM, describe_problems(problems))
+        return encoded
 
 
 def _json_kind(value: Any) -> str:

@@ -41,7 +41,7 @@ from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
 from connector.uploader.batcher import Batch, Batcher, PendingRecord
 from connector.uploader.dead_letters import DeadLetterWriter
-from connector.uploader.decode import Refusal, Validator, decode_item
+from connector.uploader.decode import ItemDecoder, Refusal, Validator, decode_item
 from connector.uploader.lag import LagReporter
 from connector.uploader.offsets import OffsetTracker
 from connector.uploader.spec import SpecRefresher
@@ -81,8 +81,10 @@ class UploadLoop:
         lag: LagReporter,
         stalled_after_seconds: float,
         refresher: SpecRefresher | None = None,
+        decode: ItemDecoder = decode_item,
     ) -> None:
         self._settings = settings
+        self._decode = decode
         self._topic = settings.input_topic
         self._consumer = consumer
         self._producer = producer
@@ -208,6 +210,7 @@ class UploadLoop:
         now = self._clock.monotonic()
         max_bytes = self._settings.max_record_bytes
         validator = self._validator
+        decode = self._decode
         consumed = self._offsets.consumed
         add = self._batcher.add
         for message in messages:
@@ -222,7 +225,7 @@ class UploadLoop:
             generation = consumed(partition, offset)
             if generation is None:
                 continue  # fetched before its partition was revoked: the new owner reads it
-            decoded = decode_item(message.value(), max_bytes, validator)
+            decoded = decode(message.value(), max_bytes, validator)
             if isinstance(decoded, Refusal):
                 self._dead_letter(
                     message, decoded, partition=partition, offset=offset, generation=generation

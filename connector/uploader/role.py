@@ -16,7 +16,7 @@ from confluent_kafka import Consumer as KafkaConsumer
 from confluent_kafka import Producer as KafkaProducer
 
 from connector.clock import Clock, SystemClock
-from connector.config import Settings
+from connector.config import SchemaRegistrySettings, Settings
 from connector.kafka.availability import KafkaAvailability
 from connector.kafka.clients import Consumer, Producer
 from connector.kafka.limits import copying_producer_max_bytes
@@ -27,6 +27,7 @@ from connector.outstanding import OutstandingItems
 from connector.startup import read_at_startup
 from connector.toloka.retry import RetryPolicy
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
+from connector.uploader.decode import ItemDecoder, RegistryItemDecoder, decode_item
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import UploadLoop
 from connector.uploader.spec import SpecReader, SpecRefresher, read_validator
@@ -105,8 +106,10 @@ class Uploader:
         outstanding: OutstandingItems | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        decode: ItemDecoder = decode_item,
     ) -> None:
         self._settings = settings
+        self._decode = decode
         self._client = client
         self._metrics = metrics
         self._consumer_factory = consumer_factory
@@ -152,6 +155,7 @@ class Uploader:
             refresher=SpecRefresher(
                 self._client, self._clock, settings.uploader.spec_refresh_seconds
             ),
+            decode=self._decode,
         )  # fmt: skip
         self._loop.run(stop)
 
@@ -205,6 +209,20 @@ class Uploader:
         )
 
 
+def item_decoder(settings: Settings) -> ItemDecoder:
+    """How input records become items: JSON, or a registry format read with its writer's
+    schema (the registry is not asked before the first record)."""
+    value_format = settings.uploader.input_format
+    if value_format == "json":
+        return decode_item
+    # Imported only then: the serializers' libraries are not needed for JSON.
+    from connector.formats.decoding import DECODERS  # noqa: PLC0415
+    from connector.schema_registry.client import registry_client  # noqa: PLC0415
+
+    client = registry_client(settings.get(SchemaRegistrySettings))
+    return RegistryItemDecoder(DECODERS[value_format](client))
+
+
 def build_uploader(
     settings: Settings,
     client: UploaderClient,
@@ -223,4 +241,5 @@ def build_uploader(
         ),
         producer_factory=lambda: KafkaProducer(producer_config(settings)),
         outstanding=outstanding,
+        decode=item_decoder(settings),
     )

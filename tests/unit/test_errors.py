@@ -18,6 +18,14 @@ from connector.errors import ConfigError, ConnectorError
 ANSWERS = {
     "connector.simulator.listing.ListingError": "the simulator's 400 answer to a bad listing "
     "query: its HTTP handler turns it into the response, it never leaves the request",
+    "connector.devtools.registry.store.RegistryError": "the registry simulator's error answer: "
+    "its HTTP handler turns it into the response",
+    "connector.devtools.registry.compatibility.InvalidSchemaError": "the registry simulator's "
+    "42201 answer, turned into a RegistryError by its store",
+    "connector.formats.decoding.UndecodableError": "an input record its schema does not read: "
+    "the uploader's decode turns it into an `invalid_schema` dead letter",
+    "connector.formats.shape.UnencodableError": "a result its output schema cannot hold: the "
+    "poller's encoding producer turns it into an `unencodable_result` dead letter",
 }
 """Exceptions that carry an answer within one module pair rather than a failure (private
 classes, `_Name`, are such too)."""

@@ -30,9 +30,11 @@ LAYER_OF = {
     "connector.operations": "roles",
     "connector.startup": "roles",
     "connector.validation": "roles",
+    "connector.formats": "roles",
     "connector.kafka": "seams",
     "connector.toloka": "seams",
     "connector.health": "seams",
+    "connector.schema_registry": "seams",
     "connector.contract": "base",
     "connector.config": "base",
     "connector.settings_groups": "base",
@@ -67,6 +69,12 @@ SIDEWAYS = {
     ("connector.uploader", "connector.startup"): "both roles read the API at start-up alike",
     ("connector.poller", "connector.startup"): "both roles read the API at start-up alike",
     ("connector.uploader", "connector.validation"): "the uploader checks items against input_spec",
+    ("connector.uploader", "connector.formats"): "input records in a registry format are decoded "
+    "by the formats",
+    ("connector.poller", "connector.formats"): "results in a registry format are encoded by the "
+    "formats",
+    ("connector.formats", "connector.validation"): "the shapes read the spec types as validation "
+    "names them (array_<T>)",
     ("connector.kafka", "connector.toloka"): "",
 }
 """Arrows between packages of one floor that are allowed, and why; an empty reason forbids."""
