@@ -42,6 +42,7 @@ from connector.kafka_properties import (
     new_producer_error,
     transactional_producer_settings,
 )
+from connector.logs import MASK
 from connector.settings_groups import (
     API_GROUPS,
     GROUPS,
@@ -180,7 +181,7 @@ class Settings:
                         for prop, v in sorted(value.items())
                     )
                     continue
-                shown = "**********" if isinstance(value, SecretStr) else str(value)
+                shown = MASK if isinstance(value, SecretStr) else str(value)
                 rows[group.variable(name)] = shown
         return list(rows.items())
 

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from connector.logs import MASK
+
 _SECRET_PROPERTY_WORDS = ("password", "secret", "jaas", "key.pem", "ssl.key", "token")
 
 _OFFSETS_ARE_OURS = (
@@ -82,7 +84,7 @@ def is_secret_kafka_property(prop: str) -> bool:
 
 
 def mask_kafka_value(prop: str, value: str) -> str:
-    return "**********" if is_secret_kafka_property(prop) else value
+    return MASK if is_secret_kafka_property(prop) else value
 
 
 def kafka_variable(prop: str) -> str:
@@ -136,7 +138,7 @@ def librdkafka_problems(properties: Mapping[str, str]) -> list[str]:
         return []
     for prop, value in accepted.items():
         if is_secret_kafka_property(prop) and value:
-            error = error.replace(value, "**********")
+            error = error.replace(value, MASK)
     error = error.removeprefix("Failed to create producer: ")
     named = _named_in(error, accepted)
     unreadable = next(

@@ -19,13 +19,11 @@ import logging
 import sys
 import threading
 import time
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import IO, Any, Protocol
 
 import orjson
 from pydantic import SecretStr
-
-if TYPE_CHECKING:
-    from connector.config import Settings
 
 MASK = "**********"
 # Shorter values would mask ordinary words all over the logs; no real credential is this short.
@@ -60,7 +58,13 @@ def register_secret(*values: str | SecretStr | None) -> None:
         _secret_forms = tuple(sorted(added | set(_secret_forms), key=len, reverse=True))
 
 
-def register_settings_secrets(settings: Settings) -> None:
+class HoldsSecrets(Protocol):
+    """What holds secrets (`connector.config.Settings`), seen from below it."""
+
+    def secrets(self) -> Iterable[str]: ...
+
+
+def register_settings_secrets(settings: HoldsSecrets) -> None:
     """Register every secret the settings hold: the API key and secret librdkafka properties."""
     register_secret(*settings.secrets())
 

@@ -82,6 +82,10 @@ class TolokaSettings(ProjectSettings):
     )
 
 
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""The API response size limit when none is set (also `TolokaClient`'s own default)."""
+
+
 class ApiSettings(SettingsGroup):
     """How the Apps API client behaves on the wire."""
 
@@ -97,7 +101,7 @@ class ApiSettings(SettingsGroup):
     backoff_cap_seconds: float = Field(30.0, gt=0, description="largest delay between retries")
     tls_verify: bool = Field(True, description="verify the API's TLS certificate")
     max_response_bytes: int = Field(
-        64 * 1024 * 1024,
+        DEFAULT_MAX_RESPONSE_BYTES,
         ge=1024,
         description=(
             "an API response body is never read past this: an error page still counts as its "

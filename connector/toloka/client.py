@@ -34,6 +34,7 @@ from connector.errors import (
     UnreadablePageError,
 )
 from connector.metrics import Metrics
+from connector.settings_groups import DEFAULT_MAX_RESPONSE_BYTES
 from connector.toloka.availability import ApiAvailability
 from connector.toloka.models import App, AppProject, Item, ItemPage
 from connector.toloka.responses import (
@@ -94,7 +95,7 @@ class TolokaClient:
         timeouts: Timeouts | None = None,
         retry: RetryPolicy | None = None,
         max_connections: int = 10,
-        max_response_bytes: int = 64 * 1024 * 1024,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         verify_tls: bool = True,
         transport: httpx.BaseTransport | None = None,
         metrics: Metrics | None = None,
