@@ -121,7 +121,7 @@ def _dead_letters_behind_open_transaction(
     config = {"bootstrap.servers": kafka_broker.bootstrap_servers}
     dlq = new_topic(1, prefix="shared-dlq")
     plain = Producer(config)
-    headers = [(REASON_HEADER, REJECTED.encode())]
+    headers: list[tuple[str, str | bytes | None]] = [(REASON_HEADER, REJECTED.encode())]
     plain.produce(dlq, value=b'{"id": "1", "text": "t"}', headers=headers, partition=0)
     assert plain.flush(30) == 0
     other.produce(dlq, value=b"{}", headers=headers, partition=0)
