@@ -6,9 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from connector.app.topics import connector_topics
-from connector.config import Settings
+from connector.config import CursorWriteSettings, Settings
 from connector.errors import ConnectorError, KafkaOperationError
-from connector.kafka.admin import TopicSpec, cleanup_policies, ensure_topics, existing_topics
+from connector.kafka.admin import (
+    TopicSpec,
+    broker_config_value,
+    cleanup_policies,
+    ensure_topics,
+    existing_topics,
+)
 from connector.kafka.topic_watch import TopicNeed, not_compacted
 from connector.toloka.client import TolokaClient
 
@@ -62,6 +68,29 @@ def check_kafka(settings: Settings, report: Report, create_topics: bool) -> None
             compaction_line(config, spec, report)
         else:
             report.line(True, f"topic {spec.name}")
+    transaction_timeout_line(settings, report)
+
+
+def transaction_timeout_line(settings: Settings, report: Report) -> None:
+    """The poller's transaction timeout must be within the broker's transaction.max.timeout.ms,
+    or every transaction of the poller is refused (a broker that does not say is not held
+    against it)."""
+    timeout = settings.get(CursorWriteSettings).transaction_timeout_seconds
+    variable = CursorWriteSettings.variable("transaction_timeout_seconds")
+    most = broker_config_value(
+        settings.kafka.client_config(), "transaction.max.timeout.ms", KAFKA_TIMEOUT_SECONDS
+    )
+    if most is None:
+        report.line(True, variable, f"{timeout:g}s (the broker's maximum not verified)")
+    elif timeout * 1000 > int(most):
+        report.line(
+            False,
+            variable,
+            f"{timeout:g}s is above the broker's transaction.max.timeout.ms ({most}): lower "
+            "it (and CONNECTOR_LEADER_TIMEOUT_SECONDS with it) or raise the broker's maximum",
+        )
+    else:
+        report.line(True, variable, f"{timeout:g}s (broker maximum {int(most) / 1000:g}s)")
 
 
 def compaction_line(config: dict[str, str], spec: TopicSpec, report: Report) -> None:

@@ -109,3 +109,24 @@ def test_a_state_topic_that_is_not_compacted_fails_the_check_and_says_why(
         "(cleanup.policy=delete)"
     ) in result.stdout
     assert "1 check(s) failed" in result.stdout
+
+
+def test_a_transaction_timeout_above_the_brokers_maximum_fails(
+    kafka_broker: ControllableBroker, new_topic: NewTopic, simulator: SimulatorHandle
+) -> None:
+    require(kafka_broker, "admin_create_topics")  # DescribeConfigs, like CreateTopics
+    env = {
+        **environ(
+            kafka_broker, simulator, input_topic=new_topic(), output_topic=new_topic(),
+            dlq_topic=new_topic(), state_topic=new_topic(compacted=True),
+        ),
+        # the broker's default transaction.max.timeout.ms is 900,000 (15 min)
+        "CONNECTOR_LEADER_TIMEOUT_SECONDS": "2000",
+        "CONNECTOR_TRANSACTION_TIMEOUT_SECONDS": "1000",
+    }  # fmt: skip
+    result = check(env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        "FAIL  CONNECTOR_TRANSACTION_TIMEOUT_SECONDS: 1000s is above the broker's "
+        "transaction.max.timeout.ms (900000)"
+    ) in result.stdout

@@ -226,7 +226,7 @@ def test_a_broker_frozen_across_a_commit_does_not_wedge_the_leader(
     poller = PollerThread(
         setup.settings(
             CONNECTOR_TRANSACTION_TIMEOUT_SECONDS="2",
-            CONNECTOR_LEADER_TIMEOUT_SECONDS="3",
+            CONNECTOR_LEADER_TIMEOUT_SECONDS="4",
             CONNECTOR_IDLE_POLL_INTERVAL_SECONDS="5",
         )
     )
