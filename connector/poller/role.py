@@ -20,7 +20,7 @@ from connector.poller.leadership import Standing
 from connector.poller.limits import RecordLimits, read_max_message_bytes
 from connector.poller.loop import ItemSource, PollerLoop
 from connector.poller.state import KafkaStateStore
-from connector.startup import read_at_startup
+from connector.startup import StartupRead, read_at_startup
 from connector.toloka.models import AppProject
 from connector.toloka.retry import RetryPolicy
 
@@ -73,12 +73,13 @@ class Poller:
         self._progress_timeout = progress_timeout_seconds
         self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._startup = StartupRead("the app project")
         self._project_read = False
 
     def run(self, stop: threading.Event) -> None:
         with self.heartbeat.waiting_on("the Toloka API (the app project)"):
             project = read_at_startup(
-                self._client.get_project, "the app project",
+                self._client.get_project, self._startup,
                 client=self._client, stop=stop, clock=self._clock, backoff=self._backoff,
                 rng=self._rng,
             )  # fmt: skip
@@ -89,7 +90,7 @@ class Poller:
 
     def readiness(self) -> Readiness:
         if not self._project_read:
-            return Readiness(False, "reading the app project from the Toloka API")
+            return Readiness(False, self._startup.detail())
         loop = self._loop
         standing = loop.standing
         problems = [] if loop.kafka_problem is None else [loop.kafka_problem]

@@ -24,7 +24,7 @@ from connector.lifecycle import Heartbeat, Readiness
 from connector.logs import kafka_logger
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
-from connector.startup import read_at_startup
+from connector.startup import StartupRead, read_at_startup
 from connector.toloka.retry import RetryPolicy
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
@@ -117,6 +117,7 @@ class Uploader:
         self.heartbeat = Heartbeat(self.name, self._clock)
         self._loop: UploadLoop | None = None
         self._nothing_waiting_at = self._clock.monotonic()
+        self._startup = StartupRead("the app's input_spec")
         api = settings.api
         self._backoff = RetryPolicy(
             max_attempts=None,
@@ -159,7 +160,7 @@ class Uploader:
         """The validator, or None when stopped first."""
         with self.heartbeat.waiting_on("the Toloka API (the app's input_spec)"):
             return read_at_startup(
-                lambda: read_validator(self._client), "the app's input_spec",
+                lambda: read_validator(self._client), self._startup,
                 client=self._client, stop=stop, clock=self._clock, backoff=self._backoff,
                 rng=self._rng,
             )  # fmt: skip
@@ -171,7 +172,7 @@ class Uploader:
     def readiness(self) -> Readiness:
         loop = self._loop
         if loop is None:
-            return Readiness(False, "reading the app's input_spec from the Toloka API")
+            return Readiness(False, self._startup.detail())
         if loop.api_failing:
             return Readiness(False, "bulk uploads are failing; retrying (partitions paused)")
         failing = loop.dead_letters_failing
