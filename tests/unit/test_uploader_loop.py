@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from connector.config import Settings, load_settings
 from connector.errors import (
@@ -645,3 +645,44 @@ def test_the_dead_letter_producer_carries_any_record_the_consumer_can_receive(
 ) -> None:
     environ = {"TOLOKA_API_KEY": "k", "TOLOKA_APP_PROJECT_ID": "p", **kafka}
     assert producer_config(load_settings(environ=environ))["message.max.bytes"] == expected
+
+
+class FencedProducer(FakeProducer):
+    """A producer that has failed fatally (fenced, say): every produce raises."""
+
+    def produce(self, topic: str, *, value: Any = None, key: Any = None, headers: Any = None,
+                on_delivery: Any = None) -> None:  # fmt: skip
+        raise KafkaException(KafkaError(KafkaError._FATAL, "the producer was fenced", fatal=True))
+
+
+class BuggyApi(FakeApi):
+    """Bulk create with a bug: a request holding the item "bug" raises outside the error tree."""
+
+    def bulk_create_raw(self, body: bytes, count: int) -> BulkCreateResult:
+        if b'"bug"' in body:
+            raise RuntimeError("a bug in the upload path")
+        return super().bulk_create_raw(body, count)
+
+
+@pytest.mark.parametrize("failing", ["dead-letter producer", "upload thread"])
+def test_a_fatal_error_commits_what_was_uploaded_before_it(
+    running: list[Running], failing: str
+) -> None:
+    api = BuggyApi()
+    consumer = FakeConsumer({0: [item(str(o)) for o in range(20)], 1: []})
+    run = Running(consumer, api, FencedProducer(), batch_max_items="20",
+                  commit_interval_ms="600000")  # fmt: skip
+    running.append(run)
+    wait_for(lambda: len(api.created) == 20
+             and run.metrics.registry.get_sample_value("toloka_connector_upload_requests_in_flight") == 0,
+             "the batch uploaded and its outcome applied")  # fmt: skip
+    if failing == "dead-letter producer":
+        consumer.log[1].append(FakeMessage(1, 0, b"not json"))
+    else:
+        consumer.log[1].append(FakeMessage(1, 0, item("bug")))
+    run.thread.join(DEADLINE_SECONDS)
+    assert run.failure is not None, "the fatal error did not end the uploader"
+    assert consumer.sync_commits and consumer.sync_commits[-1].get(0) == 20, (
+        f"the uploaded records were left uncommitted: {consumer.sync_commits}"
+    )
+    assert consumer.closed
