@@ -12,7 +12,8 @@ partitions are paused and `consume()` keeps being called, so the member stays in
 Partitions whose dead letters the broker does not acknowledge are paused too once those exceed
 CONNECTOR_DLQ_MAX_PENDING_BYTES, and the role stops (after committing what is done) when one
 waits longer than CONNECTOR_DLQ_TIMEOUT_SECONDS. Any other fatal error commits what is done
-too (synchronously, without draining) before it ends the role. Memory stays bounded however long the outage:
+too (synchronously, without draining) before it ends the role. Memory stays bounded however
+long the outage:
 twice `max_in_flight` batches, the open one, one `consume()` call's worth, the pending dead
 letters, and librdkafka's `queued.max.messages.kbytes`.
 
@@ -456,7 +457,7 @@ class UploadLoop:
                 if not isinstance(completed, BaseException):
                     self._apply(completed)
             self._producer.poll(0)
-        except Exception as failure:  # noqa: BLE001 - the positions done so far still count
+        except Exception as failure:  # the positions done so far still count
             log.warning("while applying what finished before the failure: %s", failure)
         self._commit(self._offsets.positions(), asynchronous=False)
 

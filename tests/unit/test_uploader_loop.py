@@ -673,8 +673,9 @@ def test_a_fatal_error_commits_what_was_uploaded_before_it(
     run = Running(consumer, api, FencedProducer(), batch_max_items="20",
                   commit_interval_ms="600000")  # fmt: skip
     running.append(run)
+    in_flight = "toloka_connector_upload_requests_in_flight"
     wait_for(lambda: len(api.created) == 20
-             and run.metrics.registry.get_sample_value("toloka_connector_upload_requests_in_flight") == 0,
+             and run.metrics.registry.get_sample_value(in_flight) == 0,
              "the batch uploaded and its outcome applied")  # fmt: skip
     if failing == "dead-letter producer":
         consumer.log[1].append(FakeMessage(1, 0, b"not json"))
