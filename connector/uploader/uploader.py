@@ -30,7 +30,7 @@ from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import UploadLoop
 from connector.uploader.spec import SpecReader, SpecRefresher, read_validator
-from connector.uploader.upload import BatchUploader, BulkCreator
+from connector.uploader.upload import KEY_REFUSED, BatchUploader, BulkCreator
 from connector.validation import ItemValidator
 
 ConsumerFactory = Callable[[Callable[[str], None]], Consumer]
@@ -134,14 +134,15 @@ class Uploader:
         consumer = self._consumer_factory(lag.on_statistics)
         producer = self._producer_factory()
         api = settings.api
+        self._batch_uploader = BatchUploader(
+            self._client, self._metrics, self._clock, outage_backoff=self._backoff,
+            outstanding=self._outstanding, rng=self._rng,
+        )  # fmt: skip
         self._loop = UploadLoop(
             settings.uploader,
             consumer=consumer,
             producer=producer,
-            uploader=BatchUploader(
-                self._client, self._metrics, self._clock, outage_backoff=self._backoff,
-                outstanding=self._outstanding, rng=self._rng,
-            ),
+            uploader=self._batch_uploader,
             validator=validator,
             metrics=self._metrics,
             clock=self._clock,
@@ -173,6 +174,8 @@ class Uploader:
         loop = self._loop
         if loop is None:
             return Readiness(False, self._startup.detail())
+        if not self._batch_uploader.key.up:
+            return Readiness(False, f"{KEY_REFUSED}; retrying with back-off (partitions paused)")
         if loop.api_failing:
             return Readiness(False, "bulk uploads are failing; retrying (partitions paused)")
         failing = loop.dead_letters_failing

@@ -8,6 +8,7 @@ conditions with deadlines, never for fixed times.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -686,3 +687,41 @@ def test_a_fatal_error_commits_what_was_uploaded_before_it(
     final = consumer.sync_commits[-1] if consumer.sync_commits else {}
     assert final.get(0) == 20, f"the uploaded records were left uncommitted: {final}"
     assert consumer.closed
+
+
+class RevokedKeyApi(FakeApi):
+    """Bulk create answering 401 while `revoked` is set (a key revoked after start-up)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.revoked = threading.Event()
+        self.refusals = 0
+
+    def bulk_create_raw(self, body: bytes, count: int) -> BulkCreateResult:
+        if self.revoked.is_set():
+            self.refusals += 1
+            raise AuthenticationError("unauthorised", status=401)
+        return super().bulk_create_raw(body, count)
+
+
+def test_a_key_revoked_after_start_up_is_waited_out_not_ready_and_logged_once(
+    running: list[Running], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    api = RevokedKeyApi()
+    api.revoked.set()
+    consumer = FakeConsumer({0: [item(str(o)) for o in range(10)]})
+    run = Running(consumer, api, batch_max_items="5")
+    running.append(run)
+    wait_for(lambda: api.refusals >= 10, "the key refused again and again")
+    assert run.failure is None
+    readiness = run.role.readiness()
+    assert not readiness.ready
+    assert "the API refuses the key (401/403)" in readiness.detail
+    api.revoked.clear()
+    wait_for(lambda: consumer.committed.get(0) == 10, "all uploaded once the key is accepted")
+    assert run.role.readiness().ready
+    run.finish()
+    said = [r.getMessage() for r in caplog.records
+            if r.levelno >= logging.INFO and "key" in r.getMessage()]  # fmt: skip
+    assert len(said) == 2, f"not once when it began and once when it ended: {said}"
