@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from connector.app.topics import connector_topics
+from connector.app.topics import (
+    MAX_MESSAGE_BYTES,
+    connector_topics,
+    sized_dead_letter_topic,
+)
 from connector.config import CursorWriteSettings, Settings
 from connector.errors import ConnectorError, KafkaOperationError
 from connector.kafka.admin import (
@@ -14,6 +18,7 @@ from connector.kafka.admin import (
     cleanup_policies,
     ensure_topics,
     existing_topics,
+    topic_config_values,
 )
 from connector.kafka.topic_watch import TopicNeed, not_compacted
 from connector.toloka.client import TolokaClient
@@ -52,13 +57,17 @@ def check_kafka(settings: Settings, report: Report, create_topics: bool) -> None
     if not report.attempt("Kafka reachable", reach):
         return
     specs = connector_topics(settings)
+    input_topic, dlq_topic = settings.uploader.input_topic, settings.uploader.dlq_topic
     if create_topics:
+        # The input topic first: the dead-letter topic's limit follows from the input's.
         missing = [spec for spec in specs if spec.name not in topics]
-        if missing and report.attempt(
-            "topics created",
-            lambda: ", ".join(ensure_topics(config, missing, KAFKA_TIMEOUT_SECONDS).created),
-        ):
-            topics.update(spec.name for spec in missing)
+        others = [spec for spec in missing if spec.name != dlq_topic]
+        create_missing(config, others, report, topics)
+        dead_letters = [spec for spec in missing if spec.name == dlq_topic]
+        limit = input_limit(config, input_topic) if dead_letters else None
+        if limit is not None:
+            dead_letters = [sized_dead_letter_topic(spec, limit) for spec in dead_letters]
+        create_missing(config, dead_letters, report, topics)
     for spec in specs:
         if spec.name not in topics:
             report.line(
@@ -69,6 +78,23 @@ def check_kafka(settings: Settings, report: Report, create_topics: bool) -> None
         else:
             report.line(True, f"topic {spec.name}")
     transaction_timeout_line(settings, report)
+
+
+def create_missing(
+    config: dict[str, str], specs: list[TopicSpec], report: Report, topics: set[str]
+) -> None:
+    """Create `specs` (one report line), adding them to `topics` when that worked."""
+    if specs and report.attempt(
+        "topics created",
+        lambda: ", ".join(ensure_topics(config, specs, KAFKA_TIMEOUT_SECONDS).created),
+    ):
+        topics.update(spec.name for spec in specs)
+
+
+def input_limit(config: dict[str, str], topic: str) -> int | None:
+    """The input topic's `max.message.bytes`, None where the broker does not say."""
+    value = topic_config_values(config, [topic], MAX_MESSAGE_BYTES, KAFKA_TIMEOUT_SECONDS)
+    return int(value[topic]) if topic in value else None
 
 
 def transaction_timeout_line(settings: Settings, report: Report) -> None:

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from connector.kafka.admin import TopicSpec, topic_config_values
+from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from testkit.brokers import ControllableBroker
 from testkit.kafka import unique_name
 from tests.fixtures.brokers import NewTopic, require
@@ -130,3 +132,22 @@ def test_a_transaction_timeout_above_the_brokers_maximum_fails(
         "FAIL  CONNECTOR_TRANSACTION_TIMEOUT_SECONDS: 1000s is above the broker's "
         "transaction.max.timeout.ms (900000)"
     ) in result.stdout
+
+
+def test_create_topics_sizes_the_dead_letter_topic_for_any_input_record_with_its_headers(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle
+) -> None:
+    require(kafka_broker, "admin_create_topics")  # and DescribeConfigs
+    input_topic, dlq_topic = unique_name("input"), unique_name("dlq")
+    input_limit = 2_000_000
+    kafka_broker.create_topics(
+        [TopicSpec(input_topic, config={"max.message.bytes": str(input_limit)})]
+    )
+    env = environ(kafka_broker, simulator, input_topic=input_topic, dlq_topic=dlq_topic,
+                  output_topic=unique_name("output"), state_topic=unique_name("state"))  # fmt: skip
+    result = check(env, "--create-topics")
+    assert result.returncode == 0, result.stdout + result.stderr
+    limits = topic_config_values(
+        kafka_broker.bootstrap_servers, [dlq_topic], "max.message.bytes", 10
+    )
+    assert limits == {dlq_topic: str(input_limit + HEADERS_ALLOWANCE_BYTES)}
