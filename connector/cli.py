@@ -30,6 +30,7 @@ from connector.commands.common import Subparsers
 from connector.commands.exit_codes import EXIT_CONFIG, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK
 from connector.errors import ConfigError, ConnectorError
 from connector.interrupts import held_inside_librdkafka_calls
+from connector.logs import redact
 
 SERVERS = frozenset({"run", "upload", "poll", "simulator", "embedded-kafka"})
 """Commands that run until stopped: SIGINT or SIGTERM is their normal end (exit 0). Every other
@@ -75,11 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 code = args.func(args)
     except ConfigError as exc:
         for problem in exc.problems:
-            print(problem, file=sys.stderr)
+            print(redact(problem), file=sys.stderr)
         return EXIT_CONFIG
     except ConnectorError as exc:
         log.debug("%s failed", args.command, exc_info=True)  # shown at CONNECTOR_LOG_LEVEL=DEBUG
-        print(f"toloka-connector {args.command}: {exc}", file=sys.stderr)
+        print(redact(f"toloka-connector {args.command}: {exc}"), file=sys.stderr)
         return EXIT_FATAL
     except KeyboardInterrupt:
         if args.command in SERVERS:

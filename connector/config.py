@@ -250,6 +250,46 @@ def registry_problems(loaded: Iterable[SettingsGroup]) -> list[str]:
     ]
 
 
+def related_setting_problems(groups: Iterable[SettingsGroup]) -> list[str]:
+    """Settings that only make sense together, where a command uses both (one line per clash,
+    naming both):
+
+    - the shutdown timeout includes the uploader's drain (above it, or the process exits 1 in
+      the middle of the drain, without committing the offsets of what it finished);
+    - liveness must outlast a drain, which a rebalance may take (or the pod is killed for it);
+    - a leader's keepalive is its cursor record, written every quarter of the leader timeout
+      in a transaction: a commit may take up to the transaction timeout, and a transaction
+      another poller holds open on the shared state partition hides later records from the
+      standby for up to the same. At most half the leader timeout keeps a live leader's
+      keepalives visible within the leader timeout, so a slow commit never hands leadership
+      over (and back: the two fence each other in turn)."""
+    found = {type(group): group for group in groups}
+    uploader = next((g for g in found.values() if isinstance(g, UploaderSettings)), None)
+    runtime = next((g for g in found.values() if isinstance(g, RuntimeSettings)), None)
+    cursor = next((g for g in found.values() if isinstance(g, CursorWriteSettings)), None)
+    problems: list[str] = []
+    if uploader is not None and runtime is not None:
+        drain = UploaderSettings.variable("drain_timeout_seconds")
+        for name in ("shutdown_timeout_seconds", "liveness_timeout_seconds"):
+            value = getattr(runtime, name)
+            if value <= uploader.drain_timeout_seconds:
+                problems.append(
+                    f"{RuntimeSettings.variable(name)}: {value:g} must be above {drain} "
+                    f"({uploader.drain_timeout_seconds:g})"
+                )
+    if cursor is not None and cursor.transaction_timeout_seconds > (
+        cursor.leader_timeout_seconds / 2
+    ):
+        problems.append(
+            f"{CursorWriteSettings.variable('transaction_timeout_seconds')}: "
+            f"{cursor.transaction_timeout_seconds:g} must be at most half of "
+            f"{CursorSettings.variable('leader_timeout_seconds')} "
+            f"({cursor.leader_timeout_seconds:g}): a commit that slow makes a live leader look "
+            "dead to the standby"
+        )
+    return problems
+
+
 # --- loading ---------------------------------------------------------------------------------
 
 
@@ -357,6 +397,8 @@ def load_settings(
         problems.extend(p for p in group_problems if p not in problems)  # shared fields: once
         if instance is not None:
             loaded.append(instance)
+    if not problems:
+        problems.extend(related_setting_problems(loaded))
     kafka = next((g for g in loaded if isinstance(g, KafkaSettings)), None)
     cursor = next((g for g in loaded if isinstance(g, CursorWriteSettings)), None)
     if kafka is not None and cursor is not None and not problems:

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from connector.kafka_properties import OWNED_KAFKA_PROPERTIES, PYTHON_CLIENT_KEYS, kafka_property
 
 _MAX_BULK_ITEMS = 10_000  # the API rejects larger bulk requests with 413
 _MAX_PAGE_SIZE = 1_000  # the listing endpoint's documented maximum
+LEADER_TIMEOUT_SECONDS = 15.0
 
 ValueFormat = Literal["json", "avro", "protobuf", "json_schema"]
 """How a record value is written: JSON text, or Confluent's wire format with a registry schema."""
@@ -250,7 +251,7 @@ class CursorSettings(SettingsGroup):
         description="compacted topic holding the poller cursor",
     )
     leader_timeout_seconds: float = Field(
-        15.0,
+        LEADER_TIMEOUT_SECONDS,
         gt=0,
         description=(
             "a standby poller takes over when the leader wrote no cursor record for this long "
@@ -271,10 +272,26 @@ class CursorWriteSettings(CursorSettings):
         ),
     )
     transaction_timeout_seconds: float = Field(
-        60.0,
+        7.5,
         ge=1,
-        description="Kafka transaction timeout of the poller; also bounds its flush and commit",
+        description=(
+            "Kafka transaction timeout of the poller; also bounds its flush and commit. At most "
+            "half of CONNECTOR_LEADER_TIMEOUT_SECONDS, and half of it when not set (at least 1)"
+        ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _transaction_timeout_follows_the_leader_timeout(cls, data: Any) -> Any:
+        """Unset, the transaction timeout is half the leader timeout (the relation the settings
+        check holds: `connector.config.related_setting_problems`)."""
+        if isinstance(data, dict) and "transaction_timeout_seconds" not in data:
+            try:
+                leader = float(data.get("leader_timeout_seconds", LEADER_TIMEOUT_SECONDS))
+            except (TypeError, ValueError):
+                return data  # the leader timeout's own error is reported
+            return {**data, "transaction_timeout_seconds": max(1.0, leader / 2)}
+        return data
 
 
 class PollerSettings(GroupSettings, CursorWriteSettings, DeadLetterTopicSettings):

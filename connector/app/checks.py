@@ -5,10 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from connector.app.topics import connector_topics
-from connector.config import Settings
+from connector.app.topics import (
+    MAX_MESSAGE_BYTES,
+    connector_topics,
+    sized_dead_letter_topic,
+)
+from connector.config import CursorWriteSettings, Settings
 from connector.errors import ConnectorError, KafkaOperationError
-from connector.kafka.admin import TopicSpec, cleanup_policies, ensure_topics, existing_topics
+from connector.kafka.admin import (
+    TopicSpec,
+    broker_config_value,
+    cleanup_policies,
+    ensure_topics,
+    existing_topics,
+    topic_config_values,
+)
 from connector.kafka.topic_watch import TopicNeed, not_compacted
 from connector.toloka.client import TolokaClient
 from connector.toloka.models import App
@@ -47,13 +58,17 @@ def check_kafka(settings: Settings, report: Report, create_topics: bool) -> None
     if not report.attempt("Kafka reachable", reach):
         return
     specs = connector_topics(settings)
+    input_topic, dlq_topic = settings.uploader.input_topic, settings.uploader.dlq_topic
     if create_topics:
+        # The input topic first: the dead-letter topic's limit follows from the input's.
         missing = [spec for spec in specs if spec.name not in topics]
-        if missing and report.attempt(
-            "topics created",
-            lambda: ", ".join(ensure_topics(config, missing, KAFKA_TIMEOUT_SECONDS).created),
-        ):
-            topics.update(spec.name for spec in missing)
+        others = [spec for spec in missing if spec.name != dlq_topic]
+        create_missing(config, others, report, topics)
+        dead_letters = [spec for spec in missing if spec.name == dlq_topic]
+        limit = input_limit(config, input_topic) if dead_letters else None
+        if limit is not None:
+            dead_letters = [sized_dead_letter_topic(spec, limit) for spec in dead_letters]
+        create_missing(config, dead_letters, report, topics)
     for spec in specs:
         if spec.name not in topics:
             report.line(
@@ -63,6 +78,46 @@ def check_kafka(settings: Settings, report: Report, create_topics: bool) -> None
             compaction_line(config, spec, report)
         else:
             report.line(True, f"topic {spec.name}")
+    transaction_timeout_line(settings, report)
+
+
+def create_missing(
+    config: dict[str, str], specs: list[TopicSpec], report: Report, topics: set[str]
+) -> None:
+    """Create `specs` (one report line), adding them to `topics` when that worked."""
+    if specs and report.attempt(
+        "topics created",
+        lambda: ", ".join(ensure_topics(config, specs, KAFKA_TIMEOUT_SECONDS).created),
+    ):
+        topics.update(spec.name for spec in specs)
+
+
+def input_limit(config: dict[str, str], topic: str) -> int | None:
+    """The input topic's `max.message.bytes`, None where the broker does not say."""
+    value = topic_config_values(config, [topic], MAX_MESSAGE_BYTES, KAFKA_TIMEOUT_SECONDS)
+    return int(value[topic]) if topic in value else None
+
+
+def transaction_timeout_line(settings: Settings, report: Report) -> None:
+    """The poller's transaction timeout must be within the broker's transaction.max.timeout.ms,
+    or every transaction of the poller is refused (a broker that does not say is not held
+    against it)."""
+    timeout = settings.get(CursorWriteSettings).transaction_timeout_seconds
+    variable = CursorWriteSettings.variable("transaction_timeout_seconds")
+    most = broker_config_value(
+        settings.kafka.client_config(), "transaction.max.timeout.ms", KAFKA_TIMEOUT_SECONDS
+    )
+    if most is None:
+        report.line(True, variable, f"{timeout:g}s (the broker's maximum not verified)")
+    elif timeout * 1000 > int(most):
+        report.line(
+            False,
+            variable,
+            f"{timeout:g}s is above the broker's transaction.max.timeout.ms ({most}): lower "
+            "it (and CONNECTOR_LEADER_TIMEOUT_SECONDS with it) or raise the broker's maximum",
+        )
+    else:
+        report.line(True, variable, f"{timeout:g}s (broker maximum {int(most) / 1000:g}s)")
 
 
 def compaction_line(config: dict[str, str], spec: TopicSpec, report: Report) -> None:

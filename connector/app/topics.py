@@ -3,9 +3,14 @@ creates, and what each role needs of them at run time (the topic watch checks it
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from connector.config import PollerSettings, Settings, UploaderSettings
 from connector.kafka.admin import TopicSpec
 from connector.kafka.topic_watch import TopicNeed
+from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
+
+MAX_MESSAGE_BYTES = "max.message.bytes"
 
 
 def connector_topics(settings: Settings) -> list[TopicSpec]:
@@ -36,3 +41,17 @@ def topic_needs(settings: Settings, role: str) -> list[TopicNeed]:
         TopicNeed(poller.dlq_topic, "CONNECTOR_DLQ_TOPIC"),
         TopicNeed(poller.state_topic, "CONNECTOR_STATE_TOPIC", compacted=True),
     ]
+
+
+def dead_letter_limit(input_limit: int) -> int:
+    """The `max.message.bytes` the dead-letter topic needs for the input topic's `input_limit`:
+    any input record, whole, with the headers a dead letter adds. Below it, a record near the
+    input limit can never be dead-lettered: the uploader stops on it and restarts into it."""
+    return input_limit + HEADERS_ALLOWANCE_BYTES
+
+
+def sized_dead_letter_topic(spec: TopicSpec, input_limit: int) -> TopicSpec:
+    """`spec` (the dead-letter topic's) with the limit `dead_letter_limit` asks for."""
+    return replace(
+        spec, config={**spec.config, MAX_MESSAGE_BYTES: str(dead_letter_limit(input_limit))}
+    )

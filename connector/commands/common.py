@@ -21,7 +21,7 @@ from connector.config import (
     load_settings,
 )
 from connector.errors import ConfigError
-from connector.kafka_properties import kafka_variable
+from connector.kafka_properties import is_secret_kafka_property, kafka_variable
 from connector.logs import register_settings_secrets
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -89,10 +89,20 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
     problems: list[str] = []
     for pair in getattr(args, "kafka_property", []):
         name, equals, value = pair.partition("=")
-        if not equals or not name.strip():
-            problems.append(f"--kafka-property {pair}: expected NAME=VALUE, e.g. client.id=me")
-            continue
-        overrides[kafka_variable(name.strip())] = value
+        name = name.strip()
+        if not equals or not name:
+            # The value is not repeated: it may be a secret typed in the wrong place.
+            problems.append(
+                f"--kafka-property {name or '=…'}: expected NAME=VALUE, e.g. client.id=me"
+            )
+        elif is_secret_kafka_property(name):
+            problems.append(
+                f"--kafka-property {name}: a secret is not taken from the command line (the "
+                f"process list shows it): set {kafka_variable(name)} in the environment or the "
+                "--config file"
+            )
+        else:
+            overrides[kafka_variable(name)] = value
     if problems:
         raise ConfigError(problems)
     return overrides

@@ -13,11 +13,14 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Message
 from connector.commands.common import add_settings_arguments, kafka_settings_from_args
 from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.config import KafkaSettings
-from connector.kafka.reads import looking_consumer, partitions_of, read_partitions
+from connector.kafka.reads import end_offsets, looking_consumer, partitions_of, read_partitions
 from connector.kafka.refusals import RefusalWatch
 from connector.logs import configure_logging
 
 METADATA_TIMEOUT_SECONDS = 10.0
+OPEN_TRANSACTION_WAIT_SECONDS = 60.0
+"""How long `tail` without --follow waits at a transaction still open (the poller's transaction
+timeout, by default; past it the broker aborts the transaction)."""
 
 
 def record_as_json(message: Message) -> dict[str, Any]:
@@ -42,9 +45,8 @@ def run(args: argparse.Namespace) -> int:
     kafka = kafka_settings_from_args(args)
     configure_logging("text", "WARNING")
     refusals = RefusalWatch(kafka.bootstrap_servers)
-    consumer = looking_consumer(
-        kafka.client_config(), f"toloka-connector-tail-{uuid.uuid4()}", refusals
-    )
+    kafka_config = kafka.client_config()
+    consumer = looking_consumer(kafka_config, f"toloka-connector-tail-{uuid.uuid4()}", refusals)
     printed = 0
     try:
         # A one-line error when Kafka does not answer within METADATA_TIMEOUT_SECONDS, refuses
@@ -52,8 +54,20 @@ def run(args: argparse.Namespace) -> int:
         partitions = partitions_of(consumer, args.topic, METADATA_TIMEOUT_SECONDS, refusals)
         offset = OFFSET_BEGINNING if args.from_beginning else OFFSET_END
         starts = dict.fromkeys(partitions, offset)
+        # Without --follow, to the high watermarks: past any transaction open now, once it ends.
+        ends = (
+            None
+            if args.follow
+            else end_offsets(kafka_config, args.topic, partitions, METADATA_TIMEOUT_SECONDS)
+        )
         for message in read_partitions(
-            consumer, args.topic, starts, follow=args.follow, skip_errors=True
+            consumer,
+            args.topic,
+            starts,
+            ends=ends,
+            follow=args.follow,
+            idle_timeout=None if args.follow else OPEN_TRANSACTION_WAIT_SECONDS,
+            skip_errors=True,
         ):
             print(orjson.dumps(record_as_json(message)).decode(), flush=True)
             printed += 1

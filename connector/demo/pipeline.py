@@ -92,6 +92,7 @@ def demo_settings(
             "CONNECTOR_POLL_INTERVAL_SECONDS": "0.2",
             "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.5",
             "CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS": "15",
+            "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "10",  # within the shutdown timeout
         }
     )
 

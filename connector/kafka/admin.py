@@ -184,6 +184,29 @@ def topic_config_values(
     return values
 
 
+def broker_config_value(
+    config: str | Mapping[str, str], name: str, timeout: float = _DEFAULT_TIMEOUT_SECONDS
+) -> str | None:
+    """The value of the broker config `name` on one of the cluster's brokers, or None where it
+    cannot be read (no permission, a broker without DescribeConfigs: a DEBUG line)."""
+    admin = _admin(config)  # must outlive the futures: destroying it fails them
+    try:
+        brokers = admin.list_topics(timeout=timeout).brokers
+    except KafkaException as exc:
+        logger.debug("cannot list the brokers: %s", exc)
+        return None
+    if not brokers:
+        return None
+    resource = ConfigResource(ResourceType.BROKER, str(min(brokers)))
+    future = admin.describe_configs([resource], request_timeout=timeout)[resource]
+    try:
+        entry = future.result(timeout).get(name)
+    except (KafkaException, concurrent.futures.TimeoutError) as exc:
+        logger.debug("cannot read broker config %s: %s", name, exc)
+        return None
+    return None if entry is None or entry.value is None else str(entry.value)
+
+
 def _described(
     config: str | Mapping[str, str], topics: Sequence[str], timeout: float
 ) -> dict[str, Mapping[str, ConfigEntry] | str]:

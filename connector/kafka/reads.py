@@ -12,6 +12,7 @@ settings to check.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from connector.kafka.refusals import RefusalWatch
 from connector.kafka.steps import within
 from connector.logs import kafka_logger
 
+log = logging.getLogger(__name__)
+
 _POLL_SECONDS = 0.5
 _BATCH_RECORDS = 500
 
@@ -37,20 +40,23 @@ def _reason(exc: KafkaException) -> str:
 
 
 def looking_consumer(
-    kafka_config: Mapping[str, str],
+    kafka_config: Mapping[str, Any],
     group_id: str | None = None,
     refusals: RefusalWatch | None = None,
+    *,
+    isolation_level: str = "read_committed",
 ) -> Consumer:
     """A consumer that reads committed records of assigned partitions. `group_id` only names
     the group whose committed offsets `committed()` returns; the consumer never joins it.
-    `refusals` learns of the brokers refusing its connections."""
+    `refusals` learns of the brokers refusing its connections. A `read_uncommitted` one is only
+    for `watermarks`: a read_committed consumer's high watermark is the last stable offset."""
     config: dict[str, Any] = {
         **kafka_config,
         "group.id": group_id or f"toloka-connector-operations-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "enable.partition.eof": True,
-        "isolation.level": "read_committed",
+        "isolation.level": isolation_level,
         "logger": kafka_logger(),
     }
     return Consumer(config if refusals is None else refusals.config(config))
@@ -98,29 +104,48 @@ class Watermarks:
     low: int
     """The first offset still retained."""
     high: int
-    """The offset the next record will get."""
+    """The offset the next record will get (past open transactions: not the last stable
+    offset)."""
 
     @property
     def retained(self) -> int:
+        """Offsets retained: records, and transaction markers (one per partition a transaction
+        wrote to) and the records of aborted or open transactions."""
         return self.high - self.low
 
 
 def watermarks(
-    consumer: Consumer, topic: str, partitions: list[int], timeout: float
+    kafka_config: Mapping[str, Any], topic: str, partitions: list[int], timeout: float
 ) -> dict[int, Watermarks]:
+    """The low and high watermark of each partition, asked with a read_uncommitted consumer of
+    its own: a read_committed one answers the last stable offset as the high watermark, which
+    stops short of every transaction still open."""
+    consumer = looking_consumer(kafka_config, isolation_level="read_uncommitted")
     marks: dict[int, Watermarks] = {}
-    for partition in partitions:
-        where = TopicPartition(topic, partition)
-        try:
-            low, high = within(
-                partial(consumer.get_watermark_offsets, where, cached=False), timeout
-            )
-        except KafkaException as exc:
-            raise KafkaOperationError(
-                f"cannot read the offsets of {topic}/{partition}: {_reason(exc)}"
-            ) from None
-        marks[partition] = Watermarks(low, high)
+    try:
+        for partition in partitions:
+            where = TopicPartition(topic, partition)
+            try:
+                low, high = within(
+                    partial(consumer.get_watermark_offsets, where, cached=False), timeout
+                )
+            except KafkaException as exc:
+                raise KafkaOperationError(
+                    f"cannot read the offsets of {topic}/{partition}: {_reason(exc)}"
+                ) from None
+            marks[partition] = Watermarks(low, high)
+    finally:
+        consumer.close()
     return marks
+
+
+def end_offsets(
+    kafka_config: Mapping[str, Any], topic: str, partitions: list[int], timeout: float
+) -> dict[int, int]:
+    """Each partition's high watermark: where `read_partitions` ends a read to the end."""
+    return {
+        p: marks.high for p, marks in watermarks(kafka_config, topic, partitions, timeout).items()
+    }
 
 
 def committed_offsets(
@@ -156,18 +181,23 @@ def read_partitions(
 ) -> Iterator[Message]:
     """The records of each partition p of `topic` from `starts[p]` (an offset, or
     OFFSET_BEGINNING / OFFSET_END), in order per partition, until every partition is read to its
-    end: `ends[p]` (exclusive) where `ends` is given, else where the partition ended when the
-    reader got there. Records written after that are not chased, unless `follow`: then it reads
-    on until the caller stops. `consumer` must have `enable.partition.eof` set.
+    end: `ends[p]` (exclusive; `end_offsets`, the high watermarks) where `ends` is given, else
+    the first partition-EOF (the last stable offset for a read_committed reader: what it sees
+    now, short of any open transaction). Records written after that are not chased, unless
+    `follow`: then it reads on until the caller stops. `consumer` must have
+    `enable.partition.eof` set.
 
-    The end is librdkafka's partition-EOF event: a read_committed reader ends at the last
-    stable offset, which can lie below the high watermark, and the event also lands past
-    trailing transaction markers (an offset compare would not). KafkaOperationError when no
-    record arrives for `idle_timeout` seconds, or when the topic fails (unless `skip_errors`).
+    With `ends`, a read_committed reader that reaches the last stable offset below the end
+    waits there for the transaction still open to end (the partition-EOF event lands past
+    trailing transaction markers, where an offset compare on records would not). It never ends
+    early: KafkaOperationError (naming an open transaction when that is what it waits for) when
+    nothing arrives for `idle_timeout` seconds, or when the topic fails (unless `skip_errors`).
     Each wait is a short step, so Ctrl-C ends the read promptly."""
     pending = (
         set(starts) if ends is None else {p for p, end in ends.items() if starts.get(p, 0) < end}
     )
+    stopped_at: dict[int, int] = {}
+    """Partitions whose last EOF lay below their end: the offset of the open transaction."""
     consumer.assign([TopicPartition(topic, p, starts.get(p, 0)) for p in sorted(pending)])
     idle = 0.0
     while pending or follow:
@@ -176,27 +206,58 @@ def read_partitions(
         if not messages:
             idle += _POLL_SECONDS
             if idle_timeout is not None and idle >= idle_timeout:
-                raise KafkaOperationError(
-                    f"{topic}: no record arrived for {idle_timeout:g}s; "
-                    f"partitions {sorted(pending)} not read to their end"
-                )
+                raise _not_read_to_end(topic, pending, stopped_at, ends, idle_timeout)
             continue
         idle = 0.0
         for message in messages:
             partition = message.partition() or 0
+            offset = message.offset() or 0
             error = message.error()
             if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    if not skip_errors:
+                        raise KafkaOperationError(f"reading {topic}/{partition}: {error.str()}")
+                elif ends is None or offset >= ends.get(partition, 0):
                     pending.discard(partition)
-                elif not skip_errors:
-                    raise KafkaOperationError(f"reading {topic}/{partition}: {error.str()}")
+                    stopped_at.pop(partition, None)
+                elif stopped_at.get(partition) != offset:
+                    stopped_at[partition] = offset
+                    log.info(
+                        "%s/%d: waiting for a transaction open at offset %d to end (the "
+                        "partition ends at %d)",
+                        topic,
+                        partition,
+                        offset,
+                        ends[partition],
+                    )
                 continue
+            stopped_at.pop(partition, None)
             if ends is None:
                 yield message
                 continue
-            offset = message.offset() or 0
             if partition not in pending or offset >= ends[partition]:
                 continue
             yield message
             if offset + 1 >= ends[partition]:
                 pending.discard(partition)
+
+
+def _not_read_to_end(
+    topic: str,
+    pending: set[int],
+    stopped_at: Mapping[int, int],
+    ends: Mapping[int, int] | None,
+    idle_timeout: float,
+) -> KafkaOperationError:
+    if stopped_at and ends is not None:
+        partition, offset = min(stopped_at.items())
+        return KafkaOperationError(
+            f"{topic}/{partition}: a transaction open at offset {offset} (the partition ends at "
+            f"{ends[partition]}) did not end within {idle_timeout:g}s; records after it cannot "
+            "be read until its producer commits or aborts it, or the broker aborts it at its "
+            "transaction timeout: try again later"
+        )
+    return KafkaOperationError(
+        f"{topic}: no record arrived for {idle_timeout:g}s; "
+        f"partitions {sorted(pending)} not read to their end"
+    )

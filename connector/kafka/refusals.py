@@ -87,7 +87,8 @@ _tls_answers_lock = threading.Lock()
 
 def speaks_tls(address: str) -> bool:
     """Whether the listener at `host:port` answers a TLS handshake (whatever it then thinks of
-    this client); probed once per address, then remembered."""
+    this client); an answer is remembered, so each address is probed until it answers once (a
+    listener that cannot be reached gives none: False, probed again next time)."""
     with _tls_answers_lock:
         known = _tls_answers.get(address)
     if known is not None:
@@ -97,14 +98,15 @@ def speaks_tls(address: str) -> bool:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # only whether it speaks TLS: nothing is sent over it
     try:
-        with (
-            socket.create_connection((host.strip("[]"), int(port)), _PROBE_TIMEOUT_SECONDS) as raw,
-            context.wrap_socket(raw),
-        ):
+        raw = socket.create_connection((host.strip("[]"), int(port)), _PROBE_TIMEOUT_SECONDS)
+    except (OSError, ValueError):
+        return False  # not reached (a broker restarting): no answer to remember
+    try:
+        with raw, context.wrap_socket(raw):
             answered = True
     except ssl.SSLError as exc:  # an alert is TLS too (a listener refusing this client)
         answered = "ALERT" in str(exc.reason or "")
-    except (OSError, ValueError):
+    except OSError:  # reached, and it hung up on the handshake: it does not speak TLS
         answered = False
     with _tls_answers_lock:
         _tls_answers[address] = answered

@@ -202,7 +202,7 @@ def replay_dead_letters(
         try:
             partitions = partitions_of(consumer, request.dlq_topic, timeout, refusals)
             partitions_of(consumer, request.input_topic, timeout)  # never auto-create it
-            marks = watermarks(consumer, request.dlq_topic, partitions, timeout)
+            marks = watermarks(kafka_config, request.dlq_topic, partitions, timeout)
             starts = {p: max(request.from_offset, m.low) for p, m in marks.items()}
             ends = {p: m.high for p, m in marks.items()}
             if not request.dry_run:

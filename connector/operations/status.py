@@ -126,7 +126,12 @@ class ConnectorStatus:
             lines.append(
                 f"  partition {p.partition}: committed {committed}, end {p.end}, lag {p.lag}"
             )
-        lines.append(f"dead letters: {self.dead_letters} on {self.dlq_topic}")
+        counted = (
+            " (offsets retained, transaction markers included; --by-reason counts records)"
+            if self.dead_letters_by_reason is None
+            else ""
+        )
+        lines.append(f"dead letters: {self.dead_letters} on {self.dlq_topic}{counted}")
         for reason, count in sorted((self.dead_letters_by_reason or {}).items()):
             lines.append(f"  {reason}: {count}")
         return "\n".join(lines)
@@ -176,8 +181,8 @@ def gather_status(
         input_partitions = partitions_of(consumer, uploader.input_topic, timeout, refusals)
         dlq_partitions = partitions_of(consumer, uploader.dlq_topic, timeout)
         partitions_of(consumer, poller.state_topic, timeout)
-        input_marks = watermarks(consumer, uploader.input_topic, input_partitions, timeout)
-        dlq_marks = watermarks(consumer, uploader.dlq_topic, dlq_partitions, timeout)
+        input_marks = watermarks(kafka_config, uploader.input_topic, input_partitions, timeout)
+        dlq_marks = watermarks(kafka_config, uploader.dlq_topic, dlq_partitions, timeout)
         reasons = (
             count_reasons(consumer, uploader.dlq_topic, dlq_marks, timeout) if by_reason else None
         )
@@ -210,7 +215,12 @@ def gather_status(
         group_id=group_id,
         lag=tuple(partition_lag(p, committed.get(p), input_marks[p]) for p in input_partitions),
         dlq_topic=uploader.dlq_topic,
-        dead_letters=sum(marks.retained for marks in dlq_marks.values()),
+        # Counted records with --by-reason; else the offsets retained, markers included.
+        dead_letters=(
+            sum(marks.retained for marks in dlq_marks.values())
+            if reasons is None
+            else sum(reasons.values())
+        ),
         dead_letters_by_reason=reasons,
     )
 

@@ -35,6 +35,9 @@ from connector.toloka.models import Item
 
 log = logging.getLogger(__name__)
 
+_FROZEN_SLACK_SECONDS = 1.0
+"""A call that returns this much later than its bound means the process was not running."""
+
 _FULL_QUEUE_WAIT_SECONDS = 0.1
 
 # --- output records ----------------------------------------------------------------------------
@@ -225,9 +228,12 @@ class TransactionalPublisher:
         """commit_transaction, called again while its error is retriable (a timed-out commit
         is resumed by calling it again; anything else in between is refused as conflicting)."""
         deadline = self._clock.monotonic() + self._timeout
+        woken = False
         while True:
+            bound = self._remaining(deadline)
+            called_at = self._clock.monotonic()
             try:
-                self._producer.commit_transaction(self._remaining(deadline))
+                self._producer.commit_transaction(bound)
                 return
             except PRODUCER_ERRORS as exc:
                 error = kafka_error_of(exc)
@@ -235,6 +241,17 @@ class TransactionalPublisher:
                     raise classify(exc, "commit_transaction") from exc
                 if error.txn_requires_abort():
                     self._abort(PageAbortedError(f"commit_transaction: {error.str()}"))
+                overslept = self._clock.monotonic() - called_at > bound + _FROZEN_SLACK_SECONDS
+                if error.retriable() and overslept and not woken:
+                    # The call came back long after its bound: the process was frozen (SIGSTOP,
+                    # a paused VM) and woke past its deadline without having heard the broker.
+                    # One more call, bounded afresh: by now the broker may answer that a newer
+                    # leader fenced this one (step down), rather than leave it to claim the
+                    # transactional id anew and fence that leader in turn.
+                    woken = True
+                    deadline = self._clock.monotonic() + self._timeout
+                    log.warning("commit_transaction resumed after a freeze: %s", error.str())
+                    continue
                 if not error.retriable() or self._clock.monotonic() >= deadline:
                     raise ProducerFailedError(
                         f"commit_transaction: {error.str()}: the commit did not end within "

@@ -22,7 +22,7 @@ from connector.poller.leadership import Standing
 from connector.poller.limits import RecordLimits, read_max_message_bytes
 from connector.poller.loop import ItemSource, PollerLoop
 from connector.poller.state import KafkaStateStore
-from connector.startup import read_at_startup
+from connector.startup import StartupRead, read_at_startup
 from connector.toloka.models import App, AppProject
 from connector.toloka.retry import RetryPolicy
 
@@ -85,6 +85,7 @@ class Poller:
         self._progress_timeout = progress_timeout_seconds
         self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._startup = StartupRead("the app project")
         self._project_read = False
 
     def run(self, stop: threading.Event) -> None:
@@ -93,7 +94,7 @@ class Poller:
         with retries_end_on_stop(stop, self._client):
             with self.heartbeat.waiting_on("the Toloka API (the app project)"):
                 project = read_at_startup(
-                    self._client.get_project, "the app project",
+                    self._client.get_project, self._startup,
                     client=self._client, stop=stop, clock=self._clock, backoff=self._backoff,
                     rng=self._rng,
                 )  # fmt: skip
@@ -109,9 +110,10 @@ class Poller:
         assert self._output is not None
         assert self._app_reader is not None
         reader = self._app_reader
+        self._startup = StartupRead("the app's specs")
         with self.heartbeat.waiting_on("the Toloka API (the app's specs)"):
             app = read_at_startup(
-                lambda: reader.get_app(app_id), "the app's specs",
+                lambda: reader.get_app(app_id), self._startup,
                 client=self._client, stop=stop, clock=self._clock, backoff=self._backoff,
                 rng=self._rng,
             )  # fmt: skip
@@ -123,7 +125,7 @@ class Poller:
 
     def readiness(self) -> Readiness:
         if not self._project_read:
-            return Readiness(False, "reading the app project from the Toloka API")
+            return Readiness(False, self._startup.detail())
         status = self._loop.status
         standing = status.standing
         problems = [] if status.kafka_problem is None else [status.kafka_problem]

@@ -29,6 +29,7 @@ from connector.contract.cursor import (
     segment_key,
 )
 from connector.errors import KafkaOperationError, StateFormatError
+from connector.kafka.reads import end_offsets
 from connector.logs import kafka_logger
 from connector.poller.late_window import PollerState
 
@@ -69,13 +70,26 @@ class StateStore(Protocol):
 
 
 class _Partition0:
-    """A consumer assigned to partition 0 of the state topic from the beginning."""
+    """A consumer assigned to partition 0 of the state topic from the beginning, and the end it
+    reads to.
 
-    def __init__(self, config: Mapping[str, Any], topic: str) -> None:
+    The topic is shared by every app project's poller, and the consumer reads committed records
+    only, so its partition-EOF lands at the last stable offset: before a transaction another
+    poller holds open, with newer records of ours possibly after it. So a read of the state ends
+    at the high watermark taken when it began (`end`), reached once that transaction ends (by
+    its transaction timeout at the latest). The standby's feed (`end` None) counts as caught up
+    at the first EOF and follows on: a heartbeat held up behind an open transaction arrives
+    within the transaction timeout, which the settings keep below the leader timeout.
+    """
+
+    def __init__(self, config: Mapping[str, Any], topic: str, end: int | None = None) -> None:
         self.topic = topic
+        self.end = end
         self.consumer = Consumer(dict(config))
         self.consumer.assign([TopicPartition(topic, STATE_PARTITION, OFFSET_BEGINNING)])
         self.at_end = False
+        self.stopped_at: int | None = None
+        """Where the last partition-EOF below `end` was: the offset of an open transaction."""
 
     def poll(self, timeout: float) -> Message | None:
         """The next record, or None (nothing yet, or the end was reached: see `at_end`)."""
@@ -86,7 +100,19 @@ class _Partition0:
         if error is None:
             return message
         if error.code() == KafkaError._PARTITION_EOF:
-            self.at_end = True
+            offset = message.offset() or 0
+            if self.end is None or offset >= self.end:
+                self.at_end = True
+                self.stopped_at = None
+            elif self.stopped_at != offset:
+                self.stopped_at = offset
+                log.info(
+                    "state topic %s: waiting for a transaction open at offset %d to end "
+                    "(the partition ends at %d)",
+                    self.topic,
+                    offset,
+                    self.end,
+                )
             return None
         if error.fatal() or error.code() in {
             KafkaError.UNKNOWN_TOPIC_OR_PART,
@@ -124,6 +150,7 @@ class KafkaStateStore:
         timeout_seconds: float,
         clock: Clock | None = None,
     ) -> None:
+        self._kafka_config = kafka_config
         self._config = consumer_config(kafka_config, group_id)
         self._topic = topic
         self._project = app_project_id
@@ -150,14 +177,12 @@ class KafkaStateStore:
         """The last value of each of our project's keys, read to the end of the topic."""
         prefix = cursor_key(self._project)
         latest: dict[str, bytes | None] = {}
-        reader = _Partition0(self._config, self._topic)
         deadline = self._clock.monotonic() + self._timeout
+        reader = self._open()
         try:
             while not reader.at_end:
                 if self._clock.monotonic() > deadline:
-                    raise KafkaOperationError(
-                        f"state topic {self._topic}: not read to its end in {self._timeout:g}s"
-                    )
+                    raise self._not_read_to_end(reader)
                 message = reader.poll(_POLL_SECONDS)
                 if message is None:
                     continue
@@ -170,6 +195,22 @@ class KafkaStateStore:
 
     def open_feed(self) -> CursorFeed:
         return KafkaCursorFeed(_Partition0(self._config, self._topic), self._project)
+
+    def _open(self) -> _Partition0:
+        end = end_offsets(self._kafka_config, self._topic, [STATE_PARTITION], self._timeout)
+        return _Partition0(self._config, self._topic, end[STATE_PARTITION])
+
+    def _not_read_to_end(self, reader: _Partition0) -> KafkaOperationError:
+        if reader.stopped_at is None:
+            return KafkaOperationError(
+                f"state topic {self._topic}: not read to its end in {self._timeout:g}s"
+            )
+        return KafkaOperationError(
+            f"state topic {self._topic}: a transaction open at offset {reader.stopped_at} "
+            f"(the topic ends at {reader.end}) did not end within {self._timeout:g}s; the "
+            "cursor may lie after it. A poller of this or another app project holds it open; "
+            "the broker aborts it at that poller's transaction timeout"
+        )
 
 
 class KafkaCursorFeed:

@@ -11,7 +11,9 @@ taken; when that lasts (a slow API), or a batch is waiting out an API outage, al
 partitions are paused and `consume()` keeps being called, so the member stays in its group.
 Partitions whose dead letters the broker does not acknowledge are paused too once those exceed
 CONNECTOR_DLQ_MAX_PENDING_BYTES, and the role stops (after committing what is done) when one
-waits longer than CONNECTOR_DLQ_TIMEOUT_SECONDS. Memory stays bounded however long the outage:
+waits longer than CONNECTOR_DLQ_TIMEOUT_SECONDS. Any other fatal error commits what is done
+too (synchronously, without draining) before it ends the role. Memory stays bounded however
+long the outage:
 twice `max_in_flight` batches, the open one, one `consume()` call's worth, the pending dead
 letters, and librdkafka's `queued.max.messages.kbytes`.
 
@@ -146,15 +148,20 @@ class UploadLoop:
             on_lost=self._on_lost,
         )  # fmt: skip
         try:
-            while not stop.is_set():
-                self._step()
+            try:
+                while not stop.is_set():
+                    self._step()
+            except DeadLetterStuckError:
+                # Commit what is done first: the stuck dead letter's record is read again.
+                self._shut_down(dead_letters_stuck=True)
+                raise
             self._shut_down()
-        except DeadLetterStuckError:
-            # Commit what is done first: the stuck dead letter's record is read again.
-            self._shut_down(dead_letters_stuck=True)
+        except BaseException:
+            if not self._closing:  # a shutdown that completed has committed already
+                self._commit_done_before_failure()
             raise
         finally:
-            self._closing = True
+            self._closing = True  # close() revokes: what is done was committed just now
             self._consumer.close()
 
     def _step(self) -> None:
@@ -437,6 +444,25 @@ class UploadLoop:
             self._apply_completions(min(left, IDLE_WAIT_SECONDS))
             self._dead_letters.send_due()
             self._producer.poll(0)
+
+    def _commit_done_before_failure(self) -> None:
+        """A fatal error ends the loop: commit what is done so far, synchronously, so that a
+        restart neither uploads those records again nor writes their dead letters twice.
+        Nothing is drained (the error may be the API's or Kafka's): outcomes and delivery
+        reports already back are applied, the rest is read again. Best effort: the fatal error
+        is what the caller sees."""
+        try:
+            while True:
+                try:
+                    completed = self._completed.get_nowait()
+                except queue.Empty:
+                    break
+                if not isinstance(completed, BaseException):
+                    self._apply(completed)
+            self._producer.poll(0)
+        except Exception as failure:  # the positions done so far still count
+            log.warning("while applying what finished before the failure: %s", failure)
+        self._commit(self._offsets.positions(), asynchronous=False)
 
     def _shut_down(self, *, dead_letters_stuck: bool = False) -> None:
         """Upload what was read (until the drain deadline), flush the dead letters, commit."""

@@ -24,14 +24,14 @@ from connector.lifecycle import Heartbeat, Readiness
 from connector.logs import kafka_logger
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
-from connector.startup import read_at_startup
+from connector.startup import StartupRead, read_at_startup
 from connector.toloka.retry import RetryPolicy
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.decode import ItemDecoder, RegistryItemDecoder, decode_item
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import UploadLoop
 from connector.uploader.spec import SpecReader, SpecRefresher, read_validator
-from connector.uploader.upload import BatchUploader, BulkCreator
+from connector.uploader.upload import KEY_REFUSED, BatchUploader, BulkCreator
 from connector.validation import ItemValidator
 
 ConsumerFactory = Callable[[Callable[[str], None]], Consumer]
@@ -120,6 +120,7 @@ class Uploader:
         self.heartbeat = Heartbeat(self.name, self._clock)
         self._loop: UploadLoop | None = None
         self._nothing_waiting_at = self._clock.monotonic()
+        self._startup = StartupRead("the app's input_spec")
         api = settings.api
         self._backoff = RetryPolicy(
             max_attempts=None,
@@ -136,14 +137,15 @@ class Uploader:
         consumer = self._consumer_factory(lag.on_statistics)
         producer = self._producer_factory()
         api = settings.api
+        self._batch_uploader = BatchUploader(
+            self._client, self._metrics, self._clock, outage_backoff=self._backoff,
+            outstanding=self._outstanding, rng=self._rng,
+        )  # fmt: skip
         self._loop = UploadLoop(
             settings.uploader,
             consumer=consumer,
             producer=producer,
-            uploader=BatchUploader(
-                self._client, self._metrics, self._clock, outage_backoff=self._backoff,
-                outstanding=self._outstanding, rng=self._rng,
-            ),
+            uploader=self._batch_uploader,
             validator=validator,
             metrics=self._metrics,
             clock=self._clock,
@@ -163,7 +165,7 @@ class Uploader:
         """The validator, or None when stopped first."""
         with self.heartbeat.waiting_on("the Toloka API (the app's input_spec)"):
             return read_at_startup(
-                lambda: read_validator(self._client), "the app's input_spec",
+                lambda: read_validator(self._client), self._startup,
                 client=self._client, stop=stop, clock=self._clock, backoff=self._backoff,
                 rng=self._rng,
             )  # fmt: skip
@@ -175,7 +177,9 @@ class Uploader:
     def readiness(self) -> Readiness:
         loop = self._loop
         if loop is None:
-            return Readiness(False, "reading the app's input_spec from the Toloka API")
+            return Readiness(False, self._startup.detail())
+        if not self._batch_uploader.key.up:
+            return Readiness(False, f"{KEY_REFUSED}; retrying with back-off (partitions paused)")
         if loop.api_failing:
             return Readiness(False, "bulk uploads are failing; retrying (partitions paused)")
         failing = loop.dead_letters_failing

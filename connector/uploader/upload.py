@@ -25,9 +25,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from connector.availability import Availability
 from connector.clock import Clock
 from connector.contract.dead_letters import REJECTED, TOO_LARGE
 from connector.errors import (
+    AuthenticationError,
     ClientRequestError,
     FatalApiError,
     PayloadTooLargeError,
@@ -43,6 +45,8 @@ from connector.uploader.batcher import Batch, PendingRecord, request_body
 from connector.uploader.decode import Refusal
 
 log = logging.getLogger(__name__)
+
+KEY_REFUSED = "the API refuses the key (401/403)"
 
 _ITEM_FIELD = re.compile(r"input_data\.(\d+)(?:\.(.+))?")
 
@@ -115,6 +119,9 @@ class BatchUploader:
         self._give_up = threading.Event()
         self._outstanding = outstanding
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.key = Availability("toloka-api-key", clock=clock)
+        """Down while the API refuses the key (revoked after start-up): waited out like an
+        outage, logged once when it begins and once when it ends, shown by readiness."""
 
     def give_up(self) -> None:
         """Shutdown: requests still failing end now; their records go to `abandoned`."""
@@ -182,10 +189,13 @@ class BatchUploader:
             except FatalApiError as error:
                 if _splits_in_halves(error):
                     raise
+                if isinstance(error, AuthenticationError):
+                    self.key.lost(f"{KEY_REFUSED}: {error}")
                 self._wait_out(batch, error, failures := failures + 1, len(records))
             except RetryableApiError as error:
                 self._wait_out(batch, error, failures := failures + 1, len(records))
             else:
+                self.key.reached()
                 self._record_success(records, result)
                 break
         batch.retrying = False
@@ -196,8 +206,10 @@ class BatchUploader:
             self._metrics.possible_duplicate_uploads.inc(items)
         retry_after = error.retry_after if isinstance(error, RetryableApiError) else None
         delay = self._outage_backoff.delay_before_retry(failures, retry_after, self._rng)
-        log.error(
-            "bulk create of %d items failed %d time(s) in a row, next try in %.1fs: %s",
+        # A refused key is logged once, by `self.key`, however many requests see it.
+        level = logging.DEBUG if isinstance(error, AuthenticationError) else logging.ERROR
+        log.log(
+            level, "bulk create of %d items failed %d time(s) in a row, next try in %.1fs: %s",
             items, failures, delay, error,
         )  # fmt: skip
         if self._give_up.is_set() or self._clock.wait(self._give_up, delay):

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from connector.kafka.admin import TopicSpec, topic_config_values
+from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from testkit.brokers import ControllableBroker
 from testkit.kafka import unique_name
 from tests.fixtures.brokers import NewTopic, require
@@ -109,3 +111,43 @@ def test_a_state_topic_that_is_not_compacted_fails_the_check_and_says_why(
         "(cleanup.policy=delete)"
     ) in result.stdout
     assert "1 check(s) failed" in result.stdout
+
+
+def test_a_transaction_timeout_above_the_brokers_maximum_fails(
+    kafka_broker: ControllableBroker, new_topic: NewTopic, simulator: SimulatorHandle
+) -> None:
+    require(kafka_broker, "admin_create_topics")  # DescribeConfigs, like CreateTopics
+    env = {
+        **environ(
+            kafka_broker, simulator, input_topic=new_topic(), output_topic=new_topic(),
+            dlq_topic=new_topic(), state_topic=new_topic(compacted=True),
+        ),
+        # the broker's default transaction.max.timeout.ms is 900,000 (15 min)
+        "CONNECTOR_LEADER_TIMEOUT_SECONDS": "2000",
+        "CONNECTOR_TRANSACTION_TIMEOUT_SECONDS": "1000",
+    }  # fmt: skip
+    result = check(env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        "FAIL  CONNECTOR_TRANSACTION_TIMEOUT_SECONDS: 1000s is above the broker's "
+        "transaction.max.timeout.ms (900000)"
+    ) in result.stdout
+
+
+def test_create_topics_sizes_the_dead_letter_topic_for_any_input_record_with_its_headers(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle
+) -> None:
+    require(kafka_broker, "admin_create_topics")  # and DescribeConfigs
+    input_topic, dlq_topic = unique_name("input"), unique_name("dlq")
+    input_limit = 2_000_000
+    kafka_broker.create_topics(
+        [TopicSpec(input_topic, config={"max.message.bytes": str(input_limit)})]
+    )
+    env = environ(kafka_broker, simulator, input_topic=input_topic, dlq_topic=dlq_topic,
+                  output_topic=unique_name("output"), state_topic=unique_name("state"))  # fmt: skip
+    result = check(env, "--create-topics")
+    assert result.returncode == 0, result.stdout + result.stderr
+    limits = topic_config_values(
+        kafka_broker.bootstrap_servers, [dlq_topic], "max.message.bytes", 10
+    )
+    assert limits == {dlq_topic: str(input_limit + HEADERS_ALLOWANCE_BYTES)}

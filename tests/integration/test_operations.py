@@ -295,7 +295,7 @@ def test_a_reset_whose_transaction_fails_exits_1_with_one_line(
     kafka_broker.create_topics([TopicSpec(tiny, compacted=True, config=limit)])
     env = deployment.setup.environ(
         CONNECTOR_STATE_TOPIC=tiny,
-        CONNECTOR_TRANSACTION_TIMEOUT_SECONDS="10",
+        CONNECTOR_TRANSACTION_TIMEOUT_SECONDS="5",  # at most half the leader timeout
         TOLOKA_APP_PROJECT_ID=unique_name("ops-tiny-project"),  # a transactional id of its own
     )
     reset = toloka_connector("reset-cursor", "--latest", "--force", env=env)

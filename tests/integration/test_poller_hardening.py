@@ -35,6 +35,7 @@ from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, require
 from tests.fixtures.simulator import SimulatorHandle
 from tests.integration.poller_harness import PollerSetup, PollerThread
+from tests.integration.test_uploader_hardening import START_UP_FAULTS, start_up_fault
 
 pytestmark = pytest.mark.integration
 
@@ -65,6 +66,38 @@ def seed_one(sim: SimulatorHandle, **knobs: Any) -> str:
     first_id = str(sim.seed(1)["first_id"])
     sim.set_knobs(**{name: 0.0 for name in knobs})
     return first_id
+
+
+# --- start-up: an answer that says nothing about the key or the project is waited out -------
+
+
+@pytest.mark.parametrize("fault_name", START_UP_FAULTS)
+def test_a_proxy_answering_the_start_up_read_is_waited_out(
+    setup: PollerSetup, fault_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="connector.startup")
+    sim = setup.simulator
+    sim.seed(20)
+    fault, status = start_up_fault(fault_name)
+    sim.set_knobs(fault_scope="read", **fault)
+    poller = PollerThread(setup.settings(CONNECTOR_API_MAX_RESPONSE_BYTES="65536"))
+    try:
+        wait_for(lambda: f"HTTP {status}" in poller.poller.readiness().detail
+                 or not poller.thread.is_alive(), timeout=WAIT,
+                 what="readiness naming the answer waited out")  # fmt: skip
+        assert poller.error is None, f"the poller gave up at start: {poller.error}"
+        readiness = poller.poller.readiness()
+        assert not readiness.ready
+        assert "app project" in readiness.detail
+        sim.set_knobs(redirect_ratio=0.0, oversized_page_ratio=0.0)
+        wait_for(lambda: published_total(setup) >= 20, timeout=WAIT, what="all published")
+    finally:
+        poller.stop()
+    assert len(setup.published_ids()) == 20
+    said = [
+        r for r in caplog.records if r.name == "connector.startup" and r.levelno >= logging.INFO
+    ]
+    assert [r.levelno for r in said] == [logging.ERROR, logging.INFO], "not once each way"
 
 
 # --- item 2: pages that cannot be read ------------------------------------------------------
@@ -226,7 +259,7 @@ def test_a_broker_frozen_across_a_commit_does_not_wedge_the_leader(
     poller = PollerThread(
         setup.settings(
             CONNECTOR_TRANSACTION_TIMEOUT_SECONDS="2",
-            CONNECTOR_LEADER_TIMEOUT_SECONDS="3",
+            CONNECTOR_LEADER_TIMEOUT_SECONDS="4",
             CONNECTOR_IDLE_POLL_INTERVAL_SECONDS="5",
         )
     )

@@ -270,6 +270,7 @@ def test_liveness_holds_while_the_api_is_down_at_startup(
     env = {
         **environ(kafka_broker, simulator, new_topic),
         "CONNECTOR_LIVENESS_TIMEOUT_SECONDS": "1",
+        "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "0.5",  # liveness must outlast a drain
         "CONNECTOR_API_BACKOFF_BASE_SECONDS": "0.1",
         "CONNECTOR_API_BACKOFF_CAP_SECONDS": "0.2",
     }

@@ -102,24 +102,44 @@ def test_an_answer_listing_no_created_items_never_lets_offsets_pass_them(
     assert uploader.sample("items_uploaded_total") == len(good_keys(count))
 
 
-@pytest.mark.parametrize(
-    "fault",
-    [
-        {"redirect_ratio": 1.0, "redirect_status": 307},
-        {"oversized_page_ratio": 1.0, "oversized_page_status": 502},
-    ],
-    ids=["redirect-307", "oversized-502"],
-)
+START_UP_FAULTS: dict[str, dict[str, Any]] = {
+    "redirect-307": {"redirect_ratio": 1.0, "redirect_status": 307},
+    "oversized-502": {"oversized_page_ratio": 1.0, "oversized_page_status": 502},
+    # A proxy's page with a success status: too large to read, or small HTML that is not JSON.
+    "oversized-200": {"oversized_page_ratio": 1.0, "oversized_page_status": 200},
+    "html-200": {"oversized_page_ratio": 1.0, "oversized_page_status": 200,
+                 "oversized_page_bytes": 2048},
+    # A 4xx that says nothing about the key or the project (a proxy's own refusal).
+    "html-400": {"oversized_page_ratio": 1.0, "oversized_page_status": 400,
+                 "oversized_page_bytes": 2048},
+    "oversized-409": {"oversized_page_ratio": 1.0, "oversized_page_status": 409},
+}  # fmt: skip
+"""Answers to the start-up reads that say nothing about the key or the project: waited out
+(only 401, 403 and 404 are fatal at start-up)."""
+
+
+def start_up_fault(name: str) -> tuple[dict[str, Any], int]:
+    """The knobs of START_UP_FAULTS[name] (oversized pages of 256 KiB unless it says) and the
+    status its answers carry."""
+    fault = {"oversized_page_bytes": 256 * 1024, **START_UP_FAULTS[name]}
+    return fault, fault.get("redirect_status") or fault["oversized_page_status"]
+
+
+@pytest.mark.parametrize("fault_name", START_UP_FAULTS)
 def test_a_proxy_answering_the_start_up_reads_is_waited_out(
-    pipeline: Pipeline, in_process: StartUploader, fault: dict[str, Any]
+    pipeline: Pipeline, in_process: StartUploader, fault_name: str
 ) -> None:
-    status = fault.get("redirect_status") or fault["oversized_page_status"]
-    pipeline.simulator.set_knobs(fault_scope="read", oversized_page_bytes=256 * 1024, **fault)
-    uploader = in_process(pipeline.environ(api_max_response_bytes="65536"))
-    wait_for(lambda: faulted_requests(pipeline, status) >= 3 or uploader.failure is not None,
-             "the start-up reads answered")  # fmt: skip
+    fault, status = start_up_fault(fault_name)
+    pipeline.simulator.set_knobs(fault_scope="read", **fault)
+    uploader = in_process(pipeline.environ(api_max_response_bytes="65536",
+                                           api_backoff_cap_seconds="0.2"))  # fmt: skip
+    wait_for(lambda: f"HTTP {status}" in uploader.role.readiness().detail
+             or not uploader.thread.is_alive(),
+             "readiness naming the answer waited out")  # fmt: skip
     assert uploader.failure is None, f"the uploader gave up at start: {uploader.failure}"
-    assert "input_spec" in uploader.role.readiness().detail
+    readiness = uploader.role.readiness()
+    assert not readiness.ready
+    assert "input_spec" in readiness.detail
     pipeline.simulator.set_knobs(redirect_ratio=0.0, oversized_page_ratio=0.0)
     count = 100
     pipeline.produce(count)

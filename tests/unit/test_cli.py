@@ -11,6 +11,8 @@ import pytest
 
 from connector.cli import build_parser, main
 from connector.config import documented_variables
+from connector.errors import ConnectorError
+from connector.logs import clear_secrets, register_secret
 
 CONTRACT_COMMANDS = ("run", "upload", "poll", "check", "simulator", "embedded-kafka", "demo")
 
@@ -138,3 +140,54 @@ def test_secrets_have_no_command_line_flag() -> None:
     with pytest.raises(SystemExit) as caught:
         parser.parse_args(["run", "--toloka-api-key", "x"])
     assert caught.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("pair", "variable"),
+    [
+        ("sasl.password=hunter2-Zq81x", "KAFKA_SASL_PASSWORD"),
+        ("ssl.key.password=hunter2-Zq81x", "KAFKA_SSL_KEY_PASSWORD"),
+        ("sasl.oauthbearer.client.secret=hunter2-Zq81x", "KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET"),
+    ],
+)
+def test_a_secret_kafka_property_on_the_command_line_is_refused_naming_its_variable(
+    pair: str, variable: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Secrets stay out of the process list: the README's promise held for flags too."""
+    assert main(["tail", "toloka.items", "--kafka-property", pair]) == 2
+    err = capsys.readouterr().err
+    assert variable in err
+    assert "hunter2-Zq81x" not in err
+    assert len(err.splitlines()) == 1, err
+
+
+def test_a_malformed_kafka_property_does_not_repeat_its_value(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["tail", "toloka.items", "--kafka-property", "=hunter2-Zq81x"]) == 2
+    assert "hunter2-Zq81x" not in capsys.readouterr().err
+
+
+def test_a_one_line_error_is_redacted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fatal error whose text carries a secret (an API error quoting the URL it was sent
+    to, say) is printed masked, like every log line."""
+
+    def fail(args: argparse.Namespace) -> int:
+        register_secret("key-hunter2-Zq81x")
+        raise ConnectorError("refused at https://api.example/key-hunter2-Zq81x")
+
+    parser = build_parser()
+    monkeypatch.setattr("connector.cli.build_parser", lambda: parser)
+    tail_parser = next(
+        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+    ).choices["tail"]
+    tail_parser.set_defaults(func=fail)
+    try:
+        assert main(["tail", "toloka.items"]) == 1
+    finally:
+        clear_secrets()
+    err = capsys.readouterr().err
+    assert "key-hunter2-Zq81x" not in err
+    assert "refused at" in err

@@ -110,7 +110,7 @@ def test_kafka_property_without_a_value_exits_2_with_one_line(
     assert main(argv) == 2
     assert capsys.readouterr().err.splitlines() == [
         "--kafka-property client.id: expected NAME=VALUE, e.g. client.id=me",
-        "--kafka-property =x: expected NAME=VALUE, e.g. client.id=me",
+        "--kafka-property =…: expected NAME=VALUE, e.g. client.id=me",
     ]
 
 

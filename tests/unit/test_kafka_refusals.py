@@ -183,7 +183,11 @@ def test_only_a_listener_that_answers_a_tls_handshake_speaks_tls(
     assert speaks_tls(listeners["plain"]) is False
     assert speaks_tls(listeners["closed"]) is False
     assert known_to_speak_tls(listeners["tls"]) is True, "remembered"
+    assert known_to_speak_tls(listeners["plain"]) is False, "remembered"
     assert known_to_speak_tls("127.0.0.1:1") is None, "never probed"
+    # Not reached at all (a broker restarting): no answer either way, so nothing remembered, and
+    # the TLS refusal seen then can still be confirmed once the listener is back.
+    assert known_to_speak_tls(listeners["closed"]) is None
     disconnected = (
         f"{listeners['plain']}/bootstrap: Disconnected: connection closed by peer: "
         "receive 0 after POLLIN (after 2ms in state APIVERSION_QUERY)"

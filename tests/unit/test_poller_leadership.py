@@ -227,7 +227,9 @@ def test_an_api_outage_at_startup_is_waited_for_in_a_call_liveness_does_not_coun
     api.project_failures = [ServerError("down", status=503)] * 10**6
     a = Instance("A", kafka, api)
     wait_for(lambda: len(api.project_failures) < 10**6 - 3, "a few start-up attempts", 10)
-    assert a.poller.readiness() == Readiness(False, "reading the app project from the Toloka API")
+    assert a.poller.readiness() == Readiness(
+        False, "reading the app project from the Toloka API; waiting: HTTP 503: down"
+    )
     assert a.heartbeat.waiting_for == "the Toloka API (the app project)"
     api.project_failures.clear()
     wait_for(lambda: a.detail() == "leader", "leadership once the API answers", 10)

@@ -103,6 +103,29 @@ def test_a_commit_that_keeps_timing_out_replaces_the_producer_instead_of_abortin
     assert "abort_transaction" not in producer.calls
 
 
+def test_a_commit_woken_from_a_freeze_past_its_deadline_asks_the_broker_once_more() -> None:
+    """A leader frozen (SIGSTOP) inside commit_transaction wakes long past the deadline: it
+    must hear that a newer leader fenced it (step down), not call the outcome unknown and claim
+    the transactional id anew, which fences the new leader (seen in the failover test once the
+    transaction timeout became half the leader timeout)."""
+    clock = FakeClock()
+    producer = FakeProducer(FakeKafka(), "tid")
+    fenced = KafkaException(
+        KafkaError(KafkaError._FENCED, "This instance has been fenced by a newer instance")
+    )
+    producer.faults["commit_transaction"] = [timed_out(), fenced]
+    original = producer.commit_transaction
+
+    def frozen_once(timeout: float) -> None:
+        if len(producer.faults["commit_transaction"]) == 2:
+            clock.advance(timeout + 30)  # the process did not run for 30 s past the bound
+        original(timeout)
+
+    producer.commit_transaction = frozen_once  # type: ignore[method-assign]
+    with pytest.raises(ProducerFencedError):
+        publisher(producer, clock).commit_page(RESULTS, STATE)
+
+
 def test_an_abort_that_keeps_timing_out_replaces_the_producer() -> None:
     clock = FakeClock()
     producer = FakeProducer(FakeKafka(), "tid")

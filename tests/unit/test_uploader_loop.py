@@ -8,6 +8,7 @@ conditions with deadlines, never for fixed times.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,7 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from connector.config import Settings, load_settings
 from connector.errors import (
@@ -643,3 +644,82 @@ def test_the_dead_letter_producer_carries_any_record_the_consumer_can_receive(
 ) -> None:
     environ = {"TOLOKA_API_KEY": "k", "TOLOKA_APP_PROJECT_ID": "p", **kafka}
     assert producer_config(load_settings(environ=environ))["message.max.bytes"] == expected
+
+
+class FencedProducer(FakeProducer):
+    """A producer that has failed fatally (fenced, say): every produce raises."""
+
+    def produce(self, topic: str, *, value: Any = None, key: Any = None, headers: Any = None,
+                on_delivery: Any = None) -> None:  # fmt: skip
+        raise KafkaException(KafkaError(KafkaError._FATAL, "the producer was fenced", fatal=True))
+
+
+class BuggyApi(FakeApi):
+    """Bulk create with a bug: a request holding the item "bug" raises outside the error tree."""
+
+    def bulk_create_raw(self, body: bytes, count: int) -> BulkCreateResult:
+        if b'"bug"' in body:
+            raise RuntimeError("a bug in the upload path")
+        return super().bulk_create_raw(body, count)
+
+
+@pytest.mark.parametrize("failing", ["dead-letter producer", "upload thread"])
+def test_a_fatal_error_commits_what_was_uploaded_before_it(
+    running: list[Running], failing: str
+) -> None:
+    api = BuggyApi()
+    consumer = FakeConsumer({0: [item(str(o)) for o in range(20)], 1: []})
+    run = Running(consumer, api, FencedProducer(), batch_max_items="20",
+                  commit_interval_ms="600000")  # fmt: skip
+    running.append(run)
+    in_flight = "toloka_connector_upload_requests_in_flight"
+    wait_for(lambda: len(api.created) == 20
+             and run.metrics.registry.get_sample_value(in_flight) == 0,
+             "the batch uploaded and its outcome applied")  # fmt: skip
+    if failing == "dead-letter producer":
+        consumer.log[1].append(FakeMessage(1, 0, b"not json"))
+    else:
+        consumer.log[1].append(FakeMessage(1, 0, item("bug")))
+    run.thread.join(DEADLINE_SECONDS)
+    assert run.failure is not None, "the fatal error did not end the uploader"
+    final = consumer.sync_commits[-1] if consumer.sync_commits else {}
+    assert final.get(0) == 20, f"the uploaded records were left uncommitted: {final}"
+    assert consumer.closed
+
+
+class RevokedKeyApi(FakeApi):
+    """Bulk create answering 401 while `revoked` is set (a key revoked after start-up)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.revoked = threading.Event()
+        self.refusals = 0
+
+    def bulk_create_raw(self, body: bytes, count: int) -> BulkCreateResult:
+        if self.revoked.is_set():
+            self.refusals += 1
+            raise AuthenticationError("unauthorised", status=401)
+        return super().bulk_create_raw(body, count)
+
+
+def test_a_key_revoked_after_start_up_is_waited_out_not_ready_and_logged_once(
+    running: list[Running], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    api = RevokedKeyApi()
+    api.revoked.set()
+    consumer = FakeConsumer({0: [item(str(o)) for o in range(10)]})
+    run = Running(consumer, api, batch_max_items="5")
+    running.append(run)
+    wait_for(lambda: api.refusals >= 10, "the key refused again and again")
+    assert run.failure is None
+    readiness = run.role.readiness()
+    assert not readiness.ready
+    assert "the API refuses the key (401/403)" in readiness.detail
+    api.revoked.clear()
+    wait_for(lambda: consumer.committed.get(0) == 10, "all uploaded once the key is accepted")
+    assert run.role.readiness().ready
+    run.finish()
+    said = [r.getMessage() for r in caplog.records
+            if r.levelno >= logging.INFO and "key" in r.getMessage()]  # fmt: skip
+    assert len(said) == 2, f"not once when it began and once when it ended: {said}"
