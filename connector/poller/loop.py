@@ -16,7 +16,9 @@ Errors and what they do:
   unknown is then known);
 - fencing (a newer poller claimed the id), from any transaction or keepalive: step down to
   standby, never exit;
-- an AuthenticationError (bad key) or an unreadable state record: raised, the process exits.
+- a key the API refuses (401/403) after start-up: readiness 503, one line when the refusal
+  begins and one when it ends (`KeyAvailability`), listed again after the idle interval;
+- an unreadable state record: raised, the process exits.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from connector.poller.state import StateStore
 from connector.poller.status import PollerStatus
 from connector.poller.takeover import RETRY_PAUSE_SECONDS, TakeOver
 from connector.poller.unreadable import readable_item, single_entry
+from connector.toloka.availability import KeyAvailability
 from connector.toloka.models import ItemPage
 
 log = logging.getLogger(__name__)
@@ -125,6 +128,7 @@ class PollerLoop:
         self._wall_at_start = clock.time()
         self._monotonic_at_start = clock.monotonic()
         self.status = PollerStatus(clock.monotonic(), clock.monotonic())
+        self.key = KeyAvailability(clock)
         self._records = PageRecords(settings, app_project_id, self._limits)
         self._commits = Commits(
             instance_id=instance_id, clock=clock, metrics=metrics, heartbeat=heartbeat,
@@ -225,8 +229,13 @@ class PollerLoop:
                 self.status.listing_failure = str(exc)
                 self._pause(lead, stop, self._settings.poll_interval_seconds)
                 continue
-            except AuthenticationError:
-                raise  # a wrong or revoked key: no retry helps, exit and say so
+            except AuthenticationError as exc:
+                # A key rotated or revoked while running: a restart would not bring it back,
+                # and start-up already proved the key was right once. Wait, and say so.
+                self.key.refused(exc)
+                self.status.listing_failure = str(exc)
+                self._pause(lead, stop, self._settings.idle_poll_interval_seconds)
+                continue
             except FatalApiError as exc:
                 # An answer that cannot be used (a malformed body, a proxy's 404, an after_id the
                 # API forgot): exiting would only restart into the same answer, a crash loop.
@@ -275,6 +284,7 @@ class PollerLoop:
         page = ItemPage() if empty else self._list(lead, keepalives)
         self.status.last_listing_at = self._clock.monotonic()
         self.status.listing_failure = None
+        self.key.reached()
         plan = plan_page(
             lead.state,
             lead.scan,

@@ -23,6 +23,7 @@ from connector.poller.limits import RecordLimits, read_max_message_bytes
 from connector.poller.loop import ItemSource, PollerLoop
 from connector.poller.state import KafkaStateStore
 from connector.startup import StartupRead, read_at_startup
+from connector.toloka.availability import KEY_REFUSED
 from connector.toloka.models import App, AppProject
 from connector.toloka.retry import RetryPolicy
 
@@ -129,6 +130,8 @@ class Poller:
         status = self._loop.status
         standing = status.standing
         problems = [] if status.kafka_problem is None else [status.kafka_problem]
+        if not self._loop.key.up:
+            problems.append(f"{KEY_REFUSED}; listing again until it is accepted")
         if standing is Standing.LEADER:
             problems += self._stalled()
         if problems:

@@ -24,3 +24,19 @@ class ApiAvailability(Availability):
             self.reached()
         else:
             self.lost(f"{operation} {outcome}")
+
+
+KEY_REFUSED = "the API refuses the key (401/403)"
+
+
+class KeyAvailability(Availability):
+    """Whether the API accepts the key, after start-up (where a refusal is fatal: the key is
+    wrong). A key refused later (rotated, revoked, a WAF's glitch) is waited out with back-off
+    by either role, with readiness 503 and one line when the refusal begins and one when it
+    ends, since a restart would not bring the key back."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        super().__init__("toloka-api-key", clock=clock)
+
+    def refused(self, error: Exception) -> None:
+        self.lost(f"{KEY_REFUSED}: {error}")

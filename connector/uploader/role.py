@@ -25,13 +25,14 @@ from connector.logs import kafka_logger
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.startup import StartupRead, read_at_startup
+from connector.toloka.availability import KEY_REFUSED
 from connector.toloka.retry import RetryPolicy
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.decode import ItemDecoder, RegistryItemDecoder, decode_item
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import UploadLoop
 from connector.uploader.spec import SpecReader, SpecRefresher, read_validator
-from connector.uploader.upload import KEY_REFUSED, BatchUploader, BulkCreator
+from connector.uploader.upload import BatchUploader, BulkCreator
 from connector.validation import ItemValidator
 
 ConsumerFactory = Callable[[Callable[[str], None]], Consumer]

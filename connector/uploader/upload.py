@@ -25,7 +25,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from connector.availability import Availability
 from connector.clock import Clock
 from connector.contract.dead_letters import REJECTED, TOO_LARGE
 from connector.errors import (
@@ -39,6 +38,7 @@ from connector.errors import (
 )
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
+from connector.toloka.availability import KeyAvailability
 from connector.toloka.client import BulkCreateResult
 from connector.toloka.retry import RetryPolicy
 from connector.uploader.batcher import Batch, PendingRecord, request_body
@@ -46,7 +46,6 @@ from connector.uploader.decode import Refusal
 
 log = logging.getLogger(__name__)
 
-KEY_REFUSED = "the API refuses the key (401/403)"
 
 _ITEM_FIELD = re.compile(r"input_data\.(\d+)(?:\.(.+))?")
 
@@ -119,7 +118,7 @@ class BatchUploader:
         self._give_up = threading.Event()
         self._outstanding = outstanding
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-        self.key = Availability("toloka-api-key", clock=clock)
+        self.key = KeyAvailability(clock)
         """Down while the API refuses the key (revoked after start-up): waited out like an
         outage, logged once when it begins and once when it ends, shown by readiness."""
 
@@ -190,7 +189,7 @@ class BatchUploader:
                 if _splits_in_halves(error):
                     raise
                 if isinstance(error, AuthenticationError):
-                    self.key.lost(f"{KEY_REFUSED}: {error}")
+                    self.key.refused(error)
                 self._wait_out(batch, error, failures := failures + 1, len(records))
             except RetryableApiError as error:
                 self._wait_out(batch, error, failures := failures + 1, len(records))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -160,15 +161,35 @@ def test_idle_leader_writes_keepalives_within_a_quarter_of_the_timeout() -> None
     assert store.read().cursor is not None
 
 
-def test_listing_errors_are_retried_and_fatal_api_errors_raised() -> None:
+def test_listing_errors_are_retried() -> None:
     h = Harness()
     h.api.add(finished_item("a", T0 - 5))
     h.api.failures = [ServerError("boom", status=503), ServerError("again", status=502)]
     h.run_until(10)
     assert h.published() == ["a"]
-    h.api.failures = [AuthenticationError("bad key", status=401)]
-    with pytest.raises(AuthenticationError):
-        h.run_until(20)
+
+
+def test_a_key_refused_after_start_up_is_waited_out_and_said_once_each_way(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Start-up proved the key (a refusal there is fatal); one refused later (rotated,
+    revoked, a WAF) is waited out: exiting would restart into the same refusal."""
+    caplog.set_level(logging.INFO)
+    h = Harness()
+    h.api.add(finished_item("a", T0 - 5))
+    loop = h.run_until(10)
+    assert h.published() == ["a"]
+    h.api.failures = [AuthenticationError("revoked", status=401) for _ in range(5)]
+    h.api.failures.append(AuthenticationError("forbidden", status=403))
+    h.api.add(finished_item("b", T0 + 12), visible_at=T0 + 12)
+    h.run_until(12, loop)
+    assert not loop.key.up
+    assert "the API refuses the key (401/403)" in loop.key.reason
+    h.run_until(200, loop)
+    assert loop.key.up
+    assert h.published() == ["a", "b"]
+    said = [r.getMessage() for r in caplog.records if "toloka-api-key" in r.getMessage()]
+    assert len(said) == 2, f"not once when the refusal began and once when it ended: {said}"
 
 
 def abortable() -> KafkaException:
