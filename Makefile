@@ -33,8 +33,12 @@ demo: $(RUNTIME_STAMP)
 
 # promtool (from Debian's package, unpacked into a cache) lets the tests check the metrics,
 # rules and Prometheus config; without it those tests skip and say why.
+# Two workers (pytest-xdist, each with its own broker): most of the suite waits on brokers,
+# processes and timeouts rather than on a core. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP) $(TOLOKAKIT)/.installed lint typecheck
-	PROMTOOL="$${PROMTOOL:-$$(scripts/get-promtool.sh 2>/dev/null)}" $(BIN)/pytest -q
+	PROMTOOL="$${PROMTOOL:-$$(scripts/get-promtool.sh 2>/dev/null)}" $(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 CODE := connector testkit tests benchmarks reliability
 

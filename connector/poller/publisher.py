@@ -39,6 +39,12 @@ _FROZEN_SLACK_SECONDS = 1.0
 """A call that returns this much later than its bound means the process was not running."""
 
 _FULL_QUEUE_WAIT_SECONDS = 0.1
+TAKEOVER_STEP_FLOOR_SECONDS = 10.0
+"""The least time a take-over step (claiming the transactional id, reading the state) is given,
+however short the transaction timeout. Claiming waits for the coordinator to abort the previous
+holder's transaction; a step given up early starts over with a new producer and, on a loaded
+broker, fails the same way again (seen: minutes of failed take-overs at a 1.5 s bound). A slow
+take-over is harmless: fencing keeps it safe."""
 
 # --- output records ----------------------------------------------------------------------------
 
@@ -118,11 +124,20 @@ class TransactionalPublisher:
         self._clock = clock
 
     def init(self) -> None:
-        """Claim the transactional id (fencing older holders, aborting their open transaction)."""
-        try:
-            self._producer.init_transactions(self._timeout)
-        except PRODUCER_ERRORS as exc:
-            raise classify(exc, "init_transactions") from exc
+        """Claim the transactional id (fencing older holders, aborting their open transaction).
+        A timed-out claim is resumed by calling it again, on the same producer, until the
+        step's bound."""
+        deadline = self._clock.monotonic() + max(self._timeout, TAKEOVER_STEP_FLOOR_SECONDS)
+        while True:
+            try:
+                self._producer.init_transactions(self._remaining(deadline))
+                return
+            except PRODUCER_ERRORS as exc:
+                error = kafka_error_of(exc)
+                retriable = error is not None and error.retriable() and not error.fatal()
+                if not retriable or self._clock.monotonic() >= deadline:
+                    raise classify(exc, "init_transactions") from exc
+                log.debug("init_transactions will be resumed: %s", error)
 
     def commit_page(
         self,

@@ -21,6 +21,7 @@ from connector.poller.encoded_output import OutputEncoding, registry_encoder_fac
 from connector.poller.leadership import Standing
 from connector.poller.limits import RecordLimits, read_max_message_bytes
 from connector.poller.loop import ItemSource, PollerLoop
+from connector.poller.publisher import TAKEOVER_STEP_FLOOR_SECONDS
 from connector.poller.state import KafkaStateStore
 from connector.startup import StartupRead, read_at_startup
 from connector.toloka.availability import KEY_REFUSED
@@ -191,7 +192,7 @@ def build_poller(
             topic=poller.state_topic,
             app_project_id=project,
             group_id=settings.poller.group_id,
-            timeout_seconds=poller.transaction_timeout_seconds,
+            timeout_seconds=max(poller.transaction_timeout_seconds, TAKEOVER_STEP_FLOOR_SECONDS),
             clock=clock,
         ),
         clock=clock,

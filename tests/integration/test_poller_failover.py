@@ -6,10 +6,12 @@ from __future__ import annotations
 import random
 import signal
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from connector.devtools.brokers.base import Capability
 from testkit.brokers import ControllableBroker
@@ -51,18 +53,60 @@ def pages_flowing(setup: PollerSetup) -> Callable[[], bool]:
     return lambda: total(setup, "read_uncommitted") > before + PAGE
 
 
+class OpenTransactionProbe:
+    """Whether the output topic holds records of a transaction still open: a partition's end as
+    read_uncommitted sees it (the high watermark) past its end as read_committed sees it (the
+    last stable offset). One request per partition, so a frozen poller is judged within
+    milliseconds, while its transaction is still the one that was open at the freeze."""
+
+    def __init__(self, setup: PollerSetup, partitions: int = 3) -> None:
+        self._consumers = {
+            level: Consumer(
+                {
+                    "bootstrap.servers": setup.bootstrap_servers,
+                    "group.id": f"open-transaction-probe-{uuid.uuid4().hex}",
+                    "isolation.level": level,
+                    "enable.auto.commit": False,
+                }
+            )
+            for level in ("read_committed", "read_uncommitted")
+        }
+        self._partitions = [TopicPartition(setup.output_topic, p) for p in range(partitions)]
+
+    def ends(self, level: str) -> list[int]:
+        consumer = self._consumers[level]
+        return [
+            consumer.get_watermark_offsets(tp, timeout=10, cached=False)[1]
+            for tp in self._partitions
+        ]
+
+    def open(self) -> bool:
+        stable = self.ends("read_committed")
+        return any(
+            high > end for high, end in zip(self.ends("read_uncommitted"), stable, strict=True)
+        )
+
+    def close(self) -> None:
+        for consumer in self._consumers.values():
+            consumer.close()
+
+
 def freeze_inside_a_transaction(
-    poller: ConnectorProcess, setup: PollerSetup, rng: random.Random, tries: int = 60
+    poller: ConnectorProcess, setup: PollerSetup, rng: random.Random, tries: int = 200
 ) -> bool:
     """SIGSTOP the poller at random moments until it is frozen with a transaction open (its
     results visible to read_uncommitted only); False if no try caught one."""
-    for _ in range(tries):
-        time.sleep(rng.uniform(0.0, 0.2))  # a random moment inside the paging, not a sync
-        poller.signal(signal.SIGSTOP)
-        if total(setup, "read_uncommitted") > total(setup):
-            return True
-        poller.signal(signal.SIGCONT)
-    return False
+    probe = OpenTransactionProbe(setup)
+    try:
+        for _ in range(tries):
+            time.sleep(rng.uniform(0.0, 0.2))  # a random moment inside the paging, not a sync
+            poller.signal(signal.SIGSTOP)
+            if probe.open():
+                return True
+            poller.signal(signal.SIGCONT)
+        return False
+    finally:
+        probe.close()
 
 
 def kill_mid_pages(
@@ -102,7 +146,7 @@ def test_kill_9_mid_pages_then_restart_loses_and_repeats_nothing(
     kafka_broker: ControllableBroker, setup: PollerSetup, tmp_path: Path
 ) -> None:
     require(kafka_broker, Capability.TRANSACTIONS)
-    items = 3000
+    items = 1200
     open_at_kill = kill_mid_pages(setup, tmp_path, kills=3, items=items, inside_transactions=True)
     counts = setup.published_ids("read_committed")
     lost = items - len(counts)
@@ -124,7 +168,7 @@ def test_kill_9_without_transactional_reads_repeats_at_most_the_open_page_and_lo
     """What a broker without transactions (the mock) shows everyone, and what read_uncommitted
     shows on any broker: results are flushed before the cursor, so a crash repeats at most the
     page that was open, never skips one."""
-    items, kills = 3000, 3
+    items, kills = 1200, 3
     kill_mid_pages(setup, tmp_path, kills=kills, items=items, inside_transactions=False)
     counts = setup.published_ids("read_uncommitted")
     lost = items - len(counts)

@@ -116,9 +116,12 @@ def test_a_refused_transaction_timeout_is_reported_as_configuration_and_retried_
     kafka_broker: ControllableBroker, setup: PollerSetup, tmp_path: Path
 ) -> None:
     require(kafka_broker, Capability.TRANSACTIONS)
-    # Above the broker's transaction.max.timeout.ms (15 min by default).
+    # Above the broker's transaction.max.timeout.ms (15 min by default), and within half the
+    # leader timeout, so that only the broker can refuse it.
     environ = setup.environ(
-        CONNECTOR_TRANSACTION_TIMEOUT_SECONDS="1000", CONNECTOR_METRICS_PORT=str(free_port())
+        CONNECTOR_TRANSACTION_TIMEOUT_SECONDS="1000",
+        CONNECTOR_LEADER_TIMEOUT_SECONDS="2400",
+        CONNECTOR_METRICS_PORT=str(free_port()),
     )
     poller = ConnectorProcess(["poll"], environ, tmp_path / "poll.log")
     try:
