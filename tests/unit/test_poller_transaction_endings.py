@@ -21,9 +21,14 @@ from connector.errors import (
     PageAbortedError,
     ProducerFailedError,
     ProducerFencedError,
+    PublishError,
     RecordsTooLargeError,
 )
-from connector.poller.publisher import OutputRecord, TransactionalPublisher
+from connector.poller.publisher import (
+    TAKEOVER_STEP_FLOOR_SECONDS,
+    OutputRecord,
+    TransactionalPublisher,
+)
 from testkit.clocks import FakeClock
 from tests.unit.poller_fakes import FakeKafka, FakeProducer
 
@@ -223,3 +228,31 @@ def test_dead_letters_go_to_the_dead_letter_topic_in_the_same_transaction() -> N
     publisher(producer, FakeClock()).commit_page(RESULTS, STATE, [letter])
     topics = [(record.topic, record.status) for record in producer.kafka.records]
     assert topics == [("out", "committed"), ("dlq", "committed"), ("state", "committed")]
+
+
+def test_a_claim_that_times_out_is_resumed_on_the_same_producer_past_a_short_timeout() -> None:
+    """init_transactions waits for the coordinator to abort the previous holder's transaction.
+    Given up at a short transaction timeout (1.5 s), each take-over started over with a new
+    producer and failed the same way, for minutes, on a loaded broker."""
+    clock = FakeClock()
+    producer = FakeProducer(FakeKafka(), "tid")
+    producer.faults["init_transactions"] = [timed_out() for _ in range(4)]
+    SlowFaults(producer, clock, "init_transactions", 1.5)
+    TransactionalPublisher(
+        producer, output_topic="out", state_topic="state", timeout_seconds=1.5, clock=clock
+    ).init()
+    assert producer.calls.count("init_transactions") == 5
+
+
+def test_a_claim_that_never_ends_fails_at_the_take_over_step_bound() -> None:
+    clock = FakeClock()
+    producer = FakeProducer(FakeKafka(), "tid")
+    producer.faults["init_transactions"] = [timed_out() for _ in range(100)]
+    SlowFaults(producer, clock, "init_transactions", 1.5)
+    pub = TransactionalPublisher(
+        producer, output_topic="out", state_topic="state", timeout_seconds=1.5, clock=clock
+    )
+    with pytest.raises(PublishError, match="init_transactions"):
+        pub.init()
+    assert clock.monotonic() >= TAKEOVER_STEP_FLOOR_SECONDS
+    assert producer.calls.count("init_transactions") < 100
