@@ -29,6 +29,7 @@ from connector.toloka.retry import RetryPolicy
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import UploadLoop
+from connector.uploader.reconcile import ItemLister, Reconciler
 from connector.uploader.spec import SpecReader, SpecRefresher, read_validator
 from connector.uploader.upload import BatchUploader, BulkCreator
 from connector.validation import ItemValidator
@@ -85,7 +86,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-class UploaderClient(BulkCreator, SpecReader, Protocol):
+class UploaderClient(BulkCreator, SpecReader, ItemLister, Protocol):
     """What the uploader needs of `TolokaClient`."""
 
 
@@ -133,13 +134,18 @@ class Uploader:
         consumer = self._consumer_factory(lag.on_statistics)
         producer = self._producer_factory()
         api = settings.api
+        reconciler = (
+            Reconciler(self._client, self._metrics, self._clock, settings.uploader)
+            if settings.uploader.upload_reconcile
+            else None
+        )
         self._loop = UploadLoop(
             settings.uploader,
             consumer=consumer,
             producer=producer,
             uploader=BatchUploader(
                 self._client, self._metrics, self._clock, outage_backoff=self._backoff,
-                outstanding=self._outstanding, rng=self._rng,
+                outstanding=self._outstanding, rng=self._rng, reconciler=reconciler,
             ),
             validator=validator,
             metrics=self._metrics,
@@ -152,6 +158,7 @@ class Uploader:
             refresher=SpecRefresher(
                 self._client, self._clock, settings.uploader.spec_refresh_seconds
             ),
+            reconciler=reconciler,
         )  # fmt: skip
         self._loop.run(stop)
 
