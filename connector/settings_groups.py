@@ -214,6 +214,14 @@ class ReconcileSettings(KeyFieldSettings):
             "long before it calls an item missing (a hand-over waits this long first)"
         ),
     )
+    reconcile_timeout_seconds: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "how long a reconciliation keeps asking for the listing while the API fails; then "
+            "its records are sent again, at least once"
+        ),
+    )
 
 
 class UploaderSettings(GroupSettings, InputTopicSettings, ReconcileSettings):

@@ -16,9 +16,11 @@ Two moments call for it (docs/exactly-once.md):
 
 Matching is by `item_identity` (the key field, else the whole input), as a multiset: each listed
 item is claimed by one record at most, so two identical inputs stay two. The window is widened
-by CONNECTOR_RECONCILE_CLOCK_SKEW_SECONDS on each side. A listing that fails (after the client's
-retries) ends the reconciliation as `failed`, said in a metric and one log line: the records
-are then sent again, at least once, rather than held.
+by CONNECTOR_RECONCILE_CLOCK_SKEW_SECONDS on each side. A listing request that fails (after the
+client's own retries; any error, a redirect too) is asked again with a growing pause until
+CONNECTOR_RECONCILE_TIMEOUT_SECONDS have passed since the reconciliation began; then the
+reconciliation ends as `failed`, said in a metric and one log line, and the records are sent
+again, at least once, rather than held.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000
 """Items per listing request: the endpoint's maximum, so a window costs the fewest requests."""
+RETRY_PAUSE_SECONDS = 0.5
+MAX_RETRY_PAUSE_SECONDS = 5.0
+"""A failed listing request is asked again after 0.5 s, 1 s, … up to 5 s (on top of the client's
+own retries, which end at CONNECTOR_API_MAX_ATTEMPTS and never follow a redirect)."""
 
 
 class ItemLister(Protocol):
@@ -108,6 +114,7 @@ class Reconciler:
         self._key_field = settings.key_field
         self._skew = settings.reconcile_clock_skew_seconds
         self._recheck = settings.reconcile_recheck_seconds
+        self._timeout = settings.reconcile_timeout_seconds
         self._stop = threading.Event()
         self._suspects: dict[int, _Suspect] = {}
         self._lock = threading.Lock()
@@ -127,12 +134,13 @@ class Reconciler:
         added to it."""
         identities = [self._identity(record) for record in records]
         requests = 0
+        deadline = self._clock.monotonic() + self._timeout
         try:
-            listed, requests = self._list(since, requests)
+            listed, requests = self._list(since, requests, deadline)
             found = _match(identities, CreatedItems(listed, exclude))
             if len(found) < len(records) and not self._clock.wait(self._stop, self._recheck):
                 # The API may list new items late: look again before calling any missing.
-                listed, requests = self._list(since, requests)
+                listed, requests = self._list(since, requests, deadline)
                 found = _match(identities, CreatedItems(listed, exclude))
         except TolokaApiError as error:
             self._failed("lost_answer", len(records), requests, error)
@@ -217,7 +225,8 @@ class Reconciler:
             return None  # stopping: the batch is abandoned anyway
         requests = 0
         try:
-            listed, requests = self._list(handover.since, requests)
+            deadline = self._clock.monotonic() + self._timeout
+            listed, requests = self._list(handover.since, requests, deadline)
         except TolokaApiError as error:
             handover.failed = True
             self._failed("takeover", count, requests, error)
@@ -233,9 +242,12 @@ class Reconciler:
 
     # --- the listing -----------------------------------------------------------------------
 
-    def _list(self, since: float, requests: int) -> tuple[list[tuple[str, str]], int]:
+    def _list(
+        self, since: float, requests: int, deadline: float
+    ) -> tuple[list[tuple[str, str]], int]:
         """(identity, id) of every item created in [since - skew, now + skew), in creation
-        order; and the listing requests made so far (`requests` plus this listing's)."""
+        order; and the listing requests made so far (`requests` plus this listing's). A failed
+        request is made again until `deadline` (monotonic), then its error is raised."""
         filters = {
             "created_gte": format_api_datetime(_utc(since - self._skew)),
             "created_lt": format_api_datetime(_utc(self._clock.time() + self._skew)),
@@ -243,10 +255,21 @@ class Reconciler:
         pairs: list[tuple[str, str]] = []
         after_id: str | None = None
         while True:
-            requests += 1
-            page = self._client.list_items(
-                sort="created", after_id=after_id, limit=PAGE_SIZE, filters=filters
-            )
+            failures = 0
+            while True:
+                requests += 1
+                try:
+                    page = self._client.list_items(
+                        sort="created", after_id=after_id, limit=PAGE_SIZE, filters=filters
+                    )
+                    break
+                except TolokaApiError:
+                    failures += 1
+                    pause = min(RETRY_PAUSE_SECONDS * failures, MAX_RETRY_PAUSE_SECONDS)
+                    if self._clock.monotonic() + pause > deadline or self._clock.wait(
+                        self._stop, pause
+                    ):
+                        raise
             key_field = self._key_field
             pairs.extend(
                 (item_identity(item.input_data, key_field), item.id) for item in page.content

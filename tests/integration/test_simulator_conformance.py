@@ -518,7 +518,8 @@ def test_a_created_window_sorted_by_created_pages_through_exactly_the_items_crea
                       created_lt=window_end)  # fmt: skip
     assert [item["id"] for item in listed] == inside
     assert [item["input_data"]["id"] for item in listed] == [f"inside-{n}" for n in range(7)]
-    assert before and after
+    assert before
+    assert after
 
 
 def test_the_listing_delay_hides_new_items_from_every_listing_until_it_passes(

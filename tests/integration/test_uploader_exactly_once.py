@@ -212,8 +212,10 @@ def test_when_the_listing_never_answers_the_batch_is_sent_again_at_least_once_an
     pipeline: Pipeline, uploaders: Callable[[dict[str, str]], InProcess]
 ) -> None:
     count = 200
-    uploader = uploaders(pipeline.environ(batch_max_items="200", linger_ms="500",
-                                          api_max_attempts="2"))  # fmt: skip
+    uploader = uploaders(pipeline.environ(
+        batch_max_items="200", linger_ms="500", api_max_attempts="2",
+        reconcile_timeout_seconds="1",
+    ))  # fmt: skip
     wait_for(lambda: len(uploader.role.assignment()) == PARTITIONS, "the uploader assigned")
     # Every request, listings included, is applied and its answer lost.
     pipeline.simulator.set_knobs(fault_scope="all", lost_response_ratio=1.0)
