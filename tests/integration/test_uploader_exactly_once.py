@@ -95,6 +95,22 @@ def lost_answers(simulator: SimulatorHandle) -> int:
     return int(simulator.stats()["requests_by_status"].get("reset", 0))
 
 
+def test_the_normal_path_asks_the_api_nothing_more_than_the_bulk_requests(
+    pipeline: Pipeline, uploaders: Callable[[dict[str, str]], InProcess]
+) -> None:
+    count = 2000
+    pipeline.produce(count)
+    uploader = uploaders(pipeline.environ(batch_max_items="100"))
+    wait_for(lambda: pipeline.committed() == end_offsets(count), "offsets committed to the end")
+    uploader.finish()
+
+    routes = pipeline.simulator.stats()["requests_by_route"]
+    assert set(routes) == {"get_project", "get_app", "bulk_create"}, routes
+    assert set(created_keys(pipeline.simulator).values()) == {1}
+    for cause in ("lost_answer", "takeover"):
+        assert reconciliations(uploader, cause, "complete") == 0
+
+
 def test_a_lost_answer_is_reconciled_and_only_what_is_missing_is_sent_again(
     pipeline: Pipeline, uploaders: Callable[[dict[str, str]], InProcess]
 ) -> None:
