@@ -15,7 +15,7 @@ after a restart). The loops below always shrink or wait, so no batch loops forev
   sent again like an outage, and its items are counted as possible duplicates;
 - with a `Reconciler` (exactly-once uploads), an attempt whose outcome is unknown is not sent
   again blindly: the API is asked which of its items exist, those count as created, and only
-  the rest are sent (at once: the API answered). Records a previous owner of their partition
+  the rest are sent after the usual backoff. Records a previous owner of their partition
   may have sent are looked up the same way before the first attempt. Only when the API does
   not answer that listing is the batch waited out and sent again, as above.
 """
@@ -213,6 +213,7 @@ class BatchUploader:
             else:
                 self._record_success(records, result)
                 break
+            reconciled = False
             if reconciler is not None and failure.may_have_been_applied:
                 since = sent_at if since is None else since
                 found = reconciler.after_lost_answer(records, since, found_before)
@@ -220,11 +221,11 @@ class BatchUploader:
                     self._take_as_created(records, found, outcome)
                     if not records:
                         break
-                    if self._give_up.is_set():
-                        raise _GaveUpError
-                    body = request_body(records)
-                    continue  # only the missing ones, at once: the API answered the listing
-            self._wait_out(batch, failure, failures := failures + 1, len(records))
+                    body = request_body(records)  # only the missing ones
+                    reconciled = True
+            self._wait_out(
+                batch, failure, failures := failures + 1, len(records), reconciled=reconciled
+            )
         batch.retrying = False
 
     def _take_as_created(
@@ -239,9 +240,19 @@ class BatchUploader:
         outcome.uploaded.extend(record for record, _ in pairs)
         records[:] = [record for index, record in enumerate(records) if index not in found]
 
-    def _wait_out(self, batch: Batch, error: TolokaApiError, failures: int, items: int) -> None:
+    def _wait_out(
+        self,
+        batch: Batch,
+        error: TolokaApiError,
+        failures: int,
+        items: int,
+        *,
+        reconciled: bool = False,
+    ) -> None:
+        """Wait before sending again; `reconciled`: the items of the failed attempt that exist
+        were found, so the next attempt cannot duplicate them."""
         batch.retrying = True
-        if error.may_have_been_applied:
+        if error.may_have_been_applied and not reconciled:
             self._metrics.possible_duplicate_uploads.inc(items)
         retry_after = error.retry_after if isinstance(error, RetryableApiError) else None
         delay = self._outage_backoff.delay_before_retry(failures, retry_after, self._rng)

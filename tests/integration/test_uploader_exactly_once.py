@@ -39,9 +39,13 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def pipeline(
-    kafka_broker: ControllableBroker, simulator: SimulatorHandle, new_topic: NewTopic
+    kafka_broker: ControllableBroker,
+    simulator_factory: Callable[..., SimulatorHandle],
+    new_topic: NewTopic,
 ) -> Pipeline:
-    return Pipeline(kafka_broker, simulator, new_topic)
+    # A simulator of its own: the session's clock has been moved ahead by other tests, far past
+    # any clock skew a reconciliation allows for (which is what these tests set on purpose).
+    return Pipeline(kafka_broker, simulator_factory(), new_topic)
 
 
 @pytest.fixture
@@ -117,10 +121,13 @@ def test_a_lost_answer_is_reconciled_and_only_what_is_missing_is_sent_again(
     count = 2000
     # Items show in listings up to 1 s late: the first listing can miss them, the re-check not.
     pipeline.simulator.set_knobs(fault_scope="write", lost_response_ratio=0.3, listing_delay=1.0)
+    pipeline.simulator.advance_clock(20)  # the API's clock is 20 s ahead: within the skew
     pipeline.produce(count)
-    uploader = uploaders(pipeline.environ(batch_max_items="100", reconcile_recheck_seconds="1.5"))
+    uploader = uploaders(pipeline.environ(batch_max_items="100", reconcile_recheck_seconds="1.5",
+                                          reconcile_clock_skew_seconds="30"))  # fmt: skip
     wait_for(lambda: pipeline.committed() == end_offsets(count), "offsets committed to the end")
     uploader.finish()
+    pipeline.simulator.set_knobs(listing_delay=0.0)  # count every item
 
     created = created_keys(pipeline.simulator)
     assert set(created) == good_keys(count)
