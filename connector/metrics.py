@@ -22,6 +22,9 @@ RETRY_CAUSES = ("rate_limited", "server_error", "transport_error", "timeout")
 RESULT_STATUSES = ("COMPLETED", "ERROR", "CANCELLED", "OTHER")
 TRANSACTION_OUTCOMES = ("committed", "aborted")
 ROLES = ("uploader", "poller")
+RECONCILE_CAUSES = ("lost_answer", "takeover")
+RECONCILE_OUTCOMES = ("complete", "failed", "no_intent")
+RECONCILED_RESULTS = ("found", "sent")
 
 # The API answers a bulk request of 1,000 items in tens of milliseconds and a slow gateway in
 # tens of seconds: the default buckets (5 ms … 10 s) would put every outage in +Inf.
@@ -128,6 +131,27 @@ class Metrics:
             f"{PREFIX}_consumer_lag_messages",
             "Records behind the end of each assigned input partition (librdkafka statistics).",
             ["topic", "partition"],
+            registry=r,
+        )
+        self.reconciliations = Counter(
+            f"{PREFIX}_reconciliations_total",
+            "Checks of which items exist before sending again, by cause (lost_answer, takeover) "
+            "and outcome (complete; failed: the listing did not answer, sent at least once; "
+            "no_intent: a hand-over without a recorded intent, sent at least once).",
+            ["cause", "outcome"],
+            registry=r,
+        )
+        self.reconciled_items = Counter(
+            f"{PREFIX}_reconciled_items_total",
+            "Records a reconciliation looked for: found (taken as created, not sent again) or "
+            "sent (missing, sent again).",
+            ["result"],
+            registry=r,
+        )
+        self.reconcile_listing_requests = Histogram(
+            f"{PREFIX}_reconcile_listing_requests",
+            "Listing requests (pages) one reconciliation made.",
+            buckets=(0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 1024),
             registry=r,
         )
         self.offsets_committed = Counter(
@@ -252,6 +276,11 @@ class Metrics:
             self.results_published.labels(status)
         for outcome in TRANSACTION_OUTCOMES:
             self.transactions.labels(outcome)
+        for cause in RECONCILE_CAUSES:
+            for outcome in RECONCILE_OUTCOMES:
+                self.reconciliations.labels(cause, outcome)
+        for result in RECONCILED_RESULTS:
+            self.reconciled_items.labels(result)
         for role in ROLES:
             self.loop_heartbeat.labels(role)
             self.role_ready.labels(role)

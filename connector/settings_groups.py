@@ -186,7 +186,53 @@ class GroupSettings(SettingsGroup):
     )
 
 
-class UploaderSettings(GroupSettings, InputTopicSettings):
+class KeyFieldSettings(SettingsGroup):
+    """The input field that names an item: it keys the output records, and the uploader matches
+    records with the items the API lists by it."""
+
+    prefix: ClassVar[str] = "CONNECTOR_"
+    key_field: str = Field(
+        "id", min_length=1, description="field of input_data whose value keys the output record"
+    )
+
+
+class ReconcileSettings(KeyFieldSettings):
+    """Exactly-once uploads: what the uploader checks with the API before sending again."""
+
+    upload_reconcile: bool = Field(
+        True,
+        description=(
+            "after a lost answer, a crash or a hand-over, ask the API which items exist and send "
+            "only the missing ones (false: at-least-once, send again)"
+        ),
+    )
+    reconcile_clock_skew_seconds: float = Field(
+        10.0,
+        ge=0,
+        description=(
+            "how far the API's clock may be off the connector's: the listing window of a "
+            "reconciliation is widened by this much on each side"
+        ),
+    )
+    reconcile_recheck_seconds: float = Field(
+        2.0,
+        ge=0,
+        description=(
+            "how late the API may list a new item: a reconciliation lists again after this "
+            "long before it calls an item missing (a hand-over waits this long first)"
+        ),
+    )
+    reconcile_timeout_seconds: float = Field(
+        60.0,
+        ge=0,
+        description=(
+            "how long a reconciliation keeps asking for the listing while the API fails; then "
+            "its records are sent again, at least once"
+        ),
+    )
+
+
+class UploaderSettings(GroupSettings, InputTopicSettings, ReconcileSettings):
     """The uploader role: input topic → Apps API, bad records → dead-letter topic."""
 
     batch_max_items: int = Field(
@@ -294,13 +340,10 @@ class CursorWriteSettings(CursorSettings):
         return data
 
 
-class PollerSettings(GroupSettings, CursorWriteSettings, DeadLetterTopicSettings):
+class PollerSettings(GroupSettings, CursorWriteSettings, DeadLetterTopicSettings, KeyFieldSettings):
     """The poller role: finished items → output topic, cursor → state topic, in one transaction."""
 
     output_topic: str = Field("toloka.results", min_length=1, description="finished items")
-    key_field: str = Field(
-        "id", min_length=1, description="field of input_data whose value keys the output record"
-    )
     page_size: int = Field(
         1000, ge=1, le=_MAX_PAGE_SIZE, description="items asked for per listing request"
     )

@@ -33,11 +33,16 @@ def _faults(faults: Sequence[str]) -> str:
     return "; ".join(parts) or "—"
 
 
+def _reconciliations(counts: Mapping[str, int]) -> str:
+    named = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+    return named or "0"
+
+
 def chaos_table(outcomes: Sequence[Outcome]) -> str:
     lines = [
         "| scenario | broker | items (invalid) | kills | faults | lost | repeated uploads "
-        "| repeated results | repeated dead letters | recovery time | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| reconciliations | repeated results | repeated dead letters | recovery time | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         v = o.verdict
@@ -46,6 +51,7 @@ def chaos_table(outcomes: Sequence[Outcome]) -> str:
             f"| {o.scenario.name} | {o.broker_kind} | {o.items} ({v.invalid}) | {o.kills} "
             f"| {_faults(o.faults)} | {v.lost} "
             f"| {_causes(v.repeated_uploads, v.repeated_uploads_by_cause)} "
+            f"| {_reconciliations(o.reconciliations)} "
             f"| {_causes(v.repeated_results, v.repeated_results_by_cause)} "
             f"| {_causes(v.repeated_dead_letters, v.repeated_dead_letters_by_cause)} "
             f"| {o.recovery_text()} | {'ok' if not problems else 'FAILED'} |"

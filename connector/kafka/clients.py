@@ -51,6 +51,18 @@ class Consumer(Protocol):
     def close(self) -> None: ...
 
 
+class CommittedOffsets(Protocol):
+    """What a consumer tells of its group's committed offsets and of a partition's end (the
+    consumer that a rebalance callback is handed)."""
+
+    def committed(
+        self, partitions: list[TopicPartition], timeout: float = ...
+    ) -> list[TopicPartition]: ...
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float = ..., cached: bool = ...
+    ) -> tuple[int, int] | None: ...
+
+
 class Producer(Protocol):
     """An idempotent producer (the uploader's dead letters)."""
 

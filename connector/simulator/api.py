@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from connector.simulator.listing import ListingError, list_page, parse_query
+from connector.simulator.clock import MICROS
+from connector.simulator.listing import ListingError, list_page, listed_by, parse_query
 from connector.simulator.responses import Response, api_error, field_errors, json_response
 from connector.simulator.state import SimulatorState
 
@@ -114,6 +115,8 @@ def _list_items(sim: SimulatorState, query_string: str) -> Response:
             field_errors({error.parameter: (error.code, error.message)}),
         )
     now = sim.clock.now()
+    if sim.knobs.listing_delay:
+        query = listed_by(query, sim.store, now - int(sim.knobs.listing_delay * MICROS))
     exclude = sim.knobs.unfinished_in_finished_sort == "exclude"
     seqs, has_more = list_page(sim.store, query, now, exclude)
     to_json = sim.store.to_json

@@ -37,6 +37,11 @@ class Knobs:
     late_visibility_ratio: float = _knob(
         1.0, "share of items that --late-visibility affects (below 1 reorders visibility)"
     )
+    listing_delay: float = _knob(
+        0.0,
+        "seconds after its creation before an item shows in any listing (an API that lists new "
+        "items late)",
+    )
     unfinished_in_finished_sort: str = _knob(
         "last",
         "where unfinished items go under sort=finished: 'last' (after every finished "
@@ -96,6 +101,7 @@ class Knobs:
                 "processing_delay",
                 "processing_jitter",
                 "late_visibility",
+                "listing_delay",
                 "latency",
                 "latency_jitter",
                 "read_latency",

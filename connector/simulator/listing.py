@@ -20,6 +20,7 @@ on every request, which is fine for the tests that use them and slow on a millio
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +98,13 @@ def parse_query(params: Mapping[str, str], store: ItemStore) -> ListQuery:
         finished_min=_finished_bound(params, "gte", "gt", 1),
         finished_max=_finished_bound(params, "lte", "lt", -1),
     )
+
+
+def listed_by(query: ListQuery, store: ItemStore, created_until: int) -> ListQuery:
+    """`query` over the items created up to `created_until` only (knob `listing_delay`: items
+    show in listings that long after their creation)."""
+    shown = bisect.bisect_right(store.created, created_until)
+    return dataclasses.replace(query, seq_high=min(query.seq_high, shown))
 
 
 def _narrow(low: int, high: int, position: int, is_low: bool) -> tuple[int, int]:

@@ -56,6 +56,14 @@ _LISTING_PARAMETERS = frozenset({"sort", "after_id", "limit"})
 _FRAMING_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
+class _NotRepeated(Exception):  # noqa: N818 - a carrier, not an error of the tree
+    """Carries an error out of the retry loop without a retry (see `bulk_create_raw`)."""
+
+    def __init__(self, error: RetryableApiError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Seconds allowed for each phase of one request (one attempt, not the whole retry)."""
@@ -175,9 +183,13 @@ class TolokaClient:
         body = orjson.dumps({"items": [dict(item) for item in items]})
         return self.bulk_create_raw(body, len(items))
 
-    def bulk_create_raw(self, body: bytes, count: int) -> BulkCreateResult:
+    def bulk_create_raw(
+        self, body: bytes, count: int, *, retry_ambiguous: bool = True
+    ) -> BulkCreateResult:
         """Like `bulk_create` for a body the caller serialised already: the UTF-8 JSON object
-        `{"items": [...]}` holding `count` items."""
+        `{"items": [...]}` holding `count` items. With `retry_ambiguous` false, an attempt whose
+        outcome is unknown (`may_have_been_applied`) is not repeated but raised at once, for the
+        caller to find out what it created before sending anything again."""
         request = self._http.build_request(
             "POST",
             f"{self._project_path}/items/bulk",
@@ -186,10 +198,18 @@ class TolokaClient:
         )
 
         def attempt() -> list[str]:
-            response = self._exchange("bulk_create", request, idempotent=False)
+            try:
+                response = self._exchange("bulk_create", request, idempotent=False)
+            except RetryableApiError as error:
+                if error.may_have_been_applied and not retry_ambiguous:
+                    raise _NotRepeated(error) from error
+                raise
             return self._created_ids(response, count)
 
-        ids, ambiguous_attempts = self._call("bulk_create", attempt, self._retry)
+        try:
+            ids, ambiguous_attempts = self._call("bulk_create", attempt, self._retry)
+        except _NotRepeated as stopped:
+            raise stopped.error from None
         return BulkCreateResult(ids=ids, possibly_duplicated_attempts=ambiguous_attempts)
 
     def list_items(

@@ -98,6 +98,10 @@ class Batcher:
             return None
         return max(0.0, self._open.opened_at + self._linger - now)
 
+    def peek_ready(self) -> Batch | None:
+        """The batch `next_ready` would return, left in place."""
+        return self._ready[0] if self._ready else None
+
     def next_ready(self) -> Batch | None:
         return self._ready.popleft() if self._ready else None
 

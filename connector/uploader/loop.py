@@ -23,6 +23,12 @@ done is committed, so a clean stop leaves nothing done behind the committed offs
 uploaded or dead-lettered twice after a restart). What the deadline cuts off (an API outage) is
 read again by the next owner: an upload abandoned in flight that still succeeds creates its
 items twice, and dead letters behind an unsent record are written again.
+
+With a `Reconciler` (exactly-once uploads, docs/exactly-once.md) every commit carries the upload
+intent of its partition (`IntentLog`), the first request of an assignment that holds a record
+of a partition waits until that partition's intent is committed, and an assignment reads the
+intents committed before it: records a previous owner may have sent are looked up in the API
+before they are sent (`Reconciler.taken_over`).
 """
 
 from __future__ import annotations
@@ -37,15 +43,18 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from connector.clock import Clock
 from connector.config import UploaderSettings
+from connector.contract.upload_intents import decode_intent
 from connector.errors import DeadLetterStuckError, KafkaOperationError
-from connector.kafka.clients import Consumer, Message, Producer
+from connector.kafka.clients import CommittedOffsets, Consumer, Message, Producer
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
 from connector.uploader.batcher import Batch, Batcher, PendingRecord
 from connector.uploader.dead_letters import DeadLetterWriter
 from connector.uploader.decode import ItemDecoder, Refusal, Validator, decode_item
+from connector.uploader.intents import IntentLog
 from connector.uploader.lag import LagReporter
 from connector.uploader.offsets import OffsetTracker
+from connector.uploader.reconcile import Reconciler
 from connector.uploader.spec import SpecRefresher
 from connector.uploader.upload import BatchOutcome, BatchUploader
 
@@ -66,6 +75,8 @@ FULL_QUEUE_WAIT_SECONDS = 0.01
 MIN_FLUSH_SECONDS = 1.0
 """At shutdown the dead letters get at least this long to be acknowledged, even when draining
 the uploads used up the whole drain timeout."""
+OFFSETS_TIMEOUT_SECONDS = 10.0
+"""How long an assignment waits for the committed offsets and the ends of its partitions."""
 
 
 class UploadLoop:
@@ -84,9 +95,13 @@ class UploadLoop:
         stalled_after_seconds: float,
         refresher: SpecRefresher | None = None,
         decode: ItemDecoder = decode_item,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self._settings = settings
         self._decode = decode
+        self._reconciler = reconciler
+        self._intents = IntentLog(clock)
+        self._intent_failing = False
         self._topic = settings.input_topic
         self._consumer = consumer
         self._producer = producer
@@ -248,9 +263,12 @@ class UploadLoop:
 
     def _dispatch(self) -> None:
         while len(self._in_flight) < self._settings.max_in_flight:
-            batch = self._batcher.next_ready()
-            if batch is None:
+            batch = self._batcher.peek_ready()
+            if batch is None or not self._intent_recorded(batch):
                 break
+            self._batcher.next_ready()
+            if self._reconciler is not None:
+                self._intents.sent(_highest_offsets(batch), self._clock.time())
             self._in_flight.append(batch)
             # Daemon threads, one per request: a request still stuck after the drain timeout
             # must not hold the process exit.
@@ -258,6 +276,34 @@ class UploadLoop:
                 target=self._upload, args=(batch,), name="uploader-request", daemon=True
             ).start()
         self._metrics.uploads_in_flight.set(len(self._in_flight))
+
+    def _intent_recorded(self, batch: Batch) -> bool:
+        """Whether the batch may be sent: the intent of each of its partitions is committed in
+        this assignment (committed now, synchronously, where it is not)."""
+        if self._reconciler is None:
+            return True
+        missing = self._intents.unrecorded(batch.partitions())
+        if not missing:
+            return True
+        metadata = self._intents.metadata
+        offsets = [
+            TopicPartition(self._topic, p, offset, metadata=metadata(p, offset, final=False))
+            for p in sorted(missing)
+            if (offset := self._offsets.commit_point(p)) is not None
+        ]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as failure:
+            if not self._intent_failing:
+                log.warning(
+                    "the upload intent of input partitions %s could not be committed (%s): "
+                    "their batches wait", sorted(missing), failure.args[0],
+                )  # fmt: skip
+            self._intent_failing = True
+            return False
+        self._intent_failing = False
+        self._intents.recorded(missing)
+        return True
 
     def _upload(self, batch: Batch) -> None:
         try:
@@ -315,14 +361,24 @@ class UploadLoop:
 
         self._dead_letters.write(message, refusal, request_id, partition, written)
 
-    def _commit(self, positions: dict[int, int], *, asynchronous: bool) -> None:
+    def _commit(
+        self, positions: dict[int, int], *, asynchronous: bool, final: bool = False
+    ) -> None:
         """Commit `positions`; in the background while running, waiting for the broker when
-        partitions are handed over or the uploader stops. A background commit that fails is
-        superseded by the next one: the hand-over and final commits send every position."""
+        partitions are handed over or the uploader stops (`final`: nothing more is sent for
+        them). A background commit that fails is superseded by the next one: the hand-over and
+        final commits send every position."""
         self._next_commit = self._clock.monotonic() + self._commit_interval
         if not positions:
             return
-        offsets = [TopicPartition(self._topic, p, offset) for p, offset in positions.items()]
+        if self._reconciler is None:
+            offsets = [TopicPartition(self._topic, p, offset) for p, offset in positions.items()]
+        else:
+            metadata = self._intents.metadata
+            offsets = [
+                TopicPartition(self._topic, p, offset, metadata=metadata(p, offset, final=final))
+                for p, offset in positions.items()
+            ]
         try:
             if asynchronous:  # two calls: the stubs type each mode by a Literal overload
                 self._consumer.commit(offsets=offsets, asynchronous=True)
@@ -380,12 +436,46 @@ class UploadLoop:
 
     # --- rebalancing and shutdown ------------------------------------------------------------
 
-    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         numbers = {tp.partition for tp in partitions if tp.topic == self._topic}
         self._offsets.assign(numbers)
+        if self._reconciler is not None and numbers:
+            self._intents.assign(numbers)
+            self._take_over(consumer, numbers, self._reconciler)
         self._assigned |= numbers
         self._lag.assigned(numbers)
         log.info("assigned input partitions %s", sorted(numbers))
+
+    def _take_over(
+        self, consumer: CommittedOffsets, numbers: set[int], reconciler: Reconciler
+    ) -> None:
+        """Read the upload intents committed for the partitions just assigned: records beyond a
+        committed offset that a previous owner may have sent are reconciled before they are."""
+        try:
+            committed = consumer.committed(self._partitions(numbers), OFFSETS_TIMEOUT_SECONDS)
+        except KafkaException as failure:
+            log.warning("committed offsets unreadable (%s)", failure.args[0])
+            committed = [TopicPartition(self._topic, p, 0) for p in sorted(numbers)]
+        suspects: dict[int, tuple[int, float, int | None]] = {}
+        unknown: dict[int, int] = {}
+        for tp in committed:
+            if tp.offset < 0:
+                continue  # never committed: the intent precedes every request, nothing was sent
+            intent = decode_intent(tp.metadata)
+            if intent is None:
+                unknown[tp.partition] = tp.offset
+                continue
+            if intent.since is None:
+                continue
+            end = _end_offset(consumer, tp)
+            generation = self._offsets.generation(tp.partition)
+            if (end is not None and end <= tp.offset) or generation is None:
+                continue
+            suspects[tp.partition] = (generation, intent.since, end)
+            self._intents.inherit(tp.partition, intent.since, end)
+        reconciler.taken_over(suspects)
+        if unknown:
+            reconciler.no_intent(sorted(unknown), [unknown[p] for p in sorted(unknown)])
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         numbers = {tp.partition for tp in partitions if tp.topic == self._topic}
@@ -413,7 +503,7 @@ class UploadLoop:
                     deadline)  # fmt: skip
         dropped = self._batcher.drop_partitions(numbers)
         unflushed = self._producer.flush(max(deadline - self._clock.monotonic(), 0.0))
-        self._commit(self._offsets.positions(numbers), asynchronous=False)
+        self._commit(self._offsets.positions(numbers), asynchronous=False, final=True)
         abandoned = [batch for batch in self._in_flight if batch.partitions() & numbers]
         if dropped or abandoned or unflushed:
             log.warning(
@@ -427,6 +517,9 @@ class UploadLoop:
         return [*self._in_flight, *self._batcher.ready()]
 
     def _forget(self, numbers: set[int]) -> None:
+        self._intents.forget(numbers)
+        if self._reconciler is not None:
+            self._reconciler.forget(numbers)
         self._dead_letters.forget_partitions(numbers)
         self._offsets.forget(numbers)
         self._assigned -= numbers
@@ -479,7 +572,28 @@ class UploadLoop:
             self._drain_deadline - self._clock.monotonic(), MIN_FLUSH_SECONDS
         )  # fmt: skip
         unflushed = self._producer.flush(flush_for)
-        self._commit(self._offsets.positions(), asynchronous=False)
+        self._commit(self._offsets.positions(), asynchronous=False, final=True)
         log.info("uploader stopped: %d unsent records and %d unacknowledged dead letters left "
                  "for the next start", dropped, unflushed)  # fmt: skip
         self._closing = True
+
+
+def _highest_offsets(batch: Batch) -> dict[int, int]:
+    highest: dict[int, int] = {}
+    for record in batch.records:
+        if record.offset > highest.get(record.partition, -1):
+            highest[record.partition] = record.offset
+    return highest
+
+
+def _end_offset(consumer: CommittedOffsets, partition: TopicPartition) -> int | None:
+    """The partition's end now (None when unknown): a previous owner read nothing beyond it."""
+    try:
+        marks = consumer.get_watermark_offsets(
+            partition, timeout=OFFSETS_TIMEOUT_SECONDS, cached=False
+        )
+    except KafkaException as failure:
+        log.warning("the end of input partition %d is unknown (%s)", partition.partition,
+                    failure.args[0])  # fmt: skip
+        return None
+    return None if marks is None else marks[1]

@@ -40,6 +40,21 @@ class OffsetTracker:
         for partition in partitions:
             self._partitions.pop(partition, None)
 
+    def generation(self, partition: int) -> int | None:
+        """The generation of the partition's current assignment; None when not assigned."""
+        state = self._partitions.get(partition)
+        return None if state is None else state.generation
+
+    def commit_point(self, partition: int) -> int | None:
+        """An offset that may be committed now: the done position, else the first record read
+        in this assignment (everything before it was committed). None before any record."""
+        state = self._partitions.get(partition)
+        if state is None:
+            return None
+        if state.position is not None:
+            return state.position
+        return state.waiting[0] if state.waiting else None
+
     def is_current(self, partition: int, generation: int) -> bool:
         state = self._partitions.get(partition)
         return state is not None and state.generation == generation

@@ -31,6 +31,7 @@ from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.decode import ItemDecoder, RegistryItemDecoder, decode_item
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import UploadLoop
+from connector.uploader.reconcile import ItemLister, Reconciler
 from connector.uploader.spec import SpecReader, SpecRefresher, read_validator
 from connector.uploader.upload import BatchUploader, BulkCreator
 from connector.validation import ItemValidator
@@ -87,7 +88,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-class UploaderClient(BulkCreator, SpecReader, Protocol):
+class UploaderClient(BulkCreator, SpecReader, ItemLister, Protocol):
     """What the uploader needs of `TolokaClient`."""
 
 
@@ -138,9 +139,14 @@ class Uploader:
         consumer = self._consumer_factory(lag.on_statistics)
         producer = self._producer_factory()
         api = settings.api
+        reconciler = (
+            Reconciler(self._client, self._metrics, self._clock, settings.uploader)
+            if settings.uploader.upload_reconcile
+            else None
+        )
         self._batch_uploader = BatchUploader(
             self._client, self._metrics, self._clock, outage_backoff=self._backoff,
-            outstanding=self._outstanding, rng=self._rng,
+            outstanding=self._outstanding, rng=self._rng, reconciler=reconciler,
         )  # fmt: skip
         self._loop = UploadLoop(
             settings.uploader,
@@ -159,6 +165,7 @@ class Uploader:
                 self._client, self._clock, settings.uploader.spec_refresh_seconds
             ),
             decode=self._decode,
+            reconciler=reconciler,
         )  # fmt: skip
         self._loop.run(stop)
 

@@ -12,7 +12,12 @@ after a restart). The loops below always shrink or wait, so no batch loops forev
   report not ready;
 - only a 2xx listing one new id per item counts as created. Any other success (an unreadable,
   oversized, short or empty body) may or may not have created the items: it is waited out and
-  sent again like an outage, and its items are counted as possible duplicates.
+  sent again like an outage, and its items are counted as possible duplicates;
+- with a `Reconciler` (exactly-once uploads), an attempt whose outcome is unknown is not sent
+  again blindly: the API is asked which of its items exist, those count as created, and only
+  the rest are sent after the usual backoff. Records a previous owner of their partition
+  may have sent are looked up the same way before the first attempt. Only when the API does
+  not answer that listing is the batch waited out and sent again, as above.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import random
 import re
 import threading
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,6 +49,7 @@ from connector.toloka.client import BulkCreateResult
 from connector.toloka.retry import RetryPolicy
 from connector.uploader.batcher import Batch, PendingRecord, request_body
 from connector.uploader.decode import Refusal
+from connector.uploader.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +58,9 @@ _ITEM_FIELD = re.compile(r"input_data\.(\d+)(?:\.(.+))?")
 
 
 class BulkCreator(Protocol):
-    def bulk_create_raw(self, body: bytes, count: int) -> BulkCreateResult: ...
+    def bulk_create_raw(
+        self, body: bytes, count: int, *, retry_ambiguous: bool = True
+    ) -> BulkCreateResult: ...
     def stop_retrying(self) -> None: ...
 
 
@@ -110,8 +119,10 @@ class BatchUploader:
         outage_backoff: RetryPolicy,
         outstanding: OutstandingItems | None = None,
         rng: random.Random | None = None,
+        reconciler: Reconciler | None = None,
     ) -> None:
         self._client = client
+        self._reconciler = reconciler
         self._metrics = metrics
         self._clock = clock
         self._outage_backoff = outage_backoff
@@ -126,14 +137,20 @@ class BatchUploader:
         """Shutdown: requests still failing end now; their records go to `abandoned`."""
         self._give_up.set()
         self._client.stop_retrying()
+        if self._reconciler is not None:
+            self._reconciler.give_up()
 
     def upload(self, batch: Batch) -> BatchOutcome:
         outcome = BatchOutcome(batch)
-        requests: deque[list[PendingRecord]] = deque([batch.records])
+        first = list(batch.records)  # a copy: `_create` takes out what it finds created
+        if self._reconciler is not None:
+            found = self._reconciler.found_after_handover(first)
+            self._take_as_created(first, found, outcome)
+        requests: deque[list[PendingRecord]] = deque([first] if first else [])
         while requests:
             records = requests.popleft()
             try:
-                self._create(batch, records)
+                self._create(batch, records, outcome)
             except _GaveUpError:
                 outcome.abandoned.extend(records)
                 for rest in requests:
@@ -175,33 +192,76 @@ class BatchUploader:
                 RejectedRecord(records[0], Refusal(reason, message), refusal.request_id)
             )
 
-    def _create(self, batch: Batch, records: list[PendingRecord]) -> None:
-        """Create the items of `records`, waiting out outages; raise the API's refusal."""
+    def _create(self, batch: Batch, records: list[PendingRecord], outcome: BatchOutcome) -> None:
+        """Create the items of `records`, waiting out outages; raise the API's refusal. Records
+        whose items a lost answer turns out to have created move from `records` to
+        `outcome.uploaded`."""
         body = request_body(records)
         self._metrics.upload_batch_size.observe(len(records))
         self._metrics.upload_batch_bytes.observe(len(body))
         batch.request_started = self._clock.monotonic()
+        reconciler = self._reconciler
         failures = 0
+        since: float | None = None  # when the first attempt that may have been applied left
+        found_before: set[str] = set()
         while True:
+            sent_at = self._clock.time()
             try:
-                result = self._client.bulk_create_raw(body, len(records))
+                result = self._client.bulk_create_raw(
+                    body, len(records), retry_ambiguous=reconciler is None
+                )
             except FatalApiError as error:
                 if _splits_in_halves(error):
                     raise
                 if isinstance(error, AuthenticationError):
                     self.key.refused(error)
-                self._wait_out(batch, error, failures := failures + 1, len(records))
+                failure: TolokaApiError = error
             except RetryableApiError as error:
-                self._wait_out(batch, error, failures := failures + 1, len(records))
+                failure = error
             else:
                 self.key.reached()
                 self._record_success(records, result)
                 break
+            reconciled = False
+            if reconciler is not None and failure.may_have_been_applied:
+                since = sent_at if since is None else since
+                found = reconciler.after_lost_answer(records, since, found_before)
+                if found is not None:
+                    self._take_as_created(records, found, outcome)
+                    if not records:
+                        break
+                    body = request_body(records)  # only the missing ones
+                    reconciled = True
+            self._wait_out(
+                batch, failure, failures := failures + 1, len(records), reconciled=reconciled
+            )
         batch.retrying = False
 
-    def _wait_out(self, batch: Batch, error: TolokaApiError, failures: int, items: int) -> None:
+    def _take_as_created(
+        self, records: list[PendingRecord], found: dict[int, str], outcome: BatchOutcome
+    ) -> None:
+        """Move the records whose items exist (index → item id) from `records` to
+        `outcome.uploaded`."""
+        if not found:
+            return
+        pairs = [(records[index], item_id) for index, item_id in sorted(found.items())]
+        self._track_outstanding(pairs)
+        outcome.uploaded.extend(record for record, _ in pairs)
+        records[:] = [record for index, record in enumerate(records) if index not in found]
+
+    def _wait_out(
+        self,
+        batch: Batch,
+        error: TolokaApiError,
+        failures: int,
+        items: int,
+        *,
+        reconciled: bool = False,
+    ) -> None:
+        """Wait before sending again; `reconciled`: the items of the failed attempt that exist
+        were found, so the next attempt cannot duplicate them."""
         batch.retrying = True
-        if error.may_have_been_applied:
+        if error.may_have_been_applied and not reconciled:
             self._metrics.possible_duplicate_uploads.inc(items)
         retry_after = error.retry_after if isinstance(error, RetryableApiError) else None
         delay = self._outage_backoff.delay_before_retry(failures, retry_after, self._rng)
@@ -220,11 +280,12 @@ class BatchUploader:
             self._metrics.possible_duplicate_uploads.inc(
                 result.possibly_duplicated_attempts * len(result.ids)
             )
+        self._track_outstanding(zip(records, result.ids, strict=True))
+
+    def _track_outstanding(self, created: Iterable[tuple[PendingRecord, str]]) -> None:
         if self._outstanding is not None:
             now = self._clock.time()
-            self._outstanding.add(
-                zip(result.ids, (_timestamp(record, now) for record in records), strict=True)
-            )
+            self._outstanding.add((item_id, _timestamp(record, now)) for record, item_id in created)
 
 
 def _timestamp(record: PendingRecord, default: float) -> float:

@@ -59,6 +59,9 @@ class Scenario:
     fault_seconds: float = 4.0
     """How long one API fault phase or one broker fault lasts."""
     completion_timeout: float = 180.0
+    exactly_once: bool = True
+    """The connector reconciles uploads (CONNECTOR_UPLOAD_RECONCILE, the default): a repeated
+    upload, whatever explains it, fails the run."""
 
 
 @dataclass
@@ -83,6 +86,8 @@ class Outcome:
     simulator_stats: dict[str, Any]
     workdir: Path
     notes: list[str] = field(default_factory=list)
+    reconciliations: dict[str, int] = field(default_factory=dict)
+    """How many reconciliations the connector's logs report, by kind."""
 
     @property
     def items(self) -> int:
@@ -115,6 +120,11 @@ class Outcome:
                 f"{v.unknown_dead_letters[:5]}, wrong reasons {v.wrong_reasons[:5]}, "
                 f"bad values {v.results_without_valid_json}"
             )
+        if self.scenario.exactly_once and v.repeated_uploads:
+            found.append(
+                f"{v.repeated_uploads} items uploaded twice despite reconciliation: "
+                f"{v.repeated_uploads_by_cause}"
+            )
         if v.unattributed():
             found.append(
                 "repetitions no kill or lost response explains: uploads "
@@ -128,6 +138,22 @@ class Outcome:
         if self.final_exit_code != 0:
             found.append(f"the last connector exited {self.final_exit_code} after SIGTERM")
         return found
+
+
+RECONCILIATION_LOG_LINES = {
+    "lost answer": "reconciled a lost answer",
+    "hand-over": "reconciling a hand-over",
+    "failed": "reconciliation failed",
+    "no intent": "without an upload intent",
+}
+"""Kind of reconciliation → the text of the connector's one log line for it."""
+
+
+def count_reconciliations(logs: list[str]) -> dict[str, int]:
+    return {
+        kind: sum(text.count(line) for text in logs)
+        for kind, line in RECONCILIATION_LOG_LINES.items()
+    }
 
 
 def _spread(values: list[float]) -> str:
@@ -197,6 +223,7 @@ def run_scenario(
                   **LATE_VISIBILITY_KNOBS)  # fmt: skip
     bootstrap = broker.bootstrap_servers
     environ = connector_environ(sim, bootstrap, topics, f"chaos-{tag}")
+    environ["CONNECTOR_UPLOAD_RECONCILE"] = str(scenario.exactly_once).lower()
     timeline = plan_timeline(scenario, rng)
     started = time.monotonic()
     processes: list[ConnectorProcess] = []
@@ -310,4 +337,5 @@ def run_scenario(
         simulator_stats=stats,
         workdir=workdir,
         notes=notes,
+        reconciliations=count_reconciliations(logs),
     )

@@ -46,6 +46,7 @@ def test_kills_broker_and_api_faults_lose_nothing_and_repeat_only_what_a_kill_ex
     print(
         f"\nsmall chaos on {outcome.broker_kind}: {outcome.items} records, {outcome.kills} kills, "
         f"faults {outcome.faults}; repeated uploads {verdict.repeated_uploads_by_cause}, "
+        f"reconciliations {outcome.reconciliations}, "
         f"repeated results {verdict.repeated_results_by_cause}, "
         f"recovery {outcome.recovery_text()}, {outcome.elapsed:.0f} s"
     )

@@ -504,6 +504,39 @@ def test_datetime_filters_take_dates_and_offsets(
     assert len(page(simulator, client, finished_gt="2000-01-01T03:00:00+03:00")["content"]) == 3
 
 
+def test_a_created_window_sorted_by_created_pages_through_exactly_the_items_created_in_it(
+    simulator: SimulatorHandle, client: httpx.Client
+) -> None:
+    before = create(simulator, client, texts(3, "before"))
+    simulator.advance_clock(1.0)
+    inside = create(simulator, client, texts(7, "inside"))
+    window_start = get_item(simulator, client, inside[0])["created_at"]
+    simulator.advance_clock(1.0)
+    after = create(simulator, client, texts(2, "after"))
+    window_end = get_item(simulator, client, after[0])["created_at"]
+    listed = list_all(simulator, client, sort="created", limit=2, created_gte=window_start,
+                      created_lt=window_end)  # fmt: skip
+    assert [item["id"] for item in listed] == inside
+    assert [item["input_data"]["id"] for item in listed] == [f"inside-{n}" for n in range(7)]
+    assert before
+    assert after
+
+
+def test_the_listing_delay_hides_new_items_from_every_listing_until_it_passes(
+    simulator: SimulatorHandle, client: httpx.Client
+) -> None:
+    shown = create(simulator, client, texts(2, "old"))
+    simulator.advance_clock(31)
+    simulator.set_knobs(listing_delay=30)
+    late = create(simulator, client, texts(2, "new"))
+    assert get_item(simulator, client, late[0])["id"] == late[0]  # the item exists
+    for sort in ("created", "id", "finished", "-created"):
+        ids = {item["id"] for item in list_all(simulator, client, sort=sort)}
+        assert ids == set(shown), sort
+    simulator.advance_clock(31)
+    assert [item["id"] for item in list_all(simulator, client, sort="created")] == shown + late
+
+
 # ---- late visibility ------------------------------------------------------------------------
 
 

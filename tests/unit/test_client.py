@@ -670,6 +670,24 @@ def test_a_final_error_is_flagged_when_an_earlier_attempt_may_have_applied(
     assert raised.value.may_have_been_applied is True
 
 
+@pytest.mark.parametrize(
+    "ambiguous",
+    [httpx.ReadTimeout("no answer"), httpx.Response(502, text="<html>502</html>"),
+     httpx.Response(500, text="oops")],
+)  # fmt: skip
+def test_an_ambiguous_bulk_attempt_is_raised_at_once_when_the_caller_reconciles(
+    make_client: MakeClient, ambiguous: httpx.Response | Exception
+) -> None:
+    api = Api(httpx.Response(503, text="busy"), ambiguous, json_response(200, ["id-1"]))
+    client = make_client(api, retry=RetryPolicy(max_attempts=None))
+    body = b'{"items":[{"text":"a"}]}'
+    with pytest.raises((ServerError, TransportError)) as raised:
+        client.bulk_create_raw(body, 1, retry_ambiguous=False)
+    assert raised.value.may_have_been_applied is True
+    assert len(api.requests) == 2  # the 503 was not applied: retried; the ambiguous one not
+    assert client.bulk_create_raw(body, 1, retry_ambiguous=False).ids == ["id-1"]
+
+
 # --- metrics and logs ----------------------------------------------------------------------------
 
 

@@ -32,7 +32,7 @@ from connector.kafka.clients import Headers
 from connector.lifecycle import Readiness, Role
 from connector.metrics import Metrics
 from connector.toloka.client import BulkCreateResult
-from connector.toloka.models import App, AppProject, FieldSpec
+from connector.toloka.models import App, AppProject, FieldSpec, ItemPage
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import CONSUME_MAX_MESSAGES
@@ -214,7 +214,9 @@ class FakeApi:
         return App(id=app_id, input_spec={"n": FieldSpec(type="string", required=True),
                                           "text": FieldSpec(type="string")})  # fmt: skip
 
-    def bulk_create_raw(self, body: bytes, count: int) -> BulkCreateResult:
+    def bulk_create_raw(
+        self, body: bytes, count: int, *, retry_ambiguous: bool = True
+    ) -> BulkCreateResult:
         items = orjson.loads(body)["items"]
         with self.lock:
             self.requests += 1
@@ -235,6 +237,9 @@ class FakeApi:
     def stop_retrying(self) -> None:
         self.stopped.set()
 
+    def list_items(self, **_query: object) -> ItemPage:
+        raise AssertionError("these tests upload at least once: nothing is reconciled")
+
 
 def settings(**overrides: str) -> Settings:
     environ = {
@@ -247,6 +252,8 @@ def settings(**overrides: str) -> Settings:
         "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "5",
         "CONNECTOR_API_BACKOFF_BASE_SECONDS": "0.001",
         "CONNECTOR_API_BACKOFF_CAP_SECONDS": "0.005",
+        # Reconciliation (exactly-once uploads) is tested in test_uploader_reconcile.py.
+        "CONNECTOR_UPLOAD_RECONCILE": "false",
     }
     environ.update({f"CONNECTOR_{name.upper()}": value for name, value in overrides.items()})
     return load_settings(environ=environ)

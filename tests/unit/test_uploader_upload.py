@@ -50,7 +50,9 @@ class ScriptedApi:
         self.created: list[dict[str, object]] = []
         self.stopped = False
 
-    def bulk_create_raw(self, body: bytes, count: int) -> BulkCreateResult:
+    def bulk_create_raw(
+        self, body: bytes, count: int, *, retry_ambiguous: bool = True
+    ) -> BulkCreateResult:
         items = orjson.loads(body)["items"]
         assert len(items) == count
         self.requests.append(items)
