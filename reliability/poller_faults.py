@@ -38,7 +38,7 @@ from testkit.scenarios.verdict import KillMark, Verdict, creations_by_key, judge
 from testkit.scenarios.workload import SteadyProducer
 from testkit.waiting import wait_for
 
-TRANSACTION_TIMEOUT_SECONDS = 4
+TRANSACTION_TIMEOUT_SECONDS = LEADER_TIMEOUT_SECONDS / 2  # the most the settings allow
 FREEZE_SECONDS = TRANSACTION_TIMEOUT_SECONDS + 3
 RESPONSE_LIMIT_BYTES = 2_000_000
 PHASE_SECONDS = 15.0

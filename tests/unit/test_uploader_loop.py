@@ -664,10 +664,12 @@ class FencedProducer(FakeProducer):
 class BuggyApi(FakeApi):
     """Bulk create with a bug: a request holding the item "bug" raises outside the error tree."""
 
-    def bulk_create_raw(self, body: bytes, count: int) -> BulkCreateResult:
+    def bulk_create_raw(
+        self, body: bytes, count: int, *, retry_ambiguous: bool = True
+    ) -> BulkCreateResult:
         if b'"bug"' in body:
             raise RuntimeError("a bug in the upload path")
-        return super().bulk_create_raw(body, count)
+        return super().bulk_create_raw(body, count, retry_ambiguous=retry_ambiguous)
 
 
 @pytest.mark.parametrize("failing", ["dead-letter producer", "upload thread"])
@@ -702,11 +704,13 @@ class RevokedKeyApi(FakeApi):
         self.revoked = threading.Event()
         self.refusals = 0
 
-    def bulk_create_raw(self, body: bytes, count: int) -> BulkCreateResult:
+    def bulk_create_raw(
+        self, body: bytes, count: int, *, retry_ambiguous: bool = True
+    ) -> BulkCreateResult:
         if self.revoked.is_set():
             self.refusals += 1
             raise AuthenticationError("unauthorised", status=401)
-        return super().bulk_create_raw(body, count)
+        return super().bulk_create_raw(body, count, retry_ambiguous=retry_ambiguous)
 
 
 def test_a_key_revoked_after_start_up_is_waited_out_not_ready_and_logged_once(
