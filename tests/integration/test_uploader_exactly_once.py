@@ -183,8 +183,11 @@ def test_a_crash_after_the_items_were_created_and_before_the_commit_creates_noth
     wait_for(lambda: pipeline.simulator.stats()["items_created"] >= 500, "uploads under way")
     first.send_signal(signal.SIGKILL)
     first.wait(30)
-    assert max(pipeline.committed().values()) <= 0  # only the intents, at the start
     created_at_kill = pipeline.simulator.stats()["items_created"]
+    # Mostly only the intents at offset 0 are committed; a rebalance under load may commit what
+    # was done by then. Either way, items created and not committed are what is tested.
+    committed_at_kill = sum(max(offset, 0) for offset in pipeline.committed().values())
+    assert created_at_kill > committed_at_kill, "nothing uncommitted at the kill: proves nothing"
 
     second = processes({**environ, "CONNECTOR_COMMIT_INTERVAL_MS": "100"})
     wait_for(lambda: pipeline.committed() == end_offsets(count), "offsets committed to the end")
@@ -194,7 +197,6 @@ def test_a_crash_after_the_items_were_created_and_before_the_commit_creates_noth
     created = created_keys(pipeline.simulator)
     assert set(created) == good_keys(count)
     assert set(created.values()) == {1}, "an item was created twice"
-    assert created_at_kill > 0
 
 
 def test_a_rebalance_that_abandons_an_upload_in_flight_hands_it_over_without_duplicates(
