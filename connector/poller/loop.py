@@ -225,7 +225,10 @@ class PollerLoop:
                 self._pause(lead, stop, RETRY_PAUSE_SECONDS)
                 continue
             except RetryableApiError as exc:
-                log.warning("listing failed, trying again: %s", exc)
+                # Said when listings begin to fail; the outage itself is the availability
+                # tracker's to log (once when it begins, once when it ends).
+                level = logging.DEBUG if self.status.listing_failure else logging.WARNING
+                log.log(level, "listing failed, trying again: %s", exc)
                 self.status.listing_failure = str(exc)
                 self._pause(lead, stop, self._settings.poll_interval_seconds)
                 continue

@@ -306,8 +306,11 @@ class TolokaClient:
             cause = retry_cause(error)
             if self._metrics is not None:
                 self._metrics.api_retries.labels(operation, cause).inc()
-            logger.warning(
-                "Toloka API %s attempt %d failed (%s), retrying in %.2fs: %s",
+            # During an outage the availability tracker says so once when it begins and once
+            # when it ends; a line per attempt (per request in flight) would flood the log.
+            level = logging.WARNING if self._availability.up else logging.DEBUG
+            logger.log(
+                level, "Toloka API %s attempt %d failed (%s), retrying in %.2fs: %s",
                 operation, attempt_number, cause, delay, error,
             )  # fmt: skip
 

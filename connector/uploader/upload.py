@@ -265,8 +265,10 @@ class BatchUploader:
             self._metrics.possible_duplicate_uploads.inc(items)
         retry_after = error.retry_after if isinstance(error, RetryableApiError) else None
         delay = self._outage_backoff.delay_before_retry(failures, retry_after, self._rng)
-        # A refused key is logged once, by `self.key`, however many requests see it.
-        level = logging.DEBUG if isinstance(error, AuthenticationError) else logging.ERROR
+        # A refused key is logged once, by `self.key`, however many requests see it; an outage
+        # once by the API's availability tracker. Per batch, the first failure is said.
+        first = failures == 1 and not isinstance(error, AuthenticationError)
+        level = logging.ERROR if first else logging.DEBUG
         log.log(
             level, "bulk create of %d items failed %d time(s) in a row, next try in %.1fs: %s",
             items, failures, delay, error,

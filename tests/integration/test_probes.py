@@ -341,3 +341,49 @@ def test_a_leading_poller_whose_listings_fail_is_not_ready_until_one_is_answered
     wait_for_probe(poll, "/readyz", 200)
     poll.interrupt()
     assert poll.exit_code() == 0
+
+
+def retries_seen(process: ConnectorProcess) -> float:
+    """Every request the connector tried again, from its own metrics."""
+    response = process.get("/metrics")
+    if response is None:
+        return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in response.text.splitlines()
+        if line.startswith("toloka_connector_api_retries_total{")
+    )
+
+
+def test_an_api_outage_is_a_few_lines_however_many_requests_fail(
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    new_topic: NewTopic,
+    console: Console,
+) -> None:
+    """Both roles list and upload through an outage: each failed attempt is DEBUG; the outage is
+    said when it begins and ends, and each batch and the listing say their first failure (seen:
+    77 WARNING lines a minute, more with more requests in flight)."""
+    env = {**environ(kafka_broker, simulator, new_topic), "CONNECTOR_LINGER_MS": "50",
+           "CONNECTOR_BATCH_MAX_ITEMS": "5", "CONNECTOR_API_BACKOFF_CAP_SECONDS": "0.2",
+           "CONNECTOR_API_BACKOFF_BASE_SECONDS": "0.05"}  # fmt: skip
+    run = console.start("run", env=env)
+    wait_for_probe(run, "/readyz", 200)
+    simulator.set_knobs(http_503_ratio=1.0)
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    for n in range(40):
+        producer.produce(env["CONNECTOR_INPUT_TOPIC"], orjson.dumps({"id": str(n), "text": "t"}))
+    assert producer.flush(30) == 0
+    before = len(run.output().splitlines())
+    wait_for(lambda: retries_seen(run) >= 60, what="60 requests tried again in the outage")
+    simulator.set_knobs(http_503_ratio=0.0)
+    wait_for_probe(run, "/readyz", 200)
+    lines = run.output().splitlines()[before:]
+    said = [line for line in lines if " WARNING " in line or " ERROR " in line]
+    # The listing's first failure and the first failure of each batch in flight (4 at most by
+    # default): a handful, not one per request.
+    assert len(said) <= 8, "\n".join(said)
+    outage = [line.split(": toloka-api: ")[1][:12] for line in lines if ": toloka-api: " in line]
+    assert outage == ["up -> down (", "down -> up ("]
+    run.interrupt()
+    assert run.exit_code() == 0
