@@ -9,13 +9,10 @@ at-least-once behaviour these tests were first run against).
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -25,6 +22,7 @@ from testkit.brokers import ControllableBroker
 from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, require
 from tests.fixtures.simulator import SimulatorHandle
+from tests.integration import test_uploader
 from tests.integration.test_uploader import (
     PARTITIONS,
     InProcess,
@@ -48,39 +46,8 @@ def pipeline(
     return Pipeline(kafka_broker, simulator_factory(), new_topic)
 
 
-@pytest.fixture
-def uploaders() -> Iterator[Callable[[dict[str, str]], InProcess]]:
-    started: list[InProcess] = []
-
-    def start(environ: dict[str, str]) -> InProcess:
-        started.append(InProcess(environ))
-        return started[-1]
-
-    yield start
-    for uploader in started:
-        uploader.stop.set()
-        uploader.thread.join(60)
-        uploader.client.close()
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(environ: dict[str, str]) -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"upload-{len(started)}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "connector", "upload"],
-            env={**os.environ, **environ}, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+in_process = test_uploader.in_process
+upload_process = test_uploader.upload_process
 
 
 def reconciliations(uploader: InProcess, cause: str, outcome: str) -> float:
@@ -100,11 +67,11 @@ def lost_answers(simulator: SimulatorHandle) -> int:
 
 
 def test_the_normal_path_asks_the_api_nothing_more_than_the_bulk_requests(
-    pipeline: Pipeline, uploaders: Callable[[dict[str, str]], InProcess]
+    pipeline: Pipeline, in_process: Callable[[dict[str, str]], InProcess]
 ) -> None:
     count = 2000
     pipeline.produce(count)
-    uploader = uploaders(pipeline.environ(batch_max_items="100"))
+    uploader = in_process(pipeline.environ(batch_max_items="100"))
     wait_for(lambda: pipeline.committed() == end_offsets(count), "offsets committed to the end")
     uploader.finish()
 
@@ -116,14 +83,14 @@ def test_the_normal_path_asks_the_api_nothing_more_than_the_bulk_requests(
 
 
 def test_a_lost_answer_is_reconciled_and_only_what_is_missing_is_sent_again(
-    pipeline: Pipeline, uploaders: Callable[[dict[str, str]], InProcess]
+    pipeline: Pipeline, in_process: Callable[[dict[str, str]], InProcess]
 ) -> None:
     count = 2000
     # Items show in listings up to 1 s late: the first listing can miss them, the re-check not.
     pipeline.simulator.set_knobs(fault_scope="write", lost_response_ratio=0.3, listing_delay=1.0)
     pipeline.simulator.advance_clock(20)  # the API's clock is 20 s ahead: within the skew
     pipeline.produce(count)
-    uploader = uploaders(pipeline.environ(batch_max_items="100", reconcile_recheck_seconds="1.5",
+    uploader = in_process(pipeline.environ(batch_max_items="100", reconcile_recheck_seconds="1.5",
                                           reconcile_clock_skew_seconds="30"))  # fmt: skip
     wait_for(lambda: pipeline.committed() == end_offsets(count), "offsets committed to the end")
     uploader.finish()
@@ -144,7 +111,7 @@ def test_a_lost_answer_is_reconciled_and_only_what_is_missing_is_sent_again(
 
 
 def test_identical_inputs_stay_as_many_items_as_records_through_lost_answers(
-    pipeline: Pipeline, uploaders: Callable[[dict[str, str]], InProcess]
+    pipeline: Pipeline, in_process: Callable[[dict[str, str]], InProcess]
 ) -> None:
     values = [
         *[{"text": "the very same text"}] * 5,  # no key field: matched by the whole input
@@ -157,7 +124,7 @@ def test_identical_inputs_stay_as_many_items_as_records_through_lost_answers(
     assert producer.flush(30) == 0
     # Every bulk answer is lost (the items are created): only reconciliation tells them apart.
     pipeline.simulator.set_knobs(fault_scope="write", lost_response_ratio=1.0)
-    uploader = uploaders(pipeline.environ(batch_max_items="20", linger_ms="500"))
+    uploader = in_process(pipeline.environ(batch_max_items="20", linger_ms="500"))
     ends = Counter(n % PARTITIONS for n in range(len(values)))
     wait_for(lambda: pipeline.committed() == dict(ends), "offsets committed to the end")
     uploader.finish()
@@ -172,14 +139,14 @@ def test_identical_inputs_stay_as_many_items_as_records_through_lost_answers(
 
 
 def test_a_crash_after_the_items_were_created_and_before_the_commit_creates_nothing_twice(
-    pipeline: Pipeline, processes: Callable[[dict[str, str]], subprocess.Popen[bytes]]
+    pipeline: Pipeline, upload_process: Callable[[dict[str, str]], subprocess.Popen[bytes]]
 ) -> None:
     require(pipeline.broker, "evicts_killed_members")
     count = 3000
     pipeline.produce(count)
     # No periodic commit: whatever the first process uploads is uncommitted when it is killed.
     environ = pipeline.environ(batch_max_items="100", commit_interval_ms="3600000")
-    first = processes(environ)
+    first = upload_process(environ)
     wait_for(lambda: pipeline.simulator.stats()["items_created"] >= 500, "uploads under way")
     first.send_signal(signal.SIGKILL)
     first.wait(30)
@@ -189,7 +156,7 @@ def test_a_crash_after_the_items_were_created_and_before_the_commit_creates_noth
     committed_at_kill = sum(max(offset, 0) for offset in pipeline.committed().values())
     assert created_at_kill > committed_at_kill, "nothing uncommitted at the kill: proves nothing"
 
-    second = processes({**environ, "CONNECTOR_COMMIT_INTERVAL_MS": "100"})
+    second = upload_process({**environ, "CONNECTOR_COMMIT_INTERVAL_MS": "100"})
     wait_for(lambda: pipeline.committed() == end_offsets(count), "offsets committed to the end")
     second.send_signal(signal.SIGTERM)
     assert second.wait(60) == 0
@@ -200,7 +167,7 @@ def test_a_crash_after_the_items_were_created_and_before_the_commit_creates_noth
 
 
 def test_a_rebalance_that_abandons_an_upload_in_flight_hands_it_over_without_duplicates(
-    pipeline: Pipeline, uploaders: Callable[[dict[str, str]], InProcess]
+    pipeline: Pipeline, in_process: Callable[[dict[str, str]], InProcess]
 ) -> None:
     require(pipeline.broker, "cooperative_rebalancing")
     # Each bulk answer takes 2 s and a revoked partition is handed over at once (no drain):
@@ -214,9 +181,9 @@ def test_a_rebalance_that_abandons_an_upload_in_flight_hands_it_over_without_dup
                            reconcile_recheck_seconds="3"),
         "KAFKA_MAX_PARTITION_FETCH_BYTES": "2000",
     }  # fmt: skip
-    first = uploaders(environ)
+    first = in_process(environ)
     wait_for(lambda: pipeline.simulator.stats()["items_created"] >= 200, "uploads under way")
-    second = uploaders(environ)
+    second = in_process(environ)
     wait_for(lambda: bool(second.role.assignment()), "the second uploader assigned")
     wait_for(lambda: pipeline.committed() == end_offsets(count), "offsets committed to the end")
     first.finish()
@@ -234,10 +201,10 @@ def test_a_rebalance_that_abandons_an_upload_in_flight_hands_it_over_without_dup
 
 
 def test_when_the_listing_never_answers_the_batch_is_sent_again_at_least_once_and_said_so(
-    pipeline: Pipeline, uploaders: Callable[[dict[str, str]], InProcess]
+    pipeline: Pipeline, in_process: Callable[[dict[str, str]], InProcess]
 ) -> None:
     count = 200
-    uploader = uploaders(pipeline.environ(
+    uploader = in_process(pipeline.environ(
         batch_max_items="200", linger_ms="500", api_max_attempts="2",
         reconcile_timeout_seconds="1",
     ))  # fmt: skip
