@@ -146,7 +146,7 @@ def test_kill_9_mid_pages_then_restart_loses_and_repeats_nothing(
     kafka_broker: ControllableBroker, setup: PollerSetup, tmp_path: Path
 ) -> None:
     require(kafka_broker, Capability.TRANSACTIONS)
-    items = 1200
+    items = 2400
     open_at_kill = kill_mid_pages(setup, tmp_path, kills=3, items=items, inside_transactions=True)
     counts = setup.published_ids("read_committed")
     lost = items - len(counts)
@@ -168,7 +168,7 @@ def test_kill_9_without_transactional_reads_repeats_at_most_the_open_page_and_lo
     """What a broker without transactions (the mock) shows everyone, and what read_uncommitted
     shows on any broker: results are flushed before the cursor, so a crash repeats at most the
     page that was open, never skips one."""
-    items, kills = 1200, 3
+    items, kills = 2400, 3
     kill_mid_pages(setup, tmp_path, kills=kills, items=items, inside_transactions=False)
     counts = setup.published_ids("read_uncommitted")
     lost = items - len(counts)
