@@ -47,7 +47,8 @@ def test_sigterm_while_the_listing_is_retried_releases_leadership_and_exits_0(
         wait_for(poller.is_leader, what="the poller leads", guard=poller.check_alive)
         setup.simulator.set_knobs(read_latency=100.0)
         wait_for(
-            lambda: any(poller.lines("list_items attempt")),
+            # The outage line: the first listing timed out, the client is retrying it.
+            lambda: any(poller.lines("toloka-api: up -> down (outage began: list_items")),
             what="a listing that timed out and is being retried",
             guard=poller.check_alive,
         )
