@@ -92,16 +92,22 @@ def describe_problems(problems: list[FieldProblem]) -> str:
     return "; ".join(f"{p.field}: {p.code}: {p.message}" for p in problems)
 
 
+def _unreadable_record(value: bytes | None, max_record_bytes: int, no_value_reason: str) -> Refusal:
+    """Why a record is refused before its format is read: no value (a tombstone, refused as
+    `no_value_reason`, the format's own) or a value over the size limit."""
+    if value is None:
+        return Refusal(no_value_reason, "the record has no value (a tombstone)")
+    return Refusal(
+        TOO_LARGE, f"the record value has {len(value)} bytes, more than {max_record_bytes}"
+    )
+
+
 def decode_item(
     value: bytes | None, max_record_bytes: int, validator: Validator
 ) -> bytes | Refusal:
     """The canonical JSON bytes of the item in `value`, or why it is refused."""
-    if value is None:
-        return Refusal(INVALID_JSON, "the record has no value (a tombstone)")
-    if len(value) > max_record_bytes:
-        return Refusal(
-            TOO_LARGE, f"the record value has {len(value)} bytes, more than {max_record_bytes}"
-        )
+    if value is None or len(value) > max_record_bytes:
+        return _unreadable_record(value, max_record_bytes, INVALID_JSON)
     try:
         item = orjson.loads(value)
     except orjson.JSONDecodeError as error:
@@ -146,12 +152,8 @@ class RegistryItemDecoder:
     def __call__(
         self, value: bytes | None, max_record_bytes: int, validator: Validator, /
     ) -> bytes | Refusal:
-        if value is None:
-            return Refusal(INVALID_SCHEMA, "the record has no value (a tombstone)")
-        if len(value) > max_record_bytes:
-            return Refusal(
-                TOO_LARGE, f"the record value has {len(value)} bytes, more than {max_record_bytes}"
-            )
+        if value is None or len(value) > max_record_bytes:
+            return _unreadable_record(value, max_record_bytes, INVALID_SCHEMA)
         try:
             item = self._decode(value)
         except ValueError as error:
