@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from connector.interrupts import librdkafka_call
 from connector.logs import MASK
 
 _SECRET_PROPERTY_WORDS = ("password", "secret", "jaas", "key.pem", "ssl.key", "token")
@@ -101,11 +102,19 @@ _silent.propagate = False
 
 
 def new_producer_error(conf: Mapping[str, str]) -> str | None:
-    """librdkafka's complaint about a configuration, or None when a client starts with it."""
+    """librdkafka's complaint about a configuration, or None when a client starts with it.
+
+    The throwaway producer is given no `bootstrap.servers` (librdkafka only stores and parses
+    it at creation): with it, every producer created here would connect, and on a SASL cluster
+    authenticate, once per property checked. Ctrl-C is held while librdkafka runs (its logger
+    is a Python callback).
+    """
     from confluent_kafka import KafkaException, Producer  # noqa: PLC0415 - heavy import
 
+    offline = {prop: value for prop, value in conf.items() if prop != "bootstrap.servers"}
     try:
-        Producer({**conf, "logger": _silent})
+        with librdkafka_call():
+            Producer({**offline, "logger": _silent})
     except KafkaException as exc:
         return str(exc.args[0].str() if exc.args else exc)
     return None
