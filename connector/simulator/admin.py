@@ -11,7 +11,8 @@ GET /_simulator/duplicates?limit=N  keys created more than once, with their coun
 POST /_simulator/seed             {"count": N, "status"?: "COMPLETED"|"ERROR"|"CANCELLED",
                                   "per_timestamp"?: 1}: N items, finished and visible at once,
                                   per_timestamp of them sharing each finished_at
-POST /_simulator/reset            forget items and stats; {"restore_knobs": true} resets knobs too
+POST /_simulator/reset            forget items and stats; {"restore_knobs": true} resets knobs too,
+                                  {"project_id": "..."} renames the app project
 GET /_simulator/clock             the simulator's now
 POST /_simulator/clock            {"advance": seconds}: move the clock forward, so items start,
                                   finish and become visible without waiting
@@ -81,7 +82,11 @@ def _dispatch(sim: SimulatorState, method: str, path: str, query: str, body: byt
     if route == ("POST", "/seed"):
         return json_response(_seed(sim, _body(body)))
     if route == ("POST", "/reset"):
-        sim.reset(restore_knobs=_body(body).get("restore_knobs") is True)
+        form = _body(body)
+        project_id = form.get("project_id")
+        if project_id is not None and (not isinstance(project_id, str) or not project_id):
+            raise _AdminError("project_id must be a non-empty string")
+        sim.reset(restore_knobs=form.get("restore_knobs") is True, project_id=project_id)
         return json_response({"reset": True})
     if route == ("GET", "/clock"):
         return json_response(_clock(sim))

@@ -57,8 +57,11 @@ class Simulator:
         rng = random.Random(self._seeds.getrandbits(64))  # noqa: S311
         return ItemStore(self.project_id, self.solution, self.clock, rng)
 
-    def reset(self, *, restore_knobs: bool) -> None:
-        """Forget every item and statistic; item ids get a new prefix, so old ids stay unknown."""
+    def reset(self, *, restore_knobs: bool, project_id: str | None = None) -> None:
+        """Forget every item and statistic; item ids get a new prefix, so old ids stay unknown.
+        With `project_id` the app project is renamed too (the old id is then unknown)."""
+        if project_id is not None:
+            self.project_id = project_id
         self.store = self._new_store()
         self.stats = Stats()
         if restore_knobs:

@@ -63,8 +63,13 @@ class SimulatorProcess:
         body = {"count": count, "status": status, "per_timestamp": per_timestamp}
         return self.admin("POST", "/seed", body)
 
-    def reset(self, restore_knobs: bool = True) -> None:
-        self.admin("POST", "/reset", {"restore_knobs": restore_knobs})
+    def reset(self, restore_knobs: bool = True, project_id: str | None = None) -> None:
+        body: dict[str, Any] = {"restore_knobs": restore_knobs}
+        if project_id is not None:
+            body["project_id"] = project_id
+        self.admin("POST", "/reset", body)
+        if project_id is not None:
+            self.project_id = project_id
 
     def advance_clock(self, seconds: float) -> Any:
         return self.admin("POST", "/clock", {"advance": seconds})

@@ -91,3 +91,18 @@ def test_an_item_that_cannot_be_read_spoils_every_page_that_holds_it(
     spoiled = [item_id for item_id, item in items.items() if item.get("note") or
                item["finished_at"] == "not-a-datetime"]  # fmt: skip
     assert spoiled == [bad]
+
+
+def test_a_reset_with_a_project_id_renames_the_project_and_forgets_the_old_one(
+    simulator: SimulatorHandle,
+) -> None:
+    old_items_url = simulator.items_url
+    simulator.seed(3)
+    simulator.reset(restore_knobs=True, project_id="renamed-by-reset")
+    with simulator.client() as client:
+        assert client.get(old_items_url).status_code == 404
+        assert simulator.items_url.endswith("/app-projects/renamed-by-reset/items")
+        listed = client.get(simulator.items_url).raise_for_status().json()
+    assert listed["content"] == []
+    with pytest.raises(httpx.HTTPStatusError):
+        simulator.reset(project_id="")
