@@ -1,5 +1,6 @@
 """What `check` verifies: Kafka reachable, the topics there (the state topic compacted), the app
-project and its app reachable with the key. One line per check, `ok` or `FAIL` with the reason."""
+project and its app reachable with the key. One line per check, `ok` or `FAIL` with the reason,
+or `WARN` for what works today but fails on some records (a warning does not fail the check)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from connector.app.topics import (
     MAX_MESSAGE_BYTES,
     connector_topics,
+    dead_letter_limit,
     sized_dead_letter_topic,
 )
 from connector.config import CursorWriteSettings, Settings
@@ -30,12 +32,20 @@ KAFKA_TIMEOUT_SECONDS = 10.0
 class Report:
     def __init__(self) -> None:
         self.failures = 0
+        self.warnings = 0
         self.done = 0
 
     def line(self, ok: bool, what: str, detail: str = "") -> None:
         self.failures += 0 if ok else 1
+        self._print("ok  " if ok else "FAIL", what, detail)
+
+    def warn(self, what: str, detail: str) -> None:
+        self.warnings += 1
+        self._print("WARN", what, detail)
+
+    def _print(self, verdict: str, what: str, detail: str) -> None:
         self.done += 1
-        print(f"{'ok  ' if ok else 'FAIL'}  {what}{': ' + detail if detail else ''}", flush=True)
+        print(f"{verdict}  {what}{': ' + detail if detail else ''}", flush=True)
 
     def attempt(self, what: str, probe: Callable[[], str]) -> bool:
         try:
@@ -78,7 +88,32 @@ def check_kafka(settings: Settings, report: Report, create_topics: bool) -> None
             compaction_line(config, spec, report)
         else:
             report.line(True, f"topic {spec.name}")
+    if {input_topic, dlq_topic} <= topics:
+        dead_letter_room_line(config, input_topic, dlq_topic, report)
     transaction_timeout_line(settings, report)
+
+
+def dead_letter_room_line(
+    config: dict[str, str], input_topic: str, dlq_topic: str, report: Report
+) -> None:
+    """A dead-letter topic whose limit is below the input's plus the headers a dead letter adds
+    works until a record near the input limit is refused: it cannot be dead-lettered, so the
+    uploader stops on it (and restarts into it). A warning, not a failure: most topics are made
+    with the broker's default limit, and their records are far below it."""
+    limits = topic_config_values(
+        config, [input_topic, dlq_topic], MAX_MESSAGE_BYTES, KAFKA_TIMEOUT_SECONDS
+    )
+    if input_topic not in limits or dlq_topic not in limits:
+        return  # a broker that does not say is not held against it
+    needed = dead_letter_limit(int(limits[input_topic]))
+    if int(limits[dlq_topic]) < needed:
+        report.warn(
+            f"topic {dlq_topic}",
+            f"max.message.bytes={limits[dlq_topic]} leaves no room for the headers of a dead "
+            f"letter of the largest input record ({input_topic} takes up to "
+            f"{limits[input_topic]} bytes): such a record would stop the uploader; raise it to "
+            f"{needed}",
+        )
 
 
 def create_missing(

@@ -38,7 +38,11 @@ def check(args: argparse.Namespace, report: Report) -> int:
     with build_client(settings, Metrics()) as client:
         app = check_api(client, report)
     check_registry(settings, report, app)
-    print("all checks passed" if not report.failures else f"{report.failures} check(s) failed")
+    if report.failures:
+        print(f"{report.failures} check(s) failed")
+    else:
+        warned = f" ({report.warnings} warning(s) above)" if report.warnings else ""
+        print(f"all checks passed{warned}")
     return 0 if not report.failures else 1
 
 

@@ -151,3 +151,29 @@ def test_create_topics_sizes_the_dead_letter_topic_for_any_input_record_with_its
         kafka_broker.bootstrap_servers, [dlq_topic], "max.message.bytes", 10
     )
     assert limits == {dlq_topic: str(input_limit + HEADERS_ALLOWANCE_BYTES)}
+
+
+def test_a_dead_letter_topic_too_small_for_the_largest_input_record_is_a_warning(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle
+) -> None:
+    require(kafka_broker, "admin_create_topics")  # and DescribeConfigs
+    input_topic, dlq_topic = unique_name("input"), unique_name("dlq")
+    input_limit = 2_000_000
+    kafka_broker.create_topics(
+        [
+            TopicSpec(input_topic, config={"max.message.bytes": str(input_limit)}),
+            TopicSpec(dlq_topic, config={"max.message.bytes": str(input_limit)}),
+        ]
+    )
+    env = environ(kafka_broker, simulator, input_topic=input_topic, dlq_topic=dlq_topic,
+                  output_topic=unique_name("output"), state_topic=unique_name("state"))  # fmt: skip
+    result = check(env, "--create-topics")
+    assert result.returncode == 0, result.stdout + result.stderr
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("WARN")]
+    assert warnings == [
+        f"WARN  topic {dlq_topic}: max.message.bytes={input_limit} leaves no room for the "
+        f"headers of a dead letter of the largest input record ({input_topic} takes up to "
+        f"{input_limit} bytes): such a record would stop the uploader; raise it to "
+        f"{input_limit + HEADERS_ALLOWANCE_BYTES}"
+    ]
+    assert "all checks passed (1 warning(s) above)" in result.stdout
