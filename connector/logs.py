@@ -172,6 +172,11 @@ CONNECTION_FAILURE_FACILITIES = frozenset({"FAIL"})
 """librdkafka's line for each failed or lost broker connection: while a broker is down it comes
 dozens of times a second per client. `connector.kafka.availability` reports the outage instead,
 once when it begins and once when it ends; the lines themselves stay for DEBUG."""
+_DEBUG_FACILITIES = CONNECTION_FAILURE_FACILITIES | {"SSL"}
+"""Also DEBUG: the OpenSSL error queue librdkafka logs (facility SSL) next to a TLS connection
+that failed or was cut, e.g. `GroupCoordinator: kafka: error:0A000114:SSL routines::uninitialized`
+at ERROR while a broker restarts (seen). The failure itself is the FAIL line, and the outage or
+refusal its one line."""
 
 
 class _LibrdkafkaFields(logging.Filter):
@@ -183,7 +188,7 @@ class _LibrdkafkaFields(logging.Filter):
         if record.msg == "%s [%s] %s" and isinstance(args, tuple) and len(args) == 3:
             facility = str(args[0])
             record.kafka_facility, record.kafka_client = facility, str(args[1])
-            if facility in CONNECTION_FAILURE_FACILITIES:
+            if facility in _DEBUG_FACILITIES:
                 record.levelno, record.levelname = logging.DEBUG, "DEBUG"
                 # The logger let the record through at its original level: judge it again.
                 return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)

@@ -135,7 +135,9 @@ def test_a_kafka_outage_is_one_line_when_it_begins_and_one_when_it_ends(
     finally:
         cluster_up(kafka_broker)  # the fixture brings a stopped process back, not a mock's
     wait_for_probe(run, "/readyz", 200)
-    assert [line.split(": kafka: ")[1][:12] for line in log_lines(run, ": kafka: ")] == [
+    assert [
+        line.split(": kafka: ")[1][:12] for line in log_lines(run, "connector.state: kafka: ")
+    ] == [
         "up -> down (",
         "down -> up (",
     ]

@@ -242,7 +242,7 @@ def test_run_uploads_and_publishes_through_each_secured_listener_and_survives_a_
         assert run.exit_code() == 0, (listener, run.output()[-3000:])
         output = run.output()
         assert "Traceback" not in output, listener
-        lines = [line for line in output.splitlines() if ": kafka: " in line]
+        lines = [line for line in output.splitlines() if "connector.state: kafka: " in line]
         outages = [line.split(": kafka: ")[1][:12] for line in lines]
         assert outages == ["up -> down (", "down -> up ("], (listener, lines)
 

@@ -198,8 +198,10 @@ def test_librdkafka_connection_failures_are_debug_lines() -> None:
     stream = configured("text")
     kafka_log = logs.kafka_logger()
     refused = "b:9092/bootstrap: Connect to ipv4#10.0.0.1:9092 failed: Connection refused"
+    cut = "GroupCoordinator: kafka: error:0A000114:SSL routines::uninitialized"
     for _ in range(100):
         kafka_log.error("%s [%s] %s", "FAIL", "rdkafka#consumer-1", refused)
+        kafka_log.error("%s [%s] %s", "SSL", "rdkafka#consumer-1", cut)
     kafka_log.warning("%s [%s] %s", "GETPID", "rdkafka#producer-2", "retrying")
     assert stream.getvalue().count("\n") == 1
     assert "GETPID" in stream.getvalue()
