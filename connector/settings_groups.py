@@ -23,6 +23,18 @@ ValueFormat = Literal["json", "avro", "protobuf", "json_schema"]
 """How a record value is written: JSON text, or Confluent's wire format with a registry schema."""
 
 
+CLIENT_DEFAULTS: Mapping[str, str] = {
+    # A restarting broker can answer a metadata request without itself in it; librdkafka then
+    # drops the broker, and a client whose bootstrap brokers were already dropped (librdkafka
+    # does once it knows the cluster) is left with none. It bootstraps again only after this
+    # long without metadata: 5 minutes by default, during which the uploader's consumer sat with
+    # "no broker available" while the process's other clients were back (seen after a broker
+    # restart on a TLS listener; its final offset commit then outlasted the shutdown timeout).
+    "metadata.recovery.rebootstrap.trigger.ms": "10000",
+}
+"""librdkafka defaults of the connector's own, for every client; `KAFKA_<PROPERTY>` changes them."""
+
+
 class SettingsGroup(BaseModel):
     """A settings group read from a merged mapping of variable names (see `load_settings`).
 
@@ -153,6 +165,7 @@ class KafkaSettings(SettingsGroup):
         """The librdkafka configuration shared by every client the connector creates."""
         return {
             "bootstrap.servers": self.bootstrap_servers,
+            **CLIENT_DEFAULTS,
             **{prop: value.get_secret_value() for prop, value in self.properties.items()},
         }
 

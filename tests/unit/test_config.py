@@ -13,6 +13,7 @@ from connector.config import (
     load_settings,
 )
 from connector.errors import ConfigError
+from connector.settings_groups import CLIENT_DEFAULTS
 
 REQUIRED = {"TOLOKA_API_KEY": "secret-key-123", "TOLOKA_APP_PROJECT_ID": "proj-1"}
 
@@ -106,6 +107,7 @@ def test_kafka_properties_pass_through() -> None:
     )
     assert settings.kafka.client_config() == {
         "bootstrap.servers": "localhost:9092",
+        **CLIENT_DEFAULTS,
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": "PLAIN",
         "sasl.username": "user",
@@ -191,3 +193,10 @@ def test_every_setting_is_documented() -> None:
         assert default
     assert "CONNECTOR_LATE_WINDOW_SECONDS" in names
     assert "KAFKA_<PROPERTY>" in names
+
+
+def test_a_kafka_property_overrides_a_client_default_of_the_connector() -> None:
+    settings = load_settings(
+        None, {**REQUIRED, "KAFKA_METADATA_RECOVERY_REBOOTSTRAP_TRIGGER_MS": "60000"}
+    )
+    assert settings.kafka.client_config()["metadata.recovery.rebootstrap.trigger.ms"] == "60000"

@@ -19,6 +19,7 @@ from connector.config import (
     load_settings,
 )
 from connector.errors import ConfigError
+from connector.settings_groups import CLIENT_DEFAULTS
 
 REQUIRED = {"TOLOKA_API_KEY": "secret-key-123", "TOLOKA_APP_PROJECT_ID": "proj-1"}
 
@@ -133,6 +134,7 @@ def test_kubernetes_service_links_and_jvm_opts_are_ignored() -> None:
     )
     assert settings.kafka.client_config() == {
         "bootstrap.servers": "localhost:9092",
+        **CLIENT_DEFAULTS,
         "sasl.kerberos.service.name": "kafka",
         "socket.timeout.ms": "7000",
     }
