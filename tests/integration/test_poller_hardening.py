@@ -270,9 +270,10 @@ def test_a_broker_frozen_across_a_commit_does_not_wedge_the_leader(
         kafka_broker.pause()
         try:
             # Frozen until the keepalive's commit gave up (2 s after it began); readiness alone
-            # is no sign of it: the frozen broker makes Kafka look unreachable sooner.
+            # is no sign of it: the frozen broker makes Kafka look unreachable, sooner or (on
+            # a loaded machine, whose statistics come late) a little later.
             wait_for(lambda: said_commit_transaction(caplog), what="a commit given up")
-            assert not poller.poller.readiness().ready
+            wait_for(lambda: not poller.poller.readiness().ready, what="not ready while frozen")
         finally:
             kafka_broker.resume()
         resumed = time.monotonic()
