@@ -469,6 +469,7 @@ def load_settings(
         if problems:
             raise ConfigError(problems)
         return settings
+    leaves = leaf_groups([*leaves, ProjectSettings])  # each pipeline knows its project
     project = ProjectSettings.variable("app_project_id")
     if project in variables:
         problems.append(

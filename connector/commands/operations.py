@@ -15,7 +15,12 @@ from datetime import datetime
 import orjson
 
 from connector.app.clients import build_client
-from connector.commands.common import Subparsers, add_settings_arguments, settings_from_args
+from connector.commands.common import (
+    Subparsers,
+    add_pipeline_argument,
+    add_settings_arguments,
+    pipeline_from_args,
+)
 from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.config import (
     API_GROUPS,
@@ -86,7 +91,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    settings = pipeline_from_args(args)
     configure_logging("text", "ERROR")
     status = gather_status(
         settings, now=time.time(), by_reason=args.by_reason, timeout=KAFKA_TIMEOUT_SECONDS
@@ -98,6 +103,7 @@ def show_status(args: argparse.Namespace) -> int:
 def register_status(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("status", help=STATUS_HELP, description=STATUS_DESCRIPTION)
     add_settings_arguments(parser, STATUS_SETTINGS)
+    add_pipeline_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     parser.add_argument(
         "--by-reason",
@@ -165,7 +171,7 @@ def planned_cursor(args: argparse.Namespace, settings: Settings, now: float) -> 
 
 
 def run_reset_cursor(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args, (*RESET_SETTINGS, *(API_GROUPS if args.to_item else ())))
+    settings = pipeline_from_args(args, (*RESET_SETTINGS, *(API_GROUPS if args.to_item else ())))
     written = threading.Event()
     try:
         return reset_cursor(args, settings, written)
@@ -230,6 +236,7 @@ def reset_cursor(args: argparse.Namespace, settings: Settings, written: threadin
 def register_reset_cursor(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("reset-cursor", help=RESET_HELP, description=RESET_DESCRIPTION)
     add_settings_arguments(parser, (*RESET_SETTINGS, *API_GROUPS))
+    add_pipeline_argument(parser)
     move = parser.add_argument_group("move (exactly one)").add_mutually_exclusive_group(
         required=True
     )
@@ -280,7 +287,7 @@ and, for a one-partition dead-letter topic, the --from-offset that continues the
 
 
 def run_replay_dlq(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    settings = pipeline_from_args(args)
     kafka, uploader = settings.kafka, settings.get(InputTopicSettings)
     configure_logging("text", "ERROR")
     request = ReplayRequest(
@@ -322,6 +329,7 @@ def positive(text: str) -> int:
 def register_replay_dlq(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("replay-dlq", help=REPLAY_HELP, description=REPLAY_DESCRIPTION)
     add_settings_arguments(parser, REPLAY_SETTINGS)
+    add_pipeline_argument(parser)
     parser.add_argument(
         "--reason",
         action="append",

@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 
 from testkit.brokers import ControllableBroker
 from testkit.kafka import headers_of
-from testkit.processes import ConnectorProcess
+from testkit.processes import ConnectorProcess, toloka_connector
 from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, ReadTopic, require
 from tests.fixtures.simulator import DEFAULT_API_KEY, SimulatorHandle
@@ -113,3 +113,38 @@ def test_two_pipelines_in_one_run_process_each_get_exactly_their_own_work(
         assert f'toloka_connector_role_ready{{app_project="{project}",role="uploader"}} 1.0' in text
     message = readiness.json()["message"]
     assert all(f"uploader of {p} ready" in message for p in PROJECTS), message
+
+
+def test_check_checks_every_pipelines_topics_and_project(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, tmp_path: Path
+) -> None:
+    """Each pipeline's topics are created and checked, each project is looked up: a project the
+    API does not know fails the check, naming it."""
+    require(kafka_broker, "admin_create_topics")
+    prefix = f"check-{uuid.uuid4().hex[:8]}"
+    topics = {
+        project: {kind: f"{prefix}.{project}.{kind}" for kind in ("input", "output", "dlq")}
+        for project in (simulator.project_id, "ghost-project")
+    }
+    config = pipelines_file(tmp_path / "connector.toml", topics)
+    result = toloka_connector(
+        "check", "--config", str(config), "--create-topics",
+        env={
+            "TOLOKA_API_KEY": simulator.api_key,
+            "TOLOKA_BASE_URL": simulator.base_url,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+            "CONNECTOR_STATE_TOPIC": f"{prefix}.state",
+            "CONNECTOR_API_MAX_ATTEMPTS": "1",
+        },
+    )  # fmt: skip
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    for names in topics.values():
+        for topic in names.values():
+            assert f"ok    topic {topic}" in out, out
+    assert f"ok    app project reachable: {simulator.project_id}" in out, out
+    [failed] = [line for line in out.splitlines() if line.startswith("FAIL")]
+    assert "app project reachable" in failed
+    assert "ghost-project" in failed
+    assert "pipeline #2:\n  TOLOKA_APP_PROJECT_ID = ghost-project" in out
+    assert "1 check(s) failed" in out
