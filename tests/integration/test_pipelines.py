@@ -11,6 +11,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from connector.demo.samples import sample_records
 from testkit.brokers import ControllableBroker
 from testkit.kafka import headers_of
 from testkit.processes import ConnectorProcess, toloka_connector
@@ -148,3 +149,25 @@ def test_check_checks_every_pipelines_topics_and_project(
     assert "ghost-project" in failed
     assert "pipeline #2:\n  TOLOKA_APP_PROJECT_ID = ghost-project" in out
     assert "1 check(s) failed" in out
+
+
+def test_the_demo_runs_two_projects_through_one_process() -> None:
+    """`demo --projects 2`: two simulated app projects, one pipeline each with topics of its
+    own, every item accounted for in its own project (the demo's own broker)."""
+    demo = toloka_connector(
+        "demo", "--projects", "2", "--items", "100", "--rate", "0", "--json",
+        "--metrics-port", "0", env={}, timeout=180,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    summary = orjson.loads(demo.stdout)
+    assert summary["ok"]
+    # The samples are dealt out to the projects in turn.
+    samples = sample_records(100, seed=7)
+    expected = {
+        project: {
+            "published": sum(r.expected == "valid" for r in samples[n::2]),
+            "dead_letters": sum(r.expected != "valid" for r in samples[n::2]),
+        }
+        for n, project in enumerate(("demo-project", "demo-project-2"))
+    }
+    assert summary["by_app_project"] == expected
