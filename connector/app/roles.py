@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from connector.app.clients import build_client
 from connector.app.readiness import CheckedRole
@@ -17,13 +18,15 @@ from connector.config import (
     SettingsGroup,
     UploaderSettings,
 )
-from connector.errors import ConfigError
 from connector.kafka.availability import KafkaAvailability
 from connector.kafka.topic_watch import TopicWatch
 from connector.lifecycle import Role
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.toloka.availability import ApiAvailability
+
+if TYPE_CHECKING:
+    from connector.uploader.routing import HeaderRouter
 
 ROLE_SETTINGS: dict[str, Sequence[type[SettingsGroup]]] = {
     "uploader": (
@@ -51,8 +54,7 @@ def build_roles(
     from connector.poller import build_poller  # noqa: PLC0415
     from connector.uploader import build_uploader  # noqa: PLC0415
 
-    if "uploader" in names:
-        refuse_shared_input_topics(settings)
+    routers = input_routers(settings) if "uploader" in names else {}
     outstanding = OutstandingItems() if len(names) > 1 else None
     availability = ApiAvailability(metrics)
     kafka = kafka or KafkaAvailability(settings.kafka.bootstrap_servers, metrics)
@@ -69,7 +71,10 @@ def build_roles(
         if name == "uploader":
             in_flight = pipeline.uploader.max_in_flight
             client = build_client(pipeline, pipeline_metrics, availability, in_flight=in_flight)
-            return build_uploader(pipeline, client, pipeline_metrics, outstanding, kafka)
+            router = routers.get(pipeline.toloka.app_project_id)
+            return build_uploader(
+                pipeline, client, pipeline_metrics, outstanding, kafka, router=router
+            )
         client = build_client(pipeline, pipeline_metrics, availability)
         return build_poller(pipeline, client, pipeline_metrics, outstanding, kafka=kafka)
 
@@ -93,18 +98,17 @@ def build_roles(
     return roles
 
 
-def refuse_shared_input_topics(settings: Settings) -> None:
-    """Pipelines sharing an input topic (route_by_header) need records routed by header, which
-    the uploader does not do yet: refused rather than uploaded to the wrong project."""
-    first_on: dict[str, str] = {}
+def input_routers(settings: Settings) -> dict[str, HeaderRouter]:
+    """App project → its router, for the pipelines that share an input topic (the settings
+    allow that only with route_by_header, `connector.config.pipeline_clashes`)."""
+    from connector.uploader.routing import HeaderRouter  # noqa: PLC0415 - as build_uploader
+
+    readers: dict[str, list[str]] = {}
     for pipeline in settings.pipelines:
-        topic, project = pipeline.uploader.input_topic, pipeline.toloka.app_project_id
-        other = first_on.setdefault(topic, project)
-        if other != project:
-            raise ConfigError(
-                [
-                    f"{UploaderSettings.variable('route_by_header')}: app projects {other} and "
-                    f"{project} share the input topic {topic}: routing by the "
-                    "toloka-app-project-id header is not supported yet; give each its own topic"
-                ]
-            )
+        readers.setdefault(pipeline.uploader.input_topic, []).append(pipeline.toloka.app_project_id)
+    return {
+        project: HeaderRouter.for_topic(projects, project)
+        for projects in readers.values()
+        if len(projects) > 1
+        for project in projects
+    }

@@ -5,6 +5,7 @@ records dead-lettered, its own results published, and its own metrics."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -28,6 +29,11 @@ BAD = {"invalid_json": b'{"id": "broken", ', "invalid_item": b'{"id": "no-text",
 
 def good_records(project: str) -> list[bytes]:
     return [orjson.dumps({"id": f"{project}-{n}", "text": f"text {n}"}) for n in range(GOOD)]
+
+
+def holds(read_topic: ReadTopic, topic: str, count: int) -> Callable[[], bool]:
+    """Whether `topic` holds at least `count` records (read_committed)."""
+    return lambda: len(read_topic(topic)) >= count
 
 
 def pipelines_file(path: Path, topics: dict[str, dict[str, str]]) -> Path:
@@ -81,8 +87,13 @@ def test_two_pipelines_in_one_run_process_each_get_exactly_their_own_work(
         assert producer.flush(30) == 0
         for project in PROJECTS:
             output, dlq = topics[project]["output"], topics[project]["dlq"]
-            wait_for(lambda: len(read_topic(output)) >= GOOD, f"{project}: results", 90)  # noqa: B023
-            wait_for(lambda: len(read_topic(dlq)) >= len(BAD), f"{project}: dead letters", 30)  # noqa: B023
+            wait_for(
+                holds(read_topic, output, GOOD),
+                f"{project}: results",
+                90,
+                guard=connector.check_alive,
+            )
+            wait_for(holds(read_topic, dlq, len(BAD)), f"{project}: dead letters", 30)
         wait_for(connector.ready, "readiness", 30)
         metrics = connector.get("/metrics")
         readiness = connector.get("/readyz")
@@ -171,3 +182,83 @@ def test_the_demo_runs_two_projects_through_one_process() -> None:
         for n, project in enumerate(("demo-project", "demo-project-2"))
     }
     assert summary["by_app_project"] == expected
+
+
+def test_a_shared_input_topic_is_routed_by_the_app_project_header(
+    kafka_broker: ControllableBroker,
+    simulator_factory: object,
+    new_topic: NewTopic,
+    read_topic: ReadTopic,
+    tmp_path: Path,
+) -> None:
+    """Two pipelines read one input topic (route_by_header): each uploads exactly the records
+    whose toloka-app-project-id header names its project; a record without a header naming one
+    of them is dead-lettered once, `unrouted`, to the first pipeline's dead-letter topic."""
+    require(kafka_broker, "transactions")
+    start = simulator_factory
+    assert callable(start)
+    sim: SimulatorHandle = start(
+        project_id=PROJECTS[0], also_serve=PROJECTS[1:], processing_delay=0.2
+    )
+    shared = new_topic(3)
+    topics = {
+        project: {"input": shared, "output": new_topic(2), "dlq": new_topic(1)}
+        for project in PROJECTS
+    }
+    config = pipelines_file(tmp_path / "connector.toml", topics)
+    config.write_text(
+        config.read_text().replace("[connector]\n", "[connector]\nroute_by_header = true\n")
+    )
+    environ = {
+        "TOLOKA_API_KEY": DEFAULT_API_KEY,
+        "TOLOKA_BASE_URL": sim.base_url,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "CONNECTOR_STATE_TOPIC": new_topic(compacted=True),
+        "CONNECTOR_GROUP_ID": f"routing-{uuid.uuid4().hex[:8]}",
+        "CONNECTOR_LEADER_TIMEOUT_SECONDS": "3",
+        "CONNECTOR_POLL_INTERVAL_SECONDS": "0.2",
+        "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.3",
+    }
+    unrouted: list[list[tuple[str, str | bytes | None]]] = [
+        [], [("toloka-app-project-id", b"videos")], [("other", b"texts")]
+    ]  # fmt: skip
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    for n in range(GOOD):  # interleaved on every partition
+        for project in PROJECTS:
+            value = orjson.dumps({"id": f"{project}-{n}", "text": f"text {n}"})
+            producer.produce(
+                shared, value=value, headers=[("toloka-app-project-id", project.encode())]
+            )
+    for n, headers in enumerate(unrouted):
+        producer.produce(
+            shared, value=orjson.dumps({"id": f"lost-{n}", "text": "t"}), headers=headers
+        )
+    assert producer.flush(30) == 0
+    connector = ConnectorProcess(["run", "--config", str(config)], environ, tmp_path / "run.log")
+    try:
+        for project in PROJECTS:
+            output = topics[project]["output"]
+            wait_for(
+                holds(read_topic, output, GOOD),
+                f"{project}: results",
+                90,
+                guard=connector.check_alive,
+            )
+        first_dlq = topics[PROJECTS[0]]["dlq"]
+        wait_for(holds(read_topic, first_dlq, len(unrouted)), "unrouted dead letters", 30)
+        wait_for(connector.ready, "readiness", 30)
+    finally:
+        exit_code = connector.terminate()
+    assert exit_code == 0, connector.log_tail(40)
+    for project in PROJECTS:
+        items = [orjson.loads(r.value() or b"") for r in read_topic(topics[project]["output"])]
+        assert sorted(item["input_data"]["id"] for item in items) == sorted(
+            f"{project}-{n}" for n in range(GOOD)
+        )
+        assert {item["app_project_id"] for item in items} == {project}
+    dead = read_topic(topics[PROJECTS[0]]["dlq"])
+    assert sorted(orjson.loads(r.value() or b"")["id"] for r in dead) == [
+        f"lost-{n}" for n in range(len(unrouted))
+    ]
+    assert {headers_of(r)["error-reason"] for r in dead} == {"unrouted"}
+    assert read_topic(topics[PROJECTS[1]]["dlq"], timeout=2) == []
