@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from connector.app.clients import build_client
 from connector.app.readiness import CheckedRole
@@ -24,9 +23,6 @@ from connector.lifecycle import Role
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.toloka.availability import ApiAvailability
-
-if TYPE_CHECKING:
-    from connector.uploader.routing import HeaderRouter
 
 ROLE_SETTINGS: dict[str, Sequence[type[SettingsGroup]]] = {
     "uploader": (
@@ -53,12 +49,17 @@ def build_roles(
     # Imported here so that `simulator` or `check` never pay for the roles' imports.
     from connector.poller import build_poller  # noqa: PLC0415
     from connector.uploader import build_uploader  # noqa: PLC0415
+    from connector.uploader.routing import input_routers  # noqa: PLC0415
 
-    routers = input_routers(settings) if "uploader" in names else {}
+    pipelines = settings.pipelines
+    routers = (
+        input_routers((p.uploader.input_topic, p.toloka.app_project_id) for p in pipelines)
+        if "uploader" in names
+        else {}
+    )
     outstanding = OutstandingItems() if len(names) > 1 else None
     availability = ApiAvailability(metrics)
     kafka = kafka or KafkaAvailability(settings.kafka.bootstrap_servers, metrics)
-    pipelines = settings.pipelines
     needs = {(p, name): topic_needs(pipeline, name) for p, pipeline in enumerate(pipelines)
              for name in names}  # fmt: skip
     watch = TopicWatch(
@@ -96,19 +97,3 @@ def build_roles(
                 )
             )
     return roles
-
-
-def input_routers(settings: Settings) -> dict[str, HeaderRouter]:
-    """App project → its router, for the pipelines that share an input topic (the settings
-    allow that only with route_by_header, `connector.config.pipeline_clashes`)."""
-    from connector.uploader.routing import HeaderRouter  # noqa: PLC0415 - as build_uploader
-
-    readers: dict[str, list[str]] = {}
-    for pipeline in settings.pipelines:
-        readers.setdefault(pipeline.uploader.input_topic, []).append(pipeline.toloka.app_project_id)
-    return {
-        project: HeaderRouter.for_topic(projects, project)
-        for projects in readers.values()
-        if len(projects) > 1
-        for project in projects
-    }

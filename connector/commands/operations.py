@@ -19,7 +19,9 @@ from connector.commands.common import (
     Subparsers,
     add_pipeline_argument,
     add_settings_arguments,
+    chosen_pipeline,
     pipeline_from_args,
+    settings_from_args,
 )
 from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.config import (
@@ -52,6 +54,7 @@ from connector.operations.replay import ReplayRequest, replay_dead_letters
 from connector.operations.status import describe_cursor, gather_status
 from connector.poller.reset import write_cursor
 from connector.poller.state import read_cursor
+from connector.uploader.routing import input_routers, routed_group_id
 
 KAFKA_TIMEOUT_SECONDS = 30.0
 
@@ -91,11 +94,18 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    settings = pipeline_from_args(args)
+    every = settings_from_args(args)
+    settings = chosen_pipeline(every, args.app_project)
     configure_logging("text", "ERROR")
-    status = gather_status(
-        settings, now=time.time(), by_reason=args.by_reason, timeout=KAFKA_TIMEOUT_SECONDS
+    project = settings.project.app_project_id
+    routers = input_routers(
+        (p.get(InputTopicSettings).input_topic, p.project.app_project_id) for p in every.pipelines
     )
+    group_id = settings.get(GroupSettings).group_id
+    status = gather_status(
+        settings, now=time.time(), by_reason=args.by_reason, timeout=KAFKA_TIMEOUT_SECONDS,
+        uploader_group_id=routed_group_id(group_id, project) if project in routers else None,
+    )  # fmt: skip
     print(orjson.dumps(status.as_json()).decode() if args.json else status.as_text())
     return 0
 

@@ -25,6 +25,20 @@ def routed_group_id(group_id: str, app_project: str) -> str:
     return f"{group_id}.{app_project}"
 
 
+def input_routers(input_topics: Iterable[tuple[str, str]]) -> dict[str, HeaderRouter]:
+    """App project → its router, for the pipelines of `input_topics` ((input topic, app
+    project) of each, in settings order) that share an input topic."""
+    readers: dict[str, list[str]] = {}
+    for topic, project in input_topics:
+        readers.setdefault(topic, []).append(project)
+    return {
+        project: HeaderRouter.for_topic(projects, project)
+        for projects in readers.values()
+        if len(projects) > 1
+        for project in projects
+    }
+
+
 @dataclass(frozen=True)
 class HeaderRouter:
     """Which records of a shared input topic are the pipeline of `app_project`'s."""

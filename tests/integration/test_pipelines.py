@@ -262,3 +262,10 @@ def test_a_shared_input_topic_is_routed_by_the_app_project_header(
     ]
     assert {headers_of(r)["error-reason"] for r in dead} == {"unrouted"}
     assert read_topic(topics[PROJECTS[1]]["dlq"], timeout=2) == []
+    # status reads the lag of the pipeline's own group: all of the shared topic done.
+    status = toloka_connector(
+        "status", "--config", str(config), "--app-project", PROJECTS[1], env=environ
+    )
+    assert status.returncode == 0, status.stderr
+    group = f"{environ['CONNECTOR_GROUP_ID']}.{PROJECTS[1]}"
+    assert f"uploader lag: 0 records on {shared} (group {group})" in status.stdout, status.stdout
