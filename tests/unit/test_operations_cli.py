@@ -123,7 +123,7 @@ output_topic = "images.results"
 dlq_topic = "images.dlq"
 """
 
-WITHOUT_PROJECT = [["status"], ["reset-cursor", "--latest"], ["replay-dlq"]]
+WITHOUT_PROJECT = [["status"], ["reset-cursor", "--latest"], ["replay-dlq"], ["produce-samples"]]
 
 
 @pytest.mark.parametrize("argv", WITHOUT_PROJECT)
