@@ -67,7 +67,19 @@ def check_kafka(settings: Settings, report: Report, create_topics: bool) -> None
 
     if not report.attempt("Kafka reachable", reach):
         return
-    specs = connector_topics(settings)
+    checked: set[str] = set()  # the state topic is every pipeline's
+    for pipeline in settings.pipelines:
+        check_topics(pipeline, report, create_topics, topics, checked)
+    transaction_timeout_line(settings, report)
+
+
+def check_topics(
+    settings: Settings, report: Report, create_topics: bool, topics: set[str], checked: set[str]
+) -> None:
+    """The topics of one pipeline that are not `checked` yet; `topics` are those there."""
+    config = settings.kafka.client_config()
+    specs = [spec for spec in connector_topics(settings) if spec.name not in checked]
+    checked.update(spec.name for spec in specs)
     input_topic, dlq_topic = settings.uploader.input_topic, settings.uploader.dlq_topic
     if create_topics:
         # The input topic first: the dead-letter topic's limit follows from the input's.
@@ -90,7 +102,6 @@ def check_kafka(settings: Settings, report: Report, create_topics: bool) -> None
             report.line(True, f"topic {spec.name}")
     if {input_topic, dlq_topic} <= topics:
         dead_letter_room_line(config, input_topic, dlq_topic, report)
-    transaction_timeout_line(settings, report)
 
 
 def dead_letter_room_line(

@@ -14,7 +14,7 @@ from connector.app.clients import build_client
 from connector.app.registry_checks import check_registry
 from connector.commands.common import add_settings_arguments, settings_from_args
 from connector.commands.exit_codes import EXIT_INTERRUPTED
-from connector.config import GROUPS
+from connector.config import GROUPS, Settings
 from connector.logs import configure_logging
 from connector.metrics import Metrics
 
@@ -31,19 +31,35 @@ def run(args: argparse.Namespace) -> int:
 def check(args: argparse.Namespace, report: Report) -> int:
     settings = settings_from_args(args)
     configure_logging(settings.runtime.log_format, "ERROR")
-    print("settings:")
-    for variable, value in settings.describe():
-        print(f"  {variable} = {value}")
+    print_settings(settings)
     check_kafka(settings, report, args.create_topics)
-    with build_client(settings, Metrics()) as client:
-        app = check_api(client, report)
-    check_registry(settings, report, app)
+    for pipeline in settings.pipelines:
+        with build_client(pipeline, Metrics()) as client:
+            app = check_api(client, report)
+        check_registry(pipeline, report, app)
     if report.failures:
         print(f"{report.failures} check(s) failed")
     else:
         warned = f" ({report.warnings} warning(s) above)" if report.warnings else ""
         print(f"all checks passed{warned}")
     return 0 if not report.failures else 1
+
+
+def print_settings(settings: Settings) -> None:
+    """Every setting (secrets masked); with several pipelines, those every pipeline shares,
+    then each pipeline's own."""
+    described = [dict(pipeline.describe()) for pipeline in settings.pipelines]
+    shared = {k: v for k, v in described[0].items() if all(d.get(k) == v for d in described)}
+    print("settings:" if len(described) == 1 else "settings of every pipeline:")
+    for variable, value in shared.items():
+        print(f"  {variable} = {value}")
+    if len(described) == 1:
+        return
+    for number, rows in enumerate(described, start=1):
+        print(f"pipeline #{number}:")
+        for variable, value in rows.items():
+            if variable not in shared:
+                print(f"  {variable} = {value}")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -119,6 +119,44 @@ def settings_from_args(args: argparse.Namespace, groups: SettingsGroups | None =
     return settings
 
 
+def add_pipeline_argument(parser: argparse.ArgumentParser) -> None:
+    """`--app-project ID`: which pipeline a command about one project's work is about."""
+    parser.add_argument(
+        "--app-project",
+        metavar="ID",
+        help="the pipeline (app project) to act on; required when the --config file has "
+        "several [[pipelines]]",
+    )
+
+
+def pipeline_from_args(args: argparse.Namespace, groups: SettingsGroups | None = None) -> Settings:
+    """The settings of the pipeline `--app-project` names (`add_pipeline_argument`)."""
+    return chosen_pipeline(settings_from_args(args, groups), args.app_project)
+
+
+def chosen_pipeline(settings: Settings, app_project: str | None) -> Settings:
+    """The pipeline of `app_project`; the only one when None and there is one. ConfigError
+    (exit 2) naming the projects there are otherwise."""
+    pipelines = settings.pipelines
+    if app_project is None and len(pipelines) == 1:
+        return pipelines[0]
+    projects = {_project_of(p): p for p in pipelines}
+    if app_project in projects:
+        return projects[app_project]
+    known = ", ".join(p or "?" for p in projects)
+    if app_project is None:
+        raise ConfigError([f"--app-project: required: the configuration has several pipelines "
+                           f"({known})"])  # fmt: skip
+    raise ConfigError([f"--app-project: {app_project} is no pipeline's app project ({known})"])
+
+
+def _project_of(pipeline: Settings) -> str | None:
+    try:
+        return pipeline.project.app_project_id
+    except LookupError:  # a command that does not read the project: one pipeline, unnamed
+        return None
+
+
 def kafka_settings_from_args(args: argparse.Namespace) -> KafkaSettings:
     """Only the Kafka settings, for commands that never call the API (no key needed)."""
     return settings_from_args(args, (KafkaSettings,)).kafka

@@ -68,6 +68,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the sample data")
     parser.add_argument(
+        "--projects",
+        type=int,
+        default=1,
+        help="simulated app projects, one pipeline each with topics of its own, all served by "
+        "the one connector process; the items are dealt out to them in turn (%(default)s)",
+    )
+    parser.add_argument(
         "--format",
         choices=("json", "avro", "protobuf", "json_schema"),
         default="json",
@@ -81,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     configure_logging("text", "WARNING")
     if args.items < 1:
         raise ConfigError(["--items: must be at least 1"])
+    if not 1 <= args.projects <= args.items:
+        raise ConfigError(["--projects: must be at least 1 and at most --items"])
     if args.json:
         sys.stdout = sys.stderr  # progress lines go to stderr; only the JSON goes to stdout
     interrupted = threading.Event()
@@ -104,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
                 keep_running=args.keep_running,
                 seed=args.seed,
                 value_format=args.format,
+                projects=args.projects,
             ),
             interrupted,
         )

@@ -15,7 +15,14 @@ from datetime import datetime
 import orjson
 
 from connector.app.clients import build_client
-from connector.commands.common import Subparsers, add_settings_arguments, settings_from_args
+from connector.commands.common import (
+    Subparsers,
+    add_pipeline_argument,
+    add_settings_arguments,
+    chosen_pipeline,
+    pipeline_from_args,
+    settings_from_args,
+)
 from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.config import (
     API_GROUPS,
@@ -47,6 +54,7 @@ from connector.operations.replay import ReplayRequest, replay_dead_letters
 from connector.operations.status import describe_cursor, gather_status
 from connector.poller.reset import write_cursor
 from connector.poller.state import read_cursor
+from connector.uploader.routing import input_routers, routed_group_id
 
 KAFKA_TIMEOUT_SECONDS = 30.0
 
@@ -86,11 +94,18 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    every = settings_from_args(args)
+    settings = chosen_pipeline(every, args.app_project)
     configure_logging("text", "ERROR")
-    status = gather_status(
-        settings, now=time.time(), by_reason=args.by_reason, timeout=KAFKA_TIMEOUT_SECONDS
+    project = settings.project.app_project_id
+    routers = input_routers(
+        (p.get(InputTopicSettings).input_topic, p.project.app_project_id) for p in every.pipelines
     )
+    group_id = settings.get(GroupSettings).group_id
+    status = gather_status(
+        settings, now=time.time(), by_reason=args.by_reason, timeout=KAFKA_TIMEOUT_SECONDS,
+        uploader_group_id=routed_group_id(group_id, project) if project in routers else None,
+    )  # fmt: skip
     print(orjson.dumps(status.as_json()).decode() if args.json else status.as_text())
     return 0
 
@@ -98,6 +113,7 @@ def show_status(args: argparse.Namespace) -> int:
 def register_status(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("status", help=STATUS_HELP, description=STATUS_DESCRIPTION)
     add_settings_arguments(parser, STATUS_SETTINGS)
+    add_pipeline_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     parser.add_argument(
         "--by-reason",
@@ -165,7 +181,7 @@ def planned_cursor(args: argparse.Namespace, settings: Settings, now: float) -> 
 
 
 def run_reset_cursor(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args, (*RESET_SETTINGS, *(API_GROUPS if args.to_item else ())))
+    settings = pipeline_from_args(args, (*RESET_SETTINGS, *(API_GROUPS if args.to_item else ())))
     written = threading.Event()
     try:
         return reset_cursor(args, settings, written)
@@ -230,6 +246,7 @@ def reset_cursor(args: argparse.Namespace, settings: Settings, written: threadin
 def register_reset_cursor(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("reset-cursor", help=RESET_HELP, description=RESET_DESCRIPTION)
     add_settings_arguments(parser, (*RESET_SETTINGS, *API_GROUPS))
+    add_pipeline_argument(parser)
     move = parser.add_argument_group("move (exactly one)").add_mutually_exclusive_group(
         required=True
     )
@@ -280,7 +297,7 @@ and, for a one-partition dead-letter topic, the --from-offset that continues the
 
 
 def run_replay_dlq(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    settings = pipeline_from_args(args)
     kafka, uploader = settings.kafka, settings.get(InputTopicSettings)
     configure_logging("text", "ERROR")
     request = ReplayRequest(
@@ -322,6 +339,7 @@ def positive(text: str) -> int:
 def register_replay_dlq(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("replay-dlq", help=REPLAY_HELP, description=REPLAY_DESCRIPTION)
     add_settings_arguments(parser, REPLAY_SETTINGS)
+    add_pipeline_argument(parser)
     parser.add_argument(
         "--reason",
         action="append",

@@ -9,7 +9,11 @@ import sys
 import threading
 from collections import Counter
 
-from connector.commands.common import add_settings_arguments, settings_from_args
+from connector.commands.common import (
+    add_pipeline_argument,
+    add_settings_arguments,
+    pipeline_from_args,
+)
 from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.config import InputTopicSettings, KafkaSettings
 from connector.demo.feed import Feed
@@ -34,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     summary = "produce sample items to the input topic (to try the connector without a producer)"
     parser = subparsers.add_parser("produce-samples", help=summary, description=DESCRIPTION)
     add_settings_arguments(parser, (KafkaSettings, InputTopicSettings))
+    add_pipeline_argument(parser)
     parser.add_argument("--count", type=int, default=100, help="items to produce (%(default)s)")
     parser.add_argument(
         "--rate",
@@ -48,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
+    settings = pipeline_from_args(args)
     kafka, topic = settings.kafka, settings.get(InputTopicSettings).input_topic
     configure_logging("text", "WARNING")
     if args.count < 1:

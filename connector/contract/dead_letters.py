@@ -32,7 +32,12 @@ REJECTED = "rejected"
 TOO_LARGE = "too_large"
 INVALID_SCHEMA = "invalid_schema"
 """An avro/protobuf/json_schema record that its schema (by the id it carries) does not read."""
-UPLOADER_REASONS = (INVALID_JSON, NOT_AN_OBJECT, INVALID_ITEM, REJECTED, TOO_LARGE, INVALID_SCHEMA)
+UNROUTED = "unrouted"
+"""A record on an input topic that several pipelines share (route_by_header) whose
+`toloka-app-project-id` header names none of their app projects, or that has none."""
+UPLOADER_REASONS = (
+    INVALID_JSON, NOT_AN_OBJECT, INVALID_ITEM, REJECTED, TOO_LARGE, INVALID_SCHEMA, UNROUTED,
+)  # fmt: skip
 
 # Why the poller could not publish a finished item.
 RESULT_TOO_LARGE = "result_too_large"
@@ -46,7 +51,7 @@ REPLAYABLE_REASONS = (INVALID_ITEM, REJECTED, TOO_LARGE)
 """What `replay-dlq` replays by default: the cause lies outside the record bytes (the app's
 input_spec, the API's judgement, CONNECTOR_MAX_RECORD_BYTES), so a fix there lets the same record
 through. `invalid_json`, `not_an_object` and `invalid_schema` are about the bytes themselves,
-which a replay repeats unchanged."""
+which a replay repeats unchanged; `unrouted` about the record's headers, which it puts back."""
 
 MAX_MESSAGE_CHARS = 2000
 """`error-message` is cut to this length: a record with thousands of bad fields must not make a

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -25,6 +25,19 @@ class Observed:
     latencies_seconds: list[float] = field(default_factory=list)
     """Input record timestamp to result record timestamp, per published item."""
     last_result_at: float = 0.0
+
+
+def merged(snapshots: Sequence[Observed]) -> Observed:
+    """What several observers (one per app project) saw, together."""
+    together = Observed()
+    for seen in snapshots:
+        together.published_ids |= seen.published_ids
+        together.repeated_results += seen.repeated_results
+        together.statuses += seen.statuses
+        together.dead_letters += seen.dead_letters
+        together.latencies_seconds += seen.latencies_seconds
+        together.last_result_at = max(together.last_result_at, seen.last_result_at)
+    return together
 
 
 class TopicObserver:

@@ -2,19 +2,24 @@
 
 Everything runs on this machine: the development broker (the mock cluster by default, real
 Apache Kafka with `--broker kafka`), the simulator in a process of its own, and the connector's
-uploader and poller in this process, exactly as `toloka-connector run` runs them.
+uploader and poller in this process, exactly as `toloka-connector run` runs them. With
+`projects` above 1, the simulator serves that many app projects and the connector one pipeline
+for each (`[[pipelines]]` in a settings file of the demo's), each with topics of its own; the
+sample items are dealt out to them in turn.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -24,7 +29,7 @@ from connector.app.topics import connector_topics
 from connector.config import Settings, load_settings
 from connector.demo.feed import Feed
 from connector.demo.next_steps import DemoCommands
-from connector.demo.observer import TopicObserver
+from connector.demo.observer import Observed, TopicObserver, merged
 from connector.demo.progress import Counts, ProgressView
 from connector.demo.samples import sample_records
 from connector.demo.summary import Summary
@@ -56,6 +61,26 @@ class DemoOptions:
     seed: int = 7
     value_format: str = "json"
     """json, or avro / protobuf / json_schema through the registry simulator."""
+    projects: int = 1
+    """App projects, one pipeline each, in the one connector process."""
+
+
+def demo_projects(count: int) -> list[str]:
+    """The app project ids of a demo of `count` projects: `demo-project`, `demo-project-2` …"""
+    return [DEMO_PROJECT_ID, *(f"{DEMO_PROJECT_ID}-{n}" for n in range(2, count + 1))]
+
+
+def pipelines_file(directory: Path, projects: Sequence[str]) -> Path:
+    """A settings file with one `[[pipelines]]` table per project, each with its own topics."""
+    tables = [
+        f'[[pipelines]]\napp_project_id = "{project}"\n'
+        f'input_topic = "demo.{project}.items"\noutput_topic = "demo.{project}.results"\n'
+        f'dlq_topic = "demo.{project}.items.dlq"\n'
+        for project in projects
+    ]
+    path = directory / "pipelines.toml"
+    path.write_text("\n".join(tables))
+    return path
 
 
 def free_or_given_port(port: int) -> int:
@@ -74,18 +99,27 @@ def demo_settings(
     metrics_port: int,
     registry: RegistrySimulator | None = None,
     value_format: str = "json",
+    *,
+    pipelines: Path | None = None,
 ) -> Settings:
+    """The demo's settings: one project, or the `[[pipelines]]` of the file `pipelines`."""
     formats = {
         "CONNECTOR_INPUT_FORMAT": value_format,
         "CONNECTOR_OUTPUT_FORMAT": value_format,
         "SCHEMA_REGISTRY_URL": registry.url if registry is not None else "",
     }
+    project = {} if pipelines else {"TOLOKA_APP_PROJECT_ID": simulator.project_id}
+    if pipelines:
+        # One uploader per pipeline joins the one consumer group: librdkafka's mock cluster
+        # holds a rebalance of a group with members for up to the session timeout (45 s).
+        project["KAFKA_SESSION_TIMEOUT_MS"] = "6000"
     return load_settings(
+        pipelines,
         environ={
             **formats,
+            **project,
             "TOLOKA_API_KEY": simulator.api_key,
             "TOLOKA_BASE_URL": simulator.base_url,
-            "TOLOKA_APP_PROJECT_ID": simulator.project_id,
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
             "CONNECTOR_METRICS_PORT": str(metrics_port),
             # Results should show up while the user watches, not after the idle interval.
@@ -93,7 +127,7 @@ def demo_settings(
             "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.5",
             "CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS": "15",
             "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "10",  # within the shutdown timeout
-        }
+        },
     )
 
 
@@ -136,6 +170,7 @@ def demo_environment(
             start_simulator_process(
                 api_key=DEMO_API_KEY,
                 project_id=DEMO_PROJECT_ID,
+                also_serve=demo_projects(options.projects)[1:],
                 seed=options.seed,
                 processing_delay=0.5,
                 processing_jitter=1.5,
@@ -151,24 +186,29 @@ def demo_environment(
         yield broker, simulator, registry
 
 
-def uploaded_items(metrics: Metrics) -> int:
-    return int(metrics.registry.get_sample_value("toloka_connector_items_uploaded_total") or 0)
+def uploaded_items(metrics: Metrics, projects: Sequence[str]) -> int:
+    name = "toloka_connector_items_uploaded_total"
+    return int(sum(metrics.for_project(p).sample(name) or 0 for p in projects))
 
 
 @dataclass
 class Watch:
     """What the progress display reads each tick."""
 
-    observer: TopicObserver
+    observers: dict[str, TopicObserver]
+    """One per app project (its output and dead-letter topics)."""
     metrics: Metrics
     simulator: SimulatorProcess
     produced_at: dict[str, float]
 
+    def snapshot(self) -> Observed:
+        return merged([observer.snapshot() for observer in self.observers.values()])
+
     def counts(self) -> Counts:
-        observed = self.observer.snapshot()
+        observed = self.snapshot()
         return Counts(
             produced=len(self.produced_at),
-            uploaded=uploaded_items(self.metrics),
+            uploaded=uploaded_items(self.metrics, list(self.observers)),
             finished=int(self.simulator.stats().get("items_finished", 0)),
             published=len(observed.published_ids),
             dead_lettered=sum(observed.dead_letters.values()),
@@ -199,51 +239,76 @@ def run_demo(options: DemoOptions, interrupted: threading.Event | None = None) -
     (the summary then counts that as the end, not an interruption)."""
     interrupted = interrupted if interrupted is not None else threading.Event()
     records = sample_records(options.items, options.seed)
-    with demo_environment(options) as (broker, simulator, registry):
+    projects = demo_projects(options.projects)
+    with demo_environment(options) as (broker, simulator, registry), ExitStack() as files:
+        directory = Path(files.enter_context(tempfile.TemporaryDirectory(prefix="demo-")))
         settings = demo_settings(
             broker, simulator, free_or_given_port(options.metrics_port), registry,
             options.value_format,
+            pipelines=pipelines_file(directory, projects) if len(projects) > 1 else None,
         )  # fmt: skip
+        pipelines = {pipeline.toloka.app_project_id: pipeline for pipeline in settings.pipelines}
+        # The samples dealt out to the projects in turn.
+        dealt = {project: records[n :: len(projects)] for n, project in enumerate(projects)}
         decode: Callable[[bytes], Any] = orjson.loads
         if registry is not None:
             # Imported only then: every command pays for what `cli` imports.
             from connector.demo.formats import encoded_samples, result_decoder  # noqa: PLC0415
 
             decode = result_decoder(options.value_format, registry.url)
-            records = encoded_samples(
-                records, options.value_format, registry.url, settings.uploader.input_topic
-            )
-        broker.create_topics(connector_topics(settings))
+            dealt = {
+                project: encoded_samples(
+                    dealt[project],
+                    options.value_format,
+                    registry.url,
+                    pipelines[project].uploader.input_topic,
+                )
+                for project in projects
+            }
+            records = [record for project in projects for record in dealt[project]]
+        specs = [spec for pipeline in settings.pipelines for spec in connector_topics(pipeline)]
+        broker.create_topics(list({spec.name: spec for spec in specs}.values()))  # state: once
         metrics_url = f"http://127.0.0.1:{settings.runtime.metrics_port}/metrics"
         print(
             f"broker {broker.bootstrap_servers}, simulator {simulator.base_url}, "
-            f"metrics {metrics_url}",
+            f"metrics {metrics_url}"
+            + (f", app projects {', '.join(projects)}" if len(projects) > 1 else ""),
             flush=True,
         )
         commands = DemoCommands(settings, broker)
-        metrics = Metrics()
+        metrics = Metrics(app_project=projects[0])
         produced_at: dict[str, float] = {}
-        observer = TopicObserver(
-            broker.bootstrap_servers,
-            settings.poller.output_topic,
-            settings.uploader.dlq_topic,
-            produced_at,
-            decode,
-        )
+        observers = {
+            project: TopicObserver(
+                broker.bootstrap_servers,
+                pipeline.poller.output_topic,
+                pipeline.uploader.dlq_topic,
+                produced_at,
+                decode,
+            )
+            for project, pipeline in pipelines.items()
+        }
         roles = RolesInBackground(settings, metrics)
-        feed = Feed(
-            records,
-            {"bootstrap.servers": broker.bootstrap_servers},
-            settings.uploader.input_topic,
-            options.rate,
-            produced_at,
-        )
+        feeds = [
+            Feed(
+                dealt[project],
+                {"bootstrap.servers": broker.bootstrap_servers},
+                pipeline.uploader.input_topic,
+                options.rate / len(projects),
+                produced_at,
+            )
+            for project, pipeline in pipelines.items()
+        ]
         stop_feeding = threading.Event()
-        feeder = threading.Thread(target=feed.run, args=(stop_feeding,), name="demo-feed")
+        feeders = [
+            threading.Thread(target=feed.run, args=(stop_feeding,), name="demo-feed")
+            for feed in feeds
+        ]
         started = time.time()
-        feeder.start()
+        for feeder in feeders:
+            feeder.start()
         view = ProgressView(options.items)
-        watch = Watch(observer, metrics, simulator, produced_at)
+        watch = Watch(observers, metrics, simulator, produced_at)
         try:
             counts = watch.until_done(
                 view,
@@ -253,7 +318,8 @@ def run_demo(options: DemoOptions, interrupted: threading.Event | None = None) -
                 interrupted,
             )
             stop_feeding.set()
-            feeder.join()
+            for feeder in feeders:
+                feeder.join()
             view.close(counts)
             # With --keep-running, Ctrl-C after this point is the expected end, not an interrupt.
             interrupted_early = interrupted.is_set()
@@ -267,11 +333,13 @@ def run_demo(options: DemoOptions, interrupted: threading.Event | None = None) -
                     pass
         finally:
             stop_feeding.set()
-            observer.close()
+            for observer in observers.values():
+                observer.close()
             roles.stop()
         if roles.failure is not None:
             log.error("%s", roles.failure)
-        observed = observer.snapshot()
+        by_project = {project: observer.snapshot() for project, observer in observers.items()}
+        observed = merged(list(by_project.values()))
         seconds = (observed.last_result_at or time.time()) - started
         sent = [r for r in records if r.key.decode() in produced_at]
         expected = Counter(r.expected for r in sent)
@@ -282,7 +350,7 @@ def run_demo(options: DemoOptions, interrupted: threading.Event | None = None) -
             produced=len(sent),
             expected_valid=expected_valid,
             expected_dead_letters=expected,
-            uploaded=uploaded_items(metrics),
+            uploaded=uploaded_items(metrics, projects),
             published=len(observed.published_ids),
             repeated_results=observed.repeated_results,
             statuses=observed.statuses,
@@ -292,6 +360,17 @@ def run_demo(options: DemoOptions, interrupted: threading.Event | None = None) -
             metrics_url=metrics_url if options.keep_running else None,
             read_output_command=_read_output_command(settings, broker, options.keep_running),
             interrupted=interrupted_early,
+            by_project=(
+                {
+                    project: {
+                        "published": len(seen.published_ids),
+                        "dead_letters": sum(seen.dead_letters.values()),
+                    }
+                    for project, seen in by_project.items()
+                }
+                if len(projects) > 1
+                else {}
+            ),
         )
 
 

@@ -35,6 +35,8 @@ class Summary:
     metrics_url: str | None
     read_output_command: str
     interrupted: bool = False
+    by_project: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Published and dead-lettered per app project, when the demo ran several."""
 
     @property
     def accounted(self) -> bool:
@@ -75,6 +77,7 @@ class Summary:
             },
             "metrics_url": self.metrics_url,
             "read_output_command": self.read_output_command,
+            **({"by_app_project": self.by_project} if self.by_project else {}),
         }
 
     def as_text(self) -> str:
@@ -101,6 +104,11 @@ class Summary:
             f"  published           {self.published} ({statuses})",
             f"  repeated results    {self.repeated_results}",
             f"  dead-lettered       {sum(self.dead_letters.values())} ({reasons})",
+            *(
+                f"  {project:<19} {counts['published']} published, "
+                f"{counts['dead_letters']} dead-lettered"
+                for project, counts in self.by_project.items()
+            ),
             f"  time                {self.seconds:.1f} s, {data['items_per_second']} items/s",
             f"  end-to-end latency  p50 {lat['p50']:.2f} s, p90 {lat['p90']:.2f} s, "
             f"p99 {lat['p99']:.2f} s, max {lat['max']:.2f} s "

@@ -55,6 +55,7 @@ from connector.uploader.intents import IntentLog
 from connector.uploader.lag import LagReporter
 from connector.uploader.offsets import OffsetTracker
 from connector.uploader.reconcile import Reconciler
+from connector.uploader.routing import HeaderRouter
 from connector.uploader.spec import SpecRefresher
 from connector.uploader.upload import BatchOutcome, BatchUploader
 
@@ -96,8 +97,10 @@ class UploadLoop:
         refresher: SpecRefresher | None = None,
         decode: ItemDecoder = decode_item,
         reconciler: Reconciler | None = None,
+        router: HeaderRouter | None = None,
     ) -> None:
         self._settings = settings
+        self._router = router
         self._decode = decode
         self._reconciler = reconciler
         self._intents = IntentLog(clock)
@@ -235,6 +238,7 @@ class UploadLoop:
         decode = self._decode
         consumed = self._offsets.consumed
         add = self._batcher.add
+        route = None if self._router is None else self._router.route
         for message in messages:
             error = message.error()
             if error is not None:
@@ -247,7 +251,11 @@ class UploadLoop:
             generation = consumed(partition, offset)
             if generation is None:
                 continue  # fetched before its partition was revoked: the new owner reads it
-            decoded = decode(message.value(), max_bytes, validator)
+            routed = True if route is None else route(message)
+            if routed is False:  # another pipeline's record on a shared input topic
+                self._offsets.done(partition, offset, generation)
+                continue
+            decoded = decode(message.value(), max_bytes, validator) if routed is True else routed
             if isinstance(decoded, Refusal):
                 self._dead_letter(
                     message, decoded, partition=partition, offset=offset, generation=generation

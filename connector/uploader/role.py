@@ -32,6 +32,7 @@ from connector.uploader.decode import ItemDecoder, RegistryItemDecoder, decode_i
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import UploadLoop
 from connector.uploader.reconcile import ItemLister, Reconciler
+from connector.uploader.routing import HeaderRouter, routed_group_id
 from connector.uploader.spec import SpecReader, SpecRefresher, read_validator
 from connector.uploader.upload import BatchUploader, BulkCreator
 from connector.validation import ItemValidator
@@ -57,16 +58,19 @@ def consumer_config(
     settings: Settings,
     on_statistics: Callable[[str], None],
     kafka: KafkaAvailability | None = None,
+    router: HeaderRouter | None = None,
 ) -> dict[str, Any]:
     """The input consumer's configuration. Offsets are committed explicitly (auto commit off,
     offset store off): the committed position is computed by the offset tracker and must be
     written at precise moments (revocation, shutdown), which a background auto commit of stored
     offsets cannot promise; a plain commit also works on every development broker. The consumer
-    is polled all the time, so it reports to the process's Kafka availability tracker."""
+    is polled all the time, so it reports to the process's Kafka availability tracker. With a
+    `router` (a shared input topic), the pipeline's own group (`routed_group_id`)."""
+    group_id = settings.uploader.group_id
     config = {
         **CONSUMER_DEFAULTS,
         **settings.kafka.client_config(),
-        "group.id": settings.uploader.group_id,
+        "group.id": group_id if router is None else routed_group_id(group_id, router.app_project),
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "stats_cb": on_statistics,
@@ -109,9 +113,11 @@ class Uploader:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         decode: ItemDecoder = decode_item,
+        router: HeaderRouter | None = None,
     ) -> None:
         self._settings = settings
         self._decode = decode
+        self._router = router
         self._client = client
         self._metrics = metrics
         self._consumer_factory = consumer_factory
@@ -166,6 +172,7 @@ class Uploader:
             ),
             decode=self._decode,
             reconciler=reconciler,
+            router=self._router,
         )  # fmt: skip
         self._loop.run(stop)
 
@@ -241,17 +248,20 @@ def build_uploader(
     metrics: Metrics,
     outstanding: OutstandingItems | None = None,
     kafka: KafkaAvailability | None = None,
+    *,
+    router: HeaderRouter | None = None,
 ) -> Uploader:
     """The uploader role on real Kafka clients (nothing connects before `run`); its consumer
-    reports to `kafka`."""
+    reports to `kafka`. With a `router`, it takes its records of a shared input topic."""
     return Uploader(
         settings,
         client,
         metrics,
         consumer_factory=lambda on_statistics: KafkaConsumer(
-            consumer_config(settings, on_statistics, kafka)
+            consumer_config(settings, on_statistics, kafka, router)
         ),
         producer_factory=lambda: KafkaProducer(producer_config(settings)),
         outstanding=outstanding,
         decode=item_decoder(settings),
+        router=router,
     )

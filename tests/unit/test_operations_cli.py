@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from connector.cli import build_parser, main
+from connector.commands.common import pipeline_from_args
+from connector.config import InputTopicSettings
+from connector.errors import ConfigError
 
 
 def help_text(command: str, capsys: pytest.CaptureFixture[str]) -> str:
@@ -101,3 +105,64 @@ def test_replay_needs_no_api_key_but_checks_its_own_settings(
     monkeypatch.setenv("CONNECTOR_DLQ_TOPIC", "")
     assert main(["replay-dlq"]) == 2
     assert capsys.readouterr().err == "CONNECTOR_DLQ_TOPIC: '' must not be empty\n"
+
+
+# --- several pipelines: --app-project -----------------------------------------------------------
+
+PIPELINES = """
+[[pipelines]]
+app_project_id = "texts"
+input_topic = "texts.items"
+output_topic = "texts.results"
+dlq_topic = "texts.dlq"
+
+[[pipelines]]
+app_project_id = "images"
+input_topic = "images.items"
+output_topic = "images.results"
+dlq_topic = "images.dlq"
+"""
+
+WITHOUT_PROJECT = [["status"], ["reset-cursor", "--latest"], ["replay-dlq"], ["produce-samples"]]
+
+
+@pytest.mark.parametrize("argv", WITHOUT_PROJECT)
+def test_with_several_pipelines_a_command_about_one_needs_app_project(
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tmp_path / "connector.toml"
+    config.write_text(PIPELINES)
+    monkeypatch.setenv("TOLOKA_API_KEY", "secret-key-123")
+    assert main([*argv, "--config", str(config)]) == 2
+    assert capsys.readouterr().err == (
+        "--app-project: required: the configuration has several pipelines (texts, images)\n"
+    )
+    assert main([*argv, "--config", str(config), "--app-project", "videos"]) == 2
+    assert capsys.readouterr().err == (
+        "--app-project: videos is no pipeline's app project (texts, images)\n"
+    )
+
+
+def test_app_project_picks_the_pipeline_and_its_topics(tmp_path: Path) -> None:
+    config = tmp_path / "connector.toml"
+    config.write_text(PIPELINES)
+    args = build_parser().parse_args(
+        ["replay-dlq", "--config", str(config), "--app-project", "images"]
+    )
+    pipeline = pipeline_from_args(args)
+    topics = pipeline.get(InputTopicSettings)
+    assert (topics.input_topic, topics.dlq_topic) == ("images.items", "images.dlq")
+
+
+def test_one_pipeline_needs_no_app_project_and_refuses_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TOLOKA_APP_PROJECT_ID", "only")
+    args = build_parser().parse_args(["status"])
+    assert pipeline_from_args(args).project.app_project_id == "only"
+    args = build_parser().parse_args(["status", "--app-project", "other"])
+    with pytest.raises(ConfigError, match="other is no pipeline's app project \\(only\\)"):
+        pipeline_from_args(args)
