@@ -121,6 +121,12 @@ class Metrics:
             "Bulk upload requests awaiting an answer.",
             registry=r,
         )
+        self.upload_in_flight_limit = Gauge(
+            f"{PREFIX}_upload_in_flight_limit",
+            "Bulk upload requests the uploader keeps in flight now: CONNECTOR_MAX_IN_FLIGHT, "
+            "halved on each 429 and grown back by one per round of successes (AIMD).",
+            registry=r,
+        )
         self.paused_partitions = Gauge(
             f"{PREFIX}_paused_partitions",
             "Input partitions paused while the API is retried, the in-flight limit is reached, "

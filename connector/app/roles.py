@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from connector.app.clients import build_client
 from connector.app.readiness import CheckedRole
 from connector.app.topics import topic_needs
+from connector.clock import SystemClock
 from connector.config import (
     API_GROUPS,
     KafkaSettings,
@@ -23,6 +24,7 @@ from connector.lifecycle import Role
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.toloka.availability import ApiAvailability
+from connector.toloka.pacing import Pacing
 
 ROLE_SETTINGS: dict[str, Sequence[type[SettingsGroup]]] = {
     "uploader": (
@@ -47,7 +49,6 @@ def build_roles(
     their Kafka clients report to `kafka` (a tracker of their own without it)."""
     # Imported here so that `simulator` or `check` never pay for the roles' imports.
     from connector.poller import build_poller  # noqa: PLC0415
-    from connector.uploader import build_uploader  # noqa: PLC0415
 
     outstanding = OutstandingItems() if len(names) > 1 else None
     availability = ApiAvailability(metrics)
@@ -59,15 +60,7 @@ def build_roles(
         kafka=kafka,
     )
     builders: dict[str, Callable[[], Role]] = {
-        "uploader": lambda: build_uploader(
-            settings,
-            build_client(
-                settings, metrics, availability, in_flight=settings.uploader.max_in_flight
-            ),
-            metrics,
-            outstanding,
-            kafka,
-        ),
+        "uploader": lambda: _uploader(settings, metrics, availability, outstanding, kafka),
         "poller": lambda: build_poller(
             settings,
             build_client(settings, metrics, availability),
@@ -80,3 +73,27 @@ def build_roles(
         CheckedRole(builders[name](), kafka, watch, [need.topic for need in needs[name]])
         for name in names
     ]
+
+
+def _uploader(
+    settings: Settings,
+    metrics: Metrics,
+    availability: ApiAvailability,
+    outstanding: OutstandingItems | None,
+    kafka: KafkaAvailability,
+) -> Role:
+    """The uploader, with an API client whose 429s adapt its requests in flight (unless
+    CONNECTOR_ADAPTIVE_IN_FLIGHT is off)."""
+    from connector.uploader import build_uploader  # noqa: PLC0415 - see build_roles
+
+    uploading = settings.uploader
+    pacing = (
+        Pacing.adaptive(uploading.max_in_flight, SystemClock(), metrics)
+        if uploading.adaptive_in_flight
+        else None
+    )
+    client = build_client(
+        settings, metrics, availability, in_flight=uploading.max_in_flight, pacing=pacing
+    )
+    limit = None if pacing is None else pacing.limit
+    return build_uploader(settings, client, metrics, outstanding, kafka, in_flight_limit=limit)

@@ -13,6 +13,7 @@ from connector.simulator.clock import DatetimeFormatter, SimClock
 from connector.simulator.faults import Fault, FaultInjector, read_latency
 from connector.simulator.http import Request
 from connector.simulator.knobs import Knobs
+from connector.simulator.rate_limit import RateLimiter
 from connector.simulator.responses import (
     BAD_GATEWAY_HTML,
     Response,
@@ -52,6 +53,7 @@ class Simulator:
         self.faults = FaultInjector(random.Random(self._seeds.getrandbits(64)))  # noqa: S311
         self.store = self._new_store()
         self.stats = Stats()
+        self.rate_limiter = RateLimiter()
 
     def _new_store(self) -> ItemStore:
         rng = random.Random(self._seeds.getrandbits(64))  # noqa: S311
@@ -61,6 +63,7 @@ class Simulator:
         """Forget every item and statistic; item ids get a new prefix, so old ids stay unknown."""
         self.store = self._new_store()
         self.stats = Stats()
+        self.rate_limiter = RateLimiter()
         if restore_knobs:
             self.knobs = self.config.knobs
 
@@ -89,6 +92,10 @@ class Simulator:
             parts = []
         route = route_of(request.method, parts)
         knobs = self.knobs
+        limited = self._rate_limited(knobs)
+        if limited is not None:
+            self.stats.record_request(route, "429")
+            return limited
         fault = self.faults.draw(knobs, request.method)
         if fault is None or fault is Fault.LOST_RESPONSE:
             if parts:
@@ -103,15 +110,20 @@ class Simulator:
         self.stats.record_request(route, "reset" if response.reset else str(response.status))
         return response
 
+    def _rate_limited(self, knobs: Knobs) -> Response | None:
+        """The rate limit's 429 (answered at once), or None when the request passes it."""
+        if self.rate_limiter.in_retry_after():
+            self.stats.requests_during_retry_after += 1
+        retry_after = self.rate_limiter.admit(knobs)
+        if retry_after is None:
+            return None
+        self.stats.rate_limited += 1
+        return _too_many_requests(retry_after)
+
 
 def _fault_response(fault: Fault, knobs: Knobs, target: str) -> Response:
     if fault is Fault.TOO_MANY_REQUESTS:
-        return api_error(
-            429,
-            "TOO_MANY_REQUESTS",
-            "Too many requests",
-            headers=(("Retry-After", str(knobs.retry_after)),),
-        )
+        return _too_many_requests(knobs.retry_after)
     if fault is Fault.INTERNAL_ERROR:
         return api_error(500, "INTERNAL_ERROR", "Internal server error")
     if fault is Fault.UNAVAILABLE:
@@ -128,3 +140,9 @@ def _fault_response(fault: Fault, knobs: Knobs, target: str) -> Response:
         body = oversized_page(knobs.oversized_page_status, knobs.oversized_page_bytes)
         return Response(knobs.oversized_page_status, body, content_type="text/html")
     return Response(0, reset=True)
+
+
+def _too_many_requests(retry_after: int) -> Response:
+    return api_error(
+        429, "TOO_MANY_REQUESTS", "Too many requests", headers=(("Retry-After", str(retry_after)),)
+    )

@@ -48,6 +48,7 @@ from connector.errors import DeadLetterStuckError, KafkaOperationError
 from connector.kafka.clients import CommittedOffsets, Consumer, Message, Producer
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
+from connector.toloka.pacing import InFlightLimit
 from connector.uploader.batcher import Batch, Batcher, PendingRecord
 from connector.uploader.dead_letters import DeadLetterWriter
 from connector.uploader.decode import ItemDecoder, Refusal, Validator, decode_item
@@ -96,8 +97,11 @@ class UploadLoop:
         refresher: SpecRefresher | None = None,
         decode: ItemDecoder = decode_item,
         reconciler: Reconciler | None = None,
+        in_flight_limit: InFlightLimit | None = None,
     ) -> None:
         self._settings = settings
+        self._in_flight_limit = in_flight_limit
+        """Adapts the requests in flight to the API's 429s (None: always max_in_flight)."""
         self._decode = decode
         self._reconciler = reconciler
         self._intents = IntentLog(clock)
@@ -261,8 +265,13 @@ class UploadLoop:
         if error.code() != KafkaError._PARTITION_EOF:
             log.warning("input consumer: %s", error.str())
 
+    def _slots(self) -> int:
+        """How many bulk requests may be in flight now."""
+        limit = self._in_flight_limit
+        return self._settings.max_in_flight if limit is None else limit.current
+
     def _dispatch(self) -> None:
-        while len(self._in_flight) < self._settings.max_in_flight:
+        while len(self._in_flight) < self._slots():
             batch = self._batcher.peek_ready()
             if batch is None or not self._intent_recorded(batch):
                 break
@@ -399,9 +408,12 @@ class UploadLoop:
     # --- back-pressure -----------------------------------------------------------------------
 
     def _backlogged(self) -> bool:
-        """Every upload slot is busy and as many closed batches wait for one."""
-        slots = self._settings.max_in_flight
-        return len(self._in_flight) >= slots and self._batcher.ready_count >= slots
+        """Every upload slot is busy and `max_in_flight` closed batches wait for one (whatever
+        the in-flight limit is now, so that memory stays bounded by the maximum)."""
+        return (
+            len(self._in_flight) >= self._slots()
+            and self._batcher.ready_count >= self._settings.max_in_flight
+        )
 
     def _update_pause(self) -> None:
         self.api_failing = any(self._failing(batch) for batch in self._in_flight)

@@ -26,6 +26,7 @@ from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.startup import StartupRead, read_at_startup
 from connector.toloka.availability import KEY_REFUSED
+from connector.toloka.pacing import InFlightLimit
 from connector.toloka.retry import RetryPolicy
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.decode import ItemDecoder, RegistryItemDecoder, decode_item
@@ -109,9 +110,11 @@ class Uploader:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         decode: ItemDecoder = decode_item,
+        in_flight_limit: InFlightLimit | None = None,
     ) -> None:
         self._settings = settings
         self._decode = decode
+        self._in_flight_limit = in_flight_limit
         self._client = client
         self._metrics = metrics
         self._consumer_factory = consumer_factory
@@ -166,6 +169,7 @@ class Uploader:
             ),
             decode=self._decode,
             reconciler=reconciler,
+            in_flight_limit=self._in_flight_limit,
         )  # fmt: skip
         self._loop.run(stop)
 
@@ -241,9 +245,11 @@ def build_uploader(
     metrics: Metrics,
     outstanding: OutstandingItems | None = None,
     kafka: KafkaAvailability | None = None,
+    *,
+    in_flight_limit: InFlightLimit | None = None,
 ) -> Uploader:
     """The uploader role on real Kafka clients (nothing connects before `run`); its consumer
-    reports to `kafka`."""
+    reports to `kafka`; `in_flight_limit` is the one its API client's 429s adapt."""
     return Uploader(
         settings,
         client,
@@ -254,4 +260,5 @@ def build_uploader(
         producer_factory=lambda: KafkaProducer(producer_config(settings)),
         outstanding=outstanding,
         decode=item_decoder(settings),
+        in_flight_limit=in_flight_limit,
     )
