@@ -37,6 +37,7 @@ class Sizes:
     memory_seconds: float = 75.0
     memory_latency: float = 0.2
     memory_429_ratio: float = 0.1
+    rate_limit_seconds: float = 30.0
 
 
 FULL = Sizes()
@@ -47,6 +48,7 @@ QUICK = Sizes(
     latency_seconds=10.0,
     memory_backlog=500_000,
     memory_seconds=20.0,
+    rate_limit_seconds=10.0,
 )
 
 
