@@ -40,6 +40,7 @@ from connector.toloka.models import App, AppProject, Item, ItemPage
 from connector.toloka.pacing import Pacing
 from connector.toloka.responses import (
     ModelT,
+    decode_items,
     decode_json,
     decode_model,
     error_for_status,
@@ -246,7 +247,10 @@ class TolokaClient:
                     operation="list_items",
                 ) from error  # fmt: skip
             try:
-                return decode_model(ItemPage, response, operation="list_items", secret=self._secret)
+                return decode_items(
+                    ItemPage.from_api, "ItemPage", response, operation="list_items",
+                    secret=self._secret,
+                )  # fmt: skip
             except UnexpectedResponseError as error:
                 raise UnreadablePageError(
                     error.message, body=response.content, complete=True,
@@ -264,7 +268,16 @@ class TolokaClient:
 
     def get_item(self, item_id: str) -> Item:
         path = f"{self._project_path}/items/{quote(item_id, safe='')}"
-        return self._get("get_item", path, Item)
+        request = self._http.build_request("GET", path)
+
+        def attempt() -> Item:
+            response = self._exchange("get_item", request, idempotent=True)
+            return decode_items(
+                Item.from_api, "Item", response, operation="get_item", secret=self._secret
+            )
+
+        item, _ = self._call("get_item", attempt, self._retry)
+        return item
 
     def get_project(self) -> AppProject:
         return self._get("get_project", self._project_path, AppProject)
