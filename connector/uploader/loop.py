@@ -58,6 +58,7 @@ from connector.uploader.offsets import OffsetTracker
 from connector.uploader.reconcile import Reconciler
 from connector.uploader.spec import SpecRefresher
 from connector.uploader.upload import BatchOutcome, BatchUploader
+from connector.uploader.workers import RequestWorkers
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,7 @@ class UploadLoop:
         self._paused: set[int] = set()
         self._in_flight: list[Batch] = []
         self._completed: queue.SimpleQueue[BatchOutcome | BaseException] = queue.SimpleQueue()
+        self._workers = RequestWorkers(self._upload, self._completed.put, "uploader-request")
         self._commit_interval = settings.commit_interval_ms / 1000
         self._next_commit = clock.monotonic() + self._commit_interval
         self._drain_deadline: float | None = None
@@ -182,6 +184,7 @@ class UploadLoop:
         finally:
             self._closing = True  # close() revokes: what is done was committed just now
             self._consumer.close()
+            self._workers.close()
 
     def _step(self) -> None:
         self._heartbeat.beat()  # the health server turns it into the heartbeat gauge
@@ -279,11 +282,7 @@ class UploadLoop:
             if self._reconciler is not None:
                 self._intents.sent(_highest_offsets(batch), self._clock.time())
             self._in_flight.append(batch)
-            # Daemon threads, one per request: a request still stuck after the drain timeout
-            # must not hold the process exit.
-            threading.Thread(
-                target=self._upload, args=(batch,), name="uploader-request", daemon=True
-            ).start()
+            self._workers.submit(batch)
         self._metrics.uploads_in_flight.set(len(self._in_flight))
 
     def _intent_recorded(self, batch: Batch) -> bool:
@@ -314,11 +313,11 @@ class UploadLoop:
         self._intents.recorded(missing)
         return True
 
-    def _upload(self, batch: Batch) -> None:
+    def _upload(self, batch: Batch) -> BatchOutcome | BaseException:
         try:
-            self._completed.put(self._uploader.upload(batch))
+            return self._uploader.upload(batch)
         except BaseException as failure:  # a bug: end the role rather than hang on the batch
-            self._completed.put(failure)
+            return failure
 
     def _apply_completions(self, wait: float) -> None:
         try:
