@@ -28,7 +28,15 @@ from benchmarks import document, machine
 from benchmarks.context import FULL, QUICK, Bench
 from benchmarks.errors import BenchError
 from benchmarks.report import ScenarioResult, read_json, terminal_table, write_json
-from benchmarks.scenarios import latency, memory, poll, rate_limit, scale, upload
+from benchmarks.scenarios import (
+    latency,
+    latency_bound,
+    memory,
+    poll,
+    rate_limit,
+    scale,
+    upload,
+)
 from connector.devtools.brokers.base import BrokerKind
 from connector.devtools.brokers.start import default_kind, start_broker
 from connector.errors import ConnectorError
@@ -39,7 +47,7 @@ from testkit.waiting import WaitTimeoutError
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "bench-key"
 PROJECT_ID = "bench-project"
-EXECUTION_ORDER = (1, 2, 3, 4, 5, 6)
+EXECUTION_ORDER = (1, 2, 3, 4, 5, 6, 7)
 SCENARIOS: dict[int, tuple[str, Callable[[Bench], ScenarioResult]]] = {
     1: ("Upload flow", upload.run),
     2: ("Poll flow", poll.run),
@@ -47,6 +55,7 @@ SCENARIOS: dict[int, tuple[str, Callable[[Bench], ScenarioResult]]] = {
     4: ("Memory under back-pressure", memory.run),
     5: ("Scale: two uploaders in one group", scale.run),
     6: ("Rate limit: adaptive in-flight requests", rate_limit.run),
+    7: ("Latency-bound: 250 ms per API answer", latency_bound.run),
 }
 EXPECTED_FAILURES = (
     BenchError,
