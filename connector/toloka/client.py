@@ -441,14 +441,13 @@ class TolokaClient:
         """The ids of the created items. Only an answer listing one new id per item sent
         confirms the upload; any other 2xx may or may not have created them (flagged so)."""
         data = decode_json(response, operation="bulk_create", applied=True, secret=self._secret)
-        if not isinstance(data, list) or not all(
-            isinstance(item_id, str) and item_id for item_id in data
-        ):
+        # Whole-list checks in C (map, set): a per-id generator cost ~1 µs per item uploaded.
+        if not isinstance(data, list) or set(map(type, data)) - {str} or "" in data:
             problem = "is not a JSON array of id strings"
         elif len(data) != count:
             problem = f"holds {len(data)} ids for {count} items"
-        elif len(set(data)) != count:
-            problem = f"holds {count - len(set(data))} repeated ids"
+        elif len(distinct := set(data)) != count:
+            problem = f"holds {count - len(distinct)} repeated ids"
         else:
             return data
         raise UnexpectedResponseError(

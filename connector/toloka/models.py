@@ -8,7 +8,7 @@ an offset and with any number of fraction digits; they are normalised to aware U
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -48,11 +48,13 @@ def _datetime(value: Any, name: str) -> datetime | None:
     anything else pydantic accepts for a datetime (a timestamp, rarer ISO forms) by pydantic."""
     if value is None:
         return None
-    if isinstance(value, str):
+    if type(value) is str:
         try:
-            return as_utc(datetime.fromisoformat(value))
+            parsed = datetime.fromisoformat(value)
         except ValueError:
             pass
+        else:  # as_utc, inlined: three per item
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     try:
         return as_utc(_ANY_DATETIME.validate_python(value))
     except ValidationError:
