@@ -124,7 +124,7 @@ class Metrics:
         self.upload_in_flight_limit = Gauge(
             f"{PREFIX}_upload_in_flight_limit",
             "Bulk upload requests the uploader keeps in flight now: CONNECTOR_MAX_IN_FLIGHT, "
-            "halved on each 429 and grown back by one per round of successes (AIMD).",
+            "halved on each 429 and grown back by one per two rounds of successes (AIMD).",
             registry=r,
         )
         self.paused_partitions = Gauge(

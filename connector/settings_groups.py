@@ -248,8 +248,8 @@ class UploaderSettings(GroupSettings, InputTopicSettings, ReconcileSettings):
     adaptive_in_flight: bool = Field(
         True,
         description=(
-            "on a 429, halve the bulk requests in flight (growing back by one per round of "
-            "successes, up to CONNECTOR_MAX_IN_FLIGHT) and hold every request for its "
+            "on a 429, halve the bulk requests in flight (growing back by one per two rounds "
+            "of successes, up to CONNECTOR_MAX_IN_FLIGHT) and hold every request for its "
             "Retry-After; false: always CONNECTOR_MAX_IN_FLIGHT, each request waits out its own"
         ),
     )

@@ -2,7 +2,9 @@
 is bound by CPU; each is compared with the fastest a client can go through the same simulator.
 
 - Poll: finished items seeded, `toloka-connector poll` publishing them in transactions (rate as
-  scenario 2: the first to the last result a read_committed consumer sees). Baseline: a bare
+  scenario 2: the first to the last result a read_committed consumer sees), with the default
+  late window and without one (`CONNECTOR_LATE_WINDOW_SECONDS=0`: no look-back scans, which
+  list again every item finished within the window, here all of them). Baseline: a bare
   httpx client paging through the same items sequentially (`sort=finished`, `after_id`, pages
   of the poller's size, each page decoded with orjson), the most a poller that lists one page
   at a time can reach.
@@ -66,6 +68,7 @@ def run(bench: Bench) -> ScenarioResult:
     backlog = produce_topic(bench, SCENARIO, PREFIX, upload_count)
     bodies = bulk_bodies(list(item_values(PREFIX, upload_count)), BULK_ITEMS)
     polls: list[Throughput] = []
+    polls_no_window: list[Throughput] = []
     pages: list[Throughput] = []
     uploads: list[Throughput] = []
     posts: list[Throughput] = []
@@ -73,6 +76,9 @@ def run(bench: Bench) -> ScenarioResult:
         bench.say(f"round {number}/{ROUNDS}: poll {poll_count:,} items, then bare paging")
         polled = measure_poll(bench, f"{SCENARIO}p{number}", poll_count, keep=False, knobs=knobs)
         polls.append(polled.steady)
+        polled = measure_poll(bench, f"{SCENARIO}w{number}", poll_count, keep=False, knobs=knobs,
+                              overrides={"CONNECTOR_LATE_WINDOW_SECONDS": "0"})  # fmt: skip
+        polls_no_window.append(polled.steady)
         pages.append(page_sequentially(bench.sim, poll_count, PAGE_SIZE))
         bench.say(f"round {number}/{ROUNDS}: upload {upload_count:,} items, then raw POSTs")
         group = bench.name(SCENARIO, f"g{number}")
@@ -87,9 +93,12 @@ def run(bench: Bench) -> ScenarioResult:
         return statistics.median(t.rate for t in values)
 
     result.rows += [
-        Row("latency-bound: toloka-connector poll", median(polls), "items/s",
+        Row("latency-bound: toloka-connector poll (late window 60 s)", median(polls), "items/s",
             f"bare client paging sequentially ({PAGE_SIZE:,}/page)", median(pages),
             ">= 0.95x", minimum_ratio=0.95),
+        Row("latency-bound: toloka-connector poll (late window 0)", median(polls_no_window),
+            "items/s", "bare client paging sequentially", median(pages), ">= 0.95x",
+            minimum_ratio=0.95),
         Row("latency-bound: toloka-connector upload", median(uploads), "items/s",
             f"raw bulk POST ({IN_FLIGHT} in flight)", median(posts), ">= 0.95x",
             minimum_ratio=0.95),
@@ -100,6 +109,8 @@ def run(bench: Bench) -> ScenarioResult:
         f"records, batches of {BULK_ITEMS:,}, {IN_FLIGHT} requests in flight.",
         f"Medians of {ROUNDS} interleaved rounds: poller "
         + ", ".join(f"{t.rate:,.0f}" for t in polls)
+        + "; poller without late window "
+        + ", ".join(f"{t.rate:,.0f}" for t in polls_no_window)
         + "; bare paging "
         + ", ".join(f"{t.rate:,.0f}" for t in pages)
         + "; uploader "
@@ -113,6 +124,7 @@ def run(bench: Bench) -> ScenarioResult:
         poll_items=poll_count,
         upload_items=upload_count,
         poller=[t.as_json() for t in polls],
+        poller_late_window_0=[t.as_json() for t in polls_no_window],
         bare_paging=[t.as_json() for t in pages],
         uploader=[t.as_json() for t in uploads],
         raw_bulk_post=[t.as_json() for t in posts],

@@ -64,10 +64,12 @@ def measure_poll(
     profile_rate: int | None = None,
     mode: str = "gil",
     knobs: dict[str, Any] | None = None,
+    overrides: dict[str, str] | None = None,
 ) -> PollRun:
-    """Reset the simulator, seed `count` finished items, set `knobs`, run the poller on fresh
-    topics until a read_committed reader has them all, stop it (SIGTERM)."""
-    settings = bench.settings(scenario, CONNECTOR_PAGE_SIZE=str(PAGE_SIZE))
+    """Reset the simulator, seed `count` finished items, set `knobs`, run the poller (with the
+    settings `overrides`) on fresh topics until a read_committed reader has them all, stop it
+    (SIGTERM)."""
+    settings = bench.settings(scenario, CONNECTOR_PAGE_SIZE=str(PAGE_SIZE), **(overrides or {}))
     bench.create_topics(settings, 1, output_partitions(bench, count))
     output = settings["CONNECTOR_OUTPUT_TOPIC"]
     bench.sim.reset()

@@ -8,10 +8,10 @@ concurrency. Instead:
 - `PauseGate`: a 429's `Retry-After` closes the gate of the whole client until it runs out; every
   request waits at the gate before it is sent (the one that got the 429 and every other);
 - `InFlightLimit`: how many bulk requests the uploader keeps in flight, adapted by AIMD
-  (additive increase, multiplicative decrease): halved on a 429, grown by one per limit's worth
-  of successes, between 1 and the configured maximum. The decrease happens once per congestion
-  signal: 429s of requests sent before the last decrease answer the same overload and do not
-  halve the limit again.
+  (additive increase, multiplicative decrease): halved on a 429, grown by one per two rounds of
+  successes (a round: as many as the limit), between 1 and the configured maximum. The
+  decrease happens once per congestion signal: 429s of requests sent before the last decrease
+  answer the same overload and do not halve the limit again.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from connector.metrics import Metrics
 
 DECREASE_FACTOR = 0.5
 """The limit is multiplied by this on a 429 (TCP's choice: it converges to a fair share)."""
+ROUNDS_PER_INCREASE = 2
+"""The limit grows by one per this many rounds of successes (a round: as many successes as the
+limit). One per round, TCP's pace, met the simulator's token bucket again ~1 s after each
+pause: 4.6-6.6 % of the requests were answered 429 (docs/benchmarks.md, scenario 6)."""
 
 
 class PauseGate:
@@ -91,12 +95,12 @@ class InFlightLimit:
         self._publish()
 
     def succeeded(self) -> None:
-        """A request was accepted: grow by one per `current` successes (one per round trip)."""
+        """A request was accepted: grow by one per `ROUNDS_PER_INCREASE` rounds of successes."""
         with self._lock:
             if self._current >= self.maximum:
                 return
             self._successes += 1
-            if self._successes < self._current:
+            if self._successes < self._current * ROUNDS_PER_INCREASE:
                 return
             self._current += 1
             self._successes = 0

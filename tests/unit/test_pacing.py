@@ -55,7 +55,7 @@ def test_429s_of_requests_sent_before_a_decrease_do_not_halve_it_again() -> None
     assert limit.current == 4
 
 
-def test_the_limit_grows_by_one_per_round_of_successes_up_to_the_maximum() -> None:
+def test_the_limit_grows_by_one_per_two_rounds_of_successes_up_to_the_maximum() -> None:
     metrics = Metrics(CollectorRegistry())
     limit = InFlightLimit(6, metrics)
     limit.throttled(limit.sent())
@@ -65,8 +65,8 @@ def test_the_limit_grows_by_one_per_round_of_successes_up_to_the_maximum() -> No
     for _ in range(12):
         limit.succeeded()
         grown.append(limit.current)
-    # One success at 1 → 2, two at 2 → 3, three at 3 → 4, four at 4 → 5 (the 10th), …
-    assert grown == [2, 2, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5]
+    # Two successes at 1 → 2, four at 2 → 3 (the 6th), six at 3 → 4 (the 12th), …
+    assert grown == [1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 4]
     for _ in range(100):
         limit.succeeded()
     assert (limit.current, gauge(metrics)) == (6, 6)
@@ -215,7 +215,7 @@ def test_successes_grow_the_limit_back(clients: list[TolokaClient]) -> None:
         with pytest.raises(RateLimitedError):
             client.bulk_create([{"text": text}])
     assert pacing.limit.current == 1
-    for _ in range(1 + 2 + 3):
+    for _ in range(2 * (1 + 2 + 3)):  # two rounds at 1, at 2 and at 3
         client.bulk_create([{"text": "c"}])
     assert pacing.limit.current == 4
 

@@ -440,8 +440,8 @@ def test_no_more_bulk_requests_are_in_flight_than_the_adaptive_limit_says(
     wait_for(lambda: api.requests == 1, "the first request")
     run.iterations_later(5)
     assert api.requests == 1  # max_in_flight is 4, the limit 1
-    for _ in range(limit.current):
-        limit.succeeded()  # a round of successes: 2
+    for _ in range(2 * limit.current):
+        limit.succeeded()  # two rounds of successes: 2
     wait_for(lambda: api.created.keys() == {f"0:{o}" for o in range(1, 8)},
              "the rest, one at a time beside the stuck one")  # fmt: skip
     api.release.set()
