@@ -303,10 +303,10 @@ class PollerLoop:
             late_window_seconds=self._settings.late_window_seconds,
             holder=self._instance_id,
         )
+        if plan.change is not None and not (empty or plan.caught_up):
+            self._list_ahead(lead, plan)  # before the records are built: as early as it is known
         outcome = self._records.outcome(plan.publish)
         if plan.change is not None:
-            if not (empty or plan.caught_up):
-                self._list_ahead(lead, plan)
             self._commits.commit(lead, plan, outcome)
         lead.scan = plan.next_scan
         if plan.out_of_range:
