@@ -28,7 +28,15 @@ from benchmarks import document, machine
 from benchmarks.context import FULL, QUICK, Bench
 from benchmarks.errors import BenchError
 from benchmarks.report import ScenarioResult, read_json, terminal_table, write_json
-from benchmarks.scenarios import latency, memory, poll, scale, upload
+from benchmarks.scenarios import (
+    latency,
+    latency_bound,
+    memory,
+    poll,
+    rate_limit,
+    scale,
+    upload,
+)
 from connector.devtools.brokers.base import BrokerKind
 from connector.devtools.brokers.start import default_kind, start_broker
 from connector.errors import ConnectorError
@@ -39,13 +47,15 @@ from testkit.waiting import WaitTimeoutError
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "bench-key"
 PROJECT_ID = "bench-project"
-EXECUTION_ORDER = (1, 2, 3, 4, 5)
+EXECUTION_ORDER = (1, 2, 3, 4, 5, 6, 7)
 SCENARIOS: dict[int, tuple[str, Callable[[Bench], ScenarioResult]]] = {
     1: ("Upload flow", upload.run),
     2: ("Poll flow", poll.run),
     3: ("Latency at a steady rate", latency.run),
     4: ("Memory under back-pressure", memory.run),
     5: ("Scale: two uploaders in one group", scale.run),
+    6: ("Rate limit: adaptive in-flight requests", rate_limit.run),
+    7: ("Latency-bound: 250 ms per API answer", latency_bound.run),
 }
 EXPECTED_FAILURES = (
     BenchError,
@@ -68,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes: a smoke run")
     parser.add_argument(
-        "--only", default="", help="comma-separated scenario numbers (default: all five)"
+        "--only", default="", help="comma-separated scenario numbers (default: all)"
     )
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy runs")
     parser.add_argument(
@@ -95,7 +105,7 @@ def chosen(only: str) -> list[int]:
     wanted = {int(part) for part in only.split(",") if part.strip()}
     unknown = wanted - set(SCENARIOS)
     if unknown:
-        raise SystemExit(f"--only: no scenario {sorted(unknown)} (there are 1-5)")
+        raise SystemExit(f"--only: no scenario {sorted(unknown)} (there are 1-{max(SCENARIOS)})")
     return [number for number in EXECUTION_ORDER if number in wanted]
 
 

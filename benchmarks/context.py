@@ -37,6 +37,9 @@ class Sizes:
     memory_seconds: float = 75.0
     memory_latency: float = 0.2
     memory_429_ratio: float = 0.1
+    rate_limit_seconds: float = 30.0
+    latency_bound_poll_items: int = 40_000
+    latency_bound_upload_items: int = 160_000
 
 
 FULL = Sizes()
@@ -47,6 +50,9 @@ QUICK = Sizes(
     latency_seconds=10.0,
     memory_backlog=500_000,
     memory_seconds=20.0,
+    rate_limit_seconds=10.0,
+    latency_bound_poll_items=12_000,
+    latency_bound_upload_items=48_000,
 )
 
 

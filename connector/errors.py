@@ -29,6 +29,8 @@
     ├── SchemaRegistryError          the Schema Registry refused or failed a request
     │   └── RegistryUnavailableError     unreachable, 5xx, or refusing the credentials
     ├── StateFormatError             a state-topic record this connector cannot read
+    ├── ItemFormatError              an API item without the shape the connector relies on
+    │                                (the client raises it as an UnexpectedResponseError)
     ├── StartupError                 a role cannot start: the message names the setting to check
     ├── RoleFailedError              a role ended with a fatal error (the runner's summary)
     └── DevToolError                 the development tooling (not the connector itself) failed
@@ -53,6 +55,11 @@ from typing import Any, Protocol
 
 class ConnectorError(Exception):
     """Base of every error the connector raises on purpose."""
+
+
+class ItemFormatError(ConnectorError, ValueError):
+    """An item (or listing page) the API sent lacks the shape the connector relies on; the
+    message names the field and the item's place in the page, never a value (item data)."""
 
 
 class ConfigError(ConnectorError):

@@ -87,6 +87,7 @@ class Metrics:
     upload_batch_size: Histogram
     upload_batch_bytes: Histogram
     uploads_in_flight: Gauge
+    upload_in_flight_limit: Gauge
     paused_partitions: Gauge
     consumer_lag: Bound[Gauge]
     reconciliations: Bound[Counter]
@@ -194,6 +195,13 @@ class Metrics:
         self._uploads_in_flight = Gauge(
             f"{PREFIX}_upload_requests_in_flight",
             "Bulk upload requests awaiting an answer.",
+            labelnames=[APP_PROJECT],
+            registry=r,
+        )
+        self._upload_in_flight_limit = Gauge(
+            f"{PREFIX}_upload_in_flight_limit",
+            "Bulk upload requests the uploader keeps in flight now: CONNECTOR_MAX_IN_FLIGHT, "
+            "halved on each 429 and grown back by one per two rounds of successes (AIMD).",
             labelnames=[APP_PROJECT],
             registry=r,
         )
@@ -380,6 +388,7 @@ class Metrics:
         self.upload_batch_size = self._upload_batch_size.labels(app_project)
         self.upload_batch_bytes = self._upload_batch_bytes.labels(app_project)
         self.uploads_in_flight = self._uploads_in_flight.labels(app_project)
+        self.upload_in_flight_limit = self._upload_in_flight_limit.labels(app_project)
         self.paused_partitions = self._paused_partitions.labels(app_project)
         self.consumer_lag = Bound(self._consumer_lag, app_project)
         self.reconciliations = Bound(self._reconciliations, app_project)

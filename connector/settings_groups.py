@@ -258,6 +258,14 @@ class UploaderSettings(GroupSettings, InputTopicSettings, ReconcileSettings):
         50, ge=0, description="how long a partly filled batch waits for more items"
     )
     max_in_flight: int = Field(4, ge=1, le=64, description="bulk requests in flight at once")
+    adaptive_in_flight: bool = Field(
+        True,
+        description=(
+            "on a 429, halve the bulk requests in flight (growing back by one per two rounds "
+            "of successes, up to CONNECTOR_MAX_IN_FLIGHT) and hold every request for its "
+            "Retry-After; false: always CONNECTOR_MAX_IN_FLIGHT, each request waits out its own"
+        ),
+    )
     max_record_bytes: int = Field(
         1_000_000, ge=16, description="larger input records are dead-lettered as too_large"
     )

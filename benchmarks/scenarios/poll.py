@@ -63,14 +63,19 @@ def measure_poll(
     keep: bool,
     profile_rate: int | None = None,
     mode: str = "gil",
+    knobs: dict[str, Any] | None = None,
+    overrides: dict[str, str] | None = None,
 ) -> PollRun:
-    """Reset the simulator, seed `count` finished items, run the poller on fresh topics until a
-    read_committed reader has them all, stop it (SIGTERM)."""
-    settings = bench.settings(scenario, CONNECTOR_PAGE_SIZE=str(PAGE_SIZE))
+    """Reset the simulator, seed `count` finished items, set `knobs`, run the poller (with the
+    settings `overrides`) on fresh topics until a read_committed reader has them all, stop it
+    (SIGTERM)."""
+    settings = bench.settings(scenario, CONNECTOR_PAGE_SIZE=str(PAGE_SIZE), **(overrides or {}))
     bench.create_topics(settings, 1, output_partitions(bench, count))
     output = settings["CONNECTOR_OUTPUT_TOPIC"]
     bench.sim.reset()
     bench.sim.seed(count)
+    if knobs:
+        bench.sim.set_knobs(**knobs)
     reader = TopicReader(
         bench.bootstrap, output, bench.inspector.partitions(output), keep=keep
     ).start()
@@ -117,6 +122,7 @@ def run(bench: Bench) -> ScenarioResult:
     partitions = output_partitions(bench, count)
     runs: list[PollRun] = []
     raws: list[Throughput] = []
+    raw_cpu: list[float] = []  # µs of the harness's CPU per item, each round
     mean_bytes = 0.0
     for round_number in range(1, ROUNDS + 1):
         bench.say(f"round {round_number}/{ROUNDS}: toloka-connector poll, {count:,} items")
@@ -127,9 +133,11 @@ def run(bench: Bench) -> ScenarioResult:
         bench.create_topic(raw_topic, partitions)
         records = measured.reader.kept
         mean_bytes = sum(len(record.value) for record in records) / len(records)
+        cpu = time.process_time()
         raws.append(
             transactional_produce(bench.bootstrap, raw_topic, records, PAGE_SIZE).steady(count)
         )
+        raw_cpu.append((time.process_time() - cpu) / count * 1e6)
         del records
         measured.reader.kept.clear()
 
@@ -142,6 +150,9 @@ def run(bench: Bench) -> ScenarioResult:
             minimum_ratio=0.5),
         Row("poll: incl. process start", median.overall.rate, "items/s", "steady",
             median.steady.rate),
+        Row("poll: CPU per item, toloka-connector poll",
+            median.cores.get("poller", 0.0) / median.steady.rate * 1e6, "µs/item",
+            "raw transactional produce", statistics.median(raw_cpu)),
     ]  # fmt: skip
     result.notes += [
         f"{count:,} finished items seeded; page size {PAGE_SIZE:,}; output topic of "
@@ -164,6 +175,7 @@ def run(bench: Bench) -> ScenarioResult:
         mean_result_bytes=round(mean_bytes),
         connector=[r.as_json() for r in runs],
         raw_transactional_produce=[t.as_json() for t in raws],
+        raw_transactional_produce_cpu_us_per_item=[round(x, 2) for x in raw_cpu],
     )
     if bench.profiling:
         profile_poller(bench, result, count, rate)

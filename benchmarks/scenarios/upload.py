@@ -106,6 +106,7 @@ def measure_upload(
     profile_rate: int | None = None,
     profile_mode: str = "gil",
     hold: bool = False,
+    knobs: dict[str, Any] | None = None,
 ) -> UploadRun:
     """Reset the simulator, start `processes` uploaders in a fresh `group`, wait until the group
     has committed the whole topic, stop them (SIGTERM), and read the simulator's counts.
@@ -118,6 +119,8 @@ def measure_upload(
     `COMMIT_STALL_SECONDS`, the run ends there: the rate comes from the simulator's
     `items_created` and the stuck partitions are reported."""
     bench.sim.reset()
+    if knobs:  # the simulator's knobs for the whole run (`hold` sets latency apart)
+        bench.sim.set_knobs(**knobs)
     if hold:
         bench.sim.set_knobs(latency=HOLD_LATENCY_SECONDS)
     settings = {**backlog.settings, "CONNECTOR_GROUP_ID": group}
@@ -196,6 +199,12 @@ def measure_upload(
     )  # fmt: skip
 
 
+def cpu_per_item(run: UploadRun) -> float:
+    """Microseconds of the uploader processes' CPU (every thread) per item while draining."""
+    cores = sum(v for k, v in run.cores.items() if k.startswith("uploader-"))
+    return cores / run.steady.rate * 1e6
+
+
 def median_run(runs: list[UploadRun]) -> UploadRun:
     return sorted(runs, key=lambda run: run.steady.rate)[len(runs) // 2]
 
@@ -234,13 +243,19 @@ def run(bench: Bench) -> ScenarioResult:
     bodies = bulk_bodies(list(item_values(PREFIX, count)), BULK_ITEMS)
     consumed: list[Throughput] = []
     posted: list[Throughput] = []
+    consume_cpu: list[float] = []  # µs of the harness's CPU per item, each round
+    post_cpu: list[float] = []
     runs: list[UploadRun] = []
     for round_number in range(1, ROUNDS + 1):
         bench.say(f"round {round_number}/{ROUNDS}: raw consume, raw bulk POST, the uploader")
+        cpu = time.process_time()
         progress = raw_consume(bench.bootstrap, backlog.topic, backlog.partitions, count, 120.0)
+        consume_cpu.append((time.process_time() - cpu) / count * 1e6)
         consumed.append(progress.steady(count))
         bench.sim.reset()
+        cpu = time.process_time()
         posted.append(raw_bulk_posts(bench.sim, bodies, BULK_ITEMS, IN_FLIGHT).steady(count))
+        post_cpu.append((time.process_time() - cpu) / count * 1e6)
         runs.append(measure_upload(bench, backlog, bench.name(SCENARIO, f"g{round_number}")))
     del bodies
 
@@ -261,6 +276,12 @@ def run(bench: Bench) -> ScenarioResult:
         Row(f"upload: raw bulk POST (httpx, {IN_FLIGHT} in flight)", raw_post_rate, "items/s"),
         Row(f"upload: naive bridge ({sample:,}-record sample)", naive.rate, "items/s"),
         Row("upload: incl. process start", measured.overall.rate, "items/s", "steady", rate),
+        Row("upload: CPU per item, toloka-connector upload", cpu_per_item(measured), "µs/item",
+            "raw consume + raw bulk POST", statistics.median(consume_cpu)
+            + statistics.median(post_cpu)),
+        Row("upload: CPU per item, raw batch consume", statistics.median(consume_cpu), "µs/item"),
+        Row("upload: CPU per item, raw bulk POST (client side)", statistics.median(post_cpu),
+            "µs/item"),
     ]  # fmt: skip
     rows, notes = commit_rows("upload", runs)
     result.rows += rows
@@ -293,6 +314,8 @@ def run(bench: Bench) -> ScenarioResult:
         produce=backlog.produced.as_json(),
         raw_consume=[t.as_json() for t in consumed],
         raw_bulk_post=[t.as_json() for t in posted],
+        raw_consume_cpu_us_per_item=[round(x, 2) for x in consume_cpu],
+        raw_bulk_post_cpu_us_per_item=[round(x, 2) for x in post_cpu],
         naive_bridge=naive.as_json(),
         connector=[r.as_json() for r in runs],
     )

@@ -6,6 +6,7 @@ from connector.config import Settings
 from connector.metrics import Metrics
 from connector.toloka.availability import ApiAvailability
 from connector.toloka.client import Timeouts, TolokaClient
+from connector.toloka.pacing import Pacing
 from connector.toloka.retry import RetryPolicy
 
 
@@ -15,11 +16,13 @@ def build_client(
     availability: ApiAvailability | None = None,
     *,
     in_flight: int = 1,
+    pacing: Pacing | None = None,
 ) -> TolokaClient:
     """One API client per role, so that one role's shutdown cannot cut the other's retries.
 
     `in_flight` is how many requests its user may have in flight at once (the uploader's bulk
-    uploads); the pool has two connections more.
+    uploads); the pool has two connections more. `pacing` holds every request for a 429's
+    Retry-After and adapts the in-flight limit to the 429s (the uploader's).
 
     Retries are bounded here; each role retries a failed operation again on its own terms (the
     uploader never gives up a batch, the poller retries the page), and reports itself not ready
@@ -46,4 +49,5 @@ def build_client(
         verify_tls=api.tls_verify,
         metrics=metrics,
         availability=availability,
+        pacing=pacing,
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from connector.app.clients import build_client
 from connector.app.readiness import CheckedRole
 from connector.app.topics import topic_needs
+from connector.clock import SystemClock
 from connector.config import (
     API_GROUPS,
     KafkaSettings,
@@ -23,6 +25,10 @@ from connector.lifecycle import Role
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.toloka.availability import ApiAvailability
+from connector.toloka.pacing import Pacing
+
+if TYPE_CHECKING:
+    from connector.uploader.routing import HeaderRouter
 
 ROLE_SETTINGS: dict[str, Sequence[type[SettingsGroup]]] = {
     "uploader": (
@@ -48,7 +54,6 @@ def build_roles(
     their own without it). Each pipeline's roles write its metrics (`app_project` label)."""
     # Imported here so that `simulator` or `check` never pay for the roles' imports.
     from connector.poller import build_poller  # noqa: PLC0415
-    from connector.uploader import build_uploader  # noqa: PLC0415
     from connector.uploader.routing import input_routers  # noqa: PLC0415
 
     pipelines = settings.pipelines
@@ -70,11 +75,9 @@ def build_roles(
 
     def build(name: str, pipeline: Settings, pipeline_metrics: Metrics) -> Role:
         if name == "uploader":
-            in_flight = pipeline.uploader.max_in_flight
-            client = build_client(pipeline, pipeline_metrics, availability, in_flight=in_flight)
             router = routers.get(pipeline.toloka.app_project_id)
-            return build_uploader(
-                pipeline, client, pipeline_metrics, outstanding, kafka, router=router
+            return _uploader(
+                pipeline, pipeline_metrics, availability, outstanding, kafka, router=router
             )
         client = build_client(pipeline, pipeline_metrics, availability)
         return build_poller(pipeline, client, pipeline_metrics, outstanding, kafka=kafka)
@@ -97,3 +100,31 @@ def build_roles(
                 )
             )
     return roles
+
+
+def _uploader(
+    settings: Settings,
+    metrics: Metrics,
+    availability: ApiAvailability,
+    outstanding: OutstandingItems | None,
+    kafka: KafkaAvailability,
+    *,
+    router: HeaderRouter | None,
+) -> Role:
+    """The uploader of one pipeline, with an API client whose 429s adapt its requests in
+    flight (unless CONNECTOR_ADAPTIVE_IN_FLIGHT is off)."""
+    from connector.uploader import build_uploader  # noqa: PLC0415 - see build_roles
+
+    uploading = settings.uploader
+    pacing = (
+        Pacing.adaptive(uploading.max_in_flight, SystemClock(), metrics)
+        if uploading.adaptive_in_flight
+        else None
+    )
+    client = build_client(
+        settings, metrics, availability, in_flight=uploading.max_in_flight, pacing=pacing
+    )
+    limit = None if pacing is None else pacing.limit
+    return build_uploader(
+        settings, client, metrics, outstanding, kafka, router=router, in_flight_limit=limit
+    )

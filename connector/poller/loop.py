@@ -55,7 +55,9 @@ from connector.poller.leadership import LeaderWatch, Standing
 from connector.poller.limits import RecordLimits
 from connector.poller.page_records import PageRecords
 from connector.poller.page_size import PageSizer
+from connector.poller.prefetch import PagePrefetch, PrefetchKey
 from connector.poller.scan import (
+    PagePlan,
     Scan,
     late_scan,
     late_scan_is_empty,
@@ -63,6 +65,7 @@ from connector.poller.scan import (
     next_request,
     plan_page,
     plan_unreadable,
+    request_after,
 )
 from connector.poller.state import StateStore
 from connector.poller.status import PollerStatus
@@ -120,6 +123,7 @@ class PollerLoop:
         self._limits = limits or RecordLimits({}, (), lambda _topics: {})
         self._pages = PageSizer(settings.page_size, response_limit_bytes)
         self._unreadable_strikes: dict[str, int] = {}
+        self._prefetch = PagePrefetch()
         self._metrics.poller_page_limit.set(self._pages.size)
         self._keepalive_every = keepalive_interval(settings.leader_timeout_seconds)
         # The late window's clock: the wall clock read once, moved on by the monotonic clock,
@@ -202,7 +206,10 @@ class PollerLoop:
         with KeepalivesWhileListing(
             lambda: self._commits.keepalive_while_listing(lead), due_in, RETRY_PAUSE_SECONDS
         ) as keepalives:
-            self._lead(lead, keepalives, stop)
+            try:
+                self._lead(lead, keepalives, stop)
+            finally:
+                self._prefetch.drop()
 
     def _lead(
         self, lead: Leadership, keepalives: KeepalivesWhileListing, stop: threading.Event
@@ -296,6 +303,8 @@ class PollerLoop:
             late_window_seconds=self._settings.late_window_seconds,
             holder=self._instance_id,
         )
+        if plan.change is not None and not (empty or plan.caught_up):
+            self._list_ahead(lead, plan)  # before the records are built: as early as it is known
         outcome = self._records.outcome(plan.publish)
         if plan.change is not None:
             self._commits.commit(lead, plan, outcome)
@@ -314,20 +323,34 @@ class PollerLoop:
         self._metrics.poll_duration.observe(self._clock.monotonic() - started)
         return plan.caught_up
 
+    def _list_ahead(self, lead: Leadership, plan: PagePlan) -> None:
+        """Start listing the page after this one while its transaction commits (`prefetch`)."""
+        request = request_after(lead.state, plan)
+        limit = self._pages.size
+        self._prefetch.start(
+            PrefetchKey.of(request, limit),
+            lambda: self._source.list_items(
+                sort="finished", after_id=request.after_id, limit=limit, filters=request.filters
+            ),
+        )
+
     def _list(self, lead: Leadership, keepalives: KeepalivesWhileListing) -> ItemPage:
-        """The next page of the scan; keepalives go on meanwhile, however long it takes."""
+        """The next page of the scan (listed ahead while the last one committed, when it was
+        this request); keepalives go on meanwhile, however long it takes."""
         request = next_request(lead.state, lead.scan)
+        limit = self._pages.size
         try:
             with (
                 self._heartbeat.waiting_on("the Toloka API (listing)"),
                 keepalives.listing(),
             ):
+                page = self._prefetch.take(PrefetchKey.of(request, limit))
+                if page is not None:
+                    return page
                 return self._source.list_items(
-                    sort="finished",
-                    after_id=request.after_id,
-                    limit=self._pages.size,
+                    sort="finished", after_id=request.after_id, limit=limit,
                     filters=request.filters,
-                )
+                )  # fmt: skip
         except UnreadablePageError as exc:
             item = readable_item(exc) if self._pages.size == 1 else None
             if item is None:

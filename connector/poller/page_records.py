@@ -76,9 +76,7 @@ class PageRecords:
 
     def _unreadable_letter(self, entry: UnreadableItem) -> OutputRecord:
         input_data = entry.fields.get("input_data")
-        stand_in = Item.model_construct(
-            id=entry.id, input_data=input_data if isinstance(input_data, dict) else {}
-        )
+        stand_in = Item(id=entry.id, input_data=input_data if isinstance(input_data, dict) else {})
         return dead_letter(
             UNREADABLE_RESULT,
             f"the item cannot be read even alone: {entry.problem}",

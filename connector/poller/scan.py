@@ -71,6 +71,13 @@ def next_request(state: PollerState, scan: Scan) -> ListingRequest:
     return ListingRequest(None if scan.from_floor else state.cursor.after_id, floor)
 
 
+def request_after(state: PollerState, plan: PagePlan) -> ListingRequest:
+    """The request that follows a page once the transaction of its `plan` committed: the one
+    `next_request` makes then (the cursor moved to `plan.change`'s, the scan to its next)."""
+    cursor = state.cursor if plan.change is None else plan.change.cursor
+    return next_request(PollerState(cursor), plan.next_scan)
+
+
 @dataclass(frozen=True)
 class PagePlan:
     publish: list[Item]
@@ -168,7 +175,7 @@ def plan_unreadable(
         return PagePlan([], None, True, scan)
     floor = listing_floor(state, scan)
     finished_at = entry.finished_at
-    stand_in = Item.model_construct(id=entry.id, finished_at=finished_at or tracked_until)
+    stand_in = Item(id=entry.id, finished_at=finished_at or tracked_until)
     publish = [stand_in] if state.is_new(entry.id) else []
     cursor = state.cursor
     if scan.late:

@@ -21,9 +21,8 @@ from typing import Any
 
 import ijson
 import orjson
-from pydantic import ValidationError
 
-from connector.errors import UnreadablePageError
+from connector.errors import ItemFormatError, UnreadablePageError
 from connector.toloka.models import Item
 
 
@@ -69,8 +68,8 @@ def readable_item(error: UnreadablePageError) -> Item | None:
         return None
     try:
         entry = _only_entry(orjson.loads(error.body))
-        return None if entry is None else Item.model_validate(entry)
-    except (orjson.JSONDecodeError, ValidationError):
+        return None if entry is None else Item.from_api(entry)
+    except (orjson.JSONDecodeError, ItemFormatError):
         return None
 
 
@@ -120,6 +119,6 @@ _VALUE_ENDS = frozenset({"end_map", "end_array", "string", "number", "boolean", 
 
 def _finished_at(entry: dict[str, Any]) -> datetime | None:
     try:
-        return Item.model_validate({"id": "x", "finished_at": entry["finished_at"]}).finished_at
-    except ValidationError:
+        return Item.from_api({"id": "x", "finished_at": entry["finished_at"]}).finished_at
+    except ItemFormatError:
         return None

@@ -14,6 +14,7 @@ from connector.simulator.clock import DatetimeFormatter, SimClock
 from connector.simulator.faults import Fault, FaultInjector, read_latency
 from connector.simulator.http import Request
 from connector.simulator.knobs import Knobs
+from connector.simulator.rate_limit import RateLimiter
 from connector.simulator.responses import (
     BAD_GATEWAY_HTML,
     Response,
@@ -58,6 +59,7 @@ class Simulator:
         self._stores = self._new_stores()
         self.store = self._stores[self.project_id]
         self.stats = Stats()
+        self.rate_limiter = RateLimiter()
 
     def _new_stores(self) -> dict[str, ItemStore]:
         stores = {}
@@ -83,6 +85,7 @@ class Simulator:
         self._stores = self._new_stores()
         self.store = self._stores[self.project_id]
         self.stats = Stats()
+        self.rate_limiter = RateLimiter()
         if restore_knobs:
             self.knobs = self.config.knobs
 
@@ -111,6 +114,10 @@ class Simulator:
             parts = []
         route = route_of(request.method, parts)
         knobs = self.knobs
+        limited = self._rate_limited(knobs)
+        if limited is not None:
+            self.stats.record_request(route, "429")
+            return limited
         fault = self.faults.draw(knobs, request.method)
         if fault is None or fault is Fault.LOST_RESPONSE:
             if parts:
@@ -125,15 +132,20 @@ class Simulator:
         self.stats.record_request(route, "reset" if response.reset else str(response.status))
         return response
 
+    def _rate_limited(self, knobs: Knobs) -> Response | None:
+        """The rate limit's 429 (answered at once), or None when the request passes it."""
+        if self.rate_limiter.in_retry_after():
+            self.stats.requests_during_retry_after += 1
+        retry_after = self.rate_limiter.admit(knobs)
+        if retry_after is None:
+            return None
+        self.stats.rate_limited += 1
+        return _too_many_requests(retry_after)
+
 
 def _fault_response(fault: Fault, knobs: Knobs, target: str) -> Response:
     if fault is Fault.TOO_MANY_REQUESTS:
-        return api_error(
-            429,
-            "TOO_MANY_REQUESTS",
-            "Too many requests",
-            headers=(("Retry-After", str(knobs.retry_after)),),
-        )
+        return _too_many_requests(knobs.retry_after)
     if fault is Fault.INTERNAL_ERROR:
         return api_error(500, "INTERNAL_ERROR", "Internal server error")
     if fault is Fault.UNAVAILABLE:
@@ -150,3 +162,9 @@ def _fault_response(fault: Fault, knobs: Knobs, target: str) -> Response:
         body = oversized_page(knobs.oversized_page_status, knobs.oversized_page_bytes)
         return Response(knobs.oversized_page_status, body, content_type="text/html")
     return Response(0, reset=True)
+
+
+def _too_many_requests(retry_after: int) -> Response:
+    return api_error(
+        429, "TOO_MANY_REQUESTS", "Too many requests", headers=(("Retry-After", str(retry_after)),)
+    )

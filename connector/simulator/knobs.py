@@ -67,6 +67,15 @@ class Knobs:
     )
     http_429_ratio: float = _knob(0.0, "share of requests answered 429 TOO_MANY_REQUESTS")
     retry_after: int = _knob(1, "Retry-After seconds sent with every 429")
+    rate_limit: float = _knob(
+        0.0,
+        "API requests per second accepted (a token bucket; 0: no limit); the rest are answered "
+        "429 at once, with Retry-After: the seconds until a token is back, at least "
+        "--retry-after",
+    )
+    rate_limit_burst: int = _knob(
+        0, "requests the token bucket holds (0: one second's worth of --rate-limit, at least 1)"
+    )
     http_500_ratio: float = _knob(0.0, "share of requests answered 500 INTERNAL_ERROR (JSON)")
     http_502_ratio: float = _knob(0.0, "share of requests answered 502 with an HTML body")
     http_503_ratio: float = _knob(0.0, "share answered 503 REMOTE_SERVICE_UNAVAILABLE (JSON)")
@@ -107,6 +116,8 @@ class Knobs:
                 "read_latency",
                 "bulky_output_bytes",
                 "retry_after",
+                "rate_limit",
+                "rate_limit_burst",
             )
             if getattr(self, name) < 0
         ]

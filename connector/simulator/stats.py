@@ -29,6 +29,10 @@ class Stats:
         self.items_seeded = 0
         self.duplicate_creates = 0
         self.creates_by_key: dict[str, int] = {}
+        self.rate_limited = 0
+        """Requests answered 429 by the rate limit (`rate_limit` knob)."""
+        self.requests_during_retry_after = 0
+        """API requests that arrived while a rate-limit 429's Retry-After was running."""
 
     def record_request(self, route: str, outcome: str) -> None:
         """`outcome` is the status code as text, or "reset" for a connection reset."""
@@ -66,4 +70,6 @@ class Stats:
             "duplicate_creates": self.duplicate_creates,
             "requests_by_route": dict(self.requests_by_route),
             "requests_by_status": dict(self.requests_by_status),
+            "rate_limited": self.rate_limited,
+            "requests_during_retry_after": self.requests_during_retry_after,
         }

@@ -8,6 +8,7 @@ masked, never a whole body (bulk bodies carry the users' item data).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import httpx
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from connector.errors import (
     AuthenticationError,
     ClientRequestError,
+    ItemFormatError,
     NotFoundError,
     PayloadTooLargeError,
     RateLimitedError,
@@ -32,6 +34,7 @@ from connector.toloka.models import ApiErrorBody
 from connector.toloka.retry import parse_retry_after
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+WireT = TypeVar("WireT")
 
 EXCERPT_CHARS = 200
 
@@ -203,6 +206,23 @@ def decode_model(
     except ValidationError as invalid:
         raise UnexpectedResponseError(
             f"body is not a valid {model.__name__}: {_summarise(invalid)}",
+            status=response.status_code,
+            operation=operation,
+        ) from None
+
+
+def decode_items(
+    read: Callable[[Any], WireT], what: str, response: httpx.Response, *, operation: str,
+    secret: str,
+) -> WireT:  # fmt: skip
+    """A 2xx body of a GET holding items, read by `read` (`Item.from_api`, `ItemPage.from_api`:
+    plain objects, not models, see `connector.toloka.models.Item`)."""
+    data = decode_json(response, operation=operation, applied=False, secret=secret)
+    try:
+        return read(data)
+    except ItemFormatError as invalid:
+        raise UnexpectedResponseError(
+            f"body is not a valid {what}: {invalid}",
             status=response.status_code,
             operation=operation,
         ) from None

@@ -48,6 +48,7 @@ from connector.errors import DeadLetterStuckError, KafkaOperationError
 from connector.kafka.clients import CommittedOffsets, Consumer, Message, Producer
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
+from connector.toloka.pacing import InFlightLimit
 from connector.uploader.batcher import Batch, Batcher, PendingRecord
 from connector.uploader.dead_letters import DeadLetterWriter
 from connector.uploader.decode import ItemDecoder, Refusal, Validator, decode_item
@@ -58,6 +59,7 @@ from connector.uploader.reconcile import Reconciler
 from connector.uploader.routing import HeaderRouter
 from connector.uploader.spec import SpecRefresher
 from connector.uploader.upload import BatchOutcome, BatchUploader
+from connector.uploader.workers import RequestWorkers
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +100,12 @@ class UploadLoop:
         decode: ItemDecoder = decode_item,
         reconciler: Reconciler | None = None,
         router: HeaderRouter | None = None,
+        in_flight_limit: InFlightLimit | None = None,
     ) -> None:
         self._settings = settings
         self._router = router
+        self._in_flight_limit = in_flight_limit
+        """Adapts the requests in flight to the API's 429s (None: always max_in_flight)."""
         self._decode = decode
         self._reconciler = reconciler
         self._intents = IntentLog(clock)
@@ -129,6 +134,7 @@ class UploadLoop:
         self._paused: set[int] = set()
         self._in_flight: list[Batch] = []
         self._completed: queue.SimpleQueue[BatchOutcome | BaseException] = queue.SimpleQueue()
+        self._workers = RequestWorkers(self._upload, self._completed.put, "uploader-request")
         self._commit_interval = settings.commit_interval_ms / 1000
         self._next_commit = clock.monotonic() + self._commit_interval
         self._drain_deadline: float | None = None
@@ -181,6 +187,7 @@ class UploadLoop:
         finally:
             self._closing = True  # close() revokes: what is done was committed just now
             self._consumer.close()
+            self._workers.close()
 
     def _step(self) -> None:
         self._heartbeat.beat()  # the health server turns it into the heartbeat gauge
@@ -269,8 +276,13 @@ class UploadLoop:
         if error.code() != KafkaError._PARTITION_EOF:
             log.warning("input consumer: %s", error.str())
 
+    def _slots(self) -> int:
+        """How many bulk requests may be in flight now."""
+        limit = self._in_flight_limit
+        return self._settings.max_in_flight if limit is None else limit.current
+
     def _dispatch(self) -> None:
-        while len(self._in_flight) < self._settings.max_in_flight:
+        while len(self._in_flight) < self._slots():
             batch = self._batcher.peek_ready()
             if batch is None or not self._intent_recorded(batch):
                 break
@@ -278,11 +290,7 @@ class UploadLoop:
             if self._reconciler is not None:
                 self._intents.sent(_highest_offsets(batch), self._clock.time())
             self._in_flight.append(batch)
-            # Daemon threads, one per request: a request still stuck after the drain timeout
-            # must not hold the process exit.
-            threading.Thread(
-                target=self._upload, args=(batch,), name="uploader-request", daemon=True
-            ).start()
+            self._workers.submit(batch)
         self._metrics.uploads_in_flight.set(len(self._in_flight))
 
     def _intent_recorded(self, batch: Batch) -> bool:
@@ -313,11 +321,11 @@ class UploadLoop:
         self._intents.recorded(missing)
         return True
 
-    def _upload(self, batch: Batch) -> None:
+    def _upload(self, batch: Batch) -> BatchOutcome | BaseException:
         try:
-            self._completed.put(self._uploader.upload(batch))
+            return self._uploader.upload(batch)
         except BaseException as failure:  # a bug: end the role rather than hang on the batch
-            self._completed.put(failure)
+            return failure
 
     def _apply_completions(self, wait: float) -> None:
         try:
@@ -407,9 +415,12 @@ class UploadLoop:
     # --- back-pressure -----------------------------------------------------------------------
 
     def _backlogged(self) -> bool:
-        """Every upload slot is busy and as many closed batches wait for one."""
-        slots = self._settings.max_in_flight
-        return len(self._in_flight) >= slots and self._batcher.ready_count >= slots
+        """Every upload slot is busy and `max_in_flight` closed batches wait for one (whatever
+        the in-flight limit is now, so that memory stays bounded by the maximum)."""
+        return (
+            len(self._in_flight) >= self._slots()
+            and self._batcher.ready_count >= self._settings.max_in_flight
+        )
 
     def _update_pause(self) -> None:
         self.api_failing = any(self._failing(batch) for batch in self._in_flight)

@@ -26,6 +26,7 @@ from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.startup import StartupRead, read_at_startup
 from connector.toloka.availability import KEY_REFUSED
+from connector.toloka.pacing import InFlightLimit
 from connector.toloka.retry import RetryPolicy
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.decode import ItemDecoder, RegistryItemDecoder, decode_item
@@ -114,10 +115,12 @@ class Uploader:
         rng: random.Random | None = None,
         decode: ItemDecoder = decode_item,
         router: HeaderRouter | None = None,
+        in_flight_limit: InFlightLimit | None = None,
     ) -> None:
         self._settings = settings
         self._decode = decode
         self._router = router
+        self._in_flight_limit = in_flight_limit
         self._client = client
         self._metrics = metrics
         self._consumer_factory = consumer_factory
@@ -173,6 +176,7 @@ class Uploader:
             decode=self._decode,
             reconciler=reconciler,
             router=self._router,
+            in_flight_limit=self._in_flight_limit,
         )  # fmt: skip
         self._loop.run(stop)
 
@@ -250,9 +254,11 @@ def build_uploader(
     kafka: KafkaAvailability | None = None,
     *,
     router: HeaderRouter | None = None,
+    in_flight_limit: InFlightLimit | None = None,
 ) -> Uploader:
     """The uploader role on real Kafka clients (nothing connects before `run`); its consumer
-    reports to `kafka`. With a `router`, it takes its records of a shared input topic."""
+    reports to `kafka`. With a `router`, it takes its records of a shared input topic;
+    `in_flight_limit` is the one its API client's 429s adapt."""
     return Uploader(
         settings,
         client,
@@ -264,4 +270,5 @@ def build_uploader(
         outstanding=outstanding,
         decode=item_decoder(settings),
         router=router,
+        in_flight_limit=in_flight_limit,
     )

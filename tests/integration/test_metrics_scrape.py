@@ -40,6 +40,7 @@ FAMILIES = (
     "toloka_connector_api_request_duration_seconds",
     "toloka_connector_api_retries_total",
     "toloka_connector_upload_requests_in_flight",
+    "toloka_connector_upload_in_flight_limit",
     "toloka_connector_paused_partitions",
     "toloka_connector_consumer_lag_messages",
     "toloka_connector_results_published_total",
@@ -171,6 +172,8 @@ def test_every_family_after_real_traffic(
     assert samples.value("toloka_connector_role_ready", role="poller") == 1
     assert 0 <= samples.value("toloka_connector_cursor_age_seconds") < 600
     assert samples.value("toloka_connector_upload_requests_in_flight") == 0
+    # No 429 in this run: the uploader keeps CONNECTOR_MAX_IN_FLIGHT (4 by default) in flight.
+    assert samples.value("toloka_connector_upload_in_flight_limit") == 4
     wait_for(
         lambda: any(
             s.labels.get("topic") == topics["CONNECTOR_INPUT_TOPIC"]

@@ -142,7 +142,7 @@ class FakeApi:
             ids = [i.raw["id"] for i in listing]
             start = ids.index(after_id) + 1 if after_id in ids else len(listing)
         chunk = listing[start : start + limit]
-        return ItemPage.model_validate(
+        return ItemPage.from_api(
             {"content": [i.raw for i in chunk], "has_more": start + limit < len(listing)}
         )
 

@@ -43,7 +43,7 @@ def cursor(**changes: object) -> Cursor:
 
 
 def item(item_id: str, finished: float) -> Item:
-    return Item.model_validate(finished_item(item_id, finished))
+    return Item.from_api(finished_item(item_id, finished))
 
 
 def test_cursor_round_trips() -> None:

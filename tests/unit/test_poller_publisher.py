@@ -23,7 +23,7 @@ from tests.unit.poller_fakes import T0, FakeKafka, FakeProducer, finished_item
 def item(**input_data: object) -> Item:
     raw = finished_item("item-1", T0)
     raw["input_data"] = input_data
-    return Item.model_validate(raw)
+    return Item.from_api(raw)
 
 
 @pytest.mark.parametrize(
@@ -50,7 +50,7 @@ def test_key_field_is_configurable() -> None:
 def test_value_is_the_item_exactly_as_the_api_sent_it() -> None:
     raw = finished_item("item-9", T0, status="ERROR", errors=[{"code": "X"}], future_field=[1])
     raw["finished_at"] = "2022-01-22T07:44:57.035"  # the API's own precision stays as sent
-    record = output_record(Item.model_validate(raw), key_field="id", app_project_id="proj")
+    record = output_record(Item.from_api(raw), key_field="id", app_project_id="proj")
     assert orjson.loads(record.value) == raw
     assert b'"2022-01-22T07:44:57.035"' in record.value
 
@@ -61,7 +61,7 @@ def test_an_item_nested_deeper_than_orjson_writes_is_still_published() -> None:
         deep = [deep]
     raw = finished_item("item-deep", T0)
     raw["input_data"] = {"id": deep}
-    record = output_record(Item.model_validate(raw), key_field="id", app_project_id="proj")
+    record = output_record(Item.from_api(raw), key_field="id", app_project_id="proj")
     assert orjson.loads(record.value) == raw
     assert json.loads(record.key) == deep
 
@@ -69,7 +69,7 @@ def test_an_item_nested_deeper_than_orjson_writes_is_still_published() -> None:
 def test_headers_name_item_status_and_project() -> None:
     raw = finished_item("item-9", T0, status="CANCELLED")
     del raw["app_project_id"]
-    record = output_record(Item.model_validate(raw), key_field="id", app_project_id="proj-x")
+    record = output_record(Item.from_api(raw), key_field="id", app_project_id="proj-x")
     assert record.headers == [
         ("toloka-item-id", b"item-9"),
         ("toloka-status", b"CANCELLED"),

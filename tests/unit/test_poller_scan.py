@@ -20,7 +20,7 @@ def state_at(item_id: str, finished: float, *, window: float = 0.0) -> PollerSta
 
 
 def page(*items: tuple[str, float], has_more: bool = False) -> ItemPage:
-    return ItemPage.model_validate(
+    return ItemPage.from_api(
         {"content": [finished_item(i, t) for i, t in items], "has_more": has_more}
     )
 

@@ -33,6 +33,7 @@ from connector.lifecycle import Readiness, Role
 from connector.metrics import Metrics
 from connector.toloka.client import BulkCreateResult
 from connector.toloka.models import App, AppProject, FieldSpec, ItemPage
+from connector.toloka.pacing import InFlightLimit
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import CONSUME_MAX_MESSAGES
@@ -263,7 +264,8 @@ class Running:
     """An Uploader running in a thread on the fakes."""
 
     def __init__(self, consumer: FakeConsumer, api: FakeApi | None = None,
-                 producer: FakeProducer | None = None, **overrides: str) -> None:  # fmt: skip
+                 producer: FakeProducer | None = None, in_flight_limit: InFlightLimit | None = None,
+                 **overrides: str) -> None:  # fmt: skip
         self.consumer = consumer
         self.producer = producer or FakeProducer()
         self.api = api or FakeApi()
@@ -271,7 +273,7 @@ class Running:
         self.role = Uploader(
             settings(**overrides), self.api, self.metrics,
             consumer_factory=lambda _on_stats: self.consumer,
-            producer_factory=lambda: self.producer,
+            producer_factory=lambda: self.producer, in_flight_limit=in_flight_limit,
         )  # fmt: skip
         self.stop = threading.Event()
         self.failure: BaseException | None = None
@@ -421,6 +423,30 @@ def test_an_outage_pauses_the_partitions_reports_not_ready_and_recovers(
     assert run.consumer.paused == set()
     assert set(api.created.values()) == {1}
     assert len(api.created) == 60
+    run.finish()
+
+
+def test_no_more_bulk_requests_are_in_flight_than_the_adaptive_limit_says(
+    running: list[Running],
+) -> None:
+    api = FakeApi()
+    api.hang_on = {"0:0"}
+    limit = InFlightLimit(4)
+    limit.throttled(limit.sent())
+    limit.throttled(limit.sent())  # two 429s: 4 → 2 → 1
+    consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(8)]})
+    run = Running(consumer, api, batch_max_items="1", in_flight_limit=limit)
+    running.append(run)
+    wait_for(lambda: api.requests == 1, "the first request")
+    run.iterations_later(5)
+    assert api.requests == 1  # max_in_flight is 4, the limit 1
+    for _ in range(2 * limit.current):
+        limit.succeeded()  # two rounds of successes: 2
+    wait_for(lambda: api.created.keys() == {f"0:{o}" for o in range(1, 8)},
+             "the rest, one at a time beside the stuck one")  # fmt: skip
+    api.release.set()
+    wait_for(lambda: consumer.committed == {0: 8}, "everything committed")
+    assert set(api.created.values()) == {1}
     run.finish()
 
 

@@ -88,7 +88,9 @@ class ListingApi:
 
     def __init__(self, inputs: list[dict[str, Any]], failures: int = 0) -> None:
         self.items = [
-            Item(id=f"item-{n}", input_data=data, created_at="2026-01-01T00:00:00")
+            Item.from_api(
+                {"id": f"item-{n}", "input_data": data, "created_at": "2026-01-01T00:00:00"}
+            )
             for n, data in enumerate(inputs)
         ]
         self.failures = failures
