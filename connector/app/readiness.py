@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from connector.kafka.availability import KafkaAvailability
 from connector.kafka.topic_watch import TopicWatch
-from connector.lifecycle import Heartbeat, Readiness, Role
+from connector.lifecycle import Liveness, Readiness, Role
 
 
 class CheckedRole:
@@ -28,7 +28,7 @@ class CheckedRole:
     ) -> None:
         self.role = role
         self.name = role.name
-        self.heartbeat: Heartbeat = role.heartbeat
+        self.heartbeat: Liveness = role.heartbeat
         self._kafka = kafka
         self._watch = watch
         self._topics = tuple(topics)

@@ -7,20 +7,23 @@ import random
 import socket
 import threading
 import uuid
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from connector.clock import Clock, SystemClock
-from connector.config import SchemaRegistrySettings, Settings
+from connector.config import PollerSettings, SchemaRegistrySettings, Settings
 from connector.kafka.availability import KafkaAvailability
 from connector.kafka.transactions import ProducerFactory, kafka_producer_factory
 from connector.lifecycle import Heartbeat, Readiness, retries_end_on_stop
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.poller.encoded_output import OutputEncoding, registry_encoder_factory
+from connector.poller.group import LeadershipGroup, Lease, leadership_topic
 from connector.poller.leadership import Standing
 from connector.poller.limits import RecordLimits, read_max_message_bytes
 from connector.poller.loop import ItemSource, PollerLoop
+from connector.poller.pipelines import PollerPipelines
 from connector.poller.publisher import TAKEOVER_STEP_FLOOR_SECONDS
 from connector.poller.state import KafkaStateStore
 from connector.startup import StartupRead, read_at_startup
@@ -90,7 +93,8 @@ class Poller:
         self._startup = StartupRead("the app project")
         self._project_read = False
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, lease: Lease | None = None) -> None:
+        """Read the project, then poll it: within the terms of `lease` when one is given."""
         # The client retries a listing through an outage; a shutdown ends the retries, so the
         # leader releases its leadership within the shutdown budget.
         with retries_end_on_stop(stop, self._client):
@@ -105,7 +109,7 @@ class Poller:
             if self._output is not None and not self._prepare_output(project.app_id, stop):
                 return
             self._project_read = True
-            self._loop.run(stop)
+            self._loop.run(stop, lease)
 
     def _prepare_output(self, app_id: str, stop: threading.Event) -> bool:
         """Read the app's specs and register the output schema; False when stopped first."""
@@ -154,6 +158,15 @@ class Poller:
         return problems
 
 
+@dataclass(frozen=True)
+class PollerPipeline:
+    """One app project the poller serves: its id, its settings, its API client."""
+
+    app_project_id: str
+    settings: PollerSettings
+    client: PollerClient
+
+
 def build_poller(
     settings: Settings,
     client: PollerClient,
@@ -162,14 +175,72 @@ def build_poller(
     *,
     clock: Clock | None = None,
     kafka: KafkaAvailability | None = None,
-) -> Poller:
-    """The poller role on real Kafka clients; they report to `kafka` (the producer and the state
-    topic's consumers are polled all the time they exist)."""
+) -> PollerPipelines:
+    """The poller role of the one app project of `settings` (`build_pollers` for several)."""
+    pipeline = PollerPipeline(settings.toloka.app_project_id, settings.poller, client)
+    return build_pollers(settings, [pipeline], metrics, outstanding, clock=clock, kafka=kafka)
+
+
+def build_pollers(
+    settings: Settings,
+    pipelines: Sequence[PollerPipeline],
+    metrics: Metrics,
+    outstanding: OutstandingItems | None = None,
+    *,
+    clock: Clock | None = None,
+    kafka: KafkaAvailability | None = None,
+) -> PollerPipelines:
+    """The poller role on real Kafka clients, one loop per pipeline, led where the leadership
+    group assigns them; the clients report to `kafka` (the producers and the state topic's
+    consumers are polled all the time they exist)."""
     clock = clock or SystemClock()
-    poller = settings.poller
-    project = settings.toloka.app_project_id
     kafka_config = settings.kafka.client_config()
     kafka_config = kafka_config if kafka is None else kafka.watch(kafka_config)
+    instance = instance_id()
+    pollers = {
+        pipeline.app_project_id: build_pipeline_poller(
+            settings,
+            pipeline,
+            metrics,
+            outstanding,
+            kafka_config=kafka_config,
+            clock=clock,
+            instance=instance,
+        )
+        for pipeline in pipelines
+    }
+    leases = {project: Lease() for project in pollers}
+    poller = settings.poller
+    group = LeadershipGroup(
+        kafka_config,
+        group_id=poller.group_id,
+        leases={
+            leadership_topic(pipeline.settings.state_topic, pipeline.app_project_id): leases[
+                pipeline.app_project_id
+            ]
+            for pipeline in pipelines
+        },
+        session_timeout_seconds=poller.leader_timeout_seconds,
+        revoke_timeout_seconds=max(poller.transaction_timeout_seconds, TAKEOVER_STEP_FLOOR_SECONDS),
+        topic_timeout_seconds=TAKEOVER_STEP_FLOOR_SECONDS,
+    )
+    return PollerPipelines(pollers, leases, group)
+
+
+def build_pipeline_poller(
+    settings: Settings,
+    pipeline: PollerPipeline,
+    metrics: Metrics,
+    outstanding: OutstandingItems | None,
+    *,
+    kafka_config: Mapping[str, Any],
+    clock: Clock,
+    instance: str,
+) -> Poller:
+    """One pipeline's poller: its loop, transactional producer and state store."""
+    poller = pipeline.settings
+    project = pipeline.app_project_id
+    client = pipeline.client
     heartbeat = Heartbeat("poller", clock)
     limits = RecordLimits(
         kafka_config,
@@ -179,7 +250,9 @@ def build_poller(
     producer_factory = kafka_producer_factory(
         kafka_config, project, poller.transaction_timeout_seconds, limits.producer_config
     )
-    output = output_encoding(settings, metrics, dlq_limit=lambda: limits.limit(poller.dlq_topic))
+    output = output_encoding(
+        settings, poller, metrics, dlq_limit=lambda: limits.limit(poller.dlq_topic)
+    )
     if output is not None:
         producer_factory = _encoding(producer_factory, output)
     loop = PollerLoop(
@@ -191,14 +264,14 @@ def build_poller(
             kafka_config,
             topic=poller.state_topic,
             app_project_id=project,
-            group_id=settings.poller.group_id,
+            group_id=poller.group_id,
             timeout_seconds=max(poller.transaction_timeout_seconds, TAKEOVER_STEP_FLOOR_SECONDS),
             clock=clock,
         ),
         clock=clock,
         metrics=metrics,
         heartbeat=heartbeat,
-        instance_id=instance_id(),
+        instance_id=instance,
         outstanding=outstanding,
         limits=limits,
         response_limit_bytes=settings.api.max_response_bytes,
@@ -220,10 +293,10 @@ def build_poller(
 
 
 def output_encoding(
-    settings: Settings, metrics: Metrics, *, dlq_limit: Callable[[], int]
+    settings: Settings, poller: PollerSettings, metrics: Metrics, *, dlq_limit: Callable[[], int]
 ) -> OutputEncoding | None:
-    """With a registry output format, what encodes the results (None for json)."""
-    poller = settings.poller
+    """With a registry output format, what encodes the results of `poller`'s pipeline (None for
+    json)."""
     if poller.output_format == "json":
         return None
     # Imported only then: the serializers' libraries are not needed for JSON.
