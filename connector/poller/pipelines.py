@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from connector.lifecycle import STOP_CHECK_SECONDS, Heartbeat, Heartbeats, Readiness
-from connector.poller.group import LeadershipGroup, Lease
+from connector.poller.group import Lease
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,15 @@ class PipelinePoller(Protocol):
     def readiness(self) -> Readiness: ...
 
 
+class Membership(Protocol):
+    """The instance's member of the leadership group (`LeadershipGroup`)."""
+
+    @property
+    def problem(self) -> str | None: ...
+
+    def run(self, stop: threading.Event) -> None: ...
+
+
 class PollerPipelines:
     """The `poller` role: the pipelines' pollers and the group that says which ones lead here."""
 
@@ -40,7 +49,7 @@ class PollerPipelines:
         self,
         pollers: Mapping[str, PipelinePoller],
         leases: Mapping[str, Lease],
-        group: LeadershipGroup,
+        group: Membership,
     ) -> None:
         self._pollers = dict(pollers)
         self._leases = dict(leases)

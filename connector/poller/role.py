@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from connector.clock import Clock, SystemClock
-from connector.config import PollerSettings, SchemaRegistrySettings, Settings
+from connector.config import SchemaRegistrySettings, Settings
 from connector.kafka.availability import KafkaAvailability
 from connector.kafka.transactions import ProducerFactory, kafka_producer_factory
 from connector.lifecycle import Heartbeat, Readiness, retries_end_on_stop
@@ -160,11 +160,16 @@ class Poller:
 
 @dataclass(frozen=True)
 class PollerPipeline:
-    """One app project the poller serves: its id, its settings, its API client."""
+    """One app project the poller serves: its settings (`settings.toloka.app_project_id` names
+    it), its API client and the metrics its work counts in."""
 
-    app_project_id: str
-    settings: PollerSettings
+    settings: Settings
     client: PollerClient
+    metrics: Metrics
+
+    @property
+    def app_project_id(self) -> str:
+        return self.settings.toloka.app_project_id
 
 
 def build_poller(
@@ -177,14 +182,12 @@ def build_poller(
     kafka: KafkaAvailability | None = None,
 ) -> PollerPipelines:
     """The poller role of the one app project of `settings` (`build_pollers` for several)."""
-    pipeline = PollerPipeline(settings.toloka.app_project_id, settings.poller, client)
-    return build_pollers(settings, [pipeline], metrics, outstanding, clock=clock, kafka=kafka)
+    pipeline = PollerPipeline(settings, client, metrics)
+    return build_pollers([pipeline], outstanding, clock=clock, kafka=kafka)
 
 
 def build_pollers(
-    settings: Settings,
     pipelines: Sequence[PollerPipeline],
-    metrics: Metrics,
     outstanding: OutstandingItems | None = None,
     *,
     clock: Clock | None = None,
@@ -192,33 +195,29 @@ def build_pollers(
 ) -> PollerPipelines:
     """The poller role on real Kafka clients, one loop per pipeline, led where the leadership
     group assigns them; the clients report to `kafka` (the producers and the state topic's
-    consumers are polled all the time they exist)."""
+    consumers are polled all the time they exist). The Kafka connection, the group id and the
+    leader timeout are the deployment's: the first pipeline's settings say them."""
     clock = clock or SystemClock()
-    kafka_config = settings.kafka.client_config()
+    shared = pipelines[0].settings
+    kafka_config = shared.kafka.client_config()
     kafka_config = kafka_config if kafka is None else kafka.watch(kafka_config)
     instance = instance_id()
     pollers = {
         pipeline.app_project_id: build_pipeline_poller(
-            settings,
-            pipeline,
-            metrics,
-            outstanding,
-            kafka_config=kafka_config,
-            clock=clock,
-            instance=instance,
+            pipeline, outstanding, kafka_config=kafka_config, clock=clock, instance=instance
         )
         for pipeline in pipelines
     }
     leases = {project: Lease() for project in pollers}
-    poller = settings.poller
+    poller = shared.poller
     group = LeadershipGroup(
         kafka_config,
         group_id=poller.group_id,
         leases={
-            leadership_topic(pipeline.settings.state_topic, pipeline.app_project_id): leases[
-                pipeline.app_project_id
+            leadership_topic(p.settings.poller.state_topic, p.app_project_id): leases[
+                p.app_project_id
             ]
-            for pipeline in pipelines
+            for p in pipelines
         },
         session_timeout_seconds=poller.leader_timeout_seconds,
         revoke_timeout_seconds=max(poller.transaction_timeout_seconds, TAKEOVER_STEP_FLOOR_SECONDS),
@@ -228,9 +227,7 @@ def build_pollers(
 
 
 def build_pipeline_poller(
-    settings: Settings,
     pipeline: PollerPipeline,
-    metrics: Metrics,
     outstanding: OutstandingItems | None,
     *,
     kafka_config: Mapping[str, Any],
@@ -238,7 +235,8 @@ def build_pipeline_poller(
     instance: str,
 ) -> Poller:
     """One pipeline's poller: its loop, transactional producer and state store."""
-    poller = pipeline.settings
+    settings, metrics = pipeline.settings, pipeline.metrics
+    poller = settings.poller
     project = pipeline.app_project_id
     client = pipeline.client
     heartbeat = Heartbeat("poller", clock)
@@ -250,9 +248,7 @@ def build_pipeline_poller(
     producer_factory = kafka_producer_factory(
         kafka_config, project, poller.transaction_timeout_seconds, limits.producer_config
     )
-    output = output_encoding(
-        settings, poller, metrics, dlq_limit=lambda: limits.limit(poller.dlq_topic)
-    )
+    output = output_encoding(settings, metrics, dlq_limit=lambda: limits.limit(poller.dlq_topic))
     if output is not None:
         producer_factory = _encoding(producer_factory, output)
     loop = PollerLoop(
@@ -293,10 +289,10 @@ def build_pipeline_poller(
 
 
 def output_encoding(
-    settings: Settings, poller: PollerSettings, metrics: Metrics, *, dlq_limit: Callable[[], int]
+    settings: Settings, metrics: Metrics, *, dlq_limit: Callable[[], int]
 ) -> OutputEncoding | None:
-    """With a registry output format, what encodes the results of `poller`'s pipeline (None for
-    json)."""
+    """With a registry output format, what encodes the results (None for json)."""
+    poller = settings.poller
     if poller.output_format == "json":
         return None
     # Imported only then: the serializers' libraries are not needed for JSON.

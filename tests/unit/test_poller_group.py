@@ -1,0 +1,264 @@
+"""Leadership by the group's word (`connector.poller.group`, `connector.poller.pipelines`): a
+pipeline leads only within a granted term, a revocation waits for its release, the successor
+takes over at once, and a grant never makes two instances fence each other in turn. The group
+itself on real Kafka: tests/integration/test_poller_pipelines.py."""
+
+from __future__ import annotations
+
+import threading
+from functools import partial
+
+import pytest
+
+from connector.clock import SystemClock
+from connector.lifecycle import Heartbeat, Heartbeats, Readiness
+from connector.metrics import Metrics
+from connector.poller.group import (
+    MAX_TOPIC_NAME,
+    Lease,
+    leadership_consumer_config,
+    leadership_group_id,
+    leadership_topic,
+)
+from connector.poller.leadership import Standing
+from connector.poller.loop import PollerLoop
+from connector.poller.pipelines import PollerPipelines
+from testkit.clocks import FakeClock
+from testkit.waiting import wait_for
+from tests.unit.poller_fakes import (
+    RESPONSE_LIMIT_BYTES,
+    T0,
+    FakeApi,
+    FakeKafka,
+    FakeStateStore,
+    finished_item,
+    poller_settings,
+    producer_factory,
+)
+
+HOUR = 3600.0
+"""A leader timeout no test waits out: a take-over here happens by a release, or never."""
+
+
+def test_leadership_topics_are_one_per_project_and_valid_topic_names() -> None:
+    assert leadership_topic("toloka.connector.state", "p-1") == "toloka.connector.state.leader.p-1"
+    odd = [leadership_topic("state", name) for name in ("a/b", "a:b", "a b", "x" * 300)]
+    assert len(set(odd)) == len(odd), "ids that differ only in characters replaced stay apart"
+    for name in odd:
+        assert len(name) <= MAX_TOPIC_NAME
+        assert all(c.isalnum() or c in "._-" for c in name)
+    assert leadership_group_id("toloka-connector") == "toloka-connector-poller-leaders"
+
+
+def test_the_group_session_is_the_leader_timeout_and_its_heartbeats_fit_in_it() -> None:
+    config = leadership_consumer_config({"bootstrap.servers": "b:9092"}, "g", 3.0)
+    assert config["group.id"] == "g-poller-leaders"
+    assert config["partition.assignment.strategy"] == "cooperative-sticky"
+    assert config["session.timeout.ms"] == 3000
+    assert config["heartbeat.interval.ms"] < config["session.timeout.ms"]
+    long = leadership_consumer_config({}, "g", 2400.0)
+    assert long["session.timeout.ms"] <= 1_800_000, "within Kafka's default maximum"
+    assert long["max.poll.interval.ms"] >= long["session.timeout.ms"], "librdkafka requires it"
+
+
+def test_a_lease_opens_a_term_on_grant_and_ends_it_on_revoke() -> None:
+    lease = Lease()
+    stop = threading.Event()
+    stop.set()
+    assert lease.wait_granted(stop) is None, "no grant: a stop ends the wait"
+    lease.grant()
+    term = lease.wait_granted(threading.Event())
+    assert term is not None
+    assert not term.is_set()
+    lease.revoke()
+    assert term.is_set()
+    assert not lease.granted
+
+
+def test_a_revocation_waits_until_the_loop_stopped_leading() -> None:
+    lease = Lease()
+    lease.grant()
+    entered, leave = threading.Event(), threading.Event()
+
+    def lead() -> None:
+        with lease.leading():
+            entered.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=lead)
+    thread.start()
+    entered.wait(5)
+    lease.revoke()
+    assert not lease.wait_released(0.1), "still leading: the revocation is not done"
+    leave.set()
+    assert lease.wait_released(5)
+    thread.join(5)
+
+
+def test_heartbeats_of_several_loops_are_as_old_as_the_stalest_that_is_not_waiting() -> None:
+    clock = FakeClock()
+    fresh, stale, waiting = (Heartbeat("poller", clock) for _ in range(3))
+    clock.advance(30)
+    fresh.beat()
+    with waiting.waiting_on("the Toloka API (listing)"):
+        clock.advance(10)
+        both = Heartbeats((fresh, stale, waiting))
+        assert both.age() == pytest.approx(40)
+        assert both.waiting_for is None, "one loop going round does not excuse a stuck one"
+        assert Heartbeats((waiting,)).waiting_for == "the Toloka API (listing)"
+
+
+# --- two instances' loops of one pipeline, on the fake Kafka ---------------------------------
+
+
+class Instance:
+    """One instance's loop of the pipeline "proj", run with a lease the test grants."""
+
+    def __init__(self, name: str, kafka: FakeKafka, api: FakeApi) -> None:
+        self.lease = Lease()
+        self.standings: list[Standing] = []
+        self.loop = PollerLoop(
+            poller_settings(
+                poll_interval_seconds=0.02,
+                idle_poll_interval_seconds=0.05,
+                leader_timeout_seconds=HOUR,
+                transaction_timeout_seconds=1.0,
+            ),
+            "proj",
+            source=api,
+            producer_factory=producer_factory(kafka, []),
+            store=FakeStateStore(kafka),
+            clock=SystemClock(),
+            metrics=Metrics(),
+            heartbeat=Heartbeat("poller"),
+            instance_id=name,
+            response_limit_bytes=RESPONSE_LIMIT_BYTES,
+        )
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop.run, args=(self.stop, self.lease))
+        self.thread.start()
+
+    def standing(self) -> Standing:
+        return self.loop.status.standing
+
+    def end(self) -> None:
+        self.stop.set()
+        self.lease.revoke()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+def test_only_the_granted_instance_leads_and_a_revocation_hands_over_at_once() -> None:
+    kafka, api = FakeKafka(), FakeApi(FakeClock())
+    api.add(finished_item("i0", T0))
+    a, b = Instance("A", kafka, api), Instance("B", kafka, api)
+    try:
+        wait_for(lambda: a.loop.status.standing is Standing.STANDBY)
+        assert kafka.records == [], "no grant, no take-over: the cursor is vacant but not ours"
+        a.lease.grant()
+        wait_for(lambda: a.standing() is Standing.LEADER)
+        wait_for(lambda: kafka.published_ids() == ["i0"])
+        assert b.standing() is Standing.STANDBY
+        a.lease.revoke()
+        assert a.lease.wait_released(10), "the revoked leader committed and released"
+        assert a.standing() is Standing.STANDBY
+        b.lease.grant()  # the leader timeout is an hour: only the release lets B lead now
+        wait_for(lambda: b.standing() is Standing.LEADER, timeout=10)
+        api.add(finished_item("i1", T0 + 1))
+        wait_for(lambda: kafka.published_ids() == ["i0", "i1"])
+    finally:
+        a.end()
+        b.end()
+    assert kafka.published_ids() == ["i0", "i1"]
+
+
+def test_a_grant_while_another_instance_leads_waits_instead_of_fencing_it() -> None:
+    """Two instances whose configurations disagree can both be granted one pipeline: the second
+    waits while the first's cursor says it is alive, rather than fencing it back and forth."""
+    kafka, api = FakeKafka(), FakeApi(FakeClock())
+    a, b = Instance("A", kafka, api), Instance("B", kafka, api)
+    try:
+        a.lease.grant()
+        wait_for(lambda: a.standing() is Standing.LEADER)
+        b.lease.grant()
+        for n in range(5):  # pages committed by A while B holds a grant
+            api.add(finished_item(f"i{n}", T0 + n))
+            wait_for(partial(_published, kafka, n + 1))
+        assert b.standing() is Standing.STANDBY
+        assert a.standing() is Standing.LEADER, "never fenced"
+        a.end()  # releases: now B takes over
+        wait_for(lambda: b.standing() is Standing.LEADER, timeout=10)
+    finally:
+        a.end()
+        b.end()
+    assert kafka.published_ids() == [f"i{n}" for n in range(5)]
+
+
+def _published(kafka: FakeKafka, count: int) -> bool:
+    return len(kafka.published_ids()) == count
+
+
+# --- the role -------------------------------------------------------------------------------
+
+
+class Member:
+    """The group's member, as the role sees it: grants on start, runs until stopped."""
+
+    def __init__(self, grant: list[Lease]) -> None:
+        self.problem: str | None = None
+        self._grant = grant
+
+    def run(self, stop: threading.Event) -> None:
+        for lease in self._grant:
+            lease.grant()
+        stop.wait(30)
+        for lease in self._grant:
+            lease.revoke()
+
+
+class Pipeline:
+    def __init__(self, failure: BaseException | None = None) -> None:
+        self.heartbeat = Heartbeat("poller")
+        self.failure = failure
+        self.led = threading.Event()
+        self.state = Readiness(True, "standby")
+
+    def run(self, stop: threading.Event, lease: Lease | None = None) -> None:
+        assert lease is not None
+        if self.failure is not None:
+            raise self.failure
+        term = lease.wait_granted(stop)
+        if term is not None:
+            with lease.leading():
+                self.led.set()
+                term.wait(30)
+
+    def readiness(self) -> Readiness:
+        return self.state
+
+
+def test_the_role_runs_every_pipeline_and_says_each_ones_readiness() -> None:
+    pipelines = {"p1": Pipeline(), "p2": Pipeline()}
+    leases = {"p1": Lease(), "p2": Lease()}
+    role = PollerPipelines(pipelines, leases, Member([leases["p1"]]))
+    stop = threading.Event()
+    thread = threading.Thread(target=role.run, args=(stop,))
+    thread.start()
+    wait_for(pipelines["p1"].led.is_set)
+    assert not pipelines["p2"].led.is_set(), "not granted here"
+    assert role.readiness() == Readiness(True, "p1: standby; p2: standby")
+    pipelines["p2"].state = Readiness(False, "leader; no listing answered for 70s")
+    assert role.readiness() == Readiness(
+        False, "p1: standby; p2: leader; no listing answered for 70s"
+    )
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_a_failing_pipeline_stops_the_role_with_its_error() -> None:
+    pipelines = {"p1": Pipeline(), "p2": Pipeline(RuntimeError("project p2 unknown"))}
+    leases = {"p1": Lease(), "p2": Lease()}
+    role = PollerPipelines(pipelines, leases, Member(list(leases.values())))
+    with pytest.raises(RuntimeError, match="project p2 unknown"):
+        role.run(threading.Event())
