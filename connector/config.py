@@ -14,6 +14,12 @@ raises instead of quietly returning defaults. Larger groups are built from small
 inheritance (`UploaderSettings` is an `InputTopicSettings`), so the roles read
 `settings.uploader.input_topic` while `replay-dlq` declares only the input topics.
 
+Several app projects: `[[pipelines]]` tables in the TOML file, one per project (each with
+`app_project_id` and any per-pipeline setting, `PIPELINE_SETTINGS`), over the defaults that all
+other sources give. `Settings.pipelines` holds one `Settings` per pipeline, in file order;
+without tables, the one pipeline the single-project variables define. A table's keys win over
+every other source: they are that project's own, the rest is every project's default.
+
 Any `KAFKA_<PROPERTY>` other than `KAFKA_BOOTSTRAP_SERVERS` is a librdkafka property, upper-cased
 with dots as underscores; librdkafka itself decides whether the name and value are valid. The
 properties the connector sets on its clients itself (`OWNED_KAFKA_PROPERTIES`) are refused, each
@@ -28,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from connector.contract.leadership import transactional_id
@@ -49,6 +55,7 @@ from connector.settings_groups import (
     ApiSettings,
     CursorSettings,
     CursorWriteSettings,
+    DeadLetterTopicSettings,
     EndpointSettings,
     GroupSettings,
     InputTopicSettings,
@@ -62,13 +69,19 @@ from connector.settings_groups import (
     TolokaSettings,
     UploaderSettings,
 )
-from connector.settings_sources import Vocabulary, environment_variables, toml_variables
+from connector.settings_sources import (
+    PipelineTable,
+    Vocabulary,
+    environment_variables,
+    toml_settings,
+)
 
 # The groups live in connector.settings_groups and the KAFKA_<PROPERTY> helpers in
 # connector.kafka_properties; this module is where the rest of the code finds them.
 __all__ = [
     "API_GROUPS",
     "GROUPS",
+    "PIPELINE_SETTINGS",
     "VOCABULARY",
     "ApiSettings",
     "CursorSettings",
@@ -105,6 +118,35 @@ OPEN_PREFIXES = (KafkaSettings.prefix,)
 """Any variable under these may be a setting: librdkafka decides about KAFKA_<PROPERTY>."""
 
 
+SHARED_ROLE_SETTINGS = frozenset(
+    {
+        "group_id",  # one consumer group over every pipeline's input topic
+        "state_topic",  # every pipeline's cursor, keyed by its project
+        "leader_timeout_seconds",
+        "transaction_timeout_seconds",  # held to the leader timeout
+        "drain_timeout_seconds",  # held to the process's shutdown timeout
+        "commit_interval_ms",
+        "dlq_max_pending_bytes",
+        "dlq_timeout_seconds",
+    }
+)
+"""Settings of the roles' groups that are one setting for every pipeline of the process."""
+
+
+def _pipeline_settings() -> dict[str, str]:
+    keys = {"app_project_id": ProjectSettings.variable("app_project_id")}
+    for group in (UploaderSettings, PollerSettings):
+        for name in group.model_fields:
+            if name not in SHARED_ROLE_SETTINGS:
+                keys.setdefault(name, group.variable(name))
+    return keys
+
+
+PIPELINE_SETTINGS: Mapping[str, str] = _pipeline_settings()
+"""Key of a `[[pipelines]]` table → the variable it sets for that pipeline: the project, its
+topics, key field, formats and tuning (the names of the `[connector]` table)."""
+
+
 def _vocabulary() -> Vocabulary:
     variables = {variable for group in GROUPS for variable, _, _ in group.documented()}
     variables.discard("KAFKA_<PROPERTY>")
@@ -114,6 +156,7 @@ def _vocabulary() -> Vocabulary:
         strict_prefixes=tuple(sorted(prefixes - set(OPEN_PREFIXES))),
         open_prefixes=OPEN_PREFIXES,
         tables={prefix.rstrip("_").lower(): prefix for prefix in prefixes},
+        pipeline_keys=PIPELINE_SETTINGS,
     )
 
 
@@ -137,6 +180,15 @@ class Settings:
     """
 
     groups: tuple[SettingsGroup, ...]
+    several: tuple[Settings, ...] = ()
+    """Each pipeline's settings when the file has `[[pipelines]]` (`groups` are the first's)."""
+
+    @property
+    def pipelines(self) -> tuple[Settings, ...]:
+        """One `Settings` per app project, in file order: its project, topics, key field,
+        formats and tuning; the process-wide groups (Kafka, API, runtime) are the same in each.
+        Without `[[pipelines]]`, these settings alone."""
+        return self.several or (self,)
 
     def get(self, kind: type[G]) -> G:
         for group in self.groups:
@@ -295,19 +347,36 @@ def related_setting_problems(groups: Iterable[SettingsGroup]) -> list[str]:
 # --- loading ---------------------------------------------------------------------------------
 
 
+def _gather(
+    config_file: Path | None,
+    environ: Mapping[str, str] | None,
+    overrides: Mapping[str, str] | None,
+) -> tuple[dict[str, str], list[PipelineTable], list[str]]:
+    """File, then environment, then command line (later ones win); the file's pipeline
+    tables; every unknown name."""
+    if config_file is None:
+        merged: dict[str, str] = {}
+        tables: list[PipelineTable] = []
+        problems: list[str] = []
+    else:
+        found = toml_settings(config_file, VOCABULARY)
+        merged, tables, problems = found.variables, found.pipelines, found.problems
+    environment, unknown = environment_variables(
+        os.environ if environ is None else environ, VOCABULARY
+    )
+    merged.update(environment)
+    merged.update(overrides or {})
+    return merged, tables, problems + unknown
+
+
 def gather_variables(
     config_file: Path | None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], list[str]]:
     """File, then environment, then command line (later ones win), and every unknown name."""
-    merged, problems = toml_variables(config_file, VOCABULARY) if config_file else ({}, [])
-    environment, unknown = environment_variables(
-        os.environ if environ is None else environ, VOCABULARY
-    )
-    merged.update(environment)
-    merged.update(overrides or {})
-    return merged, problems + unknown
+    merged, _, problems = _gather(config_file, environ, overrides)
+    return merged, problems
 
 
 def merged_variables(
@@ -392,23 +461,108 @@ def load_settings(
 
     Unknown names are problems whatever the groups: the same environment serves every command.
     """
-    variables, problems = gather_variables(config_file, environ, overrides)
+    variables, tables, problems = _gather(config_file, environ, overrides)
+    leaves = leaf_groups(groups)
+    if not tables:
+        settings, found = _validated(leaves, variables, problems)
+        _add_once(problems, found)
+        if problems:
+            raise ConfigError(problems)
+        return settings
+    project = ProjectSettings.variable("app_project_id")
+    if project in variables:
+        problems.append(
+            f"{project}: not used when {config_file} has [[pipelines]] (each names its "
+            "app_project_id): unset it"
+        )
+    pipelines: list[Settings] = []
+    for table in tables:
+        if project not in table.variables:
+            continue  # the table's own problem says so
+        pipeline, found = _validated(leaves, {**variables, **table.variables}, problems)
+        _add_once(problems, [_in_table(line, table) for line in found])
+        pipelines.append(pipeline)
+    if not problems:
+        problems.extend(pipeline_clashes(tables, variables))
+    if problems:
+        raise ConfigError(problems)
+    return Settings(pipelines[0].groups, tuple(pipelines))
+
+
+def _validated(
+    leaves: list[type[SettingsGroup]], variables: Mapping[str, str], earlier: list[str]
+) -> tuple[Settings, list[str]]:
+    """The groups `leaves` read from `variables`, and their problems (the settings checked
+    together only when no `earlier` problem or a group's own makes them moot)."""
+    problems: list[str] = []
     loaded: list[SettingsGroup] = []
-    for group in leaf_groups(groups):
+    for group in leaves:
         instance, group_problems = _validate_group(group, variables)
-        problems.extend(p for p in group_problems if p not in problems)  # shared fields: once
+        _add_once(problems, group_problems)  # fields shared by groups: once
         if instance is not None:
             loaded.append(instance)
-    if not problems:
+    if not problems and not earlier:
         problems.extend(related_setting_problems(loaded))
     kafka = next((g for g in loaded if isinstance(g, KafkaSettings)), None)
     cursor = next((g for g in loaded if isinstance(g, CursorWriteSettings)), None)
-    if kafka is not None and cursor is not None and not problems:
+    if kafka is not None and cursor is not None and not problems and not earlier:
         problems.extend(poller_producer_problems(kafka, cursor))
     problems.extend(registry_problems(loaded))
-    if problems:
-        raise ConfigError(problems)
-    return Settings(tuple(loaded))
+    return Settings(tuple(loaded)), problems
+
+
+def _add_once(problems: list[str], found: Iterable[str]) -> None:
+    problems.extend(p for p in found if p not in problems)
+
+
+def _in_table(problem: str, table: PipelineTable) -> str:
+    """`problem` ("VARIABLE: what is wrong") naming the table's key when the table set it; a
+    problem of a default is the same line for every pipeline, said once."""
+    variable, colon, rest = problem.partition(": ")
+    key = table.keys.get(variable)
+    return f"{table.where} {key}: {rest}" if colon and key else problem
+
+
+_IS_TRUE = TypeAdapter(bool)
+
+
+def pipeline_clashes(tables: list[PipelineTable], defaults: Mapping[str, str]) -> list[str]:
+    """Pipelines that would mix their work: one project twice, a shared output or dead-letter
+    topic, a shared input topic unless every pipeline reading it routes by header."""
+
+    def value(table: PipelineTable, group: type[SettingsGroup], name: str) -> str:
+        variable = group.variable(name)
+        default = group.model_fields[name].get_default()
+        return table.variables.get(variable, defaults.get(variable, str(default)))
+
+    def routed(table: PipelineTable) -> bool:
+        try:
+            return _IS_TRUE.validate_python(value(table, UploaderSettings, "route_by_header"))
+        except ValidationError:
+            return False  # the setting's own problem was reported
+
+    unique: list[tuple[type[SettingsGroup], str, str]] = [
+        (ProjectSettings, "app_project_id", "each pipeline is a different app project"),
+        (PollerSettings, "output_topic", "each pipeline needs its own"),
+        (DeadLetterTopicSettings, "dlq_topic", "each pipeline needs its own"),
+        (
+            InputTopicSettings,
+            "input_topic",
+            "pipelines share an input topic only when each sets route_by_header = true",
+        ),
+    ]
+    problems: list[str] = []
+    for group, name, rule in unique:
+        first_with: dict[str, PipelineTable] = {}
+        for table in tables:
+            shown = value(table, group, name)
+            first = first_with.setdefault(shown, table)
+            if first is table or (name == "input_topic" and routed(first) and routed(table)):
+                continue
+            problems.append(
+                f"{table.where} {name}: {shown!r} is also pipeline #{first.number}'s; {rule}"
+            )
+    return problems
 
 
 def documented_variables(

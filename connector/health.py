@@ -41,6 +41,13 @@ log = logging.getLogger(__name__)
 DEFAULT_STALE_AFTER_SECONDS = 60.0
 
 
+def role_labels(role: Role) -> tuple[str, str]:
+    """(role, app_project) of a role's heartbeat and readiness gauges: a pipeline's role
+    (`connector.app.readiness.CheckedRole`) names its kind and project; any other role is
+    named by its name alone."""
+    return getattr(role, "kind", role.name), getattr(role, "app_project", "")
+
+
 class HealthChecks:
     """What the endpoints report, apart from HTTP: easy to test and to reuse."""
 
@@ -57,11 +64,12 @@ class HealthChecks:
         self.stale_after_seconds = stale_after_seconds
         self.clock = clock if clock is not None else SystemClock()
         # A role this process does not run has no readiness: a 0 would fire the NotReady alert.
-        running = {role.name for role in self.roles}
-        for name in ROLES:
-            if name not in running:
-                with contextlib.suppress(KeyError):
-                    metrics.role_ready.remove(name)
+        running = {role_labels(role) for role in self.roles}
+        for project in {metrics.app_project} | {project for _, project in running}:
+            for name in ROLES:
+                if (name, project) not in running:
+                    with contextlib.suppress(KeyError):
+                        metrics.role_ready.remove(name, project)
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         """Stuck: a loop that has not gone round for `stale_after_seconds` and is not waiting in
@@ -114,8 +122,9 @@ class HealthChecks:
                 # A readiness probe that throws must say "not ready", not take the server down.
                 log.warning("readiness of %s failed", role.name, exc_info=True)
                 roles[role.name] = {"ready": False, "detail": f"readiness check failed: {exc}"}
-        for name, entry in roles.items():
-            self.metrics.role_ready.labels(name).set(1 if entry["ready"] else 0)
+        for role in self.roles:
+            ready = roles[role.name]["ready"]
+            self.metrics.role_ready.labels(*role_labels(role)).set(1 if ready else 0)
         ready = all(entry["ready"] for entry in roles.values())
         message = "; ".join(
             f"{name} {'ready' if entry['ready'] else 'NOT ready'}: {entry['detail']}"
@@ -131,7 +140,7 @@ class HealthChecks:
         for role in self.roles:
             heartbeat = role.heartbeat
             age = 0.0 if heartbeat.waiting_for is not None else heartbeat.age()
-            self.metrics.loop_heartbeat.labels(role.name).set(now - age)
+            self.metrics.loop_heartbeat.labels(*role_labels(role)).set(now - age)
 
 
 class _Handler(BaseHTTPRequestHandler):

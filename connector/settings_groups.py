@@ -285,6 +285,13 @@ class UploaderSettings(GroupSettings, InputTopicSettings, ReconcileSettings):
             "stops the uploader (exit 1); its record is read again after a restart"
         ),
     )
+    route_by_header: bool = Field(
+        False,
+        description=(
+            "pipelines may share an input topic: its records go to the app project their "
+            "toloka-app-project-id header names (without a known one: dead-lettered, unrouted)"
+        ),
+    )
 
 
 class CursorSettings(SettingsGroup):

@@ -9,6 +9,10 @@ Service named `kafka` (or `kafka-…`) and JVM-style `KAFKA_*_OPTS`.
 
 What is known comes from a `Vocabulary` built from the declared settings groups, so a new group,
 field or TOML table is accepted once it is declared, and nothing else is.
+
+The file may also hold `[[pipelines]]` tables, one per app project (`toml_settings`): each
+holds per-pipeline keys only (`app_project_id`, topics, formats, tuning), and a key that is one
+setting for every pipeline (the consumer group, Kafka, the API key) is refused as such.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import difflib
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,9 @@ class Vocabulary:
     """Any variable under one of these passes (another layer checks the name)."""
     tables: Mapping[str, str]
     """TOML table name → prefix of its variables (`connector` → `CONNECTOR_`)."""
+    pipeline_keys: Mapping[str, str] = field(default_factory=dict)
+    """Key of a `[[pipelines]]` table → its variable (`batch_max_items` →
+    `CONNECTOR_BATCH_MAX_ITEMS`); empty: no `[[pipelines]]` tables."""
 
     def knows(self, variable: str) -> bool:
         return variable in self.variables or variable.startswith(self.open_prefixes)
@@ -114,29 +121,65 @@ def environment_variables(
 # --- the TOML file -------------------------------------------------------------------------------
 
 
-def toml_variables(path: Path, vocabulary: Vocabulary) -> tuple[dict[str, str], list[str]]:
-    """The file's settings as variables, and one line per problem naming the file and key.
+PIPELINES_TABLE = "pipelines"
+"""`[[pipelines]]`: one table per app project (contract: "Several app projects")."""
+
+
+@dataclass(frozen=True)
+class PipelineTable:
+    """One `[[pipelines]]` table of the file, as variables."""
+
+    number: int
+    """Counted from 1, in file order."""
+    where: str
+    """How a problem names the table: `FILE: [[pipelines]] #2`."""
+    variables: dict[str, str]
+    keys: dict[str, str]
+    """Variable → the key the table wrote it as, to name it in a problem."""
+
+
+@dataclass
+class TomlFile:
+    """What a TOML settings file holds: the variables outside `[[pipelines]]` (every
+    pipeline's defaults), each pipeline table, and one line per problem."""
+
+    variables: dict[str, str] = field(default_factory=dict)
+    pipelines: list[PipelineTable] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def toml_settings(path: Path, vocabulary: Vocabulary) -> TomlFile:
+    """The file's settings as variables, with one line per problem naming the file and key.
 
     Top-level keys are variable names (`TOLOKA_APP_PROJECT_ID = "…"`); a table holds the variables
     of its prefix (`[connector] input_topic`), dotted keys and sub-tables joining with `_`
-    (`[kafka] sasl.mechanism` → KAFKA_SASL_MECHANISM).
+    (`[kafka] sasl.mechanism` → KAFKA_SASL_MECHANISM). `[[pipelines]]` tables hold the keys of
+    `vocabulary.pipeline_keys`, `app_project_id` required.
     """
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
     except OSError as exc:
-        return {}, [f"--config: cannot read {path}: {exc.strerror}"]
+        return TomlFile(problems=[f"--config: cannot read {path}: {exc.strerror}"])
     except tomllib.TOMLDecodeError as exc:
-        return {}, [f"--config: {path} is not valid TOML: {exc}"]
+        return TomlFile(problems=[f"--config: {path} is not valid TOML: {exc}"])
     found = _TomlSettings(path, vocabulary)
+    pipelines: list[PipelineTable] = []
     for key, value in data.items():
-        if isinstance(value, dict):
+        is_tables = isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
+        if key == PIPELINES_TABLE and vocabulary.pipeline_keys and (is_tables or value == []):
+            for number, table in enumerate(value, start=1):
+                where = f"{path}: [[{key}]] #{number}"
+                pipelines.append(found.pipeline(number, where, table))
+        elif key == PIPELINES_TABLE and vocabulary.pipeline_keys:
+            found.problems.append(f"{path}: {key}: must be [[{key}]] tables, one per app project")
+        elif isinstance(value, dict):
             found.table(key, value)
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        elif is_tables:
             found.problems.append(_unknown_table(path, f"[[{key}]]", key.lower(), vocabulary))
         else:
             found.add(key.replace(".", "_").upper(), value, f"{path}: {key}", None)
-    return found.variables, found.problems
+    return TomlFile(found.variables, pipelines, found.problems)
 
 
 class _TomlSettings:
@@ -158,16 +201,58 @@ class _TomlSettings:
             variable = prefix + "_".join(inner).replace(".", "_").upper()
             self.add(variable, value, f"{self.path}: [{key}] {'.'.join(inner)}", table)
 
+    def pipeline(self, number: int, where: str, content: Mapping[str, Any]) -> PipelineTable:
+        """One `[[pipelines]]` table: only per-pipeline keys; a setting every pipeline shares
+        (the consumer group, Kafka, the API key …) is named as such."""
+        table = PipelineTable(number, where, {}, {})
+        keys = self.vocabulary.pipeline_keys
+        for inner, value in _leaves(content):
+            key = ".".join(inner)
+            variable = keys.get(key)
+            if variable is None:
+                self.problems.append(self._not_per_pipeline(f"{where} {key}", key))
+            elif (text := self._text(value, f"{where} {key}")) is not None:
+                table.variables[variable] = text
+                table.keys[variable] = key
+        if "app_project_id" not in table.keys.values():
+            self.problems.append(f"{where} app_project_id: is required")
+        return table
+
+    def _not_per_pipeline(self, where: str, key: str) -> str:
+        variable = key.replace(".", "_").upper()
+        shared = next(
+            (
+                prefix + variable
+                for prefix in self.vocabulary.strict_prefixes
+                if prefix + variable in self.vocabulary.variables
+            ),
+            None,
+        )
+        if shared is not None:
+            return (
+                f"{where}: is one setting for every pipeline ({shared}): set it outside "
+                "[[pipelines]]"
+            )
+        close = difflib.get_close_matches(
+            key, list(self.vocabulary.pipeline_keys), n=1, cutoff=_CLOSE_ENOUGH
+        )
+        return unknown(where, close[0] if close else None)
+
     def add(self, variable: str, value: Any, where: str, table: str | None) -> None:
         if not self.vocabulary.knows(variable):
             suggestion = _toml_suggestion(variable, self.vocabulary, table)
             self.problems.append(unknown(where, suggestion))
-        elif isinstance(value, bool):
-            self.variables[variable] = "true" if value else "false"
-        elif isinstance(value, str | int | float):
-            self.variables[variable] = str(value)
-        else:
-            self.problems.append(f"{where}: expected a string, number or boolean")
+        elif (text := self._text(value, where)) is not None:
+            self.variables[variable] = text
+
+    def _text(self, value: Any, where: str) -> str | None:
+        """A setting's value as the variable's text; None (and a problem) for an array or table."""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str | int | float):
+            return str(value)
+        self.problems.append(f"{where}: expected a string, number or boolean")
+        return None
 
 
 def _leaves(

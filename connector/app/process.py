@@ -26,7 +26,8 @@ def run_connector(
     """Run `roles` ("uploader", "poller") until SIGTERM or SIGINT (or `stop`), then drain;
     RoleFailedError when one failed, or when the brokers refused every connection since
     start-up."""
-    metrics = metrics if metrics is not None else Metrics()
+    if metrics is None:  # bound to a project of the process: no series without one
+        metrics = Metrics(app_project=settings.pipelines[0].toloka.app_project_id)
     log.info("starting %s", " and ".join(roles))
     kafka = KafkaAvailability(
         settings.kafka.bootstrap_servers,

@@ -17,7 +17,11 @@ from connector.lifecycle import Liveness, Readiness, Role
 
 
 class CheckedRole:
-    """`role`, ready only when Kafka is reachable and `topics` are as they must be."""
+    """`role`, ready only when Kafka is reachable and `topics` are as they must be.
+
+    It is the `kind` of role (uploader, poller) of the pipeline of `app_project`: its gauges
+    carry both (`connector.health.role_labels`); its name, which `/readyz` and `/healthz` say,
+    names the project too when the process serves several (`named_by_project`)."""
 
     def __init__(
         self,
@@ -25,9 +29,14 @@ class CheckedRole:
         kafka: KafkaAvailability,
         watch: TopicWatch,
         topics: Sequence[str],
+        *,
+        app_project: str = "",
+        named_by_project: bool = False,
     ) -> None:
         self.role = role
-        self.name = role.name
+        self.kind = role.name
+        self.app_project = app_project
+        self.name = f"{role.name} of {app_project}" if named_by_project else role.name
         self.heartbeat: Liveness = role.heartbeat
         self._kafka = kafka
         self._watch = watch

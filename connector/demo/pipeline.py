@@ -152,7 +152,7 @@ def demo_environment(
 
 
 def uploaded_items(metrics: Metrics) -> int:
-    return int(metrics.registry.get_sample_value("toloka_connector_items_uploaded_total") or 0)
+    return int(metrics.sample("toloka_connector_items_uploaded_total") or 0)
 
 
 @dataclass

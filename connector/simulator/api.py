@@ -77,8 +77,9 @@ def handle_api(sim: SimulatorState, parts: list[str], query: str, request: Reque
         if parts[1] != sim.solution.app_id:
             return _not_found(f"App {parts[1]} does not exist")
         return json_response(sim.solution.app_json())
-    if parts[1] != sim.project_id:
+    if parts[1] not in sim.project_ids:
         return _not_found(f"App project {parts[1]} does not exist")
+    sim = sim.serving(parts[1])
     if method == "POST":
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":

@@ -4,6 +4,7 @@ Apps API (under `/api/app/v0`, with fault injection and latency) or the admin AP
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass
 
@@ -36,12 +37,16 @@ class SimulatorConfig:
     knobs: Knobs
     seed: int | None = None
     """Seeds item ids, outcomes, jitter and faults; None draws a fresh seed."""
+    more_project_ids: tuple[str, ...] = ()
+    """Other app projects served beside `project_id` (several pipelines), each with its items;
+    they share the solution, the key, the knobs and the statistics."""
 
 
 class Simulator:
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
         self.project_id = config.project_id
+        self.project_ids = tuple(dict.fromkeys((config.project_id, *config.more_project_ids)))
         self.api_key = config.api_key
         self.solution = config.solution
         self.validator = ItemValidator(config.solution.input_spec)
@@ -50,16 +55,29 @@ class Simulator:
         self._created = self.clock.now()
         self._seeds = random.Random(config.seed)  # noqa: S311  (simulation, not secrets)
         self.faults = FaultInjector(random.Random(self._seeds.getrandbits(64)))  # noqa: S311
-        self.store = self._new_store()
+        self._stores = self._new_stores()
+        self.store = self._stores[self.project_id]
         self.stats = Stats()
 
-    def _new_store(self) -> ItemStore:
-        rng = random.Random(self._seeds.getrandbits(64))  # noqa: S311
-        return ItemStore(self.project_id, self.solution, self.clock, rng)
+    def _new_stores(self) -> dict[str, ItemStore]:
+        stores = {}
+        for project in self.project_ids:
+            rng = random.Random(self._seeds.getrandbits(64))  # noqa: S311
+            stores[project] = ItemStore(project, self.solution, self.clock, rng)
+        return stores
+
+    def serving(self, project_id: str) -> Simulator:
+        """The simulator as one request to `project_id` (one of `project_ids`) sees it: that
+        project's items; the admin API sees the first project's."""
+        view = copy.copy(self)
+        view.project_id = project_id
+        view.store = self._stores[project_id]
+        return view
 
     def reset(self, *, restore_knobs: bool) -> None:
         """Forget every item and statistic; item ids get a new prefix, so old ids stay unknown."""
-        self.store = self._new_store()
+        self._stores = self._new_stores()
+        self.store = self._stores[self.project_id]
         self.stats = Stats()
         if restore_knobs:
             self.knobs = self.config.knobs

@@ -53,6 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"app project id (default: $TOLOKA_APP_PROJECT_ID, else {DEFAULT_PROJECT_ID})",
     )
     parser.add_argument(
+        "--also-serve",
+        action="append",
+        default=[],
+        metavar="PROJECT_ID",
+        help="another app project id to serve, with items of its own (repeatable)",
+    )
+    parser.add_argument(
         "--solution",
         choices=sorted(SOLUTIONS),
         default="text-moderation",
@@ -96,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         solution=SOLUTIONS[args.solution],
         knobs=knobs,
         seed=args.seed,
+        more_project_ids=tuple(args.also_serve),
     )
     try:
         asyncio.run(serve(Simulator(config), args.host, args.port, _announce))

@@ -12,6 +12,7 @@ import os
 import selectors
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,10 +106,14 @@ def start_simulator_process(
     solution: str | None = None,
     seed: int | None = None,
     host: str = "127.0.0.1",
+    also_serve: Sequence[str] = (),
     **knobs: Any,
 ) -> SimulatorProcess:
-    """Start a simulator on a free port with start-up `knobs` and wait for its URL line."""
+    """Start a simulator on a free port with start-up `knobs` and wait for its URL line; it
+    serves `project_id` and the projects `also_serve` names."""
     command = [sys.executable, "-m", "connector.simulator", "--host", host, "--port", "0"]
+    for project in also_serve:
+        command += ["--also-serve", project]
     if solution is not None:
         command += ["--solution", solution]
     if seed is not None:

@@ -15,6 +15,7 @@ from connector.validation import ItemValidator
 
 class SimulatorState(Protocol):
     project_id: str
+    project_ids: tuple[str, ...]
     api_key: str
     solution: Solution
     validator: ItemValidator
@@ -25,3 +26,4 @@ class SimulatorState(Protocol):
 
     def reset(self, *, restore_knobs: bool) -> None: ...
     def project_json(self) -> dict[str, object]: ...
+    def serving(self, project_id: str) -> SimulatorState: ...

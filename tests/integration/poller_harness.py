@@ -157,5 +157,5 @@ class PollerThread:
             raise self.error
 
     def metric(self, name: str, labels: Mapping[str, str] | None = None) -> float:
-        value = self.metrics.registry.get_sample_value(name, dict(labels or {}))
+        value = self.metrics.sample(name, dict(labels or {}))
         return 0.0 if value is None else value

@@ -164,11 +164,11 @@ class InProcess:
             self.failure = failure
 
     def sample(self, name: str) -> float:
-        return self.metrics.registry.get_sample_value(f"toloka_connector_{name}") or 0.0
+        return self.metrics.sample(f"toloka_connector_{name}") or 0.0
 
     def dead_letters(self) -> float:
         family = "toloka_connector_dead_letters_total"
-        return sum(self.metrics.registry.get_sample_value(family, {"reason": reason}) or 0.0
+        return sum(self.metrics.sample(family, {"reason": reason}) or 0.0
                    for reason in BAD_KINDS.values())  # fmt: skip
 
     def finish(self, timeout: float = 60.0) -> None:

@@ -51,13 +51,13 @@ upload_process = test_uploader.upload_process
 
 
 def reconciliations(uploader: InProcess, cause: str, outcome: str) -> float:
-    return uploader.metrics.registry.get_sample_value(
+    return uploader.metrics.sample(
         "toloka_connector_reconciliations_total", {"cause": cause, "outcome": outcome}
     ) or 0.0  # fmt: skip
 
 
 def reconciled(uploader: InProcess, result: str) -> float:
-    return uploader.metrics.registry.get_sample_value(
+    return uploader.metrics.sample(
         "toloka_connector_reconciled_items_total", {"result": result}
     ) or 0.0  # fmt: skip
 

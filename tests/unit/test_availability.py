@@ -34,7 +34,7 @@ def state(kafka: KafkaAvailability) -> State:
 
 
 def kafka_up_gauge(metrics: Metrics) -> float | None:
-    return metrics.registry.get_sample_value("toloka_connector_kafka_up")
+    return metrics.sample("toloka_connector_kafka_up")
 
 
 def test_availability_logs_one_line_when_an_outage_begins_and_one_when_it_ends(

@@ -105,7 +105,7 @@ def error_body(code: str, **extra: Any) -> dict[str, Any]:
 
 
 def sample(metrics: Metrics, name: str, labels: dict[str, str]) -> float:
-    value = metrics.registry.get_sample_value(f"toloka_connector_{name}", labels)
+    value = metrics.sample(f"toloka_connector_{name}", labels)
     assert value is not None, f"{name} {labels} not exported"
     return value
 

@@ -178,10 +178,9 @@ UNKNOWN_IN_TOML = [  # (file, what the one line says after the file's name)
     ("input_topic = 'x'", f"input_topic: {MEANT} CONNECTOR_INPUT_TOPIC?"),
     ("[connecter]\ninput_topic = 'x'", "[connecter]: unknown table; did you mean [connector]?"),
     ("[kafak]\n'client.id' = 'x'", "[kafak]: unknown table; did you mean [kafka]?"),
-    ("[[pipelines]]\napp_project_id = 'a'\n[[pipelines]]\napp_project_id = 'b'",
-     "[[pipelines]]: unknown table; known tables: [connector], [connector_api], [kafka], "
+    ("[[pipeline]]\napp_project_id = 'a'\n[[pipeline]]\napp_project_id = 'b'",
+     "[[pipeline]]: unknown table; known tables: [connector], [connector_api], [kafka], "
      "[schema_registry], [toloka]"),
-    ("[pipelines]\napp_project_id = 'a'", "[pipelines]: unknown table; known tables:"),
     ("[connector.api]\ntimeouts = 3", f"[connector] api.timeouts: {MEANT} api_timeout_seconds?"),
     ("[connector_api]\ntimeouts = 3", f"[connector_api] timeouts: {MEANT} timeout_seconds?"),
 ]  # fmt: skip

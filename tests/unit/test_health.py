@@ -220,8 +220,8 @@ def test_a_role_the_process_does_not_run_has_no_readiness_gauge() -> None:
         connection.request("GET", "/metrics")
         body = connection.getresponse().read().decode()
         connection.close()
-    assert 'toloka_connector_role_ready{role="poller"} 1.0' in body
-    assert 'role_ready{role="uploader"}' not in body, "a 0 here would fire the NotReady alert"
+    assert 'toloka_connector_role_ready{app_project="",role="poller"} 1.0' in body
+    assert 'role_ready{app_project="",role="uploader"}' not in body, "a 0 would fire NotReady"
 
 
 def test_unknown_path_is_404(stack: Stack) -> None:

@@ -291,7 +291,5 @@ def test_a_garbled_bulk_answer_is_sent_again_flagged_never_dead_lettered(body: b
     # Only the answer listing the new ids confirms them; the garbled one may have created them
     # too (this API did), which the possible-duplicates counter says.
     assert sorted(api.created) == sorted(f"r{n}" for n in range(8) for _ in range(2))
-    duplicates = metrics.registry.get_sample_value(
-        "toloka_connector_possible_duplicate_uploads_total"
-    )
+    duplicates = metrics.sample("toloka_connector_possible_duplicate_uploads_total")
     assert duplicates == 8

@@ -33,7 +33,6 @@ from connector.config import (
     load_group,
     load_settings,
 )
-from connector.errors import ConfigError
 from tests.unit.test_compose import EXIT_MARGIN_SECONDS, ROLE_COMMANDS
 from tests.unit.test_health import Stack, stack  # noqa: F401 - the fixture, used by name
 
@@ -382,13 +381,11 @@ def test_the_pipelines_overlay_leaves_per_project_settings_to_the_file() -> None
 
 
 def test_the_connector_loads_the_pipelines_file() -> None:
-    path, _ = pipelines_file()
-    try:
-        load_settings(config_file=path, environ=pod_environment("pipelines"))
-    except ConfigError as exc:
-        if "[[pipelines]]: unknown table" in str(exc):
-            pytest.skip("needs the pipelines feature ([[pipelines]] tables are not read yet)")
-        raise
+    path, config = pipelines_file()
+    settings = load_settings(config_file=path, environ=pod_environment("pipelines"))
+    assert [p.toloka.app_project_id for p in settings.pipelines] == [
+        table["app_project_id"] for table in config["pipelines"]
+    ]
 
 
 def test_the_readmes_overlay_renders_with_the_image_and_settings_it_names(tmp_path: Path) -> None:

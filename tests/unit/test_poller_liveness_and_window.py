@@ -172,7 +172,7 @@ def test_a_late_item_is_published_during_a_backlog_within_the_look_back_interval
     published = kafka.published_ids()
     assert "late" in published
     assert "i124" not in published, "the backlog is not through yet"
-    assert metrics.registry.get_sample_value("toloka_connector_late_items_total") == 1
+    assert metrics.sample("toloka_connector_late_items_total") == 1
 
 
 class TrueTime:

@@ -82,7 +82,7 @@ class Harness:
         return self.kafka.published_ids("out")
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
-        value = self.metrics.registry.get_sample_value(name, labels or {})
+        value = self.metrics.sample(name, labels or {})
         return 0.0 if value is None else value
 
 

@@ -81,7 +81,7 @@ class Setup:
         self.producer.poll()
 
     def sample(self, name: str) -> float:
-        return self.metrics.registry.get_sample_value(f"toloka_connector_{name}") or 0.0
+        return self.metrics.sample(f"toloka_connector_{name}") or 0.0
 
 
 def test_a_dead_letter_the_topic_refuses_as_too_large_keeps_its_value_and_stays_pending() -> None:

@@ -352,7 +352,7 @@ def test_every_record_ends_uploaded_or_dead_lettered_and_offsets_reach_the_end(
     assert run.role.readiness().ready
     run.finish()
     assert run.consumer.closed
-    sample = run.metrics.registry.get_sample_value
+    sample = run.metrics.sample
     assert sample("toloka_connector_dead_letters_total", {"reason": "too_large"}) == 1
     assert sample("toloka_connector_records_consumed_total") == 75
     assert sample("toloka_connector_items_uploaded_total") == 70
@@ -414,7 +414,7 @@ def test_an_outage_pauses_the_partitions_reports_not_ready_and_recovers(
     consumed = sum(run.consumer.position.values())
     # In flight, as many waiting, the open batch and one consume() call: 2·2·5 + 5 + 500.
     assert consumed <= 2 * 2 * 5 + 5 + 500
-    assert run.metrics.registry.get_sample_value("toloka_connector_paused_partitions") == 2
+    assert run.metrics.sample("toloka_connector_paused_partitions") == 2
     api.down = False
     wait_for(lambda: run.consumer.committed == {0: 30, 1: 30}, "commits to the end")
     wait_for(lambda: run.role.readiness().ready, "ready again")
@@ -574,7 +574,7 @@ def test_consumer_lag_follows_statistics_for_assigned_partitions_only() -> None:
         "-1": {"consumer_lag": 3}}}}}  # fmt: skip
     lag.on_statistics(orjson.dumps(stats).decode())
     lag.on_statistics("not json")
-    value = metrics.registry.get_sample_value
+    value = metrics.sample
     name = "toloka_connector_consumer_lag_messages"
     assert value(name, {"topic": TOPIC, "partition": "0"}) == 7
     assert value(name, {"topic": TOPIC, "partition": "1"}) is None
@@ -684,7 +684,7 @@ def test_a_fatal_error_commits_what_was_uploaded_before_it(
     running.append(run)
     in_flight = "toloka_connector_upload_requests_in_flight"
     wait_for(lambda: len(api.created) == 20
-             and run.metrics.registry.get_sample_value(in_flight) == 0,
+             and run.metrics.sample(in_flight) == 0,
              "the batch uploaded and its outcome applied")  # fmt: skip
     if failing == "dead-letter producer":
         consumer.log[1].append(FakeMessage(1, 0, b"not json"))

@@ -138,7 +138,7 @@ def test_a_lost_answer_finds_what_exists_pages_through_the_window_and_rechecks_t
     assert clock.waits == [2.0]
     low = api.requests[0]["created_gte"]
     assert low == "2023-11-14T22:13:10.000000"  # the fake clock's start minus 10 s of skew
-    sample = metrics.registry.get_sample_value
+    sample = metrics.sample
     assert sample("toloka_connector_reconciliations_total",
                   {"cause": "lost_answer", "outcome": "complete"}) == 1  # fmt: skip
     assert sample("toloka_connector_reconciled_items_total", {"result": "found"}) == 3
@@ -159,7 +159,7 @@ def test_a_listing_that_keeps_failing_ends_in_at_least_once_after_the_timeout() 
     assert rec.after_lost_answer(records({"id": "a"}), clock.time(), set()) is None
     assert 5 <= len(api.requests) < 20
     assert sum(clock.waits) <= 10
-    assert metrics.registry.get_sample_value(
+    assert metrics.sample(
         "toloka_connector_reconciliations_total", {"cause": "lost_answer", "outcome": "failed"}
     ) == 1  # fmt: skip
 

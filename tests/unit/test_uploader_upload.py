@@ -117,7 +117,7 @@ def rejecting(name_indexes: bool, status: int = 400) -> Script:
 
 
 def sample(metrics: Metrics, name: str, labels: dict[str, str] | None = None) -> float:
-    value = metrics.registry.get_sample_value(f"toloka_connector_{name}", labels or {})
+    value = metrics.sample(f"toloka_connector_{name}", labels or {})
     return 0.0 if value is None else value
 
 
