@@ -61,43 +61,11 @@ class Heartbeat:
             self.beat()
 
 
-class Liveness(Protocol):
-    """What `/healthz` reads of a role's loops: a `Heartbeat`, or `Heartbeats` of several."""
-
-    @property
-    def waiting_for(self) -> str | None: ...
-
-    def age(self) -> float: ...
-
-
-@dataclass(frozen=True)
-class Heartbeats:
-    """The liveness of a role that runs several loops (the poller: one per pipeline): as old as
-    its stalest loop that is not waiting on a dependency; waiting only when every loop is."""
-
-    loops: tuple[Heartbeat, ...]
-
-    def _going(self) -> list[Heartbeat]:
-        return [loop for loop in self.loops if loop.waiting_for is None]
-
-    @property
-    def waiting_for(self) -> str | None:
-        if self._going() or not self.loops:
-            return None
-        return "; ".join(sorted({str(loop.waiting_for) for loop in self.loops}))
-
-    def age(self) -> float:
-        loops = self._going() or list(self.loops)
-        return max((loop.age() for loop in loops), default=0.0)
-
-
 class Role(Protocol):
     """A long-running part of the connector."""
 
     name: str
-
-    @property
-    def heartbeat(self) -> Liveness: ...
+    heartbeat: Heartbeat
 
     def run(self, stop: threading.Event) -> None:
         """Work until `stop` is set, then drain in-flight work, commit what is done, return.

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from connector.kafka.availability import KafkaAvailability
 from connector.kafka.topic_watch import TopicWatch
-from connector.lifecycle import Liveness, Readiness, Role
+from connector.lifecycle import Heartbeat, Readiness, Role
 
 
 class CheckedRole:
@@ -37,7 +37,7 @@ class CheckedRole:
         self.kind = role.name
         self.app_project = app_project
         self.name = f"{role.name} of {app_project}" if named_by_project else role.name
-        self.heartbeat: Liveness = role.heartbeat
+        self.heartbeat: Heartbeat = role.heartbeat
         self._kafka = kafka
         self._watch = watch
         self._topics = tuple(topics)

@@ -89,6 +89,7 @@ class Lease:
         self._turn = threading.Condition()
         self._term: threading.Event | None = None
         self._leading = False
+        self._failure: BaseException | None = None
 
     @property
     def granted(self) -> bool:
@@ -109,6 +110,12 @@ class Lease:
                 self._term = None
                 self._turn.notify_all()
 
+    def fail(self, failure: BaseException) -> None:
+        """The group failed: `wait_granted` raises `failure` from now on."""
+        with self._turn:
+            self._failure = failure
+            self._turn.notify_all()
+
     def wait_released(self, timeout: float) -> bool:
         """True once the loop is not leading; False when it still was after `timeout`."""
         with self._turn:
@@ -116,9 +123,11 @@ class Lease:
 
     def wait_granted(self, stop: threading.Event) -> threading.Event | None:
         """The term once one is granted (an event set when it ends); None when `stop` comes
-        first."""
+        first. Raises what ended the group, if it failed."""
         with self._turn:
             while self._term is None:
+                if self._failure is not None:
+                    raise self._failure
                 if stop.is_set():
                     return None
                 self._turn.wait(STOP_CHECK_SECONDS)
@@ -157,9 +166,12 @@ def leadership_consumer_config(
 class LeadershipGroup:
     """The group member of this instance: grants and revokes the leases of its pipelines.
 
-    `run(stop)` polls the group (the rebalance callbacks run inside `poll`) until `stop`, then
-    revokes every lease, waits for the loops to release, and leaves the group, so that the other
-    instances take the pipelines over at once instead of after the session timeout."""
+    Every pipeline's poller runs inside `joined(stop)`: the first to enter starts the member's
+    thread, which polls the group (the rebalance callbacks run inside `poll`) until `stop`, then
+    revokes every lease, waits for the loops to release, and leaves the group, so that the
+    other instances take the pipelines over at once instead of after the session timeout; the
+    last to leave waits for that. A failure of the member (a consumer that cannot be created)
+    is raised in every pipeline's loop (`Lease.wait_granted`): the pollers fail with it."""
 
     def __init__(
         self,
@@ -177,8 +189,38 @@ class LeadershipGroup:
         self._leases = dict(leases)
         self._revoke_timeout = revoke_timeout_seconds
         self._topic_timeout = topic_timeout_seconds
+        self._members = 0
+        self._thread: threading.Thread | None = None
+        self._entry = threading.Lock()
         self.problem: str | None = None
         """What keeps the group from assigning (readiness), or None."""
+
+    @contextmanager
+    def joined(self, stop: threading.Event) -> Iterator[None]:
+        """Around one pipeline poller's loop: the member runs while any loop does."""
+        with self._entry:
+            self._members += 1
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run_or_fail, args=(stop,), name="poller-leadership", daemon=True
+                )
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._entry:
+                self._members -= 1
+                last = self._members == 0
+            if last and self._thread is not None:
+                self._thread.join()
+
+    def _run_or_fail(self, stop: threading.Event) -> None:
+        try:
+            self.run(stop)
+        except BaseException as exc:  # raised in the pipelines' loops, where it ends the roles
+            log.exception("the poller's leadership group failed")
+            for lease in self._leases.values():
+                lease.fail(exc)
 
     def run(self, stop: threading.Event) -> None:
         self._ensure_topics()

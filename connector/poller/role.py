@@ -23,7 +23,6 @@ from connector.poller.group import LeadershipGroup, Lease, leadership_topic
 from connector.poller.leadership import Standing
 from connector.poller.limits import RecordLimits, read_max_message_bytes
 from connector.poller.loop import ItemSource, PollerLoop
-from connector.poller.pipelines import PollerPipelines
 from connector.poller.publisher import TAKEOVER_STEP_FLOOR_SECONDS
 from connector.poller.state import KafkaStateStore
 from connector.startup import StartupRead, read_at_startup
@@ -80,7 +79,9 @@ class Poller:
         rng: random.Random | None = None,
         output: OutputEncoding | None = None,
         app_reader: AppReader | None = None,
+        leadership: tuple[LeadershipGroup, Lease] | None = None,
     ) -> None:
+        self._leadership = leadership
         self._output = output
         self._app_reader = app_reader
         self._loop = loop
@@ -93,8 +94,8 @@ class Poller:
         self._startup = StartupRead("the app project")
         self._project_read = False
 
-    def run(self, stop: threading.Event, lease: Lease | None = None) -> None:
-        """Read the project, then poll it: within the terms of `lease` when one is given."""
+    def run(self, stop: threading.Event) -> None:
+        """Read the project, then poll it: where the leadership group says, when given one."""
         # The client retries a listing through an outage; a shutdown ends the retries, so the
         # leader releases its leadership within the shutdown budget.
         with retries_end_on_stop(stop, self._client):
@@ -109,7 +110,12 @@ class Poller:
             if self._output is not None and not self._prepare_output(project.app_id, stop):
                 return
             self._project_read = True
-            self._loop.run(stop, lease)
+            if self._leadership is None:
+                self._loop.run(stop)
+                return
+            group, lease = self._leadership
+            with group.joined(stop):
+                self._loop.run(stop, lease)
 
     def _prepare_output(self, app_id: str, stop: threading.Event) -> bool:
         """Read the app's specs and register the output schema; False when stopped first."""
@@ -135,6 +141,9 @@ class Poller:
         status = self._loop.status
         standing = status.standing
         problems = [] if status.kafka_problem is None else [status.kafka_problem]
+        group_problem = None if self._leadership is None else self._leadership[0].problem
+        if group_problem is not None:
+            problems.append(group_problem)
         if not self._loop.key.up:
             problems.append(f"{KEY_REFUSED}; listing again until it is accepted")
         if standing is Standing.LEADER:
@@ -180,10 +189,11 @@ def build_poller(
     *,
     clock: Clock | None = None,
     kafka: KafkaAvailability | None = None,
-) -> PollerPipelines:
-    """The poller role of the one app project of `settings` (`build_pollers` for several)."""
+) -> Poller:
+    """The poller of the one app project of `settings` (`build_pollers` for several)."""
     pipeline = PollerPipeline(settings, client, metrics)
-    return build_pollers([pipeline], outstanding, clock=clock, kafka=kafka)
+    (poller,) = build_pollers([pipeline], outstanding, clock=clock, kafka=kafka)
+    return poller
 
 
 def build_pollers(
@@ -192,23 +202,17 @@ def build_pollers(
     *,
     clock: Clock | None = None,
     kafka: KafkaAvailability | None = None,
-) -> PollerPipelines:
-    """The poller role on real Kafka clients, one loop per pipeline, led where the leadership
-    group assigns them; the clients report to `kafka` (the producers and the state topic's
-    consumers are polled all the time they exist). The Kafka connection, the group id and the
-    leader timeout are the deployment's: the first pipeline's settings say them."""
+) -> list[Poller]:
+    """One poller per pipeline on real Kafka clients, all led where one leadership group member
+    of this process is assigned them; the clients report to `kafka` (the producers and the
+    state topic's consumers are polled all the time they exist). The Kafka connection, the
+    group id and the leader timeout are the deployment's: the first pipeline's settings say
+    them."""
     clock = clock or SystemClock()
     shared = pipelines[0].settings
     kafka_config = shared.kafka.client_config()
     kafka_config = kafka_config if kafka is None else kafka.watch(kafka_config)
-    instance = instance_id()
-    pollers = {
-        pipeline.app_project_id: build_pipeline_poller(
-            pipeline, outstanding, kafka_config=kafka_config, clock=clock, instance=instance
-        )
-        for pipeline in pipelines
-    }
-    leases = {project: Lease() for project in pollers}
+    leases = {pipeline.app_project_id: Lease() for pipeline in pipelines}
     poller = shared.poller
     group = LeadershipGroup(
         kafka_config,
@@ -223,7 +227,18 @@ def build_pollers(
         revoke_timeout_seconds=max(poller.transaction_timeout_seconds, TAKEOVER_STEP_FLOOR_SECONDS),
         topic_timeout_seconds=TAKEOVER_STEP_FLOOR_SECONDS,
     )
-    return PollerPipelines(pollers, leases, group)
+    instance = instance_id()
+    return [
+        build_pipeline_poller(
+            pipeline,
+            outstanding,
+            kafka_config=kafka_config,
+            clock=clock,
+            instance=instance,
+            leadership=(group, leases[pipeline.app_project_id]),
+        )
+        for pipeline in pipelines
+    ]
 
 
 def build_pipeline_poller(
@@ -233,6 +248,7 @@ def build_pipeline_poller(
     kafka_config: Mapping[str, Any],
     clock: Clock,
     instance: str,
+    leadership: tuple[LeadershipGroup, Lease],
 ) -> Poller:
     """One pipeline's poller: its loop, transactional producer and state store."""
     settings, metrics = pipeline.settings, pipeline.metrics
@@ -285,6 +301,7 @@ def build_pipeline_poller(
         clock=clock,
         output=output,
         app_reader=client,
+        leadership=leadership,
     )
 
 

@@ -19,8 +19,7 @@ from connector.clock import as_utc
 from connector.config import Settings, load_settings
 from connector.contract.cursor import Cursor
 from connector.metrics import Metrics
-from connector.poller import build_poller, read_cursor
-from connector.poller.pipelines import PollerPipelines
+from connector.poller import Poller, build_poller, read_cursor
 from testkit.kafka import read_all
 from tests.fixtures.simulator import SimulatorHandle
 
@@ -136,7 +135,7 @@ class PollerThread:
     def __init__(self, settings: Settings) -> None:
         self.metrics = Metrics()
         self.client = build_client(settings, self.metrics)
-        self.poller: PollerPipelines = build_poller(settings, self.client, self.metrics)
+        self.poller: Poller = build_poller(settings, self.client, self.metrics)
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="poller", daemon=True)

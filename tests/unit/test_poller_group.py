@@ -1,6 +1,7 @@
-"""Leadership by the group's word (`connector.poller.group`, `connector.poller.pipelines`): a
+"""Leadership by the group's word (`connector.poller.group`): a
 pipeline leads only within a granted term, a revocation waits for its release, the successor
-takes over at once, and a grant never makes two instances fence each other in turn. The group
+takes over at once, a grant never makes two instances fence each other in turn, and a failed
+group fails the loops. The group
 itself on real Kafka: tests/integration/test_poller_pipelines.py."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from functools import partial
 import pytest
 
 from connector.clock import SystemClock
-from connector.lifecycle import Heartbeat, Heartbeats, Readiness
+from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
 from connector.poller.group import (
     MAX_TOPIC_NAME,
@@ -22,7 +23,6 @@ from connector.poller.group import (
 )
 from connector.poller.leadership import Standing
 from connector.poller.loop import PollerLoop
-from connector.poller.pipelines import PollerPipelines
 from testkit.clocks import FakeClock
 from testkit.waiting import wait_for
 from tests.unit.poller_fakes import (
@@ -95,17 +95,11 @@ def test_a_revocation_waits_until_the_loop_stopped_leading() -> None:
     thread.join(5)
 
 
-def test_heartbeats_of_several_loops_are_as_old_as_the_stalest_that_is_not_waiting() -> None:
-    clock = FakeClock()
-    fresh, stale, waiting = (Heartbeat("poller", clock) for _ in range(3))
-    clock.advance(30)
-    fresh.beat()
-    with waiting.waiting_on("the Toloka API (listing)"):
-        clock.advance(10)
-        both = Heartbeats((fresh, stale, waiting))
-        assert both.age() == pytest.approx(40)
-        assert both.waiting_for is None, "one loop going round does not excuse a stuck one"
-        assert Heartbeats((waiting,)).waiting_for == "the Toloka API (listing)"
+def test_a_failed_group_fails_every_loop_that_waits_for_a_grant() -> None:
+    lease = Lease()
+    lease.fail(RuntimeError("no consumer"))
+    with pytest.raises(RuntimeError, match="no consumer"):
+        lease.wait_granted(threading.Event())
 
 
 # --- two instances' loops of one pipeline, on the fake Kafka ---------------------------------
@@ -196,69 +190,3 @@ def test_a_grant_while_another_instance_leads_waits_instead_of_fencing_it() -> N
 
 def _published(kafka: FakeKafka, count: int) -> bool:
     return len(kafka.published_ids()) == count
-
-
-# --- the role -------------------------------------------------------------------------------
-
-
-class Member:
-    """The group's member, as the role sees it: grants on start, runs until stopped."""
-
-    def __init__(self, grant: list[Lease]) -> None:
-        self.problem: str | None = None
-        self._grant = grant
-
-    def run(self, stop: threading.Event) -> None:
-        for lease in self._grant:
-            lease.grant()
-        stop.wait(30)
-        for lease in self._grant:
-            lease.revoke()
-
-
-class Pipeline:
-    def __init__(self, failure: BaseException | None = None) -> None:
-        self.heartbeat = Heartbeat("poller")
-        self.failure = failure
-        self.led = threading.Event()
-        self.state = Readiness(True, "standby")
-
-    def run(self, stop: threading.Event, lease: Lease | None = None) -> None:
-        assert lease is not None
-        if self.failure is not None:
-            raise self.failure
-        term = lease.wait_granted(stop)
-        if term is not None:
-            with lease.leading():
-                self.led.set()
-                term.wait(30)
-
-    def readiness(self) -> Readiness:
-        return self.state
-
-
-def test_the_role_runs_every_pipeline_and_says_each_ones_readiness() -> None:
-    pipelines = {"p1": Pipeline(), "p2": Pipeline()}
-    leases = {"p1": Lease(), "p2": Lease()}
-    role = PollerPipelines(pipelines, leases, Member([leases["p1"]]))
-    stop = threading.Event()
-    thread = threading.Thread(target=role.run, args=(stop,))
-    thread.start()
-    wait_for(pipelines["p1"].led.is_set)
-    assert not pipelines["p2"].led.is_set(), "not granted here"
-    assert role.readiness() == Readiness(True, "p1: standby; p2: standby")
-    pipelines["p2"].state = Readiness(False, "leader; no listing answered for 70s")
-    assert role.readiness() == Readiness(
-        False, "p1: standby; p2: leader; no listing answered for 70s"
-    )
-    stop.set()
-    thread.join(10)
-    assert not thread.is_alive()
-
-
-def test_a_failing_pipeline_stops_the_role_with_its_error() -> None:
-    pipelines = {"p1": Pipeline(), "p2": Pipeline(RuntimeError("project p2 unknown"))}
-    leases = {"p1": Lease(), "p2": Lease()}
-    role = PollerPipelines(pipelines, leases, Member(list(leases.values())))
-    with pytest.raises(RuntimeError, match="project p2 unknown"):
-        role.run(threading.Event())

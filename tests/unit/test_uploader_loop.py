@@ -552,13 +552,12 @@ def test_an_idle_uploader_stays_ready_however_long_it_waits_for_records(
 
 
 def test_the_uploader_is_a_role_the_runner_can_run() -> None:
-    uploader = Uploader(
+    role: Role = Uploader(
         settings(), FakeApi(), Metrics(),
         consumer_factory=lambda _on_stats: FakeConsumer({}), producer_factory=FakeProducer,
     )  # fmt: skip
-    role: Role = uploader
     assert role.name == "uploader"
-    assert uploader.heartbeat.role == "uploader"
+    assert role.heartbeat.role == "uploader"
     assert role.readiness() == Readiness(False, "reading the app's input_spec from the Toloka API")
 
 
