@@ -1,6 +1,7 @@
-"""The poller's loop: wait as a standby until the leader is gone, then lead until fenced or told
-to stop. Leading is: list a page, publish its new finished items and the new cursor in one
-transaction (`commits`), repeat at once while there is more, and between listings write
+"""The poller's loop: wait as a standby until the leadership group grants this pipeline and the
+leader is gone, then lead until fenced, revoked or told to stop. Leading is: list a page,
+publish its new finished items and the new cursor in one transaction (`commits`), repeat at
+once while there is more, and between listings write
 keepalives (while a listing is in flight, the keepalive thread writes them: `keepalive`). Every
 `late_scan_interval_seconds` a look-back scan interrupts the main scan, caught up or not. Taking
 over, and its back-off when Kafka says no: `takeover`.
