@@ -42,7 +42,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from connector.errors import KafkaOperationError
-from connector.kafka.admin import TopicSpec, ensure_topics
+from connector.kafka.admin import TopicSpec, ensure_topics, request_auto_creation
 from connector.lifecycle import STOP_CHECK_SECONDS
 from connector.logs import kafka_logger
 
@@ -242,13 +242,16 @@ class LeadershipGroup:
             consumer.close()  # leaves the group: the others rebalance at once
 
     def _ensure_topics(self) -> None:
-        """Create the leadership topics that are missing (a broker without CreateTopics, or an
-        account without the right, leaves them to `check --create-topics` or an operator)."""
+        """Create the leadership topics that are missing: by CreateTopics, else by a metadata
+        request on a broker that creates topics on first use (the mock cluster); an account
+        without the right leaves them to `check --create-topics` or an operator (readiness
+        names the missing one)."""
         specs = [TopicSpec(topic) for topic in sorted(self._leases)]
         try:
             report = ensure_topics(self._kafka_config, specs, self._topic_timeout)
         except KafkaOperationError as exc:
-            log.warning("could not create the poller's leadership topics: %s", exc)
+            log.info("CreateTopics failed for the leadership topics (%s): asking for them", exc)
+            request_auto_creation(self._kafka_config, sorted(self._leases), self._topic_timeout)
             return
         if report.created:
             log.info("created leadership topics %s", ", ".join(report.created))
@@ -269,22 +272,27 @@ class LeadershipGroup:
             log.warning("poller %s", problem)
         self.problem = problem
 
+    def _ours(self, partitions: list[TopicPartition]) -> list[str]:
+        """The leadership topics among `partitions`: partition 0 only (a topic someone made
+        with more partitions grants one lease once)."""
+        return [tp.topic for tp in partitions if tp.topic in self._leases and tp.partition == 0]
+
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.problem = None
-        topics = [tp.topic for tp in partitions if tp.topic in self._leases]
+        topics = self._ours(partitions)
         if topics:
             log.info("leadership assigned: %s", ", ".join(topics))
         for topic in topics:
             self._leases[topic].grant()
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        topics = [tp.topic for tp in partitions if tp.topic in self._leases]
+        topics = self._ours(partitions)
         if topics:
             log.info("leadership revoked: %s", ", ".join(topics))
         self._end_terms(topics)
 
     def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        topics = [tp.topic for tp in partitions if tp.topic in self._leases]
+        topics = self._ours(partitions)
         if topics:
             log.warning("leadership lost (the group's session ended): %s", ", ".join(topics))
         self._end_terms(topics)
