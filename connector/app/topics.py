@@ -8,19 +8,14 @@ from dataclasses import replace
 from connector.config import PollerSettings, Settings, UploaderSettings
 from connector.kafka.admin import TopicSpec
 from connector.kafka.topic_watch import TopicNeed
-from connector.poller.group import leadership_topic
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 
 MAX_MESSAGE_BYTES = "max.message.bytes"
 
 
 def connector_topics(settings: Settings) -> list[TopicSpec]:
-    """The topics the connector uses; only the state topic needs one partition and compaction.
-    With them the poller's leadership topic of the app project (`connector.poller.group`: the
-    poller creates it too, but a broker without CreateTopics, the mock cluster, makes it wait)."""
-    poller = settings.poller
-    leadership = leadership_topic(poller.state_topic, settings.toloka.app_project_id)
-    return [*topic_specs(settings.uploader, poller), TopicSpec(leadership, partitions=1)]
+    """The topics the connector uses; only the state topic needs one partition and compaction."""
+    return topic_specs(settings.uploader, settings.poller)
 
 
 def topic_specs(uploader: UploaderSettings, poller: PollerSettings) -> list[TopicSpec]:

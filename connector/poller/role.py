@@ -34,6 +34,11 @@ TOPIC_LIMITS_READ_SECONDS = 2.0
 """How long a take-over waits for the topics' max.message.bytes (once; real Kafka answers in
 milliseconds, a broker without DescribeConfigs never: the broker's refusals then teach it)."""
 
+LEADERSHIP_TOPICS_SECONDS = 5.0
+"""How long the poller waits for CreateTopics of its leadership topics before asking for them by a
+metadata request (real Kafka answers in milliseconds; the mock cluster, which creates them that
+way, never answers CreateTopics: the demo's poller waits this long at its first start)."""
+
 
 def instance_id() -> str:
     """Names this process in the cursor records it writes (host, pid, and a random tail)."""
@@ -225,7 +230,7 @@ def build_pollers(
         },
         session_timeout_seconds=poller.leader_timeout_seconds,
         revoke_timeout_seconds=max(poller.transaction_timeout_seconds, TAKEOVER_STEP_FLOOR_SECONDS),
-        topic_timeout_seconds=TAKEOVER_STEP_FLOOR_SECONDS,
+        topic_timeout_seconds=LEADERSHIP_TOPICS_SECONDS,
     )
     instance = instance_id()
     return [
