@@ -328,8 +328,10 @@ class CursorSettings(SettingsGroup):
         LEADER_TIMEOUT_SECONDS,
         gt=0,
         description=(
-            "a standby poller takes over when the leader wrote no cursor record for this long "
-            "(the leader writes one at least every quarter of it)"
+            "a poller process that stops answering loses its app projects to the others after "
+            "this long (the session timeout of the pollers' leadership group), and a leader "
+            "whose cursor records stop this long counts as gone (it writes one at least every "
+            "quarter of it)"
         ),
     )
 

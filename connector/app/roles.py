@@ -53,7 +53,7 @@ def build_roles(
     reachable and its topics are right; their Kafka clients report to `kafka` (a tracker of
     their own without it). Each pipeline's roles write its metrics (`app_project` label)."""
     # Imported here so that `simulator` or `check` never pay for the roles' imports.
-    from connector.poller import build_poller  # noqa: PLC0415
+    from connector.poller import PollerPipeline, build_pollers  # noqa: PLC0415
     from connector.uploader.routing import input_routers  # noqa: PLC0415
 
     pipelines = settings.pipelines
@@ -73,21 +73,36 @@ def build_roles(
         kafka=kafka,
     )
 
-    def build(name: str, pipeline: Settings, pipeline_metrics: Metrics) -> Role:
+    views = [metrics.for_project(pipeline.toloka.app_project_id) for pipeline in pipelines]
+    # One leadership group member for every pipeline's poller: the group spreads the
+    # pipelines over the instances (connector.poller.group).
+    pollers = (
+        build_pollers(
+            [
+                PollerPipeline(pipeline, build_client(pipeline, view, availability), view)
+                for pipeline, view in zip(pipelines, views, strict=True)
+            ],
+            outstanding,
+            kafka=kafka,
+        )
+        if "poller" in names
+        else []
+    )
+
+    def build(name: str, p: int, pipeline: Settings, pipeline_metrics: Metrics) -> Role:
         if name == "uploader":
             router = routers.get(pipeline.toloka.app_project_id)
             return _uploader(
                 pipeline, pipeline_metrics, availability, outstanding, kafka, router=router
             )
-        client = build_client(pipeline, pipeline_metrics, availability)
-        return build_poller(pipeline, client, pipeline_metrics, outstanding, kafka=kafka)
+        return pollers[p]
 
     roles: list[Role] = []
     for p, pipeline in enumerate(pipelines):
         project = pipeline.toloka.app_project_id
-        pipeline_metrics = metrics.for_project(project)
+        pipeline_metrics = views[p]
         for name in names:
-            role = build(name, pipeline, pipeline_metrics)
+            role = build(name, p, pipeline, pipeline_metrics)
             topics = [need.topic for need in needs[p, name]]
             roles.append(
                 CheckedRole(

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigEntry, ConfigResource, ResourceType
 from confluent_kafka.cimpl import NewTopic
 
@@ -84,6 +84,19 @@ def existing_topics(
     except KafkaException as error:
         raise KafkaOperationError(f"cannot list topics: {error.args[0]}") from error
     return set(metadata.topics)
+
+
+def request_auto_creation(config: Mapping[str, Any], topics: Sequence[str], timeout: float) -> None:
+    """Ask for `topics` in a producer's metadata request, which a broker that creates topics on
+    first use creates with its defaults: the librdkafka mock cluster, which has no CreateTopics.
+    Only for topics whose configuration does not matter (the poller's leadership topics: one
+    partition, nothing written); raises nothing, the caller checks what exists."""
+    producer = Producer({**config, "allow.auto.create.topics": "true", "logger": kafka_logger()})
+    for topic in topics:
+        try:
+            producer.list_topics(topic=topic, timeout=timeout)
+        except KafkaException as error:
+            logger.debug("metadata request for %s: %s", topic, error)
 
 
 def cleanup_policies(

@@ -8,7 +8,14 @@ and the leader's liveness rule are contracts: `connector.contract`.
 """
 
 from connector.poller.reset import write_cursor
-from connector.poller.role import Poller, build_poller
+from connector.poller.role import Poller, PollerPipeline, build_poller, build_pollers
 from connector.poller.state import read_cursor
 
-__all__ = ["Poller", "build_poller", "read_cursor", "write_cursor"]
+__all__ = [
+    "Poller",
+    "PollerPipeline",
+    "build_poller",
+    "build_pollers",
+    "read_cursor",
+    "write_cursor",
+]

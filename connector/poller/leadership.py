@@ -1,10 +1,12 @@
 """Who polls: one leader per app project, any number of standbys (the rule itself, shared with
 `status` and `reset-cursor`: `connector.contract.leadership`).
 
-A standby follows the state topic and takes over when no cursor record arrived for
-`leader_timeout_seconds`, or at once when there is no cursor or the last one was written by a
-command (no holder). Takeover time after a leader dies: at most `leader_timeout_seconds`, plus the
-time Kafka needs to abort the dead leader's open transaction during `init_transactions`.
+Which process may lead a project is the leadership group's word (`connector.poller.group`). Once
+granted, a standby follows the state topic and takes over when no cursor record arrived for
+`leader_timeout_seconds`, or at once when there is no cursor or the last one names no holder
+(released, or written by a command). Takeover time after a leader dies: the group's session
+timeout (the same `leader_timeout_seconds`), the rebalance, plus the time Kafka needs to abort
+the dead leader's open transaction during `init_transactions`.
 """
 
 from __future__ import annotations

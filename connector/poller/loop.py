@@ -1,6 +1,7 @@
-"""The poller's loop: wait as a standby until the leader is gone, then lead until fenced or told
-to stop. Leading is: list a page, publish its new finished items and the new cursor in one
-transaction (`commits`), repeat at once while there is more, and between listings write
+"""The poller's loop: wait as a standby until the leadership group grants this pipeline and the
+leader is gone, then lead until fenced, revoked or told to stop. Leading is: list a page,
+publish its new finished items and the new cursor in one transaction (`commits`), repeat at
+once while there is more, and between listings write
 keepalives (while a listing is in flight, the keepalive thread writes them: `keepalive`). Every
 `late_scan_interval_seconds` a look-back scan interrupts the main scan, caught up or not. Taking
 over, and its back-off when Kafka says no: `takeover`.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -50,6 +52,7 @@ from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.poller.commits import Commits, Leadership
+from connector.poller.group import Lease
 from connector.poller.keepalive import KeepalivesWhileListing
 from connector.poller.leadership import LeaderWatch, Standing
 from connector.poller.limits import RecordLimits
@@ -147,32 +150,43 @@ class PollerLoop:
 
     # --- standing --------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self, stop: threading.Event, lease: Lease | None = None) -> None:
+        """Stand by and lead until `stop`. With a `lease` (the leadership group's word on this
+        pipeline, `connector.poller.group`) it leads only within a term the group granted, and
+        steps down when the term ends; without one, whenever the leader is gone."""
         wait_for_vacancy = True
         try:
             while not stop.is_set():
                 self._set_standing(Standing.STANDBY)
-                if wait_for_vacancy and not self._wait_for_vacancy(stop):
+                term = stop if lease is None else lease.wait_granted(stop)
+                if term is None:
                     return
-                leadership = self._takeover.attempt(self._late_window_time())
-                if leadership is None:
-                    wait_for_vacancy = True
-                    self._takeover.pause_after_failure(stop)
-                    continue
-                self._set_standing(Standing.LEADER)
-                try:
-                    self._lead_while_keeping_alive(leadership, stop)
-                    self._commits.release(leadership, self._project)
-                except ProducerFencedError as exc:
-                    log.warning("another poller took over (%s): stepping down to standby", exc)
-                    self.status.kafka_problem = None  # a standby that was fenced does its job
-                    wait_for_vacancy = True
-                except ProducerFailedError as exc:
-                    log.error("fatal producer error (%s): claiming the transactional id anew", exc)
-                    self.status.kafka_problem = f"producer replaced: {exc}"
-                    wait_for_vacancy = False
+                with nullcontext() if lease is None else lease.leading():
+                    wait_for_vacancy = self._serve_term(term, wait_for_vacancy)
         finally:
             self._set_standing(Standing.STANDBY)
+
+    def _serve_term(self, term: threading.Event, wait_for_vacancy: bool) -> bool:
+        """Take over once the leader is gone and lead until `term` ends or Kafka ends the
+        leadership; whether the next take-over must wait for the leader to be gone again."""
+        if wait_for_vacancy and not self._wait_for_vacancy(term):
+            return True
+        leadership = self._takeover.attempt(self._late_window_time())
+        if leadership is None:
+            self._takeover.pause_after_failure(term)
+            return True
+        self._set_standing(Standing.LEADER)
+        try:
+            self._lead_while_keeping_alive(leadership, term)
+            self._commits.release(leadership, self._project)
+        except ProducerFencedError as exc:
+            log.warning("another poller took over (%s): stepping down to standby", exc)
+            self.status.kafka_problem = None  # a standby that was fenced does its job
+        except ProducerFailedError as exc:
+            log.error("fatal producer error (%s): claiming the transactional id anew", exc)
+            self.status.kafka_problem = f"producer replaced: {exc}"
+            return False
+        return True
 
     def _set_standing(self, standing: Standing, /) -> None:
         if standing != self.status.standing:

@@ -7,8 +7,9 @@ import random
 import socket
 import threading
 import uuid
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from connector.clock import Clock, SystemClock
 from connector.config import SchemaRegistrySettings, Settings
@@ -18,6 +19,7 @@ from connector.lifecycle import Heartbeat, Readiness, retries_end_on_stop
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.poller.encoded_output import OutputEncoding, registry_encoder_factory
+from connector.poller.group import LeadershipGroup, Lease, leadership_topic
 from connector.poller.leadership import Standing
 from connector.poller.limits import RecordLimits, read_max_message_bytes
 from connector.poller.loop import ItemSource, PollerLoop
@@ -31,6 +33,11 @@ from connector.toloka.retry import RetryPolicy
 TOPIC_LIMITS_READ_SECONDS = 2.0
 """How long a take-over waits for the topics' max.message.bytes (once; real Kafka answers in
 milliseconds, a broker without DescribeConfigs never: the broker's refusals then teach it)."""
+
+LEADERSHIP_TOPICS_SECONDS = 5.0
+"""How long the poller waits for CreateTopics of its leadership topics before asking for them by a
+metadata request (real Kafka answers in milliseconds; the mock cluster, which creates them that
+way, never answers CreateTopics: the demo's poller waits this long at its first start)."""
 
 
 def instance_id() -> str:
@@ -77,7 +84,9 @@ class Poller:
         rng: random.Random | None = None,
         output: OutputEncoding | None = None,
         app_reader: AppReader | None = None,
+        leadership: tuple[LeadershipGroup, Lease] | None = None,
     ) -> None:
+        self._leadership = leadership
         self._output = output
         self._app_reader = app_reader
         self._loop = loop
@@ -91,6 +100,7 @@ class Poller:
         self._project_read = False
 
     def run(self, stop: threading.Event) -> None:
+        """Read the project, then poll it: where the leadership group says, when given one."""
         # The client retries a listing through an outage; a shutdown ends the retries, so the
         # leader releases its leadership within the shutdown budget.
         with retries_end_on_stop(stop, self._client):
@@ -105,7 +115,12 @@ class Poller:
             if self._output is not None and not self._prepare_output(project.app_id, stop):
                 return
             self._project_read = True
-            self._loop.run(stop)
+            if self._leadership is None:
+                self._loop.run(stop)
+                return
+            group, lease = self._leadership
+            with group.joined(stop):
+                self._loop.run(stop, lease)
 
     def _prepare_output(self, app_id: str, stop: threading.Event) -> bool:
         """Read the app's specs and register the output schema; False when stopped first."""
@@ -131,6 +146,9 @@ class Poller:
         status = self._loop.status
         standing = status.standing
         problems = [] if status.kafka_problem is None else [status.kafka_problem]
+        group_problem = None if self._leadership is None else self._leadership[0].problem
+        if group_problem is not None:
+            problems.append(group_problem)
         if not self._loop.key.up:
             problems.append(f"{KEY_REFUSED}; listing again until it is accepted")
         if standing is Standing.LEADER:
@@ -154,6 +172,20 @@ class Poller:
         return problems
 
 
+@dataclass(frozen=True)
+class PollerPipeline:
+    """One app project the poller serves: its settings (`settings.toloka.app_project_id` names
+    it), its API client and the metrics its work counts in."""
+
+    settings: Settings
+    client: PollerClient
+    metrics: Metrics
+
+    @property
+    def app_project_id(self) -> str:
+        return self.settings.toloka.app_project_id
+
+
 def build_poller(
     settings: Settings,
     client: PollerClient,
@@ -163,13 +195,71 @@ def build_poller(
     clock: Clock | None = None,
     kafka: KafkaAvailability | None = None,
 ) -> Poller:
-    """The poller role on real Kafka clients; they report to `kafka` (the producer and the state
-    topic's consumers are polled all the time they exist)."""
+    """The poller of the one app project of `settings` (`build_pollers` for several)."""
+    pipeline = PollerPipeline(settings, client, metrics)
+    (poller,) = build_pollers([pipeline], outstanding, clock=clock, kafka=kafka)
+    return poller
+
+
+def build_pollers(
+    pipelines: Sequence[PollerPipeline],
+    outstanding: OutstandingItems | None = None,
+    *,
+    clock: Clock | None = None,
+    kafka: KafkaAvailability | None = None,
+) -> list[Poller]:
+    """One poller per pipeline on real Kafka clients, all led where one leadership group member
+    of this process is assigned them; the clients report to `kafka` (the producers and the
+    state topic's consumers are polled all the time they exist). The Kafka connection, the
+    group id and the leader timeout are the deployment's: the first pipeline's settings say
+    them."""
     clock = clock or SystemClock()
-    poller = settings.poller
-    project = settings.toloka.app_project_id
-    kafka_config = settings.kafka.client_config()
+    shared = pipelines[0].settings
+    kafka_config = shared.kafka.client_config()
     kafka_config = kafka_config if kafka is None else kafka.watch(kafka_config)
+    leases = {pipeline.app_project_id: Lease() for pipeline in pipelines}
+    poller = shared.poller
+    group = LeadershipGroup(
+        kafka_config,
+        group_id=poller.group_id,
+        leases={
+            leadership_topic(p.settings.poller.state_topic, p.app_project_id): leases[
+                p.app_project_id
+            ]
+            for p in pipelines
+        },
+        session_timeout_seconds=poller.leader_timeout_seconds,
+        revoke_timeout_seconds=max(poller.transaction_timeout_seconds, TAKEOVER_STEP_FLOOR_SECONDS),
+        topic_timeout_seconds=LEADERSHIP_TOPICS_SECONDS,
+    )
+    instance = instance_id()
+    return [
+        build_pipeline_poller(
+            pipeline,
+            outstanding,
+            kafka_config=kafka_config,
+            clock=clock,
+            instance=instance,
+            leadership=(group, leases[pipeline.app_project_id]),
+        )
+        for pipeline in pipelines
+    ]
+
+
+def build_pipeline_poller(
+    pipeline: PollerPipeline,
+    outstanding: OutstandingItems | None,
+    *,
+    kafka_config: Mapping[str, Any],
+    clock: Clock,
+    instance: str,
+    leadership: tuple[LeadershipGroup, Lease],
+) -> Poller:
+    """One pipeline's poller: its loop, transactional producer and state store."""
+    settings, metrics = pipeline.settings, pipeline.metrics
+    poller = settings.poller
+    project = pipeline.app_project_id
+    client = pipeline.client
     heartbeat = Heartbeat("poller", clock)
     limits = RecordLimits(
         kafka_config,
@@ -191,14 +281,14 @@ def build_poller(
             kafka_config,
             topic=poller.state_topic,
             app_project_id=project,
-            group_id=settings.poller.group_id,
+            group_id=poller.group_id,
             timeout_seconds=max(poller.transaction_timeout_seconds, TAKEOVER_STEP_FLOOR_SECONDS),
             clock=clock,
         ),
         clock=clock,
         metrics=metrics,
         heartbeat=heartbeat,
-        instance_id=instance_id(),
+        instance_id=instance,
         outstanding=outstanding,
         limits=limits,
         response_limit_bytes=settings.api.max_response_bytes,
@@ -216,6 +306,7 @@ def build_poller(
         clock=clock,
         output=output,
         app_reader=client,
+        leadership=leadership,
     )
 
 

@@ -16,7 +16,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from connector.clock import Clock, SystemClock
 from connector.contract.cursor import (
@@ -95,6 +102,12 @@ class _Partition0:
         """The next record, or None (nothing yet, or the end was reached: see `at_end`)."""
         message: Message | None = self.consumer.poll(timeout)
         if message is None:
+            # Everything fetched was read, and `end` passed: the partition-EOF says the same,
+            # but only when the fetch found nothing new, which may never happen while the
+            # pollers of other projects commit without pause. (Not at the record before `end`:
+            # a transaction that `end` cut through would be read in part.)
+            if self.end is not None and self.position() >= self.end:
+                self.at_end = True
             return None
         error = message.error()
         if error is None:
@@ -122,6 +135,24 @@ class _Partition0:
             raise KafkaOperationError(f"state topic {self.topic}: {error.str()}")
         log.warning("reading state topic %s: %s", self.topic, error.str())
         return None
+
+    def stable_end(self, timeout: float) -> int | None:
+        """The partition's last stable offset now (a read_committed consumer's watermark query
+        answers it), or None when the broker did not answer."""
+        partition = TopicPartition(self.topic, STATE_PARTITION)
+        try:
+            _low, stable = self.consumer.get_watermark_offsets(
+                partition, timeout=timeout, cached=False
+            )
+        except KafkaException as exc:
+            log.debug("state topic %s: no last stable offset: %s", self.topic, exc)
+            return None
+        return int(stable)
+
+    def position(self) -> int:
+        """The offset of the next record to read (0 before the first)."""
+        (position,) = self.consumer.position([TopicPartition(self.topic, STATE_PARTITION)])
+        return max(int(position.offset), 0)
 
     def close(self) -> None:
         self.consumer.close()
@@ -217,6 +248,9 @@ class KafkaCursorFeed:
     def __init__(self, reader: _Partition0, app_project_id: str) -> None:
         self._reader = reader
         self._key = cursor_key(app_project_id).encode()
+        self._caught_up = False
+        self._target: int | None = None
+        """The last stable offset when the feed began: read to it, the feed is caught up."""
 
     def poll(self, timeout: float) -> FeedUpdate:
         cursors: list[Cursor] = []
@@ -229,7 +263,15 @@ class KafkaCursorFeed:
                 except StateFormatError as exc:
                     log.warning("ignoring an unreadable cursor record: %s", exc)
             message = self._reader.poll(0)
-        return FeedUpdate(self._reader.at_end, tuple(cursors))
+        if not self._caught_up:
+            # The partition-EOF says it too, but only from a fetch that finds nothing new:
+            # while the pollers of other projects commit on the shared partition without
+            # pause, it may never come.
+            if self._target is None:
+                self._target = self._reader.stable_end(timeout)
+            reached = self._target is not None and self._reader.position() >= self._target
+            self._caught_up = self._reader.at_end or reached
+        return FeedUpdate(self._caught_up, tuple(cursors))
 
     def close(self) -> None:
         self._reader.close()
