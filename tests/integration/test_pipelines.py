@@ -18,7 +18,7 @@ from testkit.kafka import headers_of
 from testkit.processes import ConnectorProcess, toloka_connector
 from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, ReadTopic, require
-from tests.fixtures.simulator import DEFAULT_API_KEY, SimulatorHandle
+from tests.fixtures.simulator import DEFAULT_API_KEY, SimulatorHandle, fresh_project_ids
 
 pytestmark = pytest.mark.integration
 
@@ -52,20 +52,17 @@ def pipelines_file(path: Path, topics: dict[str, dict[str, str]]) -> Path:
 
 def test_two_pipelines_in_one_run_process_each_get_exactly_their_own_work(
     kafka_broker: ControllableBroker,
-    simulator_factory: object,
+    simulator_factory: Callable[..., SimulatorHandle],
     new_topic: NewTopic,
     read_topic: ReadTopic,
     tmp_path: Path,
 ) -> None:
     require(kafka_broker, "transactions")
-    start = simulator_factory
-    assert callable(start)
-    sim: SimulatorHandle = start(
-        project_id=PROJECTS[0], also_serve=PROJECTS[1:], processing_delay=0.2
-    )
+    projects = fresh_project_ids(*PROJECTS)
+    sim = simulator_factory(project_id=projects[0], also_serve=projects[1:], processing_delay=0.2)
     topics = {
         project: {"input": new_topic(2), "output": new_topic(2), "dlq": new_topic(1)}
-        for project in PROJECTS
+        for project in projects
     }
     environ = {
         "TOLOKA_API_KEY": DEFAULT_API_KEY,
@@ -81,11 +78,11 @@ def test_two_pipelines_in_one_run_process_each_get_exactly_their_own_work(
     connector = ConnectorProcess(["run", "--config", str(config)], environ, tmp_path / "run.log")
     try:
         producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
-        for project in PROJECTS:
+        for project in projects:
             for value in [*good_records(project), *BAD.values()]:
                 producer.produce(topics[project]["input"], value=value)
         assert producer.flush(30) == 0
-        for project in PROJECTS:
+        for project in projects:
             output, dlq = topics[project]["output"], topics[project]["dlq"]
             wait_for(
                 holds(read_topic, output, GOOD),
@@ -100,7 +97,7 @@ def test_two_pipelines_in_one_run_process_each_get_exactly_their_own_work(
     finally:
         exit_code = connector.terminate()
     assert exit_code == 0, connector.log_tail(40)
-    for project in PROJECTS:
+    for project in projects:
         results = read_topic(topics[project]["output"])
         items = [orjson.loads(record.value() or b"") for record in results]
         # Exactly this project's items, each once, created in this project.
@@ -115,7 +112,7 @@ def test_two_pipelines_in_one_run_process_each_get_exactly_their_own_work(
     assert metrics is not None
     assert readiness is not None
     text = metrics.text
-    for project in PROJECTS:
+    for project in projects:
         assert f'toloka_connector_items_uploaded_total{{app_project="{project}"}} {GOOD}.0' in text
         for reason in BAD:
             line = (
@@ -124,7 +121,7 @@ def test_two_pipelines_in_one_run_process_each_get_exactly_their_own_work(
             assert f"{line} 1.0" in text
         assert f'toloka_connector_role_ready{{app_project="{project}",role="uploader"}} 1.0' in text
     message = readiness.json()["message"]
-    assert all(f"uploader of {p} ready" in message for p in PROJECTS), message
+    assert all(f"uploader of {p} ready" in message for p in projects), message
 
 
 def test_check_checks_every_pipelines_topics_and_project(
@@ -186,7 +183,7 @@ def test_the_demo_runs_two_projects_through_one_process() -> None:
 
 def test_a_shared_input_topic_is_routed_by_the_app_project_header(
     kafka_broker: ControllableBroker,
-    simulator_factory: object,
+    simulator_factory: Callable[..., SimulatorHandle],
     new_topic: NewTopic,
     read_topic: ReadTopic,
     tmp_path: Path,
@@ -195,15 +192,12 @@ def test_a_shared_input_topic_is_routed_by_the_app_project_header(
     whose toloka-app-project-id header names its project; a record without a header naming one
     of them is dead-lettered once, `unrouted`, to the first pipeline's dead-letter topic."""
     require(kafka_broker, "transactions")
-    start = simulator_factory
-    assert callable(start)
-    sim: SimulatorHandle = start(
-        project_id=PROJECTS[0], also_serve=PROJECTS[1:], processing_delay=0.2
-    )
+    projects = fresh_project_ids(*PROJECTS)
+    sim = simulator_factory(project_id=projects[0], also_serve=projects[1:], processing_delay=0.2)
     shared = new_topic(3)
     topics = {
         project: {"input": shared, "output": new_topic(2), "dlq": new_topic(1)}
-        for project in PROJECTS
+        for project in projects
     }
     config = pipelines_file(tmp_path / "connector.toml", topics)
     config.write_text(
@@ -224,7 +218,7 @@ def test_a_shared_input_topic_is_routed_by_the_app_project_header(
     ]  # fmt: skip
     producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
     for n in range(GOOD):  # interleaved on every partition
-        for project in PROJECTS:
+        for project in projects:
             value = orjson.dumps({"id": f"{project}-{n}", "text": f"text {n}"})
             producer.produce(
                 shared, value=value, headers=[("toloka-app-project-id", project.encode())]
@@ -236,7 +230,7 @@ def test_a_shared_input_topic_is_routed_by_the_app_project_header(
     assert producer.flush(30) == 0
     connector = ConnectorProcess(["run", "--config", str(config)], environ, tmp_path / "run.log")
     try:
-        for project in PROJECTS:
+        for project in projects:
             output = topics[project]["output"]
             wait_for(
                 holds(read_topic, output, GOOD),
@@ -244,28 +238,28 @@ def test_a_shared_input_topic_is_routed_by_the_app_project_header(
                 90,
                 guard=connector.check_alive,
             )
-        first_dlq = topics[PROJECTS[0]]["dlq"]
+        first_dlq = topics[projects[0]]["dlq"]
         wait_for(holds(read_topic, first_dlq, len(unrouted)), "unrouted dead letters", 30)
         wait_for(connector.ready, "readiness", 30)
     finally:
         exit_code = connector.terminate()
     assert exit_code == 0, connector.log_tail(40)
-    for project in PROJECTS:
+    for project in projects:
         items = [orjson.loads(r.value() or b"") for r in read_topic(topics[project]["output"])]
         assert sorted(item["input_data"]["id"] for item in items) == sorted(
             f"{project}-{n}" for n in range(GOOD)
         )
         assert {item["app_project_id"] for item in items} == {project}
-    dead = read_topic(topics[PROJECTS[0]]["dlq"])
+    dead = read_topic(topics[projects[0]]["dlq"])
     assert sorted(orjson.loads(r.value() or b"")["id"] for r in dead) == [
         f"lost-{n}" for n in range(len(unrouted))
     ]
     assert {headers_of(r)["error-reason"] for r in dead} == {"unrouted"}
-    assert read_topic(topics[PROJECTS[1]]["dlq"], timeout=2) == []
+    assert read_topic(topics[projects[1]]["dlq"], timeout=2) == []
     # status reads the lag of the pipeline's own group: all of the shared topic done.
     status = toloka_connector(
-        "status", "--config", str(config), "--app-project", PROJECTS[1], env=environ
+        "status", "--config", str(config), "--app-project", projects[1], env=environ
     )
     assert status.returncode == 0, status.stderr
-    group = f"{environ['CONNECTOR_GROUP_ID']}.{PROJECTS[1]}"
+    group = f"{environ['CONNECTOR_GROUP_ID']}.{projects[1]}"
     assert f"uploader lag: 0 records on {shared} (group {group})" in status.stdout, status.stdout

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from testkit.leaderships import ItemFeed, VacancyWatch, balanced, leaders, sprea
 from testkit.processes import ConnectorProcess
 from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, ReadTopic, require
-from tests.fixtures.simulator import DEFAULT_API_KEY, SimulatorHandle
+from tests.fixtures.simulator import DEFAULT_API_KEY, SimulatorHandle, fresh_project_ids
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -60,19 +61,16 @@ def check_all_alive(processes: list[ConnectorProcess]) -> None:
 
 def test_four_pipelines_over_three_instances_balance_fail_over_and_rebalance_exactly_once(
     kafka_broker: ControllableBroker,
-    simulator_factory: object,
+    simulator_factory: Callable[..., SimulatorHandle],
     new_topic: NewTopic,
     read_topic: ReadTopic,
     tmp_path: Path,
 ) -> None:
     require(kafka_broker, Capability.TRANSACTIONS)
     require(kafka_broker, Capability.COOPERATIVE_REBALANCING)
-    start = simulator_factory
-    assert callable(start)
-    sim: SimulatorHandle = start(
-        project_id=PROJECTS[0], also_serve=PROJECTS[1:], processing_delay=0.2
-    )
-    outputs = {project: new_topic(1) for project in PROJECTS}
+    projects = fresh_project_ids(*PROJECTS)
+    sim = simulator_factory(project_id=projects[0], also_serve=projects[1:], processing_delay=0.2)
+    outputs = {project: new_topic(1) for project in projects}
     environ = {
         "TOLOKA_API_KEY": DEFAULT_API_KEY,
         "TOLOKA_BASE_URL": sim.base_url,
@@ -84,7 +82,7 @@ def test_four_pipelines_over_three_instances_balance_fail_over_and_rebalance_exa
         "CONNECTOR_POLL_INTERVAL_SECONDS": "0.2",
         "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.3",
     }
-    dead_letters = {project: new_topic(1) for project in PROJECTS}
+    dead_letters = {project: new_topic(1) for project in projects}
     config = pipelines_file(tmp_path / "connector.toml", outputs, dead_letters)
 
     def instance(name: str) -> ConnectorProcess:
@@ -92,22 +90,22 @@ def test_four_pipelines_over_three_instances_balance_fail_over_and_rebalance_exa
         return ConnectorProcess(argv, environ, tmp_path / f"{name}.log")
 
     processes = [instance(f"poller-{n}") for n in range(3)]
-    watch = VacancyWatch(processes, PROJECTS)
-    feed = ItemFeed(sim, PROJECTS, per_second=10)
+    watch = VacancyWatch(processes, projects)
+    feed = ItemFeed(sim, projects, per_second=10)
     try:
         wait_for(
-            lambda: balanced(processes, PROJECTS),
+            lambda: balanced(processes, projects),
             timeout=60,
             what="every pipeline led, spread over the three instances",
             guard=lambda: check_all_alive(processes),
         )
-        at_start = spread(processes, PROJECTS)
+        at_start = spread(processes, projects)
         flowing = feed.total()
         wait_for(lambda: feed.total() > flowing + 40, what="items flowing")
 
         # kill -9 the instance leading the most pipelines
-        victim = max(processes, key=lambda p: sum(leaders([p], q) != [] for q in PROJECTS))
-        moved = [q for q in PROJECTS if leaders([victim], q)]
+        victim = max(processes, key=lambda p: sum(leaders([p], q) != [] for q in projects))
+        moved = [q for q in projects if leaders([victim], q)]
         victim.kill()
         killed = time.monotonic()
         took_over: dict[str, float] = {}
@@ -119,8 +117,8 @@ def test_four_pipelines_over_three_instances_balance_fail_over_and_rebalance_exa
             return len(took_over) == len(moved)
 
         wait_for(moved_pipelines_led, timeout=FAILOVER_BOUND + 20, what="take-overs")
-        wait_for(lambda: balanced(processes, PROJECTS), what="balanced over the two left")
-        after_kill = spread(processes, PROJECTS)
+        wait_for(lambda: balanced(processes, projects), what="balanced over the two left")
+        after_kill = spread(processes, projects)
 
         # start it again: the group rebalances, pipelines move to it
         watch.reset()
@@ -129,14 +127,14 @@ def test_four_pipelines_over_three_instances_balance_fail_over_and_rebalance_exa
         rejoined = time.monotonic()
         wait_for(
             lambda: (
-                balanced(processes, PROJECTS) and any(leaders([restarted], q) for q in PROJECTS)
+                balanced(processes, projects) and any(leaders([restarted], q) for q in projects)
             ),
             timeout=60,
             what="leadership rebalanced onto the restarted instance",
             guard=restarted.check_alive,
         )
         rebalanced = time.monotonic() - rejoined
-        at_end = spread(processes, PROJECTS)
+        at_end = spread(processes, projects)
         longest_pause = max(watch.longest.values(), default=0.0)
         flowing = feed.total()
         wait_for(lambda: feed.total() > flowing + 40, what="items flowing after the rebalance")
@@ -152,7 +150,7 @@ def test_four_pipelines_over_three_instances_balance_fail_over_and_rebalance_exa
     finally:
         codes = [p.terminate() for p in processes if p is not victim]
     print(
-        f"\n3 instances x {len(PROJECTS)} pipelines on {kafka_broker.kind}: leaderships "
+        f"\n3 instances x {len(projects)} pipelines on {kafka_broker.kind}: leaderships "
         f"{at_start} at start, {after_kill} after kill -9, {at_end} after the restart; "
         f"take-overs after the kill "
         + ", ".join(f"{took_over[p]:.2f} s" for p in moved)
@@ -165,7 +163,7 @@ def test_four_pipelines_over_three_instances_balance_fail_over_and_rebalance_exa
     assert codes == [0, 0, 0]
     assert max(took_over.values()) <= FAILOVER_BOUND
     assert longest_pause <= FAILOVER_BOUND
-    for project in PROJECTS:
+    for project in projects:
         keys = published(read_topic, outputs[project])
         assert set(keys) == set(feed.created[project]), f"{project}: lost or foreign results"
         assert max(keys.values()) == 1, f"{project}: repeated results"
