@@ -35,7 +35,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -67,11 +67,13 @@ def leadership_group_id(group_id: str) -> str:
 def leadership_topic(state_topic: str, app_project_id: str) -> str:
     """The one-partition topic whose owner in the leadership group may lead `app_project_id`.
 
-    A project id with characters a topic name cannot hold (or too long for one) gets them
-    replaced and a digest of the whole id appended, so two ids never share a topic."""
+    A project id with characters a topic name cannot hold, or with `_` (Kafka refuses a topic
+    whose name differs from another's only by `.` against `_`), or too long for one, gets them
+    replaced and a digest of the whole id appended, so two ids never share or clash on a
+    topic."""
     name = f"{state_topic}.leader.{app_project_id}"
     safe = _TOPIC_CHARACTERS.sub("_", name)
-    if safe == name and len(name) <= MAX_TOPIC_NAME:
+    if safe == name and "_" not in app_project_id and len(name) <= MAX_TOPIC_NAME:
         return name
     digest = hashlib.sha256(app_project_id.encode()).hexdigest()[:16]
     return f"{safe[: MAX_TOPIC_NAME - len(digest) - 1]}-{digest}"
@@ -121,15 +123,20 @@ class Lease:
         with self._turn:
             return self._turn.wait_for(lambda: not self._leading, timeout)
 
-    def wait_granted(self, stop: threading.Event) -> threading.Event | None:
+    def wait_granted(
+        self, stop: threading.Event, beat: Callable[[], None] | None = None
+    ) -> threading.Event | None:
         """The term once one is granted (an event set when it ends); None when `stop` comes
-        first. Raises what ended the group, if it failed."""
+        first. Raises what ended the group, if it failed. `beat` is called while it waits (the
+        loop's heartbeat: a standby waiting for the group is not stuck)."""
         with self._turn:
             while self._term is None:
                 if self._failure is not None:
                     raise self._failure
                 if stop.is_set():
                     return None
+                if beat is not None:
+                    beat()
                 self._turn.wait(STOP_CHECK_SECONDS)
             return self._term
 
@@ -192,12 +199,20 @@ class LeadershipGroup:
         self._members = 0
         self._thread: threading.Thread | None = None
         self._entry = threading.Lock()
+        self._all_left = threading.Event()
+        """Every loop left `joined` (one failed, say, before `stop`): the member leaves too."""
+        self._closing = False
+        """The member is leaving: the terms were ended once, the close's revocation does not
+        wait for the loops again."""
         self.problem: str | None = None
         """What keeps the group from assigning (readiness), or None."""
 
     @contextmanager
     def joined(self, stop: threading.Event) -> Iterator[None]:
-        """Around one pipeline poller's loop: the member runs while any loop does."""
+        """Around one pipeline poller's loop: the member runs while any loop does. The last
+        loop to leave (at `stop`, or because it failed: a loop's error must end its role, not
+        wait for a `stop` that only that ending brings) ends the member and waits for it to
+        leave the group, within the revoke timeout and as long again for the close."""
         with self._entry:
             self._members += 1
             if self._thread is None:
@@ -212,7 +227,14 @@ class LeadershipGroup:
                 self._members -= 1
                 last = self._members == 0
             if last and self._thread is not None:
-                self._thread.join()
+                self._all_left.set()
+                self._thread.join(2 * self._revoke_timeout)
+                if self._thread.is_alive():
+                    log.warning(
+                        "the poller's leadership group did not leave within %gs: the other "
+                        "instances take its pipelines over after the session timeout",
+                        2 * self._revoke_timeout,
+                    )
 
     def _run_or_fail(self, stop: threading.Event) -> None:
         try:
@@ -232,13 +254,14 @@ class LeadershipGroup:
                 on_revoke=self._revoked,
                 on_lost=self._lost,
             )
-            while not stop.is_set():
+            while not (stop.is_set() or self._all_left.is_set()):
                 message = consumer.poll(_POLL_SECONDS)
                 error = None if message is None else message.error()
                 if error is not None:
                     self._error(error)
         finally:
             self._end_terms(list(self._leases))
+            self._closing = True
             consumer.close()  # leaves the group: the others rebalance at once
 
     def _ensure_topics(self) -> None:
@@ -302,6 +325,8 @@ class LeadershipGroup:
         revoke timeout in all (fencing keeps a loop that takes longer harmless)."""
         for topic in topics:
             self._leases[topic].revoke()
+        if self._closing:
+            return  # waited for when the member began to leave
         deadline = time.monotonic() + self._revoke_timeout
         for topic in topics:
             if not self._leases[topic].wait_released(max(0.0, deadline - time.monotonic())):

@@ -158,7 +158,7 @@ class PollerLoop:
         try:
             while not stop.is_set():
                 self._set_standing(Standing.STANDBY)
-                term = stop if lease is None else lease.wait_granted(stop)
+                term = stop if lease is None else lease.wait_granted(stop, self._heartbeat.beat)
                 if term is None:
                     return
                 with nullcontext() if lease is None else lease.leading():

@@ -16,6 +16,7 @@ from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
 from connector.poller.group import (
     MAX_TOPIC_NAME,
+    LeadershipGroup,
     Lease,
     leadership_consumer_config,
     leadership_group_id,
@@ -42,7 +43,11 @@ HOUR = 3600.0
 
 def test_leadership_topics_are_one_per_project_and_valid_topic_names() -> None:
     assert leadership_topic("toloka.connector.state", "p-1") == "toloka.connector.state.leader.p-1"
-    odd = [leadership_topic("state", name) for name in ("a/b", "a:b", "a b", "x" * 300)]
+    odd = [
+        leadership_topic("state", name) for name in ("a/b", "a:b", "a b", "a.b", "a_b", "x" * 300)
+    ]
+    # Kafka refuses a topic whose name differs from another's only by "." against "_".
+    assert len({name.replace(".", "_") for name in odd}) == len(odd)
     assert len(set(odd)) == len(odd), "ids that differ only in characters replaced stay apart"
     for name in odd:
         assert len(name) <= MAX_TOPIC_NAME
@@ -190,3 +195,62 @@ def test_a_grant_while_another_instance_leads_waits_instead_of_fencing_it() -> N
 
 def _published(kafka: FakeKafka, count: int) -> bool:
     return len(kafka.published_ids()) == count
+
+
+# --- the member's life and the loops' liveness --------------------------------------------------
+
+
+def test_a_loop_waiting_for_a_grant_keeps_its_heartbeat() -> None:
+    """A standby that the group has not granted the pipeline is not stuck: /healthz must not
+    restart every instance that leads fewer pipelines than it serves."""
+    lease, stop = Lease(), threading.Event()
+    beats = 0
+
+    def beat() -> None:
+        nonlocal beats
+        beats += 1
+        if beats == 3:
+            stop.set()
+
+    assert lease.wait_granted(stop, beat) is None
+    assert beats == 3
+
+
+def test_a_standby_loop_without_a_grant_beats() -> None:
+    instance = Instance("a", FakeKafka(), FakeApi(FakeClock()))
+    heartbeat = instance.loop._heartbeat
+    started = heartbeat.last
+    try:
+        wait_for(lambda: heartbeat.last > started, what="a beat while waiting for a grant")
+        assert not instance.lease.granted
+    finally:
+        instance.end()
+
+
+def test_a_loop_that_fails_alone_ends_the_member_instead_of_waiting_for_stop() -> None:
+    """With one pipeline (the default deployment) its loop's failure must end its role: the
+    member it leaves must not wait for a `stop` that only that ending would bring."""
+    group = LeadershipGroup(
+        {"bootstrap.servers": "127.0.0.1:1"},
+        group_id="g",
+        leases={"state.leader.p": Lease()},
+        session_timeout_seconds=6.0,
+        revoke_timeout_seconds=1.0,
+        topic_timeout_seconds=0.5,
+    )
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def failing_loop() -> None:
+        try:
+            with group.joined(stop):
+                raise RuntimeError("an unreadable state record")
+        except RuntimeError as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=failing_loop, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the failing loop waited for the member forever"
+    assert [str(f) for f in failures] == ["an unreadable state record"]
+    assert not stop.is_set()
