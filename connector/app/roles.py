@@ -25,7 +25,7 @@ from connector.lifecycle import Role
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.toloka.availability import ApiAvailability
-from connector.toloka.pacing import Pacing
+from connector.toloka.pacing import Pacing, PauseGate
 
 if TYPE_CHECKING:
     from connector.uploader.routing import HeaderRouter
@@ -74,12 +74,18 @@ def build_roles(
     )
 
     views = [metrics.for_project(pipeline.toloka.app_project_id) for pipeline in pipelines]
+    # One pause for the process: a 429's Retry-After holds every request sent with the key.
+    gate = PauseGate(SystemClock())
     # One leadership group member for every pipeline's poller: the group spreads the
     # pipelines over the instances (connector.poller.group).
     pollers = (
         build_pollers(
             [
-                PollerPipeline(pipeline, build_client(pipeline, view, availability), view)
+                PollerPipeline(
+                    pipeline,
+                    build_client(pipeline, view, availability, pacing=Pacing(gate)),
+                    view,
+                )
                 for pipeline, view in zip(pipelines, views, strict=True)
             ],
             outstanding,
@@ -93,7 +99,13 @@ def build_roles(
         if name == "uploader":
             router = routers.get(pipeline.toloka.app_project_id)
             return _uploader(
-                pipeline, pipeline_metrics, availability, outstanding, kafka, router=router
+                pipeline,
+                pipeline_metrics,
+                availability,
+                outstanding,
+                kafka,
+                router=router,
+                gate=gate,
             )
         return pollers[p]
 
@@ -125,6 +137,7 @@ def _uploader(
     kafka: KafkaAvailability,
     *,
     router: HeaderRouter | None,
+    gate: PauseGate,
 ) -> Role:
     """The uploader of one pipeline, with an API client whose 429s adapt its requests in
     flight (unless CONNECTOR_ADAPTIVE_IN_FLIGHT is off)."""
@@ -132,10 +145,12 @@ def _uploader(
 
     uploading = settings.uploader
     pacing = (
-        Pacing.adaptive(uploading.max_in_flight, SystemClock(), metrics)
+        Pacing.adaptive(uploading.max_in_flight, SystemClock(), metrics, gate=gate)
         if uploading.adaptive_in_flight
         else None
     )
+    if pacing is None:
+        metrics.upload_in_flight_limit.set(uploading.max_in_flight)
     client = build_client(
         settings, metrics, availability, in_flight=uploading.max_in_flight, pacing=pacing
     )

@@ -356,7 +356,7 @@ class TolokaClient:
         generation = 0
         if pacing is not None:
             pacing.gate.wait(self._stop_retrying)
-            generation = pacing.limit.sent()
+            generation = 0 if pacing.limit is None else pacing.limit.sent()
         started = self._clock.monotonic()
         try:
             response, complete = self._receive(request)
@@ -379,7 +379,7 @@ class TolokaClient:
             if pacing is not None and response.status_code == 429:
                 self._throttled(pacing, generation, error)
             raise error
-        if pacing is not None:
+        if pacing is not None and pacing.limit is not None:
             pacing.limit.succeeded()
         if not complete:
             raise ResponseTooLargeError(
@@ -395,7 +395,8 @@ class TolokaClient:
     def _throttled(self, pacing: Pacing, generation: int, error: TolokaApiError) -> None:
         """A 429: fewer requests in flight and, when it says for how long, none at all until
         its Retry-After ran out (capped like a retry's delay)."""
-        pacing.limit.throttled(generation)
+        if pacing.limit is not None:
+            pacing.limit.throttled(generation)
         if isinstance(error, RetryableApiError) and error.retry_after is not None:
             pacing.gate.pause(min(error.retry_after, self._retry.max_delay_seconds))
 

@@ -92,7 +92,7 @@ class InFlightLimit:
             self._generation += 1
             self._current = max(1, int(self._current * DECREASE_FACTOR))
             self._successes = 0
-        self._publish()
+            self._publish()
 
     def succeeded(self) -> None:
         """A request was accepted: grow by one per `ROUNDS_PER_INCREASE` rounds of successes."""
@@ -104,21 +104,31 @@ class InFlightLimit:
                 return
             self._current += 1
             self._successes = 0
-        self._publish()
+            self._publish()
 
     def _publish(self) -> None:
+        """Under the lock (or before the limit is shared): two threads' changes reach the
+        gauge in the order they were made."""
         if self._metrics is not None:
-            self._metrics.upload_in_flight_limit.set(self.current)
+            self._metrics.upload_in_flight_limit.set(self._current)
 
 
 @dataclass(frozen=True)
 class Pacing:
-    """What an API client shares among its requests: the pause gate, and the in-flight limit
-    its user (the uploader) follows."""
+    """What an API client shares among its requests: the pause gate (one per process: every
+    client of every pipeline sends with the one API key, which the rate limit is about), and
+    the in-flight limit its user follows (the uploader's; None for the pollers)."""
 
     gate: PauseGate
-    limit: InFlightLimit
+    limit: InFlightLimit | None = None
 
     @classmethod
-    def adaptive(cls, maximum: int, clock: Clock, metrics: Metrics | None = None) -> Pacing:
-        return cls(PauseGate(clock), InFlightLimit(maximum, metrics))
+    def adaptive(
+        cls,
+        maximum: int,
+        clock: Clock,
+        metrics: Metrics | None = None,
+        *,
+        gate: PauseGate | None = None,
+    ) -> Pacing:
+        return cls(gate or PauseGate(clock), InFlightLimit(maximum, metrics))

@@ -161,6 +161,11 @@ def paced_client(
     return client
 
 
+def current_limit(pacing: Pacing) -> int:
+    assert pacing.limit is not None
+    return pacing.limit.current
+
+
 def test_a_429_with_retry_after_holds_every_other_request_of_the_client(
     clients: list[TolokaClient],
 ) -> None:
@@ -175,7 +180,7 @@ def test_a_429_with_retry_after_holds_every_other_request_of_the_client(
     assert client.bulk_create([{"text": "b"}]).ids == ["id-1"]
     assert api.sent_at[1] == answered_at + 5.0
     assert clock.waits == [5.0]
-    assert pacing.limit.current == 2
+    assert current_limit(pacing) == 2
 
 
 def test_the_request_that_got_the_429_retries_once_the_pause_ran_out(
@@ -203,7 +208,7 @@ def test_a_429_without_retry_after_shrinks_the_limit_but_pauses_nothing(
     assert pacing.gate.closed_for() == 0.0
     client.bulk_create([{"text": "b"}])
     assert clock.waits == []
-    assert pacing.limit.current == 2
+    assert current_limit(pacing) == 2
 
 
 def test_successes_grow_the_limit_back(clients: list[TolokaClient]) -> None:
@@ -214,10 +219,29 @@ def test_successes_grow_the_limit_back(clients: list[TolokaClient]) -> None:
     for text in "ab":
         with pytest.raises(RateLimitedError):
             client.bulk_create([{"text": text}])
-    assert pacing.limit.current == 1
+    assert current_limit(pacing) == 1
     for _ in range(2 * (1 + 2 + 3)):  # two rounds at 1, at 2 and at 3
         client.bulk_create([{"text": "c"}])
-    assert pacing.limit.current == 4
+    assert current_limit(pacing) == 4
+
+
+def test_a_429_of_one_pipeline_holds_every_client_of_the_process(
+    clients: list[TolokaClient],
+) -> None:
+    """One API key for every pipeline: another pipeline's uploader and the pollers (a pause
+    without an in-flight limit) wait the Retry-After out too."""
+    clock = FakeClock()
+    api = RateLimitedApi(clock, throttled={0}, retry_after="5")
+    first = Pacing.adaptive(4, clock)
+    other = Pacing.adaptive(4, clock, gate=first.gate)
+    listing = Pacing(first.gate)
+    with pytest.raises(RateLimitedError):
+        paced_client(api, first, clients).bulk_create([{"text": "a"}])
+    answered_at = clock.monotonic()
+    assert paced_client(api, other, clients).bulk_create([{"text": "b"}]).ids == ["id-1"]
+    assert paced_client(api, listing, clients).bulk_create([{"text": "c"}]).ids == ["id-1"]
+    assert api.sent_at[1:] == [answered_at + 5.0, answered_at + 5.0]
+    assert (current_limit(first), current_limit(other)) == (2, 4), "each uploader its own limit"
 
 
 # --- the simulator's token bucket ----------------------------------------------------------------
