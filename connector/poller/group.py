@@ -55,6 +55,8 @@ DEFAULT_MAX_POLL_INTERVAL_MS = 300_000
 MAX_SESSION_TIMEOUT_MS = 1_800_000
 """Kafka's default group.max.session.timeout.ms: a longer leader timeout is a session this long
 (the broker would refuse the join)."""
+TOPIC_RETRY_SECONDS = 5.0
+"""How often a missing leadership topic is asked for again."""
 HEARTBEATS_PER_SESSION = 4
 """Group heartbeats per session timeout (Kafka's advice is at least three)."""
 
@@ -246,38 +248,53 @@ class LeadershipGroup:
 
     def run(self, stop: threading.Event) -> None:
         self._ensure_topics()
+        ensured_at = time.monotonic()
         consumer = Consumer(self._config)
         try:
-            consumer.subscribe(
-                sorted(self._leases),
-                on_assign=self._assigned,
-                on_revoke=self._revoked,
-                on_lost=self._lost,
-            )
+            self._subscribe(consumer)
             while not (stop.is_set() or self._all_left.is_set()):
                 message = consumer.poll(_POLL_SECONDS)
                 error = None if message is None else message.error()
-                if error is not None:
-                    self._error(error)
+                if error is None:
+                    continue
+                self._error(error)
+                # A creation refused at start-up (seen: a broker just restarted answers "all
+                # brokers are currently fenced") is tried again while the topic is missing;
+                # subscribing again makes the consumer look for the topic now, not at its next
+                # metadata refresh (5 minutes by default).
+                missing = error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+                if missing and time.monotonic() - ensured_at >= TOPIC_RETRY_SECONDS:
+                    ensured_at = time.monotonic()
+                    if self._ensure_topics():
+                        self._subscribe(consumer)
         finally:
             self._end_terms(list(self._leases))
             self._closing = True
             consumer.close()  # leaves the group: the others rebalance at once
 
-    def _ensure_topics(self) -> None:
+    def _subscribe(self, consumer: Consumer) -> None:
+        consumer.subscribe(
+            sorted(self._leases),
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
+            on_lost=self._lost,
+        )
+
+    def _ensure_topics(self) -> bool:
         """Create the leadership topics that are missing: by CreateTopics, else by a metadata
         request on a broker that creates topics on first use (the mock cluster); an account
         without the right leaves them to `check --create-topics` or an operator (readiness
-        names the missing one)."""
+        names the missing one). Whether it created any."""
         specs = [TopicSpec(topic) for topic in sorted(self._leases)]
         try:
             report = ensure_topics(self._kafka_config, specs, self._topic_timeout)
         except KafkaOperationError as exc:
             log.info("CreateTopics failed for the leadership topics (%s): asking for them", exc)
             request_auto_creation(self._kafka_config, sorted(self._leases), self._topic_timeout)
-            return
+            return True  # maybe: the next metadata request tells
         if report.created:
             log.info("created leadership topics %s", ", ".join(report.created))
+        return bool(report.created)
 
     def _error(self, error: KafkaError) -> None:
         """Readiness says it while it lasts; the log once per kind of problem."""
