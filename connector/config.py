@@ -63,6 +63,7 @@ from connector.settings_groups import (
     PollerSettings,
     ProjectSettings,
     ReconcileSettings,
+    RoutingSettings,
     RuntimeSettings,
     SchemaRegistrySettings,
     SettingsGroup,
@@ -93,6 +94,7 @@ __all__ = [
     "PollerSettings",
     "ProjectSettings",
     "ReconcileSettings",
+    "RoutingSettings",
     "RuntimeSettings",
     "SchemaRegistrySettings",
     "Settings",
@@ -539,7 +541,7 @@ def pipeline_clashes(tables: list[PipelineTable], defaults: Mapping[str, str]) -
 
     def routed(table: PipelineTable) -> bool:
         try:
-            return _IS_TRUE.validate_python(value(table, UploaderSettings, "route_by_header"))
+            return _IS_TRUE.validate_python(value(table, RoutingSettings, "route_by_header"))
         except ValidationError:
             return False  # the setting's own problem was reported
 
