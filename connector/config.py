@@ -63,6 +63,7 @@ from connector.settings_groups import (
     PollerSettings,
     ProjectSettings,
     ReconcileSettings,
+    RoutingSettings,
     RuntimeSettings,
     SchemaRegistrySettings,
     SettingsGroup,
@@ -93,6 +94,7 @@ __all__ = [
     "PollerSettings",
     "ProjectSettings",
     "ReconcileSettings",
+    "RoutingSettings",
     "RuntimeSettings",
     "SchemaRegistrySettings",
     "Settings",
@@ -528,8 +530,9 @@ _IS_TRUE = TypeAdapter(bool)
 
 
 def pipeline_clashes(tables: list[PipelineTable], defaults: Mapping[str, str]) -> list[str]:
-    """Pipelines that would mix their work: one project twice, a shared output or dead-letter
-    topic, a shared input topic unless every pipeline reading it routes by header."""
+    """Pipelines that would mix their work: one project twice, a topic the connector writes
+    (an output, a dead-letter or the state topic) that is any other topic of any pipeline, a
+    shared input topic unless every pipeline reading it routes by header."""
 
     def value(table: PipelineTable, group: type[SettingsGroup], name: str) -> str:
         variable = group.variable(name)
@@ -538,32 +541,64 @@ def pipeline_clashes(tables: list[PipelineTable], defaults: Mapping[str, str]) -
 
     def routed(table: PipelineTable) -> bool:
         try:
-            return _IS_TRUE.validate_python(value(table, UploaderSettings, "route_by_header"))
+            return _IS_TRUE.validate_python(value(table, RoutingSettings, "route_by_header"))
         except ValidationError:
             return False  # the setting's own problem was reported
 
-    unique: list[tuple[type[SettingsGroup], str, str]] = [
-        (ProjectSettings, "app_project_id", "each pipeline is a different app project"),
-        (PollerSettings, "output_topic", "each pipeline needs its own"),
-        (DeadLetterTopicSettings, "dlq_topic", "each pipeline needs its own"),
-        (
-            InputTopicSettings,
-            "input_topic",
-            "pipelines share an input topic only when each sets route_by_header = true",
-        ),
-    ]
     problems: list[str] = []
-    for group, name, rule in unique:
-        first_with: dict[str, PipelineTable] = {}
+    projects: dict[str, PipelineTable] = {}
+    for table in tables:
+        shown = value(table, ProjectSettings, "app_project_id")
+        first = projects.setdefault(shown, table)
+        if first is not table:
+            problems.append(
+                f"{table.where} app_project_id: {shown!r} is also pipeline #{first.number}'s; "
+                "each pipeline is a different app project"
+            )
+    topics: list[tuple[type[SettingsGroup], str]] = [
+        (PollerSettings, "output_topic"),
+        (DeadLetterTopicSettings, "dlq_topic"),
+        (InputTopicSettings, "input_topic"),
+    ]
+    state = value(tables[0], CursorSettings, "state_topic")  # one for every pipeline
+    users: dict[str, tuple[PipelineTable | None, str]] = {state: (None, "state_topic")}
+    for group, name in topics:
         for table in tables:
             shown = value(table, group, name)
-            first = first_with.setdefault(shown, table)
-            if first is table or (name == "input_topic" and routed(first) and routed(table)):
+            owner, owner_name = users.setdefault(shown, (table, name))
+            if owner is table and owner_name == name:
                 continue
+            if (
+                name == owner_name == "input_topic"
+                and owner is not None
+                and routed(owner)
+                and routed(table)
+            ):
+                continue  # a shared input topic, routed by header
             problems.append(
-                f"{table.where} {name}: {shown!r} is also pipeline #{first.number}'s; {rule}"
+                f"{table.where} {name}: {shown!r} is also {_topic_clash(owner, owner_name, name)}"
             )
     return problems
+
+
+def _topic_clash(owner: PipelineTable | None, owner_name: str, name: str) -> str:
+    """Whose topic a pipeline's `name` topic also is (`owner`'s `owner_name`; no `owner`: the
+    state topic), and the rule that refuses it: what follows "… is also "."""
+    if owner is None:
+        return f"the state_topic (every pipeline's cursor); {_WRITTEN_ALONE}"
+    if owner_name != name:
+        return f"pipeline #{owner.number}'s {owner_name}; {_WRITTEN_ALONE}"
+    if name == "input_topic":
+        return (
+            f"pipeline #{owner.number}'s; pipelines share an input topic only when each sets "
+            "route_by_header = true"
+        )
+    return f"pipeline #{owner.number}'s; each pipeline needs its own"
+
+
+_WRITTEN_ALONE = (
+    "a topic the connector writes (output, dead letters, state) is used for nothing else"
+)
 
 
 def documented_variables(

@@ -245,7 +245,22 @@ class ReconcileSettings(KeyFieldSettings):
     )
 
 
-class UploaderSettings(GroupSettings, InputTopicSettings, ReconcileSettings):
+class RoutingSettings(SettingsGroup):
+    """Whether a pipeline routes its input topic's records by header, which also chooses the
+    consumer group its uploader reads in (`status` shows that group's lag)."""
+
+    prefix: ClassVar[str] = "CONNECTOR_"
+    route_by_header: bool = Field(
+        False,
+        description=(
+            "the uploader takes only the records whose toloka-app-project-id header names its "
+            "app project (without a known one: dead-lettered, unrouted), so pipelines may share "
+            "an input topic; it reads in its own consumer group, <group_id>.<app project>"
+        ),
+    )
+
+
+class UploaderSettings(GroupSettings, InputTopicSettings, ReconcileSettings, RoutingSettings):
     """The uploader role: input topic → Apps API, bad records → dead-letter topic."""
 
     batch_max_items: int = Field(
@@ -304,13 +319,6 @@ class UploaderSettings(GroupSettings, InputTopicSettings, ReconcileSettings):
         description=(
             "a dead letter the broker has not acknowledged this long after it was written "
             "stops the uploader (exit 1); its record is read again after a restart"
-        ),
-    )
-    route_by_header: bool = Field(
-        False,
-        description=(
-            "pipelines may share an input topic: its records go to the app project their "
-            "toloka-app-project-id header names (without a known one: dead-lettered, unrouted)"
         ),
     )
 

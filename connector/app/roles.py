@@ -58,7 +58,10 @@ def build_roles(
 
     pipelines = settings.pipelines
     routers = (
-        input_routers((p.uploader.input_topic, p.toloka.app_project_id) for p in pipelines)
+        input_routers(
+            (p.uploader.input_topic, p.toloka.app_project_id, p.uploader.route_by_header)
+            for p in pipelines
+        )
         if "uploader" in names
         else {}
     )

@@ -32,6 +32,7 @@ from connector.config import (
     InputTopicSettings,
     KafkaSettings,
     ProjectSettings,
+    RoutingSettings,
     Settings,
 )
 from connector.contract.cursor import Cursor
@@ -54,7 +55,7 @@ from connector.operations.replay import ReplayRequest, replay_dead_letters
 from connector.operations.status import describe_cursor, gather_status
 from connector.poller.reset import write_cursor
 from connector.poller.state import read_cursor
-from connector.uploader.routing import input_routers, routed_group_id
+from connector.uploader.routing import input_group_id
 
 KAFKA_TIMEOUT_SECONDS = 30.0
 
@@ -67,6 +68,7 @@ STATUS_SETTINGS = (
     KafkaSettings,
     InputTopicSettings,
     GroupSettings,
+    RoutingSettings,
     CursorSettings,
 )
 STATUS_DESCRIPTION = f"""Print {STATUS_HELP}:
@@ -97,14 +99,13 @@ def show_status(args: argparse.Namespace) -> int:
     every = settings_from_args(args)
     settings = chosen_pipeline(every, args.app_project)
     configure_logging("text", "ERROR")
-    project = settings.project.app_project_id
-    routers = input_routers(
-        (p.get(InputTopicSettings).input_topic, p.project.app_project_id) for p in every.pipelines
-    )
     group_id = settings.get(GroupSettings).group_id
     status = gather_status(
         settings, now=time.time(), by_reason=args.by_reason, timeout=KAFKA_TIMEOUT_SECONDS,
-        uploader_group_id=routed_group_id(group_id, project) if project in routers else None,
+        uploader_group_id=input_group_id(
+            group_id, settings.project.app_project_id,
+            route_by_header=settings.get(RoutingSettings).route_by_header,
+        ),
     )  # fmt: skip
     print(orjson.dumps(status.as_json()).decode() if args.json else status.as_text())
     return 0

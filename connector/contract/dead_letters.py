@@ -33,7 +33,7 @@ TOO_LARGE = "too_large"
 INVALID_SCHEMA = "invalid_schema"
 """An avro/protobuf/json_schema record that its schema (by the id it carries) does not read."""
 UNROUTED = "unrouted"
-"""A record on an input topic that several pipelines share (route_by_header) whose
+"""A record on the input topic of pipelines that route by header (route_by_header) whose
 `toloka-app-project-id` header names none of their app projects, or that has none."""
 UPLOADER_REASONS = (
     INVALID_JSON, NOT_AN_OBJECT, INVALID_ITEM, REJECTED, TOO_LARGE, INVALID_SCHEMA, UNROUTED,

@@ -178,7 +178,7 @@ def gather_status(
     uploader_group_id: str | None = None,
 ) -> ConnectorStatus:
     """The status of the pipeline of `settings`; its uploader's lag is that of
-    `uploader_group_id` when it has a group of its own (a shared input topic)."""
+    `uploader_group_id` when it has a group of its own (`route_by_header`)."""
     kafka_config = settings.kafka.client_config()
     uploader, poller = settings.get(InputTopicSettings), settings.get(CursorSettings)
     group_id = settings.get(GroupSettings).group_id

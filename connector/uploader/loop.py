@@ -237,7 +237,15 @@ class UploadLoop:
         return IDLE_WAIT_SECONDS if linger_left is None else min(linger_left, IDLE_WAIT_SECONDS)
 
     def _accept(self, messages: Sequence[Message]) -> None:
-        self._metrics.records_consumed.inc(len(messages))
+        elsewhere = self._accept_own(messages)
+        # Another pipeline's records are not this one's: the dead-letter share divides by these.
+        self._metrics.records_consumed.inc(len(messages) - elsewhere)
+        if elsewhere:
+            self._metrics.records_routed_elsewhere.inc(elsewhere)
+
+    def _accept_own(self, messages: Sequence[Message]) -> int:
+        """Batch or dead-letter the records of this pipeline among `messages`; how many were
+        another pipeline's (routed by header), each done at once."""
         # The hot loop: names bound once, one tracker call and one decode per record.
         now = self._clock.monotonic()
         max_bytes = self._settings.max_record_bytes
@@ -246,6 +254,7 @@ class UploadLoop:
         consumed = self._offsets.consumed
         add = self._batcher.add
         route = None if self._router is None else self._router.route
+        elsewhere = 0
         for message in messages:
             error = message.error()
             if error is not None:
@@ -261,6 +270,7 @@ class UploadLoop:
             routed = True if route is None else route(message)
             if routed is False:  # another pipeline's record on a shared input topic
                 self._offsets.done(partition, offset, generation)
+                elsewhere += 1
                 continue
             decoded = decode(message.value(), max_bytes, validator) if routed is True else routed
             if isinstance(decoded, Refusal):
@@ -269,6 +279,7 @@ class UploadLoop:
                 )
             else:
                 add(PendingRecord(message, partition, offset, generation, decoded), now)
+        return elsewhere
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal():

@@ -33,7 +33,7 @@ from connector.uploader.decode import ItemDecoder, RegistryItemDecoder, decode_i
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import UploadLoop
 from connector.uploader.reconcile import ItemLister, Reconciler
-from connector.uploader.routing import HeaderRouter, routed_group_id
+from connector.uploader.routing import HeaderRouter, input_group_id
 from connector.uploader.spec import SpecReader, SpecRefresher, read_validator
 from connector.uploader.upload import BatchUploader, BulkCreator
 from connector.validation import ItemValidator
@@ -59,19 +59,22 @@ def consumer_config(
     settings: Settings,
     on_statistics: Callable[[str], None],
     kafka: KafkaAvailability | None = None,
-    router: HeaderRouter | None = None,
 ) -> dict[str, Any]:
     """The input consumer's configuration. Offsets are committed explicitly (auto commit off,
     offset store off): the committed position is computed by the offset tracker and must be
     written at precise moments (revocation, shutdown), which a background auto commit of stored
     offsets cannot promise; a plain commit also works on every development broker. The consumer
-    is polled all the time, so it reports to the process's Kafka availability tracker. With a
-    `router` (a shared input topic), the pipeline's own group (`routed_group_id`)."""
-    group_id = settings.uploader.group_id
+    is polled all the time, so it reports to the process's Kafka availability tracker. The group
+    follows the pipeline's `route_by_header` alone (`input_group_id`)."""
+    uploader = settings.uploader
     config = {
         **CONSUMER_DEFAULTS,
         **settings.kafka.client_config(),
-        "group.id": group_id if router is None else routed_group_id(group_id, router.app_project),
+        "group.id": input_group_id(
+            uploader.group_id,
+            settings.project.app_project_id,
+            route_by_header=uploader.route_by_header,
+        ),
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "stats_cb": on_statistics,
@@ -257,14 +260,14 @@ def build_uploader(
     in_flight_limit: InFlightLimit | None = None,
 ) -> Uploader:
     """The uploader role on real Kafka clients (nothing connects before `run`); its consumer
-    reports to `kafka`. With a `router`, it takes its records of a shared input topic;
+    reports to `kafka`. With a `router` (`route_by_header`), it takes the records its header names;
     `in_flight_limit` is the one its API client's 429s adapt."""
     return Uploader(
         settings,
         client,
         metrics,
         consumer_factory=lambda on_statistics: KafkaConsumer(
-            consumer_config(settings, on_statistics, kafka, router)
+            consumer_config(settings, on_statistics, kafka)
         ),
         producer_factory=lambda: KafkaProducer(producer_config(settings)),
         outstanding=outstanding,

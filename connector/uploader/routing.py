@@ -1,13 +1,15 @@
-"""Routing on an input topic that several pipelines share (`route_by_header`).
+"""Routing by the `toloka-app-project-id` header (`route_by_header`), on an input topic one or
+several pipelines read.
 
-Each pipeline reading a shared topic reads all of it, in a consumer group of its own
+A pipeline that sets `route_by_header` reads its input topic in a consumer group of its own
 (`routed_group_id`: its offsets and upload intents are its own, so exactly-once uploads hold per
-pipeline), and takes the records whose `toloka-app-project-id` header names its app project. A
-record another of those pipelines takes is done for this one at once (nothing uploaded, nothing
-dead-lettered); a record whose header names none of them, or that has none, is dead-lettered
-`unrouted` by the first of them in the settings, and skipped by the others, so it is
-dead-lettered once.
-"""
+pipeline), whether or not another pipeline reads the topic too: the group follows the setting
+alone, so adding or removing a pipeline never moves another to a group without offsets. It takes
+the records whose header names its app project. A record another pipeline on the topic takes is
+done for this one at once (nothing uploaded, nothing dead-lettered); a record whose header names
+none of them, or that has none, is dead-lettered `unrouted` by the first of them in the settings,
+and skipped by the others, so it is dead-lettered once. A pipeline without the setting reads in
+the shared group and takes every record (the settings refuse it a topic another pipeline reads)."""
 
 from __future__ import annotations
 
@@ -21,27 +23,33 @@ from connector.uploader.decode import Refusal
 
 
 def routed_group_id(group_id: str, app_project: str) -> str:
-    """The consumer group of a pipeline that reads a shared input topic."""
+    """The consumer group of a pipeline that routes by header."""
     return f"{group_id}.{app_project}"
 
 
-def input_routers(input_topics: Iterable[tuple[str, str]]) -> dict[str, HeaderRouter]:
-    """App project → its router, for the pipelines of `input_topics` ((input topic, app
-    project) of each, in settings order) that share an input topic."""
+def input_group_id(group_id: str, app_project: str, *, route_by_header: bool) -> str:
+    """The consumer group a pipeline's uploader reads its input topic in: its own when it
+    routes by header, the shared `group_id` otherwise."""
+    return routed_group_id(group_id, app_project) if route_by_header else group_id
+
+
+def input_routers(pipelines: Iterable[tuple[str, str, bool]]) -> dict[str, HeaderRouter]:
+    """App project → its router, for the pipelines that route by header among `pipelines`
+    ((input topic, app project, route_by_header) of each, in settings order)."""
     readers: dict[str, list[str]] = {}
-    for topic, project in input_topics:
-        readers.setdefault(topic, []).append(project)
+    for topic, project, route_by_header in pipelines:
+        if route_by_header:
+            readers.setdefault(topic, []).append(project)
     return {
         project: HeaderRouter.for_topic(projects, project)
         for projects in readers.values()
-        if len(projects) > 1
         for project in projects
     }
 
 
 @dataclass(frozen=True)
 class HeaderRouter:
-    """Which records of a shared input topic are the pipeline of `app_project`'s."""
+    """Which records of its input topic are the pipeline of `app_project`'s."""
 
     app_project: str
     sharing: frozenset[str]
@@ -66,7 +74,7 @@ class HeaderRouter:
         shown = "no toloka-app-project-id header" if named is None else f"header {named!r}"
         return Refusal(
             UNROUTED,
-            f"the input topic is shared by the pipelines of app projects "
+            f"the input topic is routed by header to the pipelines of app projects "
             f"{', '.join(sorted(self.sharing))}; this record has {shown}, which names none of them",
         )
 

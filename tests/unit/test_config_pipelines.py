@@ -240,3 +240,85 @@ def test_route_by_header_for_every_pipeline_may_be_a_default(tmp_path: Path) -> 
         + pipeline("b", **{**OTHER, "input_topic": "a.in"})
     )
     assert len(load(tmp_path, text).pipelines) == 2
+
+
+WRITES = "a topic the connector writes (output, dead letters, state) is used for nothing else"
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "problem"),
+    [
+        (  # a dead-letter topic that is another pipeline's output
+            TOPICS,
+            {**OTHER, "dlq_topic": "a.out"},
+            f"#2 dlq_topic: 'a.out' is also pipeline #1's output_topic; {WRITES}",
+        ),
+        (  # an output topic that is another pipeline's dead-letter topic (outputs come first)
+            TOPICS,
+            {**OTHER, "output_topic": "a.dlq"},
+            f"#1 dlq_topic: 'a.dlq' is also pipeline #2's output_topic; {WRITES}",
+        ),
+        (  # a topic one pipeline writes, another reads
+            TOPICS,
+            {**OTHER, "input_topic": "a.out"},
+            f"#2 input_topic: 'a.out' is also pipeline #1's output_topic; {WRITES}",
+        ),
+        (
+            TOPICS,
+            {**OTHER, "input_topic": "a.dlq", "route_by_header": True},
+            f"#2 input_topic: 'a.dlq' is also pipeline #1's dlq_topic; {WRITES}",
+        ),
+        (  # ... whichever table comes first
+            {**TOPICS, "input_topic": "b.dlq"},
+            OTHER,
+            f"#1 input_topic: 'b.dlq' is also pipeline #2's dlq_topic; {WRITES}",
+        ),
+        (  # the state topic every pipeline's cursor is on
+            TOPICS,
+            {**OTHER, "dlq_topic": "toloka.connector.state"},
+            "#2 dlq_topic: 'toloka.connector.state' is also the state_topic (every pipeline's "
+            f"cursor); {WRITES}",
+        ),
+        (
+            TOPICS,
+            {**OTHER, "output_topic": "toloka.connector.state"},
+            "#2 output_topic: 'toloka.connector.state' is also the state_topic (every "
+            f"pipeline's cursor); {WRITES}",
+        ),
+        (
+            {**TOPICS, "input_topic": "toloka.connector.state"},
+            OTHER,
+            "#1 input_topic: 'toloka.connector.state' is also the state_topic (every "
+            f"pipeline's cursor); {WRITES}",
+        ),
+        (  # one pipeline's own topics
+            TOPICS,
+            {**OTHER, "dlq_topic": "b.out"},
+            f"#2 dlq_topic: 'b.out' is also pipeline #2's output_topic; {WRITES}",
+        ),
+        (
+            TOPICS,
+            {**OTHER, "input_topic": "b.out"},
+            f"#2 input_topic: 'b.out' is also pipeline #2's output_topic; {WRITES}",
+        ),
+    ],
+)
+def test_a_topic_a_pipeline_writes_is_no_other_topic_of_any_pipeline(
+    tmp_path: Path, first: dict[str, str | bool], second: dict[str, str | bool], problem: str
+) -> None:
+    path = tmp_path / "connector.toml"
+    found = problems(tmp_path, pipeline("a", **first) + pipeline("b", **second))
+    assert found == [f"{path}: [[pipelines]] {problem}"]
+
+
+def test_the_state_topic_setting_is_the_one_compared(tmp_path: Path) -> None:
+    path = tmp_path / "connector.toml"
+    text = "[connector]\nstate_topic = 'a.out'\n" + pipeline("a", **TOPICS) + pipeline("b", **OTHER)
+    assert problems(tmp_path, text) == [
+        f"{path}: [[pipelines]] #1 output_topic: 'a.out' is also the state_topic (every "
+        f"pipeline's cursor); {WRITES}"
+    ]
+    moved = "[connector]\nstate_topic = 'own.state'\n"
+    assert (
+        len(load(tmp_path, moved + pipeline("a", **TOPICS) + pipeline("b", **OTHER)).pipelines) == 2
+    )

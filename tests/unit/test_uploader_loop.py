@@ -38,6 +38,7 @@ from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import CONSUME_MAX_MESSAGES
 from connector.uploader.role import Uploader, consumer_config, producer_config
+from connector.uploader.routing import HeaderRouter
 from testkit.waiting import wait_for
 
 TOPIC = "items"
@@ -265,7 +266,7 @@ class Running:
 
     def __init__(self, consumer: FakeConsumer, api: FakeApi | None = None,
                  producer: FakeProducer | None = None, in_flight_limit: InFlightLimit | None = None,
-                 **overrides: str) -> None:  # fmt: skip
+                 router: HeaderRouter | None = None, **overrides: str) -> None:  # fmt: skip
         self.consumer = consumer
         self.producer = producer or FakeProducer()
         self.api = api or FakeApi()
@@ -274,6 +275,7 @@ class Running:
             settings(**overrides), self.api, self.metrics,
             consumer_factory=lambda _on_stats: self.consumer,
             producer_factory=lambda: self.producer, in_flight_limit=in_flight_limit,
+            router=router,
         )  # fmt: skip
         self.stop = threading.Event()
         self.failure: BaseException | None = None
@@ -358,6 +360,29 @@ def test_every_record_ends_uploaded_or_dead_lettered_and_offsets_reach_the_end(
     assert sample("toloka_connector_dead_letters_total", {"reason": "too_large"}) == 1
     assert sample("toloka_connector_records_consumed_total") == 75
     assert sample("toloka_connector_items_uploaded_total") == 70
+
+
+def test_a_routed_pipeline_counts_as_consumed_only_its_own_records(
+    running: list[Running],
+) -> None:
+    """The dead-letter share divides by records consumed: those another pipeline on the topic
+    takes are counted apart, as routed elsewhere (the unrouted ones this pipeline dead-letters
+    are its own)."""
+    consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(10)]})
+    names = [b"texts", b"captions", None]  # offsets 0, 3, 6, 9: texts; 1, 4, 7: captions
+    for message in consumer.log[0]:
+        name = names[message.offset() % 3]
+        message._headers = [] if name is None else [("toloka-app-project-id", name)]
+    router = HeaderRouter.for_topic(["texts", "captions"], "texts")
+    run = Running(consumer, router=router)
+    running.append(run)
+    wait_for(lambda: run.consumer.committed == {0: 10}, "commits to the end")
+    run.finish()
+    assert sorted(run.api.created) == ["0:0", "0:3", "0:6", "0:9"]
+    assert sorted(run.dead_letters()) == ["0:2", "0:5", "0:8"]
+    sample = run.metrics.sample
+    assert sample("toloka_connector_records_consumed_total") == 7
+    assert sample("toloka_connector_records_routed_elsewhere_total") == 3
 
 
 def test_commit_stops_before_the_earliest_unfinished_upload(running: list[Running]) -> None:
