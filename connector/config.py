@@ -468,6 +468,8 @@ def load_settings(
     if not tables:
         settings, found = _validated(leaves, variables, problems)
         _add_once(problems, found)
+        if not problems:
+            problems.extend(own_topic_clashes(settings.groups))
         if problems:
             raise ConfigError(problems)
         return settings
@@ -578,6 +580,32 @@ def pipeline_clashes(tables: list[PipelineTable], defaults: Mapping[str, str]) -
             problems.append(
                 f"{table.where} {name}: {shown!r} is also {_topic_clash(owner, owner_name, name)}"
             )
+    return problems
+
+
+_TOPIC_FIELDS = ("state_topic", "output_topic", "dlq_topic", "input_topic")
+"""The topics of one pipeline, those written alone first (the message names the one read)."""
+
+
+def own_topic_clashes(groups: Iterable[SettingsGroup]) -> list[str]:
+    """The one pipeline of the single-project settings: its input, output, dead-letter and
+    state topics are four topics (results written to the input would be uploaded again; dead
+    letters in the output would be taken for results). Only the topics of the groups a command
+    loaded are compared. `pipeline_clashes` is the same rule across `[[pipelines]]`."""
+    named: dict[str, tuple[str, str]] = {}
+    for group in groups:
+        for name in _TOPIC_FIELDS:
+            if name in type(group).model_fields:
+                named.setdefault(name, (type(group).variable(name), getattr(group, name)))
+    seen: dict[str, str] = {}
+    problems: list[str] = []
+    for name in _TOPIC_FIELDS:
+        if name not in named:
+            continue
+        variable, topic = named[name]
+        other = seen.setdefault(topic, variable)
+        if other != variable:
+            problems.append(f"{variable}: {topic!r} is also {other}; {_WRITTEN_ALONE}")
     return problems
 
 

@@ -171,6 +171,8 @@ class PollerLoop:
         leadership; whether the next take-over must wait for the leader to be gone again."""
         if wait_for_vacancy and not self._wait_for_vacancy(term):
             return True
+        if term.is_set():
+            return True  # revoked meanwhile: a take-over now would fence the group's choice
         leadership = self._takeover.attempt(self._late_window_time())
         if leadership is None:
             self._takeover.pause_after_failure(term)

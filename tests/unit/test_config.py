@@ -200,3 +200,27 @@ def test_a_kafka_property_overrides_a_client_default_of_the_connector() -> None:
         None, {**REQUIRED, "KAFKA_METADATA_RECOVERY_REBOOTSTRAP_TRIGGER_MS": "60000"}
     )
     assert settings.kafka.client_config()["metadata.recovery.rebootstrap.trigger.ms"] == "60000"
+
+
+@pytest.mark.parametrize(
+    ("variable", "topic", "line"),
+    [
+        ("CONNECTOR_OUTPUT_TOPIC", "toloka.items", "CONNECTOR_INPUT_TOPIC: 'toloka.items' is "
+         "also CONNECTOR_OUTPUT_TOPIC"),
+        ("CONNECTOR_DLQ_TOPIC", "toloka.items", "CONNECTOR_INPUT_TOPIC: 'toloka.items' is also "
+         "CONNECTOR_DLQ_TOPIC"),
+        ("CONNECTOR_DLQ_TOPIC", "toloka.results", "CONNECTOR_DLQ_TOPIC: 'toloka.results' is "
+         "also CONNECTOR_OUTPUT_TOPIC"),
+        ("CONNECTOR_INPUT_TOPIC", "toloka.connector.state", "CONNECTOR_INPUT_TOPIC: "
+         "'toloka.connector.state' is also CONNECTOR_STATE_TOPIC"),
+    ],
+)  # fmt: skip
+def test_one_pipeline_s_topics_are_four_topics(variable: str, topic: str, line: str) -> None:
+    """Results written to the input would be uploaded again; dead letters in the output would
+    be taken for results."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings(None, {**REQUIRED, variable: topic})
+    assert raised.value.problems == [
+        f"{line}; a topic the connector writes (output, dead letters, state) is used for "
+        "nothing else"
+    ]
