@@ -48,7 +48,10 @@ PHASES: dict[str, dict[str, Any]] = {
     "bulky outputs": {"bulky_output_bytes": 60_000},
     "results too large": {"bulky_output_bytes": 1_200_000, "bulky_output_ratio": 0.05},
 }
-_UNREADABLE = re.compile(r"^toloka_connector_unreadable_pages_total (\S+)$", re.MULTILINE)
+_UNREADABLE = re.compile(
+    r"^toloka_connector_unreadable_pages_total(?:\{[^}]*\})? (\S+)$", re.MULTILINE
+)
+"""Its samples, whatever their labels (one per app project)."""
 
 
 @dataclass
@@ -198,5 +201,5 @@ def _leader_lines(instances: list[ConnectorProcess]) -> int:
 
 def _unreadable_pages(process: ConnectorProcess) -> float:
     response = process.get("/metrics")
-    found = _UNREADABLE.search(response.text) if response is not None else None
-    return float(found.group(1)) if found else 0.0
+    text = response.text if response is not None else ""
+    return sum(float(value) for value in _UNREADABLE.findall(text))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -121,3 +122,28 @@ class ItemFeed:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(30)
+
+
+def pipelines_environ(
+    simulator: SimulatorProcess,
+    bootstrap_servers: str,
+    state_topic: str,
+    group_prefix: str,
+    *,
+    leader_timeout_seconds: float = 3.0,
+    **more: str,
+) -> dict[str, str]:
+    """The environment of a connector process serving several projects of `simulator`: its
+    `[[pipelines]]` come from a config file; the shared settings from here, with a group of
+    its own and quick standby polls."""
+    return {
+        "TOLOKA_API_KEY": simulator.api_key,
+        "TOLOKA_BASE_URL": simulator.base_url,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+        "CONNECTOR_STATE_TOPIC": state_topic,
+        "CONNECTOR_GROUP_ID": f"{group_prefix}-{uuid.uuid4().hex[:8]}",
+        "CONNECTOR_LEADER_TIMEOUT_SECONDS": f"{leader_timeout_seconds:g}",
+        "CONNECTOR_POLL_INTERVAL_SECONDS": "0.2",
+        "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.3",
+        **more,
+    }

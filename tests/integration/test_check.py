@@ -134,41 +134,42 @@ def test_a_transaction_timeout_above_the_brokers_maximum_fails(
     ) in result.stdout
 
 
-def test_create_topics_sizes_the_dead_letter_topic_for_any_input_record_with_its_headers(
-    kafka_broker: ControllableBroker, simulator: SimulatorHandle
-) -> None:
+INPUT_LIMIT = 2_000_000
+
+
+def check_with_large_input(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle, *, dlq_sized: bool = False
+) -> tuple[str, str, subprocess.CompletedProcess[str]]:
+    """`check --create-topics` where the input topic takes records of up to INPUT_LIMIT bytes,
+    and the dead-letter topic exists with the same limit (`dlq_sized`) or not at all; the
+    input and dead-letter topics' names and the finished check."""
     require(kafka_broker, "admin_create_topics")  # and DescribeConfigs
     input_topic, dlq_topic = unique_name("input"), unique_name("dlq")
-    input_limit = 2_000_000
-    kafka_broker.create_topics(
-        [TopicSpec(input_topic, config={"max.message.bytes": str(input_limit)})]
-    )
+    limit = {"max.message.bytes": str(INPUT_LIMIT)}
+    made = [input_topic, *([dlq_topic] if dlq_sized else [])]
+    kafka_broker.create_topics([TopicSpec(topic, config=limit) for topic in made])
     env = environ(kafka_broker, simulator, input_topic=input_topic, dlq_topic=dlq_topic,
                   output_topic=unique_name("output"), state_topic=unique_name("state"))  # fmt: skip
     result = check(env, "--create-topics")
     assert result.returncode == 0, result.stdout + result.stderr
+    return input_topic, dlq_topic, result
+
+
+def test_create_topics_sizes_the_dead_letter_topic_for_any_input_record_with_its_headers(
+    kafka_broker: ControllableBroker, simulator: SimulatorHandle
+) -> None:
+    _, dlq_topic, _ = check_with_large_input(kafka_broker, simulator)
     limits = topic_config_values(
         kafka_broker.bootstrap_servers, [dlq_topic], "max.message.bytes", 10
     )
-    assert limits == {dlq_topic: str(input_limit + HEADERS_ALLOWANCE_BYTES)}
+    assert limits == {dlq_topic: str(INPUT_LIMIT + HEADERS_ALLOWANCE_BYTES)}
 
 
 def test_a_dead_letter_topic_too_small_for_the_largest_input_record_is_a_warning(
     kafka_broker: ControllableBroker, simulator: SimulatorHandle
 ) -> None:
-    require(kafka_broker, "admin_create_topics")  # and DescribeConfigs
-    input_topic, dlq_topic = unique_name("input"), unique_name("dlq")
-    input_limit = 2_000_000
-    kafka_broker.create_topics(
-        [
-            TopicSpec(input_topic, config={"max.message.bytes": str(input_limit)}),
-            TopicSpec(dlq_topic, config={"max.message.bytes": str(input_limit)}),
-        ]
-    )
-    env = environ(kafka_broker, simulator, input_topic=input_topic, dlq_topic=dlq_topic,
-                  output_topic=unique_name("output"), state_topic=unique_name("state"))  # fmt: skip
-    result = check(env, "--create-topics")
-    assert result.returncode == 0, result.stdout + result.stderr
+    input_topic, dlq_topic, result = check_with_large_input(kafka_broker, simulator, dlq_sized=True)
+    input_limit = INPUT_LIMIT
     warnings = [line for line in result.stdout.splitlines() if line.startswith("WARN")]
     assert warnings == [
         f"WARN  topic {dlq_topic}: max.message.bytes={input_limit} leaves no room for the "

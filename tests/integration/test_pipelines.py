@@ -15,10 +15,11 @@ from confluent_kafka import Producer
 from connector.demo.samples import sample_records
 from testkit.brokers import ControllableBroker
 from testkit.kafka import headers_of
+from testkit.leaderships import pipelines_environ
 from testkit.processes import ConnectorProcess, toloka_connector
 from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, ReadTopic, require
-from tests.fixtures.simulator import DEFAULT_API_KEY, SimulatorHandle, fresh_project_ids
+from tests.fixtures.simulator import SimulatorHandle, fresh_project_ids
 
 pytestmark = pytest.mark.integration
 
@@ -64,16 +65,9 @@ def test_two_pipelines_in_one_run_process_each_get_exactly_their_own_work(
         project: {"input": new_topic(2), "output": new_topic(2), "dlq": new_topic(1)}
         for project in projects
     }
-    environ = {
-        "TOLOKA_API_KEY": DEFAULT_API_KEY,
-        "TOLOKA_BASE_URL": sim.base_url,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
-        "CONNECTOR_STATE_TOPIC": new_topic(compacted=True),
-        "CONNECTOR_GROUP_ID": f"pipelines-{uuid.uuid4().hex[:8]}",
-        "CONNECTOR_LEADER_TIMEOUT_SECONDS": "3",
-        "CONNECTOR_POLL_INTERVAL_SECONDS": "0.2",
-        "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.3",
-    }
+    environ = pipelines_environ(
+        sim, kafka_broker.bootstrap_servers, new_topic(compacted=True), "pipelines"
+    )
     config = pipelines_file(tmp_path / "connector.toml", topics)
     connector = ConnectorProcess(["run", "--config", str(config)], environ, tmp_path / "run.log")
     try:
@@ -203,16 +197,9 @@ def test_a_shared_input_topic_is_routed_by_the_app_project_header(
     config.write_text(
         config.read_text().replace("[connector]\n", "[connector]\nroute_by_header = true\n")
     )
-    environ = {
-        "TOLOKA_API_KEY": DEFAULT_API_KEY,
-        "TOLOKA_BASE_URL": sim.base_url,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
-        "CONNECTOR_STATE_TOPIC": new_topic(compacted=True),
-        "CONNECTOR_GROUP_ID": f"routing-{uuid.uuid4().hex[:8]}",
-        "CONNECTOR_LEADER_TIMEOUT_SECONDS": "3",
-        "CONNECTOR_POLL_INTERVAL_SECONDS": "0.2",
-        "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.3",
-    }
+    environ = pipelines_environ(
+        sim, kafka_broker.bootstrap_servers, new_topic(compacted=True), "routing"
+    )
     unrouted: list[list[tuple[str, str | bytes | None]]] = [
         [], [("toloka-app-project-id", b"videos")], [("other", b"texts")]
     ]  # fmt: skip

@@ -7,7 +7,6 @@ longer than that; every pipeline's results are published exactly once throughout
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +15,18 @@ import pytest
 
 from connector.devtools.brokers.base import Capability
 from testkit.brokers import ControllableBroker
-from testkit.leaderships import ItemFeed, VacancyWatch, balanced, leaders, spread
+from testkit.leaderships import (
+    ItemFeed,
+    VacancyWatch,
+    balanced,
+    leaders,
+    pipelines_environ,
+    spread,
+)
 from testkit.processes import ConnectorProcess
 from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, ReadTopic, require
-from tests.fixtures.simulator import DEFAULT_API_KEY, SimulatorHandle, fresh_project_ids
+from tests.fixtures.simulator import SimulatorHandle, fresh_project_ids
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -71,17 +77,14 @@ def test_four_pipelines_over_three_instances_balance_fail_over_and_rebalance_exa
     projects = fresh_project_ids(*PROJECTS)
     sim = simulator_factory(project_id=projects[0], also_serve=projects[1:], processing_delay=0.2)
     outputs = {project: new_topic(1) for project in projects}
-    environ = {
-        "TOLOKA_API_KEY": DEFAULT_API_KEY,
-        "TOLOKA_BASE_URL": sim.base_url,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
-        "CONNECTOR_STATE_TOPIC": new_topic(compacted=True),
-        "CONNECTOR_GROUP_ID": f"pipelines-{uuid.uuid4().hex[:8]}",
-        "CONNECTOR_LEADER_TIMEOUT_SECONDS": str(LEADER_TIMEOUT),
-        "CONNECTOR_PAGE_SIZE": "10",
-        "CONNECTOR_POLL_INTERVAL_SECONDS": "0.2",
-        "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.3",
-    }
+    environ = pipelines_environ(
+        sim,
+        kafka_broker.bootstrap_servers,
+        new_topic(compacted=True),
+        "pipelines",
+        leader_timeout_seconds=LEADER_TIMEOUT,
+        CONNECTOR_PAGE_SIZE="10",
+    )
     dead_letters = {project: new_topic(1) for project in projects}
     config = pipelines_file(tmp_path / "connector.toml", outputs, dead_letters)
 
