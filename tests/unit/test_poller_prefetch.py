@@ -6,13 +6,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from confluent_kafka import KafkaError, KafkaException
-
 from connector.toloka.models import ItemPage
 from testkit.clocks import FakeClock
 from testkit.waiting import wait_for
 from tests.unit.poller_fakes import T0, FakeApi, FakeProducer, finished_item
-from tests.unit.test_poller_loop import Harness
+from tests.unit.test_poller_loop import Harness, abortable
 
 
 class RecordingApi(FakeApi):
@@ -90,9 +88,7 @@ def test_a_page_listed_ahead_is_dropped_when_the_transaction_aborts() -> None:
             commits += 1
             if commits == 2:  # the first page (the first commit is the take-over keepalive)
                 wait_for(lambda: api.listed("i1"), "the listing after the first page", 10)
-                raise KafkaException(
-                    KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True)
-                )
+                raise abortable()
             original(timeout)
 
         producer.commit_transaction = commit  # type: ignore[method-assign]
