@@ -10,6 +10,7 @@ from connector.app.topics import (
     MAX_MESSAGE_BYTES,
     connector_topics,
     dead_letter_limit,
+    leadership_topic_spec,
     sized_dead_letter_topic,
 )
 from connector.config import CursorWriteSettings, Settings
@@ -91,8 +92,15 @@ def check_topics(
         if limit is not None:
             dead_letters = [sized_dead_letter_topic(spec, limit) for spec in dead_letters]
         create_missing(config, dead_letters, report, topics)
+    leadership = leadership_topic_spec(settings).name
     for spec in specs:
-        if spec.name not in topics:
+        if spec.name == leadership and spec.name not in topics:
+            report.warn(
+                f"topic {spec.name}",
+                "missing: the poller creates it if this account may create topics; otherwise "
+                "create it (one partition), or run check --create-topics",
+            )
+        elif spec.name not in topics:
             report.line(
                 False, f"topic {spec.name}", "missing (create it, or run check --create-topics)"
             )

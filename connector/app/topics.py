@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from connector.config import PollerSettings, Settings, UploaderSettings
+from connector.contract.leadership import leadership_topic
 from connector.kafka.admin import TopicSpec
 from connector.kafka.topic_watch import TopicNeed
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
@@ -14,8 +15,16 @@ MAX_MESSAGE_BYTES = "max.message.bytes"
 
 
 def connector_topics(settings: Settings) -> list[TopicSpec]:
-    """The topics the connector uses; only the state topic needs one partition and compaction."""
-    return topic_specs(settings.uploader, settings.poller)
+    """The topics the connector uses for the pipeline of `settings`; only the state topic needs
+    compaction, and the state and leadership topics one partition."""
+    return [*topic_specs(settings.uploader, settings.poller), leadership_topic_spec(settings)]
+
+
+def leadership_topic_spec(settings: Settings) -> TopicSpec:
+    """The pipeline's leadership topic (`connector.poller.group`): the poller creates it when
+    the account may, so a missing one is only a warning for `check`."""
+    topic = leadership_topic(settings.poller.state_topic, settings.toloka.app_project_id)
+    return TopicSpec(topic, partitions=1)
 
 
 def topic_specs(uploader: UploaderSettings, poller: PollerSettings) -> list[TopicSpec]:

@@ -11,11 +11,15 @@ a record without a holder was written by a command and names no leader. The stan
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 
 from connector.contract.cursor import Cursor
 
 KEEPALIVES_PER_TIMEOUT = 4
+MAX_TOPIC_NAME = 249
+_TOPIC_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def transactional_id(app_project_id: str) -> str:
@@ -49,3 +53,23 @@ def leader_status(cursor: Cursor, *, now: float, leader_timeout_seconds: float) 
     judgement by as much."""
     since = max(0.0, now - cursor.written_at.timestamp())
     return LeaderStatus(cursor.holder, since, alive(cursor.holder, since, leader_timeout_seconds))
+
+
+def leadership_group_id(group_id: str) -> str:
+    """The consumer group of every poller instance of the deployment of `group_id`."""
+    return f"{group_id}-poller-leaders"
+
+
+def leadership_topic(state_topic: str, app_project_id: str) -> str:
+    """The one-partition topic whose owner in the leadership group may lead `app_project_id`.
+
+    A project id with characters a topic name cannot hold, or with `_` (Kafka refuses a topic
+    whose name differs from another's only by `.` against `_`), or too long for one, gets them
+    replaced and a digest of the whole id appended, so two ids never share or clash on a
+    topic."""
+    name = f"{state_topic}.leader.{app_project_id}"
+    safe = _TOPIC_CHARACTERS.sub("_", name)
+    if safe == name and "_" not in app_project_id and len(name) <= MAX_TOPIC_NAME:
+        return name
+    digest = hashlib.sha256(app_project_id.encode()).hexdigest()[:16]
+    return f"{safe[: MAX_TOPIC_NAME - len(digest) - 1]}-{digest}"

@@ -1,10 +1,11 @@
 """Which pipelines this instance may lead: Kafka's group protocol spreads them over the instances.
 
 Every pipeline (app project) has a **leadership topic** of one partition,
-`<CONNECTOR_STATE_TOPIC>.leader.<app project id>` (`leadership_topic`); nothing is ever written
-to it. Every poller instance of a deployment joins one consumer group,
+`<CONNECTOR_STATE_TOPIC>.leader.<app project id>` (`connector.contract.leadership`); nothing is
+ever written to it. Every poller instance of a deployment joins one consumer group,
 `<CONNECTOR_GROUP_ID>-poller-leaders`, subscribed to the leadership topics of the pipelines it
-serves, with the cooperative-sticky assignor. Kafka assigns each partition to one member, so
+serves whose loops run (not before a pipeline read its app project, not after its loop ended),
+with the cooperative-sticky assignor. Kafka assigns each partition to one member, so
 each pipeline has one instance that may lead it, and the assignor keeps the counts balanced
 (with N instances and M pipelines, none holds more than ⌈M/N⌉) and moves only what it must when
 instances come and go. One topic per pipeline, rather than one topic with a partition per
@@ -30,9 +31,7 @@ then does Kafka hand the partition to another instance.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -41,6 +40,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from connector.contract.leadership import leadership_group_id
 from connector.errors import KafkaOperationError
 from connector.kafka.admin import TopicSpec, ensure_topics, request_auto_creation
 from connector.lifecycle import STOP_CHECK_SECONDS
@@ -48,9 +48,7 @@ from connector.logs import kafka_logger
 
 log = logging.getLogger(__name__)
 
-MAX_TOPIC_NAME = 249
 _POLL_SECONDS = 0.2
-_TOPIC_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]")
 DEFAULT_MAX_POLL_INTERVAL_MS = 300_000
 MAX_SESSION_TIMEOUT_MS = 1_800_000
 """Kafka's default group.max.session.timeout.ms: a longer leader timeout is a session this long
@@ -59,26 +57,8 @@ TOPIC_RETRY_SECONDS = 5.0
 """How often a missing leadership topic is asked for again."""
 HEARTBEATS_PER_SESSION = 4
 """Group heartbeats per session timeout (Kafka's advice is at least three)."""
-
-
-def leadership_group_id(group_id: str) -> str:
-    """The consumer group of every poller instance of the deployment of `group_id`."""
-    return f"{group_id}-poller-leaders"
-
-
-def leadership_topic(state_topic: str, app_project_id: str) -> str:
-    """The one-partition topic whose owner in the leadership group may lead `app_project_id`.
-
-    A project id with characters a topic name cannot hold, or with `_` (Kafka refuses a topic
-    whose name differs from another's only by `.` against `_`), or too long for one, gets them
-    replaced and a digest of the whole id appended, so two ids never share or clash on a
-    topic."""
-    name = f"{state_topic}.leader.{app_project_id}"
-    safe = _TOPIC_CHARACTERS.sub("_", name)
-    if safe == name and "_" not in app_project_id and len(name) <= MAX_TOPIC_NAME:
-        return name
-    digest = hashlib.sha256(app_project_id.encode()).hexdigest()[:16]
-    return f"{safe[: MAX_TOPIC_NAME - len(digest) - 1]}-{digest}"
+_TOPIC_UNAVAILABLE = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED)
+"""The errors a consumer reports for one subscribed topic (the error's record names it)."""
 
 
 class Lease:
@@ -175,12 +155,15 @@ def leadership_consumer_config(
 class LeadershipGroup:
     """The group member of this instance: grants and revokes the leases of its pipelines.
 
-    Every pipeline's poller runs inside `joined(stop)`: the first to enter starts the member's
-    thread, which polls the group (the rebalance callbacks run inside `poll`) until `stop`, then
-    revokes every lease, waits for the loops to release, and leaves the group, so that the
-    other instances take the pipelines over at once instead of after the session timeout; the
-    last to leave waits for that. A failure of the member (a consumer that cannot be created)
-    is raised in every pipeline's loop (`Lease.wait_granted`): the pollers fail with it."""
+    Every pipeline's poller runs inside `joined(stop, lease)`: the first to enter starts the
+    member's thread, which polls the group (the rebalance callbacks run inside `poll`) until
+    `stop`, then revokes every lease, waits for the loops to release, and leaves the group, so
+    that the other instances take the pipelines over at once instead of after the session
+    timeout; the last to leave waits for that. The member subscribes only to the leadership
+    topics of the loops inside `joined`: a pipeline still reading its app project at start-up,
+    or whose loop ended, is not held by this instance while another could lead it. A failure of
+    the member (a consumer that cannot be created) is raised in every pipeline's loop
+    (`Lease.wait_granted`): the pollers fail with it."""
 
     def __init__(
         self,
@@ -199,6 +182,9 @@ class LeadershipGroup:
         self._revoke_timeout = revoke_timeout_seconds
         self._topic_timeout = topic_timeout_seconds
         self._members = 0
+        self._enlisted: set[str] = set()
+        """The leadership topics of the loops inside `joined`: the member's subscription."""
+        self._subscribed: frozenset[str] | None = None
         self._thread: threading.Thread | None = None
         self._entry = threading.Lock()
         self._all_left = threading.Event()
@@ -206,17 +192,32 @@ class LeadershipGroup:
         self._closing = False
         """The member is leaving: the terms were ended once, the close's revocation does not
         wait for the loops again."""
-        self.problem: str | None = None
-        """What keeps the group from assigning (readiness), or None."""
+        self._group_problem: str | None = None
+        self._missing: dict[str, str] = {}
+        """Leadership topic → why it is missing (readiness of its pipeline only)."""
+
+    def problem(self, lease: Lease) -> str | None:
+        """What keeps the group from assigning `lease`'s pipeline (readiness), or None."""
+        topic = self._topic_of(lease)
+        found = [p for p in (self._group_problem, self._missing.get(topic)) if p is not None]
+        return "; ".join(found) or None
+
+    def enlist(self, lease: Lease) -> None:
+        """Ask the group for `lease`'s pipeline from now on (`joined` does it)."""
+        with self._entry:
+            self._enlisted.add(self._topic_of(lease))
 
     @contextmanager
-    def joined(self, stop: threading.Event) -> Iterator[None]:
-        """Around one pipeline poller's loop: the member runs while any loop does. The last
-        loop to leave (at `stop`, or because it failed: a loop's error must end its role, not
-        wait for a `stop` that only that ending brings) ends the member and waits for it to
-        leave the group, within the revoke timeout and as long again for the close."""
+    def joined(self, stop: threading.Event, lease: Lease) -> Iterator[None]:
+        """Around one pipeline poller's loop: the member asks for its pipeline and runs while
+        any loop does. The last loop to leave (at `stop`, or because it failed: a loop's error
+        must end its role, not wait for a `stop` that only that ending brings) ends the member
+        and waits for it to leave the group, within the revoke timeout and as long again for
+        the close."""
+        topic = self._topic_of(lease)
         with self._entry:
             self._members += 1
+            self._enlisted.add(topic)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run_or_fail, args=(stop,), name="poller-leadership", daemon=True
@@ -227,6 +228,7 @@ class LeadershipGroup:
         finally:
             with self._entry:
                 self._members -= 1
+                self._enlisted.discard(topic)
                 last = self._members == 0
             if last and self._thread is not None:
                 self._all_left.set()
@@ -238,6 +240,9 @@ class LeadershipGroup:
                         2 * self._revoke_timeout,
                     )
 
+    def _topic_of(self, lease: Lease) -> str:
+        return next(topic for topic, known in self._leases.items() if known is lease)
+
     def _run_or_fail(self, stop: threading.Event) -> None:
         try:
             self.run(stop)
@@ -247,60 +252,79 @@ class LeadershipGroup:
                 lease.fail(exc)
 
     def run(self, stop: threading.Event) -> None:
-        self._ensure_topics()
+        self._ensure_topics(sorted(self._leases))
         ensured_at = time.monotonic()
         consumer = Consumer(self._config)
         try:
-            self._subscribe(consumer)
             while not (stop.is_set() or self._all_left.is_set()):
+                self._follow_enlisted(consumer)
                 message = consumer.poll(_POLL_SECONDS)
                 error = None if message is None else message.error()
-                if error is None:
-                    continue
-                self._error(error)
+                if error is not None:
+                    self._error(error, None if message is None else message.topic())
                 # A creation refused at start-up (seen: a broker just restarted answers "all
-                # brokers are currently fenced") is tried again while the topic is missing;
+                # brokers are currently fenced") is tried again while a topic is missing;
                 # subscribing again makes the consumer look for the topic now, not at its next
                 # metadata refresh (5 minutes by default).
-                missing = error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
-                if missing and time.monotonic() - ensured_at >= TOPIC_RETRY_SECONDS:
+                if self._missing and time.monotonic() - ensured_at >= TOPIC_RETRY_SECONDS:
                     ensured_at = time.monotonic()
-                    if self._ensure_topics():
-                        self._subscribe(consumer)
+                    if self._ensure_topics(sorted(self._missing)):
+                        self._subscribe(consumer, self._subscribed or frozenset())
         finally:
             self._end_terms(list(self._leases))
             self._closing = True
             consumer.close()  # leaves the group: the others rebalance at once
 
-    def _subscribe(self, consumer: Consumer) -> None:
+    def _follow_enlisted(self, consumer: Consumer) -> None:
+        """Subscribe to the leadership topics of the loops inside `joined` when they changed:
+        the cooperative assignor revokes only a pipeline that left."""
+        with self._entry:
+            wanted = frozenset(self._enlisted)
+        if wanted != self._subscribed:
+            self._subscribe(consumer, wanted)
+
+    def _subscribe(self, consumer: Consumer, topics: frozenset[str]) -> None:
+        self._subscribed = topics
+        if not topics:
+            consumer.unsubscribe()  # revokes what it held: its loops have left
+            return
         consumer.subscribe(
-            sorted(self._leases),
+            sorted(topics),
             on_assign=self._assigned,
             on_revoke=self._revoked,
             on_lost=self._lost,
         )
 
-    def _ensure_topics(self) -> bool:
-        """Create the leadership topics that are missing: by CreateTopics, else by a metadata
+    def _ensure_topics(self, topics: Sequence[str]) -> bool:
+        """Create the leadership `topics` that are missing: by CreateTopics, else by a metadata
         request on a broker that creates topics on first use (the mock cluster); an account
         without the right leaves them to `check --create-topics` or an operator (readiness
-        names the missing one). Whether it created any."""
-        specs = [TopicSpec(topic) for topic in sorted(self._leases)]
+        names the missing one). Whether any of them may be there now."""
+        specs = [TopicSpec(topic) for topic in topics]
         try:
             report = ensure_topics(self._kafka_config, specs, self._topic_timeout)
         except KafkaOperationError as exc:
             log.info("CreateTopics failed for the leadership topics (%s): asking for them", exc)
-            request_auto_creation(self._kafka_config, sorted(self._leases), self._topic_timeout)
+            request_auto_creation(self._kafka_config, list(topics), self._topic_timeout)
             return True  # maybe: the next metadata request tells
         if report.created:
             log.info("created leadership topics %s", ", ".join(report.created))
-        return bool(report.created)
+        there = {*report.created, *report.existing}
+        for topic in there:
+            self._missing.pop(topic, None)
+        return bool(there)
 
-    def _error(self, error: KafkaError) -> None:
-        """Readiness says it while it lasts; the log once per kind of problem."""
-        if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-            problem = f"leadership topic missing ({error.str()}): create it"
-        elif error.code() == KafkaError.INVALID_SESSION_TIMEOUT:
+    def _error(self, error: KafkaError, topic: str | None) -> None:
+        """Readiness says it while it lasts (a topic's problem for its pipeline only); the log
+        once per kind of problem."""
+        code = error.code()
+        if topic in self._leases and code in _TOPIC_UNAVAILABLE:
+            problem = f"leadership topic {topic} unavailable ({error.str()}): create it"
+            if self._missing.get(topic) != problem:
+                log.warning("poller %s", problem)
+            self._missing[topic] = problem
+            return
+        if code == KafkaError.INVALID_SESSION_TIMEOUT:
             problem = (
                 f"configuration: the broker refuses the leadership group's session timeout "
                 f"CONNECTOR_LEADER_TIMEOUT_SECONDS={self._session_seconds:g} (outside its "
@@ -308,9 +332,9 @@ class LeadershipGroup:
             )
         else:
             problem = f"leadership group: {error.str()}"
-        if problem != self.problem:
+        if problem != self._group_problem:
             log.warning("poller %s", problem)
-        self.problem = problem
+        self._group_problem = problem
 
     def _ours(self, partitions: list[TopicPartition]) -> list[str]:
         """The leadership topics among `partitions`: partition 0 only (a topic someone made
@@ -318,8 +342,10 @@ class LeadershipGroup:
         return [tp.topic for tp in partitions if tp.topic in self._leases and tp.partition == 0]
 
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.problem = None
+        self._group_problem = None
         topics = self._ours(partitions)
+        for topic in topics:
+            self._missing.pop(topic, None)
         if topics:
             log.info("leadership assigned: %s", ", ".join(topics))
         for topic in topics:

@@ -13,13 +13,14 @@ from typing import Any, Protocol
 
 from connector.clock import Clock, SystemClock
 from connector.config import SchemaRegistrySettings, Settings
+from connector.contract.leadership import leadership_topic
 from connector.kafka.availability import KafkaAvailability
 from connector.kafka.transactions import ProducerFactory, kafka_producer_factory
 from connector.lifecycle import Heartbeat, Readiness, retries_end_on_stop
 from connector.metrics import Metrics
 from connector.outstanding import OutstandingItems
 from connector.poller.encoded_output import OutputEncoding, registry_encoder_factory
-from connector.poller.group import LeadershipGroup, Lease, leadership_topic
+from connector.poller.group import LeadershipGroup, Lease
 from connector.poller.leadership import Standing
 from connector.poller.limits import RecordLimits, read_max_message_bytes
 from connector.poller.loop import ItemSource, PollerLoop
@@ -119,7 +120,7 @@ class Poller:
                 self._loop.run(stop)
                 return
             group, lease = self._leadership
-            with group.joined(stop):
+            with group.joined(stop, lease):
                 self._loop.run(stop, lease)
 
     def _prepare_output(self, app_id: str, stop: threading.Event) -> bool:
@@ -146,7 +147,9 @@ class Poller:
         status = self._loop.status
         standing = status.standing
         problems = [] if status.kafka_problem is None else [status.kafka_problem]
-        group_problem = None if self._leadership is None else self._leadership[0].problem
+        group_problem = (
+            None if self._leadership is None else self._leadership[0].problem(self._leadership[1])
+        )
         if group_problem is not None:
             problems.append(group_problem)
         if not self._loop.key.up:

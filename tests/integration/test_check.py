@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from connector.kafka.admin import TopicSpec, topic_config_values
+from connector.contract.leadership import leadership_topic
+from connector.kafka.admin import TopicSpec, existing_topics, topic_config_values
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from testkit.brokers import ControllableBroker
 from testkit.kafka import unique_name
@@ -41,15 +42,19 @@ def environ(
 def test_all_well_prints_masked_settings_and_exits_0(
     kafka_broker: ControllableBroker, new_topic: NewTopic, simulator: SimulatorHandle
 ) -> None:
+    state = new_topic(compacted=True)
     env = environ(
         kafka_broker, simulator, input_topic=new_topic(), output_topic=new_topic(),
-        dlq_topic=new_topic(), state_topic=new_topic(compacted=True),
+        dlq_topic=new_topic(), state_topic=state,
     )  # fmt: skip
     result = check(env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "TOLOKA_API_KEY = **********" in result.stdout
     assert simulator.api_key not in result.stdout + result.stderr
     assert "input_spec {id: string?, text: string}" in result.stdout
+    # The poller creates its leadership topic itself where the account may: only a warning.
+    leader = leadership_topic(state, simulator.project_id)
+    assert f"WARN  topic {leader}: missing: the poller creates it" in result.stdout
     assert "all checks passed" in result.stdout
 
 
@@ -73,11 +78,17 @@ def test_create_topics_creates_the_missing_ones(
 ) -> None:
     require(kafka_broker, "admin_create_topics")
     names = {kind: unique_name(kind) for kind in ("input_topic", "output_topic", "dlq_topic")}
-    env = environ(kafka_broker, simulator, state_topic=unique_name("state"), **names)
+    state = unique_name("state")
+    env = environ(kafka_broker, simulator, state_topic=state, **names)
     result = check(env, "--create-topics")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ok    topics created" in result.stdout
-    assert check(env).returncode == 0
+    leader = leadership_topic(state, simulator.project_id)
+    assert leader in existing_topics(kafka_broker.bootstrap_servers)
+    again = check(env)
+    assert again.returncode == 0
+    assert f"ok    topic {leader}" in again.stdout
+    assert "WARN" not in again.stdout
 
 
 def test_unreachable_kafka_fails_clearly(simulator: SimulatorHandle) -> None:

@@ -12,16 +12,10 @@ from functools import partial
 import pytest
 
 from connector.clock import SystemClock
+from connector.contract.leadership import MAX_TOPIC_NAME, leadership_group_id, leadership_topic
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
-from connector.poller.group import (
-    MAX_TOPIC_NAME,
-    LeadershipGroup,
-    Lease,
-    leadership_consumer_config,
-    leadership_group_id,
-    leadership_topic,
-)
+from connector.poller.group import LeadershipGroup, Lease, leadership_consumer_config
 from connector.poller.leadership import Standing
 from connector.poller.loop import PollerLoop
 from testkit.clocks import FakeClock
@@ -230,10 +224,11 @@ def test_a_standby_loop_without_a_grant_beats() -> None:
 def test_a_loop_that_fails_alone_ends_the_member_instead_of_waiting_for_stop() -> None:
     """With one pipeline (the default deployment) its loop's failure must end its role: the
     member it leaves must not wait for a `stop` that only that ending would bring."""
+    lease = Lease()
     group = LeadershipGroup(
         {"bootstrap.servers": "127.0.0.1:1"},
         group_id="g",
-        leases={"state.leader.p": Lease()},
+        leases={"state.leader.p": lease},
         session_timeout_seconds=6.0,
         revoke_timeout_seconds=1.0,
         topic_timeout_seconds=0.5,
@@ -243,7 +238,7 @@ def test_a_loop_that_fails_alone_ends_the_member_instead_of_waiting_for_stop() -
 
     def failing_loop() -> None:
         try:
-            with group.joined(stop):
+            with group.joined(stop, lease):
                 raise RuntimeError("an unreadable state record")
         except RuntimeError as exc:
             failures.append(exc)
