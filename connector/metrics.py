@@ -343,15 +343,17 @@ class Metrics:
         )
 
         # --- both roles in one process ------------------------------------------------------
-        self.end_to_end_time = Histogram(
+        self._end_to_end_time = Histogram(
             f"{PREFIX}_end_to_end_seconds",
             "Input record timestamp to result publication (when both roles share the process).",
             buckets=PROCESSING_SECONDS_BUCKETS,
+            labelnames=[APP_PROJECT],
             registry=r,
         )
-        self.items_outstanding = Gauge(
+        self._items_outstanding = Gauge(
             f"{PREFIX}_items_outstanding",
             "Items uploaded by this process and not yet published (both roles in one process).",
+            labelnames=[APP_PROJECT],
             registry=r,
         )
         self.loop_heartbeat = Gauge(
@@ -418,6 +420,8 @@ class Metrics:
         self.poller_takeovers = self._poller_takeovers.labels(app_project)
         self.poller_takeover_failures = self._poller_takeover_failures.labels(app_project)
         self.item_processing_time = self._item_processing_time.labels(app_project)
+        self.end_to_end_time = self._end_to_end_time.labels(app_project)
+        self.items_outstanding = self._items_outstanding.labels(app_project)
         self._initialise_label_sets()
 
     def _initialise_label_sets(self) -> None:

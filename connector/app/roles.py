@@ -65,7 +65,12 @@ def build_roles(
         if "uploader" in names
         else {}
     )
-    outstanding = OutstandingItems() if len(names) > 1 else None
+    # Per project: the gauge and the end-to-end histogram are labelled by it.
+    outstanding = {
+        pipeline.toloka.app_project_id: OutstandingItems()
+        for pipeline in pipelines
+        if len(names) > 1
+    }
     availability = ApiAvailability(metrics)
     kafka = kafka or KafkaAvailability(settings.kafka.bootstrap_servers, metrics)
     needs = {(p, name): topic_needs(pipeline, name) for p, pipeline in enumerate(pipelines)
@@ -88,10 +93,10 @@ def build_roles(
                     pipeline,
                     build_client(pipeline, view, availability, pacing=Pacing(gate)),
                     view,
+                    outstanding.get(pipeline.toloka.app_project_id),
                 )
                 for pipeline, view in zip(pipelines, views, strict=True)
             ],
-            outstanding,
             kafka=kafka,
         )
         if "poller" in names
@@ -105,7 +110,7 @@ def build_roles(
                 pipeline,
                 pipeline_metrics,
                 availability,
-                outstanding,
+                outstanding.get(pipeline.toloka.app_project_id),
                 kafka,
                 router=router,
                 gate=gate,

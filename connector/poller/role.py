@@ -183,6 +183,8 @@ class PollerPipeline:
     settings: Settings
     client: PollerClient
     metrics: Metrics
+    outstanding: OutstandingItems | None = None
+    """The items this process's uploader created in the project, when both roles run here."""
 
     @property
     def app_project_id(self) -> str:
@@ -199,14 +201,13 @@ def build_poller(
     kafka: KafkaAvailability | None = None,
 ) -> Poller:
     """The poller of the one app project of `settings` (`build_pollers` for several)."""
-    pipeline = PollerPipeline(settings, client, metrics)
-    (poller,) = build_pollers([pipeline], outstanding, clock=clock, kafka=kafka)
+    pipeline = PollerPipeline(settings, client, metrics, outstanding)
+    (poller,) = build_pollers([pipeline], clock=clock, kafka=kafka)
     return poller
 
 
 def build_pollers(
     pipelines: Sequence[PollerPipeline],
-    outstanding: OutstandingItems | None = None,
     *,
     clock: Clock | None = None,
     kafka: KafkaAvailability | None = None,
@@ -239,7 +240,6 @@ def build_pollers(
     return [
         build_pipeline_poller(
             pipeline,
-            outstanding,
             kafka_config=kafka_config,
             clock=clock,
             instance=instance,
@@ -251,7 +251,6 @@ def build_pollers(
 
 def build_pipeline_poller(
     pipeline: PollerPipeline,
-    outstanding: OutstandingItems | None,
     *,
     kafka_config: Mapping[str, Any],
     clock: Clock,
@@ -292,7 +291,7 @@ def build_pipeline_poller(
         metrics=metrics,
         heartbeat=heartbeat,
         instance_id=instance,
-        outstanding=outstanding,
+        outstanding=pipeline.outstanding,
         limits=limits,
         response_limit_bytes=settings.api.max_response_bytes,
     )

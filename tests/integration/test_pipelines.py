@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -86,6 +87,12 @@ def test_two_pipelines_in_one_run_process_each_get_exactly_their_own_work(
             )
             wait_for(holds(read_topic, dlq, len(BAD)), f"{project}: dead letters", 30)
         wait_for(connector.ready, "readiness", 30)
+        # Each project's end-to-end times and outstanding items are its own.
+        end_to_end = [
+            f'toloka_connector_end_to_end_seconds_count{{app_project="{p}"}} {GOOD}.0'
+            for p in projects
+        ]
+        wait_for(partial(_all_in_metrics, connector, end_to_end), "end-to-end times", 30)
         metrics = connector.get("/metrics")
         readiness = connector.get("/readyz")
     finally:
@@ -114,6 +121,7 @@ def test_two_pipelines_in_one_run_process_each_get_exactly_their_own_work(
             )
             assert f"{line} 1.0" in text
         assert f'toloka_connector_role_ready{{app_project="{project}",role="uploader"}} 1.0' in text
+        assert f'toloka_connector_items_outstanding{{app_project="{project}"}} 0.0' in text
     message = readiness.json()["message"]
     assert all(f"uploader of {p} ready" in message for p in projects), message
 
@@ -250,3 +258,8 @@ def test_a_shared_input_topic_is_routed_by_the_app_project_header(
     assert status.returncode == 0, status.stderr
     group = f"{environ['CONNECTOR_GROUP_ID']}.{projects[1]}"
     assert f"uploader lag: 0 records on {shared} (group {group})" in status.stdout, status.stdout
+
+
+def _all_in_metrics(connector: ConnectorProcess, lines: list[str]) -> bool:
+    metrics = connector.get("/metrics")
+    return metrics is not None and all(line in metrics.text for line in lines)
