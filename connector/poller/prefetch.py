@@ -8,10 +8,11 @@ the transaction writes). `PagePrefetch` sends that request on a thread of its ow
 page is planned; the loop then takes the answer if it asks for that very request next.
 
 Exactly once is the loop's as before: a prefetched page is only a listing made earlier. It is
-used only for the request it was made for (the same `after_id`, filters and limit, which the
-cursor committed by the transaction decides), so a transaction that aborts, a leadership that
-ends, or a scan that starts over (a rewind, a look-back scan) never sees it: the loop then asks
-for another request, and the prefetched page is dropped unread. The thread touches nothing but
+used only for the request it was made for (the same `after_id` and filters, which the cursor
+committed by the transaction decides, and a limit no larger than the loop's now), so a
+transaction that aborts, a leadership that ends, or a scan that starts over (a rewind, a
+look-back scan) never sees it: the loop then asks for another request, and the prefetched page
+is dropped unread. The thread touches nothing but
 the API client (thread-safe); its errors are raised in the loop's thread when the page is taken,
 as if the loop had listed it then.
 """
@@ -36,6 +37,18 @@ class PrefetchKey:
     @classmethod
     def of(cls, request: ListingRequest, limit: int) -> PrefetchKey:
         return cls(request.after_id, tuple(sorted(request.filters.items())), limit)
+
+    def serves(self, wanted: PrefetchKey) -> bool:
+        """A page listed for this request answers `wanted`: the same request, with a limit no
+        larger (a page of fewer items is the first part of the larger one, and the loop lists on
+        from its last item; the page size grows back after readable pages while one is listed
+        ahead). A larger limit does not: the page size shrank because such pages were
+        unreadable."""
+        return (
+            self.after_id == wanted.after_id
+            and self.filters == wanted.filters
+            and self.limit <= wanted.limit
+        )
 
 
 class PagePrefetch:
@@ -65,7 +78,7 @@ class PagePrefetch:
         """The page listed ahead for `key` (waiting for it; its listing's error is raised), or
         None when none was (another request's is dropped)."""
         page, self._page = self._page, None
-        matches = page is not None and self._key == key
+        matches = self._key is not None and self._key.serves(key)
         self._key = None
         if page is None or not matches:
             return None

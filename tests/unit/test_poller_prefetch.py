@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
+from connector.poller.prefetch import PagePrefetch, PrefetchKey
 from connector.toloka.models import ItemPage
 from testkit.clocks import FakeClock
 from testkit.waiting import wait_for
@@ -97,3 +98,19 @@ def test_a_page_listed_ahead_is_dropped_when_the_transaction_aborts() -> None:
     assert h.published() == ["i0", "i1", "i2", "i3"]
     # The first page again (not the page listed ahead), then the second listed ahead anew.
     assert api.after_ids[:4] == [None, "i1", None, "i1"]
+
+
+def test_a_page_listed_ahead_with_fewer_items_serves_a_grown_page_size_not_a_shrunk_one() -> None:
+    """The page size grows back after readable pages while the next page is listed ahead with
+    the old size: that page is the first part of the larger one and is used (before, it was
+    dropped and listed again). After a shrink (larger pages were unreadable) it is not."""
+    key = PrefetchKey(after_id="i1", filters=(("status", "COMPLETED"),), limit=50)
+    prefetch = PagePrefetch()
+    listed = ItemPage.from_api({"content": [finished_item("i2", T0)], "has_more": True})
+    prefetch.start(key, lambda: listed)
+    assert prefetch.take(PrefetchKey("i1", key.filters, limit=100)) is listed
+    prefetch.start(key, lambda: listed)
+    assert prefetch.take(PrefetchKey("i1", key.filters, limit=25)) is None, "shrunk: listed anew"
+    for other in (PrefetchKey("i2", key.filters, 50), PrefetchKey("i1", (), 50)):
+        prefetch.start(key, lambda: listed)
+        assert prefetch.take(other) is None, "another request"
