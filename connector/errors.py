@@ -28,6 +28,7 @@
     │       └── TransactionTimeoutRefusedError  the broker refuses the transaction timeout
     ├── SchemaRegistryError          the Schema Registry refused or failed a request
     │   └── RegistryUnavailableError     unreachable, 5xx, or refusing the credentials
+    │       └── RegistryCredentialsError     refusing the credentials (401, 403)
     ├── StateFormatError             a state-topic record this connector cannot read
     ├── ItemFormatError              an API item without the shape the connector relies on
     │                                (the client raises it as an UnexpectedResponseError)
@@ -132,6 +133,11 @@ class SchemaRegistryError(ConnectorError):
 
 class RegistryUnavailableError(SchemaRegistryError):
     """The registry did not answer (or refused the credentials): no record is judged by it."""
+
+
+class RegistryCredentialsError(RegistryUnavailableError):
+    """The registry refused the credentials (401, 403): no record is judged by it, and waiting
+    will not bring it back (fatal at start-up)."""
 
 
 class StateFormatError(ConnectorError):

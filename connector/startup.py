@@ -1,7 +1,9 @@
 """What a role reads from the Toloka API before it starts work (the uploader the app's
-`input_spec`, the poller its app project). Fatal at once only when the answer says the key or
+`input_spec`, the poller its app project), and what it asks the Schema Registry (the poller's
+output schema). Fatal at once only when the answer says the key, the registry's credentials or
 the project is wrong (401, 403, 404), with a message that names the setting to check. Every
-other failure is waited out with back-off: an outage, and any answer a proxy may give in the
+other failure is waited out with back-off (a registry that does not answer, or answers 5xx,
+too): an outage, and any answer a proxy may give in the
 API's place (a redirect, an HTML page with any other status, 200 included, a body over
 CONNECTOR_API_MAX_RESPONSE_BYTES), which must not turn a proxy incident into a crash loop. The
 wait is logged once when it begins and once when it ends (each try at DEBUG), and its reason is
@@ -20,6 +22,8 @@ from connector.clock import Clock
 from connector.errors import (
     AuthenticationError,
     NotFoundError,
+    RegistryCredentialsError,
+    RegistryUnavailableError,
     RetryableApiError,
     StartupError,
     TolokaApiError,
@@ -35,14 +39,15 @@ T = TypeVar("T")
 class StartupRead:
     """What one role's start-up read is waiting for, as its readiness shows it."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, source: str = "the Toloka API") -> None:
         self.what = what
+        self.source = source
         self.failure: str | None = None
         """The last failure while the read is retried; None before the first and once read."""
 
     def detail(self) -> str:
         waiting = "" if self.failure is None else f"; waiting: {self.failure}"
-        return f"reading {self.what} from the Toloka API{waiting}"
+        return f"reading {self.what} from {self.source}{waiting}"
 
 
 def read_at_startup(
@@ -55,9 +60,10 @@ def read_at_startup(
     backoff: RetryPolicy,
     rng: random.Random,
 ) -> T | None:
-    """`read()`, tried again after each API outage until it answers; None when `stop` was set
-    first (the client is then told to stop retrying, so a shutdown during an outage is prompt).
-    Raises StartupError when the key or the project is wrong."""
+    """`read()`, tried again after each API (or registry) outage until it answers; None when
+    `stop` was set first (the client is then told to stop retrying, so a shutdown during an
+    outage is prompt).
+    Raises StartupError when the key, the registry's credentials or the project is wrong."""
     with retries_end_on_stop(stop, client):
         return _read_until_answered(
             read, progress, stop=stop, clock=clock, backoff=backoff, rng=rng
@@ -88,7 +94,12 @@ def _read_until_answered(
                 "the app project or its app does not exist "
                 f"(check TOLOKA_APP_PROJECT_ID and TOLOKA_BASE_URL): {error}"
             ) from error
-        except TolokaApiError as error:
+        except RegistryCredentialsError as error:
+            raise StartupError(
+                f"the Schema Registry refused the credentials (check "
+                f"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO): {error}"
+            ) from error
+        except (TolokaApiError, RegistryUnavailableError) as error:
             if stop.is_set():
                 return None
             failures += 1

@@ -124,7 +124,8 @@ class Poller:
                 self._loop.run(stop, lease)
 
     def _prepare_output(self, app_id: str, stop: threading.Event) -> bool:
-        """Read the app's specs and register the output schema; False when stopped first."""
+        """Read the app's specs and register the output schema (waiting out an API or registry
+        outage); False when stopped first."""
         assert self._output is not None
         assert self._app_reader is not None
         reader = self._app_reader
@@ -137,9 +138,20 @@ class Poller:
             )  # fmt: skip
         if app is None:
             return False
+        output = self._output
+        self._startup = StartupRead("the output schema", source="the Schema Registry")
+
+        def prepare() -> bool:
+            output.prepare(app)
+            return True
+
         with self.heartbeat.waiting_on("the Schema Registry (the output schema)"):
-            self._output.prepare(app)
-        return True
+            prepared = read_at_startup(
+                prepare, self._startup,
+                client=self._client, stop=stop, clock=self._clock, backoff=self._backoff,
+                rng=self._rng,
+            )  # fmt: skip
+        return prepared is not None
 
     def readiness(self) -> Readiness:
         if not self._project_read:

@@ -12,7 +12,11 @@ from typing import Any, TypeVar
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError as ClientError
 
-from connector.errors import RegistryUnavailableError, SchemaRegistryError
+from connector.errors import (
+    RegistryCredentialsError,
+    RegistryUnavailableError,
+    SchemaRegistryError,
+)
 
 try:  # the HTTP library the registry client uses: httpx2 where installed, else httpx
     from httpx2 import HTTPError as TransportFailure
@@ -58,13 +62,15 @@ def answered(error: BaseException) -> bool:
 def registry_call(call: Callable[[], T], what: str) -> T:
     """`call()`, with a failure turned into a SchemaRegistryError saying `what` failed: one the
     registry answered (an incompatible schema, an unknown subject) or RegistryUnavailableError
-    (no answer, a 5xx, credentials refused), naming SCHEMA_REGISTRY_URL."""
+    (no answer, a 5xx; RegistryCredentialsError: credentials refused), naming
+    SCHEMA_REGISTRY_URL."""
     try:
         return call()
     except ClientError as error:
         if answered(error):
             raise SchemaRegistryError(f"{what}: {error.error_message}") from error
-        raise RegistryUnavailableError(
+        refused = error.http_status_code in {401, 403}
+        raise (RegistryCredentialsError if refused else RegistryUnavailableError)(
             f"{what}: the registry at {URL_VARIABLE} failed: {error.error_message} "
             f"(HTTP {error.http_status_code}); check {URL_VARIABLE} and "
             f"{SchemaRegistrySettings.variable('basic_auth_user_info')}"

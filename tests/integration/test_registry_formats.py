@@ -15,8 +15,10 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka import Message, Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -30,6 +32,7 @@ from connector.contract.dead_letters import INVALID_ITEM, INVALID_SCHEMA, REASON
 from connector.devtools.registry.server import RegistrySimulator
 from testkit.brokers import ControllableBroker
 from testkit.kafka import headers_of
+from testkit.processes import ConnectorProcess
 from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, ReadTopic
 from tests.fixtures.console import Console
@@ -262,3 +265,74 @@ def test_the_registry_password_is_never_printed(
     assert "FAIL  Schema Registry reachable" in wrong.stdout, wrong.stdout
     for done in (right, wrong):
         assert password not in done.stdout + done.stderr
+
+
+def test_a_registry_outage_at_start_is_waited_out_not_a_crash(
+    kafka_broker: ControllableBroker,
+    new_topic: NewTopic,
+    read_topic: ReadTopic,
+    simulator: SimulatorHandle,
+    registry: RegistrySimulator,
+    console: Console,
+) -> None:
+    """The poller registers its output schema before it leads: a registry answering 503 then
+    (a restart behind its balancer) keeps the poller not ready, saying why, and tried again
+    with back-off; before, the process exited 1 and its orchestrator restarted it in a loop."""
+    input_topic, output_topic = new_topic(), new_topic()
+    registry.unavailable = True
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
+    for n in range(VALID):
+        producer.produce(input_topic, value=json.dumps({"id": f"o-{n}", "text": f"t{n}"}))
+    assert producer.flush(30) == 0
+    run = console.start(
+        "run",
+        env={
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+            "TOLOKA_BASE_URL": simulator.base_url,
+            "TOLOKA_API_KEY": simulator.api_key,
+            "TOLOKA_APP_PROJECT_ID": simulator.project_id,
+            "CONNECTOR_INPUT_TOPIC": input_topic,
+            "CONNECTOR_OUTPUT_TOPIC": output_topic,
+            "CONNECTOR_DLQ_TOPIC": new_topic(),
+            "CONNECTOR_STATE_TOPIC": new_topic(compacted=True),
+            "CONNECTOR_GROUP_ID": f"group-{input_topic}",
+            "CONNECTOR_POLL_INTERVAL_SECONDS": "0.2",
+            "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.2",
+            "CONNECTOR_API_BACKOFF_CAP_SECONDS": "0.5",
+            "CONNECTOR_OUTPUT_FORMAT": "avro",
+            "SCHEMA_REGISTRY_URL": registry.url,
+        },
+    )
+    try:
+        refused = wait_for(
+            partial(_readiness_naming, run, "from the Schema Registry; waiting: "),
+            "readiness naming the registry's outage", 60, guard=run.check_alive,
+        )  # fmt: skip
+        assert refused.status_code == 503
+        assert "HTTP 503" in refused.text, refused.text
+        wait_for(lambda: len(registry.requests) >= 3, "the registration tried again", 30,
+                 guard=run.check_alive)  # fmt: skip
+        registry.unavailable = False
+        results = wait_for(
+            partial(_at_least, read_topic, output_topic, VALID), "every result", 90,
+            guard=run.check_alive,
+        )  # fmt: skip
+        wait_for(run.ready, "ready once the registry answers", 30, guard=run.check_alive)
+    finally:
+        run.interrupt()
+    assert run.exit_code() == 0, run.log_tail()
+    assert len(results) == VALID
+    client = SchemaRegistryClient({"url": registry.url})
+    decoded = {output_value("avro", client, r.value())["input_data"]["id"] for r in results}
+    assert decoded == {f"o-{n}" for n in range(VALID)}
+    assert len(list(run.lines("cannot read the output schema yet"))) == 1, run.log_tail()
+
+
+def _readiness_naming(run: ConnectorProcess, text: str) -> httpx.Response | None:
+    response = run.get("/readyz")
+    return response if response is not None and text in response.text else None
+
+
+def _at_least(read_topic: ReadTopic, topic: str, count: int) -> list[Message] | None:
+    found = read_topic(topic, timeout=5)
+    return found if len(found) >= count else None

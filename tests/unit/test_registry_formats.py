@@ -15,11 +15,16 @@ from pydantic import SecretStr
 from connector.config import SchemaRegistrySettings, load_settings
 from connector.contract.dead_letters import INVALID_ITEM, INVALID_SCHEMA, NOT_AN_OBJECT
 from connector.devtools.registry.server import RegistrySimulator
-from connector.errors import ConfigError, RegistryUnavailableError, SchemaRegistryError
+from connector.errors import (
+    ConfigError,
+    RegistryCredentialsError,
+    RegistryUnavailableError,
+    SchemaRegistryError,
+)
 from connector.formats.decoding import DECODERS
 from connector.formats.encoding import derived_schema, result_encoder
 from connector.formats.shape import UnencodableError
-from connector.schema_registry.client import registry_client
+from connector.schema_registry.client import registry_call, registry_client
 from connector.toloka.models import FieldSpec
 from connector.uploader.decode import Refusal, RegistryItemDecoder
 from connector.validation import ItemValidator
@@ -148,6 +153,20 @@ def test_a_registry_that_does_not_answer_is_not_a_bad_record() -> None:
     decoder = RegistryItemDecoder(DECODERS["avro"](client))
     with pytest.raises(RegistryUnavailableError, match="SCHEMA_REGISTRY_URL"):
         decoder(b"\x00\x00\x00\x00\x01\x02", 1000, ItemValidator({}))
+
+
+def test_refused_credentials_and_an_outage_are_told_apart() -> None:
+    """Both leave records undecided; only an outage is worth waiting for at start-up."""
+    with RegistrySimulator(user_info="alice:s3cret") as guarded:
+        wrong = SchemaRegistryClient({"url": guarded.url, "basic.auth.user.info": "alice:x"})
+        with pytest.raises(RegistryCredentialsError, match="HTTP 401"):
+            registry_call(wrong.get_subjects, "listing subjects")
+    with RegistrySimulator() as restarting:
+        restarting.unavailable = True
+        client = SchemaRegistryClient({"url": restarting.url, "max.retries": 0})
+        with pytest.raises(RegistryUnavailableError, match="HTTP 503") as outage:
+            registry_call(client.get_subjects, "listing subjects")
+        assert not isinstance(outage.value, RegistryCredentialsError)
 
 
 def test_the_simulator_requires_its_basic_auth_and_never_echoes_it() -> None:

@@ -100,6 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         self.server.requests.append(f"{method} {urlsplit(self.path).path}")
         try:
+            if self.server.unavailable:
+                raise RegistryError(503, 50301, "Service Unavailable")
             if not self._authorized():
                 raise RegistryError(401, 40101, "Unauthorized")
             body = json.loads(raw) if raw else None
@@ -137,6 +139,8 @@ class _Server(ThreadingHTTPServer):
         self.user_info = user_info
         self.requests: list[str] = []
         """`METHOD /path` of every request served, for tests that count round trips."""
+        self.unavailable = False
+        """Answer every request 503, as a registry that is restarting behind its balancer."""
 
 
 class RegistrySimulator:
@@ -169,6 +173,15 @@ class RegistrySimulator:
     @property
     def requests(self) -> list[str]:
         return self._server.requests
+
+    @property
+    def unavailable(self) -> bool:
+        """While True every request is answered 503 (an outage)."""
+        return self._server.unavailable
+
+    @unavailable.setter
+    def unavailable(self, value: bool) -> None:
+        self._server.unavailable = value
 
     def start(self) -> RegistrySimulator:
         self._thread.start()
