@@ -18,6 +18,7 @@ import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from connector.clock import SystemClock
 from connector.config import Settings, load_settings
 from connector.errors import (
     AuthenticationError,
@@ -37,8 +38,9 @@ from connector.toloka.pacing import InFlightLimit
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import CONSUME_MAX_MESSAGES
+from connector.uploader.migration import ReadCommitted
 from connector.uploader.role import Uploader, consumer_config, producer_config
-from connector.uploader.routing import HeaderRouter
+from connector.uploader.shared import SharedLoop
 from testkit.waiting import wait_for
 
 TOPIC = "items"
@@ -94,7 +96,7 @@ class FakeConsumer:
             for p, values in partitions.items()
         }  # fmt: skip
         self.position = dict.fromkeys(partitions, 0)
-        self.committed: dict[int, int] = {}
+        self.commits: dict[int, int] = {}
         self.sync_commits: list[dict[int, int]] = []
         self.assigned: set[int] = set()
         self.paused: set[int] = set()
@@ -125,7 +127,7 @@ class FakeConsumer:
             if kind == "assign":
                 self.assigned |= set(numbers)
                 for p in numbers:
-                    self.position[p] = self.committed.get(p, 0)
+                    self.position[p] = self.commits.get(p, 0)
             else:
                 self.assigned -= set(numbers)
                 self.paused -= set(numbers)
@@ -139,6 +141,10 @@ class FakeConsumer:
             time.sleep(min(timeout, 0.002))  # stands for the broker's fetch wait
         return batch
 
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [TopicPartition(TOPIC, tp.partition, self.commits.get(tp.partition, -1001))
+                for tp in partitions]  # fmt: skip
+
     def pause(self, partitions: list[TopicPartition]) -> None:
         self.paused |= {tp.partition for tp in partitions}
 
@@ -149,8 +155,8 @@ class FakeConsumer:
         positions = {tp.partition: tp.offset for tp in offsets}
         assert all(tp.topic == TOPIC for tp in offsets)
         for p, offset in positions.items():
-            assert offset >= self.committed.get(p, 0), "a commit went backwards"
-        self.committed.update(positions)
+            assert offset >= self.commits.get(p, 0), "a commit went backwards"
+        self.commits.update(positions)
         if not asynchronous:
             self.sync_commits.append(positions)
             return offsets
@@ -257,7 +263,8 @@ def settings(**overrides: str) -> Settings:
         # Reconciliation (exactly-once uploads) is tested in test_uploader_reconcile.py.
         "CONNECTOR_UPLOAD_RECONCILE": "false",
     }
-    environ.update({f"CONNECTOR_{name.upper()}": value for name, value in overrides.items()})
+    environ.update({name if name.isupper() else f"CONNECTOR_{name.upper()}": value
+                    for name, value in overrides.items()})  # fmt: skip
     return load_settings(environ=environ)
 
 
@@ -266,7 +273,7 @@ class Running:
 
     def __init__(self, consumer: FakeConsumer, api: FakeApi | None = None,
                  producer: FakeProducer | None = None, in_flight_limit: InFlightLimit | None = None,
-                 router: HeaderRouter | None = None, **overrides: str) -> None:  # fmt: skip
+                 **overrides: str) -> None:  # fmt: skip
         self.consumer = consumer
         self.producer = producer or FakeProducer()
         self.api = api or FakeApi()
@@ -275,7 +282,6 @@ class Running:
             settings(**overrides), self.api, self.metrics,
             consumer_factory=lambda _on_stats: self.consumer,
             producer_factory=lambda: self.producer, in_flight_limit=in_flight_limit,
-            router=router,
         )  # fmt: skip
         self.stop = threading.Event()
         self.failure: BaseException | None = None
@@ -336,7 +342,7 @@ def test_every_record_ends_uploaded_or_dead_lettered_and_offsets_reach_the_end(
               for p in range(3)}  # fmt: skip
     run = Running(FakeConsumer(values), batch_max_items="4", max_record_bytes="200")
     running.append(run)
-    wait_for(lambda: run.consumer.committed == {0: 25, 1: 25, 2: 25}, "commits to the end")
+    wait_for(lambda: run.consumer.commits == {0: 25, 1: 25, 2: 25}, "commits to the end")
     good = {f"{p}:{o}" for p in range(3) for o in range(25) if not (p == 1 and o in bad)}
     assert run.api.created == dict.fromkeys(good, 1)
     letters = run.dead_letters()
@@ -362,27 +368,108 @@ def test_every_record_ends_uploaded_or_dead_lettered_and_offsets_reach_the_end(
     assert sample("toloka_connector_items_uploaded_total") == 70
 
 
-def test_a_routed_pipeline_counts_as_consumed_only_its_own_records(
-    running: list[Running],
+class RoutedPipelines:
+    """Pipelines `texts` and `captions` routing one topic by header, their uploaders running
+    one loop on the fakes; records at even offsets name texts, odd ones captions, every third
+    one (`unrouted`) none."""
+
+    def __init__(
+        self, offsets: int, *, unrouted: bool, read_previous: ReadCommitted | None = None
+    ) -> None:
+        self.consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(offsets)]})
+        for message in self.consumer.log[0]:
+            offset = message.offset()
+            name = b"texts" if offset % 2 == 0 else b"captions"
+            named = not unrouted or offset % 3 != 2
+            message._headers = [("toloka-app-project-id", name)] if named else []
+        self.producer, self.apis, self.views = FakeProducer(), [FakeApi(), FakeApi()], Metrics()
+        pipelines = [
+            settings(
+                route_by_header="true", dlq_topic=f"{project}.dlq", TOLOKA_APP_PROJECT_ID=project
+            )
+            for project in ("texts", "captions")
+        ]
+        loop = SharedLoop(
+            pipelines, lambda _stats: self.consumer, lambda: self.producer, SystemClock(),
+            read_previous=read_previous,
+        )  # fmt: skip
+        self.roles = [
+            Uploader(
+                pipeline,
+                api,
+                self.views.for_project(pipeline.project.app_project_id),
+                loop=loop,
+                index=index,
+            )
+            for index, (pipeline, api) in enumerate(zip(pipelines, self.apis, strict=True))
+        ]
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=role.run, args=(self.stop,), daemon=True) for role in self.roles
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(DEADLINE_SECONDS)
+        assert not any(thread.is_alive() for thread in self.threads)
+
+    def created(self) -> list[list[str]]:
+        return [sorted(api.created, key=lambda n: int(n[2:])) for api in self.apis]
+
+
+@pytest.fixture
+def routed() -> Iterator[list[RoutedPipelines]]:
+    started: list[RoutedPipelines] = []
+    yield started
+    for run in started:
+        run.stop.set()
+
+
+def test_pipelines_routed_on_one_topic_each_take_their_records_from_one_consumer(
+    routed: list[RoutedPipelines],
 ) -> None:
-    """The dead-letter share divides by records consumed: those another pipeline on the topic
-    takes are counted apart, as routed elsewhere (the unrouted ones this pipeline dead-letters
-    are its own)."""
-    consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(10)]})
-    names = [b"texts", b"captions", None]  # offsets 0, 3, 6, 9: texts; 1, 4, 7: captions
-    for message in consumer.log[0]:
-        name = names[message.offset() % 3]
-        message._headers = [] if name is None else [("toloka-app-project-id", name)]
-    router = HeaderRouter.for_topic(["texts", "captions"], "texts")
-    run = Running(consumer, router=router)
-    running.append(run)
-    wait_for(lambda: run.consumer.committed == {0: 10}, "commits to the end")
+    """Two pipelines route one topic by header in one loop: each uploads the records its
+    header names to its own project and counts only those as consumed; the unrouted ones are
+    dead-lettered once, by the first, to its dead-letter topic; the partition is committed
+    once every record is done, by whichever lane."""
+    run = RoutedPipelines(10, unrouted=True)
+    routed.append(run)
+    wait_for(lambda: run.consumer.commits == {0: 10}, "commits to the end")
+    assert all(role.readiness().ready for role in run.roles)
     run.finish()
-    assert sorted(run.api.created) == ["0:0", "0:3", "0:6", "0:9"]
-    assert sorted(run.dead_letters()) == ["0:2", "0:5", "0:8"]
-    sample = run.metrics.sample
-    assert sample("toloka_connector_records_consumed_total") == 7
-    assert sample("toloka_connector_records_routed_elsewhere_total") == 3
+    assert run.created() == [["0:0", "0:4", "0:6"], ["0:1", "0:3", "0:7", "0:9"]]
+    assert sorted((r["topic"], r["headers"]["source-offset"]) for r in run.producer.delivered) == [
+        ("texts.dlq", b"2"), ("texts.dlq", b"5"), ("texts.dlq", b"8")
+    ]  # fmt: skip
+    consumed = {project: run.views.sample("toloka_connector_records_consumed_total",
+                                          {"app_project": project})
+                for project in ("texts", "captions")}  # fmt: skip
+    assert consumed == {"texts": 6, "captions": 4}
+
+
+def test_the_first_start_in_the_one_group_continues_where_each_pipelines_old_group_was(
+    routed: list[RoutedPipelines],
+) -> None:
+    """Upgrading from a group per routed pipeline: the one group, without offsets yet, is
+    committed at the lowest old offset before the partition is read, and each pipeline passes
+    over its records below its own old group's offset (uploaded before)."""
+    old = {"toloka-connector.texts": 6, "toloka-connector.captions": 3}
+    asked: list[str] = []
+
+    def read_previous(group: str, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        asked.append(group)
+        return [TopicPartition(tp.topic, tp.partition, old[group]) for tp in partitions]
+
+    run = RoutedPipelines(12, unrouted=False, read_previous=read_previous)
+    routed.append(run)
+    wait_for(lambda: run.consumer.commits == {0: 12}, "commits to the end")
+    run.finish()
+    assert sorted(asked) == sorted(old)
+    assert run.consumer.sync_commits[0] == {0: 3}  # before the partition was read
+    assert run.created() == [["0:6", "0:8", "0:10"], ["0:3", "0:5", "0:7", "0:9", "0:11"]]
 
 
 def test_commit_stops_before_the_earliest_unfinished_upload(running: list[Running]) -> None:
@@ -391,12 +478,12 @@ def test_commit_stops_before_the_earliest_unfinished_upload(running: list[Runnin
     values = {p: [item(f"{p}:{o}") for o in range(20)] for p in range(2)}
     run = Running(FakeConsumer(values), api, batch_max_items="1", max_in_flight="3")
     running.append(run)
-    wait_for(lambda: run.consumer.committed.get(1) == 20, "partition 1 committed")
+    wait_for(lambda: run.consumer.commits.get(1) == 20, "partition 1 committed")
     wait_for(lambda: len(api.created) == 39, "every other item created")
     run.iterations_later(5)  # commits are attempted on every iteration (interval 0)
-    assert run.consumer.committed[0] == 5
+    assert run.consumer.commits[0] == 5
     api.release.set()
-    wait_for(lambda: run.consumer.committed.get(0) == 20, "partition 0 committed")
+    wait_for(lambda: run.consumer.commits.get(0) == 20, "partition 0 committed")
     run.finish()
 
 
@@ -407,11 +494,11 @@ def test_commit_waits_for_the_dead_letter_to_be_acknowledged(running: list[Runni
     run = Running(consumer, producer=producer)
     running.append(run)
     wait_for(lambda: len(run.api.created) == 3, "the good items created")
-    wait_for(lambda: consumer.committed.get(0) == 1, "the first record committed")
+    wait_for(lambda: consumer.commits.get(0) == 1, "the first record committed")
     run.iterations_later(5)
-    assert consumer.committed[0] == 1
+    assert consumer.commits[0] == 1
     run.producer.hold = False
-    wait_for(lambda: consumer.committed.get(0) == 4, "commit past the dead letter")
+    wait_for(lambda: consumer.commits.get(0) == 4, "commit past the dead letter")
     run.finish()
 
 
@@ -421,7 +508,7 @@ def test_a_failed_dead_letter_delivery_is_produced_again(running: list[Running])
     producer.failures = [KafkaError._MSG_TIMED_OUT]
     run = Running(consumer, producer=producer)
     running.append(run)
-    wait_for(lambda: consumer.committed.get(0) == 2, "commit past the dead letter")
+    wait_for(lambda: consumer.commits.get(0) == 2, "commit past the dead letter")
     assert len(run.producer.delivered) == 1
     run.finish()
 
@@ -443,7 +530,7 @@ def test_an_outage_pauses_the_partitions_reports_not_ready_and_recovers(
     assert consumed <= 2 * 2 * 5 + 5 + 500
     assert run.metrics.sample("toloka_connector_paused_partitions") == 2
     api.down = False
-    wait_for(lambda: run.consumer.committed == {0: 30, 1: 30}, "commits to the end")
+    wait_for(lambda: run.consumer.commits == {0: 30, 1: 30}, "commits to the end")
     wait_for(lambda: run.role.readiness().ready, "ready again")
     assert run.consumer.paused == set()
     assert set(api.created.values()) == {1}
@@ -470,7 +557,7 @@ def test_no_more_bulk_requests_are_in_flight_than_the_adaptive_limit_says(
     wait_for(lambda: api.created.keys() == {f"0:{o}" for o in range(1, 8)},
              "the rest, one at a time beside the stuck one")  # fmt: skip
     api.release.set()
-    wait_for(lambda: consumer.committed == {0: 8}, "everything committed")
+    wait_for(lambda: consumer.commits == {0: 8}, "everything committed")
     assert set(api.created.values()) == {1}
     run.finish()
 
@@ -484,7 +571,7 @@ def test_revocation_commits_what_is_done_and_abandons_a_stuck_upload(
     consumer = FakeConsumer(values)
     run = Running(consumer, api, batch_max_items="1", drain_timeout_seconds="0.2")
     running.append(run)
-    wait_for(lambda: consumer.committed.get(0) == 10 and consumer.committed.get(1) == 3,
+    wait_for(lambda: consumer.commits.get(0) == 10 and consumer.commits.get(1) == 3,
                "everything but the stuck upload committed")  # fmt: skip
     revoked = consumer.rebalance("revoke", [1])
     wait_for(revoked.is_set, "revocation handled")
@@ -493,10 +580,10 @@ def test_revocation_commits_what_is_done_and_abandons_a_stuck_upload(
     api.release.set()  # the abandoned upload succeeds after the hand-over
     wait_for(lambda: api.created.get("1:3") == 1, "the abandoned upload finishing")
     run.iterations_later(3)
-    assert consumer.committed[1] == 3  # its completion does not count any more
+    assert consumer.commits[1] == 3  # its completion does not count any more
     # The partition comes back: its records are read again from the committed offset.
     consumer.rebalance("assign", [1])
-    wait_for(lambda: consumer.committed.get(1) == 10, "partition 1 committed after return")
+    wait_for(lambda: consumer.commits.get(1) == 10, "partition 1 committed after return")
     assert api.created["1:3"] == 2  # the documented cost of abandoning an upload
     run.finish()
 
@@ -557,7 +644,7 @@ def test_an_unreachable_api_at_startup_is_waited_for(running: list[Running]) -> 
     consumer = FakeConsumer({0: [item("a")]})
     run = Running(consumer, api)
     running.append(run)
-    wait_for(lambda: consumer.committed.get(0) == 1, "the item uploaded")
+    wait_for(lambda: consumer.commits.get(0) == 1, "the item uploaded")
     run.finish()
 
 
@@ -578,7 +665,7 @@ def test_uploads_that_make_no_progress_for_the_progress_timeout_make_it_not_read
     consumer = FakeConsumer({0: [item("a"), item("b")]})
     run = Running(consumer, api, batch_max_items="1", progress_timeout_seconds="0.3")
     running.append(run)
-    wait_for(lambda: consumer.committed.get(0) == 1, "the first item uploaded")
+    wait_for(lambda: consumer.commits.get(0) == 1, "the first item uploaded")
     assert run.role.readiness().ready, "work in flight, but not for long"
     wait_for(lambda: not run.role.readiness().ready, "the stall reported", DEADLINE_SECONDS)
     detail = run.role.readiness().detail
@@ -595,7 +682,7 @@ def test_an_idle_uploader_stays_ready_however_long_it_waits_for_records(
     consumer = FakeConsumer({0: [item("a")]})
     run = Running(consumer, progress_timeout_seconds="0.2")
     running.append(run)
-    wait_for(lambda: consumer.committed.get(0) == 1, "the item uploaded")
+    wait_for(lambda: consumer.commits.get(0) == 1, "the item uploaded")
     for _ in range(5):
         run.iterations_later(100)
         assert run.role.readiness().ready
@@ -660,7 +747,7 @@ def test_unacknowledged_dead_letters_pause_their_partition_then_stop_the_role(
                   dlq_timeout_seconds="1")  # fmt: skip
     running.append(run)
     wait_for(lambda: consumer.paused == {0}, "the partition holding the dead letters paused")
-    wait_for(lambda: consumer.committed.get(1) == 20, "the other partition committed")
+    wait_for(lambda: consumer.commits.get(1) == 20, "the other partition committed")
     readiness = run.role.readiness()
     assert not readiness.ready
     assert "dead letters to items.dlq" in readiness.detail
@@ -669,7 +756,7 @@ def test_unacknowledged_dead_letters_pause_their_partition_then_stop_the_role(
     run.thread.join(DEADLINE_SECONDS)
     assert isinstance(run.failure, DeadLetterStuckError)
     assert consumer.sync_commits[-1] == {1: 20}, "what was done was not committed first"
-    assert 0 not in consumer.committed
+    assert 0 not in consumer.commits
     assert producer.delivered == []
 
 
@@ -779,7 +866,7 @@ def test_a_key_revoked_after_start_up_is_waited_out_not_ready_and_logged_once(
     assert not readiness.ready
     assert "the API refuses the key (401/403)" in readiness.detail
     api.revoked.clear()
-    wait_for(lambda: consumer.committed.get(0) == 10, "all uploaded once the key is accepted")
+    wait_for(lambda: consumer.commits.get(0) == 10, "all uploaded once the key is accepted")
     assert run.role.readiness().ready
     run.finish()
     said = [r.getMessage() for r in caplog.records
