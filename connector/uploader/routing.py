@@ -10,8 +10,9 @@ goes to the first of them in the settings as a `unrouted` refusal: it is dead-le
 once. A routed pipeline alone on its topic routes too: a record naming another project is
 dead-lettered, not uploaded.
 
-Routed pipelines read in `<group>.<app project>` (`routed_group_id`) before version 0.x of one
-group; `connector.uploader.migration` reads those groups' offsets at an assignment.
+Earlier versions read a routed pipeline's topic in a group of its own, `<group>.<app project>`
+(`routed_group_id`); `connector.uploader.migration` reads those groups' offsets at an
+assignment, so that the upgrade uploads nothing twice.
 """
 
 from __future__ import annotations
