@@ -222,15 +222,16 @@ class Uploader:
 
     def _stalled(self, lane: Lane) -> str | None:
         """Work has been waiting (uploads in flight, records behind) and no record was uploaded
-        or dead-lettered for too long. Whether work waits is sampled here, when readiness is
-        asked (every probe and scrape): the quiet time counts from the later of the last
-        progress and the last time nothing was waiting."""
+        or dead-lettered for too long by any pipeline on its topic. Whether work waits is
+        sampled here, when readiness is asked (every probe and scrape): the quiet time counts
+        from the later of the last progress and the last time nothing was waiting."""
         now = self._clock.monotonic()
         in_flight, behind = len(lane.in_flight), lane.lag.backlog()
         if not in_flight and not behind:
             self._nothing_waiting_at = now
             return None
-        quiet = now - max(self._nothing_waiting_at, lane.last_progress_at)
+        progress = self._loop.last_progress_at(self._index) or lane.last_progress_at
+        quiet = now - max(self._nothing_waiting_at, progress)
         if quiet <= self._settings.runtime.progress_timeout_seconds:
             return None
         return (

@@ -61,6 +61,16 @@ class SharedLoop:
         lanes = self._lanes
         return lanes[index] if lanes else None
 
+    def last_progress_at(self, index: int) -> float | None:
+        """When any pipeline on pipeline `index`'s input topic last uploaded or dead-lettered a
+        record (None before the loop started): on a shared topic the records behind may all be
+        another pipeline's."""
+        lanes = self._lanes
+        if not lanes:
+            return None
+        topic = lanes[index].topic
+        return max(lane.last_progress_at for lane in lanes if lane.topic == topic)
+
     def wait_started(self, stop: threading.Event) -> None:
         """Until the loop started, or `stop`."""
         with self._changed:

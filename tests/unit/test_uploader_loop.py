@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -374,8 +374,9 @@ class RoutedPipelines:
     one (`unrouted`) none."""
 
     def __init__(
-        self, offsets: int, *, unrouted: bool, read_previous: ReadCommitted | None = None
-    ) -> None:
+        self, offsets: int, *, unrouted: bool, read_previous: ReadCommitted | None = None,
+        **overrides: str,
+    ) -> None:  # fmt: skip
         self.consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(offsets)]})
         for message in self.consumer.log[0]:
             offset = message.offset()
@@ -385,14 +386,22 @@ class RoutedPipelines:
         self.producer, self.apis, self.views = FakeProducer(), [FakeApi(), FakeApi()], Metrics()
         pipelines = [
             settings(
-                route_by_header="true", dlq_topic=f"{project}.dlq", TOLOKA_APP_PROJECT_ID=project
+                route_by_header="true",
+                dlq_topic=f"{project}.dlq",
+                TOLOKA_APP_PROJECT_ID=project,
+                **overrides,
             )
             for project in ("texts", "captions")
         ]
+        self.statistics: list[Callable[[str], None]] = []
+
+        def consumer(on_statistics: Callable[[str], None]) -> FakeConsumer:
+            self.statistics.append(on_statistics)
+            return self.consumer
+
         loop = SharedLoop(
-            pipelines, lambda _stats: self.consumer, lambda: self.producer, SystemClock(),
-            read_previous=read_previous,
-        )  # fmt: skip
+            pipelines, consumer, lambda: self.producer, SystemClock(), read_previous=read_previous
+        )
         self.roles = [
             Uploader(
                 pipeline,
@@ -409,6 +418,11 @@ class RoutedPipelines:
         ]
         for thread in self.threads:
             thread.start()
+
+    def report_lag(self, lag: int) -> None:
+        """librdkafka's statistics: `lag` records behind on partition 0."""
+        stats = {"topics": {TOPIC: {"partitions": {"0": {"consumer_lag": lag}}}}}
+        self.statistics[0](orjson.dumps(stats).decode())
 
     def finish(self) -> None:
         self.stop.set()
@@ -448,6 +462,26 @@ def test_pipelines_routed_on_one_topic_each_take_their_records_from_one_consumer
                                           {"app_project": project})
                 for project in ("texts", "captions")}  # fmt: skip
     assert consumed == {"texts": 6, "captions": 4}
+
+
+def test_a_pipeline_with_nothing_to_do_on_a_shared_topic_is_ready_while_another_progresses(
+    routed: list[RoutedPipelines],
+) -> None:
+    """The records behind on a shared topic may all be another pipeline's: a pipeline with
+    none of its own is stalled only when no pipeline on the topic makes progress."""
+    run = RoutedPipelines(0, unrouted=False, progress_timeout_seconds="0.3")
+    routed.append(run)
+    wait_for(lambda: run.roles[1].assignment() == {0}, "the partition assigned")
+    started = time.monotonic()
+    wait_for(lambda: time.monotonic() - started > 0.5, "longer than the progress timeout")
+    message = FakeMessage(0, 0, item("0:0"), headers=[("toloka-app-project-id", b"texts")])
+    run.consumer.log[0].append(message)
+    wait_for(lambda: run.consumer.commits == {0: 1}, "the texts record uploaded")
+    run.report_lag(5)  # more texts records behind
+    texts, captions = (role.readiness() for role in run.roles)
+    assert texts.ready, texts
+    assert captions.ready, captions
+    run.finish()
 
 
 def test_the_first_start_in_the_one_group_continues_where_each_pipelines_old_group_was(
