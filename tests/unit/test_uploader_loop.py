@@ -53,7 +53,9 @@ DEADLINE_SECONDS = 10.0
 
 class FakeMessage:
     def __init__(self, partition: int, offset: int, value: bytes | None,
-                 key: bytes | None = None, headers: Headers | None = None) -> None:  # fmt: skip
+                 key: bytes | None = None, headers: Headers | None = None,
+                 topic: str = TOPIC) -> None:  # fmt: skip
+        self._topic = topic
         self._partition = partition
         self._offset = offset
         self._value = value
@@ -61,7 +63,7 @@ class FakeMessage:
         self._headers = headers
 
     def topic(self) -> str:
-        return TOPIC
+        return self._topic
 
     def partition(self) -> int:
         return self._partition
@@ -89,9 +91,13 @@ class FakeConsumer:
     """One topic, every partition assigned at subscribe; rebalances requested by the test are
     delivered inside the next `consume`, like librdkafka does."""
 
-    def __init__(self, partitions: Mapping[int, Sequence[bytes | None]]) -> None:
+    def __init__(
+        self, partitions: Mapping[int, Sequence[bytes | None]], topic: str = TOPIC
+    ) -> None:
+        self.topic = topic
         self.log: dict[int, list[FakeMessage]] = {
-            p: [FakeMessage(p, offset, value, key=b"k%d" % offset, headers=[("origin", b"test")])
+            p: [FakeMessage(p, offset, value, key=b"k%d" % offset, headers=[("origin", b"test")],
+                            topic=topic)
                 for offset, value in enumerate(values)]
             for p, values in partitions.items()
         }  # fmt: skip
@@ -107,7 +113,7 @@ class FakeConsumer:
 
     def subscribe(self, topics: list[str], on_assign: Any = None, on_revoke: Any = None,
                   on_lost: Any = None) -> None:  # fmt: skip
-        assert topics == [TOPIC]
+        assert topics == [self.topic]
         self._callbacks = {"assign": on_assign, "revoke": on_revoke, "lost": on_lost}
         self.rebalance("assign", list(self.log))
 
@@ -117,7 +123,7 @@ class FakeConsumer:
         return done
 
     def _partitions(self, numbers: list[int]) -> list[TopicPartition]:
-        return [TopicPartition(TOPIC, p) for p in numbers]
+        return [TopicPartition(self.topic, p) for p in numbers]
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
         self.consume_calls += 1
@@ -142,7 +148,7 @@ class FakeConsumer:
         return batch
 
     def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
-        return [TopicPartition(TOPIC, tp.partition, self.commits.get(tp.partition, -1001))
+        return [TopicPartition(self.topic, tp.partition, self.commits.get(tp.partition, -1001))
                 for tp in partitions]  # fmt: skip
 
     def pause(self, partitions: list[TopicPartition]) -> None:
@@ -153,7 +159,7 @@ class FakeConsumer:
 
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
         positions = {tp.partition: tp.offset for tp in offsets}
-        assert all(tp.topic == TOPIC for tp in offsets)
+        assert all(tp.topic == self.topic for tp in offsets)
         for p, offset in positions.items():
             assert offset >= self.commits.get(p, 0), "a commit went backwards"
         self.commits.update(positions)
@@ -166,6 +172,49 @@ class FakeConsumer:
         if self.assigned:  # like librdkafka: close() revokes what is still assigned
             self._callbacks["revoke"](self, self._partitions(sorted(self.assigned)))
         self.closed = True
+
+
+class FakeConsumers:
+    """One consumer over the topics of several `FakeConsumer`s, as librdkafka's is over every
+    topic it subscribes to."""
+
+    def __init__(self, *consumers: FakeConsumer) -> None:
+        self.of = {consumer.topic: consumer for consumer in consumers}
+
+    def subscribe(self, topics: list[str], on_assign: Any = None, on_revoke: Any = None,
+                  on_lost: Any = None) -> None:  # fmt: skip
+        assert topics == sorted(self.of)
+        for consumer in self.of.values():
+            consumer.subscribe([consumer.topic], on_assign, on_revoke, on_lost)
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
+        batch = [m for c in self.of.values() for m in c.consume(num_messages, 0)]
+        if not batch and timeout > 0:
+            time.sleep(min(timeout, 0.002))  # stands for the broker's fetch wait
+        return batch
+
+    def _each(self, partitions: list[TopicPartition], call: str, **kwargs: Any) -> None:
+        for topic, consumer in self.of.items():
+            chosen = [tp for tp in partitions if tp.topic == topic]
+            if chosen:
+                getattr(consumer, call)(chosen, **kwargs)
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self._each(partitions, "pause")
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self._each(partitions, "resume")
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+        for topic, consumer in self.of.items():
+            chosen = [tp for tp in offsets if tp.topic == topic]
+            if chosen:
+                consumer.commit(offsets=chosen, asynchronous=asynchronous)
+        return None if asynchronous else offsets
+
+    def close(self) -> None:
+        for consumer in self.of.values():
+            consumer.close()
 
 
 class FakeProducer:
@@ -570,6 +619,53 @@ def test_an_outage_pauses_the_partitions_reports_not_ready_and_recovers(
     assert set(api.created.values()) == {1}
     assert len(api.created) == 60
     run.finish()
+
+
+def test_an_outage_of_one_pipelines_api_pauses_only_its_topic(running: list[Running]) -> None:
+    """Two pipelines on topics of their own in one loop: while one's API is down, its topic's
+    partitions pause and it is not ready; the other uploads all its records meanwhile."""
+    texts, images = FakeConsumer({0: [item(f"t{o}") for o in range(30)]}, topic="texts"), (
+        FakeConsumer({0: [item(f"i{o}") for o in range(30)]}, topic="images")
+    )  # fmt: skip
+    consumer, producer, apis = FakeConsumers(texts, images), FakeProducer(), [FakeApi(), FakeApi()]
+    apis[0].down = True
+    pipelines = [
+        settings(
+            input_topic=topic,
+            dlq_topic=f"{topic}.dlq",
+            batch_max_items="5",
+            TOLOKA_APP_PROJECT_ID=topic,
+        )
+        for topic in ("texts", "images")
+    ]
+    loop = SharedLoop(pipelines, lambda _stats: consumer, lambda: producer, SystemClock())
+    roles = [
+        Uploader(
+            pipeline,
+            api,
+            Metrics(app_project=pipeline.project.app_project_id),
+            loop=loop,
+            index=index,
+        )
+        for index, (pipeline, api) in enumerate(zip(pipelines, apis, strict=True))
+    ]
+    stop = threading.Event()
+    threads = [threading.Thread(target=role.run, args=(stop,), daemon=True) for role in roles]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: texts.paused == {0}, "the texts partition paused")
+        wait_for(lambda: images.commits == {0: 30}, "every images record uploaded")
+        assert images.paused == set()
+        assert not roles[0].readiness().ready
+        assert roles[1].readiness().ready
+        apis[0].down = False
+        wait_for(lambda: texts.commits == {0: 30}, "every texts record uploaded after it")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(DEADLINE_SECONDS)
+    assert [len(api.created) for api in apis] == [30, 30]
 
 
 def test_no_more_bulk_requests_are_in_flight_than_the_adaptive_limit_says(
