@@ -371,24 +371,17 @@ class UploadLoop:
 
     # --- rebalancing and shutdown ------------------------------------------------------------
 
-    def _assigned_numbers(self, partitions: list[TopicPartition]) -> dict[str, set[int]]:
-        numbers: dict[str, set[int]] = {}
-        for tp in partitions:
-            if tp.topic in self._topics:
-                numbers.setdefault(tp.topic, set()).add(tp.partition)
-        return numbers
-
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        for name, numbers in self._assigned_numbers(partitions).items():
-            topic = self._topics[name]
+        keys = self._keys(partitions)
+        for name in sorted({name for name, _ in keys}):
+            topic, numbers = self._topics[name], _numbers(keys, name)
             topic.offsets.assign(numbers)
-            migrating = topic.routed and self._read_previous is not None
-            if migrating or topic.intents is not None:
+            read_previous = self._read_previous if topic.routed else None
+            if read_previous is not None or topic.intents is not None:
                 committed = committed_offsets(consumer, topic, numbers)
-                if migrating:
-                    assert self._read_previous is not None
+                if read_previous is not None:
                     continue_from_previous_groups(
-                        consumer, topic, committed, self._read_previous, self._settings.group_id
+                        consumer, topic, committed, read_previous, self._settings.group_id
                     )
                 if topic.intents is not None:
                     topic.intents.assign(numbers)
