@@ -79,7 +79,6 @@ class Metrics:
     api_request_duration: Bound[Histogram]
     api_retries: Bound[Counter]
     records_consumed: Counter
-    records_routed_elsewhere: Counter
     items_uploaded: Counter
     possible_duplicate_uploads: Counter
     dead_letters: Bound[Counter]
@@ -145,15 +144,8 @@ class Metrics:
         # --- uploader -----------------------------------------------------------------------
         self._records_consumed = Counter(
             f"{PREFIX}_records_consumed_total",
-            "Records read from the input topic for this app project (with route_by_header, "
-            "those another pipeline takes are not counted).",
-            [APP_PROJECT],
-            registry=r,
-        )
-        self._records_routed_elsewhere = Counter(
-            f"{PREFIX}_records_routed_elsewhere_total",
-            "Records read from the input topic and passed over: their header names the app "
-            "project of another pipeline reading the topic (route_by_header).",
+            "Records of the input topic routed to this app project's pipeline (on a topic "
+            "shared by header, its own and, for the first pipeline, the unrouted ones).",
             [APP_PROJECT],
             registry=r,
         )
@@ -391,7 +383,6 @@ class Metrics:
         self.api_request_duration = Bound(self._api_request_duration, app_project)
         self.api_retries = Bound(self._api_retries, app_project)
         self.records_consumed = self._records_consumed.labels(app_project)
-        self.records_routed_elsewhere = self._records_routed_elsewhere.labels(app_project)
         self.items_uploaded = self._items_uploaded.labels(app_project)
         self.possible_duplicate_uploads = self._possible_duplicate_uploads.labels(app_project)
         self.dead_letters = Bound(self._dead_letters, app_project)

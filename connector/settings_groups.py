@@ -246,8 +246,7 @@ class ReconcileSettings(KeyFieldSettings):
 
 
 class RoutingSettings(SettingsGroup):
-    """Whether a pipeline routes its input topic's records by header, which also chooses the
-    consumer group its uploader reads in (`status` shows that group's lag)."""
+    """Whether a pipeline routes its input topic's records by header."""
 
     prefix: ClassVar[str] = "CONNECTOR_"
     route_by_header: bool = Field(
@@ -255,7 +254,7 @@ class RoutingSettings(SettingsGroup):
         description=(
             "the uploader takes only the records whose toloka-app-project-id header names its "
             "app project (without a known one: dead-lettered, unrouted), so pipelines may share "
-            "an input topic; it reads in its own consumer group, <group_id>.<app project>"
+            "an input topic (read once, in the one group_id)"
         ),
     )
 

@@ -28,7 +28,7 @@ from connector.toloka.availability import ApiAvailability
 from connector.toloka.pacing import Pacing, PauseGate
 
 if TYPE_CHECKING:
-    from connector.uploader.routing import HeaderRouter
+    from connector.uploader.role import UploaderPipeline
 
 ROLE_SETTINGS: dict[str, Sequence[type[SettingsGroup]]] = {
     "uploader": (
@@ -54,17 +54,9 @@ def build_roles(
     their own without it). Each pipeline's roles write its metrics (`app_project` label)."""
     # Imported here so that `simulator` or `check` never pay for the roles' imports.
     from connector.poller import PollerPipeline, build_pollers  # noqa: PLC0415
-    from connector.uploader.routing import input_routers  # noqa: PLC0415
+    from connector.uploader.role import build_uploaders  # noqa: PLC0415
 
     pipelines = settings.pipelines
-    routers = (
-        input_routers(
-            (p.uploader.input_topic, p.toloka.app_project_id, p.uploader.route_by_header)
-            for p in pipelines
-        )
-        if "uploader" in names
-        else {}
-    )
     # Per project: the gauge and the end-to-end histogram are labelled by it.
     outstanding = {
         pipeline.toloka.app_project_id: OutstandingItems()
@@ -103,26 +95,30 @@ def build_roles(
         else []
     )
 
-    def build(name: str, p: int, pipeline: Settings, pipeline_metrics: Metrics) -> Role:
-        if name == "uploader":
-            router = routers.get(pipeline.toloka.app_project_id)
-            return _uploader(
-                pipeline,
-                pipeline_metrics,
-                availability,
-                outstanding.get(pipeline.toloka.app_project_id),
-                kafka,
-                router=router,
-                gate=gate,
-            )
-        return pollers[p]
+    # One consumer in one group reads every pipeline's input topic (connector.uploader.shared).
+    uploaders = (
+        build_uploaders(
+            [
+                _uploader(
+                    pipeline,
+                    view,
+                    availability,
+                    gate,
+                    outstanding.get(pipeline.toloka.app_project_id),
+                )
+                for pipeline, view in zip(pipelines, views, strict=True)
+            ],
+            kafka,
+        )
+        if "uploader" in names
+        else []
+    )
 
     roles: list[Role] = []
     for p, pipeline in enumerate(pipelines):
         project = pipeline.toloka.app_project_id
-        pipeline_metrics = views[p]
         for name in names:
-            role = build(name, p, pipeline, pipeline_metrics)
+            role: Role = uploaders[p] if name == "uploader" else pollers[p]
             topics = [need.topic for need in needs[p, name]]
             roles.append(
                 CheckedRole(
@@ -141,15 +137,12 @@ def _uploader(
     settings: Settings,
     metrics: Metrics,
     availability: ApiAvailability,
-    outstanding: OutstandingItems | None,
-    kafka: KafkaAvailability,
-    *,
-    router: HeaderRouter | None,
     gate: PauseGate,
-) -> Role:
+    outstanding: OutstandingItems | None,
+) -> UploaderPipeline:
     """The uploader of one pipeline, with an API client whose 429s adapt its requests in
     flight (unless CONNECTOR_ADAPTIVE_IN_FLIGHT is off)."""
-    from connector.uploader import build_uploader  # noqa: PLC0415 - see build_roles
+    from connector.uploader.role import UploaderPipeline  # noqa: PLC0415 - see build_roles
 
     uploading = settings.uploader
     pacing = (
@@ -163,6 +156,4 @@ def _uploader(
         settings, metrics, availability, in_flight=uploading.max_in_flight, pacing=pacing
     )
     limit = None if pacing is None else pacing.limit
-    return build_uploader(
-        settings, client, metrics, outstanding, kafka, router=router, in_flight_limit=limit
-    )
+    return UploaderPipeline(settings, client, metrics, limit, outstanding)

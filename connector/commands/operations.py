@@ -55,7 +55,6 @@ from connector.operations.replay import ReplayRequest, replay_dead_letters
 from connector.operations.status import describe_cursor, gather_status
 from connector.poller.reset import write_cursor
 from connector.poller.state import read_cursor
-from connector.uploader.routing import input_group_id
 
 KAFKA_TIMEOUT_SECONDS = 30.0
 
@@ -99,14 +98,9 @@ def show_status(args: argparse.Namespace) -> int:
     every = settings_from_args(args)
     settings = chosen_pipeline(every, args.app_project)
     configure_logging("text", "ERROR")
-    group_id = settings.get(GroupSettings).group_id
     status = gather_status(
-        settings, now=time.time(), by_reason=args.by_reason, timeout=KAFKA_TIMEOUT_SECONDS,
-        uploader_group_id=input_group_id(
-            group_id, settings.project.app_project_id,
-            route_by_header=settings.get(RoutingSettings).route_by_header,
-        ),
-    )  # fmt: skip
+        settings, now=time.time(), by_reason=args.by_reason, timeout=KAFKA_TIMEOUT_SECONDS
+    )
     print(orjson.dumps(status.as_json()).decode() if args.json else status.as_text())
     return 0
 

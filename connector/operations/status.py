@@ -175,14 +175,12 @@ def gather_status(
     now: float,
     by_reason: bool,
     timeout: float,
-    uploader_group_id: str | None = None,
 ) -> ConnectorStatus:
-    """The status of the pipeline of `settings`; its uploader's lag is that of
-    `uploader_group_id` when it has a group of its own (`route_by_header`)."""
+    """The status of the pipeline of `settings`; its uploader's lag is that of the one group
+    every pipeline's input topic is read in (CONNECTOR_GROUP_ID)."""
     kafka_config = settings.kafka.client_config()
     uploader, poller = settings.get(InputTopicSettings), settings.get(CursorSettings)
     group_id = settings.get(GroupSettings).group_id
-    lag_group_id = uploader_group_id or group_id
     consumer, refusals = first_contact(kafka_config)
     try:
         # Every topic first, so that a missing one is reported before anything is read.
@@ -197,7 +195,7 @@ def gather_status(
     finally:
         consumer.close()
     committed = committed_offsets(
-        kafka_config, lag_group_id, uploader.input_topic, input_partitions, timeout
+        kafka_config, group_id, uploader.input_topic, input_partitions, timeout
     )
     project = settings.project.app_project_id
     cursor = read_cursor(
@@ -220,7 +218,7 @@ def gather_status(
         leader=leader,
         leader_timeout_seconds=poller.leader_timeout_seconds,
         input_topic=uploader.input_topic,
-        group_id=lag_group_id,
+        group_id=group_id,
         lag=tuple(partition_lag(p, committed.get(p), input_marks[p]) for p in input_partitions),
         dlq_topic=uploader.dlq_topic,
         # Counted records with --by-reason; else the offsets retained, markers included.

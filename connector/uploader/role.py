@@ -1,15 +1,17 @@
-"""The uploader role: wiring of the Kafka clients, the API client and the loop.
+"""The uploader role of each pipeline: wiring of the Kafka clients, the API client and the loop.
 
-`build_uploader` only builds objects; the network is first touched in `run`, in the role's
+`build_uploaders` only builds objects; the network is first touched in `run`, in each role's
 thread: the app's `input_spec` is read (a wrong key or project is fatal, an unreachable API is
-waited for), then the consumer and the dead-letter producer are created and the loop runs.
+waited for); once every pipeline's is, the first pipeline's role creates the consumer and the
+dead-letter producer and runs the process's one loop (`connector.uploader.shared`).
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer as KafkaConsumer
@@ -18,7 +20,6 @@ from confluent_kafka import Producer as KafkaProducer
 from connector.clock import Clock, SystemClock
 from connector.config import SchemaRegistrySettings, Settings
 from connector.kafka.availability import KafkaAvailability
-from connector.kafka.clients import Consumer, Producer
 from connector.kafka.limits import copying_producer_max_bytes
 from connector.lifecycle import Heartbeat, Readiness
 from connector.logs import kafka_logger
@@ -31,16 +32,13 @@ from connector.toloka.retry import RetryPolicy
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.decode import ItemDecoder, RegistryItemDecoder, decode_item
 from connector.uploader.lag import LagReporter
-from connector.uploader.loop import UploadLoop
+from connector.uploader.lane import Lane, LaneParts
+from connector.uploader.migration import committed_reader
 from connector.uploader.reconcile import ItemLister, Reconciler
-from connector.uploader.routing import HeaderRouter, input_group_id
+from connector.uploader.shared import ConsumerFactory, ProducerFactory, SharedLoop
 from connector.uploader.spec import SpecReader, SpecRefresher, read_validator
 from connector.uploader.upload import BatchUploader, BulkCreator
 from connector.validation import ItemValidator
-
-ConsumerFactory = Callable[[Callable[[str], None]], Consumer]
-"""Creates the input consumer, given the `stats_cb` that reports consumer lag."""
-ProducerFactory = Callable[[], Producer]
 
 CONSUMER_DEFAULTS: dict[str, Any] = {
     # A new group uploads what is already in the topic, not only what arrives later.
@@ -64,17 +62,12 @@ def consumer_config(
     offset store off): the committed position is computed by the offset tracker and must be
     written at precise moments (revocation, shutdown), which a background auto commit of stored
     offsets cannot promise; a plain commit also works on every development broker. The consumer
-    is polled all the time, so it reports to the process's Kafka availability tracker. The group
-    follows the pipeline's `route_by_header` alone (`input_group_id`)."""
-    uploader = settings.uploader
+    is polled all the time, so it reports to the process's Kafka availability tracker. It reads
+    every pipeline's input topic in the one group CONNECTOR_GROUP_ID."""
     config = {
         **CONSUMER_DEFAULTS,
         **settings.kafka.client_config(),
-        "group.id": input_group_id(
-            uploader.group_id,
-            settings.project.app_project_id,
-            route_by_header=uploader.route_by_header,
-        ),
+        "group.id": settings.uploader.group_id,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "stats_cb": on_statistics,
@@ -101,7 +94,9 @@ class UploaderClient(BulkCreator, SpecReader, ItemLister, Protocol):
 
 
 class Uploader:
-    """The `connector.lifecycle.Role` that uploads the input topic to the app project."""
+    """The `connector.lifecycle.Role` that uploads one pipeline's input to its app project: it
+    reads the app's `input_spec`, then hands its lane to the process's one `SharedLoop`, which
+    the first pipeline's uploader runs; its readiness is its lane's."""
 
     name = "uploader"
 
@@ -111,28 +106,33 @@ class Uploader:
         client: UploaderClient,
         metrics: Metrics,
         *,
-        consumer_factory: ConsumerFactory,
-        producer_factory: ProducerFactory,
+        loop: SharedLoop | None = None,
+        index: int = 0,
+        consumer_factory: ConsumerFactory | None = None,
+        producer_factory: ProducerFactory | None = None,
         outstanding: OutstandingItems | None = None,
         clock: Clock | None = None,
         rng: random.Random | None = None,
         decode: ItemDecoder = decode_item,
-        router: HeaderRouter | None = None,
         in_flight_limit: InFlightLimit | None = None,
     ) -> None:
+        """The pipeline `index` of `loop`; without one, the only pipeline of a loop of its own
+        on the clients of `consumer_factory` and `producer_factory`."""
         self._settings = settings
         self._decode = decode
-        self._router = router
         self._in_flight_limit = in_flight_limit
         self._client = client
         self._metrics = metrics
-        self._consumer_factory = consumer_factory
-        self._producer_factory = producer_factory
         self._outstanding = outstanding
         self._clock: Clock = clock or SystemClock()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        if loop is None:
+            assert consumer_factory is not None
+            assert producer_factory is not None
+            loop = SharedLoop([settings], consumer_factory, producer_factory, self._clock)
+        self._loop = loop
+        self._index = index
         self.heartbeat = Heartbeat(self.name, self._clock)
-        self._loop: UploadLoop | None = None
         self._nothing_waiting_at = self._clock.monotonic()
         self._startup = StartupRead("the app's input_spec")
         api = settings.api
@@ -141,47 +141,48 @@ class Uploader:
             base_delay_seconds=api.backoff_base_seconds,
             max_delay_seconds=api.backoff_cap_seconds,
         )
+        self._batch_uploader: BatchUploader | None = None
 
     def run(self, stop: threading.Event) -> None:
         validator = self._read_spec(stop)
         if validator is None:
             return
+        self._loop.join(self._index, self._lane_parts(validator), self.heartbeat)
+        if self._index == 0:
+            self._loop.run(stop, self.heartbeat)
+            return
+        with self.heartbeat.waiting_on("the other pipelines' input_spec (the upload loop)"):
+            self._loop.wait_started(stop)
+        stop.wait()  # the loop, run by the first pipeline's uploader, beats this heartbeat
+
+    def _lane_parts(self, validator: ItemValidator) -> LaneParts:
         settings = self._settings
-        lag = LagReporter(self._metrics, settings.uploader.input_topic)
-        consumer = self._consumer_factory(lag.on_statistics)
-        producer = self._producer_factory()
-        api = settings.api
+        uploading = settings.uploader
         reconciler = (
-            Reconciler(self._client, self._metrics, self._clock, settings.uploader)
-            if settings.uploader.upload_reconcile
+            Reconciler(self._client, self._metrics, self._clock, uploading)
+            if uploading.upload_reconcile
             else None
         )
         self._batch_uploader = BatchUploader(
             self._client, self._metrics, self._clock, outage_backoff=self._backoff,
             outstanding=self._outstanding, rng=self._rng, reconciler=reconciler,
         )  # fmt: skip
-        self._loop = UploadLoop(
-            settings.uploader,
-            consumer=consumer,
-            producer=producer,
+        api = settings.api
+        return LaneParts(
+            app_project=settings.project.app_project_id,
+            settings=uploading,
             uploader=self._batch_uploader,
             validator=validator,
+            decode=self._decode,
             metrics=self._metrics,
-            clock=self._clock,
-            heartbeat=self.heartbeat,
-            lag=lag,
+            lag=LagReporter(self._metrics, uploading.input_topic),
             # One attempt takes at most connect + write + read: a request older than that is
             # being retried by the client.
             stalled_after_seconds=api.connect_timeout_seconds + 2 * api.timeout_seconds,
-            refresher=SpecRefresher(
-                self._client, self._clock, settings.uploader.spec_refresh_seconds
-            ),
-            decode=self._decode,
+            refresher=SpecRefresher(self._client, self._clock, uploading.spec_refresh_seconds),
             reconciler=reconciler,
-            router=self._router,
             in_flight_limit=self._in_flight_limit,
-        )  # fmt: skip
-        self._loop.run(stop)
+        )
 
     def _read_spec(self, stop: threading.Event) -> ItemValidator | None:
         """The validator, or None when stopped first."""
@@ -193,40 +194,44 @@ class Uploader:
             )  # fmt: skip
 
     def assignment(self) -> frozenset[int]:
-        """The input partitions this uploader owns now."""
-        return frozenset() if self._loop is None else self._loop.assignment()
+        """The partitions of its input topic this process owns now."""
+        lane = self._loop.lane(self._index)
+        return frozenset() if lane is None else frozenset(lane.partitions)
 
     def readiness(self) -> Readiness:
-        loop = self._loop
-        if loop is None:
-            return Readiness(False, self._startup.detail())
-        if not self._batch_uploader.key.up:
+        lane = self._loop.lane(self._index)
+        if lane is None:
+            if self._batch_uploader is None:
+                return Readiness(False, self._startup.detail())
+            return Readiness(False, "waiting for the other pipelines' input_spec")
+        if not lane.uploader.key.up:
             return Readiness(False, f"{KEY_REFUSED}; retrying with back-off (partitions paused)")
-        if loop.api_failing:
+        if lane.api_failing:
             return Readiness(False, "bulk uploads are failing; retrying (partitions paused)")
-        failing = loop.dead_letters_failing
+        failing = lane.dead_letters.failing
         if failing is not None:
             return Readiness(
                 False,
                 f"dead letters to {self._settings.uploader.dlq_topic} are not acknowledged "
                 f"({failing}); retrying (their partitions pause)",
             )
-        stalled = self._stalled(loop)
+        stalled = self._stalled(lane)
         if stalled is not None:
             return Readiness(False, stalled)
-        return Readiness(True, f"{len(loop.assignment())} input partitions assigned")
+        return Readiness(True, f"{len(lane.partitions)} input partitions assigned")
 
-    def _stalled(self, loop: UploadLoop) -> str | None:
+    def _stalled(self, lane: Lane) -> str | None:
         """Work has been waiting (uploads in flight, records behind) and no record was uploaded
-        or dead-lettered for too long. Whether work waits is sampled here, when readiness is
-        asked (every probe and scrape): the quiet time counts from the later of the last
-        progress and the last time nothing was waiting."""
+        or dead-lettered for too long by any pipeline on its topic. Whether work waits is
+        sampled here, when readiness is asked (every probe and scrape): the quiet time counts
+        from the later of the last progress and the last time nothing was waiting."""
         now = self._clock.monotonic()
-        in_flight, behind = loop.uploads_in_flight, loop.lag.backlog()
+        in_flight, behind = len(lane.in_flight), lane.lag.backlog()
         if not in_flight and not behind:
             self._nothing_waiting_at = now
             return None
-        quiet = now - max(self._nothing_waiting_at, loop.last_progress_at)
+        progress = self._loop.last_progress_at(self._index) or lane.last_progress_at
+        quiet = now - max(self._nothing_waiting_at, progress)
         if quiet <= self._settings.runtime.progress_timeout_seconds:
             return None
         return (
@@ -249,6 +254,49 @@ def item_decoder(settings: Settings) -> ItemDecoder:
     return RegistryItemDecoder(DECODERS[value_format](client))
 
 
+@dataclass(frozen=True)
+class UploaderPipeline:
+    """One pipeline's uploader: its settings, API client and metrics (`Metrics.for_project`),
+    the in-flight limit its client's 429s adapt, and the items it created that this process's
+    poller has not published yet (when both roles run here)."""
+
+    settings: Settings
+    client: UploaderClient
+    metrics: Metrics
+    in_flight_limit: InFlightLimit | None = None
+    outstanding: OutstandingItems | None = None
+
+
+def build_uploaders(
+    pipelines: Sequence[UploaderPipeline], kafka: KafkaAvailability | None = None
+) -> list[Uploader]:
+    """The uploader roles of `pipelines` on real Kafka clients (nothing connects before `run`),
+    all in one loop whose consumer reads every input topic in the one group and reports to
+    `kafka`. The Kafka connection and the group are the deployment's: the first pipeline's
+    settings say them."""
+    shared = pipelines[0].settings
+    loop = SharedLoop(
+        [pipeline.settings for pipeline in pipelines],
+        lambda on_statistics: KafkaConsumer(consumer_config(shared, on_statistics, kafka)),
+        lambda: KafkaProducer(producer_config(shared)),
+        SystemClock(),
+        read_previous=committed_reader(shared.kafka.client_config()),
+    )
+    return [
+        Uploader(
+            pipeline.settings,
+            pipeline.client,
+            pipeline.metrics,
+            loop=loop,
+            index=index,
+            outstanding=pipeline.outstanding,
+            decode=item_decoder(pipeline.settings),
+            in_flight_limit=pipeline.in_flight_limit,
+        )
+        for index, pipeline in enumerate(pipelines)
+    ]
+
+
 def build_uploader(
     settings: Settings,
     client: UploaderClient,
@@ -256,22 +304,10 @@ def build_uploader(
     outstanding: OutstandingItems | None = None,
     kafka: KafkaAvailability | None = None,
     *,
-    router: HeaderRouter | None = None,
     in_flight_limit: InFlightLimit | None = None,
 ) -> Uploader:
-    """The uploader role on real Kafka clients (nothing connects before `run`); its consumer
-    reports to `kafka`. With a `router` (`route_by_header`), it takes the records its header names;
-    `in_flight_limit` is the one its API client's 429s adapt."""
-    return Uploader(
-        settings,
-        client,
-        metrics,
-        consumer_factory=lambda on_statistics: KafkaConsumer(
-            consumer_config(settings, on_statistics, kafka)
-        ),
-        producer_factory=lambda: KafkaProducer(producer_config(settings)),
-        outstanding=outstanding,
-        decode=item_decoder(settings),
-        router=router,
-        in_flight_limit=in_flight_limit,
+    """The uploader role of one pipeline alone (see `build_uploaders`)."""
+    [uploader] = build_uploaders(
+        [UploaderPipeline(settings, client, metrics, in_flight_limit, outstanding)], kafka
     )
+    return uploader

@@ -1,81 +1,91 @@
-"""Routing by the `toloka-app-project-id` header (`route_by_header`), on an input topic one or
-several pipelines read.
+"""Which pipeline's lane takes each input record: by its topic, and on a topic that pipelines
+with `route_by_header` share, by its `toloka-app-project-id` header.
 
-A pipeline that sets `route_by_header` reads its input topic in a consumer group of its own
-(`routed_group_id`: its offsets and upload intents are its own, so exactly-once uploads hold per
-pipeline), whether or not another pipeline reads the topic too: the group follows the setting
-alone, so adding or removing a pipeline never moves another to a group without offsets. It takes
-the records whose header names its app project. A record another pipeline on the topic takes is
-done for this one at once (nothing uploaded, nothing dead-lettered); a record whose header names
-none of them, or that has none, is dead-lettered `unrouted` by the first of them in the settings,
-and skipped by the others, so it is dead-lettered once. A pipeline without the setting reads in
-the shared group and takes every record (the settings refuse it a topic another pipeline reads)."""
+The process reads every pipeline's input topic with one consumer in the one group
+CONNECTOR_GROUP_ID (`connector.uploader.loop`), so a shared topic is read once. A pipeline
+without `route_by_header` has its topic to itself (the settings refuse it a topic another
+pipeline reads) and takes every record of it. On a routed topic, a record goes to the pipeline
+its header names; a record whose header names none of the topic's pipelines, or that has none,
+goes to the first of them in the settings as a `unrouted` refusal: it is dead-lettered there,
+once. A routed pipeline alone on its topic routes too: a record naming another project is
+dead-lettered, not uploaded.
+
+Earlier versions read a routed pipeline's topic in a group of its own, `<group>.<app project>`
+(`routed_group_id`); `connector.uploader.migration` reads those groups' offsets at an
+assignment, so that the upgrade uploads nothing twice.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from connector.contract.dead_letters import UNROUTED
 from connector.contract.results import APP_PROJECT_ID_HEADER
 from connector.kafka.clients import Message
 from connector.uploader.decode import Refusal
 
+LaneT = TypeVar("LaneT")
+
+Route = Callable[[Message], tuple[LaneT, Refusal | None]]
+"""A record of one topic → the lane that takes it, and the refusal it is dead-lettered with
+there (None: its lane uploads it)."""
+
 
 def routed_group_id(group_id: str, app_project: str) -> str:
-    """The consumer group of a pipeline that routes by header."""
+    """The consumer group a pipeline that routed by header read its input topic in, before the
+    process read every topic in one group (see `connector.uploader.migration`)."""
     return f"{group_id}.{app_project}"
 
 
-def input_group_id(group_id: str, app_project: str, *, route_by_header: bool) -> str:
-    """The consumer group a pipeline's uploader reads its input topic in: its own when it
-    routes by header, the shared `group_id` otherwise."""
-    return routed_group_id(group_id, app_project) if route_by_header else group_id
+@dataclass(frozen=True)
+class Reader(Generic[LaneT]):
+    """One pipeline's input: its topic, app project, whether it routes by header, its lane."""
+
+    topic: str
+    app_project: str
+    route_by_header: bool
+    lane: LaneT
 
 
-def input_routers(pipelines: Iterable[tuple[str, str, bool]]) -> dict[str, HeaderRouter]:
-    """App project → its router, for the pipelines that route by header among `pipelines`
-    ((input topic, app project, route_by_header) of each, in settings order)."""
-    readers: dict[str, list[str]] = {}
-    for topic, project, route_by_header in pipelines:
-        if route_by_header:
-            readers.setdefault(topic, []).append(project)
+def input_routes(readers: Sequence[Reader[LaneT]]) -> dict[str, Route[LaneT]]:
+    """Input topic → how its records are routed, for the pipelines `readers` (settings order)."""
+    by_topic: dict[str, list[Reader[LaneT]]] = {}
+    for reader in readers:
+        by_topic.setdefault(reader.topic, []).append(reader)
     return {
-        project: HeaderRouter.for_topic(projects, project)
-        for projects in readers.values()
-        for project in projects
+        topic: HeaderRoute(sharing) if sharing[0].route_by_header else _only(sharing[0].lane)
+        for topic, sharing in by_topic.items()
     }
 
 
-@dataclass(frozen=True)
-class HeaderRouter:
-    """Which records of its input topic are the pipeline of `app_project`'s."""
+def _only(lane: LaneT) -> Route[LaneT]:
+    taken: tuple[LaneT, Refusal | None] = (lane, None)
+    return lambda _message: taken
 
-    app_project: str
-    sharing: frozenset[str]
-    """The app projects of every pipeline reading the topic, this one's included."""
-    dead_letters_unrouted: bool
-    """This pipeline dead-letters the records no pipeline takes (the first of them does)."""
 
-    @classmethod
-    def for_topic(cls, projects: Iterable[str], app_project: str) -> HeaderRouter:
-        """The router of `app_project` among the pipelines of `projects`, in settings order."""
-        ordered = list(projects)
-        return cls(app_project, frozenset(ordered), dead_letters_unrouted=ordered[0] == app_project)
+class HeaderRoute(Generic[LaneT]):
+    """The records of a topic routed by header, among the pipelines `sharing` it."""
 
-    def route(self, message: Message) -> bool | Refusal:
-        """True: this pipeline's record; False: another pipeline's, or an unrouted record the
-        first pipeline dead-letters; a Refusal: unrouted, for this pipeline to dead-letter."""
+    def __init__(self, sharing: Iterable[Reader[LaneT]]) -> None:
+        readers = list(sharing)
+        self._taken: dict[str, tuple[LaneT, Refusal | None]] = {
+            reader.app_project: (reader.lane, None) for reader in readers
+        }
+        self._first = readers[0].lane
+        self._projects = ", ".join(sorted(self._taken))
+
+    def __call__(self, message: Message) -> tuple[LaneT, Refusal | None]:
         named = _last_header(message, APP_PROJECT_ID_HEADER)
-        if named == self.app_project:
-            return True
-        if named in self.sharing or not self.dead_letters_unrouted:
-            return False
+        taken = None if named is None else self._taken.get(named)
+        if taken is not None:
+            return taken
         shown = "no toloka-app-project-id header" if named is None else f"header {named!r}"
-        return Refusal(
+        return self._first, Refusal(
             UNROUTED,
             f"the input topic is routed by header to the pipelines of app projects "
-            f"{', '.join(sorted(self.sharing))}; this record has {shown}, which names none of them",
+            f"{self._projects}; this record has {shown}, which names none of them",
         )
 
 

@@ -74,12 +74,15 @@ def end_offsets(count: int) -> dict[int, int]:
     return {p: len(range(p, count, PARTITIONS)) for p in range(PARTITIONS)}
 
 
-def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    """The group's committed offsets; {} while the group coordinator is not available yet."""
+def committed(
+    bootstrap: str, group: str, topic: str, partitions: int = PARTITIONS
+) -> dict[int, int]:
+    """The group's committed offsets of the topic's `partitions` first partitions; {} while the
+    group coordinator is not available yet."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
     try:
-        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        found = consumer.committed(partitions, timeout=10)
+        chosen = [TopicPartition(topic, p) for p in range(partitions)]
+        found = consumer.committed(chosen, timeout=10)
     except KafkaException as failure:
         if failure.args[0].code() in COORDINATOR_NOT_READY:
             return {}
@@ -89,14 +92,18 @@ def committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
     return {tp.partition: tp.offset for tp in found}
 
 
-def created_keys(simulator: SimulatorHandle) -> Counter[str]:
-    """How many items exist per input `id`, from the API's own listing."""
+def created_keys(simulator: SimulatorHandle, project: str | None = None) -> Counter[str]:
+    """How many items exist per input `id` in `project` (default: the simulator's first), from
+    the API's own listing."""
     counts: Counter[str] = Counter()
     after: str | None = None
+    url = simulator.items_url if project is None else (
+        f"{simulator.base_url}/app-projects/{project}/items"
+    )  # fmt: skip
     with simulator.client() as http:
         while True:
             params = {"sort": "id", "limit": "1000", **({"after_id": after} if after else {})}
-            page = http.get(simulator.items_url, params=params).raise_for_status().json()
+            page = http.get(url, params=params).raise_for_status().json()
             counts.update(item["input_data"]["id"] for item in page["content"])
             if not page["has_more"]:
                 return counts

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from connector.cli import build_parser, main
-from connector.commands import operations
 from connector.commands.common import pipeline_from_args
 from connector.config import InputTopicSettings
 from connector.errors import ConfigError
@@ -167,26 +166,3 @@ def test_one_pipeline_needs_no_app_project_and_refuses_another(
     args = build_parser().parse_args(["status", "--app-project", "other"])
     with pytest.raises(ConfigError, match="other is no pipeline's app project \\(only\\)"):
         pipeline_from_args(args)
-
-
-@pytest.mark.parametrize(
-    ("project", "group"),
-    [("texts", "toloka-connector"), ("images", "toloka-connector.images")],
-)
-def test_status_shows_the_lag_of_the_group_route_by_header_chooses(
-    project: str, group: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`images` routes by header alone on its topic: its uploader reads in a group of its own."""
-    config = tmp_path / "connector.toml"
-    config.write_text(PIPELINES + "route_by_header = true\n")
-    monkeypatch.setenv("TOLOKA_API_KEY", "secret-key-123")
-    asked: list[str | None] = []
-
-    def gather_status(_settings: object, *, uploader_group_id: str | None, **_: object) -> None:
-        asked.append(uploader_group_id)
-        raise KeyboardInterrupt  # stops `status` before it would print
-
-    monkeypatch.setattr(operations, "gather_status", gather_status)
-    main(["status", "--config", str(config), "--app-project", project])
-    [chosen] = asked
-    assert (chosen or "toloka-connector") == group  # None: gather_status uses CONNECTOR_GROUP_ID

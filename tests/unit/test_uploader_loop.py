@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from connector.clock import SystemClock
 from connector.config import Settings, load_settings
 from connector.errors import (
     AuthenticationError,
@@ -37,8 +38,9 @@ from connector.toloka.pacing import InFlightLimit
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import CONSUME_MAX_MESSAGES
+from connector.uploader.migration import ReadCommitted
 from connector.uploader.role import Uploader, consumer_config, producer_config
-from connector.uploader.routing import HeaderRouter
+from connector.uploader.shared import SharedLoop
 from testkit.waiting import wait_for
 
 TOPIC = "items"
@@ -51,7 +53,9 @@ DEADLINE_SECONDS = 10.0
 
 class FakeMessage:
     def __init__(self, partition: int, offset: int, value: bytes | None,
-                 key: bytes | None = None, headers: Headers | None = None) -> None:  # fmt: skip
+                 key: bytes | None = None, headers: Headers | None = None,
+                 topic: str = TOPIC) -> None:  # fmt: skip
+        self._topic = topic
         self._partition = partition
         self._offset = offset
         self._value = value
@@ -59,7 +63,7 @@ class FakeMessage:
         self._headers = headers
 
     def topic(self) -> str:
-        return TOPIC
+        return self._topic
 
     def partition(self) -> int:
         return self._partition
@@ -87,14 +91,18 @@ class FakeConsumer:
     """One topic, every partition assigned at subscribe; rebalances requested by the test are
     delivered inside the next `consume`, like librdkafka does."""
 
-    def __init__(self, partitions: Mapping[int, Sequence[bytes | None]]) -> None:
+    def __init__(
+        self, partitions: Mapping[int, Sequence[bytes | None]], topic: str = TOPIC
+    ) -> None:
+        self.topic = topic
         self.log: dict[int, list[FakeMessage]] = {
-            p: [FakeMessage(p, offset, value, key=b"k%d" % offset, headers=[("origin", b"test")])
+            p: [FakeMessage(p, offset, value, key=b"k%d" % offset, headers=[("origin", b"test")],
+                            topic=topic)
                 for offset, value in enumerate(values)]
             for p, values in partitions.items()
         }  # fmt: skip
         self.position = dict.fromkeys(partitions, 0)
-        self.committed: dict[int, int] = {}
+        self.commits: dict[int, int] = {}
         self.sync_commits: list[dict[int, int]] = []
         self.assigned: set[int] = set()
         self.paused: set[int] = set()
@@ -105,7 +113,7 @@ class FakeConsumer:
 
     def subscribe(self, topics: list[str], on_assign: Any = None, on_revoke: Any = None,
                   on_lost: Any = None) -> None:  # fmt: skip
-        assert topics == [TOPIC]
+        assert topics == [self.topic]
         self._callbacks = {"assign": on_assign, "revoke": on_revoke, "lost": on_lost}
         self.rebalance("assign", list(self.log))
 
@@ -115,7 +123,7 @@ class FakeConsumer:
         return done
 
     def _partitions(self, numbers: list[int]) -> list[TopicPartition]:
-        return [TopicPartition(TOPIC, p) for p in numbers]
+        return [TopicPartition(self.topic, p) for p in numbers]
 
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
         self.consume_calls += 1
@@ -125,7 +133,7 @@ class FakeConsumer:
             if kind == "assign":
                 self.assigned |= set(numbers)
                 for p in numbers:
-                    self.position[p] = self.committed.get(p, 0)
+                    self.position[p] = self.commits.get(p, 0)
             else:
                 self.assigned -= set(numbers)
                 self.paused -= set(numbers)
@@ -139,6 +147,10 @@ class FakeConsumer:
             time.sleep(min(timeout, 0.002))  # stands for the broker's fetch wait
         return batch
 
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [TopicPartition(self.topic, tp.partition, self.commits.get(tp.partition, -1001))
+                for tp in partitions]  # fmt: skip
+
     def pause(self, partitions: list[TopicPartition]) -> None:
         self.paused |= {tp.partition for tp in partitions}
 
@@ -147,10 +159,10 @@ class FakeConsumer:
 
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
         positions = {tp.partition: tp.offset for tp in offsets}
-        assert all(tp.topic == TOPIC for tp in offsets)
+        assert all(tp.topic == self.topic for tp in offsets)
         for p, offset in positions.items():
-            assert offset >= self.committed.get(p, 0), "a commit went backwards"
-        self.committed.update(positions)
+            assert offset >= self.commits.get(p, 0), "a commit went backwards"
+        self.commits.update(positions)
         if not asynchronous:
             self.sync_commits.append(positions)
             return offsets
@@ -160,6 +172,49 @@ class FakeConsumer:
         if self.assigned:  # like librdkafka: close() revokes what is still assigned
             self._callbacks["revoke"](self, self._partitions(sorted(self.assigned)))
         self.closed = True
+
+
+class FakeConsumers:
+    """One consumer over the topics of several `FakeConsumer`s, as librdkafka's is over every
+    topic it subscribes to."""
+
+    def __init__(self, *consumers: FakeConsumer) -> None:
+        self.of = {consumer.topic: consumer for consumer in consumers}
+
+    def subscribe(self, topics: list[str], on_assign: Any = None, on_revoke: Any = None,
+                  on_lost: Any = None) -> None:  # fmt: skip
+        assert topics == sorted(self.of)
+        for consumer in self.of.values():
+            consumer.subscribe([consumer.topic], on_assign, on_revoke, on_lost)
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
+        batch = [m for c in self.of.values() for m in c.consume(num_messages, 0)]
+        if not batch and timeout > 0:
+            time.sleep(min(timeout, 0.002))  # stands for the broker's fetch wait
+        return batch
+
+    def _each(self, partitions: list[TopicPartition], call: str, **kwargs: Any) -> None:
+        for topic, consumer in self.of.items():
+            chosen = [tp for tp in partitions if tp.topic == topic]
+            if chosen:
+                getattr(consumer, call)(chosen, **kwargs)
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self._each(partitions, "pause")
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self._each(partitions, "resume")
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+        for topic, consumer in self.of.items():
+            chosen = [tp for tp in offsets if tp.topic == topic]
+            if chosen:
+                consumer.commit(offsets=chosen, asynchronous=asynchronous)
+        return None if asynchronous else offsets
+
+    def close(self) -> None:
+        for consumer in self.of.values():
+            consumer.close()
 
 
 class FakeProducer:
@@ -257,7 +312,8 @@ def settings(**overrides: str) -> Settings:
         # Reconciliation (exactly-once uploads) is tested in test_uploader_reconcile.py.
         "CONNECTOR_UPLOAD_RECONCILE": "false",
     }
-    environ.update({f"CONNECTOR_{name.upper()}": value for name, value in overrides.items()})
+    environ.update({name if name.isupper() else f"CONNECTOR_{name.upper()}": value
+                    for name, value in overrides.items()})  # fmt: skip
     return load_settings(environ=environ)
 
 
@@ -266,7 +322,7 @@ class Running:
 
     def __init__(self, consumer: FakeConsumer, api: FakeApi | None = None,
                  producer: FakeProducer | None = None, in_flight_limit: InFlightLimit | None = None,
-                 router: HeaderRouter | None = None, **overrides: str) -> None:  # fmt: skip
+                 **overrides: str) -> None:  # fmt: skip
         self.consumer = consumer
         self.producer = producer or FakeProducer()
         self.api = api or FakeApi()
@@ -275,7 +331,6 @@ class Running:
             settings(**overrides), self.api, self.metrics,
             consumer_factory=lambda _on_stats: self.consumer,
             producer_factory=lambda: self.producer, in_flight_limit=in_flight_limit,
-            router=router,
         )  # fmt: skip
         self.stop = threading.Event()
         self.failure: BaseException | None = None
@@ -336,7 +391,7 @@ def test_every_record_ends_uploaded_or_dead_lettered_and_offsets_reach_the_end(
               for p in range(3)}  # fmt: skip
     run = Running(FakeConsumer(values), batch_max_items="4", max_record_bytes="200")
     running.append(run)
-    wait_for(lambda: run.consumer.committed == {0: 25, 1: 25, 2: 25}, "commits to the end")
+    wait_for(lambda: run.consumer.commits == {0: 25, 1: 25, 2: 25}, "commits to the end")
     good = {f"{p}:{o}" for p in range(3) for o in range(25) if not (p == 1 and o in bad)}
     assert run.api.created == dict.fromkeys(good, 1)
     letters = run.dead_letters()
@@ -362,27 +417,142 @@ def test_every_record_ends_uploaded_or_dead_lettered_and_offsets_reach_the_end(
     assert sample("toloka_connector_items_uploaded_total") == 70
 
 
-def test_a_routed_pipeline_counts_as_consumed_only_its_own_records(
-    running: list[Running],
+class RoutedPipelines:
+    """Pipelines `texts` and `captions` routing one topic by header, their uploaders running
+    one loop on the fakes; records at even offsets name texts, odd ones captions, every third
+    one (`unrouted`) none."""
+
+    def __init__(
+        self, offsets: int, *, unrouted: bool, read_previous: ReadCommitted | None = None,
+        **overrides: str,
+    ) -> None:  # fmt: skip
+        self.consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(offsets)]})
+        for message in self.consumer.log[0]:
+            offset = message.offset()
+            name = b"texts" if offset % 2 == 0 else b"captions"
+            named = not unrouted or offset % 3 != 2
+            message._headers = [("toloka-app-project-id", name)] if named else []
+        self.producer, self.apis, self.views = FakeProducer(), [FakeApi(), FakeApi()], Metrics()
+        pipelines = [
+            settings(
+                route_by_header="true",
+                dlq_topic=f"{project}.dlq",
+                TOLOKA_APP_PROJECT_ID=project,
+                **overrides,
+            )
+            for project in ("texts", "captions")
+        ]
+        self.statistics: list[Callable[[str], None]] = []
+
+        def consumer(on_statistics: Callable[[str], None]) -> FakeConsumer:
+            self.statistics.append(on_statistics)
+            return self.consumer
+
+        loop = SharedLoop(
+            pipelines, consumer, lambda: self.producer, SystemClock(), read_previous=read_previous
+        )
+        self.roles = [
+            Uploader(
+                pipeline,
+                api,
+                self.views.for_project(pipeline.project.app_project_id),
+                loop=loop,
+                index=index,
+            )
+            for index, (pipeline, api) in enumerate(zip(pipelines, self.apis, strict=True))
+        ]
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=role.run, args=(self.stop,), daemon=True) for role in self.roles
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def report_lag(self, lag: int) -> None:
+        """librdkafka's statistics: `lag` records behind on partition 0."""
+        stats = {"topics": {TOPIC: {"partitions": {"0": {"consumer_lag": lag}}}}}
+        self.statistics[0](orjson.dumps(stats).decode())
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(DEADLINE_SECONDS)
+        assert not any(thread.is_alive() for thread in self.threads)
+
+    def created(self) -> list[list[str]]:
+        return [sorted(api.created, key=lambda n: int(n[2:])) for api in self.apis]
+
+
+@pytest.fixture
+def routed() -> Iterator[list[RoutedPipelines]]:
+    started: list[RoutedPipelines] = []
+    yield started
+    for run in started:
+        run.stop.set()
+
+
+def test_pipelines_routed_on_one_topic_each_take_their_records_from_one_consumer(
+    routed: list[RoutedPipelines],
 ) -> None:
-    """The dead-letter share divides by records consumed: those another pipeline on the topic
-    takes are counted apart, as routed elsewhere (the unrouted ones this pipeline dead-letters
-    are its own)."""
-    consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(10)]})
-    names = [b"texts", b"captions", None]  # offsets 0, 3, 6, 9: texts; 1, 4, 7: captions
-    for message in consumer.log[0]:
-        name = names[message.offset() % 3]
-        message._headers = [] if name is None else [("toloka-app-project-id", name)]
-    router = HeaderRouter.for_topic(["texts", "captions"], "texts")
-    run = Running(consumer, router=router)
-    running.append(run)
-    wait_for(lambda: run.consumer.committed == {0: 10}, "commits to the end")
+    """Two pipelines route one topic by header in one loop: each uploads the records its
+    header names to its own project and counts only those as consumed; the unrouted ones are
+    dead-lettered once, by the first, to its dead-letter topic; the partition is committed
+    once every record is done, by whichever lane."""
+    run = RoutedPipelines(10, unrouted=True)
+    routed.append(run)
+    wait_for(lambda: run.consumer.commits == {0: 10}, "commits to the end")
+    assert all(role.readiness().ready for role in run.roles)
     run.finish()
-    assert sorted(run.api.created) == ["0:0", "0:3", "0:6", "0:9"]
-    assert sorted(run.dead_letters()) == ["0:2", "0:5", "0:8"]
-    sample = run.metrics.sample
-    assert sample("toloka_connector_records_consumed_total") == 7
-    assert sample("toloka_connector_records_routed_elsewhere_total") == 3
+    assert run.created() == [["0:0", "0:4", "0:6"], ["0:1", "0:3", "0:7", "0:9"]]
+    assert sorted((r["topic"], r["headers"]["source-offset"]) for r in run.producer.delivered) == [
+        ("texts.dlq", b"2"), ("texts.dlq", b"5"), ("texts.dlq", b"8")
+    ]  # fmt: skip
+    consumed = {project: run.views.sample("toloka_connector_records_consumed_total",
+                                          {"app_project": project})
+                for project in ("texts", "captions")}  # fmt: skip
+    assert consumed == {"texts": 6, "captions": 4}
+
+
+def test_a_pipeline_with_nothing_to_do_on_a_shared_topic_is_ready_while_another_progresses(
+    routed: list[RoutedPipelines],
+) -> None:
+    """The records behind on a shared topic may all be another pipeline's: a pipeline with
+    none of its own is stalled only when no pipeline on the topic makes progress."""
+    run = RoutedPipelines(0, unrouted=False, progress_timeout_seconds="0.3")
+    routed.append(run)
+    wait_for(lambda: run.roles[1].assignment() == {0}, "the partition assigned")
+    started = time.monotonic()
+    wait_for(lambda: time.monotonic() - started > 0.5, "longer than the progress timeout")
+    message = FakeMessage(0, 0, item("0:0"), headers=[("toloka-app-project-id", b"texts")])
+    run.consumer.log[0].append(message)
+    wait_for(lambda: run.consumer.commits == {0: 1}, "the texts record uploaded")
+    run.report_lag(5)  # more texts records behind
+    texts, captions = (role.readiness() for role in run.roles)
+    assert texts.ready, texts
+    assert captions.ready, captions
+    run.finish()
+
+
+def test_the_first_start_in_the_one_group_continues_where_each_pipelines_old_group_was(
+    routed: list[RoutedPipelines],
+) -> None:
+    """Upgrading from a group per routed pipeline: the one group, without offsets yet, is
+    committed at the lowest old offset before the partition is read, and each pipeline passes
+    over its records below its own old group's offset (uploaded before)."""
+    old = {"toloka-connector.texts": 6, "toloka-connector.captions": 3}
+    asked: list[str] = []
+
+    def read_previous(group: str, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        asked.append(group)
+        return [TopicPartition(tp.topic, tp.partition, old[group]) for tp in partitions]
+
+    run = RoutedPipelines(12, unrouted=False, read_previous=read_previous)
+    routed.append(run)
+    wait_for(lambda: run.consumer.commits == {0: 12}, "commits to the end")
+    run.finish()
+    assert sorted(asked) == sorted(old)
+    assert run.consumer.sync_commits[0] == {0: 3}  # before the partition was read
+    assert run.created() == [["0:6", "0:8", "0:10"], ["0:3", "0:5", "0:7", "0:9", "0:11"]]
 
 
 def test_commit_stops_before_the_earliest_unfinished_upload(running: list[Running]) -> None:
@@ -391,12 +561,12 @@ def test_commit_stops_before_the_earliest_unfinished_upload(running: list[Runnin
     values = {p: [item(f"{p}:{o}") for o in range(20)] for p in range(2)}
     run = Running(FakeConsumer(values), api, batch_max_items="1", max_in_flight="3")
     running.append(run)
-    wait_for(lambda: run.consumer.committed.get(1) == 20, "partition 1 committed")
+    wait_for(lambda: run.consumer.commits.get(1) == 20, "partition 1 committed")
     wait_for(lambda: len(api.created) == 39, "every other item created")
     run.iterations_later(5)  # commits are attempted on every iteration (interval 0)
-    assert run.consumer.committed[0] == 5
+    assert run.consumer.commits[0] == 5
     api.release.set()
-    wait_for(lambda: run.consumer.committed.get(0) == 20, "partition 0 committed")
+    wait_for(lambda: run.consumer.commits.get(0) == 20, "partition 0 committed")
     run.finish()
 
 
@@ -407,11 +577,11 @@ def test_commit_waits_for_the_dead_letter_to_be_acknowledged(running: list[Runni
     run = Running(consumer, producer=producer)
     running.append(run)
     wait_for(lambda: len(run.api.created) == 3, "the good items created")
-    wait_for(lambda: consumer.committed.get(0) == 1, "the first record committed")
+    wait_for(lambda: consumer.commits.get(0) == 1, "the first record committed")
     run.iterations_later(5)
-    assert consumer.committed[0] == 1
+    assert consumer.commits[0] == 1
     run.producer.hold = False
-    wait_for(lambda: consumer.committed.get(0) == 4, "commit past the dead letter")
+    wait_for(lambda: consumer.commits.get(0) == 4, "commit past the dead letter")
     run.finish()
 
 
@@ -421,7 +591,7 @@ def test_a_failed_dead_letter_delivery_is_produced_again(running: list[Running])
     producer.failures = [KafkaError._MSG_TIMED_OUT]
     run = Running(consumer, producer=producer)
     running.append(run)
-    wait_for(lambda: consumer.committed.get(0) == 2, "commit past the dead letter")
+    wait_for(lambda: consumer.commits.get(0) == 2, "commit past the dead letter")
     assert len(run.producer.delivered) == 1
     run.finish()
 
@@ -443,12 +613,59 @@ def test_an_outage_pauses_the_partitions_reports_not_ready_and_recovers(
     assert consumed <= 2 * 2 * 5 + 5 + 500
     assert run.metrics.sample("toloka_connector_paused_partitions") == 2
     api.down = False
-    wait_for(lambda: run.consumer.committed == {0: 30, 1: 30}, "commits to the end")
+    wait_for(lambda: run.consumer.commits == {0: 30, 1: 30}, "commits to the end")
     wait_for(lambda: run.role.readiness().ready, "ready again")
     assert run.consumer.paused == set()
     assert set(api.created.values()) == {1}
     assert len(api.created) == 60
     run.finish()
+
+
+def test_an_outage_of_one_pipelines_api_pauses_only_its_topic(running: list[Running]) -> None:
+    """Two pipelines on topics of their own in one loop: while one's API is down, its topic's
+    partitions pause and it is not ready; the other uploads all its records meanwhile."""
+    texts, images = FakeConsumer({0: [item(f"t{o}") for o in range(30)]}, topic="texts"), (
+        FakeConsumer({0: [item(f"i{o}") for o in range(30)]}, topic="images")
+    )  # fmt: skip
+    consumer, producer, apis = FakeConsumers(texts, images), FakeProducer(), [FakeApi(), FakeApi()]
+    apis[0].down = True
+    pipelines = [
+        settings(
+            input_topic=topic,
+            dlq_topic=f"{topic}.dlq",
+            batch_max_items="5",
+            TOLOKA_APP_PROJECT_ID=topic,
+        )
+        for topic in ("texts", "images")
+    ]
+    loop = SharedLoop(pipelines, lambda _stats: consumer, lambda: producer, SystemClock())
+    roles = [
+        Uploader(
+            pipeline,
+            api,
+            Metrics(app_project=pipeline.project.app_project_id),
+            loop=loop,
+            index=index,
+        )
+        for index, (pipeline, api) in enumerate(zip(pipelines, apis, strict=True))
+    ]
+    stop = threading.Event()
+    threads = [threading.Thread(target=role.run, args=(stop,), daemon=True) for role in roles]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: texts.paused == {0}, "the texts partition paused")
+        wait_for(lambda: images.commits == {0: 30}, "every images record uploaded")
+        assert images.paused == set()
+        assert not roles[0].readiness().ready
+        assert roles[1].readiness().ready
+        apis[0].down = False
+        wait_for(lambda: texts.commits == {0: 30}, "every texts record uploaded after it")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(DEADLINE_SECONDS)
+    assert [len(api.created) for api in apis] == [30, 30]
 
 
 def test_no_more_bulk_requests_are_in_flight_than_the_adaptive_limit_says(
@@ -470,7 +687,7 @@ def test_no_more_bulk_requests_are_in_flight_than_the_adaptive_limit_says(
     wait_for(lambda: api.created.keys() == {f"0:{o}" for o in range(1, 8)},
              "the rest, one at a time beside the stuck one")  # fmt: skip
     api.release.set()
-    wait_for(lambda: consumer.committed == {0: 8}, "everything committed")
+    wait_for(lambda: consumer.commits == {0: 8}, "everything committed")
     assert set(api.created.values()) == {1}
     run.finish()
 
@@ -484,7 +701,7 @@ def test_revocation_commits_what_is_done_and_abandons_a_stuck_upload(
     consumer = FakeConsumer(values)
     run = Running(consumer, api, batch_max_items="1", drain_timeout_seconds="0.2")
     running.append(run)
-    wait_for(lambda: consumer.committed.get(0) == 10 and consumer.committed.get(1) == 3,
+    wait_for(lambda: consumer.commits.get(0) == 10 and consumer.commits.get(1) == 3,
                "everything but the stuck upload committed")  # fmt: skip
     revoked = consumer.rebalance("revoke", [1])
     wait_for(revoked.is_set, "revocation handled")
@@ -493,10 +710,10 @@ def test_revocation_commits_what_is_done_and_abandons_a_stuck_upload(
     api.release.set()  # the abandoned upload succeeds after the hand-over
     wait_for(lambda: api.created.get("1:3") == 1, "the abandoned upload finishing")
     run.iterations_later(3)
-    assert consumer.committed[1] == 3  # its completion does not count any more
+    assert consumer.commits[1] == 3  # its completion does not count any more
     # The partition comes back: its records are read again from the committed offset.
     consumer.rebalance("assign", [1])
-    wait_for(lambda: consumer.committed.get(1) == 10, "partition 1 committed after return")
+    wait_for(lambda: consumer.commits.get(1) == 10, "partition 1 committed after return")
     assert api.created["1:3"] == 2  # the documented cost of abandoning an upload
     run.finish()
 
@@ -557,7 +774,7 @@ def test_an_unreachable_api_at_startup_is_waited_for(running: list[Running]) -> 
     consumer = FakeConsumer({0: [item("a")]})
     run = Running(consumer, api)
     running.append(run)
-    wait_for(lambda: consumer.committed.get(0) == 1, "the item uploaded")
+    wait_for(lambda: consumer.commits.get(0) == 1, "the item uploaded")
     run.finish()
 
 
@@ -578,7 +795,7 @@ def test_uploads_that_make_no_progress_for_the_progress_timeout_make_it_not_read
     consumer = FakeConsumer({0: [item("a"), item("b")]})
     run = Running(consumer, api, batch_max_items="1", progress_timeout_seconds="0.3")
     running.append(run)
-    wait_for(lambda: consumer.committed.get(0) == 1, "the first item uploaded")
+    wait_for(lambda: consumer.commits.get(0) == 1, "the first item uploaded")
     assert run.role.readiness().ready, "work in flight, but not for long"
     wait_for(lambda: not run.role.readiness().ready, "the stall reported", DEADLINE_SECONDS)
     detail = run.role.readiness().detail
@@ -595,7 +812,7 @@ def test_an_idle_uploader_stays_ready_however_long_it_waits_for_records(
     consumer = FakeConsumer({0: [item("a")]})
     run = Running(consumer, progress_timeout_seconds="0.2")
     running.append(run)
-    wait_for(lambda: consumer.committed.get(0) == 1, "the item uploaded")
+    wait_for(lambda: consumer.commits.get(0) == 1, "the item uploaded")
     for _ in range(5):
         run.iterations_later(100)
         assert run.role.readiness().ready
@@ -660,7 +877,7 @@ def test_unacknowledged_dead_letters_pause_their_partition_then_stop_the_role(
                   dlq_timeout_seconds="1")  # fmt: skip
     running.append(run)
     wait_for(lambda: consumer.paused == {0}, "the partition holding the dead letters paused")
-    wait_for(lambda: consumer.committed.get(1) == 20, "the other partition committed")
+    wait_for(lambda: consumer.commits.get(1) == 20, "the other partition committed")
     readiness = run.role.readiness()
     assert not readiness.ready
     assert "dead letters to items.dlq" in readiness.detail
@@ -669,7 +886,7 @@ def test_unacknowledged_dead_letters_pause_their_partition_then_stop_the_role(
     run.thread.join(DEADLINE_SECONDS)
     assert isinstance(run.failure, DeadLetterStuckError)
     assert consumer.sync_commits[-1] == {1: 20}, "what was done was not committed first"
-    assert 0 not in consumer.committed
+    assert 0 not in consumer.commits
     assert producer.delivered == []
 
 
@@ -779,7 +996,7 @@ def test_a_key_revoked_after_start_up_is_waited_out_not_ready_and_logged_once(
     assert not readiness.ready
     assert "the API refuses the key (401/403)" in readiness.detail
     api.revoked.clear()
-    wait_for(lambda: consumer.committed.get(0) == 10, "all uploaded once the key is accepted")
+    wait_for(lambda: consumer.commits.get(0) == 10, "all uploaded once the key is accepted")
     assert run.role.readiness().ready
     run.finish()
     said = [r.getMessage() for r in caplog.records

@@ -1,5 +1,6 @@
-"""Routing on a shared input topic: each pipeline takes the records its header names; a record
-no pipeline takes is dead-lettered once, by the first pipeline reading the topic."""
+"""Routing to the pipelines' lanes: a plain pipeline's topic is its own; on a shared topic each
+pipeline takes the records its header names, and a record none of them takes is dead-lettered
+once, by the first pipeline reading the topic."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ import pytest
 
 from connector.config import load_settings
 from connector.contract.dead_letters import UNROUTED
-from connector.uploader.decode import Refusal
 from connector.uploader.role import consumer_config
-from connector.uploader.routing import HeaderRouter, input_routers, routed_group_id
+from connector.uploader.routing import Reader, input_routes, routed_group_id
 
 PROJECTS = ["texts", "captions"]
 
@@ -28,69 +28,60 @@ def header(value: bytes | None) -> list[tuple[str, bytes | None]]:
     return [("trace", b"x"), ("toloka-app-project-id", value)]
 
 
+SHARED = input_routes(
+    [Reader("shared.in", "texts", True, "texts lane"),
+     Reader("shared.in", "captions", True, "captions lane"),
+     Reader("images.in", "images", False, "images lane")]
+)  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    ("headers", "texts", "captions"),
+    ("headers", "lane"),
     [
-        (header(b"texts"), True, False),
-        (header(b"captions"), False, True),
-        ({"toloka-app-project-id": "captions"}, False, True),  # headers as produce takes them
-        ([*header(b"texts"), *header(b"captions")], False, True),  # the last one counts
+        (header(b"texts"), "texts lane"),
+        (header(b"captions"), "captions lane"),
+        ({"toloka-app-project-id": "captions"}, "captions lane"),  # headers as produce takes them
+        ([*header(b"texts"), *header(b"captions")], "captions lane"),  # the last one counts
     ],
 )
-def test_each_pipeline_takes_the_records_its_header_names(
-    headers: Any, texts: bool, captions: bool
-) -> None:
-    routers = [HeaderRouter.for_topic(PROJECTS, project) for project in PROJECTS]
-    assert [router.route(Record(headers)) for router in routers] == [texts, captions]  # type: ignore[arg-type]
+def test_each_pipeline_takes_the_records_its_header_names(headers: Any, lane: str) -> None:
+    assert SHARED["shared.in"](Record(headers)) == (lane, None)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("headers", [None, [], header(None), header(b"videos"), [("x", b"texts")]])
-def test_a_record_no_pipeline_takes_is_dead_lettered_by_the_first_only(headers: Any) -> None:
-    first, second = (HeaderRouter.for_topic(PROJECTS, project) for project in PROJECTS)
-    refusal = first.route(Record(headers))  # type: ignore[arg-type]
-    assert isinstance(refusal, Refusal)
+def test_a_record_no_pipeline_takes_is_dead_lettered_by_the_first(headers: Any) -> None:
+    lane, refusal = SHARED["shared.in"](Record(headers))  # type: ignore[arg-type]
+    assert lane == "texts lane"
+    assert refusal is not None
     assert refusal.reason == UNROUTED
     assert "captions, texts" in refusal.message
-    assert second.route(Record(headers)) is False  # type: ignore[arg-type]
 
 
-def test_a_routed_pipeline_has_a_consumer_group_of_its_own() -> None:
-    assert routed_group_id("toloka-connector", "texts") == "toloka-connector.texts"
+@pytest.mark.parametrize("headers", [None, header(b"texts"), header(b"videos")])
+def test_a_plain_pipeline_takes_every_record_of_its_topic(headers: Any) -> None:
+    assert SHARED["images.in"](Record(headers)) == ("images lane", None)  # type: ignore[arg-type]
 
 
 def test_a_pipeline_routing_alone_on_its_topic_dead_letters_records_naming_another_project() -> (
     None
 ):
     """`route_by_header` is the pipeline's own choice: alone on its topic it still routes."""
-    [router] = input_routers([("texts.in", "texts", True)]).values()
-    assert router.route(Record(header(b"texts"))) is True  # type: ignore[arg-type]
-    refusal = router.route(Record(header(b"captions")))  # type: ignore[arg-type]
-    assert isinstance(refusal, Refusal)
+    route = input_routes([Reader("texts.in", "texts", True, "texts lane")])["texts.in"]
+    assert route(Record(header(b"texts"))) == ("texts lane", None)  # type: ignore[arg-type]
+    lane, refusal = route(Record(header(b"captions")))  # type: ignore[arg-type]
+    assert lane == "texts lane"
+    assert refusal is not None
     assert refusal.reason == UNROUTED
 
 
-def test_only_the_pipelines_that_set_route_by_header_route() -> None:
-    routers = input_routers([("texts.in", "texts", False), ("captions.in", "captions", True)])
-    assert list(routers) == ["captions"]
+def test_the_groups_routed_pipelines_read_in_before_are_named_by_project() -> None:
+    assert routed_group_id("toloka-connector", "texts") == "toloka-connector.texts"
 
 
-def test_a_second_pipeline_on_a_routed_topic_changes_nothing_for_the_first() -> None:
-    alone = input_routers([("shared.in", "texts", True)])
-    together = input_routers([("shared.in", "texts", True), ("shared.in", "captions", True)])
-    assert alone["texts"] == HeaderRouter("texts", frozenset({"texts"}), dead_letters_unrouted=True)
-    assert together["texts"].dead_letters_unrouted
-    assert together["captions"].route(Record(header(b"texts"))) is False  # type: ignore[arg-type]
-    assert together["texts"].sharing == frozenset(PROJECTS)
-
-
-@pytest.mark.parametrize(
-    ("route_by_header", "group"),
-    [("false", "toloka-connector"), ("true", "toloka-connector.texts")],
-)
-def test_the_uploaders_consumer_group_follows_its_route_by_header_alone(
-    route_by_header: str, group: str
+@pytest.mark.parametrize("route_by_header", ["false", "true"])
+def test_the_uploaders_consumer_is_in_the_one_group_whatever_the_routing(
+    route_by_header: str,
 ) -> None:
-    """However many pipelines read the topic: adding one never moves another to a new group."""
     settings = load_settings(
         environ={
             "TOLOKA_API_KEY": "secret-key-123",
@@ -98,4 +89,4 @@ def test_the_uploaders_consumer_group_follows_its_route_by_header_alone(
             "CONNECTOR_ROUTE_BY_HEADER": route_by_header,
         }
     )
-    assert consumer_config(settings, lambda _stats: None)["group.id"] == group
+    assert consumer_config(settings, lambda _stats: None)["group.id"] == "toloka-connector"

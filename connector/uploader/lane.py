@@ -1,0 +1,243 @@
+"""One pipeline's share of the process's upload loop: what it does with the records routed to it.
+
+A lane decodes and validates its records (its app's `input_spec`, refreshed), batches them, sends
+its batches with its own request threads, as many at once as its in-flight limit allows (AIMD on
+the API's 429s), dead-letters what is refused to its own dead-letter topic, and reconciles what
+a previous owner or a lost answer may have created. Everything here is of one pipeline and one
+input topic, in that topic's partition numbers; the loop (`connector.uploader.loop`) owns the
+consumer, the offsets of each topic (`OffsetTracker`, shared by the lanes of a shared topic) and
+the commits, and calls a lane from its own thread only. A record is done for its topic's
+tracker when its lane uploaded it or had its dead letter acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from connector.clock import Clock
+from connector.config import UploaderSettings
+from connector.kafka.clients import Message, Producer
+from connector.metrics import Metrics
+from connector.toloka.pacing import InFlightLimit
+from connector.uploader.batcher import Batch, Batcher, PendingRecord
+from connector.uploader.dead_letters import DeadLetterWriter
+from connector.uploader.decode import ItemDecoder, Refusal, Validator
+from connector.uploader.lag import LagReporter
+from connector.uploader.offsets import OffsetTracker
+from connector.uploader.reconcile import Reconciler
+from connector.uploader.spec import SpecRefresher
+from connector.uploader.upload import BatchOutcome, BatchUploader
+from connector.uploader.workers import RequestWorkers
+
+log = logging.getLogger(__name__)
+
+Delivered = Callable[["Lane", BatchOutcome | BaseException], None]
+"""Where a lane's request threads hand each outcome (the loop's queue)."""
+
+
+@dataclass(frozen=True)
+class LaneParts:
+    """What one pipeline brings to the loop, built by its role once its spec is read."""
+
+    app_project: str
+    settings: UploaderSettings
+    uploader: BatchUploader
+    validator: Validator
+    decode: ItemDecoder
+    metrics: Metrics
+    lag: LagReporter
+    stalled_after_seconds: float
+    """One attempt takes at most this long: a request older than that is being retried."""
+    refresher: SpecRefresher | None = None
+    reconciler: Reconciler | None = None
+    in_flight_limit: InFlightLimit | None = None
+    """Adapts the requests in flight to the API's 429s (None: always max_in_flight)."""
+
+
+class Lane:
+    def __init__(
+        self,
+        parts: LaneParts,
+        *,
+        offsets: OffsetTracker,
+        producer: Producer,
+        clock: Clock,
+        deliver: Delivered,
+    ) -> None:
+        settings = parts.settings
+        self.topic = settings.input_topic
+        self.app_project = parts.app_project
+        self.settings = settings
+        self.uploader = parts.uploader
+        self.reconciler = parts.reconciler
+        self.lag = parts.lag
+        self.metrics = parts.metrics
+        self._parts = parts
+        self._validator = parts.validator
+        self._offsets = offsets
+        self._clock = clock
+        self.dead_letters = DeadLetterWriter(
+            producer, settings.dlq_topic, parts.metrics, clock,
+            max_pending_bytes=settings.dlq_max_pending_bytes,
+            timeout_seconds=settings.dlq_timeout_seconds,
+        )  # fmt: skip
+        self.batcher = Batcher(
+            settings.batch_max_items, settings.batch_max_bytes, settings.linger_ms / 1000
+        )
+        self.in_flight: list[Batch] = []
+        self._workers = RequestWorkers(
+            self._upload, lambda outcome: deliver(self, outcome), "uploader-request"
+        )
+        self.partitions: set[int] = set()
+        """The partitions of its topic assigned now (read by readiness from other threads)."""
+        self.floors: dict[int, int] = {}
+        """Partition → offset below which this pipeline's records are done already (uploaded
+        in the group it read in before, `connector.uploader.migration`)."""
+        self._taken = 0
+        self.backlogged_since: float | None = None
+        self.api_failing = False
+        """True while a batch waits out an API outage (read by readiness from other threads)."""
+        self.last_progress_at = clock.monotonic()
+        """When a record was last uploaded or dead-lettered (read by readiness)."""
+
+    # --- records in ----------------------------------------------------------------------
+
+    def take(
+        self, message: Message, partition: int, offset: int, generation: int, *,
+        refusal: Refusal | None, now: float,
+    ) -> None:  # fmt: skip
+        """Batch or dead-letter a record routed to this lane (`refusal`: dead-letter it so)."""
+        floor = self.floors.get(partition)
+        if floor is not None and offset < floor:
+            self._offsets.done(partition, offset, generation)
+            return
+        self._taken += 1
+        decoded = refusal or self._parts.decode(
+            message.value(), self.settings.max_record_bytes, self._validator
+        )
+        if isinstance(decoded, Refusal):
+            self.dead_letter(message, decoded, partition=partition, offset=offset,
+                             generation=generation)  # fmt: skip
+        else:
+            self.batcher.add(PendingRecord(message, partition, offset, generation, decoded), now)
+
+    def count_taken(self) -> None:
+        """Add the records taken since the last call to `records_consumed` (once per poll)."""
+        if self._taken:
+            self.metrics.records_consumed.inc(self._taken)
+            self._taken = 0
+
+    def refresh_spec(self) -> None:
+        refresher = self._parts.refresher
+        if refresher is not None:
+            self._validator = refresher.take() or self._validator
+
+    # --- requests --------------------------------------------------------------------------
+
+    def slots(self) -> int:
+        """How many bulk requests may be in flight now."""
+        limit = self._parts.in_flight_limit
+        return self.settings.max_in_flight if limit is None else limit.current
+
+    def dispatch(self, may_send: Callable[[Lane, Batch], bool]) -> None:
+        """Send the closed batches there are slots for, each once `may_send` allows it."""
+        while len(self.in_flight) < self.slots():
+            batch = self.batcher.peek_ready()
+            if batch is None or not may_send(self, batch):
+                break
+            self.batcher.next_ready()
+            self.in_flight.append(batch)
+            self._workers.submit(batch)
+        self.metrics.uploads_in_flight.set(len(self.in_flight))
+
+    def _upload(self, batch: Batch) -> BatchOutcome | BaseException:
+        try:
+            return self.uploader.upload(batch)
+        except BaseException as failure:  # a bug: end the role rather than hang on the batch
+            return failure
+
+    def apply(self, outcome: BatchOutcome) -> None:
+        self.in_flight.remove(outcome.batch)
+        self.metrics.uploads_in_flight.set(len(self.in_flight))
+        if outcome.uploaded:
+            self.last_progress_at = self._clock.monotonic()
+        done = self._offsets.done
+        for record in outcome.uploaded:
+            done(record.partition, record.offset, record.generation)
+        for rejected in outcome.rejected:
+            record = rejected.record
+            if self._offsets.is_current(record.partition, record.generation):
+                self.dead_letter(
+                    record.message, rejected.refusal, request_id=rejected.request_id,
+                    partition=record.partition, offset=record.offset,
+                    generation=record.generation,
+                )  # fmt: skip
+        if outcome.abandoned:
+            log.warning("%d records were not uploaded before shutdown: they will be read again",
+                        len(outcome.abandoned))  # fmt: skip
+
+    def dead_letter(
+        self,
+        message: Message,
+        refusal: Refusal,
+        *,
+        request_id: str | None = None,
+        partition: int,
+        offset: int,
+        generation: int,
+    ) -> None:
+        def written() -> None:
+            self._offsets.done(partition, offset, generation)
+            self.last_progress_at = self._clock.monotonic()
+
+        self.dead_letters.write(message, refusal, request_id, partition, written)
+
+    # --- back-pressure -----------------------------------------------------------------------
+
+    def backlogged(self) -> bool:
+        """Every upload slot is busy and `max_in_flight` closed batches wait for one (whatever
+        the in-flight limit is now, so that memory stays bounded by the maximum)."""
+        return (
+            len(self.in_flight) >= self.slots()
+            and self.batcher.ready_count >= self.settings.max_in_flight
+        )
+
+    def note_failing(self) -> bool:
+        """Whether a batch is waiting out an outage, or in one request for longer than one
+        attempt can take (the client is retrying it); kept in `api_failing`."""
+        now = self._clock.monotonic()
+        stalled_after = self._parts.stalled_after_seconds
+
+        def failing(batch: Batch) -> bool:
+            started = batch.request_started
+            return batch.retrying or (started is not None and now - started > stalled_after)
+
+        self.api_failing = any(failing(batch) for batch in self.in_flight)
+        return self.api_failing
+
+    # --- partitions coming and going ---------------------------------------------------------
+
+    def unfinished(self) -> list[Batch]:
+        return [*self.in_flight, *self.batcher.ready()]
+
+    def holds(self, partitions: set[int]) -> bool:
+        """Whether a batch in flight or closed holds a record of `partitions`."""
+        return any(batch.partitions() & partitions for batch in self.unfinished())
+
+    def assigned(self, partitions: set[int]) -> None:
+        self.partitions |= partitions
+        self.lag.assigned(partitions)
+
+    def forget(self, partitions: set[int]) -> None:
+        if self.reconciler is not None:
+            self.reconciler.forget(partitions)
+        self.dead_letters.forget_partitions(partitions)
+        self.partitions -= partitions
+        for partition in partitions:
+            self.floors.pop(partition, None)
+        self.lag.revoked(partitions)
+
+    def close(self) -> None:
+        self._workers.close()
