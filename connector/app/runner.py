@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from prometheus_client import CollectorRegistry
+
 from connector.errors import ConnectorError, RoleFailedError
 from connector.health import DEFAULT_STALE_AFTER_SECONDS, start_health_server
 from connector.lifecycle import Role
@@ -46,9 +48,11 @@ def run_roles(
     liveness_timeout_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
     stop: threading.Event | None = None,
     fatal: Callable[[], str | None] | None = None,
+    exposed: CollectorRegistry | None = None,
 ) -> None:
     """Run `roles` until `stop` (or a signal); raise RoleFailedError when one failed or when
-    `fatal()` (asked every half second) gave a reason to stop."""
+    `fatal()` (asked every half second) gave a reason to stop. /metrics shows `exposed`
+    (`metrics.registry` without it)."""
     stop = stop if stop is not None else threading.Event()
     if threading.current_thread() is threading.main_thread():
         install_signal_handlers(stop)
@@ -74,6 +78,7 @@ def run_roles(
             metrics,
             roles,
             stale_after_seconds=liveness_timeout_seconds,
+            exposed=exposed,
         )
         if metrics_port
         else None
