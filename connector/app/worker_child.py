@@ -1,19 +1,24 @@
 """Inside a worker process (`CONNECTOR_WORKERS`, `connector.app.workers`): the uploader roles of
 every pipeline, run as `upload` runs them, and a link to the parent that started it.
 
+Signals. The worker starts with SIGINT and SIGTERM blocked (`WORKER_HELD_SIGNALS`, the
+parent's doing): one sent while it still imports would kill it before it could drain. Once its
+handlers are in place it takes SIGTERM (sent to it alone, or to every process of a cgroup as
+systemd does: it drains, as `upload` does) and leaves SIGINT blocked: a terminal's Ctrl-C
+signals the whole process group, and the parent, which gets it too, drains its workers.
+
 The link is the worker's end of a pipe. A thread of the worker serves it: every
 `STATUS_INTERVAL_SECONDS` it tells the parent whether the worker's roles are ready and when
 their loops last went round; it answers a request for the worker's metrics with its registry's
 families; the parent's `stop` starts the drain. When the parent is gone (even by `kill -9`) the
 pipe reads as closed: the worker drains, commits what it did and exits, so it is never left
-behind. SIGTERM or SIGINT to the worker itself drains it too (a terminal's Ctrl-C reaches every
-process of its group).
-"""
+behind."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
 import threading
 import time
@@ -21,7 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from connector.app.roles import build_roles
-from connector.app.runner import run_roles
+from connector.app.runner import install_signal_handlers, run_roles
 from connector.config import Settings
 from connector.errors import ConnectorError
 from connector.health import HealthChecks
@@ -32,6 +37,8 @@ from connector.metrics import Metrics
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL_SECONDS = 1.0
+WORKER_HELD_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+"""Blocked from the worker's start; SIGTERM is let through once it can drain."""
 
 # The messages on the pipe: (kind, *payload).
 STOP = "stop"  # parent → worker: drain and exit
@@ -118,9 +125,12 @@ def serve_worker(settings: Settings, number: int, conn: Connection) -> None:
     runtime = settings.runtime
     configure_logging(runtime.log_format, runtime.log_level)
     _name_log_lines(number)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # one sent meanwhile: now
     log.info("uploader worker %d starting", number)
     try:
-        _run_uploaders(settings, conn)
+        _run_uploaders(settings, conn, stop)
     except ConnectorError as exc:
         log.debug("uploader worker %d failed", number, exc_info=True)
         line = redact(str(exc))
@@ -136,8 +146,8 @@ def serve_worker(settings: Settings, number: int, conn: Connection) -> None:
     sys.exit(1)
 
 
-def _run_uploaders(settings: Settings, conn: Connection) -> None:
-    """The uploader roles of every pipeline, until the parent or a signal stops them."""
+def _run_uploaders(settings: Settings, conn: Connection, stop: threading.Event) -> None:
+    """The uploader roles of every pipeline, until the parent or a signal sets `stop`."""
     runtime = settings.runtime
     metrics = Metrics(app_project=settings.pipelines[0].toloka.app_project_id)
     kafka = KafkaAvailability(
@@ -147,7 +157,6 @@ def _run_uploaders(settings: Settings, conn: Connection) -> None:
     )
     roles = build_roles(("uploader",), settings, metrics, kafka)
     checks = HealthChecks(metrics, roles, stale_after_seconds=runtime.liveness_timeout_seconds)
-    stop = threading.Event()
     with ParentLink(conn, checks, stop):
         run_roles(
             roles,

@@ -47,6 +47,7 @@ from connector.app.worker_child import (
     STATUS,
     STATUS_INTERVAL_SECONDS,
     STOP,
+    WORKER_HELD_SIGNALS,
     serve_worker,
 )
 from connector.config import Settings
@@ -101,6 +102,10 @@ class WorkerProcess:
         return self._process.pid
 
     def run(self, stop: threading.Event) -> None:
+        # The worker starts with SIGINT and SIGTERM blocked (a signal mask survives fork and
+        # exec), so one that comes while it still imports waits until it can drain
+        # (`worker_child`); this thread only relays the pipe and never needs them.
+        signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_HELD_SIGNALS)
         self._process.start()
         self._child_conn.close()  # only the worker holds its end: its exit closes the pipe
         log.info("%s started (pid %s)", self.name, self.pid)
@@ -123,7 +128,9 @@ class WorkerProcess:
         raise RoleFailedError(self._failure or _exit_reason(code))
 
     def readiness(self) -> Readiness:
-        if self._exited.is_set() or (self.pid is not None and not self._process.is_alive()):
+        # The pipe closes when the worker exits, however it ends: `run` notices it at once. (Not
+        # `is_alive()`: it reaps the process, racing `run`'s join for the exit code.)
+        if self._exited.is_set():
             return Readiness(False, f"pid {self.pid} exited")
         status = self._status
         if status is None:
@@ -137,8 +144,8 @@ class WorkerProcess:
     def metric_families(self) -> list[Metric]:
         """The worker's metrics now (the last ones it sent when it does not answer in time)."""
         with self._collect_lock:
-            if self._exited.is_set():
-                return self._families
+            if self._exited.is_set() or self._status is None:
+                return self._families  # a worker answers once it has started: none yet
             number = next(self._requests)
             if not self._send(COLLECT, number):
                 return self._families

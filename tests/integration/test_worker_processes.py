@@ -142,13 +142,16 @@ def test_two_uploader_processes_share_the_partitions_upload_once_and_drain(
 
     held = wait_for(both_hold_partitions, "two group members holding input partitions", 90)
     assert set().union(*held) == set(range(PARTITIONS))
+    shares = sorted(sorted(partitions) for partitions in held)
     deployment.produce(RECORDS)
 
     consumed = "toloka_connector_records_consumed_total"
     wait_for(lambda: metric(process, consumed) == RECORDS,
              f"the parent's /metrics to count {RECORDS} records consumed", 90,
              guard=process.check_alive)  # fmt: skip
-    # Each process read only its own partitions: the parent's figure is their sum.
+    # Each process read only its own partitions (the same shares as before: no rebalance gave
+    # one process everything), so the parent's figure is their sum.
+    assert sorted(sorted(partitions) for partitions in deployment.members_partitions()) == shares
     assert metric(process, "toloka_connector_items_uploaded_total") == RECORDS
     wait_for(process.ready, "/readyz to say every process is ready", 30)
     readiness = process.get("/readyz")
@@ -188,4 +191,17 @@ def test_a_parent_killed_with_sigkill_leaves_no_worker_behind(
     process.process.wait(30)
     wait_for(lambda: gone(pid), f"worker pid {pid} to exit after its parent died", 60)
     assert "the parent process is gone: draining and stopping" in process.output()
+    assert "uploader worker 2 stopped cleanly" in process.output()
+
+
+def test_ctrl_c_in_a_terminal_drains_every_process_and_exits_0(
+    kafka_broker: ControllableBroker, deployment: Deployment, console: Console
+) -> None:
+    """SIGINT reaches the parent and the worker at once (a terminal signals the whole group)."""
+    process = console.start("upload", "--workers", "2", env=deployment.env)
+    pid = worker_pid(process)
+    process.wait_for_output("uploader worker 2 starting")
+    process.interrupt(group=True)
+    assert process.exit_code() == 0, process.log_tail(40)
+    assert gone(pid)
     assert "uploader worker 2 stopped cleanly" in process.output()
