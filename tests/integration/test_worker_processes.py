@@ -134,6 +134,8 @@ def test_two_uploader_processes_share_the_partitions_upload_once_and_drain(
     require(kafka_broker, Capability.COOPERATIVE_REBALANCING)
     process = console.start("run", "--workers", "2", env=deployment.env)
     pid = worker_pid(process)
+    # The settings reach the worker over a pipe: no secret on its command line.
+    assert deployment.simulator.api_key not in Path(f"/proc/{pid}/cmdline").read_text()
 
     def both_hold_partitions() -> list[set[int]] | None:
         process.check_alive()
@@ -165,6 +167,7 @@ def test_two_uploader_processes_share_the_partitions_upload_once_and_drain(
     assert process.terminate() == 0, process.log_tail(40)
     assert gone(pid)
     assert "uploader worker 2 stopped cleanly" in process.output()
+    assert deployment.simulator.api_key not in process.output()
     # Every process committed what it did before it exited.
     assert deployment.committed() == high_watermarks(deployment.bootstrap, deployment.input)
 
@@ -204,4 +207,16 @@ def test_ctrl_c_in_a_terminal_drains_every_process_and_exits_0(
     process.interrupt(group=True)
     assert process.exit_code() == 0, process.log_tail(40)
     assert gone(pid)
+    assert "uploader worker 2 stopped cleanly" in process.output()
+
+
+def test_a_worker_sent_sigterm_alone_drains_and_the_run_ends_cleanly(
+    kafka_broker: ControllableBroker, deployment: Deployment, console: Console
+) -> None:
+    """SIGTERM asks for a drain wherever it comes from: the run stops, with exit 0."""
+    process = console.start("upload", "--workers", "2", env=deployment.env)
+    pid = worker_pid(process)
+    process.wait_for_output("uploader worker 2 starting")
+    os.kill(pid, signal.SIGTERM)
+    assert process.exit_code() == 0, process.log_tail(40)
     assert "uploader worker 2 stopped cleanly" in process.output()
