@@ -126,7 +126,7 @@ def serve_worker(settings: Settings, number: int, conn: Connection) -> None:
     configure_logging(runtime.log_format, runtime.log_level)
     _name_log_lines(number)
     stop = threading.Event()
-    install_signal_handlers(stop)
+    install_signal_handlers()  # `run_roles` keeps them, and acts on one that came before
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # one sent meanwhile: now
     log.info("uploader worker %d starting", number)
     try:
