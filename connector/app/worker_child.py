@@ -106,16 +106,23 @@ class ParentLink:
         self.send(STATUS, ready, readiness["message"], loops)
 
 
+class _WorkerLines(logging.Filter):
+    """Names the worker after the logger name of each line it writes: the processes share the
+    parent's stderr. On the handler, so the loggers' own filters still see the real names."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__()
+        self._suffix = f" (worker {number})"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.endswith(self._suffix):
+            record.name += self._suffix
+        return True
+
+
 def _name_log_lines(number: int) -> None:
-    """Say which process a log line comes from: they share the parent's stderr."""
-    make_record = logging.getLogRecordFactory()
-
-    def worker_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = make_record(*args, **kwargs)
-        record.name = f"{record.name} (worker {number})"
-        return record
-
-    logging.setLogRecordFactory(worker_record)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_WorkerLines(number))
 
 
 def serve_worker(settings: Settings, number: int, conn: Connection) -> None:
