@@ -231,6 +231,11 @@ def test_a_worker_is_ready_once_it_says_so_and_hands_over_its_metrics(
     running = Running(worker)
     wait_for(lambda: worker.readiness().ready, "the worker to report ready", 60)
     assert worker.readiness().detail.endswith("uploader ready: fake")
+    metrics = Metrics(app_project="p")
+    assert HealthChecks(metrics, [worker]).readiness()[0]
+    # The worker writes its own role gauges (merged on /metrics): no series named after it here.
+    shown = samples(metrics.registry)
+    assert not [key for key in shown if ("role", "uploader worker 2") in key[1]]
     [family] = worker.metric_families()
     assert family.samples[0].value == 2  # its own records_consumed, over the pipe
     running.stop.set()
