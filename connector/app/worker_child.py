@@ -89,6 +89,10 @@ class ParentLink:
                     log.warning("the parent process is gone: draining and stopping")
                     self._stop.set()
                 return
+            except Exception:
+                # A bug in a report must not end the link: it also watches for the parent's end.
+                log.exception("reporting to the parent failed")
+                next_status = time.monotonic() + STATUS_INTERVAL_SECONDS
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         if message[0] == STOP:

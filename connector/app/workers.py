@@ -104,9 +104,12 @@ class WorkerProcess:
     def run(self, stop: threading.Event) -> None:
         # The worker starts with SIGINT and SIGTERM blocked (a signal mask survives fork and
         # exec), so one that comes while it still imports waits until it can drain
-        # (`worker_child`); this thread only relays the pipe and never needs them.
-        signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_HELD_SIGNALS)
-        self._process.start()
+        # (`worker_child`).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_HELD_SIGNALS)
+        try:
+            self._process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         self._child_conn.close()  # only the worker holds its end: its exit closes the pipe
         log.info("%s started (pid %s)", self.name, self.pid)
         asked = False
