@@ -36,6 +36,7 @@ from benchmarks.scenarios import (
     rate_limit,
     scale,
     upload,
+    workers,
 )
 from connector.devtools.brokers.base import BrokerKind
 from connector.devtools.brokers.start import default_kind, start_broker
@@ -47,7 +48,7 @@ from testkit.waiting import WaitTimeoutError
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "bench-key"
 PROJECT_ID = "bench-project"
-EXECUTION_ORDER = (1, 2, 3, 4, 5, 6, 7)
+EXECUTION_ORDER = (1, 2, 3, 4, 5, 6, 7, 8)
 SCENARIOS: dict[int, tuple[str, Callable[[Bench], ScenarioResult]]] = {
     1: ("Upload flow", upload.run),
     2: ("Poll flow", poll.run),
@@ -56,6 +57,7 @@ SCENARIOS: dict[int, tuple[str, Callable[[Bench], ScenarioResult]]] = {
     5: ("Scale: two uploaders in one group", scale.run),
     6: ("Rate limit: adaptive in-flight requests", rate_limit.run),
     7: ("Latency-bound: 250 ms per API answer", latency_bound.run),
+    8: ("Workers: CONNECTOR_WORKERS=2 in one upload command", workers.run),
 }
 EXPECTED_FAILURES = (
     BenchError,

@@ -18,6 +18,7 @@ make bench                                   # full run, writes docs/benchmarks.
 .venv/bin/python -m benchmarks --quick       # smaller sizes, a smoke run (prints, writes nothing)
 .venv/bin/python -m benchmarks --broker mock # librdkafka's mock cluster instead of real Kafka
 .venv/bin/python -m benchmarks --only 1,2    # some scenarios
+.venv/bin/python -m benchmarks --only 8      # CONNECTOR_WORKERS=2 vs 1 in one upload command
 .venv/bin/python -m benchmarks.pipelines     # 4 pipelines in one poll process vs 1 (prints)
 ```
 Real Kafka is the default where `java` and `mvn` exist (the first run downloads the jars).

@@ -8,13 +8,42 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
 
 from testkit.waiting import pause
 
 
-def labelled_processes(extra: Mapping[str, int] | None = None) -> dict[str, psutil.Process]:
+def peak_rss_mib(process: psutil.Process) -> float:
+    """The process's peak resident memory so far (Linux's VmHWM; 0 when it cannot be read)."""
+    with contextlib.suppress(OSError, psutil.Error):
+        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def with_workers(labelled: Mapping[str, int]) -> dict[str, psutil.Process]:
+    """`labelled` (label → pid of a connector process) and the uploader worker processes each
+    started (`CONNECTOR_WORKERS`), as `<label>-worker-<n>`."""
+    found: dict[str, psutil.Process] = {}
+    for label, pid in labelled.items():
+        parent = psutil.Process(pid)
+        found[label] = parent
+        workers = []
+        for child in parent.children():
+            with contextlib.suppress(psutil.Error):
+                if "multiprocessing.spawn" in " ".join(child.cmdline()):
+                    workers.append(child)
+        for n, worker in enumerate(workers, start=2):
+            found[f"{label}-worker-{n}"] = worker
+    return found
+
+
+def labelled_processes(
+    extra: Mapping[str, int | psutil.Process] | None = None,
+) -> dict[str, psutil.Process]:
     """The harness's child processes by role: `broker`, `simulator`, plus `extra` label → pid."""
     found: dict[str, psutil.Process] = {"harness": psutil.Process()}
     for child in psutil.Process().children(recursive=True):
@@ -31,7 +60,7 @@ def labelled_processes(extra: Mapping[str, int] | None = None) -> dict[str, psut
         elif "connector.simulator" in line:
             found.setdefault("simulator", child)
     for label, pid in (extra or {}).items():
-        found[label] = psutil.Process(pid)
+        found[label] = pid if isinstance(pid, psutil.Process) else psutil.Process(pid)
     return found
 
 

@@ -69,6 +69,7 @@ from connector.settings_groups import (
     SettingsGroup,
     TolokaSettings,
     UploaderSettings,
+    WorkerSettings,
 )
 from connector.settings_sources import (
     PipelineTable,
@@ -101,6 +102,7 @@ __all__ = [
     "SettingsGroup",
     "TolokaSettings",
     "UploaderSettings",
+    "WorkerSettings",
     "documented_variables",
     "gather_variables",
     "is_secret_kafka_property",
@@ -225,6 +227,10 @@ class Settings:
     @property
     def runtime(self) -> RuntimeSettings:
         return self.get(RuntimeSettings)
+
+    @property
+    def workers(self) -> WorkerSettings:
+        return self.get(WorkerSettings)
 
     def describe(self) -> list[tuple[str, str]]:
         """(variable, value) for every setting, secrets masked: what `check` prints."""

@@ -1,6 +1,8 @@
 """`/metrics`, `/healthz` and `/readyz` on a small standard-library HTTP server.
 
-- `/metrics`: the Prometheus exposition of `metrics.registry` (OpenMetrics when the scraper asks).
+- `/metrics`: the Prometheus exposition of `metrics.registry` (OpenMetrics when the scraper asks),
+  or of `exposed`: with worker processes, every process's metrics merged
+  (`connector.app.worker_metrics`).
 - `/healthz`: liveness. 200 while every role's loop went round within `stale_after_seconds` or
   is waiting in a call to a dependency (which has its own timeout); 503 naming the stuck loop
   otherwise (a stuck loop is what a restart can fix; a dependency's outage is not).
@@ -29,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from connector.clock import Clock, SystemClock
@@ -48,6 +51,13 @@ def role_labels(role: Role) -> tuple[str, str]:
     return getattr(role, "kind", role.name), getattr(role, "app_project", "")
 
 
+def gauged(roles: Sequence[Role]) -> list[Role]:
+    """The roles whose heartbeat and readiness gauges this process writes: not those that run
+    in another process (`remote`: a worker of CONNECTOR_WORKERS writes its own, merged on
+    /metrics); their readiness and liveness count here all the same."""
+    return [role for role in roles if not getattr(role, "remote", False)]
+
+
 class HealthChecks:
     """What the endpoints report, apart from HTTP: easy to test and to reuse."""
 
@@ -58,13 +68,16 @@ class HealthChecks:
         *,
         stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
         clock: Clock | None = None,
+        exposed: CollectorRegistry | None = None,
     ) -> None:
         self.metrics = metrics
+        self.exposed = exposed if exposed is not None else metrics.registry
+        """What /metrics shows."""
         self.roles = tuple(roles)
         self.stale_after_seconds = stale_after_seconds
         self.clock = clock if clock is not None else SystemClock()
         # A role this process does not run has no readiness: a 0 would fire the NotReady alert.
-        running = {role_labels(role) for role in self.roles}
+        running = {role_labels(role) for role in gauged(self.roles)}
         for project in {metrics.app_project} | {project for _, project in running}:
             for name in ROLES:
                 if (name, project) not in running:
@@ -122,7 +135,7 @@ class HealthChecks:
                 # A readiness probe that throws must say "not ready", not take the server down.
                 log.warning("readiness of %s failed", role.name, exc_info=True)
                 roles[role.name] = {"ready": False, "detail": f"readiness check failed: {exc}"}
-        for role in self.roles:
+        for role in gauged(self.roles):
             ready = roles[role.name]["ready"]
             self.metrics.role_ready.labels(*role_labels(role)).set(1 if ready else 0)
         ready = all(entry["ready"] for entry in roles.values())
@@ -137,7 +150,7 @@ class HealthChecks:
         a loop waiting in a call to a dependency counts as alive, as for /healthz, so the
         LoopStuck alert sees what /healthz sees."""
         now = self.clock.time()
-        for role in self.roles:
+        for role in gauged(self.roles):
             heartbeat = role.heartbeat
             age = 0.0 if heartbeat.waiting_for is not None else heartbeat.age()
             self.metrics.loop_heartbeat.labels(*role_labels(role)).set(now - age)
@@ -155,7 +168,7 @@ class _Handler(BaseHTTPRequestHandler):
             checks.refresh_heartbeat_gauges()
             checks.readiness()  # refreshes the role_ready gauges the NotReady alert reads
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            self._send(HTTPStatus.OK, encoder(checks.metrics.registry), content_type)
+            self._send(HTTPStatus.OK, encoder(checks.exposed), content_type)
         elif path == "/healthz":
             self._send_json(*checks.liveness())
         elif path == "/readyz":
@@ -239,13 +252,16 @@ def start_health_server(
     *,
     stale_after_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
     clock: Clock | None = None,
+    exposed: CollectorRegistry | None = None,
 ) -> HealthServer:
     """Serve the endpoints on `host:port` (port 0 picks a free one: see `.port`).
 
     A port that cannot be bound is a configuration error naming the setting, so the process
     exits 2 with one line instead of a traceback.
     """
-    checks = HealthChecks(metrics, roles, stale_after_seconds=stale_after_seconds, clock=clock)
+    checks = HealthChecks(
+        metrics, roles, stale_after_seconds=stale_after_seconds, clock=clock, exposed=exposed
+    )
     try:
         server = _Server((host, port), checks)
     except OSError as exc:

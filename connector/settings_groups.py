@@ -322,6 +322,20 @@ class UploaderSettings(GroupSettings, InputTopicSettings, ReconcileSettings, Rou
     )
 
 
+class WorkerSettings(SettingsGroup):
+    """How many uploader processes one `run` or `upload` runs (`connector.app.workers`)."""
+
+    prefix: ClassVar[str] = "CONNECTOR_"
+    workers: int = Field(
+        1,
+        ge=1,
+        description=(
+            "uploader processes this command runs in one consumer group: itself and N-1 worker "
+            "processes, behind its one /metrics endpoint (README: Several cores)"
+        ),
+    )
+
+
 class CursorSettings(SettingsGroup):
     """Where the poller's cursor lives, and how long its writer counts as alive (`status`)."""
 
@@ -503,6 +517,7 @@ GROUPS: tuple[type[SettingsGroup], ...] = (
     ApiSettings,
     KafkaSettings,
     UploaderSettings,
+    WorkerSettings,
     PollerSettings,
     SchemaRegistrySettings,
     RuntimeSettings,

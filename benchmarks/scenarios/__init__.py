@@ -1,1 +1,1 @@
-"""The five scenarios; each takes the shared `Bench` and returns a `ScenarioResult`."""
+"""The scenarios; each takes the shared `Bench` and returns a `ScenarioResult`."""

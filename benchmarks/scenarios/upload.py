@@ -23,7 +23,7 @@ from benchmarks.context import DEFAULT_PARTITIONS, Bench
 from benchmarks.errors import BenchError
 from benchmarks.http_io import bulk_bodies, naive_bridge, raw_bulk_posts
 from benchmarks.kafka_io import GroupMembers, GroupOffsets, produce_backlog, raw_consume
-from benchmarks.procs import CpuWindow, labelled_processes
+from benchmarks.procs import CpuWindow, labelled_processes, peak_rss_mib, with_workers
 from benchmarks.profiling import Profiler
 from benchmarks.progress import Progress, Throughput
 from benchmarks.records import item_values, mean_value_bytes
@@ -82,6 +82,8 @@ class UploadRun:
     stuck_commits: dict[int, tuple[int, int]] = field(default_factory=dict)
     """partition → (committed, end) when the group stopped committing short of the end although
     every item was created (the rate then runs on the simulator's items_created)."""
+    peak_rss: dict[str, float] = field(default_factory=dict)
+    """Each uploader process's peak resident memory (MiB), worker processes included."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +96,7 @@ class UploadRun:
             "requests_by_status": self.sim_stats.get("requests_by_status"),
             "exit_codes": self.exit_codes,
             "stuck_commits": {str(p): list(pair) for p, pair in self.stuck_commits.items()},
+            "peak_rss_mib": {label: round(mib, 1) for label, mib in self.peak_rss.items()},
         }
 
 
@@ -107,6 +110,7 @@ def measure_upload(
     profile_mode: str = "gil",
     hold: bool = False,
     knobs: dict[str, Any] | None = None,
+    workers: int = 1,
 ) -> UploadRun:
     """Reset the simulator, start `processes` uploaders in a fresh `group`, wait until the group
     has committed the whole topic, stop them (SIGTERM), and read the simulator's counts.
@@ -117,20 +121,24 @@ def measure_upload(
     the first one draining alone while the others join.
     When every item was created but the committed offsets stop short of the end for
     `COMMIT_STALL_SECONDS`, the run ends there: the rate comes from the simulator's
-    `items_created` and the stuck partitions are reported."""
+    `items_created` and the stuck partitions are reported.
+    Each process runs `workers` uploader processes (`CONNECTOR_WORKERS`): the group has
+    `processes * workers` members, and the CPU window counts each worker process as
+    `uploader-<i>-worker-<n>`."""
     bench.sim.reset()
     if knobs:  # the simulator's knobs for the whole run (`hold` sets latency apart)
         bench.sim.set_knobs(**knobs)
     if hold:
         bench.sim.set_knobs(latency=HOLD_LATENCY_SECONDS)
-    settings = {**backlog.settings, "CONNECTOR_GROUP_ID": group}
+    settings = {**backlog.settings, "CONNECTOR_GROUP_ID": group, "CONNECTOR_WORKERS": str(workers)}
     offsets = GroupOffsets(bench.bootstrap, group, backlog.topic, bench.inspector)
     members = GroupMembers(bench.bootstrap, group, backlog.topic)
     expected = offsets.end
     procs = [bench.start("upload", settings, f"{group}-{i}") for i in range(processes)]
     committed = Progress(started=procs[0].started)
     created = Progress(started=procs[0].started)
-    window = CpuWindow(labelled_processes({f"uploader-{i}": p.pid for i, p in enumerate(procs)}))
+    uploaders = {f"uploader-{i}": p.pid for i, p in enumerate(procs)}
+    window = CpuWindow(labelled_processes(uploaders))  # the workers join when they exist
     profiler: Profiler | None = None
     since: list[int] = []  # index of the sample that opened the window
     last_move = [time.perf_counter(), 0]
@@ -138,7 +146,7 @@ def measure_upload(
     def window_opens(done: int) -> bool:
         if not hold:
             return done > 0
-        if members.assigned() < processes:
+        if members.assigned() < processes * workers:
             return False
         bench.sim.set_knobs(latency=0.0)
         return True
@@ -158,6 +166,8 @@ def measure_upload(
                 committed.record(offsets.done(), now)
                 created.record(int(bench.sim.stats().get("items_created", 0)), now)
             since.append(len(committed.samples) - 1)
+            if workers > 1:
+                window.processes = labelled_processes(with_workers(uploaders))
             window.start()
             if profile_rate:
                 profiler = bench.profiler(procs[0].pid, group, profile_rate, profile_mode)
@@ -183,6 +193,11 @@ def measure_upload(
         stuck = offsets.lagging() if outcome == "stalled" else {}
     finally:
         raw = profiler.stop() if profiler is not None else None
+        peaks = {
+            label: peak_rss_mib(process)
+            for label, process in window.processes.items()
+            if label.startswith("uploader-")
+        }
         codes = [proc.terminate() for proc in procs]
         offsets.close()
     if not since:
@@ -195,7 +210,7 @@ def measure_upload(
     start = progress.samples[since[0]]
     return UploadRun(
         processes, progress.steady(expected, start), progress.overall(expected),
-        window.cores(), stats, codes, raw, stuck,
+        window.cores(), stats, codes, raw, stuck, peaks,
     )  # fmt: skip
 
 

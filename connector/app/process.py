@@ -1,6 +1,7 @@
 """One connector process (`run`, `upload`, `poll`, and the demo's pipeline): its roles built from
 the settings and run until a signal or `stop` drains them (`connector.app.runner`), with the
-process's Kafka availability tracker."""
+process's Kafka availability tracker, and the uploader worker processes CONNECTOR_WORKERS asks
+for (`connector.app.workers`) run as roles of it, behind its one metrics endpoint."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import threading
 
 from connector.app.roles import build_roles
 from connector.app.runner import run_roles
+from connector.app.worker_metrics import run_registry
+from connector.app.workers import worker_processes
 from connector.config import Settings
 from connector.kafka.availability import KafkaAvailability
 from connector.metrics import Metrics
@@ -34,14 +37,25 @@ def run_connector(
         metrics,
         refusal_timeout_seconds=settings.runtime.kafka_refusal_timeout_seconds,
     )
-    run_roles(
-        build_roles(roles, settings, metrics, kafka),
-        metrics,
-        metrics_host=settings.runtime.metrics_host,
-        metrics_port=settings.runtime.metrics_port,
-        shutdown_timeout_seconds=settings.runtime.shutdown_timeout_seconds,
-        liveness_timeout_seconds=settings.runtime.liveness_timeout_seconds,
-        stop=stop,
-        fatal=kafka.fatal_problem,
+    workers = worker_processes(settings, roles)
+    exposed = (
+        run_registry(metrics.registry, lambda: [w.metric_families() for w in workers])
+        if workers
+        else None
     )
+    try:
+        run_roles(
+            [*build_roles(roles, settings, metrics, kafka), *workers],
+            metrics,
+            metrics_host=settings.runtime.metrics_host,
+            metrics_port=settings.runtime.metrics_port,
+            shutdown_timeout_seconds=settings.runtime.shutdown_timeout_seconds,
+            liveness_timeout_seconds=settings.runtime.liveness_timeout_seconds,
+            stop=stop,
+            fatal=kafka.fatal_problem,
+            exposed=exposed,
+        )
+    finally:
+        for worker in workers:
+            worker.close()
     log.info("stopped cleanly")

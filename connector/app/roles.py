@@ -18,6 +18,7 @@ from connector.config import (
     Settings,
     SettingsGroup,
     UploaderSettings,
+    WorkerSettings,
 )
 from connector.kafka.availability import KafkaAvailability
 from connector.kafka.topic_watch import TopicWatch
@@ -35,6 +36,7 @@ ROLE_SETTINGS: dict[str, Sequence[type[SettingsGroup]]] = {
         *API_GROUPS,
         KafkaSettings,
         UploaderSettings,
+        WorkerSettings,
         SchemaRegistrySettings,
         RuntimeSettings,
     ),

@@ -1,8 +1,9 @@
 """Starts the roles, the health server and the signal handlers; drains on SIGTERM/SIGINT.
 
-Each role runs in a thread of its own. The first SIGTERM/SIGINT sets the shared stop event: the
-roles stop consuming, drain in-flight work, commit what is done and return. A role that fails
-fatally stops the others too, and the process exits 1. So does a fatal condition outside the
+Each role runs in a thread of its own. The first SIGTERM/SIGINT sets the shared stop event
+(within half a second: the handler only records it, see `_record`): the roles stop consuming,
+drain in-flight work, commit what is done and return. A role that fails fatally stops the
+others too, and the process exits 1. So does a fatal condition outside the
 roles (`fatal`: Kafka refusing every connection since start-up); the roles then have
 FATAL_STOP_SECONDS to return: with Kafka never connected, nothing was read, so nothing is left
 to drain, and a role's call still waiting on Kafka must not hold the exit for its timeout.
@@ -17,6 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from prometheus_client import CollectorRegistry
+
 from connector.errors import ConnectorError, RoleFailedError
 from connector.health import DEFAULT_STALE_AFTER_SECONDS, start_health_server
 from connector.lifecycle import Role
@@ -27,13 +30,29 @@ log = logging.getLogger(__name__)
 FATAL_STOP_SECONDS = 5.0
 
 
-def install_signal_handlers(stop: threading.Event) -> None:
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s: draining and shutting down", signal.Signals(signum).name)
-        stop.set()
+_received: list[signal.Signals] = []
+"""SIGTERM and SIGINT received since the handlers were installed, in order."""
 
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+
+def _record(signum: int, _frame: FrameType | None) -> None:
+    # Only an append (one bytecode, no lock). Python runs a handler inside whatever the main
+    # thread was doing, the previous handler included: one that set the stop event took the
+    # event's lock, and a second signal meanwhile ran it again inside, waiting for the lock it
+    # held (seen: SIGTERMs from `timeout` and from a user 1 ms apart hung `run` for good).
+    _received.append(signal.Signals(signum))
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM and SIGINT ask for a drain from now on (main thread only); `run_roles`' loop
+    sets its stop event when one came (`received_signal`)."""
+    _received.clear()
+    signal.signal(signal.SIGTERM, _record)
+    signal.signal(signal.SIGINT, _record)
+
+
+def received_signal() -> signal.Signals | None:
+    """The first SIGTERM or SIGINT since `install_signal_handlers`, if any."""
+    return _received[0] if _received else None
 
 
 def run_roles(
@@ -46,12 +65,15 @@ def run_roles(
     liveness_timeout_seconds: float = DEFAULT_STALE_AFTER_SECONDS,
     stop: threading.Event | None = None,
     fatal: Callable[[], str | None] | None = None,
+    exposed: CollectorRegistry | None = None,
 ) -> None:
     """Run `roles` until `stop` (or a signal); raise RoleFailedError when one failed or when
-    `fatal()` (asked every half second) gave a reason to stop."""
+    `fatal()` (asked every half second) gave a reason to stop. /metrics shows `exposed`
+    (`metrics.registry` without it)."""
     stop = stop if stop is not None else threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        install_signal_handlers(stop)
+    signals = threading.current_thread() is threading.main_thread()
+    if signals and signal.getsignal(signal.SIGTERM) is not _record:
+        install_signal_handlers()  # unless the caller did, and one may have come since
     failures: list[str] = []
 
     def guarded(role: Role) -> None:
@@ -74,6 +96,7 @@ def run_roles(
             metrics,
             roles,
             stale_after_seconds=liveness_timeout_seconds,
+            exposed=exposed,
         )
         if metrics_port
         else None
@@ -85,9 +108,15 @@ def run_roles(
     try:
         # A timed wait, not stop.wait(): the OS may deliver SIGTERM to any thread, and Python
         # runs its handler only when the main thread gets to run bytecode, which an untimed
-        # wait never lets it do (seen: 1 in 5 SIGTERMs ignored).
+        # wait never lets it do (seen: 1 in 5 SIGTERMs ignored); and the handler only records
+        # the signal: this loop sets the stop event.
         fatal_reason = None
         while not stop.wait(0.5):
+            signalled = received_signal() if signals else None
+            if signalled is not None:
+                log.info("received %s: draining and shutting down", signalled.name)
+                stop.set()
+                break
             fatal_reason = fatal() if fatal is not None else None
             if fatal_reason is not None:
                 failures.append(fatal_reason)

@@ -11,8 +11,8 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from types import FrameType
 
+from connector.app.runner import install_signal_handlers, received_signal
 from connector.app.topics import topic_specs
 from connector.config import PollerSettings, UploaderSettings, load_group, merged_variables
 from connector.devtools.brokers.base import BrokerKind
@@ -21,6 +21,7 @@ from connector.devtools.brokers.start import default_kind, start_broker
 from connector.errors import ConfigError
 
 _KINDS = (BrokerKind.KAFKA, BrokerKind.MOCK, BrokerKind.NOIDA)
+SIGNAL_CHECK_SECONDS = 0.2
 
 _DESCRIPTION = f"""\
 Start a local Kafka-protocol broker for development and print its bootstrap address
@@ -93,20 +94,19 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(["--port: the mock cluster picks its own ports"])
     if kind is BrokerKind.MOCK and args.data_dir is not None:
         raise ConfigError(["--data-dir: the mock cluster keeps its records in memory only"])
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    # Handlers first: a signal during the broker's start still ends in a clean stop below.
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # Handlers first: a signal during the broker's start still ends in a clean stop below. They
+    # only record it (the runner's, which take no lock: a second Ctrl-C could otherwise hang us).
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    install_signal_handlers()
     try:
         with start_broker(kind, port=args.port, data_dir=args.data_dir) as broker:
             if args.create_topics:
                 broker.create_topics(topic_specs(*topic_settings()))
             print(broker.bootstrap_servers, flush=True)
             print(f"{kind.value} broker running; Ctrl-C or SIGTERM stops it", file=sys.stderr)
-            stop.wait()
+            idle = threading.Event()  # never set: a timed wait lets the handler run
+            while received_signal() is None:
+                idle.wait(SIGNAL_CHECK_SECONDS)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

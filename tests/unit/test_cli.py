@@ -75,7 +75,7 @@ EVERY = {variable for variable, _, _ in documented_variables()}
 READS = {  # what each command uses, as the README's settings table says
     "run": EVERY,
     "check": EVERY,
-    "upload": API | KAFKA | UPLOADER | REGISTRY | RUNTIME,
+    "upload": API | KAFKA | UPLOADER | {"CONNECTOR_WORKERS"} | REGISTRY | RUNTIME,
     "poll": API | KAFKA | POLLER | REGISTRY | RUNTIME,
     "status": {"TOLOKA_APP_PROJECT_ID", "CONNECTOR_INPUT_TOPIC", "CONNECTOR_DLQ_TOPIC",
                "CONNECTOR_GROUP_ID", "CONNECTOR_ROUTE_BY_HEADER"} | KAFKA | CURSOR,

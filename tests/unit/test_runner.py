@@ -1,7 +1,9 @@
-"""The runner stops the roles on a fatal condition outside them, with that condition's line."""
+"""The runner stops the roles on a fatal condition outside them, with that condition's line, and
+on SIGTERM/SIGINT, whose handler never waits for a lock."""
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import pytest
@@ -71,4 +73,46 @@ def test_a_fatal_condition_stops_every_role_and_is_the_one_line(
     # Not "did not finish draining": with Kafka never connected nothing was read to drain, and
     # the stuck call must not hold the exit for the shutdown timeout.
     assert str(raised.value) == "Kafka at b:9093 refused every connection for 30s"
+    assert polite.stopped
+
+
+def test_a_signal_handler_returns_even_inside_the_code_it_interrupted() -> None:
+    """Python runs a signal handler inside whatever the main thread was doing, the previous
+    signal's handling included (seen, with py-spy: SIGTERMs from `timeout` and from a user 1 ms
+    apart, the second handler run inside the first one's `stop.set()`, waiting for the stop
+    event's lock that the first held: `run` hung for good). The handler must take no lock: here
+    it runs while the stop event's lock is held, as there, and must return."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    stop = threading.Event()
+    try:
+        runner.install_signal_handlers()
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+
+        def second_signal_inside_stop_set() -> None:
+            with stop._cond:  # type: ignore[attr-defined]  # inside Event.set(), as there
+                handler(signal.SIGTERM, None)
+
+        inside = threading.Thread(target=second_signal_inside_stop_set, daemon=True)
+        inside.start()
+        inside.join(5)
+        assert not inside.is_alive(), "the handler waited for a lock"
+        assert runner.received_signal() is signal.SIGTERM
+    finally:
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)
+
+
+def test_a_recorded_signal_drains_the_roles() -> None:
+    """The handler records the signal; run_roles' loop sets the stop event and the roles drain."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    polite = PoliteRole()
+    try:
+        runner.install_signal_handlers()
+        signal.raise_signal(signal.SIGTERM)  # recorded now, acted on by the loop below
+        run_roles([polite], Metrics(), metrics_host="127.0.0.1", metrics_port=0,
+                  shutdown_timeout_seconds=10)  # fmt: skip
+    finally:
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)
     assert polite.stopped

@@ -1,0 +1,217 @@
+"""Uploader worker processes: `CONNECTOR_WORKERS=N` (`--workers N`) makes one `run` or `upload`
+N uploader processes of one consumer group, behind one metrics endpoint.
+
+The process model. The process the user started (the parent) runs its roles as before (the
+uploader of every pipeline; with `run`, the poller too: one poller per pipeline, its leadership
+unchanged) and starts N-1 worker processes. A worker runs the uploader roles of every pipeline
+with the same settings (`connector.app.worker_child`), so each of the N uploaders joins the same
+consumer group and Kafka spreads the input partitions over them. Workers are started with
+multiprocessing's *spawn* (a fresh interpreter running this package, the parent's validated
+settings handed over the pipe, never on a command line or in a log): a fork would copy
+librdkafka's threads and locks mid-flight, and a subprocess of the command line would read the
+settings again, perhaps from a file changed in between.
+
+Each worker is a role of the parent (`WorkerProcess`): `/readyz` is ready only while every
+worker is alive and says its roles are ready; `/healthz` sees a worker's loops through the
+heartbeats it reports; `/metrics` merges every process's families (`worker_metrics`).
+
+Its life. SIGTERM or SIGINT to the parent drains every process: the parent tells each worker to
+stop, and each drains and commits what it did, within CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS, as
+the parent does; a worker still running after it is killed. A worker that ends on its own ends
+the run, as any role that ends does (the process is no use half-running, and the orchestrator's
+restart of the whole process is the one restart policy): after an error or a signal
+(`kill -9`) the run exits 1, naming the worker and why; after a clean drain (SIGTERM sent to
+the worker alone) the run drains and exits 0. A worker never outlives its parent: it watches
+its end of the pipe, and when the parent is gone (even by `kill -9`) it drains and exits.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from prometheus_client.metrics_core import Metric
+
+from connector.app.worker_child import (
+    COLLECT,
+    FAILED,
+    FAMILIES,
+    STATUS,
+    STATUS_INTERVAL_SECONDS,
+    STOP,
+    WORKER_HELD_SIGNALS,
+    serve_worker,
+)
+from connector.config import Settings
+from connector.errors import RoleFailedError
+from connector.lifecycle import Heartbeat, Readiness
+
+log = logging.getLogger(__name__)
+
+SPAWN = multiprocessing.get_context("spawn")
+COLLECT_TIMEOUT_SECONDS = 5.0
+"""How long a scrape waits for a worker's metrics; then it shows the last ones it got."""
+SILENT_AFTER_SECONDS = 10 * STATUS_INTERVAL_SECONDS
+"""A worker that has not reported for this long is not ready (it reports every second)."""
+KILL_WAIT_SECONDS = 10.0
+
+WorkerTarget = Callable[[Settings, int, Connection], None]
+"""What a worker process runs: `serve_worker` (a module-level function: spawn imports it)."""
+
+
+class WorkerProcess:
+    """One worker process, run as a role of this process: `run` starts it, relays what it says
+    and, once `stop` is set, tells it to drain and waits for it to exit."""
+
+    remote = True
+    """Its heartbeat and readiness gauges are written in the worker (`connector.health`)."""
+
+    def __init__(
+        self, settings: Settings, number: int, *, target: WorkerTarget = serve_worker
+    ) -> None:
+        self.number = number
+        self.name = f"uploader worker {number}"
+        self.heartbeat = Heartbeat(self.name)
+        self._conn, child_conn = SPAWN.Pipe()
+        self._process = SPAWN.Process(
+            target=target,
+            args=(settings, number, child_conn),
+            name=f"toloka-connector-worker-{number}",
+            daemon=True,  # at the parent's exit, multiprocessing ends one still running
+        )
+        self._child_conn = child_conn
+        self._send_lock = threading.Lock()
+        self._collect_lock = threading.Lock()
+        self._replies: queue.Queue[tuple[int, list[Metric]]] = queue.Queue()
+        self._requests = itertools.count()
+        self._families: list[Metric] = []
+        self._status: tuple[float, bool, str] | None = None  # (when, ready, message)
+        self._failure: str | None = None
+        self._exited = threading.Event()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    def run(self, stop: threading.Event) -> None:
+        # The worker starts with SIGINT and SIGTERM blocked (a signal mask survives fork and
+        # exec), so one that comes while it still imports waits until it can drain
+        # (`worker_child`).
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_HELD_SIGNALS)
+        try:
+            self._process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        self._child_conn.close()  # only the worker holds its end: its exit closes the pipe
+        log.info("%s started (pid %s)", self.name, self.pid)
+        asked = False
+        try:
+            while True:
+                if stop.is_set() and not asked:
+                    asked = self._send(STOP)
+                if self._conn.poll(0.1):
+                    self._receive(self._conn.recv())
+        except (EOFError, OSError):
+            pass  # the worker has exited (or is exiting): its end of the pipe closed
+        finally:
+            self._exited.set()
+        self._process.join()
+        code = self._process.exitcode
+        if code == 0:
+            log.info("%s (pid %s) stopped", self.name, self.pid)
+            return
+        raise RoleFailedError(self._failure or _exit_reason(code))
+
+    def readiness(self) -> Readiness:
+        # The pipe closes when the worker exits, however it ends: `run` notices it at once. (Not
+        # `is_alive()`: it reaps the process, racing `run`'s join for the exit code.)
+        if self._exited.is_set():
+            return Readiness(False, f"pid {self.pid} exited")
+        status = self._status
+        if status is None:
+            return Readiness(False, "starting")
+        when, ready, message = status
+        silent = time.monotonic() - when
+        if silent > SILENT_AFTER_SECONDS:
+            return Readiness(False, f"pid {self.pid} has not reported for {silent:.0f}s")
+        return Readiness(ready, f"pid {self.pid}: {message}")
+
+    def metric_families(self) -> list[Metric]:
+        """The worker's metrics now (the last ones it sent when it does not answer in time)."""
+        with self._collect_lock:
+            if self._exited.is_set() or self._status is None:
+                return self._families  # a worker answers once it has started: none yet
+            number = next(self._requests)
+            if not self._send(COLLECT, number):
+                return self._families
+            deadline = time.monotonic() + COLLECT_TIMEOUT_SECONDS
+            try:
+                while True:
+                    answered, families = self._replies.get(
+                        timeout=max(0.0, deadline - time.monotonic())
+                    )
+                    if answered == number:
+                        self._families = families
+                        break
+            except queue.Empty:
+                log.warning("%s sent no metrics within %gs", self.name, COLLECT_TIMEOUT_SECONDS)
+            return self._families
+
+    def close(self) -> None:
+        """Kill the worker if it is still running (after the shutdown timeout)."""
+        if self._process.pid is not None and self._process.is_alive():
+            log.error("%s (pid %s) did not finish draining in time: killed", self.name, self.pid)
+            self._process.kill()
+            self._process.join(KILL_WAIT_SECONDS)
+        self._conn.close()
+
+    def _send(self, *message: Any) -> bool:
+        with self._send_lock:
+            try:
+                self._conn.send(message)
+            except (OSError, ValueError):
+                return False
+            return True
+
+    def _receive(self, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == STATUS:
+            _, ready, text, loops = message
+            self._status = (time.monotonic(), ready, text)
+            self._beat(loops)
+        elif kind == FAMILIES:
+            self._replies.put((message[1], message[2]))
+        elif kind == FAILED:
+            self._failure = message[1]
+
+    def _beat(self, loops: list[tuple[float, str | None]]) -> None:
+        """The heartbeat of the worker's loops as /healthz reads one: as old as its oldest loop
+        that is not waiting on a dependency; waiting when all of them are."""
+        ages = [age for age, waiting in loops if waiting is None]
+        self.heartbeat.last = self.heartbeat.clock.monotonic() - max(ages, default=0.0)
+        self.heartbeat.waiting_for = (
+            None if ages else next((waiting for _, waiting in loops if waiting), None)
+        )
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+def worker_processes(settings: Settings, roles: tuple[str, ...]) -> list[WorkerProcess]:
+    """The worker processes `CONNECTOR_WORKERS` asks for beside this process's `roles` (none
+    unless they include the uploader)."""
+    if "uploader" not in roles:
+        return []
+    count = settings.workers.workers
+    return [WorkerProcess(settings, number) for number in range(2, count + 1)]

@@ -1,0 +1,50 @@
+"""Stand-ins for a worker process's body (`connector.app.workers.WorkerProcess(target=...)`).
+
+Each speaks the worker's side of the pipe as `connector.app.worker_child` does, without Kafka or
+the API, so that the parent's side (readiness, liveness, metrics, exit) is tested with real
+spawned processes and pipes. Module-level functions: spawn imports them by name.
+"""
+
+from __future__ import annotations
+
+import sys
+from multiprocessing.connection import Connection
+
+from prometheus_client import CollectorRegistry, Counter
+
+from connector.app.worker_child import COLLECT, FAILED, FAMILIES, STATUS, STOP
+from connector.config import Settings
+
+REPORT_SECONDS = 0.2
+STUCK_FOR_SECONDS = 120.0
+
+
+def _serve(conn: Connection, loops: list[tuple[float, str | None]], consumed: int) -> None:
+    """Report ready with `loops` every REPORT_SECONDS, answer a metrics request with a
+    records_consumed of `consumed`, return on STOP."""
+    registry = CollectorRegistry()
+    Counter("toloka_connector_records_consumed", "c", registry=registry).inc(consumed)
+    while True:
+        conn.send((STATUS, True, "uploader ready: fake", loops))
+        if conn.poll(REPORT_SECONDS):
+            message = conn.recv()
+            if message[0] == STOP:
+                return
+            if message[0] == COLLECT:
+                conn.send((FAMILIES, message[1], list(registry.collect())))
+
+
+def ready_until_stopped(_settings: Settings, number: int, conn: Connection) -> None:
+    """Ready, its loop alive; `number` records consumed; exits 0 when told to stop."""
+    _serve(conn, [(0.0, None)], number)
+
+
+def stuck_until_stopped(_settings: Settings, number: int, conn: Connection) -> None:
+    """Ready, but its loop has not gone round for STUCK_FOR_SECONDS and waits on nothing."""
+    _serve(conn, [(STUCK_FOR_SECONDS, None)], number)
+
+
+def failing(_settings: Settings, _number: int, conn: Connection) -> None:
+    """Says why it fails, then exits 1, as a worker whose roles failed does."""
+    conn.send((FAILED, "the API refuses the key (401)"))
+    sys.exit(1)

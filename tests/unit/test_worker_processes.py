@@ -1,0 +1,272 @@
+"""CONNECTOR_WORKERS: the setting, and how one /metrics merges the processes' metrics.
+
+The parent's side of a worker (readiness, liveness, metrics, how it ends) is tested here with
+real spawned processes running stand-in bodies (`testkit.fake_workers`); the real workers
+(uploads, drain, a killed worker or parent) against a real broker and the simulator in
+tests/integration/test_worker_processes.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from connector.app.worker_metrics import merge_families, run_registry
+from connector.app.workers import WorkerProcess, worker_processes
+from connector.cli import main
+from connector.config import Settings, load_settings
+from connector.errors import ConfigError, RoleFailedError
+from connector.health import HealthChecks
+from connector.lifecycle import Readiness
+from connector.metrics import GAUGE_ACROSS_PROCESSES, Metrics
+from testkit import fake_workers
+from testkit.waiting import wait_for
+
+REQUIRED = {"TOLOKA_API_KEY": "k", "TOLOKA_APP_PROJECT_ID": "p"}
+
+
+# --- the setting ---------------------------------------------------------------------------
+
+
+def test_one_uploader_process_unless_asked() -> None:
+    settings = load_settings(environ=REQUIRED)
+    assert settings.workers.workers == 1
+    assert worker_processes(settings, ("uploader", "poller")) == []
+
+
+def test_the_environment_the_file_and_the_flag_set_it(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("[connector]\nworkers = 3\n")
+    assert load_settings(config, environ=REQUIRED).workers.workers == 3
+    from_env = load_settings(config, environ={**REQUIRED, "CONNECTOR_WORKERS": "2"})
+    assert from_env.workers.workers == 2
+    flag = load_settings(config, environ=REQUIRED, overrides={"CONNECTOR_WORKERS": "4"})
+    assert flag.workers.workers == 4
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("0", "CONNECTOR_WORKERS: '0' must be >= 1"),
+        ("-2", "CONNECTOR_WORKERS: '-2' must be >= 1"),
+        ("two", "CONNECTOR_WORKERS: 'two' is not an integer"),
+        ("1.5", "CONNECTOR_WORKERS: '1.5' is not an integer"),
+        ("", "CONNECTOR_WORKERS: '' is not an integer"),
+    ],
+)
+def test_a_bad_value_is_one_problem_naming_the_setting(value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={**REQUIRED, "CONNECTOR_WORKERS": value})
+    assert caught.value.problems == [problem]
+
+
+@pytest.mark.parametrize("command", ["run", "upload"])
+def test_a_bad_workers_flag_exits_2_with_one_line(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+    assert main([command, "--workers", "0"]) == 2
+    assert capsys.readouterr().err == "CONNECTOR_WORKERS: '0' must be >= 1\n"
+
+
+def test_the_poller_alone_has_no_workers_flag() -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["poll", "--workers", "2"])
+    assert caught.value.code == 2
+
+
+def test_a_pipeline_table_cannot_set_it(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[[pipelines]]\napp_project_id = "a"\nworkers = 2\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={"TOLOKA_API_KEY": "k"})
+    assert len(caught.value.problems) == 1
+    assert "workers" in caught.value.problems[0]
+
+
+def test_workers_are_started_only_beside_an_uploader() -> None:
+    settings = load_settings(environ={**REQUIRED, "CONNECTOR_WORKERS": "3"})
+    assert [w.name for w in worker_processes(settings, ("uploader",))] == [
+        "uploader worker 2",
+        "uploader worker 3",
+    ]
+    assert worker_processes(settings, ("poller",)) == []
+
+
+# --- one /metrics for every process --------------------------------------------------------
+
+
+def process_registry(
+    consumed: float, in_flight: float, lag: float, ready: float
+) -> CollectorRegistry:
+    """A registry shaped as a process's: a counter, a histogram, gauges of each aggregation."""
+    registry = CollectorRegistry()
+    Info("toloka_connector_build", "b", registry=registry).info({"version": "1"})
+    Counter("toloka_connector_records_consumed", "c", ["app_project"], registry=registry).labels(
+        "p"
+    ).inc(consumed)
+    histogram = Histogram("toloka_connector_upload_batch_items", "h", buckets=(10, 100),
+                          registry=registry)  # fmt: skip
+    histogram.observe(consumed)
+    Gauge("toloka_connector_upload_requests_in_flight", "g", registry=registry).set(in_flight)
+    Gauge("toloka_connector_consumer_lag_messages", "g", ["partition"], registry=registry).labels(
+        "0"
+    ).set(lag)
+    Gauge("toloka_connector_role_ready", "g", ["role"], registry=registry).labels("uploader").set(
+        ready
+    )
+    return registry
+
+
+def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_counters_and_histograms_add_up_and_gauges_follow_their_meaning() -> None:
+    parent = process_registry(consumed=5, in_flight=2, lag=7, ready=1)
+    worker = process_registry(consumed=50, in_flight=3, lag=4, ready=0)
+    shown = samples(run_registry(parent, lambda: [list(worker.collect())]))
+    assert shown["toloka_connector_records_consumed_total", (("app_project", "p"),)] == 55
+    assert shown["toloka_connector_upload_batch_items_count", ()] == 2
+    assert shown["toloka_connector_upload_batch_items_sum", ()] == 55
+    assert shown["toloka_connector_upload_batch_items_bucket", (("le", "10.0"),)] == 1
+    assert shown["toloka_connector_upload_batch_items_bucket", (("le", "100.0"),)] == 2
+    assert shown["toloka_connector_upload_requests_in_flight", ()] == 5  # sum
+    assert shown["toloka_connector_consumer_lag_messages", (("partition", "0"),)] == 7  # max
+    assert shown["toloka_connector_role_ready", (("role", "uploader"),)] == 0  # min
+    assert shown["toloka_connector_build_info", (("version", "1"),)] == 1  # not added up
+
+
+def test_a_series_only_one_process_has_is_shown_as_it_is() -> None:
+    parent = CollectorRegistry()
+    worker = CollectorRegistry()
+    Gauge("toloka_connector_consumer_lag_messages", "g", ["partition"], registry=parent).labels(
+        "0"
+    ).set(3)
+    Gauge("toloka_connector_consumer_lag_messages", "g", ["partition"], registry=worker).labels(
+        "1"
+    ).set(9)
+    Counter("toloka_connector_items_uploaded", "c", registry=worker).inc(4)
+    shown = samples(run_registry(parent, lambda: [list(worker.collect())]))
+    assert shown["toloka_connector_consumer_lag_messages", (("partition", "0"),)] == 3
+    assert shown["toloka_connector_consumer_lag_messages", (("partition", "1"),)] == 9
+    assert shown["toloka_connector_items_uploaded_total", ()] == 4
+
+
+def test_a_counter_created_time_is_the_earliest() -> None:
+    first, second = CollectorRegistry(), CollectorRegistry()
+    Counter("c", "c", registry=first)
+    Counter("c", "c", registry=second)
+    [merged] = merge_families([list(first.collect()), list(second.collect())])
+    created = {s.name: s.value for s in merged.samples}["c_created"]
+    own = {s.name: s.value for s in next(iter(first.collect())).samples}["c_created"]
+    assert created == own  # first was made first: min, not a sum of two timestamps
+
+
+def test_every_process_shows_the_same_families_as_one() -> None:
+    """Merging two processes' registries changes values, never names or label sets."""
+    one = Metrics(app_project="p")
+    two = Metrics(app_project="p")
+    alone = samples(one.registry)
+    merged = samples(run_registry(one.registry, lambda: [list(two.registry.collect())]))
+    assert merged.keys() == alone.keys()
+
+
+def test_every_gauge_says_how_processes_combine() -> None:
+    """A new gauge must choose sum, max or min by its meaning (connector.metrics)."""
+    metrics = Metrics(app_project="p")
+    gauges = {family.name for family in metrics.registry.collect() if family.type == "gauge"}
+    assert gauges == set(GAUGE_ACROSS_PROCESSES)
+    assert set(GAUGE_ACROSS_PROCESSES.values()) <= {"sum", "max", "min"}
+
+
+# --- a worker process seen from the parent (real spawned processes, fake bodies) -------------
+
+
+class Running:
+    """`worker.run(stop)` in a thread, with what it raised."""
+
+    def __init__(self, worker: WorkerProcess) -> None:
+        self.worker = worker
+        self.stop = threading.Event()
+        self.raised: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.worker.run(self.stop)
+        except BaseException as exc:  # the test reads it
+            self.raised = exc
+
+    def ended(self, timeout: float = 30.0) -> BaseException | None:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"{self.worker.name} did not end"
+        return self.raised
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return load_settings(environ=REQUIRED)
+
+
+def test_a_worker_is_ready_once_it_says_so_and_hands_over_its_metrics(
+    settings: Settings,
+) -> None:
+    worker = WorkerProcess(settings, 2, target=fake_workers.ready_until_stopped)
+    assert worker.readiness() == Readiness(False, "starting")
+    running = Running(worker)
+    wait_for(lambda: worker.readiness().ready, "the worker to report ready", 60)
+    assert worker.readiness().detail.endswith("uploader ready: fake")
+    metrics = Metrics(app_project="p")
+    assert HealthChecks(metrics, [worker]).readiness()[0]
+    # The worker writes its own role gauges (merged on /metrics): no series named after it here.
+    shown = samples(metrics.registry)
+    assert not [key for key in shown if ("role", "uploader worker 2") in key[1]]
+    [family] = worker.metric_families()
+    assert family.samples[0].value == 2  # its own records_consumed, over the pipe
+    running.stop.set()
+    assert running.ended() is None  # told to stop, it exited 0
+    assert not worker.readiness().ready
+
+
+def test_a_worker_killed_with_sigkill_is_not_ready_and_fails_its_role(settings: Settings) -> None:
+    worker = WorkerProcess(settings, 2, target=fake_workers.ready_until_stopped)
+    running = Running(worker)
+    wait_for(lambda: worker.readiness().ready, "the worker to report ready", 60)
+    assert worker.pid is not None
+    os.kill(worker.pid, signal.SIGKILL)
+    raised = running.ended()
+    assert isinstance(raised, RoleFailedError)
+    assert str(raised) == "was killed by SIGKILL"
+    assert worker.readiness() == Readiness(False, f"pid {worker.pid} exited")
+
+
+def test_a_failing_worker_fails_its_role_with_its_own_line(settings: Settings) -> None:
+    worker = WorkerProcess(settings, 3, target=fake_workers.failing)
+    raised = Running(worker).ended()
+    assert isinstance(raised, RoleFailedError)
+    assert str(raised) == "the API refuses the key (401)"
+
+
+def test_a_worker_whose_loop_is_stuck_fails_the_parents_liveness(settings: Settings) -> None:
+    worker = WorkerProcess(settings, 2, target=fake_workers.stuck_until_stopped)
+    running = Running(worker)
+    checks = HealthChecks(Metrics(app_project="p"), [worker], stale_after_seconds=60)
+    wait_for(lambda: not checks.liveness()[0], "/healthz to see the worker's stuck loop", 60)
+    assert "uploader worker 2 loop stuck" in checks.liveness()[1]["message"]
+    running.stop.set()
+    assert running.ended() is None
