@@ -113,6 +113,32 @@ def output_value(
     return as_dict
 
 
+def run_environ(
+    kafka_broker: ControllableBroker,
+    simulator: SimulatorHandle,
+    registry: RegistrySimulator,
+    input_topic: str,
+    output_topic: str,
+    dlq_topic: str,
+    state_topic: str,
+) -> dict[str, str]:
+    """A `run` of the simulator's project over these topics, polling fast, with the registry."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "TOLOKA_BASE_URL": simulator.base_url,
+        "TOLOKA_API_KEY": simulator.api_key,
+        "TOLOKA_APP_PROJECT_ID": simulator.project_id,
+        "CONNECTOR_INPUT_TOPIC": input_topic,
+        "CONNECTOR_OUTPUT_TOPIC": output_topic,
+        "CONNECTOR_DLQ_TOPIC": dlq_topic,
+        "CONNECTOR_STATE_TOPIC": state_topic,
+        "CONNECTOR_GROUP_ID": f"group-{input_topic}",
+        "CONNECTOR_POLL_INTERVAL_SECONDS": "0.2",
+        "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.2",
+        "SCHEMA_REGISTRY_URL": registry.url,
+    }
+
+
 @pytest.mark.parametrize("value_format", ["avro", "protobuf", "json_schema"])
 def test_a_registry_format_round_trips_through_the_connector(
     value_format: str,
@@ -135,23 +161,13 @@ def test_a_registry_format_round_trips_through_the_connector(
         producer.produce(input_topic, value=value)
     assert producer.flush(30) == 0
 
+    topics = (input_topic, output_topic, dlq_topic, state_topic)
     run = console.start(
         "run",
         env={
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
-            "TOLOKA_BASE_URL": simulator.base_url,
-            "TOLOKA_API_KEY": simulator.api_key,
-            "TOLOKA_APP_PROJECT_ID": simulator.project_id,
-            "CONNECTOR_INPUT_TOPIC": input_topic,
-            "CONNECTOR_OUTPUT_TOPIC": output_topic,
-            "CONNECTOR_DLQ_TOPIC": dlq_topic,
-            "CONNECTOR_STATE_TOPIC": state_topic,
-            "CONNECTOR_GROUP_ID": f"group-{input_topic}",
-            "CONNECTOR_POLL_INTERVAL_SECONDS": "0.2",
-            "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.2",
+            **run_environ(kafka_broker, simulator, registry, *topics),
             "CONNECTOR_INPUT_FORMAT": value_format,
             "CONNECTOR_OUTPUT_FORMAT": value_format,
-            "SCHEMA_REGISTRY_URL": registry.url,
         },
     )
 
@@ -284,23 +300,13 @@ def test_a_registry_outage_at_start_is_waited_out_not_a_crash(
     for n in range(VALID):
         producer.produce(input_topic, value=json.dumps({"id": f"o-{n}", "text": f"t{n}"}))
     assert producer.flush(30) == 0
+    topics = (input_topic, output_topic, new_topic(), new_topic(compacted=True))
     run = console.start(
         "run",
         env={
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
-            "TOLOKA_BASE_URL": simulator.base_url,
-            "TOLOKA_API_KEY": simulator.api_key,
-            "TOLOKA_APP_PROJECT_ID": simulator.project_id,
-            "CONNECTOR_INPUT_TOPIC": input_topic,
-            "CONNECTOR_OUTPUT_TOPIC": output_topic,
-            "CONNECTOR_DLQ_TOPIC": new_topic(),
-            "CONNECTOR_STATE_TOPIC": new_topic(compacted=True),
-            "CONNECTOR_GROUP_ID": f"group-{input_topic}",
-            "CONNECTOR_POLL_INTERVAL_SECONDS": "0.2",
-            "CONNECTOR_IDLE_POLL_INTERVAL_SECONDS": "0.2",
+            **run_environ(kafka_broker, simulator, registry, *topics),
             "CONNECTOR_API_BACKOFF_CAP_SECONDS": "0.5",
             "CONNECTOR_OUTPUT_FORMAT": "avro",
-            "SCHEMA_REGISTRY_URL": registry.url,
         },
     )
     try:
