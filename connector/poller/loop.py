@@ -56,10 +56,12 @@ from connector.poller.group import Lease
 from connector.poller.keepalive import KeepalivesWhileListing
 from connector.poller.leadership import LeaderWatch, Standing
 from connector.poller.limits import RecordLimits
+from connector.poller.lookback import BackgroundLookBack
 from connector.poller.page_records import PageRecords
 from connector.poller.page_size import PageSizer
 from connector.poller.prefetch import PagePrefetch, PrefetchKey
 from connector.poller.scan import (
+    ListingRequest,
     PagePlan,
     Scan,
     late_scan,
@@ -226,6 +228,8 @@ class PollerLoop:
                 self._lead(lead, keepalives, stop)
             finally:
                 self._prefetch.drop()
+                if lead.beside is not None:
+                    lead.beside.cancel()
 
     def _lead(
         self, lead: Leadership, keepalives: KeepalivesWhileListing, stop: threading.Event
@@ -236,6 +240,9 @@ class PollerLoop:
             if self._clock.monotonic() - lead.last_write >= self._keepalive_every:
                 self._commits.write_keepalive(lead)
             try:
+                if lead.beside is not None and lead.beside.done():
+                    self._take_look_back(lead)
+                    continue
                 caught_up = self._poll_page(lead, keepalives)
             except UnreadablePageError as exc:
                 self._pass_unreadable(lead, exc, stop)
@@ -282,9 +289,18 @@ class PollerLoop:
                 lead.scan = self._main_scan(lead)
                 lead.last_late_scan = now
             return
+        if lead.beside is not None:
+            if caught_up:  # the backlog is through: the look-back scan goes on in this turn
+                lead.scan = lead.beside.cancel()
+                lead.beside = None
+            return
         late_scan_due = now - lead.last_late_scan >= self._settings.late_scan_interval_seconds
         if self._settings.late_window_seconds > 0 and late_scan_due:
-            lead.scan = late_scan(self._late_window_time(), ceiling=lead.state.cursor.finished_at)
+            scan = late_scan(self._late_window_time(), ceiling=lead.state.cursor.finished_at)
+            if caught_up or late_scan_is_empty(lead.state, scan):
+                lead.scan = scan
+            else:  # a backlog: the main scan goes on meanwhile (`lookback`)
+                lead.beside = self._look_back_beside(lead, scan)
             return
         if not caught_up:
             return
@@ -308,36 +324,73 @@ class PollerLoop:
         # An empty look-back scan (nothing between the horizon and the cursor) lists nothing.
         empty = late_scan_is_empty(lead.state, lead.scan)
         page = ItemPage() if empty else self._list(lead, keepalives)
+        self._listed()
+        plan = self._plan(lead, lead.scan, page)
+        if plan.change is not None and not (empty or plan.caught_up):
+            self._list_ahead(lead, plan)  # before the records are built: as early as it is known
+        self._publish(lead, plan, page, listed=not empty)
+        lead.scan = plan.next_scan
+        self._metrics.poll_duration.observe(self._clock.monotonic() - started)
+        return plan.caught_up
+
+    def _look_back_beside(self, lead: Leadership, scan: Scan) -> BackgroundLookBack:
+        def list_page(request: ListingRequest) -> ItemPage:
+            return self._source.list_items(
+                sort="finished", after_id=request.after_id, limit=self._pages.size,
+                filters=request.filters,
+            )  # fmt: skip
+
+        return BackgroundLookBack(lead.state, scan, list_page)
+
+    def _take_look_back(self, lead: Leadership) -> None:
+        """Commit the page the look-back scan beside the main scan handed over, and let it go
+        on; a listing it could not make is made again in the loop's turn."""
+        assert lead.beside is not None
+        handed = lead.beside.take()
+        lead.beside = None
+        if handed.page is None:
+            log.debug("the look-back scan goes on in the loop's turn: %s", handed.error)
+            lead.scan = handed.scan
+            return
+        self._listed()
+        plan = self._plan(lead, handed.scan, handed.page)
+        self._publish(lead, plan, handed.page, listed=True)
+        if plan.caught_up:
+            lead.last_late_scan = self._clock.monotonic()
+        else:
+            lead.beside = self._look_back_beside(lead, plan.next_scan)
+
+    def _listed(self) -> None:
         self.status.last_listing_at = self._clock.monotonic()
         self.status.listing_failure = None
         self.key.reached()
-        plan = plan_page(
+
+    def _plan(self, lead: Leadership, scan: Scan, page: ItemPage) -> PagePlan:
+        return plan_page(
             lead.state,
-            lead.scan,
+            scan,
             page,
             now=self._clock.time(),
             late_window_seconds=self._settings.late_window_seconds,
             holder=self._instance_id,
         )
-        if plan.change is not None and not (empty or plan.caught_up):
-            self._list_ahead(lead, plan)  # before the records are built: as early as it is known
+
+    def _publish(self, lead: Leadership, plan: PagePlan, page: ItemPage, *, listed: bool) -> None:
+        """Commit what a page's `plan` changes (nothing when it changes nothing)."""
         outcome = self._records.outcome(plan.publish)
         if plan.change is not None:
             self._commits.commit(lead, plan, outcome)
-        lead.scan = plan.next_scan
         if plan.out_of_range:
             log.warning(
                 "the listing returned %d items outside what was asked for (behind the cursor or "
                 "its floor): skipped, not published again", plan.out_of_range,
             )  # fmt: skip
-        if not empty:
+        if listed:
             self._pages.readable(len(outcome.results), sum(len(r.value) for r in outcome.results))
             self._metrics.poller_page_limit.set(self._pages.size)
         self._metrics.poll_page_size.observe(
             sum(1 for item in page.content if item.finished_at is not None)
         )
-        self._metrics.poll_duration.observe(self._clock.monotonic() - started)
-        return plan.caught_up
 
     def _list_ahead(self, lead: Leadership, plan: PagePlan) -> None:
         """Start listing the page after this one while its transaction commits (`prefetch`)."""
