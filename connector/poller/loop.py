@@ -57,7 +57,7 @@ from connector.poller.keepalive import KeepalivesWhileListing
 from connector.poller.leadership import LeaderWatch, Standing
 from connector.poller.limits import RecordLimits
 from connector.poller.lookback import BackgroundLookBack
-from connector.poller.page_records import PageRecords
+from connector.poller.page_records import PageRecords, PreparedRecords
 from connector.poller.page_size import PageSizer
 from connector.poller.prefetch import PagePrefetch, PrefetchKey
 from connector.poller.scan import (
@@ -128,7 +128,7 @@ class PollerLoop:
         self._limits = limits or RecordLimits({}, (), lambda _topics: {})
         self._pages = PageSizer(settings.page_size, response_limit_bytes)
         self._unreadable_strikes: dict[str, int] = {}
-        self._prefetch = PagePrefetch()
+        self._prefetch: PagePrefetch[tuple[ItemPage, PreparedRecords]] = PagePrefetch()
         self._metrics.poller_page_limit.set(self._pages.size)
         self._keepalive_every = keepalive_interval(settings.leader_timeout_seconds)
         # The late window's clock: the wall clock read once, moved on by the monotonic clock,
@@ -323,12 +323,12 @@ class PollerLoop:
         started = self._clock.monotonic()
         # An empty look-back scan (nothing between the horizon and the cursor) lists nothing.
         empty = late_scan_is_empty(lead.state, lead.scan)
-        page = ItemPage() if empty else self._list(lead, keepalives)
+        page, prepared = (ItemPage(), None) if empty else self._list(lead, keepalives)
         self._listed()
         plan = self._plan(lead, lead.scan, page)
         if plan.change is not None and not (empty or plan.caught_up):
             self._list_ahead(lead, plan)  # before the records are built: as early as it is known
-        self._publish(lead, plan, page, listed=not empty)
+        self._publish(lead, plan, page, listed=not empty, prepared=prepared)
         lead.scan = plan.next_scan
         self._metrics.poll_duration.observe(self._clock.monotonic() - started)
         return plan.caught_up
@@ -375,9 +375,17 @@ class PollerLoop:
             holder=self._instance_id,
         )
 
-    def _publish(self, lead: Leadership, plan: PagePlan, page: ItemPage, *, listed: bool) -> None:
+    def _publish(
+        self,
+        lead: Leadership,
+        plan: PagePlan,
+        page: ItemPage,
+        *,
+        listed: bool,
+        prepared: PreparedRecords | None = None,
+    ) -> None:
         """Commit what a page's `plan` changes (nothing when it changes nothing)."""
-        outcome = self._records.outcome(plan.publish)
+        outcome = self._records.outcome(plan.publish, prepared=prepared)
         if plan.change is not None:
             self._commits.commit(lead, plan, outcome)
         if plan.out_of_range:
@@ -396,16 +404,23 @@ class PollerLoop:
         """Start listing the page after this one while its transaction commits (`prefetch`)."""
         request = request_after(lead.state, plan)
         limit = self._pages.size
-        self._prefetch.start(
-            PrefetchKey.of(request, limit),
-            lambda: self._source.list_items(
-                sort="finished", after_id=request.after_id, limit=limit, filters=request.filters
-            ),
-        )
 
-    def _list(self, lead: Leadership, keepalives: KeepalivesWhileListing) -> ItemPage:
+        def list_page() -> tuple[ItemPage, PreparedRecords]:
+            page = self._source.list_items(
+                sort="finished", after_id=request.after_id, limit=limit, filters=request.filters
+            )
+            # The records too, while the loop's thread waits for the transaction to commit.
+            finished = [item for item in page.content if item.finished_at is not None]
+            return page, self._records.prepare(finished)
+
+        self._prefetch.start(PrefetchKey.of(request, limit), list_page)
+
+    def _list(
+        self, lead: Leadership, keepalives: KeepalivesWhileListing
+    ) -> tuple[ItemPage, PreparedRecords | None]:
         """The next page of the scan (listed ahead while the last one committed, when it was
-        this request); keepalives go on meanwhile, however long it takes."""
+        this request, with its records built); keepalives go on meanwhile, however long it
+        takes."""
         request = next_request(lead.state, lead.scan)
         limit = self._pages.size
         try:
@@ -413,20 +428,21 @@ class PollerLoop:
                 self._heartbeat.waiting_on("the Toloka API (listing)"),
                 keepalives.listing(),
             ):
-                page = self._prefetch.take(PrefetchKey.of(request, limit))
-                if page is not None:
-                    return page
-                return self._source.list_items(
+                listed = self._prefetch.take(PrefetchKey.of(request, limit))
+                if listed is not None:
+                    return listed
+                page = self._source.list_items(
                     sort="finished", after_id=request.after_id, limit=limit,
                     filters=request.filters,
                 )  # fmt: skip
+                return page, None
         except UnreadablePageError as exc:
             item = readable_item(exc) if self._pages.size == 1 else None
             if item is None:
                 raise
             log.warning("the page around item %s is unreadable, the item is not: taking it (%s)",
                         item.id, exc)  # fmt: skip
-            return ItemPage(content=[item], has_more=True)
+            return ItemPage(content=[item], has_more=True), None
 
     def _pass_unreadable(
         self, lead: Leadership, exc: UnreadablePageError, stop: threading.Event
