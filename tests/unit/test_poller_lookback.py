@@ -4,8 +4,10 @@ thread could not make is made again in the loop's turn."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Mapping
+from contextlib import suppress
 from datetime import UTC, datetime
 
 from connector.contract.cursor import initial_cursor
@@ -29,13 +31,17 @@ class BacklogApi(FakeApi):
     """A backlog that outlasts the test (one item finishing every 0.8 s, published one per page
     in transactions of 1 s), and one item that shows up 20 s after it finished, behind the
     cursor. The first look-back listing returns only once the main scan committed a page
-    after it began (or after 10 s of real time: `main_scan_went_on` says which)."""
+    after it began (or after 10 s of real time: `main_scan_went_on` says which). The clock moves
+    only with the main scan's transactions, which a thread of its own may never catch up with:
+    from 15 s on, a main-scan listing waits (10 s of real time at most) until a look-back listing
+    began, and from 40 s on until one listed the late item."""
 
     def __init__(self, clock: FakeClock, kafka: FakeKafka) -> None:
         super().__init__(clock)
         self.kafka = kafka
         self.main_scan_went_on: bool | None = None
-        self.look_back_listings = 0
+        self.look_back_began = threading.Event()
+        self.late_listed = threading.Event()
         for n in range(100):
             finished = T0 + n * 0.8
             self.add(finished_item(f"i{n:03d}", finished), visible_at=finished)
@@ -50,16 +56,28 @@ class BacklogApi(FakeApi):
         filters: Mapping[str, str] | None = None,
     ) -> ItemPage:
         if is_look_back(filters):
-            self.look_back_listings += 1
-            if self.main_scan_went_on is None:
-                before = cursor_records(self.kafka)
-                try:
-                    wait_for(lambda: cursor_records(self.kafka) > before + 1, timeout=10)
-                except WaitTimeoutError:
-                    self.main_scan_went_on = False
-                else:
-                    self.main_scan_went_on = True
+            first = not self.look_back_began.is_set()
+            self.look_back_began.set()
+            if first:
+                self.first_look_back()
+            page = super().list_items(sort=sort, after_id=after_id, limit=limit, filters=filters)
+            if any(item.id == "late" for item in page.content):
+                self.late_listed.set()
+            return page
+        for since, event in ((T0 + 15, self.look_back_began), (T0 + 40, self.late_listed)):
+            if self.clock.time() >= since:
+                with suppress(WaitTimeoutError):
+                    wait_for(event.is_set, "a look-back listing", timeout=10)
         return super().list_items(sort=sort, after_id=after_id, limit=limit, filters=filters)
+
+    def first_look_back(self) -> None:
+        before = cursor_records(self.kafka)
+        try:
+            wait_for(lambda: cursor_records(self.kafka) > before + 1, timeout=10)
+        except WaitTimeoutError:
+            self.main_scan_went_on = False
+        else:
+            self.main_scan_went_on = True
 
 
 def test_a_look_back_scan_during_a_backlog_does_not_stop_the_main_scan() -> None:
@@ -72,6 +90,7 @@ def test_a_look_back_scan_during_a_backlog_does_not_stop_the_main_scan() -> None
         late_window_seconds=60, late_scan_interval_seconds=5, poll_interval_seconds=0.1,
     )  # fmt: skip
     loop.run(clock.stop)
+    wait_for(lambda: api.main_scan_went_on is not None, "the first look-back listing", timeout=20)
     assert api.main_scan_went_on is True, "the main scan waited for the look-back listing"
     published = Counter(kafka.published_ids())
     assert published["late"] == 1
@@ -85,21 +104,11 @@ class FailingLookBack(BacklogApi):
 
     def __init__(self, clock: FakeClock, kafka: FakeKafka) -> None:
         super().__init__(clock, kafka)
-        self.main_scan_went_on = True  # no waiting here
         self.failed = False
 
-    def list_items(
-        self,
-        *,
-        sort: str = "finished",
-        after_id: str | None = None,
-        limit: int = 100,
-        filters: Mapping[str, str] | None = None,
-    ) -> ItemPage:
-        if is_look_back(filters) and not self.failed:
-            self.failed = True
-            raise RetryableApiError("503 from the look-back listing")
-        return super().list_items(sort=sort, after_id=after_id, limit=limit, filters=filters)
+    def first_look_back(self) -> None:
+        self.failed = True
+        raise RetryableApiError("503 from the look-back listing")
 
 
 def test_a_look_back_listing_that_fails_beside_the_main_scan_is_made_again() -> None:
