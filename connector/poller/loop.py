@@ -3,8 +3,10 @@ leader is gone, then lead until fenced, revoked or told to stop. Leading is: lis
 publish its new finished items and the new cursor in one transaction (`commits`), repeat at
 once while there is more, and between listings write
 keepalives (while a listing is in flight, the keepalive thread writes them: `keepalive`). Every
-`late_scan_interval_seconds` a look-back scan interrupts the main scan, caught up or not. Taking
-over, and its back-off when Kafka says no: `takeover`.
+`late_scan_interval_seconds` a look-back scan runs, caught up or not: in the loop's turn once the
+main scan has reached the end, beside it while it has more to list (`lookback`: the loop commits
+only the pages that thread hands over). Taking over, and its back-off when Kafka says no:
+`takeover`.
 
 Errors and what they do:
 - a listing that failed after the client's retries (RetryableApiError): wait, list again;
