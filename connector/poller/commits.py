@@ -16,6 +16,7 @@ from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics, result_status_label
 from connector.outstanding import OutstandingItems
 from connector.poller.late_window import PollerState
+from connector.poller.lookback import BackgroundLookBack
 from connector.poller.page_records import PageOutcome
 from connector.poller.publisher import TransactionalPublisher
 from connector.poller.scan import PagePlan, Scan, keepalive_change
@@ -42,6 +43,8 @@ class Leadership:
     rejected_after_id: str | None = None
     """A cursor item the API said it does not know: the main scan lists from the cursor's
     finished_at instead, until the cursor moves to another item."""
+    beside: BackgroundLookBack | None = None
+    """A look-back scan listing beside the main scan (while the main scan has a backlog)."""
 
 
 class Commits:
@@ -108,7 +111,7 @@ class Commits:
         lead.state.apply(plan.change)
         lead.last_write = self._status.last_commit_at = self._clock.monotonic()
         self._metrics.transactions.labels("committed").inc()
-        if lead.scan.late:
+        if plan.next_scan.late:  # (a look-back scan beside the main scan too)
             self._metrics.late_items.inc(len(plan.publish))
         else:
             lead.flowing = lead.flowing or bool(plan.publish)

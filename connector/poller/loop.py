@@ -3,8 +3,10 @@ leader is gone, then lead until fenced, revoked or told to stop. Leading is: lis
 publish its new finished items and the new cursor in one transaction (`commits`), repeat at
 once while there is more, and between listings write
 keepalives (while a listing is in flight, the keepalive thread writes them: `keepalive`). Every
-`late_scan_interval_seconds` a look-back scan interrupts the main scan, caught up or not. Taking
-over, and its back-off when Kafka says no: `takeover`.
+`late_scan_interval_seconds` a look-back scan runs, caught up or not: in the loop's turn once the
+main scan has reached the end, beside it while it has more to list (`lookback`: the loop commits
+only the pages that thread hands over). Taking over, and its back-off when Kafka says no:
+`takeover`.
 
 Errors and what they do:
 - a listing that failed after the client's retries (RetryableApiError): wait, list again;
@@ -56,10 +58,12 @@ from connector.poller.group import Lease
 from connector.poller.keepalive import KeepalivesWhileListing
 from connector.poller.leadership import LeaderWatch, Standing
 from connector.poller.limits import RecordLimits
-from connector.poller.page_records import PageRecords
+from connector.poller.lookback import BackgroundLookBack
+from connector.poller.page_records import PageRecords, PreparedRecords
 from connector.poller.page_size import PageSizer
 from connector.poller.prefetch import PagePrefetch, PrefetchKey
 from connector.poller.scan import (
+    ListingRequest,
     PagePlan,
     Scan,
     late_scan,
@@ -126,7 +130,7 @@ class PollerLoop:
         self._limits = limits or RecordLimits({}, (), lambda _topics: {})
         self._pages = PageSizer(settings.page_size, response_limit_bytes)
         self._unreadable_strikes: dict[str, int] = {}
-        self._prefetch = PagePrefetch()
+        self._prefetch: PagePrefetch[tuple[ItemPage, PreparedRecords]] = PagePrefetch()
         self._metrics.poller_page_limit.set(self._pages.size)
         self._keepalive_every = keepalive_interval(settings.leader_timeout_seconds)
         # The late window's clock: the wall clock read once, moved on by the monotonic clock,
@@ -226,6 +230,8 @@ class PollerLoop:
                 self._lead(lead, keepalives, stop)
             finally:
                 self._prefetch.drop()
+                if lead.beside is not None:
+                    lead.beside.cancel()
 
     def _lead(
         self, lead: Leadership, keepalives: KeepalivesWhileListing, stop: threading.Event
@@ -236,6 +242,9 @@ class PollerLoop:
             if self._clock.monotonic() - lead.last_write >= self._keepalive_every:
                 self._commits.write_keepalive(lead)
             try:
+                if lead.beside is not None and lead.beside.done():
+                    self._take_look_back(lead)
+                    continue
                 caught_up = self._poll_page(lead, keepalives)
             except UnreadablePageError as exc:
                 self._pass_unreadable(lead, exc, stop)
@@ -282,9 +291,18 @@ class PollerLoop:
                 lead.scan = self._main_scan(lead)
                 lead.last_late_scan = now
             return
+        if lead.beside is not None:
+            if caught_up:  # the backlog is through: the look-back scan goes on in this turn
+                lead.scan = lead.beside.cancel()
+                lead.beside = None
+            return
         late_scan_due = now - lead.last_late_scan >= self._settings.late_scan_interval_seconds
         if self._settings.late_window_seconds > 0 and late_scan_due:
-            lead.scan = late_scan(self._late_window_time(), ceiling=lead.state.cursor.finished_at)
+            scan = late_scan(self._late_window_time(), ceiling=lead.state.cursor.finished_at)
+            if caught_up or late_scan_is_empty(lead.state, scan):
+                lead.scan = scan
+            else:  # a backlog: the main scan goes on meanwhile (`lookback`)
+                lead.beside = self._look_back_beside(lead, scan)
             return
         if not caught_up:
             return
@@ -307,52 +325,104 @@ class PollerLoop:
         started = self._clock.monotonic()
         # An empty look-back scan (nothing between the horizon and the cursor) lists nothing.
         empty = late_scan_is_empty(lead.state, lead.scan)
-        page = ItemPage() if empty else self._list(lead, keepalives)
+        page, prepared = (ItemPage(), None) if empty else self._list(lead, keepalives)
+        self._listed()
+        plan = self._plan(lead, lead.scan, page)
+        if plan.change is not None and not (empty or plan.caught_up):
+            self._list_ahead(lead, plan)  # before the records are built: as early as it is known
+        self._publish(lead, plan, page, listed=not empty, prepared=prepared)
+        lead.scan = plan.next_scan
+        self._metrics.poll_duration.observe(self._clock.monotonic() - started)
+        return plan.caught_up
+
+    def _look_back_beside(self, lead: Leadership, scan: Scan) -> BackgroundLookBack:
+        def list_page(request: ListingRequest) -> ItemPage:
+            return self._source.list_items(
+                sort="finished", after_id=request.after_id, limit=self._pages.size,
+                filters=request.filters,
+            )  # fmt: skip
+
+        return BackgroundLookBack(lead.state, scan, list_page)
+
+    def _take_look_back(self, lead: Leadership) -> None:
+        """Commit the page the look-back scan beside the main scan handed over, and let it go
+        on; a listing it could not make is made again in the loop's turn."""
+        assert lead.beside is not None
+        handed = lead.beside.take()
+        lead.beside = None
+        if handed.page is None:
+            log.debug("the look-back scan goes on in the loop's turn: %s", handed.error)
+            lead.scan = handed.scan
+            return
+        self._listed()
+        plan = self._plan(lead, handed.scan, handed.page)
+        self._publish(lead, plan, handed.page, listed=True)
+        if plan.caught_up:
+            lead.last_late_scan = self._clock.monotonic()
+        else:
+            lead.beside = self._look_back_beside(lead, plan.next_scan)
+
+    def _listed(self) -> None:
         self.status.last_listing_at = self._clock.monotonic()
         self.status.listing_failure = None
         self.key.reached()
-        plan = plan_page(
+
+    def _plan(self, lead: Leadership, scan: Scan, page: ItemPage) -> PagePlan:
+        return plan_page(
             lead.state,
-            lead.scan,
+            scan,
             page,
             now=self._clock.time(),
             late_window_seconds=self._settings.late_window_seconds,
             holder=self._instance_id,
         )
-        if plan.change is not None and not (empty or plan.caught_up):
-            self._list_ahead(lead, plan)  # before the records are built: as early as it is known
-        outcome = self._records.outcome(plan.publish)
+
+    def _publish(
+        self,
+        lead: Leadership,
+        plan: PagePlan,
+        page: ItemPage,
+        *,
+        listed: bool,
+        prepared: PreparedRecords | None = None,
+    ) -> None:
+        """Commit what a page's `plan` changes (nothing when it changes nothing)."""
+        outcome = self._records.outcome(plan.publish, prepared=prepared)
         if plan.change is not None:
             self._commits.commit(lead, plan, outcome)
-        lead.scan = plan.next_scan
         if plan.out_of_range:
             log.warning(
                 "the listing returned %d items outside what was asked for (behind the cursor or "
                 "its floor): skipped, not published again", plan.out_of_range,
             )  # fmt: skip
-        if not empty:
+        if listed:
             self._pages.readable(len(outcome.results), sum(len(r.value) for r in outcome.results))
             self._metrics.poller_page_limit.set(self._pages.size)
         self._metrics.poll_page_size.observe(
             sum(1 for item in page.content if item.finished_at is not None)
         )
-        self._metrics.poll_duration.observe(self._clock.monotonic() - started)
-        return plan.caught_up
 
     def _list_ahead(self, lead: Leadership, plan: PagePlan) -> None:
         """Start listing the page after this one while its transaction commits (`prefetch`)."""
         request = request_after(lead.state, plan)
         limit = self._pages.size
-        self._prefetch.start(
-            PrefetchKey.of(request, limit),
-            lambda: self._source.list_items(
-                sort="finished", after_id=request.after_id, limit=limit, filters=request.filters
-            ),
-        )
 
-    def _list(self, lead: Leadership, keepalives: KeepalivesWhileListing) -> ItemPage:
+        def list_page() -> tuple[ItemPage, PreparedRecords]:
+            page = self._source.list_items(
+                sort="finished", after_id=request.after_id, limit=limit, filters=request.filters
+            )
+            # The records too, while the loop's thread waits for the transaction to commit.
+            finished = [item for item in page.content if item.finished_at is not None]
+            return page, self._records.prepare(finished)
+
+        self._prefetch.start(PrefetchKey.of(request, limit), list_page)
+
+    def _list(
+        self, lead: Leadership, keepalives: KeepalivesWhileListing
+    ) -> tuple[ItemPage, PreparedRecords | None]:
         """The next page of the scan (listed ahead while the last one committed, when it was
-        this request); keepalives go on meanwhile, however long it takes."""
+        this request, with its records built); keepalives go on meanwhile, however long it
+        takes."""
         request = next_request(lead.state, lead.scan)
         limit = self._pages.size
         try:
@@ -360,20 +430,21 @@ class PollerLoop:
                 self._heartbeat.waiting_on("the Toloka API (listing)"),
                 keepalives.listing(),
             ):
-                page = self._prefetch.take(PrefetchKey.of(request, limit))
-                if page is not None:
-                    return page
-                return self._source.list_items(
+                listed = self._prefetch.take(PrefetchKey.of(request, limit))
+                if listed is not None:
+                    return listed
+                page = self._source.list_items(
                     sort="finished", after_id=request.after_id, limit=limit,
                     filters=request.filters,
                 )  # fmt: skip
+                return page, None
         except UnreadablePageError as exc:
             item = readable_item(exc) if self._pages.size == 1 else None
             if item is None:
                 raise
             log.warning("the page around item %s is unreadable, the item is not: taking it (%s)",
                         item.id, exc)  # fmt: skip
-            return ItemPage(content=[item], has_more=True)
+            return ItemPage(content=[item], has_more=True), None
 
     def _pass_unreadable(
         self, lead: Leadership, exc: UnreadablePageError, stop: threading.Event

@@ -4,7 +4,7 @@ item that cannot be read even alone (`unreadable_result`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connector.config import PollerSettings
@@ -29,6 +29,11 @@ class PageOutcome:
     """The reason of each dead letter (for the metrics)."""
 
 
+PreparedRecords = Mapping[str, tuple[Item, OutputRecord, int]]
+"""Output records built ahead with their sizes (`prepare`): item id → (the item, its record,
+the record's size)."""
+
+
 class PageRecords:
     """Builds a PageOutcome for the items a page publishes."""
 
@@ -37,15 +42,36 @@ class PageRecords:
         self._project = app_project_id
         self._limits = limits
 
+    def prepare(self, items: Sequence[Item]) -> PreparedRecords:
+        """The output record of each of `items` and its size, built before it is known which
+        the page publishes: on the prefetch thread, while the loop waits for a transaction to
+        commit. What fits the topic is decided by `outcome`, with the limits known then."""
+        key_field, project = self._settings.key_field, self._project
+        prepared: dict[str, tuple[Item, OutputRecord, int]] = {}
+        for item in items:
+            record = output_record(item, key_field=key_field, app_project_id=project)
+            size = record_size(record.key, record.value, record.headers)
+            prepared[item.id] = (item, record, size)
+        return prepared
+
     def outcome(
-        self, publish: Sequence[Item], unreadable: UnreadableItem | None = None
+        self,
+        publish: Sequence[Item],
+        unreadable: UnreadableItem | None = None,
+        prepared: PreparedRecords | None = None,
     ) -> PageOutcome:
+        """`prepared`: records `prepare` built, used for the very items they were built from;
+        the others are built here."""
         outcome = PageOutcome()
         for item in publish:
-            record = output_record(
-                item, key_field=self._settings.key_field, app_project_id=self._project
-            )
-            size = record_size(record.key, record.value, record.headers)
+            built = prepared.get(item.id) if prepared else None
+            if built is not None and built[0] is item:
+                _, record, size = built
+            else:
+                record = output_record(
+                    item, key_field=self._settings.key_field, app_project_id=self._project
+                )
+                size = record_size(record.key, record.value, record.headers)
             if self._limits.fits(self._settings.output_topic, size):
                 outcome.results.append(record)
                 outcome.published.append(item)

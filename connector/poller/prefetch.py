@@ -23,9 +23,11 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from connector.poller.scan import ListingRequest
-from connector.toloka.models import ItemPage
+
+Listed = TypeVar("Listed")
 
 
 @dataclass(frozen=True)
@@ -51,17 +53,18 @@ class PrefetchKey:
         )
 
 
-class PagePrefetch:
-    """At most one listing ahead; used from the loop's thread only."""
+class PagePrefetch(Generic[Listed]):
+    """At most one listing ahead; used from the loop's thread only. `Listed`: what `list_page`
+    makes of the page (the loop's records are built on the same thread)."""
 
     def __init__(self) -> None:
         self._key: PrefetchKey | None = None
-        self._page: Future[ItemPage] | None = None
+        self._page: Future[Listed] | None = None
 
-    def start(self, key: PrefetchKey, list_page: Callable[[], ItemPage]) -> None:
+    def start(self, key: PrefetchKey, list_page: Callable[[], Listed]) -> None:
         """List `list_page()` in the background for the request `key` (a prefetch not taken
         yet is dropped)."""
-        page: Future[ItemPage] = Future()
+        page: Future[Listed] = Future()
 
         def fetch() -> None:
             try:
@@ -74,7 +77,7 @@ class PagePrefetch:
         # hold the exit (the client's retries end at stop).
         threading.Thread(target=fetch, name="poller-prefetch", daemon=True).start()
 
-    def take(self, key: PrefetchKey) -> ItemPage | None:
+    def take(self, key: PrefetchKey) -> Listed | None:
         """The page listed ahead for `key` (waiting for it; its listing's error is raised), or
         None when none was (another request's is dropped)."""
         page, self._page = self._page, None

@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NoReturn
 
 import orjson
@@ -213,21 +214,22 @@ class TransactionalPublisher:
         partition: int = -1,
     ) -> bool:
         """Produce one record; False when librdkafka refused it as too large."""
+        produce = partial(
+            self._producer.produce, topic, value=value, key=key, partition=partition,
+            on_delivery=on_delivery, headers=headers,
+        )  # fmt: skip
         try:
-            produced = produce_when_room(
-                lambda: self._producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    partition=partition,
-                    on_delivery=on_delivery,
-                    headers=headers,
-                ),
-                self._producer.poll,
-                wait_seconds=_FULL_QUEUE_WAIT_SECONDS,
-                give_up_at=self._clock.monotonic() + self._timeout,
-                now=self._clock.monotonic,
-            )
+            try:
+                produce()  # the common case, room in the queue: no deadline to work out
+                return True
+            except BufferError:
+                produced = produce_when_room(
+                    produce,
+                    self._producer.poll,
+                    wait_seconds=_FULL_QUEUE_WAIT_SECONDS,
+                    give_up_at=self._clock.monotonic() + self._timeout,
+                    now=self._clock.monotonic,
+                )
         except KafkaException as exc:
             error = kafka_error_of(exc)
             if error is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:

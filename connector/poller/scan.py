@@ -94,15 +94,20 @@ class PagePlan:
     skipped, never published again."""
 
 
-def plan_page(
-    state: PollerState,
-    scan: Scan,
-    page: ItemPage,
-    *,
-    now: float,
-    late_window_seconds: float,
-    holder: str,
-) -> PagePlan:
+@dataclass(frozen=True)
+class PageView:
+    """What a listed page holds for a scan, before anything is decided about the cursor."""
+
+    in_range: list[Item]
+    """Finished items the request asked for, in listing order (see `PagePlan.out_of_range`)."""
+    publish: list[Item]
+    """Those not published before (each id once)."""
+    caught_up: bool
+    out_of_range: int
+
+
+def view_page(state: PollerState, scan: Scan, page: ItemPage) -> PageView:
+    """Reads `state` only (`BackgroundLookBack` calls it on a thread of its own)."""
     floor = listing_floor(state, scan)
     cursor_item = None if scan.late else state.cursor.after_id
     finished = [item for item in page.content if item.finished_at is not None]
@@ -124,13 +129,31 @@ def plan_page(
     # the scan has reached what is finished now. A page of nothing but excluded items is an API
     # that does not page: waiting beats asking again at once for the same page.
     caught_up = not page.has_more or not in_range or page.content[-1].finished_at is None
+    return PageView(in_range, publish, caught_up, len(finished) - len(in_range))
 
+
+def look_back_after(scan: Scan, view: PageView) -> Scan:
+    """A look-back scan moved past a page it listed (its position is in memory only)."""
+    return replace(scan, after_id=view.in_range[-1].id) if view.in_range else scan
+
+
+def plan_page(
+    state: PollerState,
+    scan: Scan,
+    page: ItemPage,
+    *,
+    now: float,
+    late_window_seconds: float,
+    holder: str,
+) -> PagePlan:
+    view = view_page(state, scan, page)
+    in_range, publish, caught_up = view.in_range, view.publish, view.caught_up
     cursor = state.cursor
     next_scan = scan
     if in_range:
         last = in_range[-1]  # never an excluded item: the cursor must not move backwards
         if scan.late:
-            next_scan = replace(scan, after_id=last.id)
+            next_scan = look_back_after(scan, view)
         else:
             next_scan = replace(scan, from_floor=False)  # the cursor is a listed item again
             cursor = replace(cursor, after_id=last.id, finished_at=last.finished_at)
@@ -142,7 +165,7 @@ def plan_page(
         horizon = started - timedelta(seconds=late_window_seconds)
         cursor = replace(cursor, late_horizon=max(cursor.late_horizon, horizon))
 
-    out_of_range = len(finished) - len(in_range)
+    out_of_range = view.out_of_range
     if not publish and cursor == state.cursor:
         return PagePlan(publish, None, caught_up, next_scan, out_of_range)
     written = replace(cursor, written_at=datetime.fromtimestamp(now, UTC), holder=holder)

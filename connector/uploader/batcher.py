@@ -7,9 +7,11 @@ batch is sent, so no item is encoded twice.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 _BODY_PREFIX = b'{"items":['
@@ -81,6 +83,32 @@ class Batcher:
         batch.records.append(record)
         if len(batch.records) >= self._max_items:
             self._close()
+
+    def add_all(self, records: Sequence[PendingRecord], now: float) -> None:
+        """`add` for each of `records` in turn (those of one consume() call), a batch's worth
+        of records at a time: the open batch takes the longest prefix that keeps it within
+        `max_items` and `max_bytes` (at least one record), found from the running sum of the
+        item sizes."""
+        start, count = 0, len(records)
+        while start < count:
+            batch = self._open
+            taken = len(batch.records)
+            if not taken:
+                batch.opened_at = now
+            stop = min(count, start + self._max_items - taken)
+            # Body bytes once records[start:end] joined it: a comma before each but a first one.
+            sizes = list(accumulate(len(record.item) + 1 for record in records[start:stop]))
+            base = batch.body_bytes - (0 if taken else 1)
+            fitting = bisect_right(sizes, self._max_bytes - base)
+            if fitting == 0 and taken:
+                self._close()  # the next record starts the next batch
+                continue
+            fitting = max(fitting, 1)  # a record larger than max_bytes travels alone
+            batch.records.extend(records[start : start + fitting])
+            batch.body_bytes = base + sizes[fitting - 1]
+            start += fitting
+            if len(batch.records) >= self._max_items or start < stop:
+                self._close()
 
     def close_lingering(self, now: float) -> None:
         """Close the open batch when its first record has waited `linger_seconds`."""

@@ -10,20 +10,91 @@ completions must not touch the new state (its records are read again from the co
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 
 @dataclass
 class _PartitionOffsets:
+    """Offsets as runs: a consume() call hands out a partition's records in ascending, mostly
+    consecutive offsets, and batches finish whole runs of them; a run is two numbers, whatever
+    its length, so the work per call follows the number of runs, not of records."""
+
     generation: int
-    waiting: deque[int] = field(default_factory=deque)
-    """Offsets consumed and not yet committable, ascending."""
-    done_out_of_order: set[int] = field(default_factory=set)
+    waiting: deque[list[int]] = field(default_factory=deque)
+    """Runs [first, end) of consecutive offsets consumed and not yet committable, ascending."""
+    done_ahead: list[list[int]] = field(default_factory=list)
+    """Runs [first, end) of offsets done behind a record that is not, ascending, disjoint."""
     position: int | None = None
     """The offset to commit: one past the last record of the contiguous done run."""
     committed: int | None = None
+
+    def consume(self, first: int, end: int) -> None:
+        waiting = self.waiting
+        if waiting and waiting[-1][1] == first:
+            waiting[-1][1] = end
+        else:
+            waiting.append([first, end])
+
+    def finish(self, first: int, end: int) -> None:
+        """Offsets [first, end) are done (those not consumed, or already passed, change
+        nothing)."""
+        waiting = self.waiting
+        if not waiting:
+            return
+        head = waiting[0]
+        if first <= head[0] < end and not self.done_ahead:  # in order: the common case
+            self._pass(end)
+            return
+        first = max(first, head[0])
+        if first >= end:
+            return
+        _add_run(self.done_ahead, first, end)
+        ahead = self.done_ahead
+        while ahead and waiting and ahead[0][0] <= waiting[0][0]:
+            self._pass(ahead.pop(0)[1])
+
+    def _pass(self, end: int) -> None:
+        """Every consumed offset below `end` is done: drop it and move the position past it."""
+        waiting = self.waiting
+        while waiting:
+            run = waiting[0]
+            if run[1] <= end:
+                self.position = run[1]
+                waiting.popleft()
+            else:
+                if run[0] < end:
+                    run[0] = end
+                    self.position = end
+                return
+
+
+def _add_run(runs: list[list[int]], first: int, end: int) -> None:
+    """Add [first, end) to ascending disjoint `runs`, merging what touches or overlaps it."""
+    index = bisect_left(runs, [first, first])
+    if index > 0 and runs[index - 1][1] >= first:
+        index -= 1
+        first = runs[index][0]
+    stop = index
+    while stop < len(runs) and runs[stop][0] <= end:
+        end = max(end, runs[stop][1])
+        stop += 1
+    runs[index:stop] = [[first, max(end, first)]]
+
+
+def _runs(offsets: Sequence[int]) -> Iterable[tuple[int, int]]:
+    """Ascending `offsets` as runs [first, end) of consecutive ones."""
+    if not offsets:
+        return
+    first = previous = offsets[0]
+    for offset in offsets[1:]:
+        if offset != previous + 1:
+            yield first, previous + 1
+            first = offset
+        previous = offset
+    yield first, previous + 1
 
 
 class OffsetTracker:
@@ -53,7 +124,7 @@ class OffsetTracker:
             return None
         if state.position is not None:
             return state.position
-        return state.waiting[0] if state.waiting else None
+        return state.waiting[0][0] if state.waiting else None
 
     def is_current(self, partition: int, generation: int) -> bool:
         state = self._partitions.get(partition)
@@ -65,7 +136,23 @@ class OffsetTracker:
         state = self._partitions.get(partition)
         if state is None:
             return None
-        state.waiting.append(offset)
+        waiting = state.waiting  # (`consume`, inlined: once per record)
+        if waiting:
+            last = waiting[-1]
+            if last[1] == offset:
+                last[1] = offset + 1
+                return state.generation
+        waiting.append([offset, offset + 1])
+        return state.generation
+
+    def consumed_offsets(self, partition: int, offsets: Sequence[int]) -> int | None:
+        """`consumed` for records of one partition read together (ascending offsets, after
+        those read before): one call per partition and consume() call."""
+        state = self._partitions.get(partition)
+        if state is None:
+            return None
+        for first, end in _runs(offsets):
+            state.consume(first, end)
         return state.generation
 
     def done(self, partition: int, offset: int, generation: int) -> None:
@@ -74,16 +161,23 @@ class OffsetTracker:
         if state is None or state.generation != generation:
             return
         waiting = state.waiting
-        if not waiting or waiting[0] != offset:
-            state.done_out_of_order.add(offset)
+        if waiting and not state.done_ahead:  # in order (`finish`, inlined: once per record)
+            head = waiting[0]
+            if head[0] == offset:
+                state.position = head[0] = offset + 1
+                if head[1] == offset + 1:
+                    waiting.popleft()
+                return
+        state.finish(offset, offset + 1)
+
+    def done_offsets(self, partition: int, offsets: Sequence[int], generation: int) -> None:
+        """`done` for records of one partition (ascending offsets): one call per partition and
+        batch."""
+        state = self._partitions.get(partition)
+        if state is None or state.generation != generation:
             return
-        waiting.popleft()
-        state.position = offset + 1
-        done = state.done_out_of_order
-        while waiting and waiting[0] in done:
-            head = waiting.popleft()
-            done.discard(head)
-            state.position = head + 1
+        for first, end in _runs(offsets):
+            state.finish(first, end)
 
     def positions(
         self, partitions: Iterable[int] | None = None, *, only_moved: bool = False

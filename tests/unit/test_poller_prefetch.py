@@ -105,7 +105,7 @@ def test_a_page_listed_ahead_with_fewer_items_serves_a_grown_page_size_not_a_shr
     the old size: that page is the first part of the larger one and is used (before, it was
     dropped and listed again). After a shrink (larger pages were unreadable) it is not."""
     key = PrefetchKey(after_id="i1", filters=(("status", "COMPLETED"),), limit=50)
-    prefetch = PagePrefetch()
+    prefetch: PagePrefetch[ItemPage] = PagePrefetch()
     listed = ItemPage.from_api({"content": [finished_item("i2", T0)], "has_more": True})
     prefetch.start(key, lambda: listed)
     assert prefetch.take(PrefetchKey("i1", key.filters, limit=100)) is listed

@@ -100,3 +100,40 @@ def test_every_record_lands_in_exactly_one_batch_in_order_within_limits(
         assert 1 <= len(batch.records) <= max_items
         assert batch.body_bytes == len(request_body(batch.records))
         assert batch.body_bytes <= max_bytes or len(batch.records) == 1
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 300), max_size=40), min_size=1, max_size=6),
+    st.integers(1, 12),
+    st.integers(20, 1500),
+    st.lists(st.booleans(), min_size=6, max_size=6),
+)
+def test_adding_a_consume_call_s_records_at_once_batches_them_as_adding_each(
+    calls: list[list[int]], max_items: int, max_bytes: int, close_between: list[bool]
+) -> None:
+    """`add_all` against `add` record by record: the same batches, bodies and open times, for
+    records of any size (some larger than max_bytes), with batches closed between calls."""
+    one_by_one = Batcher(max_items=max_items, max_bytes=max_bytes, linger_seconds=0)
+    at_once = Batcher(max_items=max_items, max_bytes=max_bytes, linger_seconds=0)
+    offset = 0
+    for number, sizes in enumerate(calls):
+        records = []
+        for size in sizes:
+            records.append(record(offset, b'{"t":"' + b"x" * size + b'"}'))
+            offset += 1
+        for pending in records:
+            one_by_one.add(pending, now=float(number))
+        at_once.add_all(records, now=float(number))
+        if close_between[number]:
+            one_by_one.close_lingering(now=float(number))
+            at_once.close_lingering(now=float(number))
+    one_by_one.close_open()
+    at_once.close_open()
+    expected, got = drain(one_by_one), drain(at_once)
+    assert [[r.offset for r in b.records] for b in got] == [
+        [r.offset for r in b.records] for b in expected
+    ]
+    assert [(b.body_bytes, b.opened_at) for b in got] == [
+        (b.body_bytes, b.opened_at) for b in expected
+    ]
+    assert all(b.body_bytes == len(request_body(b.records)) for b in got)

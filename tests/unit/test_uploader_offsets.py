@@ -94,3 +94,88 @@ def test_position_is_one_past_the_longest_done_prefix(order: list[int], marked: 
     while prefix in done:
         prefix += 1
     assert tracker.positions() == ({0: prefix} if prefix else {})
+
+
+# --- runs of offsets against a model -----------------------------------------------------------
+
+
+class ModelOffsets:
+    """The tracker's rule spelled out per offset: commit one past the last consumed offset
+    before which every consumed offset is done."""
+
+    def __init__(self) -> None:
+        self.consumed: list[int] = []
+        self.done: set[int] = set()
+
+    def position(self) -> int | None:
+        position = None
+        for offset in self.consumed:
+            if offset not in self.done:
+                break
+            position = offset + 1
+        return position
+
+    def commit_point(self) -> int | None:
+        position = self.position()
+        if position is not None:
+            return position
+        return self.consumed[0] if self.consumed else None
+
+
+@given(st.data())
+def test_runs_of_offsets_give_the_positions_of_the_per_offset_rule(data: st.DataObject) -> None:
+    """Offsets with gaps (compaction, transaction markers), read in consume() calls of random
+    sizes, done one by one or in ascending groups (a batch's records of the partition) in a
+    random order, interleaved with reading: after every step the tracker commits what the
+    model does."""
+    gaps = data.draw(st.lists(st.integers(0, 3), min_size=1, max_size=60))
+    offsets: list[int] = []
+    offset = data.draw(st.integers(0, 5))
+    for gap in gaps:
+        offset += gap
+        offsets.append(offset)
+        offset += 1
+    tracker = OffsetTracker()
+    tracker.assign([0])
+    model = ModelOffsets()
+    read = 0
+    pending: list[int] = []  # consumed, not done
+    generation = None
+    while read < len(offsets) or pending:
+        if read < len(offsets) and (not pending or data.draw(st.booleans())):
+            size = data.draw(st.integers(1, len(offsets) - read))
+            chunk = offsets[read : read + size]
+            read += size
+            if data.draw(st.booleans()):
+                generation = tracker.consumed_offsets(0, chunk)
+            else:
+                for offset in chunk:
+                    generation = tracker.consumed(0, offset)
+            model.consumed += chunk
+            pending += chunk
+        else:
+            group = sorted(data.draw(st.lists(st.sampled_from(pending), min_size=1, unique=True)))
+            assert generation is not None
+            if len(group) > 1 or data.draw(st.booleans()):
+                tracker.done_offsets(0, group, generation)
+            else:
+                tracker.done(0, group[0], generation)
+            model.done.update(group)
+            pending = [offset for offset in pending if offset not in model.done]
+        position = model.position()
+        assert tracker.positions() == ({} if position is None else {0: position})
+        assert tracker.commit_point(0) == model.commit_point()
+
+
+def test_a_stale_generation_changes_nothing_in_runs_either() -> None:
+    tracker = OffsetTracker()
+    tracker.assign([0])
+    old = tracker.consumed_offsets(0, [0, 1, 2])
+    tracker.assign([0])
+    current = tracker.consumed_offsets(0, [0, 1, 2])
+    assert old is not None
+    assert current is not None
+    tracker.done_offsets(0, [0, 1, 2], old)
+    assert tracker.positions() == {}
+    tracker.done_offsets(0, [0, 1], current)
+    assert tracker.positions() == {0: 2}
