@@ -10,23 +10,13 @@ here only.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Collection, Sequence
 
 from connector import __version__
-from connector.commands import (
-    check,
-    demo,
-    embedded_kafka,
-    healthcheck,
-    operations,
-    produce_samples,
-    roles,
-    simulator,
-    tail,
-)
-from connector.commands.common import Subparsers
+from connector.commands.catalog import COMMANDS
 from connector.commands.exit_codes import EXIT_CONFIG, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK
 from connector.errors import ConfigError, ConnectorError
 from connector.interrupts import held_inside_librdkafka_calls
@@ -37,37 +27,34 @@ SERVERS = frozenset({"run", "upload", "poll", "simulator", "embedded-kafka"})
 command is one-shot: SIGINT interrupts it (exit 130); those with something to tell (how much was
 replayed, whether the cursor was written) catch it themselves and return EXIT_INTERRUPTED."""
 
-COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
-    roles.register,  # run, upload, poll
-    check.register,
-    simulator.register,
-    embedded_kafka.register,
-    demo.register,
-    healthcheck.register,
-    tail.register,
-    operations.register,  # status, reset-cursor, replay-dlq
-    produce_samples.register,
-)
-"""Each adds its subcommands (and their order in --help) with `register(subparsers)`."""
-
 log = logging.getLogger("connector")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(loaded: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The command line. Only the commands in `loaded` (every command when None), and those
+    their modules add beside them, have their options and their own `--help`: their modules are
+    imported for it. The others are listed by name and summary only, without options."""
     parser = argparse.ArgumentParser(
         prog="toloka-connector",
         description="Bridge between Apache Kafka and Toloka's streaming Apps API.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for register in COMMANDS:
-        register(subparsers)
+    modules = {COMMANDS[name].module for name in (COMMANDS if loaded is None else loaded)}
+    for name, (module, summary) in COMMANDS.items():
+        if module not in modules:
+            subparsers.add_parser(name, help=summary, add_help=False)
+        elif name not in subparsers.choices:  # its module adds the command and its kin
+            importlib.import_module(f"connector.commands.{module}").register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # First the command alone (and the top-level --help, --version or usage error), then its
+    # arguments, by a parser that imported only that command's module.
+    command = build_parser(loaded=()).parse_known_args(argv)[0].command
+    args = build_parser(loaded=(command,)).parse_args(argv)
     try:
         if args.command in SERVERS:
             code: int = args.func(args)

@@ -9,6 +9,7 @@ from typing import Any
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from connector.kafka.reads import read_partitions
+from testkit.waiting import wait_for
 
 
 def unique_name(prefix: str = "test") -> str:
@@ -46,6 +47,27 @@ def read_all(
             read_partitions(consumer, topic, dict.fromkeys(partitions, 0), idle_timeout=timeout)
         )
         return sorted(records, key=lambda record: (record.partition(), record.offset()))
+    finally:
+        consumer.close()
+
+
+def wait_until_served(bootstrap_servers: str, topic: str, partitions: int) -> None:
+    """Return once the broker's metadata lists `topic` with its `partitions`, each led: Kafka
+    answers CreateTopics once the controller has the topic, and a broker serves it a moment
+    later; a command started in that moment is told the topic does not exist."""
+    consumer = reader(bootstrap_servers)
+
+    def served() -> bool:
+        found = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        return (
+            found is not None
+            and found.error is None
+            and len(found.partitions) == partitions
+            and all(partition.leader >= 0 for partition in found.partitions.values())
+        )
+
+    try:
+        wait_for(served, f"topic {topic} served by the broker", 30)
     finally:
         consumer.close()
 

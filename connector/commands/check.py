@@ -12,6 +12,7 @@ import argparse
 from connector.app.checks import Report, check_api, check_kafka
 from connector.app.clients import build_client
 from connector.app.registry_checks import check_registry
+from connector.commands.catalog import summary
 from connector.commands.common import add_settings_arguments, settings_from_args
 from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.config import GROUPS, Settings
@@ -63,8 +64,7 @@ def print_settings(settings: Settings) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    summary = "validate settings, reach Kafka and the API, check the topics and the app project"
-    parser = subparsers.add_parser("check", help=summary, description=summary)
+    parser = subparsers.add_parser("check", help=summary("check"), description=summary("check"))
     add_settings_arguments(parser, GROUPS)  # it validates and prints every setting
     parser.add_argument(
         "--create-topics",

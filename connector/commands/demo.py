@@ -10,6 +10,7 @@ from types import FrameType
 
 import orjson
 
+from connector.commands.catalog import summary
 from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.demo.pipeline import DemoOptions, run_demo
 from connector.errors import ConfigError
@@ -25,9 +26,7 @@ done, and exits 130; a second Ctrl-C does not wait for the orderly stop."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser(
-        "demo", help="the whole pipeline end to end on embedded defaults", description=DESCRIPTION
-    )
+    parser = subparsers.add_parser("demo", help=summary("demo"), description=DESCRIPTION)
     parser.add_argument("--items", type=int, default=1000, help="items to produce (%(default)s)")
     parser.add_argument(
         "--rate",

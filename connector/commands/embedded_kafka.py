@@ -14,6 +14,7 @@ from pathlib import Path
 
 from connector.app.runner import install_signal_handlers, received_signal
 from connector.app.topics import topic_specs
+from connector.commands.catalog import summary
 from connector.config import PollerSettings, UploaderSettings, load_group, merged_variables
 from connector.devtools.brokers.base import BrokerKind
 from connector.devtools.brokers.maven import KAFKA_VERSION, cache_root
@@ -43,10 +44,9 @@ broker's data lives in a temporary folder removed on exit."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    summary = "start a local Kafka-protocol broker for development; prints its bootstrap address"
     parser = subparsers.add_parser(
         "embedded-kafka",
-        help=summary,
+        help=summary("embedded-kafka"),
         description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

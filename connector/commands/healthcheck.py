@@ -14,6 +14,7 @@ import os
 import urllib.parse
 from pathlib import Path
 
+from connector.commands.catalog import summary
 from connector.config import EndpointSettings, load_group, merged_variables
 
 EXIT_HEALTHY = 0
@@ -26,7 +27,7 @@ _WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S10
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "healthcheck",
-        help="probe a running connector's /healthz (or /readyz); exit 0 when healthy",
+        help=summary("healthcheck"),
         description=(
             "GET /healthz (liveness: every role's loop went round recently) or, with --ready, "
             "/readyz (every role is doing its job) of a running connector; print one line; "

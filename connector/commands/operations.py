@@ -15,6 +15,7 @@ from datetime import datetime
 import orjson
 
 from connector.app.clients import build_client
+from connector.commands.catalog import summary
 from connector.commands.common import (
     Subparsers,
     add_pipeline_argument,
@@ -61,7 +62,7 @@ KAFKA_TIMEOUT_SECONDS = 30.0
 
 # --- status ------------------------------------------------------------------------------------
 
-STATUS_HELP = "the cursor, the leading poller, the uploader's lag and the dead letters"
+STATUS_HELP = summary("status")
 STATUS_SETTINGS = (
     ProjectSettings,
     KafkaSettings,
@@ -120,7 +121,7 @@ def register_status(subparsers: Subparsers) -> None:
 
 # --- reset-cursor ------------------------------------------------------------------------------
 
-RESET_HELP = "move the poller's cursor: publish again, or skip, finished items"
+RESET_HELP = summary("reset-cursor")
 RESET_SETTINGS = (ProjectSettings, KafkaSettings, GroupSettings, CursorWriteSettings)
 """What every reset uses; --to-item also calls the API (API_GROUPS)."""
 RESET_DESCRIPTION = """Replace the poller's cursor: finished items are published again, or skipped.
@@ -268,7 +269,7 @@ def register_reset_cursor(subparsers: Subparsers) -> None:
 
 # --- replay-dlq --------------------------------------------------------------------------------
 
-REPLAY_HELP = "put dead letters back on the input topic after their cause is fixed"
+REPLAY_HELP = summary("replay-dlq")
 REPLAY_SETTINGS = (KafkaSettings, InputTopicSettings)  # neither the API key nor the project
 REPLAY_DESCRIPTION = f"""Re-publish dead letters of CONNECTOR_DLQ_TOPIC to CONNECTOR_INPUT_TOPIC
 ({REPLAY_HELP}).

@@ -9,6 +9,7 @@ import sys
 import threading
 from collections import Counter
 
+from connector.commands.catalog import summary
 from connector.commands.common import (
     add_pipeline_argument,
     add_settings_arguments,
@@ -35,8 +36,9 @@ many were produced)."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    summary = "produce sample items to the input topic (to try the connector without a producer)"
-    parser = subparsers.add_parser("produce-samples", help=summary, description=DESCRIPTION)
+    parser = subparsers.add_parser(
+        "produce-samples", help=summary("produce-samples"), description=DESCRIPTION
+    )
     add_settings_arguments(parser, (KafkaSettings, InputTopicSettings))
     add_pipeline_argument(parser)
     parser.add_argument("--count", type=int, default=100, help="items to produce (%(default)s)")

@@ -7,19 +7,20 @@ from collections.abc import Callable
 
 from connector.app.process import run_connector
 from connector.app.roles import ROLE_SETTINGS
+from connector.commands.catalog import summary
 from connector.commands.common import add_settings_arguments, settings_from_args
 from connector.logs import configure_logging
 
-ROLE_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
-    "run": (("uploader", "poller"), "uploader and poller in one process (the normal deployment)"),
-    "upload": (("uploader",), "the uploader only: input topic → Toloka (scale it out)"),
-    "poll": (("poller",), "the poller only: finished items → output topic, exactly once"),
+ROLE_COMMANDS: dict[str, tuple[str, ...]] = {
+    "run": ("uploader", "poller"),
+    "upload": ("uploader",),
+    "poll": ("poller",),
 }
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    for command, (roles, summary) in ROLE_COMMANDS.items():
-        parser = subparsers.add_parser(command, help=summary, description=summary)
+    for command, roles in ROLE_COMMANDS.items():
+        parser = subparsers.add_parser(command, help=summary(command), description=summary(command))
         add_settings_arguments(parser, [group for role in roles for group in ROLE_SETTINGS[role]])
         parser.set_defaults(func=_runner_for(roles))
 

@@ -10,6 +10,7 @@ from typing import Any, cast
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Message
 
+from connector.commands.catalog import summary
 from connector.commands.common import add_settings_arguments, kafka_settings_from_args
 from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.config import KafkaSettings
@@ -82,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    summary = "print a topic's records as JSON lines (read_committed)"
-    parser = subparsers.add_parser("tail", help=summary, description=summary)
+    parser = subparsers.add_parser("tail", help=summary("tail"), description=summary("tail"))
     parser.add_argument("topic", help="the topic to read, e.g. toloka.results")
     parser.add_argument(
         "--follow",

@@ -116,6 +116,23 @@ def test_group_resumes_from_committed_offset(
     assert successor.poll(1.0) is None
 
 
+def test_a_new_topic_is_served_as_soon_as_the_fixture_returns(
+    kafka_broker: ControllableBroker, new_topic: NewTopic
+) -> None:
+    """A command started right after `new_topic` must not be told the topic does not exist
+    (a broker serves a topic a moment after CreateTopics is answered: about one in seven
+    topics asked for at once was not yet listed)."""
+    looker = Consumer({"bootstrap.servers": kafka_broker.bootstrap_servers, "group.id": "look"})
+    try:
+        for partitions in (1, 3, 1, 2, 1, 3, 1, 2, 1, 3):
+            topic = new_topic(partitions)
+            listed = looker.list_topics(topic, timeout=TIMEOUT).topics[topic]
+            assert listed.error is None, (topic, listed.error)
+            assert len(listed.partitions) == partitions
+    finally:
+        looker.close()
+
+
 def test_aborted_transaction_is_invisible_to_read_committed(
     kafka_broker: ControllableBroker, new_topic: NewTopic, read_topic: ReadTopic
 ) -> None:

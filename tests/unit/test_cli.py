@@ -6,11 +6,14 @@ import argparse
 import re
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 from connector.cli import build_parser, main
+from connector.commands.catalog import COMMANDS
 from connector.config import documented_variables
+from connector.devtools.processes import free_port
 from connector.errors import ConnectorError
 from connector.logs import clear_secrets, register_secret
 
@@ -32,6 +35,85 @@ def test_top_level_help_lists_every_contract_command() -> None:
     text = help_of()
     for command in CONTRACT_COMMANDS:
         assert command in text
+
+
+def subparsers_of(parser: argparse.ArgumentParser) -> argparse._SubParsersAction[Any]:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def test_the_catalog_lists_what_the_command_modules_add_in_their_order() -> None:
+    """The top-level --help comes from the catalog alone: it must say what the modules say."""
+    every = subparsers_of(build_parser())
+    assert list(every.choices) == list(COMMANDS)
+    listed = {action.dest: action.help for action in every._choices_actions}
+    assert listed == {name: command.summary for name, command in COMMANDS.items()}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_a_command_run_alone_gets_the_parser_its_module_adds(command: str) -> None:
+    parser = subparsers_of(build_parser(loaded=(command,))).choices[command]
+    assert parser.get_default("func") is not None  # not the catalog's option-less listing
+
+
+def modules_imported_by(*argv: str) -> set[str]:
+    """The modules `python -m connector ARGV` has imported once its command is done."""
+    script = (
+        "import sys\n"
+        "from connector.cli import main\n"
+        "try:\n"
+        "    main(sys.argv[1:])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('modules:', *sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    _, marker, modules = result.stdout.rpartition("modules:")
+    assert marker, result.stdout + result.stderr
+    return set(modules.split())
+
+
+HEAVY = {"confluent_kafka", "httpx", "prometheus_client", "connector.app", "connector.uploader",
+         "connector.poller", "connector.simulator", "connector.devtools"}  # fmt: skip
+"""What a command that needs none of them must not pay for at every start (most of a second
+of CPU together)."""
+
+
+def command_modules_and_heavy(modules: set[str]) -> set[str]:
+    """The command modules (`connector.commands.X`) and the heavy packages among `modules`."""
+    shared = {"connector.commands.catalog", "connector.commands.exit_codes"}
+    return {
+        module
+        for module in modules
+        if (module.startswith("connector.commands.") and module not in shared)
+        or module.split(".")[0] in HEAVY
+        or ".".join(module.split(".")[:2]) in HEAVY
+    }
+
+
+def test_top_level_help_imports_no_command() -> None:
+    assert command_modules_and_heavy(modules_imported_by("--help")) == set()
+
+
+def test_a_command_imports_its_own_module_only() -> None:
+    imported = command_modules_and_heavy(modules_imported_by("tail", "--help"))
+    assert {m for m in imported if m.startswith("connector.commands.")} == {
+        "connector.commands.tail",
+        "connector.commands.common",
+    }
+
+
+def test_healthcheck_starts_without_the_connector_s_heavy_imports() -> None:
+    """Run by a container's health check every few seconds: the standard library and the
+    settings only (the `healthcheck` module's promise)."""
+    url = f"http://127.0.0.1:{free_port()}"
+    imported = modules_imported_by("healthcheck", "--url", url, "--timeout", "1")
+    assert command_modules_and_heavy(imported) == {"connector.commands.healthcheck"}
 
 
 API = {
@@ -182,12 +264,7 @@ def test_a_one_line_error_is_redacted(
         register_secret("key-hunter2-Zq81x")
         raise ConnectorError("refused at https://api.example/key-hunter2-Zq81x")
 
-    parser = build_parser()
-    monkeypatch.setattr("connector.cli.build_parser", lambda: parser)
-    tail_parser = next(
-        action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
-    ).choices["tail"]
-    tail_parser.set_defaults(func=fail)
+    monkeypatch.setattr("connector.commands.tail.run", fail)
     try:
         assert main(["tail", "toloka.items"]) == 1
     finally:
