@@ -78,10 +78,14 @@ class Simulator:
 
     def reset(self, *, restore_knobs: bool, project_id: str | None = None) -> None:
         """Forget every item and statistic; item ids get a new prefix, so old ids stay unknown.
-        With `project_id` the first app project is renamed too (the old id is then unknown)."""
+        With `project_id` the first app project is renamed too (the old id is then unknown).
+        The clock starts again from the wall clock: with no item left, nothing can be seen to
+        step back, and a clock a test advanced must not put the next test's items in the future
+        (seen: seeded items 30 s ahead of the poller's clock stayed inside its late window)."""
         if project_id is not None:
             self.project_id = project_id
             self.project_ids = tuple(dict.fromkeys((project_id, *self.project_ids[1:])))
+        self.clock = SimClock()
         self._stores = self._new_stores()
         self.store = self._stores[self.project_id]
         self.stats = Stats()

@@ -752,6 +752,15 @@ def test_reset_forgets_items_and_their_ids(
     assert simulator.stats()["items_created"] == 0
 
 
+def test_reset_takes_the_clock_back_to_the_wall_clock(simulator: SimulatorHandle) -> None:
+    """The shared simulator's clock advanced by one test must not put the next test's items in
+    the future (they would stay inside a poller's late window)."""
+    simulator.advance_clock(3600)
+    simulator.reset()
+    now_micros = simulator.admin("GET", "/clock")["now_micros"]
+    assert abs(now_micros / 1e6 - time.time()) < 60
+
+
 # ---- HTTP/1.1 -------------------------------------------------------------------------------
 
 
