@@ -20,6 +20,7 @@
     ├── KafkaOperationError          a Kafka operation failed in a way the caller must see
     │   ├── KafkaRefusedError            the brokers refuse this client (credentials, TLS)
     │   ├── DeadLetterStuckError         a dead letter not acknowledged within its deadline
+    │   ├── MigrationError               the one group cannot start where the old groups were
     │   └── PublishError                 a poller transaction did not commit
     │       ├── PageAbortedError             aborted; the same page may be tried again
     │       │   └── RecordsTooLargeError         records refused as too large for their topic
@@ -92,6 +93,11 @@ class KafkaRefusedError(KafkaOperationError):
 
 class DeadLetterStuckError(KafkaOperationError):
     """A dead letter was not acknowledged within CONNECTOR_DLQ_TIMEOUT_SECONDS."""
+
+
+class MigrationError(KafkaOperationError):
+    """The one group cannot be started on a routed topic where the per-project groups of earlier
+    versions were: their offsets (or its own) are unreadable, or its start was not committed."""
 
 
 class PublishError(KafkaOperationError):

@@ -64,7 +64,7 @@ from connector.uploader.assignment import (
 from connector.uploader.batcher import Batch
 from connector.uploader.intents import IntentLog
 from connector.uploader.lane import Lane
-from connector.uploader.migration import ReadCommitted
+from connector.uploader.migration import PreviousGroups
 from connector.uploader.upload import BatchOutcome
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class UploadLoop:
         completed: Completed,
         clock: Clock,
         heartbeats: Sequence[Heartbeat],
-        read_previous: ReadCommitted | None = None,
+        previous_groups: PreviousGroups | None = None,
     ) -> None:
         self._settings = settings
         self._consumer = consumer
@@ -111,7 +111,7 @@ class UploadLoop:
         self._clock = clock
         self._heartbeats = heartbeats
         """The heartbeat of every pipeline's role: this loop does their work."""
-        self._read_previous = read_previous
+        self._previous_groups = previous_groups
         self._intents_on = any(lane.reconciler is not None for lane in self._lanes)
         for topic in topics:
             topic.intents = IntentLog(clock) if self._intents_on else None
@@ -376,12 +376,12 @@ class UploadLoop:
         for name in sorted({name for name, _ in keys}):
             topic, numbers = self._topics[name], _numbers(keys, name)
             topic.offsets.assign(numbers)
-            read_previous = self._read_previous if topic.routed else None
-            if read_previous is not None or topic.intents is not None:
+            previous_groups = self._previous_groups if topic.routed else None
+            if previous_groups is not None or topic.intents is not None:
                 committed = committed_offsets(consumer, topic, numbers)
-                if read_previous is not None:
+                if previous_groups is not None:
                     continue_from_previous_groups(
-                        consumer, topic, committed, read_previous, self._settings.group_id
+                        consumer, topic, committed, previous_groups, self._settings.group_id
                     )
                 if topic.intents is not None:
                     topic.intents.assign(numbers)

@@ -18,7 +18,7 @@ from connector.lifecycle import Heartbeat
 from connector.uploader.assignment import InputTopic
 from connector.uploader.lane import Lane, LaneParts
 from connector.uploader.loop import Completed, UploadLoop
-from connector.uploader.migration import ReadCommitted
+from connector.uploader.migration import PreviousGroups
 from connector.uploader.offsets import OffsetTracker
 from connector.uploader.routing import Reader, input_routes
 
@@ -38,14 +38,14 @@ class SharedLoop:
         producer_factory: ProducerFactory,
         clock: Clock,
         *,
-        read_previous: ReadCommitted | None = None,
+        previous_groups: PreviousGroups | None = None,
     ) -> None:
-        """`read_previous` reads the groups routed pipelines read in before (`migration`)."""
+        """`previous_groups`: the groups routed pipelines read in before (`migration`)."""
         self._pipelines = list(pipelines)
         self._consumer_factory = consumer_factory
         self._producer_factory = producer_factory
         self._clock = clock
-        self._read_previous = read_previous
+        self._previous_groups = previous_groups
         self._joined: dict[int, tuple[LaneParts, Heartbeat]] = {}
         self._lanes: list[Lane] = []
         self._changed = threading.Condition()
@@ -127,7 +127,7 @@ class SharedLoop:
             completed=completed,
             clock=self._clock,
             heartbeats=[beat for _, beat in joined],
-            read_previous=self._read_previous,
+            previous_groups=self._previous_groups,
         )
         with self._changed:
             self._lanes = lanes

@@ -38,7 +38,7 @@ from connector.toloka.pacing import InFlightLimit
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import CONSUME_MAX_MESSAGES
-from connector.uploader.migration import ReadCommitted
+from connector.uploader.migration import PreviousGroups
 from connector.uploader.role import Uploader, consumer_config, producer_config
 from connector.uploader.shared import SharedLoop
 from testkit.waiting import wait_for
@@ -423,7 +423,7 @@ class RoutedPipelines:
     one (`unrouted`) none."""
 
     def __init__(
-        self, offsets: int, *, unrouted: bool, read_previous: ReadCommitted | None = None,
+        self, offsets: int, *, unrouted: bool, previous_groups: PreviousGroups | None = None,
         **overrides: str,
     ) -> None:  # fmt: skip
         self.consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(offsets)]})
@@ -449,7 +449,11 @@ class RoutedPipelines:
             return self.consumer
 
         loop = SharedLoop(
-            pipelines, consumer, lambda: self.producer, SystemClock(), read_previous=read_previous
+            pipelines,
+            consumer,
+            lambda: self.producer,
+            SystemClock(),
+            previous_groups=previous_groups,
         )
         self.roles = [
             Uploader(
@@ -546,7 +550,7 @@ def test_the_first_start_in_the_one_group_continues_where_each_pipelines_old_gro
         asked.append(group)
         return [TopicPartition(tp.topic, tp.partition, old[group]) for tp in partitions]
 
-    run = RoutedPipelines(12, unrouted=False, read_previous=read_previous)
+    run = RoutedPipelines(12, unrouted=False, previous_groups=PreviousGroups(read_previous))
     routed.append(run)
     wait_for(lambda: run.consumer.commits == {0: 12}, "commits to the end")
     run.finish()
