@@ -32,8 +32,9 @@ uploaded or dead-lettered twice after a restart). What the deadline cuts off (an
 read again by the next owner: an upload abandoned in flight that still succeeds creates its
 items twice, and dead letters behind an unsent record are written again.
 
-With a `Reconciler` (exactly-once uploads, docs/exactly-once.md) in any lane, every commit
-carries the upload intent of its partition (`IntentLog`, per topic), the first request of an
+With a `Reconciler` (exactly-once uploads, docs/exactly-once.md) in any lane of a topic, every
+commit of that topic carries the upload intent of its partition (`IntentLog`, per topic; a
+topic whose pipelines do not reconcile commits plainly), the first request of an
 assignment that holds a record of a partition waits until that partition's intent is
 committed, and an assignment reads the intents committed before it: records a previous owner
 may have sent are looked up in the API before they are sent (`Reconciler.taken_over`, in every
@@ -112,10 +113,11 @@ class UploadLoop:
         self._heartbeats = heartbeats
         """The heartbeat of every pipeline's role: this loop does their work."""
         self._previous_groups = previous_groups
-        self._intents_on = any(lane.reconciler is not None for lane in self._lanes)
-        for topic in topics:
-            topic.intents = IntentLog(clock) if self._intents_on else None
-        self._intent_failing = False
+        for topic in topics:  # per topic: a pipeline that does not reconcile commits plainly
+            reconciled = any(lane.reconciler is not None for lane in topic.lanes)
+            topic.intents = IntentLog(clock) if reconciled else None
+        self._intent_failing: set[str] = set()
+        """The topics whose last intent commit failed (warned once until one succeeds)."""
         self._commit_interval = settings.commit_interval_ms / 1000
         self._next_commit = clock.monotonic() + self._commit_interval
         self._drain_deadline: float | None = None
@@ -235,9 +237,10 @@ class UploadLoop:
             log.warning("input consumer: %s", error.str())
 
     def _dispatch(self) -> None:
-        may_send = self._intent_recorded if self._intents_on else _always
         for lane in self._lanes:
-            lane.dispatch(may_send)
+            lane.dispatch(
+                _always if self._topic_of(lane).intents is None else self._intent_recorded
+            )
 
     def _intent_recorded(self, lane: Lane, batch: Batch) -> bool:
         """Whether the batch may be sent: the intent of each of its partitions is committed in
@@ -257,14 +260,14 @@ class UploadLoop:
             try:
                 self._consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as failure:
-                if not self._intent_failing:
+                if topic.name not in self._intent_failing:
                     log.warning(
                         "the upload intent of input partitions %s of %s could not be committed "
                         "(%s): their batches wait", sorted(missing), topic.name, failure.args[0],
                     )  # fmt: skip
-                self._intent_failing = True
+                self._intent_failing.add(topic.name)
                 return False
-            self._intent_failing = False
+            self._intent_failing.discard(topic.name)
             intents.recorded(missing)
         intents.sent(_highest_offsets(batch), self._clock.time())
         return True

@@ -20,6 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from connector.clock import SystemClock
 from connector.config import Settings, load_settings
+from connector.contract.upload_intents import decode_intent
 from connector.errors import (
     AuthenticationError,
     DeadLetterStuckError,
@@ -103,6 +104,8 @@ class FakeConsumer:
         }  # fmt: skip
         self.position = dict.fromkeys(partitions, 0)
         self.commits: dict[int, int] = {}
+        self.metadata: dict[int, str] = {}
+        """Partition → the metadata of its last commit."""
         self.sync_commits: list[dict[int, int]] = []
         self.assigned: set[int] = set()
         self.paused: set[int] = set()
@@ -163,6 +166,7 @@ class FakeConsumer:
         for p, offset in positions.items():
             assert offset >= self.commits.get(p, 0), "a commit went backwards"
         self.commits.update(positions)
+        self.metadata.update({tp.partition: tp.metadata or "" for tp in offsets})
         if not asynchronous:
             self.sync_commits.append(positions)
             return offsets
@@ -625,51 +629,91 @@ def test_an_outage_pauses_the_partitions_reports_not_ready_and_recovers(
     run.finish()
 
 
-def test_an_outage_of_one_pipelines_api_pauses_only_its_topic(running: list[Running]) -> None:
+class TwoTopics:
+    """Pipelines `texts` and `images` on topics of their own, 30 records each, in one loop on
+    the fakes; `overrides` are each pipeline's settings."""
+
+    def __init__(self, *overrides: dict[str, str]) -> None:
+        self.texts, self.images = (
+            FakeConsumer({0: [item(f"{t[0]}{o}") for o in range(30)]}, topic=t)
+            for t in ("texts", "images")
+        )
+        consumer, producer = FakeConsumers(self.texts, self.images), FakeProducer()
+        self.apis = [FakeApi(), FakeApi()]
+        pipelines = [
+            settings(
+                input_topic=topic,
+                dlq_topic=f"{topic}.dlq",
+                batch_max_items="5",
+                TOLOKA_APP_PROJECT_ID=topic,
+                **more,
+            )
+            for topic, more in zip(("texts", "images"), overrides or ({}, {}), strict=True)
+        ]
+        loop = SharedLoop(pipelines, lambda _stats: consumer, lambda: producer, SystemClock())
+        self.roles = [
+            Uploader(
+                pipeline,
+                api,
+                Metrics(app_project=pipeline.project.app_project_id),
+                loop=loop,
+                index=index,
+            )
+            for index, (pipeline, api) in enumerate(zip(pipelines, self.apis, strict=True))
+        ]
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=role.run, args=(self.stop,), daemon=True) for role in self.roles
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(DEADLINE_SECONDS)
+
+
+@pytest.fixture
+def two_topics() -> Iterator[list[TwoTopics]]:
+    started: list[TwoTopics] = []
+    yield started
+    for run in started:
+        run.finish()
+
+
+def test_an_outage_of_one_pipelines_api_pauses_only_its_topic(
+    two_topics: list[TwoTopics],
+) -> None:
     """Two pipelines on topics of their own in one loop: while one's API is down, its topic's
     partitions pause and it is not ready; the other uploads all its records meanwhile."""
-    texts, images = FakeConsumer({0: [item(f"t{o}") for o in range(30)]}, topic="texts"), (
-        FakeConsumer({0: [item(f"i{o}") for o in range(30)]}, topic="images")
-    )  # fmt: skip
-    consumer, producer, apis = FakeConsumers(texts, images), FakeProducer(), [FakeApi(), FakeApi()]
+    run = TwoTopics()
+    two_topics.append(run)
+    texts, images, roles, apis = run.texts, run.images, run.roles, run.apis
     apis[0].down = True
-    pipelines = [
-        settings(
-            input_topic=topic,
-            dlq_topic=f"{topic}.dlq",
-            batch_max_items="5",
-            TOLOKA_APP_PROJECT_ID=topic,
-        )
-        for topic in ("texts", "images")
-    ]
-    loop = SharedLoop(pipelines, lambda _stats: consumer, lambda: producer, SystemClock())
-    roles = [
-        Uploader(
-            pipeline,
-            api,
-            Metrics(app_project=pipeline.project.app_project_id),
-            loop=loop,
-            index=index,
-        )
-        for index, (pipeline, api) in enumerate(zip(pipelines, apis, strict=True))
-    ]
-    stop = threading.Event()
-    threads = [threading.Thread(target=role.run, args=(stop,), daemon=True) for role in roles]
-    for thread in threads:
-        thread.start()
-    try:
-        wait_for(lambda: texts.paused == {0}, "the texts partition paused")
-        wait_for(lambda: images.commits == {0: 30}, "every images record uploaded")
-        assert images.paused == set()
-        assert not roles[0].readiness().ready
-        assert roles[1].readiness().ready
-        apis[0].down = False
-        wait_for(lambda: texts.commits == {0: 30}, "every texts record uploaded after it")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(DEADLINE_SECONDS)
+    wait_for(lambda: texts.paused == {0}, "the texts partition paused")
+    wait_for(lambda: images.commits == {0: 30}, "every images record uploaded")
+    assert images.paused == set()
+    assert not roles[0].readiness().ready
+    assert roles[1].readiness().ready
+    apis[0].down = False
+    wait_for(lambda: texts.commits == {0: 30}, "every texts record uploaded after it")
+    run.finish()
     assert [len(api.created) for api in apis] == [30, 30]
+
+
+def test_upload_intents_are_committed_only_on_the_topics_of_pipelines_that_reconcile(
+    two_topics: list[TwoTopics],
+) -> None:
+    """A pipeline with CONNECTOR_UPLOAD_RECONCILE=false keeps plain commits, whatever another
+    pipeline of the process does."""
+    run = TwoTopics({"upload_reconcile": "true"}, {})
+    two_topics.append(run)
+    wait_for(lambda: run.texts.commits == {0: 30} and run.images.commits == {0: 30},
+             "every record uploaded")  # fmt: skip
+    run.finish()
+    assert decode_intent(run.texts.metadata[0]) is not None
+    assert run.images.metadata == {0: ""}
 
 
 def test_no_more_bulk_requests_are_in_flight_than_the_adaptive_limit_says(
