@@ -79,7 +79,9 @@ BACKLOG_PAUSE_SECONDS = 1.0
 partitions, so that `consume()` can be called again without taking records. A shorter one only
 skips `consume()`: pausing purges librdkafka's prefetched records, and a resumed partition waits
 for the fetch in progress (up to `fetch.wait.max.ms`, 500 ms) before it is fetched again, which
-at full speed halved the throughput."""
+at full speed halved the throughput. Only while a lane of another topic has records flowing
+(it took some within this time) is the backlogged topic paused at once, so that they do not
+wait for it; an idle lane, or one on the same topic, keeps the grace."""
 FULL_QUEUE_WAIT_SECONDS = 0.01
 """Longest wait for delivery reports while dead letters wait for room in the producer's queue."""
 MIN_FLUSH_SECONDS = 1.0
@@ -228,7 +230,7 @@ class UploadLoop:
             lane, refusal = topic.route(message)
             lane.take(message, partition, offset, generation, refusal=refusal, now=now)
         for lane in self._lanes:
-            lane.count_taken()
+            lane.count_taken(now)
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -353,7 +355,7 @@ class UploadLoop:
             elif lane.backlogged_since is None:
                 lane.backlogged_since = now
             others_go_on = backlogged and any(
-                other.partitions and not other.backlogged() for other in lanes if other is not lane
+                other.topic != lane.topic and _flowing(other, now) for other in lanes
             )
             long_backlog = (
                 lane.backlogged_since is not None
@@ -504,6 +506,18 @@ class UploadLoop:
         log.info("uploader stopped: %d unsent records and %d unacknowledged dead letters left "
                  "for the next start", dropped, unflushed)  # fmt: skip
         self._closing = True
+
+
+def _flowing(lane: Lane, now: float) -> bool:
+    """Whether the lane's records flow: it took some within the last `BACKLOG_PAUSE_SECONDS`
+    and could take more. Only such a lane on another topic is worth pausing a backlogged
+    topic at once for; an idle one, or one on the same topic (paused with it), is not."""
+    return (
+        lane.took_at is not None
+        and now - lane.took_at < BACKLOG_PAUSE_SECONDS
+        and bool(lane.partitions)
+        and not lane.backlogged()
+    )
 
 
 def _always(_lane: Lane, _batch: Batch) -> bool:

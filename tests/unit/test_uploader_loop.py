@@ -109,6 +109,7 @@ class FakeConsumer:
         self.sync_commits: list[dict[int, int]] = []
         self.assigned: set[int] = set()
         self.paused: set[int] = set()
+        self.pauses = 0
         self.consume_calls = 0
         self.closed = False
         self._callbacks: dict[str, Any] = {}
@@ -156,6 +157,7 @@ class FakeConsumer:
 
     def pause(self, partitions: list[TopicPartition]) -> None:
         self.paused |= {tp.partition for tp in partitions}
+        self.pauses += 1
 
     def resume(self, partitions: list[TopicPartition]) -> None:
         self.paused -= {tp.partition for tp in partitions}
@@ -633,13 +635,14 @@ class TwoTopics:
     """Pipelines `texts` and `images` on topics of their own, 30 records each, in one loop on
     the fakes; `overrides` are each pipeline's settings."""
 
-    def __init__(self, *overrides: dict[str, str]) -> None:
+    def __init__(self, *overrides: dict[str, str], images_api: FakeApi | None = None) -> None:
         self.texts, self.images = (
             FakeConsumer({0: [item(f"{t[0]}{o}") for o in range(30)]}, topic=t)
             for t in ("texts", "images")
         )
         consumer, producer = FakeConsumers(self.texts, self.images), FakeProducer()
-        self.apis = [FakeApi(), FakeApi()]
+        self.producer = producer
+        self.apis = [FakeApi(), images_api or FakeApi()]
         pipelines = [
             settings(
                 input_topic=topic,
@@ -662,16 +665,27 @@ class TwoTopics:
             for index, (pipeline, api) in enumerate(zip(pipelines, self.apis, strict=True))
         ]
         self.stop = threading.Event()
+        self.failures: list[BaseException] = []
         self.threads = [
-            threading.Thread(target=role.run, args=(self.stop,), daemon=True) for role in self.roles
+            threading.Thread(target=self._run, args=(role,), daemon=True) for role in self.roles
         ]
+
+    def _run(self, role: Uploader) -> None:
+        try:
+            role.run(self.stop)
+        except BaseException as failure:
+            self.failures.append(failure)
+
+    def start(self) -> TwoTopics:
         for thread in self.threads:
             thread.start()
+        return self
 
     def finish(self) -> None:
         self.stop.set()
         for thread in self.threads:
-            thread.join(DEADLINE_SECONDS)
+            if thread.is_alive():
+                thread.join(DEADLINE_SECONDS)
 
 
 @pytest.fixture
@@ -691,6 +705,7 @@ def test_an_outage_of_one_pipelines_api_pauses_only_its_topic(
     two_topics.append(run)
     texts, images, roles, apis = run.texts, run.images, run.roles, run.apis
     apis[0].down = True
+    run.start()
     wait_for(lambda: texts.paused == {0}, "the texts partition paused")
     wait_for(lambda: images.commits == {0: 30}, "every images record uploaded")
     assert images.paused == set()
@@ -707,13 +722,31 @@ def test_upload_intents_are_committed_only_on_the_topics_of_pipelines_that_recon
 ) -> None:
     """A pipeline with CONNECTOR_UPLOAD_RECONCILE=false keeps plain commits, whatever another
     pipeline of the process does."""
-    run = TwoTopics({"upload_reconcile": "true"}, {})
+    run = TwoTopics({"upload_reconcile": "true"}, {}).start()
     two_topics.append(run)
     wait_for(lambda: run.texts.commits == {0: 30} and run.images.commits == {0: 30},
              "every record uploaded")  # fmt: skip
     run.finish()
     assert decode_intent(run.texts.metadata[0]) is not None
     assert run.images.metadata == {0: ""}
+
+
+def test_a_short_backlog_keeps_its_grace_beside_an_idle_pipeline_of_another_topic(
+    two_topics: list[TwoTopics],
+) -> None:
+    """Pausing purges librdkafka's prefetch: a backlog shorter than BACKLOG_PAUSE_SECONDS only
+    skips `consume()` while no other topic's records flow, here the idle `images` pipeline's."""
+    run = TwoTopics({"max_in_flight": "1"}, {})
+    two_topics.append(run)
+    run.images.log[0].clear()
+    run.apis[0].hang_on = {"t0"}
+    run.start()
+    wait_for(lambda: run.apis[0].requests == 1, "the first texts batch in flight, the rest wait")
+    started = time.monotonic()
+    wait_for(lambda: time.monotonic() - started > 0.3, "a backlog of 0.3 s")
+    run.apis[0].release.set()
+    wait_for(lambda: run.texts.commits == {0: 30}, "every texts record uploaded")
+    assert run.texts.pauses == 0
 
 
 def test_no_more_bulk_requests_are_in_flight_than_the_adaptive_limit_says(
