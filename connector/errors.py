@@ -35,6 +35,7 @@
     │                                (the client raises it as an UnexpectedResponseError)
     ├── StartupError                 a role cannot start: the message names the setting to check
     ├── RoleFailedError              a role ended with a fatal error (the runner's summary)
+    ├── PipelineFailedError          a pipeline's lane of the shared upload loop failed
     └── DevToolError                 the development tooling (not the connector itself) failed
         ├── BrokerError                  a development broker could not start or be controlled
         │   └── BrokerCapabilityError        the broker cannot do what was asked
@@ -152,6 +153,11 @@ class StateFormatError(ConnectorError):
 
 class StartupError(ConnectorError):
     """A role cannot start: the message says which setting to check."""
+
+
+class PipelineFailedError(ConnectorError):
+    """An error in one pipeline's lane of the process's shared upload loop; the message names
+    the pipeline's app project and input topic, `__cause__` is the error."""
 
 
 class RoleFailedError(ConnectorError):

@@ -81,7 +81,8 @@ class Lane:
         self.dead_letters = DeadLetterWriter(
             producer, settings.dlq_topic, parts.metrics, clock,
             max_pending_bytes=settings.dlq_max_pending_bytes,
-            timeout_seconds=settings.dlq_timeout_seconds,
+            timeout_seconds=settings.dlq_timeout_seconds, source=settings.input_topic,
+            pipeline=parts.app_project,
         )  # fmt: skip
         self.batcher = Batcher(
             settings.batch_max_items, settings.batch_max_bytes, settings.linger_ms / 1000

@@ -53,7 +53,12 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from connector.clock import Clock
 from connector.config import UploaderSettings
-from connector.errors import DeadLetterStuckError, KafkaOperationError
+from connector.errors import (
+    ConnectorError,
+    DeadLetterStuckError,
+    KafkaOperationError,
+    PipelineFailedError,
+)
 from connector.kafka.clients import Consumer, Message, Producer
 from connector.lifecycle import Heartbeat
 from connector.uploader.assignment import (
@@ -282,7 +287,7 @@ class UploadLoop:
         while True:
             lane, outcome = completed
             if isinstance(outcome, BaseException):
-                raise outcome
+                raise _named(lane, outcome) from outcome
             lane.apply(outcome)
             try:
                 completed = self._completed.get_nowait()
@@ -506,6 +511,17 @@ class UploadLoop:
         log.info("uploader stopped: %d unsent records and %d unacknowledged dead letters left "
                  "for the next start", dropped, unflushed)  # fmt: skip
         self._closing = True
+
+
+def _named(lane: Lane, error: BaseException) -> BaseException:
+    """`error`, raised in `lane`'s upload thread, saying whose it is: the first pipeline's role
+    runs the loop, and the process's exit line names that role."""
+    where = f"pipeline {lane.app_project} (input topic {lane.topic})"
+    if isinstance(error, ConnectorError):
+        return PipelineFailedError(f"{where}: {error}")
+    if isinstance(error, Exception):  # a bug: the traceback shows `error` as the cause
+        return RuntimeError(f"{where}: {error!r}")
+    return error
 
 
 def _flowing(lane: Lane, now: float) -> bool:

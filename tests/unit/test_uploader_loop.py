@@ -731,6 +731,30 @@ def test_upload_intents_are_committed_only_on_the_topics_of_pipelines_that_recon
     assert run.images.metadata == {0: ""}
 
 
+def test_a_failed_upload_names_the_pipeline_and_topic_of_its_lane(
+    two_topics: list[TwoTopics],
+) -> None:
+    """The first pipeline's role runs the loop: what fails in another's lane says whose."""
+    run = TwoTopics(images_api=BuggyApi())
+    run.images.log[0].append(FakeMessage(0, 30, item("bug"), topic="images"))
+    two_topics.append(run.start())
+    wait_for(lambda: run.failures, "the loop failed")
+    assert "pipeline images (input topic images)" in str(run.failures[0])
+    assert "a bug in the upload path" in str(run.failures[0])
+
+
+def test_a_stuck_dead_letter_names_its_input_topic_and_partition_and_pipeline(
+    two_topics: list[TwoTopics],
+) -> None:
+    run = TwoTopics({}, {"dlq_timeout_seconds": "1"})
+    run.images.log[0].append(FakeMessage(0, 30, b"not json", topic="images"))
+    run.producer.failures = [KafkaError.TOPIC_AUTHORIZATION_FAILED] * 100_000
+    two_topics.append(run.start())
+    wait_for(lambda: run.failures, "the loop failed")
+    assert isinstance(run.failures[0], DeadLetterStuckError)
+    assert "from input partition images[0] of pipeline images" in str(run.failures[0])
+
+
 def test_a_short_backlog_keeps_its_grace_beside_an_idle_pipeline_of_another_topic(
     two_topics: list[TwoTopics],
 ) -> None:
