@@ -342,9 +342,8 @@ class UploadLoop:
             for name, chosen in positions.items():
                 self._topics[name].offsets.committed(chosen)
         for name, chosen in positions.items():
-            if chosen:
-                for lane in self._topics[name].lanes:
-                    lane.metrics.offsets_committed.inc()
+            if chosen:  # the topic's commit: counted once, under its first pipeline
+                self._topics[name].lanes[0].metrics.offsets_committed.inc()
 
     # --- back-pressure -----------------------------------------------------------------------
 
@@ -376,8 +375,8 @@ class UploadLoop:
             if topic.paused - chosen:
                 self._consumer.resume(topic.partitions(topic.paused - chosen))
             topic.paused = chosen
-        for lane in lanes:
-            lane.metrics.paused_partitions.set(len(self._topic_of(lane).paused))
+        for topic in self._topics.values():  # the topic's: once, under its first pipeline
+            topic.lanes[0].metrics.paused_partitions.set(len(topic.paused))
 
     # --- rebalancing and shutdown ------------------------------------------------------------
 

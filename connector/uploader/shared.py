@@ -119,6 +119,9 @@ class SharedLoop:
             )
             for name, route in input_routes(readers).items()
         ]
+        for topic in topics:  # the topic's own gauges, once: under its first pipeline
+            for lane in topic.lanes[1:]:
+                lane.lag.publishes = False
         loop = UploadLoop(
             self._pipelines[0].uploader,
             consumer=consumer,

@@ -543,6 +543,30 @@ def test_a_pipeline_with_nothing_to_do_on_a_shared_topic_is_ready_while_another_
     run.finish()
 
 
+def test_a_shared_topics_gauges_and_commits_are_reported_once_not_per_pipeline(
+    routed: list[RoutedPipelines],
+) -> None:
+    """Summed over app_project (as a dashboard does), the topic's lag, paused partitions and
+    commits count once: they are the topic's, reported under its first pipeline."""
+    run = RoutedPipelines(10, unrouted=False)
+    routed.append(run)
+    wait_for(lambda: run.consumer.commits == {0: 10}, "commits to the end")
+    run.report_lag(5)
+
+    def each(name: str, labels: dict[str, str] | None = None) -> list[float | None]:
+        return [
+            run.views.sample(name, {"app_project": project, **(labels or {})})
+            for project in ("texts", "captions")
+        ]
+
+    lag = each("toloka_connector_consumer_lag_messages", {"topic": TOPIC, "partition": "0"})
+    assert lag == [5, None]
+    run.finish()
+    texts, captions = each("toloka_connector_offset_commits_total")
+    assert texts
+    assert not captions
+
+
 def test_the_first_start_in_the_one_group_continues_where_each_pipelines_old_group_was(
     routed: list[RoutedPipelines],
 ) -> None:
