@@ -43,6 +43,7 @@ lane that reads the partition's topic).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -389,9 +390,16 @@ class UploadLoop:
             if previous_groups is not None or topic.intents is not None:
                 committed = committed_offsets(consumer, topic, numbers)
                 if previous_groups is not None:
-                    continue_from_previous_groups(
-                        consumer, topic, committed, previous_groups, self._settings.group_id
-                    )
+                    with contextlib.ExitStack() as waiting:  # up to 10 s per old group
+                        for heartbeat in self._heartbeats:
+                            waiting.enter_context(
+                                heartbeat.waiting_on(
+                                    f"the offsets of the groups earlier versions read {name} in"
+                                )
+                            )
+                        continue_from_previous_groups(
+                            consumer, topic, committed, previous_groups, self._settings.group_id
+                        )
                 if topic.intents is not None:
                     topic.intents.assign(numbers)
                     take_over(consumer, topic, committed)

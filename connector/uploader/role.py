@@ -281,7 +281,7 @@ def build_uploaders(
         lambda: KafkaProducer(producer_config(shared)),
         SystemClock(),
         previous_groups=previous_groups(
-            shared.kafka.client_config(),
+            {**shared.kafka.client_config(), "logger": kafka_logger()},
             {**CONSUMER_DEFAULTS, **shared.kafka.client_config()}["auto.offset.reset"],
         ),
     )

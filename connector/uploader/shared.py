@@ -31,6 +31,10 @@ JOIN_CHECK_SECONDS = 0.1
 
 
 class SharedLoop:
+    """The process's one upload loop, built when every pipeline's uploader has joined: one
+    consumer and one dead-letter producer, a `Lane` per pipeline, an `InputTopic` per input
+    topic; run by the first pipeline's role, read by every role's readiness."""
+
     def __init__(
         self,
         pipelines: Sequence[Settings],
