@@ -20,6 +20,7 @@
     ├── KafkaOperationError          a Kafka operation failed in a way the caller must see
     │   ├── KafkaRefusedError            the brokers refuse this client (credentials, TLS)
     │   ├── DeadLetterStuckError         a dead letter not acknowledged within its deadline
+    │   ├── MigrationError               the one group cannot start where the old groups were
     │   └── PublishError                 a poller transaction did not commit
     │       ├── PageAbortedError             aborted; the same page may be tried again
     │       │   └── RecordsTooLargeError         records refused as too large for their topic
@@ -34,6 +35,7 @@
     │                                (the client raises it as an UnexpectedResponseError)
     ├── StartupError                 a role cannot start: the message names the setting to check
     ├── RoleFailedError              a role ended with a fatal error (the runner's summary)
+    ├── PipelineFailedError          a pipeline's lane of the shared upload loop failed
     └── DevToolError                 the development tooling (not the connector itself) failed
         ├── BrokerError                  a development broker could not start or be controlled
         │   └── BrokerCapabilityError        the broker cannot do what was asked
@@ -94,6 +96,11 @@ class DeadLetterStuckError(KafkaOperationError):
     """A dead letter was not acknowledged within CONNECTOR_DLQ_TIMEOUT_SECONDS."""
 
 
+class MigrationError(KafkaOperationError):
+    """The one group cannot be started on a routed topic where the per-project groups of earlier
+    versions were: their offsets (or its own) are unreadable, or its start was not committed."""
+
+
 class PublishError(KafkaOperationError):
     """Base of what a poller transaction (`commit_page`) raises; the page was not committed."""
 
@@ -146,6 +153,11 @@ class StateFormatError(ConnectorError):
 
 class StartupError(ConnectorError):
     """A role cannot start: the message says which setting to check."""
+
+
+class PipelineFailedError(ConnectorError):
+    """An error in one pipeline's lane of the process's shared upload loop; the message names
+    the pipeline's app project and input topic, `__cause__` is the error."""
 
 
 class RoleFailedError(ConnectorError):

@@ -33,7 +33,6 @@ from connector.config import (
     InputTopicSettings,
     KafkaSettings,
     ProjectSettings,
-    RoutingSettings,
     Settings,
 )
 from connector.contract.cursor import Cursor
@@ -68,7 +67,6 @@ STATUS_SETTINGS = (
     KafkaSettings,
     InputTopicSettings,
     GroupSettings,
-    RoutingSettings,
     CursorSettings,
 )
 STATUS_DESCRIPTION = f"""Print {STATUS_HELP}:

@@ -1,5 +1,5 @@
 """The uploader role: input topic → Apps API bulk create, bad records → dead-letter topic."""
 
-from connector.uploader.role import Uploader, build_uploader
+from connector.uploader.role import Uploader
 
-__all__ = ["Uploader", "build_uploader"]
+__all__ = ["Uploader"]

@@ -14,14 +14,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from confluent_kafka import KafkaException, TopicPartition
 
 from connector.contract.upload_intents import decode_intent
+from connector.errors import MigrationError
 from connector.kafka.clients import CommittedOffsets, Consumer
 from connector.uploader.intents import IntentLog
 from connector.uploader.lane import Lane
-from connector.uploader.migration import ReadCommitted, previous_offsets, starting_offset
+from connector.uploader.migration import (
+    SETTLED,
+    PreviousGroups,
+    previous_offsets,
+    reset_position,
+    starting_offset,
+)
 from connector.uploader.offsets import OffsetTracker
 from connector.uploader.routing import Route
 
@@ -29,6 +37,10 @@ log = logging.getLogger(__name__)
 
 OFFSETS_TIMEOUT_SECONDS = 10.0
 """How long an assignment waits for the committed offsets and the ends of its partitions."""
+
+
+class AssignedConsumer(Consumer, CommittedOffsets, Protocol):
+    """The consumer a rebalance callback is handed: it commits and reads offsets and ends."""
 
 
 @dataclass
@@ -52,45 +64,85 @@ class InputTopic:
 def committed_offsets(
     consumer: CommittedOffsets, topic: InputTopic, numbers: set[int]
 ) -> list[TopicPartition]:
-    """The one group's committed offsets of `numbers` (offset 0 each when unreadable)."""
+    """The one group's committed offsets of `numbers`. Unreadable ones (the read fails, or
+    reports an error for the partition) are never taken for "not committed": on a routed topic
+    that would start the migration over newer offsets (`MigrationError`); elsewhere they read
+    as offset 0 without an intent (every record beyond is reconciled)."""
     try:
-        return consumer.committed(topic.partitions(numbers), OFFSETS_TIMEOUT_SECONDS)
+        committed = consumer.committed(topic.partitions(numbers), OFFSETS_TIMEOUT_SECONDS)
     except KafkaException as failure:
-        log.warning("committed offsets of %s unreadable (%s)", topic.name, failure.args[0])
-        return [TopicPartition(topic.name, p, 0) for p in sorted(numbers)]
+        reason, committed = str(failure.args[0]), []
+    else:
+        reason = "; ".join(f"partition {tp.partition}: {tp.error}" for tp in committed
+                           if tp.error is not None)  # fmt: skip
+    if not reason:
+        return committed
+    if topic.routed:
+        raise MigrationError(
+            f"the committed offsets of input topic {topic.name} are unreadable ({reason}): "
+            "whether the groups an earlier version read it in must be taken over is unknown"
+        )
+    log.warning("committed offsets of %s unreadable (%s)", topic.name, reason)
+    return [TopicPartition(topic.name, p, 0) for p in sorted(numbers)]
 
 
 def continue_from_previous_groups(
-    consumer: Consumer,
+    consumer: AssignedConsumer,
     topic: InputTopic,
     committed: list[TopicPartition],
-    read: ReadCommitted,
+    previous: PreviousGroups,
     group_id: str,
 ) -> None:
     """Set each lane's floors from what its pipeline did in the group it read the topic in
     before; where the one group has no offset yet (`committed`), commit it where those groups
-    were and update `committed` to say so."""
+    would have continued and update `committed` to say so. Raises `MigrationError` rather than
+    guess when that needs offsets it cannot read or its commit fails."""
     lanes = {lane.app_project: lane for lane in topic.lanes}
     numbers = {tp.partition for tp in committed}
-    old = previous_offsets(read, group_id, topic.name, lanes, numbers)
-    for project, found in old.items():
+    old = previous_offsets(previous.read, group_id, topic.name, lanes, numbers)
+    for project, found in old.found.items():
         lanes[project].floors.update({p: tp.offset for p, tp in found.items()})
-    starts = {
-        tp.partition: start
-        for tp in committed
-        if tp.offset < 0
-        and (start := starting_offset(f[tp.partition] for f in old.values()
-                                      if tp.partition in f)) is not None
-    }  # fmt: skip
-    if not starts:
+    # The first start after the upgrade: partitions an old group committed, the one group not.
+    new = [tp.partition for tp in committed
+           if tp.offset < 0 and any(tp.partition in f for f in old.found.values())]  # fmt: skip
+    if old.unreadable:
+        shown = "; ".join(f"{group}: {why}" for group, why in sorted(old.unreadable.items()))
+        uncommitted = sorted(tp.partition for tp in committed if tp.offset < 0)
+        if uncommitted:
+            raise MigrationError(
+                f"the offsets of the groups an earlier version read input topic {topic.name} "
+                f"in are unreadable ({shown}): the one group has none yet on partitions "
+                f"{uncommitted}, and starting them anywhere else than where those groups were "
+                "could skip their pipelines' records"
+            )
+        log.warning("the offsets of the groups an earlier version read %s in are unreadable "
+                    "(%s): their pipelines may upload again what they had uploaded",
+                    topic.name, shown)  # fmt: skip
+    if not new:
         return
+    starts: dict[int, TopicPartition] = {}
+    for partition in new:
+        positions = []
+        for project, lane in lanes.items():
+            position = old.found[project].get(partition)
+            if position is None:  # where auto.offset.reset started that pipeline's group
+                offset = reset_position(
+                    consumer, TopicPartition(topic.name, partition), previous.earliest
+                )
+                lane.floors[partition] = offset
+                position = TopicPartition(topic.name, partition, offset, metadata=SETTLED)
+            positions.append(position)
+        start = starting_offset(positions)
+        assert start is not None  # one position per lane
+        starts[partition] = start
     try:
         consumer.commit(offsets=list(starts.values()), asynchronous=False)
     except KafkaException as failure:
-        log.warning("the offsets of the groups an earlier version read %s in could not be taken "
-                    "over (%s): it is read from where auto.offset.reset says, and each pipeline "
-                    "passes over what it had done", topic.name, failure.args[0])  # fmt: skip
-        return
+        raise MigrationError(
+            f"the one group's start on input partitions {sorted(starts)} of {topic.name}, "
+            f"where the groups an earlier version read it in were, could not be committed "
+            f"({failure.args[0]})"
+        ) from failure
     committed[:] = [starts.get(tp.partition, tp) for tp in committed]
     log.info("input partitions %s of %s start from the offsets of the groups an earlier version "
              "read them in: %s", sorted(starts), topic.name,

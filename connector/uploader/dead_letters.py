@@ -107,9 +107,15 @@ class DeadLetterWriter:
         *,
         max_pending_bytes: int,
         timeout_seconds: float,
+        source: str = "",
+        pipeline: str = "",
     ) -> None:
+        """`source` and `pipeline`: the input topic and app project of the records, named in
+        the errors that end the role (several pipelines share one loop)."""
         self._producer = producer
         self._topic = topic
+        self._source = source
+        self._pipeline = pipeline
         self._metrics = metrics
         self._clock = clock
         self._max_pending_bytes = max_pending_bytes
@@ -188,7 +194,8 @@ class DeadLetterWriter:
         if waited <= self._timeout:
             return
         raise DeadLetterStuckError(
-            f"a dead letter ({oldest.size} bytes, from input partition {oldest.partition}) was "
+            f"a dead letter ({oldest.size} bytes, from input partition "
+            f"{self._source}[{oldest.partition}]{self._of_pipeline()}) was "
             f"not acknowledged by topic {self._topic} within {self._timeout:g} s "
             f"(CONNECTOR_DLQ_TIMEOUT_SECONDS); last error: {self._last_error or 'none reported'}"
             f"; {len(self._pending)} dead letters pending, their records are read again after "
@@ -234,9 +241,13 @@ class DeadLetterWriter:
         if error.fatal() or error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
             raise KafkaOperationError(
                 f"the dead-letter producer cannot write to topic {self._topic}: {error.str()} "
-                f"(a dead letter of {letter.size} bytes)"
+                f"(a dead letter of {letter.size} bytes from input partition "
+                f"{self._source}[{letter.partition}]{self._of_pipeline()})"
             )
         self._failed_delivery(letter, error)
+
+    def _of_pipeline(self) -> str:
+        return f" of pipeline {self._pipeline}" if self._pipeline else ""
 
     def _report_for(self, letter: _Letter) -> Callable[[KafkaError | None, Any], None]:
         def delivered(error: KafkaError | None, _message: Any) -> None:

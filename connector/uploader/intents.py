@@ -3,11 +3,13 @@
 
 Per input partition of the current assignment the log keeps the requests sent whose records
 the committed offset has not passed yet: (highest offset of the partition in the request,
-wall-clock time it was sent), in sending order. Records of one partition enter batches in
-offset order, so these entries are ordered by offset too, and an entry is settled once a
-commit position passes its highest offset. A commit then says `since` = the oldest unsettled
-entry's time, or the time of the commit when there is none (a request sent later is sent after
-it); a final commit (a stop, a hand-over) with nothing unsettled says "settled".
+wall-clock time it was sent), in sending order; an entry is settled once a commit position
+passes its highest offset. On a shared topic the lanes' requests interleave, so the entries are
+not in offset order: the settled ones at the front are dropped, and the first one left is the
+oldest unsettled one (those behind it that are settled go when it does). A commit then says
+`since` = the oldest unsettled entry's time, or the time of the commit when there is none (a
+request sent later is sent after it); a final commit (a stop, a hand-over) with nothing
+unsettled says "settled".
 
 Before the first request of an assignment holds a record of a partition, the partition's intent
 must be recorded by a commit that has landed (`unrecorded`, `recorded`): until then the

@@ -22,6 +22,10 @@ class LagReporter:
     def __init__(self, metrics: Metrics, topic: str) -> None:
         self._metrics = metrics
         self._topic = topic
+        self.publishes = True
+        """Whether it sets the `consumer_lag` gauge: on a topic several pipelines share, only
+        its first pipeline's does (the lag is the topic's; one series per pipeline would be
+        counted once per pipeline in a sum). `backlog()` serves each pipeline either way."""
         self._assigned: set[int] = set()
         self._lags: dict[int, int] = {}
 
@@ -30,8 +34,9 @@ class LagReporter:
 
     def revoked(self, partitions: set[int]) -> None:
         for partition in partitions & self._assigned:
-            with contextlib.suppress(KeyError):  # no statistics arrived for it
-                self._metrics.consumer_lag.remove(self._topic, str(partition))
+            if self.publishes:
+                with contextlib.suppress(KeyError):  # no statistics arrived for it
+                    self._metrics.consumer_lag.remove(self._topic, str(partition))
             self._lags.pop(partition, None)
         self._assigned -= partitions
 
@@ -55,4 +60,5 @@ class LagReporter:
             lag = partition_stats.get("consumer_lag", -1)
             if name.isdigit() and int(name) in self._assigned and lag >= 0:
                 self._lags[int(name)] = lag
-                self._metrics.consumer_lag.labels(self._topic, name).set(lag)
+                if self.publishes:
+                    self._metrics.consumer_lag.labels(self._topic, name).set(lag)

@@ -81,7 +81,8 @@ class Lane:
         self.dead_letters = DeadLetterWriter(
             producer, settings.dlq_topic, parts.metrics, clock,
             max_pending_bytes=settings.dlq_max_pending_bytes,
-            timeout_seconds=settings.dlq_timeout_seconds,
+            timeout_seconds=settings.dlq_timeout_seconds, source=settings.input_topic,
+            pipeline=parts.app_project,
         )  # fmt: skip
         self.batcher = Batcher(
             settings.batch_max_items, settings.batch_max_bytes, settings.linger_ms / 1000
@@ -96,6 +97,9 @@ class Lane:
         """Partition → offset below which this pipeline's records are done already (uploaded
         in the group it read in before, `connector.uploader.migration`)."""
         self._taken = 0
+        self.took_at: float | None = None
+        """When it last took records (`count_taken`): while they flow, another topic's backlog
+        does not hold them up (the loop pauses that topic at once)."""
         self.backlogged_since: float | None = None
         self.api_failing = False
         """True while a batch waits out an API outage (read by readiness from other threads)."""
@@ -123,11 +127,12 @@ class Lane:
         else:
             self.batcher.add(PendingRecord(message, partition, offset, generation, decoded), now)
 
-    def count_taken(self) -> None:
+    def count_taken(self, now: float) -> None:
         """Add the records taken since the last call to `records_consumed` (once per poll)."""
         if self._taken:
             self.metrics.records_consumed.inc(self._taken)
             self._taken = 0
+            self.took_at = now
 
     def refresh_spec(self) -> None:
         refresher = self._parts.refresher

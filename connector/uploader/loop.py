@@ -32,8 +32,9 @@ uploaded or dead-lettered twice after a restart). What the deadline cuts off (an
 read again by the next owner: an upload abandoned in flight that still succeeds creates its
 items twice, and dead letters behind an unsent record are written again.
 
-With a `Reconciler` (exactly-once uploads, docs/exactly-once.md) in any lane, every commit
-carries the upload intent of its partition (`IntentLog`, per topic), the first request of an
+With a `Reconciler` (exactly-once uploads, docs/exactly-once.md) in any lane of a topic, every
+commit of that topic carries the upload intent of its partition (`IntentLog`, per topic; a
+topic whose pipelines do not reconcile commits plainly), the first request of an
 assignment that holds a record of a partition waits until that partition's intent is
 committed, and an assignment reads the intents committed before it: records a previous owner
 may have sent are looked up in the API before they are sent (`Reconciler.taken_over`, in every
@@ -42,6 +43,7 @@ lane that reads the partition's topic).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -52,7 +54,12 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from connector.clock import Clock
 from connector.config import UploaderSettings
-from connector.errors import DeadLetterStuckError, KafkaOperationError
+from connector.errors import (
+    ConnectorError,
+    DeadLetterStuckError,
+    KafkaOperationError,
+    PipelineFailedError,
+)
 from connector.kafka.clients import Consumer, Message, Producer
 from connector.lifecycle import Heartbeat
 from connector.uploader.assignment import (
@@ -64,7 +71,7 @@ from connector.uploader.assignment import (
 from connector.uploader.batcher import Batch
 from connector.uploader.intents import IntentLog
 from connector.uploader.lane import Lane
-from connector.uploader.migration import ReadCommitted
+from connector.uploader.migration import PreviousGroups
 from connector.uploader.upload import BatchOutcome
 
 log = logging.getLogger(__name__)
@@ -78,7 +85,9 @@ BACKLOG_PAUSE_SECONDS = 1.0
 partitions, so that `consume()` can be called again without taking records. A shorter one only
 skips `consume()`: pausing purges librdkafka's prefetched records, and a resumed partition waits
 for the fetch in progress (up to `fetch.wait.max.ms`, 500 ms) before it is fetched again, which
-at full speed halved the throughput."""
+at full speed halved the throughput. Only while a lane of another topic has records flowing
+(it took some within this time) is the backlogged topic paused at once, so that they do not
+wait for it; an idle lane, or one on the same topic, keeps the grace."""
 FULL_QUEUE_WAIT_SECONDS = 0.01
 """Longest wait for delivery reports while dead letters wait for room in the producer's queue."""
 MIN_FLUSH_SECONDS = 1.0
@@ -100,7 +109,7 @@ class UploadLoop:
         completed: Completed,
         clock: Clock,
         heartbeats: Sequence[Heartbeat],
-        read_previous: ReadCommitted | None = None,
+        previous_groups: PreviousGroups | None = None,
     ) -> None:
         self._settings = settings
         self._consumer = consumer
@@ -111,11 +120,12 @@ class UploadLoop:
         self._clock = clock
         self._heartbeats = heartbeats
         """The heartbeat of every pipeline's role: this loop does their work."""
-        self._read_previous = read_previous
-        self._intents_on = any(lane.reconciler is not None for lane in self._lanes)
-        for topic in topics:
-            topic.intents = IntentLog(clock) if self._intents_on else None
-        self._intent_failing = False
+        self._previous_groups = previous_groups
+        for topic in topics:  # per topic: a pipeline that does not reconcile commits plainly
+            reconciled = any(lane.reconciler is not None for lane in topic.lanes)
+            topic.intents = IntentLog(clock) if reconciled else None
+        self._intent_failing: set[str] = set()
+        """The topics whose last intent commit failed (warned once until one succeeds)."""
         self._commit_interval = settings.commit_interval_ms / 1000
         self._next_commit = clock.monotonic() + self._commit_interval
         self._drain_deadline: float | None = None
@@ -226,7 +236,7 @@ class UploadLoop:
             lane, refusal = topic.route(message)
             lane.take(message, partition, offset, generation, refusal=refusal, now=now)
         for lane in self._lanes:
-            lane.count_taken()
+            lane.count_taken(now)
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -235,9 +245,10 @@ class UploadLoop:
             log.warning("input consumer: %s", error.str())
 
     def _dispatch(self) -> None:
-        may_send = self._intent_recorded if self._intents_on else _always
         for lane in self._lanes:
-            lane.dispatch(may_send)
+            lane.dispatch(
+                _always if self._topic_of(lane).intents is None else self._intent_recorded
+            )
 
     def _intent_recorded(self, lane: Lane, batch: Batch) -> bool:
         """Whether the batch may be sent: the intent of each of its partitions is committed in
@@ -257,14 +268,14 @@ class UploadLoop:
             try:
                 self._consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as failure:
-                if not self._intent_failing:
+                if topic.name not in self._intent_failing:
                     log.warning(
                         "the upload intent of input partitions %s of %s could not be committed "
                         "(%s): their batches wait", sorted(missing), topic.name, failure.args[0],
                     )  # fmt: skip
-                self._intent_failing = True
+                self._intent_failing.add(topic.name)
                 return False
-            self._intent_failing = False
+            self._intent_failing.discard(topic.name)
             intents.recorded(missing)
         intents.sent(_highest_offsets(batch), self._clock.time())
         return True
@@ -277,7 +288,7 @@ class UploadLoop:
         while True:
             lane, outcome = completed
             if isinstance(outcome, BaseException):
-                raise outcome
+                raise _named(lane, outcome) from outcome
             lane.apply(outcome)
             try:
                 completed = self._completed.get_nowait()
@@ -332,9 +343,8 @@ class UploadLoop:
             for name, chosen in positions.items():
                 self._topics[name].offsets.committed(chosen)
         for name, chosen in positions.items():
-            if chosen:
-                for lane in self._topics[name].lanes:
-                    lane.metrics.offsets_committed.inc()
+            if chosen:  # the topic's commit: counted once, under its first pipeline
+                self._topics[name].lanes[0].metrics.offsets_committed.inc()
 
     # --- back-pressure -----------------------------------------------------------------------
 
@@ -350,7 +360,7 @@ class UploadLoop:
             elif lane.backlogged_since is None:
                 lane.backlogged_since = now
             others_go_on = backlogged and any(
-                other.partitions and not other.backlogged() for other in lanes if other is not lane
+                other.topic != lane.topic and _flowing(other, now) for other in lanes
             )
             long_backlog = (
                 lane.backlogged_since is not None
@@ -366,8 +376,8 @@ class UploadLoop:
             if topic.paused - chosen:
                 self._consumer.resume(topic.partitions(topic.paused - chosen))
             topic.paused = chosen
-        for lane in lanes:
-            lane.metrics.paused_partitions.set(len(self._topic_of(lane).paused))
+        for topic in self._topics.values():  # the topic's: once, under its first pipeline
+            topic.lanes[0].metrics.paused_partitions.set(len(topic.paused))
 
     # --- rebalancing and shutdown ------------------------------------------------------------
 
@@ -376,13 +386,20 @@ class UploadLoop:
         for name in sorted({name for name, _ in keys}):
             topic, numbers = self._topics[name], _numbers(keys, name)
             topic.offsets.assign(numbers)
-            read_previous = self._read_previous if topic.routed else None
-            if read_previous is not None or topic.intents is not None:
+            previous_groups = self._previous_groups if topic.routed else None
+            if previous_groups is not None or topic.intents is not None:
                 committed = committed_offsets(consumer, topic, numbers)
-                if read_previous is not None:
-                    continue_from_previous_groups(
-                        consumer, topic, committed, read_previous, self._settings.group_id
-                    )
+                if previous_groups is not None:
+                    with contextlib.ExitStack() as waiting:  # up to 10 s per old group
+                        for heartbeat in self._heartbeats:
+                            waiting.enter_context(
+                                heartbeat.waiting_on(
+                                    f"the offsets of the groups earlier versions read {name} in"
+                                )
+                            )
+                        continue_from_previous_groups(
+                            consumer, topic, committed, previous_groups, self._settings.group_id
+                        )
                 if topic.intents is not None:
                     topic.intents.assign(numbers)
                     take_over(consumer, topic, committed)
@@ -501,6 +518,29 @@ class UploadLoop:
         log.info("uploader stopped: %d unsent records and %d unacknowledged dead letters left "
                  "for the next start", dropped, unflushed)  # fmt: skip
         self._closing = True
+
+
+def _named(lane: Lane, error: BaseException) -> BaseException:
+    """`error`, raised in `lane`'s upload thread, saying whose it is: the first pipeline's role
+    runs the loop, and the process's exit line names that role."""
+    where = f"pipeline {lane.app_project} (input topic {lane.topic})"
+    if isinstance(error, ConnectorError):
+        return PipelineFailedError(f"{where}: {error}")
+    if isinstance(error, Exception):  # a bug: the traceback shows `error` as the cause
+        return RuntimeError(f"{where}: {error!r}")
+    return error
+
+
+def _flowing(lane: Lane, now: float) -> bool:
+    """Whether the lane's records flow: it took some within the last `BACKLOG_PAUSE_SECONDS`
+    and could take more. Only such a lane on another topic is worth pausing a backlogged
+    topic at once for; an idle one, or one on the same topic (paused with it), is not."""
+    return (
+        lane.took_at is not None
+        and now - lane.took_at < BACKLOG_PAUSE_SECONDS
+        and bool(lane.partitions)
+        and not lane.backlogged()
+    )
 
 
 def _always(_lane: Lane, _batch: Batch) -> bool:

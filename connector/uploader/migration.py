@@ -7,10 +7,17 @@ a routed topic's partitions the loop reads those groups' committed offsets (`pre
 - each pipeline's records below its old group's offset are done at once, never uploaded again
   (`Lane.floors`): the old group's pipeline uploaded or dead-lettered them;
 - a partition the one group has no committed offset for yet (the first start after the upgrade)
-  is committed there, before it is fetched, at the lowest of the old groups' offsets
-  (`starting_offset`), with an upload intent that covers what any of them may have sent beyond
-  it; without it, it would start where `auto.offset.reset` says (`earliest`: the whole topic
-  read again).
+  that any old group committed is committed there, before it is fetched, at the lowest of the
+  positions each old group would have continued from (`starting_offset`): its committed offset,
+  or, for a group that never committed the partition (or whose offsets expired), where
+  `auto.offset.reset` would have started it (`reset_position`: the partition's first retained
+  record for `earliest`, its end otherwise), which is then that pipeline's floor too; with an
+  upload intent that covers what any of them may have sent beyond it.
+Nothing is guessed: when that first start needs an old group's offsets (or the one group's) and
+they cannot be read, or the one group's start cannot be committed, nothing is committed and the
+assignment fails with `MigrationError` (the role ends; the restart tries again). Later, an old
+group that cannot be read only loses its pipeline's floors: its records between the one group's
+offset and its old one are uploaded again (said in a warning).
 The old groups are only read, never changed: once the one group's offsets are past theirs, they
 can be deleted (`kafka-consumer-groups --delete --group <group>.<app project>`).
 """
@@ -19,12 +26,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer as KafkaConsumer
 from confluent_kafka import KafkaException, TopicPartition
 
 from connector.contract.upload_intents import UploadIntent, decode_intent, encode_intent
+from connector.errors import MigrationError
+from connector.kafka.clients import CommittedOffsets
 from connector.uploader.routing import routed_group_id
 
 log = logging.getLogger(__name__)
@@ -33,9 +43,22 @@ ReadCommitted = Callable[[str, list[TopicPartition]], list[TopicPartition]]
 """The offsets (with their metadata) group `str` has committed for the partitions."""
 
 READ_TIMEOUT_SECONDS = 10.0
+EARLIEST = frozenset({"earliest", "smallest", "beginning"})
+"""librdkafka's names of `auto.offset.reset=earliest`."""
+SETTLED = encode_intent(UploadIntent(None))
+"""The intent of a group that never committed: nothing sent beyond its start."""
 
 
-def committed_reader(kafka_config: Mapping[str, Any]) -> ReadCommitted:
+@dataclass(frozen=True)
+class PreviousGroups:
+    """How to read the groups routed pipelines read in before, and where `auto.offset.reset`
+    started a partition they had not committed (`earliest`: its first retained record)."""
+
+    read: ReadCommitted
+    earliest: bool = True
+
+
+def previous_groups(kafka_config: Mapping[str, Any], auto_offset_reset: str) -> PreviousGroups:
     """Reads another group's committed offsets with a consumer that joins no group."""
 
     def read(group: str, partitions: list[TopicPartition]) -> list[TopicPartition]:
@@ -45,33 +68,64 @@ def committed_reader(kafka_config: Mapping[str, Any]) -> ReadCommitted:
         finally:
             consumer.close()
 
-    return read
+    return PreviousGroups(read, auto_offset_reset.lower() in EARLIEST)
+
+
+@dataclass
+class OldOffsets:
+    """What the old groups committed on a topic: app project → partition → offset and intent
+    (partitions never committed left out), and the groups that could not be read → why."""
+
+    found: dict[str, dict[int, TopicPartition]]
+    unreadable: dict[str, str]
 
 
 def previous_offsets(
     read: ReadCommitted, group_id: str, topic: str, projects: Iterable[str], numbers: set[int]
-) -> dict[str, dict[int, TopicPartition]]:
-    """App project → partition → what its old group committed there (partitions it never
-    committed are left out; so are the groups that cannot be read, said in a warning)."""
-    found: dict[str, dict[int, TopicPartition]] = {}
+) -> OldOffsets:
+    """Each project's old group's committed offsets of `numbers`; a group whose read raises or
+    reports an error for any partition is unreadable (never taken for "not committed")."""
+    old = OldOffsets({}, {})
     partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
     for project in projects:
         group = routed_group_id(group_id, project)
         try:
             committed = read(group, partitions)
         except KafkaException as failure:
-            log.warning("the offsets of group %s, which an earlier version read %s in, are "
-                        "unreadable (%s): its pipeline may upload again what it had uploaded",
-                        group, topic, failure.args[0])  # fmt: skip
+            old.unreadable[group] = str(failure.args[0])
             continue
-        found[project] = {tp.partition: tp for tp in committed if tp.offset >= 0}
-    return found
+        errors = [tp for tp in committed if tp.error is not None]
+        if errors:
+            old.unreadable[group] = f"partition {errors[0].partition}: {errors[0].error}"
+            continue
+        old.found[project] = {tp.partition: tp for tp in committed if tp.offset >= 0}
+    return old
+
+
+def reset_position(consumer: CommittedOffsets, partition: TopicPartition, earliest: bool) -> int:
+    """Where `auto.offset.reset` starts a group without an offset on the partition."""
+    try:
+        marks = consumer.get_watermark_offsets(
+            partition, timeout=READ_TIMEOUT_SECONDS, cached=False
+        )
+    except KafkaException as failure:
+        marks, reason = None, str(failure.args[0])
+    else:
+        reason = "no answer"
+    if marks is None:
+        raise MigrationError(
+            f"the bounds of input partition {partition.partition} of {partition.topic} are "
+            f"unknown ({reason}): where an old group without an offset there would start is "
+            "unknown, so the one group is not started on it"
+        )
+    return int(marks[0] if earliest else marks[1])
 
 
 def starting_offset(old: Iterable[TopicPartition]) -> TopicPartition | None:
-    """Where the one group starts a partition the old groups committed `old` for: the lowest
-    offset, with the intent that says what any of them may have sent beyond it (none when one
-    of them says nothing readable: then its records are uploaded at least once)."""
+    """Where the one group starts a partition the old groups would continue from `old` (one
+    position per old group): the lowest offset, with the intent that says what any of them may
+    have sent beyond it (none when one of them says nothing readable: then its records are
+    uploaded at least once)."""
     committed = list(old)
     if not committed:
         return None

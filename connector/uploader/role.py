@@ -33,7 +33,7 @@ from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.decode import ItemDecoder, RegistryItemDecoder, decode_item
 from connector.uploader.lag import LagReporter
 from connector.uploader.lane import Lane, LaneParts
-from connector.uploader.migration import committed_reader
+from connector.uploader.migration import previous_groups
 from connector.uploader.reconcile import ItemLister, Reconciler
 from connector.uploader.shared import ConsumerFactory, ProducerFactory, SharedLoop
 from connector.uploader.spec import SpecReader, SpecRefresher, read_validator
@@ -280,7 +280,10 @@ def build_uploaders(
         lambda on_statistics: KafkaConsumer(consumer_config(shared, on_statistics, kafka)),
         lambda: KafkaProducer(producer_config(shared)),
         SystemClock(),
-        read_previous=committed_reader(shared.kafka.client_config()),
+        previous_groups=previous_groups(
+            {**shared.kafka.client_config(), "logger": kafka_logger()},
+            {**CONSUMER_DEFAULTS, **shared.kafka.client_config()}["auto.offset.reset"],
+        ),
     )
     return [
         Uploader(

@@ -18,7 +18,7 @@ from connector.lifecycle import Heartbeat
 from connector.uploader.assignment import InputTopic
 from connector.uploader.lane import Lane, LaneParts
 from connector.uploader.loop import Completed, UploadLoop
-from connector.uploader.migration import ReadCommitted
+from connector.uploader.migration import PreviousGroups
 from connector.uploader.offsets import OffsetTracker
 from connector.uploader.routing import Reader, input_routes
 
@@ -31,6 +31,10 @@ JOIN_CHECK_SECONDS = 0.1
 
 
 class SharedLoop:
+    """The process's one upload loop, built when every pipeline's uploader has joined: one
+    consumer and one dead-letter producer, a `Lane` per pipeline, an `InputTopic` per input
+    topic; run by the first pipeline's role, read by every role's readiness."""
+
     def __init__(
         self,
         pipelines: Sequence[Settings],
@@ -38,14 +42,14 @@ class SharedLoop:
         producer_factory: ProducerFactory,
         clock: Clock,
         *,
-        read_previous: ReadCommitted | None = None,
+        previous_groups: PreviousGroups | None = None,
     ) -> None:
-        """`read_previous` reads the groups routed pipelines read in before (`migration`)."""
+        """`previous_groups`: the groups routed pipelines read in before (`migration`)."""
         self._pipelines = list(pipelines)
         self._consumer_factory = consumer_factory
         self._producer_factory = producer_factory
         self._clock = clock
-        self._read_previous = read_previous
+        self._previous_groups = previous_groups
         self._joined: dict[int, tuple[LaneParts, Heartbeat]] = {}
         self._lanes: list[Lane] = []
         self._changed = threading.Condition()
@@ -119,6 +123,9 @@ class SharedLoop:
             )
             for name, route in input_routes(readers).items()
         ]
+        for topic in topics:  # the topic's own gauges, once: under its first pipeline
+            for lane in topic.lanes[1:]:
+                lane.lag.publishes = False
         loop = UploadLoop(
             self._pipelines[0].uploader,
             consumer=consumer,
@@ -127,7 +134,7 @@ class SharedLoop:
             completed=completed,
             clock=self._clock,
             heartbeats=[beat for _, beat in joined],
-            read_previous=self._read_previous,
+            previous_groups=self._previous_groups,
         )
         with self._changed:
             self._lanes = lanes

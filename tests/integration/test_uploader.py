@@ -24,7 +24,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from connector.app.clients import build_client
 from connector.config import load_settings
 from connector.metrics import Metrics
-from connector.uploader import Uploader, build_uploader
+from connector.uploader import Uploader
+from connector.uploader.role import build_uploader
 from testkit.brokers import ControllableBroker
 from testkit.kafka import unique_name
 from testkit.waiting import wait_for

@@ -160,7 +160,7 @@ READS = {  # what each command uses, as the README's settings table says
     "upload": API | KAFKA | UPLOADER | {"CONNECTOR_WORKERS"} | REGISTRY | RUNTIME,
     "poll": API | KAFKA | POLLER | REGISTRY | RUNTIME,
     "status": {"TOLOKA_APP_PROJECT_ID", "CONNECTOR_INPUT_TOPIC", "CONNECTOR_DLQ_TOPIC",
-               "CONNECTOR_GROUP_ID", "CONNECTOR_ROUTE_BY_HEADER"} | KAFKA | CURSOR,
+               "CONNECTOR_GROUP_ID"} | KAFKA | CURSOR,
     "reset-cursor": API | KAFKA | CURSOR_WRITES | {"CONNECTOR_GROUP_ID"},
     "replay-dlq": KAFKA | {"CONNECTOR_INPUT_TOPIC", "CONNECTOR_DLQ_TOPIC"},
     "produce-samples": KAFKA | {"CONNECTOR_INPUT_TOPIC", "CONNECTOR_DLQ_TOPIC"},

@@ -20,6 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from connector.clock import SystemClock
 from connector.config import Settings, load_settings
+from connector.contract.upload_intents import decode_intent
 from connector.errors import (
     AuthenticationError,
     DeadLetterStuckError,
@@ -38,7 +39,7 @@ from connector.toloka.pacing import InFlightLimit
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import CONSUME_MAX_MESSAGES
-from connector.uploader.migration import ReadCommitted
+from connector.uploader.migration import PreviousGroups
 from connector.uploader.role import Uploader, consumer_config, producer_config
 from connector.uploader.shared import SharedLoop
 from testkit.waiting import wait_for
@@ -103,9 +104,12 @@ class FakeConsumer:
         }  # fmt: skip
         self.position = dict.fromkeys(partitions, 0)
         self.commits: dict[int, int] = {}
+        self.metadata: dict[int, str] = {}
+        """Partition → the metadata of its last commit."""
         self.sync_commits: list[dict[int, int]] = []
         self.assigned: set[int] = set()
         self.paused: set[int] = set()
+        self.pauses = 0
         self.consume_calls = 0
         self.closed = False
         self._callbacks: dict[str, Any] = {}
@@ -153,6 +157,7 @@ class FakeConsumer:
 
     def pause(self, partitions: list[TopicPartition]) -> None:
         self.paused |= {tp.partition for tp in partitions}
+        self.pauses += 1
 
     def resume(self, partitions: list[TopicPartition]) -> None:
         self.paused -= {tp.partition for tp in partitions}
@@ -163,6 +168,7 @@ class FakeConsumer:
         for p, offset in positions.items():
             assert offset >= self.commits.get(p, 0), "a commit went backwards"
         self.commits.update(positions)
+        self.metadata.update({tp.partition: tp.metadata or "" for tp in offsets})
         if not asynchronous:
             self.sync_commits.append(positions)
             return offsets
@@ -423,7 +429,7 @@ class RoutedPipelines:
     one (`unrouted`) none."""
 
     def __init__(
-        self, offsets: int, *, unrouted: bool, read_previous: ReadCommitted | None = None,
+        self, offsets: int, *, unrouted: bool, previous_groups: PreviousGroups | None = None,
         **overrides: str,
     ) -> None:  # fmt: skip
         self.consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(offsets)]})
@@ -449,7 +455,11 @@ class RoutedPipelines:
             return self.consumer
 
         loop = SharedLoop(
-            pipelines, consumer, lambda: self.producer, SystemClock(), read_previous=read_previous
+            pipelines,
+            consumer,
+            lambda: self.producer,
+            SystemClock(),
+            previous_groups=previous_groups,
         )
         self.roles = [
             Uploader(
@@ -533,6 +543,30 @@ def test_a_pipeline_with_nothing_to_do_on_a_shared_topic_is_ready_while_another_
     run.finish()
 
 
+def test_a_shared_topics_gauges_and_commits_are_reported_once_not_per_pipeline(
+    routed: list[RoutedPipelines],
+) -> None:
+    """Summed over app_project (as a dashboard does), the topic's lag, paused partitions and
+    commits count once: they are the topic's, reported under its first pipeline."""
+    run = RoutedPipelines(10, unrouted=False)
+    routed.append(run)
+    wait_for(lambda: run.consumer.commits == {0: 10}, "commits to the end")
+    run.report_lag(5)
+
+    def each(name: str, labels: dict[str, str] | None = None) -> list[float | None]:
+        return [
+            run.views.sample(name, {"app_project": project, **(labels or {})})
+            for project in ("texts", "captions")
+        ]
+
+    lag = each("toloka_connector_consumer_lag_messages", {"topic": TOPIC, "partition": "0"})
+    assert lag == [5, None]
+    run.finish()
+    texts, captions = each("toloka_connector_offset_commits_total")
+    assert texts
+    assert not captions
+
+
 def test_the_first_start_in_the_one_group_continues_where_each_pipelines_old_group_was(
     routed: list[RoutedPipelines],
 ) -> None:
@@ -546,7 +580,7 @@ def test_the_first_start_in_the_one_group_continues_where_each_pipelines_old_gro
         asked.append(group)
         return [TopicPartition(tp.topic, tp.partition, old[group]) for tp in partitions]
 
-    run = RoutedPipelines(12, unrouted=False, read_previous=read_previous)
+    run = RoutedPipelines(12, unrouted=False, previous_groups=PreviousGroups(read_previous))
     routed.append(run)
     wait_for(lambda: run.consumer.commits == {0: 12}, "commits to the end")
     run.finish()
@@ -621,51 +655,146 @@ def test_an_outage_pauses_the_partitions_reports_not_ready_and_recovers(
     run.finish()
 
 
-def test_an_outage_of_one_pipelines_api_pauses_only_its_topic(running: list[Running]) -> None:
+class TwoTopics:
+    """Pipelines `texts` and `images` on topics of their own, 30 records each, in one loop on
+    the fakes; `overrides` are each pipeline's settings."""
+
+    def __init__(self, *overrides: dict[str, str], images_api: FakeApi | None = None) -> None:
+        self.texts, self.images = (
+            FakeConsumer({0: [item(f"{t[0]}{o}") for o in range(30)]}, topic=t)
+            for t in ("texts", "images")
+        )
+        consumer, producer = FakeConsumers(self.texts, self.images), FakeProducer()
+        self.producer = producer
+        self.apis = [FakeApi(), images_api or FakeApi()]
+        pipelines = [
+            settings(
+                input_topic=topic,
+                dlq_topic=f"{topic}.dlq",
+                batch_max_items="5",
+                TOLOKA_APP_PROJECT_ID=topic,
+                **more,
+            )
+            for topic, more in zip(("texts", "images"), overrides or ({}, {}), strict=True)
+        ]
+        loop = SharedLoop(pipelines, lambda _stats: consumer, lambda: producer, SystemClock())
+        self.roles = [
+            Uploader(
+                pipeline,
+                api,
+                Metrics(app_project=pipeline.project.app_project_id),
+                loop=loop,
+                index=index,
+            )
+            for index, (pipeline, api) in enumerate(zip(pipelines, self.apis, strict=True))
+        ]
+        self.stop = threading.Event()
+        self.failures: list[BaseException] = []
+        self.threads = [
+            threading.Thread(target=self._run, args=(role,), daemon=True) for role in self.roles
+        ]
+
+    def _run(self, role: Uploader) -> None:
+        try:
+            role.run(self.stop)
+        except BaseException as failure:
+            self.failures.append(failure)
+
+    def start(self) -> TwoTopics:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def finish(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            if thread.is_alive():
+                thread.join(DEADLINE_SECONDS)
+
+
+@pytest.fixture
+def two_topics() -> Iterator[list[TwoTopics]]:
+    started: list[TwoTopics] = []
+    yield started
+    for run in started:
+        run.finish()
+
+
+def test_an_outage_of_one_pipelines_api_pauses_only_its_topic(
+    two_topics: list[TwoTopics],
+) -> None:
     """Two pipelines on topics of their own in one loop: while one's API is down, its topic's
     partitions pause and it is not ready; the other uploads all its records meanwhile."""
-    texts, images = FakeConsumer({0: [item(f"t{o}") for o in range(30)]}, topic="texts"), (
-        FakeConsumer({0: [item(f"i{o}") for o in range(30)]}, topic="images")
-    )  # fmt: skip
-    consumer, producer, apis = FakeConsumers(texts, images), FakeProducer(), [FakeApi(), FakeApi()]
+    run = TwoTopics()
+    two_topics.append(run)
+    texts, images, roles, apis = run.texts, run.images, run.roles, run.apis
     apis[0].down = True
-    pipelines = [
-        settings(
-            input_topic=topic,
-            dlq_topic=f"{topic}.dlq",
-            batch_max_items="5",
-            TOLOKA_APP_PROJECT_ID=topic,
-        )
-        for topic in ("texts", "images")
-    ]
-    loop = SharedLoop(pipelines, lambda _stats: consumer, lambda: producer, SystemClock())
-    roles = [
-        Uploader(
-            pipeline,
-            api,
-            Metrics(app_project=pipeline.project.app_project_id),
-            loop=loop,
-            index=index,
-        )
-        for index, (pipeline, api) in enumerate(zip(pipelines, apis, strict=True))
-    ]
-    stop = threading.Event()
-    threads = [threading.Thread(target=role.run, args=(stop,), daemon=True) for role in roles]
-    for thread in threads:
-        thread.start()
-    try:
-        wait_for(lambda: texts.paused == {0}, "the texts partition paused")
-        wait_for(lambda: images.commits == {0: 30}, "every images record uploaded")
-        assert images.paused == set()
-        assert not roles[0].readiness().ready
-        assert roles[1].readiness().ready
-        apis[0].down = False
-        wait_for(lambda: texts.commits == {0: 30}, "every texts record uploaded after it")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(DEADLINE_SECONDS)
+    run.start()
+    wait_for(lambda: texts.paused == {0}, "the texts partition paused")
+    wait_for(lambda: images.commits == {0: 30}, "every images record uploaded")
+    assert images.paused == set()
+    assert not roles[0].readiness().ready
+    assert roles[1].readiness().ready
+    apis[0].down = False
+    wait_for(lambda: texts.commits == {0: 30}, "every texts record uploaded after it")
+    run.finish()
     assert [len(api.created) for api in apis] == [30, 30]
+
+
+def test_upload_intents_are_committed_only_on_the_topics_of_pipelines_that_reconcile(
+    two_topics: list[TwoTopics],
+) -> None:
+    """A pipeline with CONNECTOR_UPLOAD_RECONCILE=false keeps plain commits, whatever another
+    pipeline of the process does."""
+    run = TwoTopics({"upload_reconcile": "true"}, {}).start()
+    two_topics.append(run)
+    wait_for(lambda: run.texts.commits == {0: 30} and run.images.commits == {0: 30},
+             "every record uploaded")  # fmt: skip
+    run.finish()
+    assert decode_intent(run.texts.metadata[0]) is not None
+    assert run.images.metadata == {0: ""}
+
+
+def test_a_failed_upload_names_the_pipeline_and_topic_of_its_lane(
+    two_topics: list[TwoTopics],
+) -> None:
+    """The first pipeline's role runs the loop: what fails in another's lane says whose."""
+    run = TwoTopics(images_api=BuggyApi())
+    run.images.log[0].append(FakeMessage(0, 30, item("bug"), topic="images"))
+    two_topics.append(run.start())
+    wait_for(lambda: run.failures, "the loop failed")
+    assert "pipeline images (input topic images)" in str(run.failures[0])
+    assert "a bug in the upload path" in str(run.failures[0])
+
+
+def test_a_stuck_dead_letter_names_its_input_topic_and_partition_and_pipeline(
+    two_topics: list[TwoTopics],
+) -> None:
+    run = TwoTopics({}, {"dlq_timeout_seconds": "1"})
+    run.images.log[0].append(FakeMessage(0, 30, b"not json", topic="images"))
+    run.producer.failures = [KafkaError.TOPIC_AUTHORIZATION_FAILED] * 100_000
+    two_topics.append(run.start())
+    wait_for(lambda: run.failures, "the loop failed")
+    assert isinstance(run.failures[0], DeadLetterStuckError)
+    assert "from input partition images[0] of pipeline images" in str(run.failures[0])
+
+
+def test_a_short_backlog_keeps_its_grace_beside_an_idle_pipeline_of_another_topic(
+    two_topics: list[TwoTopics],
+) -> None:
+    """Pausing purges librdkafka's prefetch: a backlog shorter than BACKLOG_PAUSE_SECONDS only
+    skips `consume()` while no other topic's records flow, here the idle `images` pipeline's."""
+    run = TwoTopics({"max_in_flight": "1"}, {})
+    two_topics.append(run)
+    run.images.log[0].clear()
+    run.apis[0].hang_on = {"t0"}
+    run.start()
+    wait_for(lambda: run.apis[0].requests == 1, "the first texts batch in flight, the rest wait")
+    started = time.monotonic()
+    wait_for(lambda: time.monotonic() - started > 0.3, "a backlog of 0.3 s")
+    run.apis[0].release.set()
+    wait_for(lambda: run.texts.commits == {0: 30}, "every texts record uploaded")
+    assert run.texts.pauses == 0
 
 
 def test_no_more_bulk_requests_are_in_flight_than_the_adaptive_limit_says(

@@ -3,11 +3,25 @@ which upload intent, from what the old groups committed."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any, cast
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from connector.contract.upload_intents import UploadIntent, decode_intent, encode_intent
-from connector.uploader.migration import previous_offsets, starting_offset
+from connector.errors import MigrationError
+from connector.uploader.assignment import (
+    InputTopic,
+    committed_offsets,
+    continue_from_previous_groups,
+)
+from connector.uploader.lane import Lane
+from connector.uploader.migration import (
+    PreviousGroups,
+    previous_offsets,
+    starting_offset,
+)
 
 SETTLED = encode_intent(UploadIntent(None))
 
@@ -44,18 +58,152 @@ def test_an_old_group_without_a_readable_intent_leaves_the_start_without_one() -
     assert decode_intent(start.metadata) is None
 
 
-def test_the_old_groups_are_read_per_project_and_an_unreadable_one_is_left_out() -> None:
+def test_the_old_groups_are_read_per_project_and_an_unreadable_one_is_told_apart() -> None:
+    """A group whose read fails, or reports an error for a partition, is unreadable, never
+    taken for one that committed nothing there."""
     asked: list[str] = []
 
     def read(group: str, partitions: list[TopicPartition]) -> list[TopicPartition]:
         asked.append(group)
         if group.endswith("captions"):
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+        if group.endswith("labels"):
+            return [TopicPartition(tp.topic, tp.partition, -1001) for tp in partitions[:-1]] + [
+                failed(partitions[-1])
+            ]
         return [TopicPartition(tp.topic, tp.partition, 7 if tp.partition else -1001)
                 for tp in partitions]  # fmt: skip
 
-    found = previous_offsets(read, "connector", "shared", ["texts", "captions"], {0, 1})
-    assert asked == ["connector.texts", "connector.captions"]
-    assert {project: {p: tp.offset for p, tp in by.items()} for project, by in found.items()} == {
+    old = previous_offsets(read, "connector", "shared", ["texts", "captions", "labels"], {0, 1})
+    assert asked == ["connector.texts", "connector.captions", "connector.labels"]
+    assert {
+        project: {p: tp.offset for p, tp in by.items()} for project, by in old.found.items()
+    } == {
         "texts": {1: 7}  # partition 0 was never committed there
     }
+    assert sorted(old.unreadable) == ["connector.captions", "connector.labels"]
+
+
+class FailedPartition(TopicPartition):
+    """What `committed()` reports for a partition whose offset it could not fetch."""
+
+    @property
+    def error(self) -> KafkaError:  # type: ignore[override]
+        return KafkaError(KafkaError.COORDINATOR_NOT_AVAILABLE)
+
+
+def failed(partition: TopicPartition) -> TopicPartition:
+    return FailedPartition(partition.topic, partition.partition, -1001)
+
+
+class Lanes:
+    """The lanes of projects `texts` and `captions` on topic `shared`, partition 0, and the
+    consumer of the one group (which committed `own`, -1001 for nothing); the old groups
+    `connector.<project>` committed `old` (a `KafkaException` or a failed partition where they
+    cannot be read)."""
+
+    def __init__(
+        self, old: dict[str, int | BaseException], own: int = -1001, *, earliest: bool = True
+    ) -> None:
+        self.old, self.own, self.earliest = old, own, earliest
+        self.commit_fails = False
+        self.commits: list[list[TopicPartition]] = []
+        self.lanes = {p: cast(Lane, SimpleNamespace(app_project=p, floors={}))
+                      for p in ("texts", "captions")}  # fmt: skip
+        self.topic = InputTopic("shared", list(self.lanes.values()), cast(Any, None), routed=True)
+
+    def read(self, group: str, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        offset = self.old[group.removeprefix("connector.")]
+        if isinstance(offset, KafkaException):
+            raise offset
+        if isinstance(offset, BaseException):
+            return [failed(tp) for tp in partitions]
+        return [TopicPartition(tp.topic, tp.partition, offset, metadata=SETTLED)
+                for tp in partitions]  # fmt: skip
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        if self.own == -2:
+            return [failed(tp) for tp in partitions]
+        return [TopicPartition(tp.topic, tp.partition, self.own) for tp in partitions]
+
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float, cached: bool
+    ) -> tuple[int, int]:
+        return (20, 600)
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        if self.commit_fails:
+            raise KafkaException(KafkaError(KafkaError.REQUEST_TIMED_OUT))
+        self.commits.append(offsets)
+
+    def assign(self) -> list[TopicPartition]:
+        """What the assignment of partition 0 does: the one group's start after it."""
+        consumer = cast(Any, self)
+        committed = committed_offsets(consumer, self.topic, {0})
+        continue_from_previous_groups(
+            consumer, self.topic, committed, PreviousGroups(self.read, self.earliest), "connector"
+        )
+        return committed
+
+    def floors(self) -> dict[str, int | None]:
+        return {p: lane.floors.get(0) for p, lane in self.lanes.items()}
+
+
+TIMED_OUT = KafkaException(KafkaError(KafkaError._TIMED_OUT))
+
+
+@pytest.mark.parametrize("unreadable", [TIMED_OUT, ValueError("a partition failed")])
+def test_an_old_group_that_cannot_be_read_on_the_first_start_fails_it_and_commits_nothing(
+    unreadable: BaseException,
+) -> None:
+    """texts at 100, captions at 500: without texts' offset the one group would start at 500
+    and texts' records 100-499 would never be uploaded."""
+    lanes = Lanes({"texts": unreadable, "captions": 500})
+    with pytest.raises(
+        MigrationError, match=r"connector\.texts.*input topic shared|shared.*connector\.texts"
+    ):
+        lanes.assign()
+    assert lanes.commits == []
+
+
+def test_an_old_group_that_cannot_be_read_later_only_loses_its_floors() -> None:
+    """The one group has its offset: nothing is skipped, texts may upload again."""
+    lanes = Lanes({"texts": TIMED_OUT, "captions": 500}, own=300)
+    assert [tp.offset for tp in lanes.assign()] == [300]
+    assert lanes.commits == []
+    assert lanes.floors() == {"texts": None, "captions": 500}
+
+
+@pytest.mark.parametrize(("earliest", "start", "floor"), [(True, 20, 20), (False, 100, 600)])
+def test_an_old_group_without_an_offset_counts_where_auto_offset_reset_started_it(
+    earliest: bool, start: int, floor: int
+) -> None:
+    """captions never committed (or its offsets expired): it would have started at the first
+    retained record (`earliest`) or at the end (`latest`); the one group starts at the lowest
+    of that and texts' offset, and captions passes over what it would have."""
+    lanes = Lanes({"texts": 100, "captions": -1001}, earliest=earliest)
+    assert [tp.offset for tp in lanes.assign()] == [start]
+    assert [[tp.offset for tp in c] for c in lanes.commits] == [[start]]
+    assert lanes.floors() == {"texts": 100, "captions": floor}
+
+
+def test_no_old_group_with_an_offset_leaves_the_start_to_auto_offset_reset() -> None:
+    lanes = Lanes({"texts": -1001, "captions": -1001})
+    assert [tp.offset for tp in lanes.assign()] == [-1001]
+    assert lanes.commits == []
+
+
+def test_a_failed_commit_of_the_start_fails_the_assignment() -> None:
+    """Otherwise the partition starts where auto.offset.reset says (`latest` skips)."""
+    lanes = Lanes({"texts": 100, "captions": 500})
+    lanes.commit_fails = True
+    with pytest.raises(MigrationError, match="could not be committed"):
+        lanes.assign()
+
+
+def test_an_unreadable_offset_of_the_one_group_is_not_taken_for_none() -> None:
+    """Taken for none, the migration would overwrite the one group's newer offset."""
+    lanes = Lanes({"texts": 100, "captions": 500}, own=-2)
+    with pytest.raises(MigrationError, match="committed offsets of input topic shared"):
+        lanes.assign()
+    assert lanes.commits == []
