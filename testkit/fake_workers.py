@@ -7,6 +7,7 @@ spawned processes and pipes. Module-level functions: spawn imports them by name.
 
 from __future__ import annotations
 
+import signal
 import sys
 from multiprocessing.connection import Connection
 
@@ -48,3 +49,26 @@ def failing(_settings: Settings, _number: int, conn: Connection) -> None:
     """Says why it fails, then exits 1, as a worker whose roles failed does."""
     conn.send((FAILED, "the API refuses the key (401)"))
     sys.exit(1)
+
+
+def reports_held_signals(_settings: Settings, _number: int, conn: Connection) -> None:
+    """Ready, its status message naming the signals it started with blocked (SIGINT and SIGTERM
+    are the ones `WORKER_HELD_SIGNALS` holds); exits 0 when told to stop."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    held = " ".join(
+        sorted(signal.Signals(s).name for s in blocked & {signal.SIGINT, signal.SIGTERM})
+    )
+    while True:
+        conn.send((STATUS, True, f"held: {held or 'none'}", [(0.0, None)]))
+        if conn.poll(REPORT_SECONDS) and conn.recv()[0] == STOP:
+            return
+
+
+def reports_static_member_ids(settings: Settings, _number: int, conn: Connection) -> None:
+    """Ready, its status message the group.instance.id each pipeline's clients get; exits 0
+    when told to stop."""
+    ids = [p.kafka.client_config().get("group.instance.id") for p in settings.pipelines]
+    while True:
+        conn.send((STATUS, True, f"ids: {' '.join(map(str, ids))}", [(0.0, None)]))
+        if conn.poll(REPORT_SECONDS) and conn.recv()[0] == STOP:
+            return

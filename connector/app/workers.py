@@ -30,15 +30,18 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
+import multiprocessing.resource_tracker
 import queue
 import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
+from pydantic import SecretStr
 
 from connector.app.worker_child import (
     COLLECT,
@@ -50,7 +53,7 @@ from connector.app.worker_child import (
     WORKER_HELD_SIGNALS,
     serve_worker,
 )
-from connector.config import Settings
+from connector.config import KafkaSettings, Settings
 from connector.errors import RoleFailedError
 from connector.lifecycle import Heartbeat, Readiness
 
@@ -83,7 +86,7 @@ class WorkerProcess:
         self._conn, child_conn = SPAWN.Pipe()
         self._process = SPAWN.Process(
             target=target,
-            args=(settings, number, child_conn),
+            args=(worker_settings(settings, number), number, child_conn),
             name=f"toloka-connector-worker-{number}",
             daemon=True,  # at the parent's exit, multiprocessing ends one still running
         )
@@ -104,7 +107,9 @@ class WorkerProcess:
     def run(self, stop: threading.Event) -> None:
         # The worker starts with SIGINT and SIGTERM blocked (a signal mask survives fork and
         # exec), so one that comes while it still imports waits until it can drain
-        # (`worker_child`).
+        # (`worker_child`). The resource tracker first: a spawn starts it on first use, and
+        # starting it unblocks SIGINT and SIGTERM in this thread, before the worker is spawned.
+        multiprocessing.resource_tracker.ensure_running()
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_HELD_SIGNALS)
         try:
             self._process.start()
@@ -206,6 +211,27 @@ def _exit_reason(code: int | None) -> str:
     if code is not None and code < 0:
         return f"was killed by {signal.Signals(-code).name}"
     return f"exited with code {code}"
+
+
+STATIC_MEMBER = "group.instance.id"
+
+
+def worker_settings(settings: Settings, number: int) -> Settings:
+    """The settings worker `number` runs with: the parent's, but a static member id
+    (KAFKA_GROUP_INSTANCE_ID) of its own, `<id>-w<number>`: the N uploaders are members of one
+    group, and a member joining with the id of another fences that one out."""
+    kafka = settings.kafka
+    instance = kafka.properties.get(STATIC_MEMBER)
+    if instance is None:
+        return settings
+    own = SecretStr(f"{instance.get_secret_value()}-w{number}")
+    renamed = kafka.model_copy(update={"properties": {**kafka.properties, STATIC_MEMBER: own}})
+
+    def renamed_in(one: Settings) -> Settings:
+        groups = tuple(renamed if isinstance(g, KafkaSettings) else g for g in one.groups)
+        return replace(one, groups=groups)
+
+    return replace(renamed_in(settings), several=tuple(map(renamed_in, settings.several)))
 
 
 def worker_processes(settings: Settings, roles: tuple[str, ...]) -> list[WorkerProcess]:

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.app.worker_metrics import merge_families, run_registry
@@ -24,9 +28,10 @@ from connector.cli import main
 from connector.config import Settings, load_settings
 from connector.errors import ConfigError, RoleFailedError
 from connector.health import HealthChecks
-from connector.lifecycle import Readiness
+from connector.lifecycle import Heartbeat, Readiness
 from connector.metrics import GAUGE_ACROSS_PROCESSES, Metrics
 from testkit import fake_workers
+from testkit.clocks import FakeClock
 from testkit.waiting import wait_for
 
 REQUIRED = {"TOLOKA_API_KEY": "k", "TOLOKA_APP_PROJECT_ID": "p"}
@@ -193,6 +198,53 @@ def test_every_gauge_says_how_processes_combine() -> None:
     assert set(GAUGE_ACROSS_PROCESSES.values()) <= {"sum", "max", "min"}
 
 
+@dataclass
+class LoopRole:
+    """A pipeline's role with a heartbeat on `clock`, as HealthChecks reads one."""
+
+    name: str
+    clock: FakeClock
+    app_project: str = "p"
+    heartbeat: Heartbeat = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.heartbeat = Heartbeat(self.name, self.clock)
+
+    def run(self, stop: threading.Event) -> None:  # pragma: no cover - never run here
+        raise NotImplementedError
+
+    def readiness(self) -> Readiness:
+        return Readiness(True, "fine")
+
+
+def scraped(checks: HealthChecks) -> list[Metric]:
+    """The families of one process's registry as its /metrics (or its worker's reply) has them."""
+    checks.refresh_heartbeat_gauges()
+    checks.readiness()
+    return list(checks.metrics.registry.collect())
+
+
+def test_a_worker_does_not_hide_the_parents_poller_heartbeat() -> None:
+    """`run --workers 2`: the poller runs in the parent alone. The worker shows no poller series,
+    so the merged (min) heartbeat is the poller's own: LoopStuck sees a poller stuck for 300 s."""
+    clock = FakeClock()
+    uploader, poller = LoopRole("uploader", clock), LoopRole("poller", clock)
+    parent = HealthChecks(Metrics(app_project="p"), [uploader, poller], clock=clock)
+    worker_uploader = LoopRole("uploader", clock)
+    worker = HealthChecks(Metrics(app_project="p"), [worker_uploader], clock=clock)
+    clock.advance(300)
+    uploader.heartbeat.beat()  # the poller's loop last went round 300 s ago
+    worker_uploader.heartbeat.beat()
+    merged = merge_families([scraped(parent), scraped(worker)])
+    heartbeats = {
+        sample.labels["role"]: sample.value
+        for family in merged
+        if family.name == "toloka_connector_loop_heartbeat_timestamp_seconds"
+        for sample in family.samples
+    }
+    assert heartbeats == {"uploader": clock.now, "poller": clock.now - 300}
+
+
 # --- a worker process seen from the parent (real spawned processes, fake bodies) -------------
 
 
@@ -270,3 +322,87 @@ def test_a_worker_whose_loop_is_stuck_fails_the_parents_liveness(settings: Setti
     assert "uploader worker 2 loop stuck" in checks.liveness()[1]["message"]
     running.stop.set()
     assert running.ended() is None
+
+
+FIRST_SPAWN = """
+import sys, threading
+from connector.app.workers import WorkerProcess
+from connector.config import load_settings
+from testkit import fake_workers
+from testkit.waiting import wait_for
+
+settings = load_settings(environ={"TOLOKA_API_KEY": "k", "TOLOKA_APP_PROJECT_ID": "p"})
+workers = [WorkerProcess(settings, n, target=fake_workers.reports_held_signals) for n in (2, 3)]
+stop = threading.Event()
+threads = []
+for worker in workers:  # one after the other, as run_roles starts them
+    threads.append(threading.Thread(target=worker.run, args=(stop,)))
+    threads[-1].start()
+    wait_for(lambda: worker.readiness().ready, "the worker to report", 60)
+for worker in workers:
+    print(worker.readiness().detail.split(": ", 1)[1])
+stop.set()
+for thread in threads:
+    thread.join(30)
+"""
+
+
+def test_every_worker_starts_with_sigint_and_sigterm_held_the_first_one_too() -> None:
+    """The first spawn of a process starts multiprocessing's resource tracker, which unblocks
+    SIGINT and SIGTERM in the spawning thread: a fresh interpreter, so it is the first."""
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_SPAWN],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["held: SIGINT SIGTERM", "held: SIGINT SIGTERM"]
+
+
+TWO_PIPELINES = """
+[[pipelines]]
+app_project_id = "text"
+input_topic = "text.items"
+output_topic = "text.results"
+dlq_topic = "text.dlq"
+
+[[pipelines]]
+app_project_id = "images"
+input_topic = "images.items"
+output_topic = "images.results"
+dlq_topic = "images.dlq"
+"""
+
+
+def reported_detail(worker: WorkerProcess) -> str:
+    """What a fake worker put in its status message, once it reported; then stopped."""
+    running = Running(worker)
+    wait_for(lambda: worker.readiness().ready, "the worker to report", 60)
+    detail = worker.readiness().detail.split(": ", 1)[1]
+    running.stop.set()
+    assert running.ended() is None
+    return detail
+
+
+def test_each_worker_is_a_static_member_of_its_own(tmp_path: Path) -> None:
+    """KAFKA_GROUP_INSTANCE_ID: the N uploaders share one group, and a member joining with
+    another's id fences it out: each worker's id is suffixed, in every pipeline's clients."""
+    config = tmp_path / "c.toml"
+    config.write_text(TWO_PIPELINES)
+    environ = {"TOLOKA_API_KEY": "k", "KAFKA_GROUP_INSTANCE_ID": "pod-0"}
+    settings = load_settings(config, environ=environ)
+    target = fake_workers.reports_static_member_ids
+    assert reported_detail(WorkerProcess(settings, 2, target=target)) == "ids: pod-0-w2 pod-0-w2"
+    assert reported_detail(WorkerProcess(settings, 3, target=target)) == "ids: pod-0-w3 pod-0-w3"
+    assert [p.kafka.client_config()["group.instance.id"] for p in settings.pipelines] == [
+        "pod-0",
+        "pod-0",
+    ]  # the parent keeps the id it was given
+
+
+def test_a_worker_without_a_static_member_id_gets_none(settings: Settings) -> None:
+    worker = WorkerProcess(settings, 2, target=fake_workers.reports_static_member_ids)
+    assert reported_detail(worker) == "ids: None"
