@@ -20,9 +20,17 @@ REPORT_SECONDS = 0.2
 STUCK_FOR_SECONDS = 120.0
 
 
+def _take_sigterm() -> None:
+    """Let SIGTERM through, as a real worker does once it can drain (`worker_child`): here its
+    default action ends the stand-in, so a test that fails before stopping one leaves none
+    behind (multiprocessing terminates its daemonic children at exit, then waits for them)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def _serve(conn: Connection, loops: list[tuple[float, str | None]], consumed: int) -> None:
     """Report ready with `loops` every REPORT_SECONDS, answer a metrics request with a
     records_consumed of `consumed`, return on STOP."""
+    _take_sigterm()
     registry = CollectorRegistry()
     Counter("toloka_connector_records_consumed", "c", registry=registry).inc(consumed)
     while True:
@@ -47,6 +55,7 @@ def stuck_until_stopped(_settings: Settings, number: int, conn: Connection) -> N
 
 def failing(_settings: Settings, _number: int, conn: Connection) -> None:
     """Says why it fails, then exits 1, as a worker whose roles failed does."""
+    _take_sigterm()
     conn.send((FAILED, "the API refuses the key (401)"))
     sys.exit(1)
 
@@ -58,6 +67,7 @@ def reports_held_signals(_settings: Settings, _number: int, conn: Connection) ->
     held = " ".join(
         sorted(signal.Signals(s).name for s in blocked & {signal.SIGINT, signal.SIGTERM})
     )
+    _take_sigterm()
     while True:
         conn.send((STATUS, True, f"held: {held or 'none'}", [(0.0, None)]))
         if conn.poll(REPORT_SECONDS) and conn.recv()[0] == STOP:
@@ -67,8 +77,23 @@ def reports_held_signals(_settings: Settings, _number: int, conn: Connection) ->
 def reports_static_member_ids(settings: Settings, _number: int, conn: Connection) -> None:
     """Ready, its status message the group.instance.id each pipeline's clients get; exits 0
     when told to stop."""
+    _take_sigterm()
     ids = [p.kafka.client_config().get("group.instance.id") for p in settings.pipelines]
     while True:
         conn.send((STATUS, True, f"ids: {' '.join(map(str, ids))}", [(0.0, None)]))
         if conn.poll(REPORT_SECONDS) and conn.recv()[0] == STOP:
             return
+
+
+def never_sends_metrics(_settings: Settings, _number: int, conn: Connection) -> None:
+    """Ready, its status message how many metrics requests it got (`asked N`), none of which it
+    answers; exits 0 when told to stop."""
+    _take_sigterm()
+    asked = 0
+    while True:
+        conn.send((STATUS, True, f"asked {asked}", [(0.0, None)]))
+        if conn.poll(REPORT_SECONDS):
+            message = conn.recv()
+            if message[0] == STOP:
+                return
+            asked += message[0] == COLLECT

@@ -31,11 +31,11 @@ import itertools
 import logging
 import multiprocessing
 import multiprocessing.resource_tracker
-import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
@@ -61,7 +61,8 @@ log = logging.getLogger(__name__)
 
 SPAWN = multiprocessing.get_context("spawn")
 COLLECT_TIMEOUT_SECONDS = 5.0
-"""How long a scrape waits for a worker's metrics; then it shows the last ones it got."""
+"""How long a scrape waits for the workers' metrics (all asked at once); then it shows the last
+ones each sent."""
 SILENT_AFTER_SECONDS = 10 * STATUS_INTERVAL_SECONDS
 """A worker that has not reported for this long is not ready (it reports every second)."""
 KILL_WAIT_SECONDS = 10.0
@@ -92,9 +93,9 @@ class WorkerProcess:
         )
         self._child_conn = child_conn
         self._send_lock = threading.Lock()
-        self._collect_lock = threading.Lock()
-        self._replies: queue.Queue[tuple[int, list[Metric]]] = queue.Queue()
         self._requests = itertools.count()
+        self._asked: dict[int, Future[list[Metric]]] = {}  # metrics requests not answered yet
+        self._asked_lock = threading.Lock()
         self._families: list[Metric] = []
         self._status: tuple[float, bool, str] | None = None  # (when, ready, message)
         self._failure: str | None = None
@@ -127,7 +128,11 @@ class WorkerProcess:
         except (EOFError, OSError):
             pass  # the worker has exited (or is exiting): its end of the pipe closed
         finally:
-            self._exited.set()
+            with self._asked_lock:  # no request waits for an answer that cannot come
+                self._exited.set()
+                for request in self._asked.values():
+                    request.set_result(self._families)
+                self._asked.clear()
         self._process.join()
         code = self._process.exitcode
         if code == 0:
@@ -149,25 +154,26 @@ class WorkerProcess:
             return Readiness(False, f"pid {self.pid} has not reported for {silent:.0f}s")
         return Readiness(ready, f"pid {self.pid}: {message}")
 
-    def metric_families(self) -> list[Metric]:
-        """The worker's metrics now (the last ones it sent when it does not answer in time)."""
-        with self._collect_lock:
-            if self._exited.is_set() or self._status is None:
-                return self._families  # a worker answers once it has started: none yet
+    def ask_for_metrics(self) -> Future[list[Metric]]:
+        """Ask the worker for its metrics now: the answer, or (by `last_metrics`) the last ones
+        it sent when it does not answer."""
+        with self._asked_lock:
+            if self._exited.is_set() or self._status is None:  # it answers once it has started
+                return _answered(self._families)
             number = next(self._requests)
-            if not self._send(COLLECT, number):
-                return self._families
-            deadline = time.monotonic() + COLLECT_TIMEOUT_SECONDS
-            try:
-                while True:
-                    answered, families = self._replies.get(
-                        timeout=max(0.0, deadline - time.monotonic())
-                    )
-                    if answered == number:
-                        self._families = families
-                        break
-            except queue.Empty:
-                log.warning("%s sent no metrics within %gs", self.name, COLLECT_TIMEOUT_SECONDS)
+            request = self._asked[number] = Future()
+        if not self._send(COLLECT, number):
+            self._answer(number, self._families)
+        return request
+
+    def last_metrics(self, request: Future[list[Metric]], deadline: float) -> list[Metric]:
+        """The answer to `request` by `deadline` (monotonic), or the last metrics it sent."""
+        try:
+            return request.result(timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            log.warning("%s sent no metrics within %gs", self.name, COLLECT_TIMEOUT_SECONDS)
+            with self._asked_lock:  # a hung worker's requests must not pile up, one a scrape
+                self._asked = {n: r for n, r in self._asked.items() if r is not request}
             return self._families
 
     def close(self) -> None:
@@ -193,9 +199,16 @@ class WorkerProcess:
             self._status = (time.monotonic(), ready, text)
             self._beat(loops)
         elif kind == FAMILIES:
-            self._replies.put((message[1], message[2]))
+            self._families = message[2]
+            self._answer(message[1], message[2])
         elif kind == FAILED:
             self._failure = message[1]
+
+    def _answer(self, number: int, families: list[Metric]) -> None:
+        with self._asked_lock:
+            request = self._asked.pop(number, None)
+        if request is not None:
+            request.set_result(families)
 
     def _beat(self, loops: list[tuple[float, str | None]]) -> None:
         """The heartbeat of the worker's loops as /healthz reads one: as old as its oldest loop
@@ -205,6 +218,20 @@ class WorkerProcess:
         self.heartbeat.waiting_for = (
             None if ages else next((waiting for _, waiting in loops if waiting), None)
         )
+
+
+def _answered(families: list[Metric]) -> Future[list[Metric]]:
+    request: Future[list[Metric]] = Future()
+    request.set_result(families)
+    return request
+
+
+def collect_metrics(workers: Sequence[WorkerProcess]) -> list[list[Metric]]:
+    """Every worker's metrics for one scrape: all of them asked first, then the answers awaited
+    up to one shared deadline (COLLECT_TIMEOUT_SECONDS in all, however many are slow)."""
+    requests = [worker.ask_for_metrics() for worker in workers]
+    deadline = time.monotonic() + COLLECT_TIMEOUT_SECONDS
+    return [w.last_metrics(r, deadline) for w, r in zip(workers, requests, strict=True)]
 
 
 def _exit_reason(code: int | None) -> str:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from connector.app import workers
 from connector.app.worker_metrics import merge_families, run_registry
 from connector.app.workers import WorkerProcess, worker_processes
 from connector.cli import main
@@ -288,7 +290,7 @@ def test_a_worker_is_ready_once_it_says_so_and_hands_over_its_metrics(
     # The worker writes its own role gauges (merged on /metrics): no series named after it here.
     shown = samples(metrics.registry)
     assert not [key for key in shown if ("role", "uploader worker 2") in key[1]]
-    [family] = worker.metric_families()
+    [[family]] = workers.collect_metrics([worker])
     assert family.samples[0].value == 2  # its own records_consumed, over the pipe
     running.stop.set()
     assert running.ended() is None  # told to stop, it exited 0
@@ -406,3 +408,28 @@ def test_each_worker_is_a_static_member_of_its_own(tmp_path: Path) -> None:
 def test_a_worker_without_a_static_member_id_gets_none(settings: Settings) -> None:
     worker = WorkerProcess(settings, 2, target=fake_workers.reports_static_member_ids)
     assert reported_detail(worker) == "ids: None"
+
+
+def test_a_scrape_asks_every_worker_at_once_and_a_worker_that_exits_ends_the_wait(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One deadline for every worker, not one each after the other (N-1 times the wait); a worker
+    that exits meanwhile answers with its last metrics at once."""
+    monkeypatch.setattr(workers, "COLLECT_TIMEOUT_SECONDS", 600.0)
+    silent = [WorkerProcess(settings, n, target=fake_workers.never_sends_metrics) for n in (2, 3)]
+    running = [Running(worker) for worker in silent]
+
+    def says(worker: WorkerProcess, text: str) -> Callable[[], bool]:
+        return lambda: worker.readiness().detail.endswith(text)
+
+    for worker in silent:
+        wait_for(says(worker, "asked 0"), f"{worker.name} to report", 60)
+    scrape = threading.Thread(target=workers.collect_metrics, args=(silent,), daemon=True)
+    scrape.start()
+    for worker in silent:  # the first still has not answered: the second is asked all the same
+        wait_for(says(worker, "asked 1"), f"{worker.name} to be asked for its metrics", 30)
+    for each in running:
+        each.stop.set()
+        assert each.ended() is None
+    scrape.join(30)
+    assert not scrape.is_alive(), "the scrape still waits for workers that exited"
