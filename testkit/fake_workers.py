@@ -13,8 +13,10 @@ from multiprocessing.connection import Connection
 
 from prometheus_client import CollectorRegistry, Counter
 
+from connector.app import worker_child
 from connector.app.worker_child import COLLECT, FAILED, FAMILIES, STATUS, STOP
 from connector.config import Settings
+from connector.errors import StartupError
 
 REPORT_SECONDS = 0.2
 STUCK_FOR_SECONDS = 120.0
@@ -97,3 +99,13 @@ def never_sends_metrics(_settings: Settings, _number: int, conn: Connection) -> 
             if message[0] == STOP:
                 return
             asked += message[0] == COLLECT
+
+
+def real_worker_whose_uploaders_fail(settings: Settings, number: int, conn: Connection) -> None:
+    """The real worker (`serve_worker`), its uploaders failing as a refused key makes them."""
+
+    def refused(*_args: object) -> None:
+        raise StartupError("the API refuses the key (401)")
+
+    worker_child._run_uploaders = refused  # type: ignore[assignment]
+    worker_child.serve_worker(settings, number, conn)

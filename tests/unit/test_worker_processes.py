@@ -433,3 +433,14 @@ def test_a_scrape_asks_every_worker_at_once_and_a_worker_that_exits_ends_the_wai
         assert each.ended() is None
     scrape.join(30)
     assert not scrape.is_alive(), "the scrape still waits for workers that exited"
+
+
+def test_a_failing_worker_leaves_the_one_line_to_the_command(
+    settings: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 1 with one line: the worker's reason reaches the parent, whose command prints it."""
+    worker = WorkerProcess(settings, 2, target=fake_workers.real_worker_whose_uploaders_fail)
+    raised = Running(worker).ended()
+    assert isinstance(raised, RoleFailedError)
+    assert str(raised) == "the API refuses the key (401)"
+    assert "toloka-connector" not in capfd.readouterr().err
