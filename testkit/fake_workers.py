@@ -109,3 +109,15 @@ def real_worker_whose_uploaders_fail(settings: Settings, number: int, conn: Conn
 
     worker_child._run_uploaders = refused  # type: ignore[assignment]
     worker_child.serve_worker(settings, number, conn)
+
+
+def waits_then_goes_silent(_settings: Settings, _number: int, conn: Connection) -> None:
+    """Reports its loop waiting on Kafka a few times, then nothing (as a worker whose link to the
+    parent hangs), though it still exits 0 when told to stop."""
+    _take_sigterm()
+    for _ in range(3):
+        conn.send((STATUS, True, "uploader ready: waiting", [(0.0, "Kafka")]))
+        if conn.poll(REPORT_SECONDS) and conn.recv()[0] == STOP:
+            return
+    while conn.recv()[0] != STOP:
+        pass

@@ -125,6 +125,7 @@ class WorkerProcess:
                     asked = self._send(STOP)
                 if self._conn.poll(0.1):
                     self._receive(self._conn.recv())
+                self._age_silence()
         except (EOFError, OSError):
             pass  # the worker has exited (or is exiting): its end of the pipe closed
         finally:
@@ -209,6 +210,14 @@ class WorkerProcess:
             request = self._asked.pop(number, None)
         if request is not None:
             request.set_result(families)
+
+    def _age_silence(self) -> None:
+        """A worker that has stopped reporting cannot say its loops still wait on a dependency:
+        they count as waiting no more, so its heartbeat ages from its last report and /healthz
+        sees it stuck once that is older than the liveness timeout."""
+        status = self._status
+        if status is not None and time.monotonic() - status[0] > SILENT_AFTER_SECONDS:
+            self.heartbeat.waiting_for = None
 
     def _beat(self, loops: list[tuple[float, str | None]]) -> None:
         """The heartbeat of the worker's loops as /healthz reads one: as old as its oldest loop

@@ -444,3 +444,20 @@ def test_a_failing_worker_leaves_the_one_line_to_the_command(
     assert isinstance(raised, RoleFailedError)
     assert str(raised) == "the API refuses the key (401)"
     assert "toloka-connector" not in capfd.readouterr().err
+
+
+def test_a_worker_silent_while_its_loops_waited_fails_the_parents_liveness(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop waiting on a dependency counts as alive only while the worker says so: once it
+    stops reporting, its heartbeat ages from its last report."""
+    monkeypatch.setattr(workers, "SILENT_AFTER_SECONDS", 1.0)
+    worker = WorkerProcess(settings, 2, target=fake_workers.waits_then_goes_silent)
+    running = Running(worker)
+    checks = HealthChecks(Metrics(app_project="p"), [worker], stale_after_seconds=2)
+    wait_for(lambda: worker.readiness().ready, "the worker to report", 60)
+    assert checks.liveness()[0]
+    wait_for(lambda: not checks.liveness()[0], "/healthz to see the silent worker", 30)
+    assert "uploader worker 2 loop stuck" in checks.liveness()[1]["message"]
+    running.stop.set()
+    assert running.ended() is None
