@@ -7,6 +7,7 @@ spawned processes and pipes. Module-level functions: spawn imports them by name.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from multiprocessing.connection import Connection
@@ -121,3 +122,8 @@ def waits_then_goes_silent(_settings: Settings, _number: int, conn: Connection) 
             return
     while conn.recv()[0] != STOP:
         pass
+
+
+def killed_by_a_real_time_signal(_settings: Settings, _number: int, _conn: Connection) -> None:
+    """Ends by SIGRTMIN+6, a signal with no name of its own in `signal.Signals`."""
+    os.kill(os.getpid(), signal.SIGRTMIN + 6)

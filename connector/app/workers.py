@@ -245,7 +245,11 @@ def collect_metrics(workers: Sequence[WorkerProcess]) -> list[list[Metric]]:
 
 def _exit_reason(code: int | None) -> str:
     if code is not None and code < 0:
-        return f"was killed by {signal.Signals(-code).name}"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:  # a real-time signal other than SIGRTMIN and SIGRTMAX has no name
+            name = f"signal {-code}"
+        return f"was killed by {name}"
     return f"exited with code {code}"
 
 

@@ -63,6 +63,7 @@ def test_the_environment_the_file_and_the_flag_set_it(tmp_path: Path) -> None:
     [
         ("0", "CONNECTOR_WORKERS: '0' must be >= 1"),
         ("-2", "CONNECTOR_WORKERS: '-2' must be >= 1"),
+        ("65", "CONNECTOR_WORKERS: '65' must be <= 64"),
         ("two", "CONNECTOR_WORKERS: 'two' is not an integer"),
         ("1.5", "CONNECTOR_WORKERS: '1.5' is not an integer"),
         ("", "CONNECTOR_WORKERS: '' is not an integer"),
@@ -461,3 +462,12 @@ def test_a_worker_silent_while_its_loops_waited_fails_the_parents_liveness(
     assert "uploader worker 2 loop stuck" in checks.liveness()[1]["message"]
     running.stop.set()
     assert running.ended() is None
+
+
+def test_a_worker_killed_by_a_signal_without_a_name_fails_its_role_naming_it(
+    settings: Settings,
+) -> None:
+    worker = WorkerProcess(settings, 2, target=fake_workers.killed_by_a_real_time_signal)
+    raised = Running(worker).ended()
+    assert isinstance(raised, RoleFailedError)
+    assert str(raised) == f"was killed by signal {signal.SIGRTMIN + 6}"
