@@ -76,13 +76,16 @@ class HealthChecks:
         self.roles = tuple(roles)
         self.stale_after_seconds = stale_after_seconds
         self.clock = clock if clock is not None else SystemClock()
-        # A role this process does not run has no readiness: a 0 would fire the NotReady alert.
+        # A role this process does not run has no readiness and no loop: a 0 would fire the
+        # NotReady alert, and would be the min of the heartbeat that /metrics merges over the
+        # processes of a run (`GAUGE_ACROSS_PROCESSES`), hiding a stuck loop from LoopStuck.
         running = {role_labels(role) for role in gauged(self.roles)}
         for project in {metrics.app_project} | {project for _, project in running}:
             for name in ROLES:
                 if (name, project) not in running:
-                    with contextlib.suppress(KeyError):
-                        metrics.role_ready.remove(name, project)
+                    for gauge in (metrics.role_ready, metrics.loop_heartbeat):
+                        with contextlib.suppress(KeyError):
+                            gauge.remove(name, project)
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         """Stuck: a loop that has not gone round for `stale_after_seconds` and is not waiting in

@@ -322,6 +322,11 @@ class UploaderSettings(GroupSettings, InputTopicSettings, ReconcileSettings, Rou
     )
 
 
+MAX_WORKERS = 64
+"""A process each, and a pipe each to the parent's every scrape: beyond what one host's cores
+can use."""
+
+
 class WorkerSettings(SettingsGroup):
     """How many uploader processes one `run` or `upload` runs (`connector.app.workers`)."""
 
@@ -329,9 +334,11 @@ class WorkerSettings(SettingsGroup):
     workers: int = Field(
         1,
         ge=1,
+        le=MAX_WORKERS,
         description=(
             "uploader processes this command runs in one consumer group: itself and N-1 worker "
-            "processes, behind its one /metrics endpoint (README: Several cores)"
+            f"processes, behind its one /metrics endpoint; at most {MAX_WORKERS} (README: "
+            "Several cores)"
         ),
     )
 

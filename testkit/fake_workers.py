@@ -7,21 +7,33 @@ spawned processes and pipes. Module-level functions: spawn imports them by name.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from multiprocessing.connection import Connection
 
 from prometheus_client import CollectorRegistry, Counter
 
+from connector.app import worker_child
 from connector.app.worker_child import COLLECT, FAILED, FAMILIES, STATUS, STOP
 from connector.config import Settings
+from connector.errors import StartupError
 
 REPORT_SECONDS = 0.2
 STUCK_FOR_SECONDS = 120.0
 
 
+def _take_sigterm() -> None:
+    """Let SIGTERM through, as a real worker does once it can drain (`worker_child`): here its
+    default action ends the stand-in, so a test that fails before stopping one leaves none
+    behind (multiprocessing terminates its daemonic children at exit, then waits for them)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
 def _serve(conn: Connection, loops: list[tuple[float, str | None]], consumed: int) -> None:
     """Report ready with `loops` every REPORT_SECONDS, answer a metrics request with a
     records_consumed of `consumed`, return on STOP."""
+    _take_sigterm()
     registry = CollectorRegistry()
     Counter("toloka_connector_records_consumed", "c", registry=registry).inc(consumed)
     while True:
@@ -46,5 +58,72 @@ def stuck_until_stopped(_settings: Settings, number: int, conn: Connection) -> N
 
 def failing(_settings: Settings, _number: int, conn: Connection) -> None:
     """Says why it fails, then exits 1, as a worker whose roles failed does."""
+    _take_sigterm()
     conn.send((FAILED, "the API refuses the key (401)"))
     sys.exit(1)
+
+
+def reports_held_signals(_settings: Settings, _number: int, conn: Connection) -> None:
+    """Ready, its status message naming the signals it started with blocked (SIGINT and SIGTERM
+    are the ones `WORKER_HELD_SIGNALS` holds); exits 0 when told to stop."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    held = " ".join(
+        sorted(signal.Signals(s).name for s in blocked & {signal.SIGINT, signal.SIGTERM})
+    )
+    _take_sigterm()
+    while True:
+        conn.send((STATUS, True, f"held: {held or 'none'}", [(0.0, None)]))
+        if conn.poll(REPORT_SECONDS) and conn.recv()[0] == STOP:
+            return
+
+
+def reports_static_member_ids(settings: Settings, _number: int, conn: Connection) -> None:
+    """Ready, its status message the group.instance.id each pipeline's clients get; exits 0
+    when told to stop."""
+    _take_sigterm()
+    ids = [p.kafka.client_config().get("group.instance.id") for p in settings.pipelines]
+    while True:
+        conn.send((STATUS, True, f"ids: {' '.join(map(str, ids))}", [(0.0, None)]))
+        if conn.poll(REPORT_SECONDS) and conn.recv()[0] == STOP:
+            return
+
+
+def never_sends_metrics(_settings: Settings, _number: int, conn: Connection) -> None:
+    """Ready, its status message how many metrics requests it got (`asked N`), none of which it
+    answers; exits 0 when told to stop."""
+    _take_sigterm()
+    asked = 0
+    while True:
+        conn.send((STATUS, True, f"asked {asked}", [(0.0, None)]))
+        if conn.poll(REPORT_SECONDS):
+            message = conn.recv()
+            if message[0] == STOP:
+                return
+            asked += message[0] == COLLECT
+
+
+def real_worker_whose_uploaders_fail(settings: Settings, number: int, conn: Connection) -> None:
+    """The real worker (`serve_worker`), its uploaders failing as a refused key makes them."""
+
+    def refused(*_args: object) -> None:
+        raise StartupError("the API refuses the key (401)")
+
+    worker_child._run_uploaders = refused  # type: ignore[assignment]
+    worker_child.serve_worker(settings, number, conn)
+
+
+def waits_then_goes_silent(_settings: Settings, _number: int, conn: Connection) -> None:
+    """Reports its loop waiting on Kafka a few times, then nothing (as a worker whose link to the
+    parent hangs), though it still exits 0 when told to stop."""
+    _take_sigterm()
+    for _ in range(3):
+        conn.send((STATUS, True, "uploader ready: waiting", [(0.0, "Kafka")]))
+        if conn.poll(REPORT_SECONDS) and conn.recv()[0] == STOP:
+            return
+    while conn.recv()[0] != STOP:
+        pass
+
+
+def killed_by_a_real_time_signal(_settings: Settings, _number: int, _conn: Connection) -> None:
+    """Ends by SIGRTMIN+6, a signal with no name of its own in `signal.Signals`."""
+    os.kill(os.getpid(), signal.SIGRTMIN + 6)

@@ -11,7 +11,7 @@ import threading
 from connector.app.roles import build_roles
 from connector.app.runner import run_roles
 from connector.app.worker_metrics import run_registry
-from connector.app.workers import worker_processes
+from connector.app.workers import collect_metrics, worker_processes
 from connector.config import Settings
 from connector.kafka.availability import KafkaAvailability
 from connector.metrics import Metrics
@@ -38,11 +38,7 @@ def run_connector(
         refusal_timeout_seconds=settings.runtime.kafka_refusal_timeout_seconds,
     )
     workers = worker_processes(settings, roles)
-    exposed = (
-        run_registry(metrics.registry, lambda: [w.metric_families() for w in workers])
-        if workers
-        else None
-    )
+    exposed = run_registry(metrics.registry, lambda: collect_metrics(workers)) if workers else None
     try:
         run_roles(
             [*build_roles(roles, settings, metrics, kafka), *workers],

@@ -16,7 +16,6 @@ behind."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import sys
@@ -131,7 +130,7 @@ def _name_log_lines(number: int) -> None:
 
 def serve_worker(settings: Settings, number: int, conn: Connection) -> None:
     """A worker process's whole life (the target the parent spawns): exit 0 after a drain,
-    1 after an error, which it also tells the parent in one line."""
+    1 after an error, which it tells the parent in one line (the parent's command prints it)."""
     register_settings_secrets(settings)
     runtime = settings.runtime
     configure_logging(runtime.log_format, runtime.log_level)
@@ -151,9 +150,11 @@ def serve_worker(settings: Settings, number: int, conn: Connection) -> None:
     else:
         log.info("uploader worker %d stopped cleanly", number)
         return
-    with contextlib.suppress(OSError, ValueError):  # a parent that is gone needs no reason
+    # The parent's command prints it as its one line: a line of the worker's own would be two.
+    try:
         conn.send((FAILED, line))
-    print(f"toloka-connector uploader worker {number}: {line}", file=sys.stderr)
+    except (OSError, ValueError):
+        log.error("uploader worker %d failed: %s", number, line)  # no parent left to say it
     sys.exit(1)
 
 

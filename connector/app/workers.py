@@ -30,15 +30,18 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
-import queue
+import multiprocessing.resource_tracker
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
+from pydantic import SecretStr
 
 from connector.app.worker_child import (
     COLLECT,
@@ -50,7 +53,7 @@ from connector.app.worker_child import (
     WORKER_HELD_SIGNALS,
     serve_worker,
 )
-from connector.config import Settings
+from connector.config import KafkaSettings, Settings
 from connector.errors import RoleFailedError
 from connector.lifecycle import Heartbeat, Readiness
 
@@ -58,7 +61,8 @@ log = logging.getLogger(__name__)
 
 SPAWN = multiprocessing.get_context("spawn")
 COLLECT_TIMEOUT_SECONDS = 5.0
-"""How long a scrape waits for a worker's metrics; then it shows the last ones it got."""
+"""How long a scrape waits for the workers' metrics (all asked at once); then it shows the last
+ones each sent."""
 SILENT_AFTER_SECONDS = 10 * STATUS_INTERVAL_SECONDS
 """A worker that has not reported for this long is not ready (it reports every second)."""
 KILL_WAIT_SECONDS = 10.0
@@ -83,15 +87,15 @@ class WorkerProcess:
         self._conn, child_conn = SPAWN.Pipe()
         self._process = SPAWN.Process(
             target=target,
-            args=(settings, number, child_conn),
+            args=(worker_settings(settings, number), number, child_conn),
             name=f"toloka-connector-worker-{number}",
             daemon=True,  # at the parent's exit, multiprocessing ends one still running
         )
         self._child_conn = child_conn
         self._send_lock = threading.Lock()
-        self._collect_lock = threading.Lock()
-        self._replies: queue.Queue[tuple[int, list[Metric]]] = queue.Queue()
         self._requests = itertools.count()
+        self._asked: dict[int, Future[list[Metric]]] = {}  # metrics requests not answered yet
+        self._asked_lock = threading.Lock()
         self._families: list[Metric] = []
         self._status: tuple[float, bool, str] | None = None  # (when, ready, message)
         self._failure: str | None = None
@@ -104,7 +108,9 @@ class WorkerProcess:
     def run(self, stop: threading.Event) -> None:
         # The worker starts with SIGINT and SIGTERM blocked (a signal mask survives fork and
         # exec), so one that comes while it still imports waits until it can drain
-        # (`worker_child`).
+        # (`worker_child`). The resource tracker first: a spawn starts it on first use, and
+        # starting it unblocks SIGINT and SIGTERM in this thread, before the worker is spawned.
+        multiprocessing.resource_tracker.ensure_running()
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, WORKER_HELD_SIGNALS)
         try:
             self._process.start()
@@ -119,10 +125,15 @@ class WorkerProcess:
                     asked = self._send(STOP)
                 if self._conn.poll(0.1):
                     self._receive(self._conn.recv())
+                self._age_silence()
         except (EOFError, OSError):
             pass  # the worker has exited (or is exiting): its end of the pipe closed
         finally:
-            self._exited.set()
+            with self._asked_lock:  # no request waits for an answer that cannot come
+                self._exited.set()
+                for request in self._asked.values():
+                    request.set_result(self._families)
+                self._asked.clear()
         self._process.join()
         code = self._process.exitcode
         if code == 0:
@@ -144,25 +155,26 @@ class WorkerProcess:
             return Readiness(False, f"pid {self.pid} has not reported for {silent:.0f}s")
         return Readiness(ready, f"pid {self.pid}: {message}")
 
-    def metric_families(self) -> list[Metric]:
-        """The worker's metrics now (the last ones it sent when it does not answer in time)."""
-        with self._collect_lock:
-            if self._exited.is_set() or self._status is None:
-                return self._families  # a worker answers once it has started: none yet
+    def ask_for_metrics(self) -> Future[list[Metric]]:
+        """Ask the worker for its metrics now: the answer, or (by `last_metrics`) the last ones
+        it sent when it does not answer."""
+        with self._asked_lock:
+            if self._exited.is_set() or self._status is None:  # it answers once it has started
+                return _answered(self._families)
             number = next(self._requests)
-            if not self._send(COLLECT, number):
-                return self._families
-            deadline = time.monotonic() + COLLECT_TIMEOUT_SECONDS
-            try:
-                while True:
-                    answered, families = self._replies.get(
-                        timeout=max(0.0, deadline - time.monotonic())
-                    )
-                    if answered == number:
-                        self._families = families
-                        break
-            except queue.Empty:
-                log.warning("%s sent no metrics within %gs", self.name, COLLECT_TIMEOUT_SECONDS)
+            request = self._asked[number] = Future()
+        if not self._send(COLLECT, number):
+            self._answer(number, self._families)
+        return request
+
+    def last_metrics(self, request: Future[list[Metric]], deadline: float) -> list[Metric]:
+        """The answer to `request` by `deadline` (monotonic), or the last metrics it sent."""
+        try:
+            return request.result(timeout=max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            log.warning("%s sent no metrics within %gs", self.name, COLLECT_TIMEOUT_SECONDS)
+            with self._asked_lock:  # a hung worker's requests must not pile up, one a scrape
+                self._asked = {n: r for n, r in self._asked.items() if r is not request}
             return self._families
 
     def close(self) -> None:
@@ -188,9 +200,24 @@ class WorkerProcess:
             self._status = (time.monotonic(), ready, text)
             self._beat(loops)
         elif kind == FAMILIES:
-            self._replies.put((message[1], message[2]))
+            self._families = message[2]
+            self._answer(message[1], message[2])
         elif kind == FAILED:
             self._failure = message[1]
+
+    def _answer(self, number: int, families: list[Metric]) -> None:
+        with self._asked_lock:
+            request = self._asked.pop(number, None)
+        if request is not None:
+            request.set_result(families)
+
+    def _age_silence(self) -> None:
+        """A worker that has stopped reporting cannot say its loops still wait on a dependency:
+        they count as waiting no more, so its heartbeat ages from its last report and /healthz
+        sees it stuck once that is older than the liveness timeout."""
+        status = self._status
+        if status is not None and time.monotonic() - status[0] > SILENT_AFTER_SECONDS:
+            self.heartbeat.waiting_for = None
 
     def _beat(self, loops: list[tuple[float, str | None]]) -> None:
         """The heartbeat of the worker's loops as /healthz reads one: as old as its oldest loop
@@ -202,10 +229,49 @@ class WorkerProcess:
         )
 
 
+def _answered(families: list[Metric]) -> Future[list[Metric]]:
+    request: Future[list[Metric]] = Future()
+    request.set_result(families)
+    return request
+
+
+def collect_metrics(workers: Sequence[WorkerProcess]) -> list[list[Metric]]:
+    """Every worker's metrics for one scrape: all of them asked first, then the answers awaited
+    up to one shared deadline (COLLECT_TIMEOUT_SECONDS in all, however many are slow)."""
+    requests = [worker.ask_for_metrics() for worker in workers]
+    deadline = time.monotonic() + COLLECT_TIMEOUT_SECONDS
+    return [w.last_metrics(r, deadline) for w, r in zip(workers, requests, strict=True)]
+
+
 def _exit_reason(code: int | None) -> str:
     if code is not None and code < 0:
-        return f"was killed by {signal.Signals(-code).name}"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:  # a real-time signal other than SIGRTMIN and SIGRTMAX has no name
+            name = f"signal {-code}"
+        return f"was killed by {name}"
     return f"exited with code {code}"
+
+
+STATIC_MEMBER = "group.instance.id"
+
+
+def worker_settings(settings: Settings, number: int) -> Settings:
+    """The settings worker `number` runs with: the parent's, but a static member id
+    (KAFKA_GROUP_INSTANCE_ID) of its own, `<id>-w<number>`: the N uploaders are members of one
+    group, and a member joining with the id of another fences that one out."""
+    kafka = settings.kafka
+    instance = kafka.properties.get(STATIC_MEMBER)
+    if instance is None:
+        return settings
+    own = SecretStr(f"{instance.get_secret_value()}-w{number}")
+    renamed = kafka.model_copy(update={"properties": {**kafka.properties, STATIC_MEMBER: own}})
+
+    def renamed_in(one: Settings) -> Settings:
+        groups = tuple(renamed if isinstance(g, KafkaSettings) else g for g in one.groups)
+        return replace(one, groups=groups)
+
+    return replace(renamed_in(settings), several=tuple(map(renamed_in, settings.several)))
 
 
 def worker_processes(settings: Settings, roles: tuple[str, ...]) -> list[WorkerProcess]:

@@ -10,23 +10,30 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from connector.app import workers
 from connector.app.worker_metrics import merge_families, run_registry
 from connector.app.workers import WorkerProcess, worker_processes
 from connector.cli import main
 from connector.config import Settings, load_settings
 from connector.errors import ConfigError, RoleFailedError
 from connector.health import HealthChecks
-from connector.lifecycle import Readiness
+from connector.lifecycle import Heartbeat, Readiness
 from connector.metrics import GAUGE_ACROSS_PROCESSES, Metrics
 from testkit import fake_workers
+from testkit.clocks import FakeClock
 from testkit.waiting import wait_for
 
 REQUIRED = {"TOLOKA_API_KEY": "k", "TOLOKA_APP_PROJECT_ID": "p"}
@@ -56,6 +63,7 @@ def test_the_environment_the_file_and_the_flag_set_it(tmp_path: Path) -> None:
     [
         ("0", "CONNECTOR_WORKERS: '0' must be >= 1"),
         ("-2", "CONNECTOR_WORKERS: '-2' must be >= 1"),
+        ("65", "CONNECTOR_WORKERS: '65' must be <= 64"),
         ("two", "CONNECTOR_WORKERS: 'two' is not an integer"),
         ("1.5", "CONNECTOR_WORKERS: '1.5' is not an integer"),
         ("", "CONNECTOR_WORKERS: '' is not an integer"),
@@ -193,6 +201,53 @@ def test_every_gauge_says_how_processes_combine() -> None:
     assert set(GAUGE_ACROSS_PROCESSES.values()) <= {"sum", "max", "min"}
 
 
+@dataclass
+class LoopRole:
+    """A pipeline's role with a heartbeat on `clock`, as HealthChecks reads one."""
+
+    name: str
+    clock: FakeClock
+    app_project: str = "p"
+    heartbeat: Heartbeat = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.heartbeat = Heartbeat(self.name, self.clock)
+
+    def run(self, stop: threading.Event) -> None:  # pragma: no cover - never run here
+        raise NotImplementedError
+
+    def readiness(self) -> Readiness:
+        return Readiness(True, "fine")
+
+
+def scraped(checks: HealthChecks) -> list[Metric]:
+    """The families of one process's registry as its /metrics (or its worker's reply) has them."""
+    checks.refresh_heartbeat_gauges()
+    checks.readiness()
+    return list(checks.metrics.registry.collect())
+
+
+def test_a_worker_does_not_hide_the_parents_poller_heartbeat() -> None:
+    """`run --workers 2`: the poller runs in the parent alone. The worker shows no poller series,
+    so the merged (min) heartbeat is the poller's own: LoopStuck sees a poller stuck for 300 s."""
+    clock = FakeClock()
+    uploader, poller = LoopRole("uploader", clock), LoopRole("poller", clock)
+    parent = HealthChecks(Metrics(app_project="p"), [uploader, poller], clock=clock)
+    worker_uploader = LoopRole("uploader", clock)
+    worker = HealthChecks(Metrics(app_project="p"), [worker_uploader], clock=clock)
+    clock.advance(300)
+    uploader.heartbeat.beat()  # the poller's loop last went round 300 s ago
+    worker_uploader.heartbeat.beat()
+    merged = merge_families([scraped(parent), scraped(worker)])
+    heartbeats = {
+        sample.labels["role"]: sample.value
+        for family in merged
+        if family.name == "toloka_connector_loop_heartbeat_timestamp_seconds"
+        for sample in family.samples
+    }
+    assert heartbeats == {"uploader": clock.now, "poller": clock.now - 300}
+
+
 # --- a worker process seen from the parent (real spawned processes, fake bodies) -------------
 
 
@@ -236,7 +291,7 @@ def test_a_worker_is_ready_once_it_says_so_and_hands_over_its_metrics(
     # The worker writes its own role gauges (merged on /metrics): no series named after it here.
     shown = samples(metrics.registry)
     assert not [key for key in shown if ("role", "uploader worker 2") in key[1]]
-    [family] = worker.metric_families()
+    [[family]] = workers.collect_metrics([worker])
     assert family.samples[0].value == 2  # its own records_consumed, over the pipe
     running.stop.set()
     assert running.ended() is None  # told to stop, it exited 0
@@ -270,3 +325,149 @@ def test_a_worker_whose_loop_is_stuck_fails_the_parents_liveness(settings: Setti
     assert "uploader worker 2 loop stuck" in checks.liveness()[1]["message"]
     running.stop.set()
     assert running.ended() is None
+
+
+FIRST_SPAWN = """
+import sys, threading
+from connector.app.workers import WorkerProcess
+from connector.config import load_settings
+from testkit import fake_workers
+from testkit.waiting import wait_for
+
+settings = load_settings(environ={"TOLOKA_API_KEY": "k", "TOLOKA_APP_PROJECT_ID": "p"})
+workers = [WorkerProcess(settings, n, target=fake_workers.reports_held_signals) for n in (2, 3)]
+stop = threading.Event()
+threads = []
+for worker in workers:  # one after the other, as run_roles starts them
+    threads.append(threading.Thread(target=worker.run, args=(stop,)))
+    threads[-1].start()
+    wait_for(lambda: worker.readiness().ready, "the worker to report", 60)
+for worker in workers:
+    print(worker.readiness().detail.split(": ", 1)[1])
+stop.set()
+for thread in threads:
+    thread.join(30)
+"""
+
+
+def test_every_worker_starts_with_sigint_and_sigterm_held_the_first_one_too() -> None:
+    """The first spawn of a process starts multiprocessing's resource tracker, which unblocks
+    SIGINT and SIGTERM in the spawning thread: a fresh interpreter, so it is the first."""
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_SPAWN],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["held: SIGINT SIGTERM", "held: SIGINT SIGTERM"]
+
+
+TWO_PIPELINES = """
+[[pipelines]]
+app_project_id = "text"
+input_topic = "text.items"
+output_topic = "text.results"
+dlq_topic = "text.dlq"
+
+[[pipelines]]
+app_project_id = "images"
+input_topic = "images.items"
+output_topic = "images.results"
+dlq_topic = "images.dlq"
+"""
+
+
+def reported_detail(worker: WorkerProcess) -> str:
+    """What a fake worker put in its status message, once it reported; then stopped."""
+    running = Running(worker)
+    wait_for(lambda: worker.readiness().ready, "the worker to report", 60)
+    detail = worker.readiness().detail.split(": ", 1)[1]
+    running.stop.set()
+    assert running.ended() is None
+    return detail
+
+
+def test_each_worker_is_a_static_member_of_its_own(tmp_path: Path) -> None:
+    """KAFKA_GROUP_INSTANCE_ID: the N uploaders share one group, and a member joining with
+    another's id fences it out: each worker's id is suffixed, in every pipeline's clients."""
+    config = tmp_path / "c.toml"
+    config.write_text(TWO_PIPELINES)
+    environ = {"TOLOKA_API_KEY": "k", "KAFKA_GROUP_INSTANCE_ID": "pod-0"}
+    settings = load_settings(config, environ=environ)
+    target = fake_workers.reports_static_member_ids
+    assert reported_detail(WorkerProcess(settings, 2, target=target)) == "ids: pod-0-w2 pod-0-w2"
+    assert reported_detail(WorkerProcess(settings, 3, target=target)) == "ids: pod-0-w3 pod-0-w3"
+    assert [p.kafka.client_config()["group.instance.id"] for p in settings.pipelines] == [
+        "pod-0",
+        "pod-0",
+    ]  # the parent keeps the id it was given
+
+
+def test_a_worker_without_a_static_member_id_gets_none(settings: Settings) -> None:
+    worker = WorkerProcess(settings, 2, target=fake_workers.reports_static_member_ids)
+    assert reported_detail(worker) == "ids: None"
+
+
+def test_a_scrape_asks_every_worker_at_once_and_a_worker_that_exits_ends_the_wait(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One deadline for every worker, not one each after the other (N-1 times the wait); a worker
+    that exits meanwhile answers with its last metrics at once."""
+    monkeypatch.setattr(workers, "COLLECT_TIMEOUT_SECONDS", 600.0)
+    silent = [WorkerProcess(settings, n, target=fake_workers.never_sends_metrics) for n in (2, 3)]
+    running = [Running(worker) for worker in silent]
+
+    def says(worker: WorkerProcess, text: str) -> Callable[[], bool]:
+        return lambda: worker.readiness().detail.endswith(text)
+
+    for worker in silent:
+        wait_for(says(worker, "asked 0"), f"{worker.name} to report", 60)
+    scrape = threading.Thread(target=workers.collect_metrics, args=(silent,), daemon=True)
+    scrape.start()
+    for worker in silent:  # the first still has not answered: the second is asked all the same
+        wait_for(says(worker, "asked 1"), f"{worker.name} to be asked for its metrics", 30)
+    for each in running:
+        each.stop.set()
+        assert each.ended() is None
+    scrape.join(30)
+    assert not scrape.is_alive(), "the scrape still waits for workers that exited"
+
+
+def test_a_failing_worker_leaves_the_one_line_to_the_command(
+    settings: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 1 with one line: the worker's reason reaches the parent, whose command prints it."""
+    worker = WorkerProcess(settings, 2, target=fake_workers.real_worker_whose_uploaders_fail)
+    raised = Running(worker).ended()
+    assert isinstance(raised, RoleFailedError)
+    assert str(raised) == "the API refuses the key (401)"
+    assert "toloka-connector" not in capfd.readouterr().err
+
+
+def test_a_worker_silent_while_its_loops_waited_fails_the_parents_liveness(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loop waiting on a dependency counts as alive only while the worker says so: once it
+    stops reporting, its heartbeat ages from its last report."""
+    monkeypatch.setattr(workers, "SILENT_AFTER_SECONDS", 1.0)
+    worker = WorkerProcess(settings, 2, target=fake_workers.waits_then_goes_silent)
+    running = Running(worker)
+    checks = HealthChecks(Metrics(app_project="p"), [worker], stale_after_seconds=2)
+    wait_for(lambda: worker.readiness().ready, "the worker to report", 60)
+    assert checks.liveness()[0]
+    wait_for(lambda: not checks.liveness()[0], "/healthz to see the silent worker", 30)
+    assert "uploader worker 2 loop stuck" in checks.liveness()[1]["message"]
+    running.stop.set()
+    assert running.ended() is None
+
+
+def test_a_worker_killed_by_a_signal_without_a_name_fails_its_role_naming_it(
+    settings: Settings,
+) -> None:
+    worker = WorkerProcess(settings, 2, target=fake_workers.killed_by_a_real_time_signal)
+    raised = Running(worker).ended()
+    assert isinstance(raised, RoleFailedError)
+    assert str(raised) == f"was killed by signal {signal.SIGRTMIN + 6}"
