@@ -80,16 +80,23 @@ class BacklogApi(FakeApi):
             self.main_scan_went_on = True
 
 
-def test_a_look_back_scan_during_a_backlog_does_not_stop_the_main_scan() -> None:
+def run_backlog(api_type: type[BacklogApi]) -> tuple[BacklogApi, FakeKafka, Metrics]:
+    """A leader paging one item at a time through the backlog for a minute of fake time, each
+    transaction taking a second, with a look-back scan due every 5 s."""
     clock = FakeClock(stop_at=T0 + 60)
     kafka = FakeKafka()
-    api = BacklogApi(clock, kafka)
+    api = api_type(clock, kafka)
     metrics = Metrics()
     loop = loop_for(
         api, kafka, clock, metrics, commits_take(clock, 1.0), page_size=1,
         late_window_seconds=60, late_scan_interval_seconds=5, poll_interval_seconds=0.1,
     )  # fmt: skip
     loop.run(clock.stop)
+    return api, kafka, metrics
+
+
+def test_a_look_back_scan_during_a_backlog_does_not_stop_the_main_scan() -> None:
+    api, kafka, metrics = run_backlog(BacklogApi)
     wait_for(lambda: api.main_scan_went_on is not None, "the first look-back listing", timeout=20)
     assert api.main_scan_went_on is True, "the main scan waited for the look-back listing"
     published = Counter(kafka.published_ids())
@@ -112,15 +119,8 @@ class FailingLookBack(BacklogApi):
 
 
 def test_a_look_back_listing_that_fails_beside_the_main_scan_is_made_again() -> None:
-    clock = FakeClock(stop_at=T0 + 60)
-    kafka = FakeKafka()
-    api = FailingLookBack(clock, kafka)
-    metrics = Metrics()
-    loop = loop_for(
-        api, kafka, clock, metrics, commits_take(clock, 1.0), page_size=1,
-        late_window_seconds=60, late_scan_interval_seconds=5, poll_interval_seconds=0.1,
-    )  # fmt: skip
-    loop.run(clock.stop)
+    api, kafka, metrics = run_backlog(FailingLookBack)
+    assert isinstance(api, FailingLookBack)
     assert api.failed
     published = Counter(kafka.published_ids())
     assert published["late"] == 1
