@@ -193,13 +193,17 @@ class LeadershipGroup:
         """The member is leaving: the terms were ended once, the close's revocation does not
         wait for the loops again."""
         self._group_problem: str | None = None
-        self._missing: dict[str, str] = {}
-        """Leadership topic → why it is missing (readiness of its pipeline only)."""
+        self._topic_problems: dict[str, str] = {}
+        """Leadership topic → why it cannot be assigned (readiness of its pipeline only)."""
+        self._missing: set[str] = set()
+        """The leadership topics that do not exist: created again every TOPIC_RETRY_SECONDS (a
+        topic this account may not read is not: creating it again would change nothing, and
+        subscribing again each time would rebalance the whole group)."""
 
     def problem(self, lease: Lease) -> str | None:
         """What keeps the group from assigning `lease`'s pipeline (readiness), or None."""
         topic = self._topic_of(lease)
-        found = [p for p in (self._group_problem, self._missing.get(topic)) if p is not None]
+        found = [p for p in (self._group_problem, self._topic_problems.get(topic)) if p]
         return "; ".join(found) or None
 
     def enlist(self, lease: Lease) -> None:
@@ -311,7 +315,8 @@ class LeadershipGroup:
             log.info("created leadership topics %s", ", ".join(report.created))
         there = {*report.created, *report.existing}
         for topic in there:
-            self._missing.pop(topic, None)
+            self._missing.discard(topic)
+            self._topic_problems.pop(topic, None)
         return bool(there)
 
     def _error(self, error: KafkaError, topic: str | None) -> None:
@@ -319,10 +324,14 @@ class LeadershipGroup:
         once per kind of problem."""
         code = error.code()
         if topic in self._leases and code in _TOPIC_UNAVAILABLE:
-            problem = f"leadership topic {topic} unavailable ({error.str()}): create it"
-            if self._missing.get(topic) != problem:
+            missing = code == KafkaError.UNKNOWN_TOPIC_OR_PART
+            remedy = "create it" if missing else "let this account read it"
+            problem = f"leadership topic {topic} unavailable ({error.str()}): {remedy}"
+            if self._topic_problems.get(topic) != problem:
                 log.warning("poller %s", problem)
-            self._missing[topic] = problem
+            self._topic_problems[topic] = problem
+            if missing:
+                self._missing.add(topic)
             return
         if code == KafkaError.INVALID_SESSION_TIMEOUT:
             problem = (
@@ -345,7 +354,8 @@ class LeadershipGroup:
         self._group_problem = None
         topics = self._ours(partitions)
         for topic in topics:
-            self._missing.pop(topic, None)
+            self._missing.discard(topic)
+            self._topic_problems.pop(topic, None)
         if topics:
             log.info("leadership assigned: %s", ", ".join(topics))
         for topic in topics:

@@ -10,6 +10,7 @@ import threading
 from functools import partial
 
 import pytest
+from confluent_kafka import KafkaError
 
 from connector.clock import SystemClock
 from connector.contract.leadership import MAX_TOPIC_NAME, leadership_group_id, leadership_topic
@@ -249,3 +250,24 @@ def test_a_loop_that_fails_alone_ends_the_member_instead_of_waiting_for_stop() -
     assert not thread.is_alive(), "the failing loop waited for the member forever"
     assert [str(f) for f in failures] == ["an unreadable state record"]
     assert not stop.is_set()
+
+
+def test_a_topic_this_account_may_not_read_is_named_but_not_created_again() -> None:
+    """A missing leadership topic is created again every few seconds (and subscribed to again);
+    a topic the account may not read exists already: retrying would only rebalance the whole
+    group every few seconds. Both make only their own pipeline unready."""
+    refused, missing, fine = Lease(), Lease(), Lease()
+    group = LeadershipGroup(
+        {"bootstrap.servers": "127.0.0.1:1"},
+        group_id="g",
+        leases={"s.leader.a": refused, "s.leader.b": missing, "s.leader.c": fine},
+        session_timeout_seconds=6.0,
+        revoke_timeout_seconds=1.0,
+        topic_timeout_seconds=0.5,
+    )
+    group._error(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED), "s.leader.a")
+    group._error(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART), "s.leader.b")
+    assert "let this account read it" in (group.problem(refused) or "")
+    assert "create it" in (group.problem(missing) or "")
+    assert group.problem(fine) is None
+    assert group._missing == {"s.leader.b"}, "only the missing topic is created again"
