@@ -21,6 +21,7 @@
     │   ├── KafkaRefusedError            the brokers refuse this client (credentials, TLS)
     │   ├── DeadLetterStuckError         a dead letter not acknowledged within its deadline
     │   ├── MigrationError               the one group cannot start where the old groups were
+    │   ├── KafkaUnansweredError         a synchronous commit or close got no answer in time
     │   └── PublishError                 a poller transaction did not commit
     │       ├── PageAbortedError             aborted; the same page may be tried again
     │       │   └── RecordsTooLargeError         records refused as too large for their topic
@@ -99,6 +100,11 @@ class DeadLetterStuckError(KafkaOperationError):
 class MigrationError(KafkaOperationError):
     """The one group cannot be started on a routed topic where the per-project groups of earlier
     versions were: their offsets (or its own) are unreadable, or its start was not committed."""
+
+
+class KafkaUnansweredError(KafkaOperationError):
+    """The broker did not answer a consumer's synchronous commit or close in the time given;
+    the call goes on in the background (`connector.kafka.bounded`)."""
 
 
 class PublishError(KafkaOperationError):

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from types import FrameType
 
@@ -53,6 +55,12 @@ def install_signal_handlers() -> None:
 def received_signal() -> signal.Signals | None:
     """The first SIGTERM or SIGINT since `install_signal_handlers`, if any."""
     return _received[0] if _received else None
+
+
+def where(thread: threading.Thread) -> str:
+    """The stack `thread` is running now: what a role stuck in a drain waits for."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    return "".join(traceback.format_stack(frame)) if frame is not None else "(not running)"
 
 
 def run_roles(
@@ -127,6 +135,8 @@ def run_roles(
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive() and fatal_reason is None:
                 failures.append(f"{thread.name}: did not finish draining in time")
+                log.error("%s did not finish draining in time; it was at:\n%s",
+                          thread.name, where(thread))  # fmt: skip
     finally:
         if server is not None:
             server.close()

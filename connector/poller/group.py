@@ -43,6 +43,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from connector.contract.leadership import leadership_group_id
 from connector.errors import KafkaOperationError
 from connector.kafka.admin import TopicSpec, ensure_topics, request_auto_creation
+from connector.kafka.bounded import BoundedConsumerCalls
 from connector.lifecycle import STOP_CHECK_SECONDS
 from connector.logs import kafka_logger
 
@@ -277,7 +278,9 @@ class LeadershipGroup:
         finally:
             self._end_terms(list(self._leases))
             self._closing = True
-            consumer.close()  # leaves the group: the others rebalance at once
+            BoundedConsumerCalls(consumer).close(
+                "the leadership group's consumer"
+            )  # the others rebalance at once
 
     def _follow_enlisted(self, consumer: Consumer) -> None:
         """Subscribe to the leadership topics of the loops inside `joined` when they changed:

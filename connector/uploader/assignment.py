@@ -19,7 +19,8 @@ from typing import Protocol
 from confluent_kafka import KafkaException, TopicPartition
 
 from connector.contract.upload_intents import decode_intent
-from connector.errors import MigrationError
+from connector.errors import KafkaUnansweredError, MigrationError
+from connector.kafka.bounded import BoundedConsumerCalls
 from connector.kafka.clients import CommittedOffsets, Consumer
 from connector.uploader.intents import IntentLog
 from connector.uploader.lane import Lane
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 OFFSETS_TIMEOUT_SECONDS = 10.0
 """How long an assignment waits for the committed offsets and the ends of its partitions."""
+START_COMMIT_SECONDS = 10.0
+"""How long the one group's first commit (where the old groups were) may wait for the broker."""
 
 
 class AssignedConsumer(Consumer, CommittedOffsets, Protocol):
@@ -136,8 +139,8 @@ def continue_from_previous_groups(
         assert start is not None  # one position per lane
         starts[partition] = start
     try:
-        consumer.commit(offsets=list(starts.values()), asynchronous=False)
-    except KafkaException as failure:
+        BoundedConsumerCalls(consumer).commit(list(starts.values()), START_COMMIT_SECONDS)
+    except (KafkaException, KafkaUnansweredError) as failure:
         raise MigrationError(
             f"the one group's start on input partitions {sorted(starts)} of {topic.name}, "
             f"where the groups an earlier version read it in were, could not be committed "

@@ -58,8 +58,10 @@ from connector.errors import (
     ConnectorError,
     DeadLetterStuckError,
     KafkaOperationError,
+    KafkaUnansweredError,
     PipelineFailedError,
 )
+from connector.kafka.bounded import BoundedConsumerCalls
 from connector.kafka.clients import Consumer, Message, Producer
 from connector.lifecycle import Heartbeat
 from connector.uploader.assignment import (
@@ -91,6 +93,9 @@ wait for it; an idle lane, or one on the same topic, keeps the grace."""
 FULL_QUEUE_WAIT_SECONDS = 0.01
 """Longest wait for delivery reports while dead letters wait for room in the producer's queue."""
 MIN_FLUSH_SECONDS = 1.0
+COMMIT_WAIT_SECONDS = 5.0
+"""How long a synchronous commit waits for the broker outside a drain (an upload intent, the
+commit before a failure); a drain's commits wait for what is left of its deadline."""
 """At shutdown the dead letters get at least this long to be acknowledged, even when draining
 the uploads used up the whole drain timeout."""
 
@@ -128,6 +133,7 @@ class UploadLoop:
         """The topics whose last intent commit failed (warned once until one succeeds)."""
         self._commit_interval = settings.commit_interval_ms / 1000
         self._next_commit = clock.monotonic() + self._commit_interval
+        self._sync = BoundedConsumerCalls(consumer)
         self._drain_deadline: float | None = None
         self._closing = False
 
@@ -154,7 +160,7 @@ class UploadLoop:
             raise
         finally:
             self._closing = True  # close() revokes: what is done was committed just now
-            self._consumer.close()
+            self._sync.close("the uploader's consumer")
             for lane in self._lanes:
                 lane.close()
 
@@ -266,8 +272,8 @@ class UploadLoop:
                 if (offset := topic.offsets.commit_point(p)) is not None
             ]  # fmt: skip
             try:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-            except KafkaException as failure:
+                self._sync.commit(offsets, COMMIT_WAIT_SECONDS)
+            except (KafkaException, KafkaUnansweredError) as failure:
                 if topic.name not in self._intent_failing:
                     log.warning(
                         "the upload intent of input partitions %s of %s could not be committed "
@@ -309,12 +315,17 @@ class UploadLoop:
                 for name, chosen in numbers.items()}  # fmt: skip
 
     def _commit(
-        self, positions: dict[str, dict[int, int]], *, asynchronous: bool, final: bool = False
+        self,
+        positions: dict[str, dict[int, int]],
+        *,
+        asynchronous: bool,
+        final: bool = False,
+        wait: float = COMMIT_WAIT_SECONDS,
     ) -> None:
-        """Commit `positions`; in the background while running, waiting for the broker when
-        partitions are handed over or the uploader stops (`final`: nothing more is sent for
-        them). A background commit that fails is superseded by the next one: the hand-over and
-        final commits send every position."""
+        """Commit `positions`; in the background while running, waiting for the broker (`wait`
+        seconds at most) when partitions are handed over or the uploader stops (`final`:
+        nothing more is sent for them). A background commit that fails is superseded by the
+        next one: the hand-over and final commits send every position."""
         self._next_commit = self._clock.monotonic() + self._commit_interval
         offsets = []
         for name, chosen in positions.items():
@@ -327,11 +338,11 @@ class UploadLoop:
         if not offsets:
             return
         try:
-            if asynchronous:  # two calls: the stubs type each mode by a Literal overload
+            if asynchronous:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
             else:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as failure:
+                self._sync.commit(offsets, wait)
+        except (KafkaException, KafkaUnansweredError) as failure:
             # The positions stay uncommitted and are sent again with the next commit.
             log.warning("offset commit failed: %s", failure.args[0])
             return
@@ -440,7 +451,8 @@ class UploadLoop:
         dropped = sum(lane.batcher.drop_partitions(_numbers(keys, lane.topic))
                       for lane in self._lanes)  # fmt: skip
         unflushed = self._producer.flush(max(deadline - self._clock.monotonic(), 0.0))
-        self._commit(self._positions(keys), asynchronous=False, final=True)
+        self._commit(self._positions(keys), asynchronous=False, final=True,
+                     wait=max(deadline - self._clock.monotonic(), MIN_FLUSH_SECONDS))  # fmt: skip
         abandoned = sum(1 for lane in self._lanes for batch in lane.in_flight
                         if batch.partitions() & _numbers(keys, lane.topic))  # fmt: skip
         if dropped or abandoned or unflushed:
@@ -514,7 +526,8 @@ class UploadLoop:
             self._drain_deadline - self._clock.monotonic(), MIN_FLUSH_SECONDS
         )  # fmt: skip
         unflushed = self._producer.flush(flush_for)
-        self._commit(self._positions(), asynchronous=False, final=True)
+        left = max(self._drain_deadline - self._clock.monotonic(), MIN_FLUSH_SECONDS)
+        self._commit(self._positions(), asynchronous=False, final=True, wait=left)
         log.info("uploader stopped: %d unsent records and %d unacknowledged dead letters left "
                  "for the next start", dropped, unflushed)  # fmt: skip
         self._closing = True

@@ -76,6 +76,25 @@ def test_a_fatal_condition_stops_every_role_and_is_the_one_line(
     assert polite.stopped
 
 
+def test_a_role_stuck_past_the_budget_is_named_with_where_it_waits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An operator sees which call held the drain (seen: a commit without a timeout), not only
+    that it did not finish."""
+    stuck, polite = StuckRole(), PoliteRole()
+    stop = threading.Event()
+    stop.set()  # as a SIGTERM does
+    try:
+        with pytest.raises(RoleFailedError) as raised:
+            run_roles([polite, stuck], Metrics(), metrics_host="127.0.0.1", metrics_port=0,
+                      shutdown_timeout_seconds=0.3, stop=stop)  # fmt: skip
+    finally:
+        stuck.released.set()
+    assert str(raised.value) == "poller: did not finish draining in time"
+    [logged] = [r.getMessage() for r in caplog.records if "did not finish" in r.getMessage()]
+    assert "in run\n    self.released.wait(30)" in logged, logged
+
+
 def test_a_signal_handler_returns_even_inside_the_code_it_interrupted() -> None:
     """Python runs a signal handler inside whatever the main thread was doing, the previous
     signal's handling included (seen, with py-spy: SIGTERMs from `timeout` and from a user 1 ms

@@ -30,6 +30,7 @@ from connector.errors import (
     TolokaApiError,
     ValidationFailedError,
 )
+from connector.kafka import bounded
 from connector.kafka.clients import Headers
 from connector.lifecycle import Readiness, Role
 from connector.metrics import Metrics
@@ -860,6 +861,49 @@ def test_shutdown_drains_commits_and_gives_up_on_a_stuck_upload(running: list[Ru
     assert consumer.sync_commits[0] == {0: 2}
 
 
+class UnansweringConsumer(FakeConsumer):
+    """A group coordinator that stops answering: synchronous commits and the close wait for
+    it (librdkafka's wait has no bound) until `answer` is set."""
+
+    def __init__(self, partitions: Mapping[int, Sequence[bytes | None]]) -> None:
+        super().__init__(partitions)
+        self.answer = threading.Event()
+        self.silent = False
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+        if self.silent and not asynchronous:
+            self.answer.wait()
+        return super().commit(offsets=offsets, asynchronous=asynchronous)
+
+    def close(self) -> None:
+        if self.silent:
+            self.answer.wait()
+        super().close()
+
+
+def test_a_stop_ends_in_its_budget_when_the_coordinator_stops_answering(
+    running: list[Running], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen after a broker restart: the final commit waited for an answer longer than the
+    whole shutdown budget (librdkafka's synchronous commit has no timeout), and `run` exited 1,
+    "did not finish draining in time"."""
+    monkeypatch.setattr(bounded, "LEAVE_GROUP_SECONDS", 0.2)
+    consumer = UnansweringConsumer({0: [item(f"0:{o}") for o in range(5)]})
+    run = Running(consumer, FakeApi(), drain_timeout_seconds="0.3")
+    running.append(run)
+    wait_for(lambda: consumer.commits.get(0) == 5, "every upload committed in the background")
+    consumer.silent = True
+    try:
+        run.finish()  # before: waited for the commit for good
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("offset commit failed: offset commit: no answer from Kafka within" in w
+                   for w in warnings), warnings  # fmt: skip
+        assert any("did not leave its group within 0.2s" in w for w in warnings), warnings
+        assert not consumer.sync_commits, "an unanswered commit was counted"
+    finally:
+        consumer.answer.set()
+
+
 def test_a_stop_uploads_every_record_already_read_and_commits_them(
     running: list[Running],
 ) -> None:
@@ -1002,8 +1046,10 @@ def test_unacknowledged_dead_letters_pause_their_partition_then_stop_the_role(
     producer = FakeProducer()
     producer.failures = [KafkaError.TOPIC_AUTHORIZATION_FAILED] * 100_000
     consumer = FakeConsumer({0: [bad] * 5000, 1: [item(f"1:{o}") for o in range(20)]})
+    # The deadline leaves the checks below time to look while the role still runs (seen: on a
+    # loaded machine, a 1 s deadline had stopped it before the pause was looked at).
     run = Running(consumer, producer=producer, dlq_max_pending_bytes="2048",
-                  dlq_timeout_seconds="1")  # fmt: skip
+                  dlq_timeout_seconds="4")  # fmt: skip
     running.append(run)
     wait_for(lambda: consumer.paused == {0}, "the partition holding the dead letters paused")
     wait_for(lambda: consumer.commits.get(1) == 20, "the other partition committed")
