@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -26,11 +27,37 @@ logger = logging.getLogger(__name__)
 
 
 def free_port() -> int:
-    """A loopback port nobody listens on right now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A loopback port nobody listens on right now, chosen below the kernel's ephemeral range.
+
+    A port the kernel picks is one it also hands to outgoing connections: one of those can take
+    it between this check and the bind of the process it is meant for (seen: a metrics port
+    "already in use" while tests ran beside each other), or while a broker restarts on it. The
+    choice is random (the system's, not `random`'s: the test runner seeds that one alike in
+    every worker), so that processes picking at once rarely pick alike."""
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = _CHOOSER.randrange(FIXED_PORTS_FROM, low) if low > FIXED_PORTS_FROM else 0
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            chosen: int = sock.getsockname()[1]
+            return chosen
+    raise BrokerError("no free loopback port below the ephemeral range after 100 tries")
+
+
+FIXED_PORTS_FROM = 10_000
+"""The lowest port `free_port` chooses (below it: well-known services' registered ports)."""
+_CHOOSER = random.SystemRandom()
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for outgoing connections (32768 when unknown)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def port_accepts(port: int, host: str = LOOPBACK) -> bool:
