@@ -37,7 +37,8 @@ from prometheus_client.exposition import choose_encoder
 from connector.clock import Clock, SystemClock
 from connector.errors import ConfigError
 from connector.lifecycle import Role
-from connector.metrics import ROLES, Metrics
+from connector.metrics import Metrics
+from connector.metrics.labels import ROLES
 
 log = logging.getLogger(__name__)
 

@@ -388,7 +388,7 @@ class CursorWriteSettings(CursorSettings):
     @classmethod
     def _transaction_timeout_follows_the_leader_timeout(cls, data: Any) -> Any:
         """Unset, the transaction timeout is half the leader timeout (the relation the settings
-        check holds: `connector.config.related_setting_problems`)."""
+        check holds: `connector.settings_checks.related_setting_problems`)."""
         if isinstance(data, dict) and "transaction_timeout_seconds" not in data:
             try:
                 leader = float(data.get("leader_timeout_seconds", LEADER_TIMEOUT_SECONDS))

@@ -22,7 +22,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Sample
 
-from connector.metrics import GAUGE_ACROSS_PROCESSES
+from connector.metrics.across_processes import GAUGE_ACROSS_PROCESSES
 
 _SUMMED = frozenset({"counter", "histogram", "gaugehistogram", "summary"})
 _COMBINE: dict[str, Callable[[float, float], float]] = {

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from connector.clock import Clock
 from connector.errors import PageAbortedError, PublishError
 from connector.lifecycle import Heartbeat
-from connector.metrics import Metrics, result_status_label
+from connector.metrics import Metrics
+from connector.metrics.labels import result_status_label
 from connector.outstanding import OutstandingItems
 from connector.poller.late_window import PollerState
 from connector.poller.lookback import BackgroundLookBack

@@ -31,7 +31,8 @@ from connector.config import Settings, load_settings
 from connector.errors import ConfigError, RoleFailedError
 from connector.health import HealthChecks
 from connector.lifecycle import Heartbeat, Readiness
-from connector.metrics import GAUGE_ACROSS_PROCESSES, Metrics
+from connector.metrics import Metrics
+from connector.metrics.across_processes import GAUGE_ACROSS_PROCESSES
 from testkit import fake_workers
 from testkit.clocks import FakeClock
 from testkit.waiting import wait_for
