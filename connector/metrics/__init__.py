@@ -9,8 +9,8 @@ work carries an `app_project` label (one pipeline: its project id). A `Metrics` 
 project (`for_project` gives another project's view of the same families), so the roles write
 `metrics.items_uploaded.inc()` without knowing the label; a family with labels of its own is a
 `Bound` view (`metrics.dead_letters.labels(reason)`). The process's own metrics (build, Kafka and
-API availability, the items outstanding between the two roles, and the end-to-end time they
-measure together) have no project; a role's heartbeat and readiness have its project.
+API availability) have no project; the items outstanding between a pipeline's two roles, the
+end-to-end time they measure together, and a role's heartbeat and readiness have its project.
 
 The modules: `registry` (`Metrics`, the one object the rest of the code holds), the families of
 `connections` (Toloka API, Kafka), `uploader`, `poller` and `roles` (what both write), `labels`
