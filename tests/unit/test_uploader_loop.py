@@ -1269,6 +1269,36 @@ def test_a_stop_while_records_wait_for_the_registry_commits_up_to_the_first_of_t
     assert run.api.created == {str(o): 1 for o in range(7)}
 
 
+def test_a_revocation_while_records_wait_for_the_registry_hands_them_over_unjudged(
+    running: list[Running], registry: RegistrySimulator
+) -> None:
+    """The waiting records of a revoked partition are dropped, its commit stops before the first
+    of them, and the role no longer waits for them; when the partition comes back they are read
+    again from there (not decoded with the old assignment's state) and uploaded once."""
+    avro = AvroInput(registry)
+    consumer = FakeConsumer({0: [avro.first(str(o)) for o in range(3)]})
+    run = Running(consumer, decode=avro.decode)
+    running.append(run)
+    wait_for(lambda: consumer.commits.get(0) == 3, "the first records uploaded")
+    registry.unavailable = True
+    asked = len(registry.requests)
+    consumer.log[0] += [FakeMessage(0, 3, avro.second("3")), FakeMessage(0, 4, avro.first("4"))]
+    wait_for(lambda: len(registry.requests) >= asked + 2, "the registry asked again",
+             guard=run.check_running)  # fmt: skip
+    assert not run.role.readiness().ready
+    revoked = consumer.rebalance("revoke", [0])
+    wait_for(revoked.is_set, "the revocation handled", guard=run.check_running)
+    assert consumer.sync_commits[-1] == {0: 3}
+    wait_for(lambda: run.role.readiness().ready, "ready: nothing of its own waits any more")
+    registry.unavailable = False
+    consumer.rebalance("assign", [0])
+    wait_for(lambda: consumer.commits.get(0) == 5, "the records uploaded after the return",
+             guard=run.check_running)  # fmt: skip
+    run.finish()
+    assert run.api.created == {str(o): 1 for o in range(5)}
+    assert run.producer.delivered == []
+
+
 def test_credentials_the_registry_refuses_end_the_role_naming_the_setting(
     running: list[Running],
 ) -> None:
