@@ -29,7 +29,7 @@
     │       ├── ProducerFailedError          the producer cannot go on: replace it
     │       └── TransactionTimeoutRefusedError  the broker refuses the transaction timeout
     ├── SchemaRegistryError          the Schema Registry refused or failed a request
-    │   └── RegistryUnavailableError     unreachable, 5xx, or refusing the credentials
+    │   └── RegistryUnavailableError     unreachable, 5xx, 408, 429, or refusing the credentials
     │       └── RegistryCredentialsError     refusing the credentials (401, 403)
     ├── StateFormatError             a state-topic record this connector cannot read
     ├── ItemFormatError              an API item without the shape the connector relies on

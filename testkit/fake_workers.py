@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from multiprocessing.connection import Connection
 
 from prometheus_client import CollectorRegistry, Counter
@@ -18,6 +19,7 @@ from connector.app import worker_child
 from connector.app.worker_child import COLLECT, FAILED, FAMILIES, STATUS, STOP
 from connector.config import Settings
 from connector.errors import StartupError
+from connector.lifecycle import Heartbeat, Readiness
 
 REPORT_SECONDS = 0.2
 STUCK_FOR_SECONDS = 120.0
@@ -109,6 +111,29 @@ def real_worker_whose_uploaders_fail(settings: Settings, number: int, conn: Conn
         raise StartupError("the API refuses the key (401)")
 
     worker_child._run_uploaders = refused  # type: ignore[assignment]
+    worker_child.serve_worker(settings, number, conn)
+
+
+class _DrainsForever:
+    """An uploader role whose drain never ends (an upload stuck past every deadline)."""
+
+    name = "uploader"
+
+    def __init__(self) -> None:
+        self.heartbeat = Heartbeat(self.name)
+
+    def run(self, stop: threading.Event) -> None:
+        stop.wait()
+        threading.Event().wait()  # never set: the worker's runner gives up on this thread
+
+    def readiness(self) -> Readiness:
+        return Readiness(True, "draining forever once stopped")
+
+
+def real_worker_whose_drain_overruns(settings: Settings, number: int, conn: Connection) -> None:
+    """The real worker (`serve_worker`), its uploader's drain never ending: its own runner gives
+    up on it when the worker's shutdown budget is spent, and the worker exits 1 saying so."""
+    worker_child.build_roles = lambda *_args: [_DrainsForever()]  # type: ignore[attr-defined]
     worker_child.serve_worker(settings, number, conn)
 
 

@@ -51,6 +51,20 @@ def read_all(
         consumer.close()
 
 
+def uncommitted(bootstrap: str, topic: str, group_id: str) -> int:
+    """Records of `topic` after the committed offsets of `group_id`."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], 10)
+        return sum(
+            consumer.get_watermark_offsets(tp, timeout=10)[1] - max(tp.offset, 0)
+            for tp in committed
+        )
+    finally:
+        consumer.close()
+
+
 def wait_until_served(bootstrap_servers: str, topic: str, partitions: int) -> None:
     """Return once the broker's metadata lists `topic` with its `partitions`, each led: Kafka
     answers CreateTopics once the controller has the topic, and a broker serves it a moment

@@ -34,6 +34,9 @@ FATAL_STOP_SECONDS = 5.0
 
 _received: list[signal.Signals] = []
 """SIGTERM and SIGINT received since the handlers were installed, in order."""
+_second_raises = False
+"""Whether a second signal raises KeyboardInterrupt (`install_signal_handlers`)."""
+DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def _record(signum: int, _frame: FrameType | None) -> None:
@@ -42,14 +45,22 @@ def _record(signum: int, _frame: FrameType | None) -> None:
     # event's lock, and a second signal meanwhile ran it again inside, waiting for the lock it
     # held (seen: SIGTERMs from `timeout` and from a user 1 ms apart hung `run` for good).
     _received.append(signal.Signals(signum))
+    if _second_raises and len(_received) > 1:
+        raise KeyboardInterrupt  # takes no lock: a `with` it interrupts releases its own
 
 
-def install_signal_handlers() -> None:
-    """SIGTERM and SIGINT ask for a drain from now on (main thread only); `run_roles`' loop
-    sets its stop event when one came (`received_signal`)."""
+def install_signal_handlers(
+    signals: tuple[signal.Signals, ...] = DRAIN_SIGNALS, *, second_raises: bool = False
+) -> None:
+    """`signals` ask for a drain from now on (main thread only); `run_roles`' loop (or the
+    demo's watch) sets its stop event when one came (`received_signal`). `second_raises`:
+    a second one raises KeyboardInterrupt wherever the main thread is (the demo's second
+    Ctrl-C does not wait for the orderly stop)."""
+    global _second_raises  # noqa: PLW0603 - the handler's one setting
     _received.clear()
-    signal.signal(signal.SIGTERM, _record)
-    signal.signal(signal.SIGINT, _record)
+    _second_raises = second_raises
+    for signum in signals:
+        signal.signal(signum, _record)
 
 
 def received_signal() -> signal.Signals | None:

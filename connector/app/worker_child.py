@@ -81,7 +81,9 @@ class ParentLink:
                 if time.monotonic() >= next_status:
                     self._send_status()
                     next_status = time.monotonic() + STATUS_INTERVAL_SECONDS
-                if self._conn.poll(max(0.0, min(next_status - time.monotonic(), 0.5))):
+                # Short waits: the roles' end waits for this thread (`__exit__`) before the
+                # worker can say how they ended, within the parent's shutdown margin.
+                if self._conn.poll(max(0.0, min(next_status - time.monotonic(), 0.1))):
                     self._handle(self._conn.recv())
             except (EOFError, OSError):
                 if not self._stop.is_set():

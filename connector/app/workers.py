@@ -16,13 +16,16 @@ worker is alive and says its roles are ready; `/healthz` sees a worker's loops t
 heartbeats it reports; `/metrics` merges every process's families (`worker_metrics`).
 
 Its life. SIGTERM or SIGINT to the parent drains every process: the parent tells each worker to
-stop, and each drains and commits what it did, within CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS, as
-the parent does; a worker still running after it is killed. A worker that ends on its own ends
-the run, as any role that ends does (the process is no use half-running, and the orchestrator's
-restart of the whole process is the one restart policy): after an error or a signal
-(`kill -9`) the run exits 1, naming the worker and why; after a clean drain (SIGTERM sent to
-the worker alone) the run drains and exits 0. A worker never outlives its parent: it watches
-its end of the pipe, and when the parent is gone (even by `kill -9`) it drains and exits.
+stop, and each drains and commits what it did within its own shutdown budget: the parent's
+CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS less a margin (`worker_settings`), so that a worker whose
+runner gives up on an overrunning role has exited, saying which, while the parent still waits
+for it; a worker still running when the parent's budget ends is killed, named in the exit
+line. A worker that ends on its own ends the run, as any role that ends does (the process is no
+use half-running, and the orchestrator's restart of the whole process is the one restart
+policy): after an error or a signal (`kill -9`) the run exits 1, naming the worker and why;
+after a clean drain (SIGTERM sent to the worker alone) the run drains and exits 0. A worker
+never outlives its parent: it watches its end of the pipe, and when the parent is gone (even by
+`kill -9`) it drains and exits.
 """
 
 from __future__ import annotations
@@ -53,7 +56,13 @@ from connector.app.worker_child import (
     WORKER_HELD_SIGNALS,
     serve_worker,
 )
-from connector.config import KafkaSettings, Settings
+from connector.config import (
+    KafkaSettings,
+    RuntimeSettings,
+    Settings,
+    SettingsGroup,
+    UploaderSettings,
+)
 from connector.errors import RoleFailedError
 from connector.lifecycle import Heartbeat, Readiness
 
@@ -254,24 +263,46 @@ def _exit_reason(code: int | None) -> str:
 
 
 STATIC_MEMBER = "group.instance.id"
+SHUTDOWN_MARGIN_SECONDS = 5.0
+SHUTDOWN_MARGIN_SHARE = 1 / 3
+"""A worker's shutdown budget is the parent's less this margin (at most this share of it): the
+time the parent keeps to collect a worker's end (the line saying why, its exit: 0.3-0.7 s for
+the interpreter's teardown on a busy 2-core machine) after the worker's own runner gave up on an
+overrunning role. With the same budget, a worker that drained for nearly all of it was still
+running when the parent's ran out: reported late and killed, its own account lost."""
 
 
 def worker_settings(settings: Settings, number: int) -> Settings:
-    """The settings worker `number` runs with: the parent's, but a static member id
-    (KAFKA_GROUP_INSTANCE_ID) of its own, `<id>-w<number>`: the N uploaders are members of one
-    group, and a member joining with the id of another fences that one out."""
+    """The settings worker `number` runs with: the parent's, but
+    - a static member id (KAFKA_GROUP_INSTANCE_ID) of its own, `<id>-w<number>`: the N
+      uploaders are members of one group, and a member joining with the id of another fences
+      that one out;
+    - a shutdown budget shorter than the parent's by `SHUTDOWN_MARGIN_SECONDS`, its uploaders'
+      drain timeout shortened in proportion (so it keeps its share of the budget)."""
     kafka = settings.kafka
     instance = kafka.properties.get(STATIC_MEMBER)
-    if instance is None:
-        return settings
-    own = SecretStr(f"{instance.get_secret_value()}-w{number}")
-    renamed = kafka.model_copy(update={"properties": {**kafka.properties, STATIC_MEMBER: own}})
+    if instance is not None:
+        own = SecretStr(f"{instance.get_secret_value()}-w{number}")
+        kafka = kafka.model_copy(update={"properties": {**kafka.properties, STATIC_MEMBER: own}})
+    runtime = settings.runtime
+    parent_budget = runtime.shutdown_timeout_seconds
+    budget = parent_budget - min(SHUTDOWN_MARGIN_SECONDS, parent_budget * SHUTDOWN_MARGIN_SHARE)
+    runtime = runtime.model_copy(update={"shutdown_timeout_seconds": budget})
 
-    def renamed_in(one: Settings) -> Settings:
-        groups = tuple(renamed if isinstance(g, KafkaSettings) else g for g in one.groups)
-        return replace(one, groups=groups)
+    def group_of_worker(group: SettingsGroup) -> SettingsGroup:
+        if isinstance(group, KafkaSettings):
+            return kafka
+        if isinstance(group, RuntimeSettings):
+            return runtime
+        if isinstance(group, UploaderSettings):
+            drain = group.drain_timeout_seconds * budget / parent_budget
+            return group.model_copy(update={"drain_timeout_seconds": drain})
+        return group
 
-    return replace(renamed_in(settings), several=tuple(map(renamed_in, settings.several)))
+    def of_worker(one: Settings) -> Settings:
+        return replace(one, groups=tuple(map(group_of_worker, one.groups)))
+
+    return replace(of_worker(settings), several=tuple(map(of_worker, settings.several)))
 
 
 def worker_processes(settings: Settings, roles: tuple[str, ...]) -> list[WorkerProcess]:

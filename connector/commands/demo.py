@@ -6,15 +6,18 @@ import argparse
 import signal
 import sys
 import threading
-from types import FrameType
 
 import orjson
 
+from connector.app.runner import install_signal_handlers, received_signal
 from connector.commands.catalog import summary
 from connector.commands.exit_codes import EXIT_INTERRUPTED
 from connector.demo.pipeline import DemoOptions, run_demo
 from connector.errors import ConfigError
 from connector.logs import configure_logging
+
+SIGNAL_CHECK_SECONDS = 0.1
+"""How soon a recorded Ctrl-C starts the orderly stop."""
 
 DESCRIPTION = """\
 Run the whole pipeline on this machine, with nothing to install or configure: a development
@@ -91,16 +94,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(["--projects: must be at least 1 and at most --items"])
     if args.json:
         sys.stdout = sys.stderr  # progress lines go to stderr; only the JSON goes to stdout
-    interrupted = threading.Event()
-
-    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
-        # The first Ctrl-C stops the demo in order (feed, roles, simulator, broker) and still
-        # prints the summary; a second one does not wait for that.
-        if interrupted.is_set():
-            raise KeyboardInterrupt
-        interrupted.set()
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    # The first Ctrl-C stops the demo in order (feed, roles, simulator, broker) and still
+    # prints the summary; a second one does not wait for that. The runner's handler: it only
+    # records the signal (one that set the event itself ran again inside the event's `set()` or
+    # `wait()` on a Ctrl-C meanwhile, waiting for the event's lock it held: the demo hung); a
+    # thread of the demo's turns it into the event.
+    interrupted, done = threading.Event(), threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+    install_signal_handlers((signal.SIGINT,), second_raises=True)
+    threading.Thread(
+        target=_interrupt_on_signal, args=(interrupted, done), name="demo-ctrl-c", daemon=True
+    ).start()
     try:
         summary = run_demo(
             DemoOptions(
@@ -117,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             interrupted,
         )
     finally:
+        done.set()
         signal.signal(signal.SIGINT, previous)
     if args.json:
         sys.stdout = sys.__stdout__
@@ -126,3 +131,11 @@ def run(args: argparse.Namespace) -> int:
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return 0 if summary.accounted else 1
+
+
+def _interrupt_on_signal(interrupted: threading.Event, done: threading.Event) -> None:
+    """Set `interrupted` once a Ctrl-C was recorded (`received_signal`), until `done`."""
+    while not done.wait(SIGNAL_CHECK_SECONDS):
+        if received_signal() is not None:
+            interrupted.set()
+            return

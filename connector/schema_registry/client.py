@@ -43,9 +43,13 @@ def registry_config(settings: SchemaRegistrySettings) -> dict[str, Any]:
     return config
 
 
-def registry_client(settings: SchemaRegistrySettings) -> SchemaRegistryClient:
-    """A client of the configured registry (nothing is sent before the first request)."""
-    return SchemaRegistryClient(registry_config(settings))
+def registry_client(
+    settings: SchemaRegistrySettings, *, retried: bool = True
+) -> SchemaRegistryClient:
+    """A client of the configured registry (nothing is sent before the first request);
+    `retried=False`: each request is tried once (its caller waits out failures itself)."""
+    config = registry_config(settings)
+    return SchemaRegistryClient(config if retried else {**config, "max.retries": 0})
 
 
 def not_found(error: BaseException) -> bool:
@@ -53,10 +57,16 @@ def not_found(error: BaseException) -> bool:
     return isinstance(error, ClientError) and error.http_status_code == NOT_FOUND
 
 
+NOT_ANSWERED = {401, 403, 408, 429}
+"""4xx that say nothing about the request: the credentials (401, 403), or the registry is too
+busy to answer it now (408 Request Timeout, 429 Too Many Requests: wait, as for a 5xx)."""
+
+
 def answered(error: BaseException) -> bool:
-    """The registry answered with a 4xx about the request itself (not about the credentials)."""
+    """The registry answered with a 4xx about the request itself (not about the credentials,
+    nor that it is too busy)."""
     status = getattr(error, "http_status_code", None) if isinstance(error, ClientError) else None
-    return isinstance(status, int) and 400 <= status < 500 and status not in {401, 403}
+    return isinstance(status, int) and 400 <= status < 500 and status not in NOT_ANSWERED
 
 
 def registry_call(call: Callable[[], T], what: str) -> T:

@@ -1,6 +1,7 @@
 """One pipeline's share of the process's upload loop: what it does with the records routed to it.
 
-A lane decodes and validates its records (its app's `input_spec`, refreshed), batches them, sends
+A lane decodes and validates its records (its app's `input_spec`, refreshed; those the Schema
+Registry does not answer for wait in `registry_wait` until it does), batches them, sends
 its batches with its own request threads, as many at once as its in-flight limit allows (AIMD on
 the API's 429s), dead-letters what is refused to its own dead-letter topic, and reconciles what
 a previous owner or a lost answer may have created. Everything here is of one pipeline and one
@@ -18,15 +19,18 @@ from dataclasses import dataclass
 
 from connector.clock import Clock
 from connector.config import UploaderSettings
+from connector.errors import RegistryCredentialsError, RegistryUnavailableError
 from connector.kafka.clients import Message, Producer
 from connector.metrics import Metrics
 from connector.toloka.pacing import InFlightLimit
+from connector.toloka.retry import RetryPolicy
 from connector.uploader.batcher import Batch, Batcher, PendingRecord
 from connector.uploader.dead_letters import DeadLetterWriter
 from connector.uploader.decode import ItemDecoder, Refusal, Validator
 from connector.uploader.lag import LagReporter
 from connector.uploader.offsets import OffsetTracker
 from connector.uploader.reconcile import Reconciler
+from connector.uploader.registry_wait import RegistryWait, UndecodedRecord
 from connector.uploader.spec import SpecRefresher
 from connector.uploader.upload import BatchOutcome, BatchUploader
 from connector.uploader.workers import RequestWorkers
@@ -50,6 +54,8 @@ class LaneParts:
     lag: LagReporter
     stalled_after_seconds: float
     """One attempt takes at most this long: a request older than that is being retried."""
+    outage_backoff: RetryPolicy
+    """How long records wait for the Schema Registry before they are decoded again."""
     refresher: SpecRefresher | None = None
     reconciler: Reconciler | None = None
     in_flight_limit: InFlightLimit | None = None
@@ -88,6 +94,8 @@ class Lane:
             settings.batch_max_items, settings.batch_max_bytes, settings.linger_ms / 1000
         )
         self.in_flight: list[Batch] = []
+        self.registry_wait = RegistryWait(parts.outage_backoff, clock)
+        """Records read while the Schema Registry did not answer (a registry format)."""
         self._workers = RequestWorkers(
             self._upload, lambda outcome: deliver(self, outcome), "uploader-request"
         )
@@ -118,14 +126,47 @@ class Lane:
             self._offsets.done(partition, offset, generation)
             return
         self._taken += 1
-        decoded = refusal or self._parts.decode(
-            message.value(), self.settings.max_record_bytes, self._validator
-        )
+        waiting = self.registry_wait
+        behind = refusal is None and bool(waiting.records)  # records the registry did not read
+        if behind or not self._settle(message, partition, offset, generation, refusal=refusal,
+                                      now=now):  # fmt: skip
+            waiting.records.append(UndecodedRecord(message, partition, offset, generation))
+
+    def _settle(
+        self, message: Message, partition: int, offset: int, generation: int, *,
+        refusal: Refusal | None, now: float,
+    ) -> bool:  # fmt: skip
+        """Batch or dead-letter a record; False when the registry did not answer its decoding
+        (refused credentials raise: waiting will not bring them back)."""
+        try:
+            decoded = refusal or self._parts.decode(
+                message.value(), self.settings.max_record_bytes, self._validator
+            )
+        except RegistryCredentialsError:
+            raise
+        except RegistryUnavailableError as error:
+            self.registry_wait.failed(error)
+            return False
         if isinstance(decoded, Refusal):
             self.dead_letter(message, decoded, partition=partition, offset=offset,
                              generation=generation)  # fmt: skip
         else:
             self.batcher.add(PendingRecord(message, partition, offset, generation, decoded), now)
+        return True
+
+    def decode_waiting(self, now: float) -> None:
+        """Once their back-off is over, decode the records waiting for the registry, in the
+        order read, until it fails again."""
+        waiting = self.registry_wait
+        if not waiting.due(now):
+            return
+        while waiting.records:
+            record = waiting.records[0]
+            if not self._settle(record.message, record.partition, record.offset,
+                                record.generation, refusal=None, now=now):  # fmt: skip
+                return
+            waiting.records.popleft()
+            waiting.answered()
 
     def count_taken(self, now: float) -> None:
         """Add the records taken since the last call to `records_consumed` (once per poll)."""
@@ -234,6 +275,13 @@ class Lane:
     def assigned(self, partitions: set[int]) -> None:
         self.partitions |= partitions
         self.lag.assigned(partitions)
+
+    def drop_unsent(self, partitions: set[int] | None = None) -> int:
+        """Forget the records of `partitions` (all: None) not sent yet, batched or waiting for
+        the registry (their next reader reads them again); how many were dropped."""
+        batched = self.batcher.drop_all() if partitions is None else (
+            self.batcher.drop_partitions(partitions))  # fmt: skip
+        return batched + self.registry_wait.drop(partitions)
 
     def forget(self, partitions: set[int]) -> None:
         if self.reconciler is not None:

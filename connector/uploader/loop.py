@@ -15,14 +15,15 @@ lane has done.
 Back-pressure: while every upload slot of a lane is busy and as many closed batches wait, that
 lane takes no records: when it is the only lane that could take any, `consume()` is skipped for
 a moment; when that lasts (a slow API), when another lane could go on meanwhile, or while a
-batch of the lane waits out an API outage, its topic's partitions are paused and `consume()`
-keeps being called, so the member stays in its group (a shared topic's partitions pause for
-every lane on it). Partitions whose dead letters the broker does not acknowledge are paused too
-once those exceed CONNECTOR_DLQ_MAX_PENDING_BYTES, and the role stops (after committing what is
-done) when one waits longer than CONNECTOR_DLQ_TIMEOUT_SECONDS. Any other fatal error commits
-what is done too (synchronously, without draining) before it ends the role. Memory stays
-bounded however long the outage: per lane, twice `max_in_flight` batches, the open one and the
-pending dead letters; one `consume()` call's worth, and librdkafka's
+batch of the lane waits out an API outage or its records wait for the Schema Registry
+(`registry_wait`), its topic's partitions are paused and `consume()` keeps being called, so
+the member stays in its group (a shared topic's partitions pause for every lane on it).
+Partitions whose dead letters the broker does not acknowledge are paused too once those exceed
+CONNECTOR_DLQ_MAX_PENDING_BYTES, and the role stops (after committing what is done) when one
+waits longer than CONNECTOR_DLQ_TIMEOUT_SECONDS. Any other fatal error commits what is done too
+(synchronously, without draining) before it ends the role. Memory stays bounded however long
+the outage: per lane, twice `max_in_flight` batches, the open one and the pending dead letters;
+one `consume()` call's worth (also of records waiting for the registry), and librdkafka's
 `queued.max.messages.kbytes`.
 
 Stop and revocation finish what was read: the open batches are closed and every batch of the
@@ -178,6 +179,7 @@ class UploadLoop:
             self._accept(messages)
         now = self._clock.monotonic()
         for lane in lanes:
+            lane.decode_waiting(now)
             lane.batcher.close_lingering(now)
         self._dispatch()
         self._apply_completions(IDLE_WAIT_SECONDS if (held or blocked) and not messages else 0)
@@ -377,7 +379,8 @@ class UploadLoop:
                 lane.backlogged_since is not None
                 and now - lane.backlogged_since >= BACKLOG_PAUSE_SECONDS
             )
-            if lane.note_failing() or long_backlog or others_go_on:
+            waits = bool(lane.registry_wait.records)  # for the Schema Registry
+            if lane.note_failing() or waits or long_backlog or others_go_on:
                 wanted[topic.name] |= topic.assigned
             wanted[topic.name] |= lane.dead_letters.pending_partitions() & topic.assigned
         for name, topic in self._topics.items():
@@ -430,7 +433,7 @@ class UploadLoop:
         # Another member may own them already: committing now could move its offsets.
         keys = self._keys(partitions)
         for lane in self._lanes:
-            lane.batcher.drop_partitions(_numbers(keys, lane.topic))
+            lane.drop_unsent(_numbers(keys, lane.topic))
         self._forget(keys)
         log.warning("lost input partitions %s: their unfinished records will be read again",
                     _shown(keys))  # fmt: skip
@@ -448,8 +451,7 @@ class UploadLoop:
             lane.batcher.close_open()
         self._drain(lambda: any(lane.holds(_numbers(keys, lane.topic)) for lane in self._lanes),
                     deadline)  # fmt: skip
-        dropped = sum(lane.batcher.drop_partitions(_numbers(keys, lane.topic))
-                      for lane in self._lanes)  # fmt: skip
+        dropped = sum(lane.drop_unsent(_numbers(keys, lane.topic)) for lane in self._lanes)
         unflushed = self._producer.flush(max(deadline - self._clock.monotonic(), 0.0))
         self._commit(self._positions(keys), asynchronous=False, final=True,
                      wait=max(deadline - self._clock.monotonic(), MIN_FLUSH_SECONDS))  # fmt: skip
@@ -514,7 +516,7 @@ class UploadLoop:
             lane.batcher.close_open()
         self._drain_deadline = self._clock.monotonic() + self._settings.drain_timeout_seconds
         self._drain(lambda: any(lane.unfinished() for lane in self._lanes), self._drain_deadline)
-        dropped = sum(lane.batcher.drop_all() for lane in self._lanes)
+        dropped = sum(lane.drop_unsent() for lane in self._lanes)
         for lane in self._lanes:
             if lane.in_flight:
                 log.warning("%d uploads of %s did not finish within "

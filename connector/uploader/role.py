@@ -182,6 +182,7 @@ class Uploader:
             refresher=SpecRefresher(self._client, self._clock, uploading.spec_refresh_seconds),
             reconciler=reconciler,
             in_flight_limit=self._in_flight_limit,
+            outage_backoff=self._backoff,
         )
 
     def _read_spec(self, stop: threading.Event) -> ItemValidator | None:
@@ -208,6 +209,13 @@ class Uploader:
             return Readiness(False, f"{KEY_REFUSED}; retrying with back-off (partitions paused)")
         if lane.api_failing:
             return Readiness(False, "bulk uploads are failing; retrying (partitions paused)")
+        registry_failure = lane.registry_wait.waiting()
+        if registry_failure is not None:
+            return Readiness(
+                False,
+                "input records wait for the Schema Registry to give their writer's schema "
+                f"({registry_failure}); retrying with back-off (partitions paused)",
+            )
         failing = lane.dead_letters.failing
         if failing is not None:
             return Readiness(
@@ -242,7 +250,9 @@ class Uploader:
 
 def item_decoder(settings: Settings) -> ItemDecoder:
     """How input records become items: JSON, or a registry format read with its writer's
-    schema (the registry is not asked before the first record)."""
+    schema (the registry is not asked before the first record). The registry's client tries
+    each request once: the lane waits out its failures with the API's back-off
+    (`connector.uploader.registry_wait`), so a decoding never holds the loop for a retry budget."""
     value_format = settings.uploader.input_format
     if value_format == "json":
         return decode_item
@@ -250,7 +260,7 @@ def item_decoder(settings: Settings) -> ItemDecoder:
     from connector.formats.decoding import DECODERS  # noqa: PLC0415
     from connector.schema_registry.client import registry_client  # noqa: PLC0415
 
-    client = registry_client(settings.get(SchemaRegistrySettings))
+    client = registry_client(settings.get(SchemaRegistrySettings), retried=False)
     return RegistryItemDecoder(DECODERS[value_format](client))
 
 

@@ -31,7 +31,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, json_format, messag
 from connector.contract.dead_letters import INVALID_ITEM, INVALID_SCHEMA, REASON_HEADER
 from connector.devtools.registry.server import RegistrySimulator
 from testkit.brokers import ControllableBroker
-from testkit.kafka import headers_of
+from testkit.kafka import headers_of, uncommitted
 from testkit.processes import ConnectorProcess
 from testkit.waiting import wait_for
 from tests.fixtures.brokers import NewTopic, ReadTopic
@@ -342,3 +342,99 @@ def _readiness_naming(run: ConnectorProcess, text: str) -> httpx.Response | None
 def _at_least(read_topic: ReadTopic, topic: str, count: int) -> list[Message] | None:
     found = read_topic(topic, timeout=5)
     return found if len(found) >= count else None
+
+
+TASK_AVRO_V2 = {
+    **TASK_AVRO,
+    "fields": [*TASK_AVRO["fields"], {"name": "lang", "type": "string", "default": "en"}],
+}
+
+
+@pytest.mark.parametrize("outage", ["503", "connection refused"])
+def test_a_registry_outage_while_the_uploader_decodes_is_waited_out_not_a_crash(
+    outage: str,
+    kafka_broker: ControllableBroker,
+    new_topic: NewTopic,
+    read_topic: ReadTopic,
+    simulator: SimulatorHandle,
+    registry: RegistrySimulator,
+    console: Console,
+) -> None:
+    """A producer's new schema version meets a registry outage mid-run: the uploader cannot
+    read the writer's schema of those records. It waits with back-off, not ready (naming the
+    registry and why), commits nothing past the undecoded records and judges none of them (an
+    unknown schema id is not dead-lettered while the registry does not answer); once the
+    registry answers, everything is uploaded, the unknown id is an `invalid_schema` dead letter,
+    and the process stops cleanly. Before, the role ended with exit 1 (a restart loop)."""
+    input_topic, output_topic, dlq_topic = new_topic(), new_topic(), new_topic()
+    topics = (input_topic, output_topic, dlq_topic, new_topic(compacted=True))
+    client = SchemaRegistryClient({"url": registry.url})
+    context = SerializationContext(input_topic, MessageField.VALUE)
+    first = AvroSerializer(client, json.dumps(TASK_AVRO))
+    second = AvroSerializer(client, json.dumps(TASK_AVRO_V2))  # a schema id the uploader never read
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers})
+
+    def produce(serialize: Serialize, prefix: str) -> list[str]:
+        ids = [f"{prefix}-{n}" for n in range(VALID)]
+        for item_id in ids:
+            producer.produce(input_topic, value=serialize({"id": item_id, "text": "t"}, context))
+        assert producer.flush(30) == 0
+        return ids
+
+    before = produce(first, "before")
+    env = {
+        **run_environ(kafka_broker, simulator, registry, *topics),
+        "CONNECTOR_INPUT_FORMAT": "avro",
+        "CONNECTOR_API_BACKOFF_CAP_SECONDS": "0.5",
+        "CONNECTOR_LOG_LEVEL": "DEBUG",
+    }
+    run = console.start("run", env=env)
+    group = env["CONNECTOR_GROUP_ID"]
+    bootstrap = kafka_broker.bootstrap_servers
+    try:
+        wait_for(partial(_at_least, read_topic, output_topic, VALID), "the first results", 90,
+                 guard=run.check_alive)  # fmt: skip
+        second({"id": "registers-v2", "text": "t"}, context)  # registered before the outage
+        port = int(registry.url.rsplit(":", 1)[1])
+        if outage == "503":
+            registry.unavailable = True
+        else:
+            registry.stop()
+        during = produce(second, "during")
+        producer.produce(input_topic, value=UNKNOWN_SCHEMA_ID)
+        after = produce(first, "after")  # a known schema id, behind the undecoded records
+        held = 2 * VALID + 1
+        refused = wait_for(
+            partial(_readiness_naming, run, "the Schema Registry"),
+            "readiness naming the registry's outage", 60, guard=run.check_alive,
+        )  # fmt: skip
+        assert refused.status_code == 503
+        reason = "HTTP 503" if outage == "503" else "cannot be reached"
+        assert reason in refused.text, refused.text
+        wait_for(lambda: any(run.lines("writer's schema (try 3)")),
+                 "the schema asked for again", 30, guard=run.check_alive)  # fmt: skip
+        assert uncommitted(bootstrap, input_topic, group) == held
+        assert read_topic(dlq_topic, timeout=1) == []
+        if outage == "503":
+            registry.unavailable = False
+        else:
+            registry = RegistrySimulator(port=port, state=registry.state).start()
+        try:
+            expected = VALID + held - 1
+            results = wait_for(partial(_at_least, read_topic, output_topic, expected),
+                               "every result", 90, guard=run.check_alive)  # fmt: skip
+            wait_for(lambda: uncommitted(bootstrap, input_topic, group) == 0,
+                     "every input offset committed", 30, guard=run.check_alive)  # fmt: skip
+            wait_for(run.ready, "ready once the registry answers", 30, guard=run.check_alive)
+        finally:
+            if outage != "503":
+                registry.stop()
+    finally:
+        run.interrupt()
+    assert run.exit_code() == 0, run.log_tail()
+    published = [json.loads(r.value() or b"")["input_data"]["id"] for r in results]
+    assert sorted(published) == sorted([*before, *during, *after])
+    letters = [(headers_of(m)[REASON_HEADER], m.value()) for m in read_topic(dlq_topic)]
+    assert letters == [(INVALID_SCHEMA, UNKNOWN_SCHEMA_ID)]
+    assert len(list(run.lines("schema-registry: up -> down"))) == 1, run.log_tail()
+    assert len(list(run.lines("schema-registry: down -> up"))) == 1, run.log_tail()

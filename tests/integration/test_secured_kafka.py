@@ -27,7 +27,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import (
     AdminClient,
     ScramCredentialInfo,
@@ -38,7 +38,7 @@ from confluent_kafka.admin import (
 )
 
 from connector.devtools.brokers.security import ScramUser
-from testkit.kafka import unique_name
+from testkit.kafka import uncommitted, unique_name
 from testkit.processes import ConnectorProcess, toloka_connector
 from testkit.waiting import wait_for
 from tests.fixtures.brokers import SecuredKafka
@@ -103,20 +103,6 @@ def produce_items(bootstrap: str, topic: str, count: int) -> None:
     for n in range(count):
         producer.produce(topic, orjson.dumps({"id": f"item-{n}", "text": f"text {n}"}))
     assert producer.flush(30) == 0
-
-
-def uncommitted(bootstrap: str, topic: str, group_id: str) -> int:
-    """Records of `topic` after the committed offsets of `group_id`."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], 10)
-        return sum(
-            consumer.get_watermark_offsets(tp, timeout=10)[1] - max(tp.offset, 0)
-            for tp in committed
-        )
-    finally:
-        consumer.close()
 
 
 def wait_until_published(

@@ -5,6 +5,7 @@ makes of a record in each format, and the simulator's own rules."""
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import pytest
@@ -155,12 +156,45 @@ def test_a_registry_that_does_not_answer_is_not_a_bad_record() -> None:
         decoder(b"\x00\x00\x00\x00\x01\x02", 1000, ItemValidator({}))
 
 
+def test_a_registry_that_accepts_but_never_answers_is_not_a_bad_record() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # listens, never answers
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        client = SchemaRegistryClient({"url": url, "max.retries": 0, "timeout": 0.2})
+        decoder = RegistryItemDecoder(DECODERS["avro"](client))
+        with pytest.raises(RegistryUnavailableError, match="cannot be reached"):
+            decoder(b"\x00\x00\x00\x00\x01\x02", 1000, ItemValidator({}))
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_a_registry_too_busy_to_answer_is_an_outage_not_an_answer(status: int) -> None:
+    """A 408 or 429 says nothing about the schema asked for: waited out like a 5xx, never a
+    dead letter (Confluent Cloud's registry answers 429 to a burst of requests)."""
+
+    def busy() -> None:
+        raise ClientError(status, status * 100 + 1, "try again later")
+
+    with pytest.raises(RegistryUnavailableError, match=f"HTTP {status}") as outage:
+        registry_call(busy, "reading the writer's schema")
+    assert not isinstance(outage.value, RegistryCredentialsError)
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 422])
+def test_a_registry_answer_about_the_request_is_not_an_outage(status: int) -> None:
+    def refused() -> None:
+        raise ClientError(status, status * 100 + 1, "not so")
+
+    with pytest.raises(SchemaRegistryError) as answer:
+        registry_call(refused, "reading the writer's schema")
+    assert not isinstance(answer.value, RegistryUnavailableError)
+
+
 def test_refused_credentials_and_an_outage_are_told_apart() -> None:
     """Both leave records undecided; only an outage is worth waiting for at start-up."""
     with RegistrySimulator(user_info="alice:s3cret") as guarded:
         wrong = SchemaRegistryClient({"url": guarded.url, "basic.auth.user.info": "alice:x"})
-        with pytest.raises(RegistryCredentialsError, match="HTTP 401"):
+        with pytest.raises(RegistryCredentialsError, match="HTTP 401") as refused:
             registry_call(wrong.get_subjects, "listing subjects")
+        assert "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO" in str(refused.value)
     with RegistrySimulator() as restarting:
         restarting.unavailable = True
         client = SchemaRegistryClient({"url": restarting.url, "max.retries": 0})

@@ -8,6 +8,7 @@ conditions with deadlines, never for fixed times.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -17,27 +18,41 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+from pydantic import SecretStr
 
 from connector.clock import SystemClock
-from connector.config import Settings, load_settings
+from connector.config import SchemaRegistrySettings, Settings, load_settings
+from connector.contract.dead_letters import INVALID_SCHEMA
 from connector.contract.upload_intents import decode_intent
+from connector.devtools.registry.server import RegistrySimulator
 from connector.errors import (
     AuthenticationError,
     DeadLetterStuckError,
     NotFoundError,
+    RegistryCredentialsError,
     ServerError,
     StartupError,
     TolokaApiError,
     ValidationFailedError,
 )
+from connector.formats.decoding import DECODERS
 from connector.kafka import bounded
 from connector.kafka.clients import Headers
 from connector.lifecycle import Readiness, Role
 from connector.metrics import Metrics
+from connector.schema_registry.client import registry_client
 from connector.toloka.client import BulkCreateResult
 from connector.toloka.models import App, AppProject, FieldSpec, ItemPage
 from connector.toloka.pacing import InFlightLimit
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
+from connector.uploader.decode import (
+    ItemDecoder,
+    RegistryItemDecoder,
+    decode_item,
+)
 from connector.uploader.lag import LagReporter
 from connector.uploader.loop import CONSUME_MAX_MESSAGES
 from connector.uploader.migration import PreviousGroups
@@ -329,7 +344,7 @@ class Running:
 
     def __init__(self, consumer: FakeConsumer, api: FakeApi | None = None,
                  producer: FakeProducer | None = None, in_flight_limit: InFlightLimit | None = None,
-                 **overrides: str) -> None:  # fmt: skip
+                 decode: ItemDecoder = decode_item, **overrides: str) -> None:  # fmt: skip
         self.consumer = consumer
         self.producer = producer or FakeProducer()
         self.api = api or FakeApi()
@@ -338,6 +353,7 @@ class Running:
             settings(**overrides), self.api, self.metrics,
             consumer_factory=lambda _on_stats: self.consumer,
             producer_factory=lambda: self.producer, in_flight_limit=in_flight_limit,
+            decode=decode,
         )  # fmt: skip
         self.stop = threading.Event()
         self.failure: BaseException | None = None
@@ -356,6 +372,11 @@ class Running:
         assert not self.thread.is_alive(), "run() did not return"
         if self.failure is not None:
             raise self.failure
+
+    def check_running(self) -> None:
+        """Raise the role's failure when it ended (a guard while waiting on it)."""
+        if self.failure is not None:
+            raise AssertionError(f"the uploader ended: {self.failure!r}") from self.failure
 
     def iterations_later(self, count: int) -> None:
         target = self.consumer.consume_calls + count
@@ -1177,3 +1198,167 @@ def test_a_key_revoked_after_start_up_is_waited_out_not_ready_and_logged_once(
     said = [r.getMessage() for r in caplog.records
             if r.levelno >= logging.INFO and "key" in r.getMessage()]  # fmt: skip
     assert len(said) == 2, f"not once when it began and once when it ended: {said}"
+
+
+# --- input in a registry format while the Schema Registry fails ----------------------------
+
+TASK_AVRO = json.dumps({"type": "record", "name": "Task", "fields": [
+    {"name": "n", "type": "string"}, {"name": "text", "type": "string"}]})  # fmt: skip
+TASK_AVRO_V2 = json.dumps({"type": "record", "name": "Task", "fields": [
+    {"name": "n", "type": "string"}, {"name": "text", "type": "string"},
+    {"name": "lang", "type": "string", "default": "en"}]})  # fmt: skip
+UNKNOWN_SCHEMA = b"\x00\x00\x00\x03\xe7no record of any schema"
+
+
+class AvroInput:
+    """Records in Avro on the registry simulator, and the uploader's decoder of them: the
+    connector's own client (each request tried once, as `item_decoder` builds it), whose cache
+    is empty, so a schema id is asked for when the first of its records is decoded."""
+
+    def __init__(
+        self, registry: RegistrySimulator, user_info: str = "", connector_user_info: str = ""
+    ) -> None:
+        producer_side = SchemaRegistryClient(
+            {"url": registry.url, **({"basic.auth.user.info": user_info} if user_info else {})}
+        )
+        self._context = SerializationContext(TOPIC, MessageField.VALUE)
+        self._first = AvroSerializer(producer_side, TASK_AVRO)
+        self._second = AvroSerializer(producer_side, TASK_AVRO_V2)
+        self.second("registers the second schema")
+        connector_side = SchemaRegistrySettings(
+            url=registry.url, basic_auth_user_info=SecretStr(connector_user_info or user_info)
+        )
+        self.decode = RegistryItemDecoder(
+            DECODERS["avro"](registry_client(connector_side, retried=False))
+        )
+
+    def first(self, n: str) -> bytes:
+        """A record of the first schema."""
+        value: bytes = self._first({"n": n, "text": "t"}, self._context)
+        return value
+
+    def second(self, n: str) -> bytes:
+        """A record of the second schema (another id)."""
+        value: bytes = self._second({"n": n, "text": "t", "lang": "de"}, self._context)
+        return value
+
+
+def test_records_whose_schema_the_registry_does_not_give_wait_for_it_then_go_on(
+    running: list[Running], registry: RegistrySimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A registry outage (503) meets records of a schema id the uploader has not read yet: they
+    wait (with every record behind them), the partition pauses, the role is not ready and says
+    why, nothing is committed past the first of them and none is judged; once the registry
+    answers they are uploaded, and an id it says does not exist is an invalid_schema dead letter.
+    Before, the outage ended the role (exit 1, a restart loop)."""
+    caplog.set_level(logging.INFO)
+    avro = AvroInput(registry)
+    consumer = FakeConsumer({0: [avro.first(str(o)) for o in range(10)]})
+    run = Running(consumer, decode=avro.decode, batch_max_items="5")
+    running.append(run)
+    wait_for(lambda: consumer.commits.get(0) == 10, "the first records uploaded")
+    registry.unavailable = True
+    asked = len(registry.requests)
+    behind = [FakeMessage(0, o, avro.first(str(o))) for o in range(12, 20)]
+    consumer.log[0] += [FakeMessage(0, 10, avro.second("10")), FakeMessage(0, 11, UNKNOWN_SCHEMA),
+                        *behind]  # fmt: skip
+    wait_for(lambda: len(registry.requests) >= asked + 3, "the registry asked again",
+             guard=run.check_running)  # fmt: skip
+    readiness = run.role.readiness()
+    assert not readiness.ready
+    assert "wait for the Schema Registry" in readiness.detail
+    assert "HTTP 503" in readiness.detail
+    assert consumer.paused == {0}
+    assert consumer.commits == {0: 10}
+    assert run.producer.delivered == []
+    assert run.failure is None
+    registry.unavailable = False
+    wait_for(lambda: consumer.commits.get(0) == 20, "every record uploaded or dead-lettered")
+    wait_for(lambda: run.role.readiness().ready, "ready again")
+    run.finish()
+    assert sorted(api_n for api_n in run.api.created) == sorted(
+        str(o) for o in range(20) if o != 11
+    )
+    assert set(run.api.created.values()) == {1}
+    letters = run.dead_letters()
+    assert list(letters) == ["0:11"]
+    assert letters["0:11"]["headers"]["error-reason"] == INVALID_SCHEMA.encode()
+    said = [r.getMessage() for r in caplog.records if "schema-registry" in r.getMessage()]
+    assert len(said) == 2, f"not once when the outage began and once when it ended: {said}"
+
+
+def test_a_stop_while_records_wait_for_the_registry_commits_up_to_the_first_of_them(
+    running: list[Running], registry: RegistrySimulator
+) -> None:
+    """A clean stop during the outage leaves the waiting records uncommitted (none judged), and
+    the next start reads and uploads them once the registry answers."""
+    avro = AvroInput(registry)
+    consumer = FakeConsumer({0: [avro.first(str(o)) for o in range(5)]})
+    run = Running(consumer, decode=avro.decode)
+    running.append(run)
+    wait_for(lambda: consumer.commits.get(0) == 5, "the first records uploaded")
+    registry.unavailable = True
+    asked = len(registry.requests)
+    consumer.log[0] += [FakeMessage(0, 5, avro.second("5")), FakeMessage(0, 6, avro.first("6"))]
+    wait_for(lambda: len(registry.requests) >= asked + 2, "the registry asked again",
+             guard=run.check_running)  # fmt: skip
+    run.finish()
+    assert consumer.sync_commits[-1] == {0: 5}
+    assert run.producer.delivered == []
+    registry.unavailable = False
+    restarted = FakeConsumer({0: []})  # the same topic and group, read by a new process
+    restarted.log, restarted.commits = consumer.log, consumer.commits
+    again = Running(restarted, run.api, decode=AvroInput(registry).decode)
+    running.append(again)
+    wait_for(lambda: restarted.commits.get(0) == 7, "the waiting records uploaded after a restart")
+    again.finish()
+    assert run.api.created == {str(o): 1 for o in range(7)}
+
+
+def test_a_revocation_while_records_wait_for_the_registry_hands_them_over_unjudged(
+    running: list[Running], registry: RegistrySimulator
+) -> None:
+    """The waiting records of a revoked partition are dropped, its commit stops before the first
+    of them, and the role no longer waits for them; when the partition comes back they are read
+    again from there (not decoded with the old assignment's state) and uploaded once."""
+    avro = AvroInput(registry)
+    consumer = FakeConsumer({0: [avro.first(str(o)) for o in range(3)]})
+    run = Running(consumer, decode=avro.decode)
+    running.append(run)
+    wait_for(lambda: consumer.commits.get(0) == 3, "the first records uploaded")
+    registry.unavailable = True
+    asked = len(registry.requests)
+    consumer.log[0] += [FakeMessage(0, 3, avro.second("3")), FakeMessage(0, 4, avro.first("4"))]
+    wait_for(lambda: len(registry.requests) >= asked + 2, "the registry asked again",
+             guard=run.check_running)  # fmt: skip
+    assert not run.role.readiness().ready
+    revoked = consumer.rebalance("revoke", [0])
+    wait_for(revoked.is_set, "the revocation handled", guard=run.check_running)
+    assert consumer.sync_commits[-1] == {0: 3}
+    wait_for(lambda: run.role.readiness().ready, "ready: nothing of its own waits any more")
+    registry.unavailable = False
+    consumer.rebalance("assign", [0])
+    wait_for(lambda: consumer.commits.get(0) == 5, "the records uploaded after the return",
+             guard=run.check_running)  # fmt: skip
+    run.finish()
+    assert run.api.created == {str(o): 1 for o in range(5)}
+    assert run.producer.delivered == []
+
+
+def test_credentials_the_registry_refuses_end_the_role_naming_the_setting(
+    running: list[Running],
+) -> None:
+    """Waiting will not bring credentials back: the role ends (after committing what it did)
+    with a message naming SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO, and no record is judged."""
+    with RegistrySimulator(user_info="alice:s3cret") as guarded:
+        avro = AvroInput(guarded, user_info="alice:s3cret", connector_user_info="alice:wrong")
+        consumer = FakeConsumer({0: [avro.first(str(o)) for o in range(3)]})
+        run = Running(consumer, decode=avro.decode)
+        running.append(run)
+        run.thread.join(DEADLINE_SECONDS)
+    assert isinstance(run.failure, RegistryCredentialsError)
+    assert "HTTP 401" in str(run.failure)
+    assert "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO" in str(run.failure)
+    assert "s3cret" not in str(run.failure)
+    assert run.producer.delivered == []
+    assert consumer.commits.get(0, 0) == 0

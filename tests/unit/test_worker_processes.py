@@ -24,6 +24,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.app import workers
+from connector.app.runner import run_roles
 from connector.app.worker_metrics import merge_families, run_registry
 from connector.app.workers import WorkerProcess, worker_processes
 from connector.cli import main
@@ -472,3 +473,49 @@ def test_a_worker_killed_by_a_signal_without_a_name_fails_its_role_naming_it(
     raised = Running(worker).ended()
     assert isinstance(raised, RoleFailedError)
     assert str(raised) == f"was killed by signal {signal.SIGRTMIN + 6}"
+
+
+def test_a_worker_gets_less_shutdown_time_than_its_parent_and_drains_within_it() -> None:
+    parent = load_settings(environ={**REQUIRED, "CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS": "45",
+                                    "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "30"})  # fmt: skip
+    worker = workers.worker_settings(parent, 2)
+    assert worker.runtime.shutdown_timeout_seconds == 40  # the margin: 5 s
+    assert worker.uploader.drain_timeout_seconds == pytest.approx(30 * 40 / 45)
+    short = load_settings(environ={**REQUIRED, "CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS": "6",
+                                   "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "3"})  # fmt: skip
+    assert workers.worker_settings(short, 2).runtime.shutdown_timeout_seconds == 4  # a third
+    assert workers.worker_settings(short, 2).uploader.drain_timeout_seconds == 2
+    assert parent.runtime.shutdown_timeout_seconds == 45  # the parent keeps its own
+
+
+def test_a_worker_that_overruns_its_drain_is_named_by_its_own_line_not_killed_late() -> None:
+    """Both budgets used to be the same: a worker whose drain took nearly all of it was still
+    running when the parent's ran out, so the parent reported it late and killed it, and the
+    worker's own account was lost. Its budget is shorter now: the worker's runner gives up on
+    the overrunning role first, the worker exits 1 saying which, and the parent reports that."""
+    settings = load_settings(environ={**REQUIRED, "CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS": "9",
+                                      "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "1"})  # fmt: skip
+    worker = WorkerProcess(settings, 2, target=fake_workers.real_worker_whose_drain_overruns)
+    stop = threading.Event()
+    ended: list[BaseException | None] = []
+
+    def run_parent() -> None:  # not the main thread: the test process keeps its signal handlers
+        try:
+            run_roles([worker], Metrics(app_project="p"), metrics_host="127.0.0.1",
+                      metrics_port=0, shutdown_timeout_seconds=9, stop=stop)  # fmt: skip
+        except BaseException as raised:
+            ended.append(raised)
+        else:
+            ended.append(None)
+
+    parent = threading.Thread(target=run_parent, daemon=True)
+    parent.start()
+    wait_for(lambda: worker.readiness().ready, "the worker to report ready", 60)
+    stop.set()
+    parent.join(30)
+    assert not parent.is_alive(), "the parent did not return"
+    [raised] = ended
+    assert isinstance(raised, RoleFailedError)
+    assert str(raised) == "uploader worker 2: uploader: did not finish draining in time"
+    assert worker.readiness().detail == f"pid {worker.pid} exited"  # by itself, not killed
+    worker.close()

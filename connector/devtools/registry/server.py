@@ -12,8 +12,10 @@ HTTP basic auth (401, 40101 otherwise); with a certificate it serves HTTPS.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import json
+import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -141,6 +143,27 @@ class _Server(ThreadingHTTPServer):
         """`METHOD /path` of every request served, for tests that count round trips."""
         self.unavailable = False
         """Answer every request 503, as a registry that is restarting behind its balancer."""
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Close the open client connections, as a registry's restart does (a kept-alive
+        connection would otherwise go on being served after `shutdown`)."""
+        with self._connections_lock:
+            open_now = list(self._connections)
+        for connection in open_now:
+            with contextlib.suppress(OSError):  # closed by its client meanwhile
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 class RegistrySimulator:
@@ -153,10 +176,12 @@ class RegistrySimulator:
         port: int = 0,
         user_info: str | None = None,
         certificate: tuple[Path, Path] | None = None,
+        state: RegistryState | None = None,
     ) -> None:
         """`user_info` ("user:password") requires basic auth; `certificate` (PEM certificate
-        and key files) serves HTTPS."""
-        self.state = RegistryState()
+        and key files) serves HTTPS; `state`: the schemas of a simulator stopped before (a
+        registry restarted on its storage), else none."""
+        self.state = state or RegistryState()
         self._server = _Server((host, port), self.state, user_info)
         scheme = "http"
         if certificate is not None:
@@ -190,6 +215,7 @@ class RegistrySimulator:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        self._server.drop_connections()
         self._thread.join()
 
     def __enter__(self) -> RegistrySimulator:
