@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, groupby
+from operator import attrgetter
 from typing import Any
 
 _BODY_PREFIX = b'{"items":['
@@ -32,6 +33,18 @@ class PendingRecord:
     """The partition's assignment generation when the record was read (see OffsetTracker)."""
     item: bytes
     """Canonical JSON bytes of the item."""
+
+
+_RUN_KEY = attrgetter("partition", "generation")
+_OFFSET = attrgetter("offset")
+
+
+def partition_runs(records: Iterable[PendingRecord]) -> Iterator[tuple[int, int, list[int]]]:
+    """(partition, generation, ascending offsets) of each run of consecutive `records` of one
+    partition and generation: records travel in runs as consume() calls handed them out, so
+    per-partition work (offsets done, upload intents) is a call per run, not per record."""
+    for (partition, generation), run in groupby(records, _RUN_KEY):
+        yield partition, generation, sorted(map(_OFFSET, run))
 
 
 def request_body(records: Sequence[PendingRecord]) -> bytes:

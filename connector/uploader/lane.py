@@ -13,7 +13,8 @@ tracker when its lane uploaded it or had its dead letter acknowledged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from connector.clock import Clock
@@ -21,9 +22,9 @@ from connector.config import UploaderSettings
 from connector.kafka.clients import Message, Producer
 from connector.metrics import Metrics
 from connector.toloka.pacing import InFlightLimit
-from connector.uploader.batcher import Batch, Batcher, PendingRecord
+from connector.uploader.batcher import Batch, Batcher, PendingRecord, partition_runs
 from connector.uploader.dead_letters import DeadLetterWriter
-from connector.uploader.decode import ItemDecoder, Refusal, Validator
+from connector.uploader.decode import ItemDecoder, Refusal, Validator, decode_all
 from connector.uploader.lag import LagReporter
 from connector.uploader.offsets import OffsetTracker
 from connector.uploader.reconcile import Reconciler
@@ -109,23 +110,30 @@ class Lane:
     # --- records in ----------------------------------------------------------------------
 
     def take(
-        self, message: Message, partition: int, offset: int, generation: int, *,
-        refusal: Refusal | None, now: float,
+        self, messages: Sequence[Message], offsets: Sequence[int], partition: int,
+        generation: int, *, refusal: Refusal | None, now: float,
     ) -> None:  # fmt: skip
-        """Batch or dead-letter a record routed to this lane (`refusal`: dead-letter it so)."""
+        """Batch or dead-letter records of one partition routed to this lane, in ascending
+        `offsets` (those of one consume() call; `refusal`: dead-letter them so)."""
         floor = self.floors.get(partition)
-        if floor is not None and offset < floor:
-            self._offsets.done(partition, offset, generation)
-            return
-        self._taken += 1
-        decoded = refusal or self._parts.decode(
-            message.value(), self.settings.max_record_bytes, self._validator
-        )
-        if isinstance(decoded, Refusal):
-            self.dead_letter(message, decoded, partition=partition, offset=offset,
-                             generation=generation)  # fmt: skip
-        else:
-            self.batcher.add(PendingRecord(message, partition, offset, generation, decoded), now)
+        if floor is not None and offsets[0] < floor:
+            below = bisect_left(offsets, floor)
+            self._offsets.done_offsets(partition, offsets[:below], generation)
+            messages, offsets = messages[below:], offsets[below:]
+        self._taken += len(messages)
+        decoded = [refusal] * len(messages) if refusal is not None else decode_all(
+            self._parts.decode, [message.value() for message in messages],
+            self.settings.max_record_bytes, self._validator,
+        )  # fmt: skip
+        records = [PendingRecord(message, partition, offset, generation, item)
+                   for message, offset, item in zip(messages, offsets, decoded, strict=True)
+                   if not isinstance(item, Refusal)]  # fmt: skip
+        if len(records) < len(messages):
+            for message, offset, item in zip(messages, offsets, decoded, strict=True):
+                if isinstance(item, Refusal):
+                    self.dead_letter(message, item, partition=partition, offset=offset,
+                                     generation=generation)  # fmt: skip
+        self.batcher.add_all(records, now)
 
     def count_taken(self, now: float) -> None:
         """Add the records taken since the last call to `records_consumed` (once per poll)."""
@@ -168,9 +176,8 @@ class Lane:
         self.metrics.uploads_in_flight.set(len(self.in_flight))
         if outcome.uploaded:
             self.last_progress_at = self._clock.monotonic()
-        done = self._offsets.done
-        for record in outcome.uploaded:
-            done(record.partition, record.offset, record.generation)
+        for partition, generation, offsets in partition_runs(outcome.uploaded):
+            self._offsets.done_offsets(partition, offsets, generation)
         for rejected in outcome.rejected:
             record = rejected.record
             if self._offsets.is_current(record.partition, record.generation):

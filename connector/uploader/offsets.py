@@ -88,6 +88,9 @@ def _runs(offsets: Sequence[int]) -> Iterable[tuple[int, int]]:
     """Ascending `offsets` as runs [first, end) of consecutive ones."""
     if not offsets:
         return
+    if offsets[-1] - offsets[0] == len(offsets) - 1:  # one run (ascending: no gap): the usual
+        yield offsets[0], offsets[-1] + 1
+        return
     first = previous = offsets[0]
     for offset in offsets[1:]:
         if offset != previous + 1:
