@@ -28,7 +28,6 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from operator import methodcaller
 from typing import Any, NamedTuple
 
 from connector.toloka.models import FieldSpec
@@ -179,21 +178,20 @@ class ItemValidator:
             (name, spec.required, _EXACT_TYPES.get(spec.type), checker_for(spec.type))
             for name, spec in input_spec.items()
         )
-        self._columns: tuple[tuple[Callable[[Mapping[str, Any]], Any], frozenset[type]], ...] = (
-            tuple(
-                (methodcaller("get", name), _valid_by_type(required, exact_type, check))
-                for name, required, exact_type, check in self._fields
-                if required or check is not None  # else every value passes
-            )
+        self._columns: tuple[tuple[str, frozenset[type]], ...] = tuple(
+            (name, _valid_by_type(required, exact_type, check))
+            for name, required, exact_type, check in self._fields
+            if required or check is not None  # else every value passes
         )
 
     def invalid_items(self, items: Sequence[Mapping[str, Any]]) -> dict[int, list[FieldProblem]]:
         """Index → `problems` of each invalid item of `items`. A field at a time over all the
-        items, in C loops: an item whose values all have a type that alone proves them valid
-        (the usual case) is cleared without running Python per item; the others get `problems`."""
+        items: an item whose values all have a type that alone proves them valid (the usual
+        case) is cleared by a list comprehension and set operations per field; the others get
+        `problems`."""
         suspects: set[int] = set()
-        for get, proven in self._columns:
-            values = list(map(get, items))
+        for name, proven in self._columns:
+            values = [item.get(name) for item in items]
             if set(map(type, values)) <= proven:
                 continue
             suspects.update(index for index, value in enumerate(values)

@@ -12,7 +12,6 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, groupby
-from operator import attrgetter
 from typing import Any
 
 _BODY_PREFIX = b'{"items":['
@@ -35,16 +34,16 @@ class PendingRecord:
     """Canonical JSON bytes of the item."""
 
 
-_RUN_KEY = attrgetter("partition", "generation")
-_OFFSET = attrgetter("offset")
-
-
-def partition_runs(records: Iterable[PendingRecord]) -> Iterator[tuple[int, int, list[int]]]:
+def partition_runs(records: Sequence[PendingRecord]) -> Iterator[tuple[int, int, list[int]]]:
     """(partition, generation, ascending offsets) of each run of consecutive `records` of one
     partition and generation: records travel in runs as consume() calls handed them out, so
     per-partition work (offsets done, upload intents) is a call per run, not per record."""
-    for (partition, generation), run in groupby(records, _RUN_KEY):
-        yield partition, generation, sorted(map(_OFFSET, run))
+    keys = [(record.partition, record.generation) for record in records]
+    start = 0
+    for (partition, generation), run in groupby(keys):
+        stop = start + len(list(run))
+        yield partition, generation, sorted([record.offset for record in records[start:stop]])
+        start = stop
 
 
 def request_body(records: Sequence[PendingRecord]) -> bytes:
@@ -110,7 +109,7 @@ class Batcher:
                 batch.opened_at = now
             stop = min(count, start + self._max_items - taken)
             # Body bytes once records[start:end] joined it: a comma before each but a first one.
-            sizes = list(accumulate(len(record.item) + 1 for record in records[start:stop]))
+            sizes = list(accumulate([len(record.item) + 1 for record in records[start:stop]]))
             base = batch.body_bytes - (0 if taken else 1)
             fitting = bisect_right(sizes, self._max_bytes - base)
             if fitting == 0 and taken:

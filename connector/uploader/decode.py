@@ -166,7 +166,7 @@ def _canonical_objects(
     keys, as in `decode_item`."""
     if (
         not values
-        or None in values
+        or set(map(type, values)) != {bytes}  # a tombstone (None)
         or max(map(len, cast("list[bytes]", values))) > max_record_bytes
     ):
         return None

@@ -2,17 +2,17 @@
 
 A consume() call hands a partition's records out together, in ascending offsets, so the loop's
 per-record work is done a run of one partition's consecutive records at a time: each `Message`
-attribute read for all of them in one C loop, the offsets noted as runs (`OffsetTracker`), the
-run routed (`routing.route_runs`) and each lane given its share (`Lane.take`: decoded and
-batched together).
+attribute read for all of them in one list comprehension, the offsets noted as runs
+(`OffsetTracker`), the run routed (`routing.route_runs`) and each lane given its share
+(`Lane.take`: decoded and batched together). (`operator.methodcaller` would read them at a
+quarter of the speed.)
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from itertools import groupby, repeat
-from operator import is_not, methodcaller
+from itertools import groupby
 from typing import cast
 
 from confluent_kafka import KafkaError
@@ -25,11 +25,6 @@ from connector.uploader.routing import route_runs
 log = logging.getLogger(__name__)
 
 CONSUME_MAX_MESSAGES = 1000
-
-_ERROR = methodcaller("error")
-_TOPIC = methodcaller("topic")
-_PARTITION = methodcaller("partition")
-_OFFSET = methodcaller("offset")
 
 
 def take_records(consumer: Consumer, timeout: float) -> Sequence[Message]:
@@ -47,17 +42,20 @@ def take_records(consumer: Consumer, timeout: float) -> Sequence[Message]:
 def hand_out(messages: Sequence[Message], topics: Mapping[str, InputTopic], now: float) -> None:
     """Hand the records to the lanes their topic (and header) routes them to, a run of one
     partition at a time; a consumer error is logged, or raised when fatal."""
-    errors = list(map(_ERROR, messages))
-    if any(map(is_not, errors, repeat(None))):
+    errors = [message.error() for message in messages]
+    if any(errors):  # a KafkaError is always true
         for error in errors:
             if error is not None:
                 _consumer_error(error)
         messages = [message for message, error in zip(messages, errors, strict=True)
                     if error is None]  # fmt: skip
+    names = [message.topic() for message in messages]
+    partitions = [message.partition() for message in messages]
+    one_topic = names.count(names[0]) == len(names) if names else True
     start = 0
-    keys = zip(map(_TOPIC, messages), map(_PARTITION, messages), strict=True)
-    for (name, partition), run in groupby(keys):
+    for _key, run in groupby(partitions if one_topic else zip(names, partitions, strict=True)):
         stop = start + len(list(run))
+        name, partition = names[start], partitions[start]
         topic = topics.get(name or "")
         if topic is not None and partition is not None:
             _hand_out_run(topic, partition, messages[start:stop], now)
@@ -68,7 +66,7 @@ def _hand_out_run(
     topic: InputTopic, partition: int, messages: Sequence[Message], now: float
 ) -> None:
     """Records of one partition, in ascending offsets (a record without an error has one)."""
-    offsets = cast("list[int]", list(map(_OFFSET, messages)))
+    offsets = cast("list[int]", [message.offset() for message in messages])
     generation = topic.offsets.consumed_offsets(partition, offsets)
     if generation is None:
         return  # fetched before its partition was revoked: the new owner reads them

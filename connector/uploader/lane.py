@@ -16,6 +16,7 @@ import logging
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from connector.clock import Clock
 from connector.config import UploaderSettings
@@ -125,15 +126,20 @@ class Lane:
             self._parts.decode, [message.value() for message in messages],
             self.settings.max_record_bytes, self._validator,
         )  # fmt: skip
-        records = [PendingRecord(message, partition, offset, generation, item)
-                   for message, offset, item in zip(messages, offsets, decoded, strict=True)
-                   if not isinstance(item, Refusal)]  # fmt: skip
-        if len(records) < len(messages):
+        if set(map(type, decoded)) != {bytes}:  # some refused: dead-letter them, batch the rest
             for message, offset, item in zip(messages, offsets, decoded, strict=True):
                 if isinstance(item, Refusal):
                     self.dead_letter(message, item, partition=partition, offset=offset,
                                      generation=generation)  # fmt: skip
-        self.batcher.add_all(records, now)
+            kept = [index for index, item in enumerate(decoded) if not isinstance(item, Refusal)]
+            messages, offsets = [messages[i] for i in kept], [offsets[i] for i in kept]
+            decoded = [decoded[i] for i in kept]
+        items = cast("list[bytes]", decoded)
+        self.batcher.add_all(
+            [PendingRecord(message, partition, offset, generation, item)
+             for message, offset, item in zip(messages, offsets, items, strict=True)],
+            now,
+        )  # fmt: skip
 
     def count_taken(self, now: float) -> None:
         """Add the records taken since the last call to `records_consumed` (once per poll)."""
