@@ -79,28 +79,12 @@ class Batcher:
         self._open = Batch()
         self._ready: deque[Batch] = deque()
 
-    def add(self, record: PendingRecord, now: float) -> None:
-        """Add a record. A record that would push the body past `max_bytes` starts a new batch
-        (a single record larger than that still travels, alone)."""
-        batch = self._open
-        if batch.records:
-            size = batch.body_bytes + 1 + len(record.item)  # 1 for the comma
-            if size > self._max_bytes:
-                self._close()
-                batch = self._open
-        if not batch.records:
-            batch.opened_at = now
-            size = batch.body_bytes + len(record.item)
-        batch.body_bytes = size
-        batch.records.append(record)
-        if len(batch.records) >= self._max_items:
-            self._close()
-
     def add_all(self, records: Sequence[PendingRecord], now: float) -> None:
-        """`add` for each of `records` in turn (those of one consume() call), a batch's worth
-        of records at a time: the open batch takes the longest prefix that keeps it within
-        `max_items` and `max_bytes` (at least one record), found from the running sum of the
-        item sizes."""
+        """Add `records` in turn (those of one consume() call). A record that would push the body
+        past `max_bytes` starts a new batch (a single record larger than that still travels,
+        alone). A batch's worth of records at a time: the open batch takes the longest prefix
+        that keeps it within `max_items` and `max_bytes` (at least one record), found from the
+        running sum of the item sizes."""
         start, count = 0, len(records)
         while start < count:
             batch = self._open

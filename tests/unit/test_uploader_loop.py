@@ -37,8 +37,8 @@ from connector.toloka.client import BulkCreateResult
 from connector.toloka.models import App, AppProject, FieldSpec, ItemPage
 from connector.toloka.pacing import InFlightLimit
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
-from connector.uploader.lag import LagReporter
 from connector.uploader.intake import CONSUME_MAX_MESSAGES
+from connector.uploader.lag import LagReporter
 from connector.uploader.migration import PreviousGroups
 from connector.uploader.role import Uploader, consumer_config, producer_config
 from connector.uploader.shared import SharedLoop
