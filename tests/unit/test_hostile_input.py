@@ -50,6 +50,8 @@ EVERY_TYPE = ItemValidator(
 )
 VALIDATORS = [TEXT_MODERATION, EVERY_TYPE]
 HOSTILE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HOSTILE_CALLS = settings(HOSTILE, max_examples=60)
+"""For lists of up to 12 records an example: about as many records as HOSTILE's examples."""
 
 
 def classify(value: bytes | None, validator: ItemValidator) -> bytes | Refusal:
@@ -289,7 +291,7 @@ consume_calls = st.lists(canonical_records, max_size=12) | st.lists(
 ) | split_values()  # fmt: skip
 
 
-@HOSTILE
+@HOSTILE_CALLS
 @given(values=consume_calls, validator=st.sampled_from(VALIDATORS))
 @example(values=[b'{"text":"a"', b'"x":1}'], validator=TEXT_MODERATION)  # one object, two records
 @example(  # as many objects as records, read across their bounds
@@ -312,7 +314,7 @@ REQUIRED_ANYTHING = ItemValidator(
 )
 
 
-@HOSTILE
+@HOSTILE_CALLS
 @given(
     items=st.lists(objects, max_size=12),
     validator=st.sampled_from([*VALIDATORS, REQUIRED_ANYTHING]),
