@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from connector.toloka.models import FieldSpec
@@ -140,8 +140,24 @@ def _array_checker(element: Checker | None) -> Checker:
     return check
 
 
+_JSON_TYPES = (str, int, float, bool, list, dict)
+"""The types of the non-null values a JSON document holds."""
+
 _EXACT_TYPES: dict[str, type] = {"string": str, "file": str, "integer": int, "boolean": bool}
 """Types whose exact Python type alone proves a value valid, checked inline (the hot path)."""
+
+
+def _valid_by_type(
+    required: bool, exact_type: type | None, check: Checker | None
+) -> frozenset[type]:
+    """The types whose values always pass a field (`problems` checks the others): its exact
+    type; None when optional; with no checker (any non-null value passes) the JSON types."""
+    proven: set[type] = set(_JSON_TYPES) if check is None else set()
+    if exact_type is not None:
+        proven.add(exact_type)
+    if not required:
+        proven.add(type(None))
+    return frozenset(proven)
 
 
 def checker_for(field_type: str) -> Checker | None:
@@ -152,15 +168,36 @@ def checker_for(field_type: str) -> Checker | None:
 
 
 class ItemValidator:
-    """Checks items against one `input_spec`. Build it once per spec, call `problems` per item."""
+    """Checks items against one `input_spec`. Build it once per spec, call `problems` per item
+    (or `invalid_items` for many)."""
 
-    __slots__ = ("_fields",)
+    __slots__ = ("_columns", "_fields")
 
     def __init__(self, input_spec: Mapping[str, FieldSpec]) -> None:
         self._fields: tuple[tuple[str, bool, type | None, Checker | None], ...] = tuple(
             (name, spec.required, _EXACT_TYPES.get(spec.type), checker_for(spec.type))
             for name, spec in input_spec.items()
         )
+        self._columns: tuple[tuple[str, frozenset[type]], ...] = tuple(
+            (name, _valid_by_type(required, exact_type, check))
+            for name, required, exact_type, check in self._fields
+            if required or check is not None  # else every value passes
+        )
+
+    def invalid_items(self, items: Sequence[Mapping[str, Any]]) -> dict[int, list[FieldProblem]]:
+        """Index → `problems` of each invalid item of `items`. A field at a time over all the
+        items: an item whose values all have a type that alone proves them valid (the usual
+        case) is cleared by a list comprehension and set operations per field; the others get
+        `problems`."""
+        suspects: set[int] = set()
+        for name, proven in self._columns:
+            values = [item.get(name) for item in items]
+            if set(map(type, values)) <= proven:
+                continue
+            suspects.update(index for index, value in enumerate(values)
+                            if type(value) not in proven)  # fmt: skip
+        found = {index: self.problems(items[index]) for index in sorted(suspects)}
+        return {index: problems for index, problems in found.items() if problems}
 
     def problems(self, item: Mapping[str, Any]) -> list[FieldProblem]:
         """Every invalid field of `item`, in spec order; empty when the item is valid."""

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
+from itertools import accumulate, groupby
 from typing import Any
 
 _BODY_PREFIX = b'{"items":['
@@ -32,6 +32,18 @@ class PendingRecord:
     """The partition's assignment generation when the record was read (see OffsetTracker)."""
     item: bytes
     """Canonical JSON bytes of the item."""
+
+
+def partition_runs(records: Sequence[PendingRecord]) -> Iterator[tuple[int, int, list[int]]]:
+    """(partition, generation, ascending offsets) of each run of consecutive `records` of one
+    partition and generation: records travel in runs as consume() calls handed them out, so
+    per-partition work (offsets done, upload intents) is a call per run, not per record."""
+    keys = [(record.partition, record.generation) for record in records]
+    start = 0
+    for (partition, generation), run in groupby(keys):
+        stop = start + len(list(run))
+        yield partition, generation, sorted([record.offset for record in records[start:stop]])
+        start = stop
 
 
 def request_body(records: Sequence[PendingRecord]) -> bytes:
@@ -67,28 +79,12 @@ class Batcher:
         self._open = Batch()
         self._ready: deque[Batch] = deque()
 
-    def add(self, record: PendingRecord, now: float) -> None:
-        """Add a record. A record that would push the body past `max_bytes` starts a new batch
-        (a single record larger than that still travels, alone)."""
-        batch = self._open
-        if batch.records:
-            size = batch.body_bytes + 1 + len(record.item)  # 1 for the comma
-            if size > self._max_bytes:
-                self._close()
-                batch = self._open
-        if not batch.records:
-            batch.opened_at = now
-            size = batch.body_bytes + len(record.item)
-        batch.body_bytes = size
-        batch.records.append(record)
-        if len(batch.records) >= self._max_items:
-            self._close()
-
     def add_all(self, records: Sequence[PendingRecord], now: float) -> None:
-        """`add` for each of `records` in turn (those of one consume() call), a batch's worth
-        of records at a time: the open batch takes the longest prefix that keeps it within
-        `max_items` and `max_bytes` (at least one record), found from the running sum of the
-        item sizes."""
+        """Add `records` in turn (those of one consume() call). A record that would push the body
+        past `max_bytes` starts a new batch (a single record larger than that still travels,
+        alone). A batch's worth of records at a time: the open batch takes the longest prefix
+        that keeps it within `max_items` and `max_bytes` (at least one record), found from the
+        running sum of the item sizes."""
         start, count = 0, len(records)
         while start < count:
             batch = self._open
@@ -97,7 +93,7 @@ class Batcher:
                 batch.opened_at = now
             stop = min(count, start + self._max_items - taken)
             # Body bytes once records[start:end] joined it: a comma before each but a first one.
-            sizes = list(accumulate(len(record.item) + 1 for record in records[start:stop]))
+            sizes = list(accumulate([len(record.item) + 1 for record in records[start:stop]]))
             base = batch.body_bytes - (0 if taken else 1)
             fitting = bisect_right(sizes, self._max_bytes - base)
             if fitting == 0 and taken:

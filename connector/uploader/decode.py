@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from operator import eq
+from typing import Any, Protocol, cast
 
 import orjson
 
@@ -55,6 +56,9 @@ class ItemDecoder(Protocol):
 
 class Validator(Protocol):
     def problems(self, item: Mapping[str, Any]) -> list[FieldProblem]: ...
+    def invalid_items(
+        self, items: Sequence[Mapping[str, Any]], /
+    ) -> dict[int, list[FieldProblem]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +134,53 @@ def decode_item(
     # The record's own bytes when they are the canonical form: every orjson result holds a
     # 4 KiB buffer, and a pending record keeps its item bytes until the upload is done.
     return value if encoded == value else encoded
+
+
+def decode_all(
+    decode: ItemDecoder,
+    values: Sequence[bytes | None],
+    max_record_bytes: int,
+    validator: Validator,
+) -> list[bytes | Refusal]:
+    """`decode` of each of `values` (those of one consume() call). JSON input whose every value
+    is already the canonical encoding of an object (what producers that write with orjson send)
+    is decoded in one pass over them all (`_canonical_objects`); any other calls `decode` per
+    record."""
+    if decode is decode_item:
+        items = _canonical_objects(values, max_record_bytes)
+        if items is not None:
+            canonical = cast("list[bytes | Refusal]", list(values))  # no value is None here
+            for index, problems in validator.invalid_items(items).items():
+                canonical[index] = Refusal(INVALID_ITEM, describe_problems(problems))
+            return canonical
+    return [decode(value, max_record_bytes, validator) for value in values]
+
+
+def _canonical_objects(
+    values: Sequence[bytes | None], max_record_bytes: int
+) -> list[dict[str, Any]] | None:
+    """The objects `values` hold, when every one is an object and its own canonical encoding
+    (what `decode_item` would upload as it is); else None. One orjson call parses them all as
+    one array, and each object's re-encoding must equal its value: that proves the array was
+    split where the values meet (a value like `1,2` would shift it) and rules out duplicate
+    keys, as in `decode_item`."""
+    if (
+        not values
+        or set(map(type, values)) != {bytes}  # a tombstone (None)
+        or max(map(len, cast("list[bytes]", values))) > max_record_bytes
+    ):
+        return None
+    try:
+        items = orjson.loads(b"[" + b",".join(cast("list[bytes]", values)) + b"]")
+        if (
+            len(items) != len(values)
+            or set(map(type, items)) != {dict}
+            or not all(map(eq, map(orjson.dumps, items), values))
+        ):
+            return None
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return None
+    return cast("list[dict[str, Any]]", items)
 
 
 def _json_default(value: Any) -> Any:

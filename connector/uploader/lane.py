@@ -14,8 +14,10 @@ tracker when its lane uploaded it or had its dead letter acknowledged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from connector.clock import Clock
 from connector.config import UploaderSettings
@@ -24,9 +26,9 @@ from connector.kafka.clients import Message, Producer
 from connector.metrics import Metrics
 from connector.toloka.pacing import InFlightLimit
 from connector.toloka.retry import RetryPolicy
-from connector.uploader.batcher import Batch, Batcher, PendingRecord
+from connector.uploader.batcher import Batch, Batcher, PendingRecord, partition_runs
 from connector.uploader.dead_letters import DeadLetterWriter
-from connector.uploader.decode import ItemDecoder, Refusal, Validator
+from connector.uploader.decode import ItemDecoder, Refusal, Validator, decode_all, decode_item
 from connector.uploader.lag import LagReporter
 from connector.uploader.offsets import OffsetTracker
 from connector.uploader.reconcile import Reconciler
@@ -117,29 +119,78 @@ class Lane:
     # --- records in ----------------------------------------------------------------------
 
     def take(
-        self, message: Message, partition: int, offset: int, generation: int, *,
-        refusal: Refusal | None, now: float,
+        self, messages: Sequence[Message], offsets: Sequence[int], partition: int,
+        generation: int, *, refusal: Refusal | None, now: float,
     ) -> None:  # fmt: skip
-        """Batch or dead-letter a record routed to this lane (`refusal`: dead-letter it so)."""
+        """Batch or dead-letter records of one partition routed to this lane, in ascending
+        `offsets` (those of one consume() call; `refusal`: dead-letter them so)."""
         floor = self.floors.get(partition)
-        if floor is not None and offset < floor:
-            self._offsets.done(partition, offset, generation)
-            return
-        self._taken += 1
+        if floor is not None and offsets[0] < floor:
+            below = bisect_left(offsets, floor)
+            self._offsets.done_offsets(partition, offsets[:below], generation)
+            messages, offsets = messages[below:], offsets[below:]
+        self._taken += len(messages)
         waiting = self.registry_wait
-        behind = refusal is None and bool(waiting.records)  # records the registry did not read
-        if behind or not self._settle(message, partition, offset, generation, refusal=refusal,
-                                      now=now):  # fmt: skip
-            waiting.records.append(UndecodedRecord(message, partition, offset, generation))
+        if refusal is None and waiting.records:  # behind records the registry did not read
+            waiting.records.extend(
+                UndecodedRecord(message, partition, offset, generation)
+                for message, offset in zip(messages, offsets, strict=True)
+            )
+            return
+        if refusal is not None:
+            decoded: list[bytes | Refusal] = [refusal] * len(messages)
+        else:
+            decoded, unanswered = self._decoded(messages)
+            if unanswered is not None:  # it and the records after it wait for the registry
+                waiting.failed(unanswered)
+                waiting.records.extend(
+                    UndecodedRecord(message, partition, offset, generation)
+                    for message, offset in zip(
+                        messages[len(decoded) :], offsets[len(decoded) :], strict=True
+                    )
+                )
+                messages, offsets = messages[: len(decoded)], offsets[: len(decoded)]
+        if set(map(type, decoded)) != {bytes}:  # some refused: dead-letter them, batch the rest
+            for message, offset, item in zip(messages, offsets, decoded, strict=True):
+                if isinstance(item, Refusal):
+                    self.dead_letter(message, item, partition=partition, offset=offset,
+                                     generation=generation)  # fmt: skip
+            kept = [index for index, item in enumerate(decoded) if not isinstance(item, Refusal)]
+            messages, offsets = [messages[i] for i in kept], [offsets[i] for i in kept]
+            decoded = [decoded[i] for i in kept]
+        items = cast("list[bytes]", decoded)
+        self.batcher.add_all(
+            [PendingRecord(message, partition, offset, generation, item)
+             for message, offset, item in zip(messages, offsets, items, strict=True)],
+            now,
+        )  # fmt: skip
+
+    def _decoded(
+        self, messages: Sequence[Message]
+    ) -> tuple[list[bytes | Refusal], RegistryUnavailableError | None]:
+        """The decodings of `messages` up to the first the Schema Registry did not answer for,
+        and why it did not (None: all decoded). Refused registry credentials raise."""
+        values = [message.value() for message in messages]
+        limit = self.settings.max_record_bytes
+        if self._parts.decode is decode_item:  # JSON: no registry, decoded in one pass
+            return decode_all(decode_item, values, limit, self._validator), None
+        decoded: list[bytes | Refusal] = []
+        for value in values:
+            try:
+                decoded.append(self._parts.decode(value, limit, self._validator))
+            except RegistryCredentialsError:
+                raise
+            except RegistryUnavailableError as error:
+                return decoded, error
+        return decoded, None
 
     def _settle(
-        self, message: Message, partition: int, offset: int, generation: int, *,
-        refusal: Refusal | None, now: float,
-    ) -> bool:  # fmt: skip
+        self, message: Message, partition: int, offset: int, generation: int, *, now: float
+    ) -> bool:
         """Batch or dead-letter a record; False when the registry did not answer its decoding
         (refused credentials raise: waiting will not bring them back)."""
         try:
-            decoded = refusal or self._parts.decode(
+            decoded = self._parts.decode(
                 message.value(), self.settings.max_record_bytes, self._validator
             )
         except RegistryCredentialsError:
@@ -151,7 +202,8 @@ class Lane:
             self.dead_letter(message, decoded, partition=partition, offset=offset,
                              generation=generation)  # fmt: skip
         else:
-            self.batcher.add(PendingRecord(message, partition, offset, generation, decoded), now)
+            self.batcher.add_all([PendingRecord(message, partition, offset, generation, decoded)],
+                                 now)  # fmt: skip
         return True
 
     def decode_waiting(self, now: float) -> None:
@@ -163,7 +215,7 @@ class Lane:
         while waiting.records:
             record = waiting.records[0]
             if not self._settle(record.message, record.partition, record.offset,
-                                record.generation, refusal=None, now=now):  # fmt: skip
+                                record.generation, now=now):  # fmt: skip
                 return
             waiting.records.popleft()
             waiting.answered()
@@ -209,9 +261,8 @@ class Lane:
         self.metrics.uploads_in_flight.set(len(self.in_flight))
         if outcome.uploaded:
             self.last_progress_at = self._clock.monotonic()
-        done = self._offsets.done
-        for record in outcome.uploaded:
-            done(record.partition, record.offset, record.generation)
+        for partition, generation, offsets in partition_runs(outcome.uploaded):
+            self._offsets.done_offsets(partition, offsets, generation)
         for rejected in outcome.rejected:
             record = rejected.record
             if self._offsets.is_current(record.partition, record.generation):

@@ -7,23 +7,17 @@ the dead-letter producer, the lanes and the offset tracker of each topic; the la
 threads only talk to the API and hand a `BatchOutcome` back through one queue. A record's
 offset is done when its lane created its item or had its dead letter acknowledged (or at once
 when its lane's pipeline uploaded it in the group it read in before: `migration`), and only the
-highest contiguous done offset of each partition is committed, with a plain consumer commit
-(offsets are never sent through a producer transaction: the mock cluster drops those). On a
-shared topic one tracker serves every lane, so a partition commits up to the lowest offset no
-lane has done.
+highest contiguous done offset of each partition is committed (`commits`).
 
-Back-pressure: while every upload slot of a lane is busy and as many closed batches wait, that
-lane takes no records: when it is the only lane that could take any, `consume()` is skipped for
-a moment; when that lasts (a slow API), when another lane could go on meanwhile, or while a
-batch of the lane waits out an API outage or its records wait for the Schema Registry
-(`registry_wait`), its topic's partitions are paused and `consume()` keeps being called, so
-the member stays in its group (a shared topic's partitions pause for every lane on it).
-Partitions whose dead letters the broker does not acknowledge are paused too once those exceed
-CONNECTOR_DLQ_MAX_PENDING_BYTES, and the role stops (after committing what is done) when one
-waits longer than CONNECTOR_DLQ_TIMEOUT_SECONDS. Any other fatal error commits what is done too
-(synchronously, without draining) before it ends the role. Memory stays bounded however long
-the outage: per lane, twice `max_in_flight` batches, the open one and the pending dead letters;
-one `consume()` call's worth (also of records waiting for the registry), and librdkafka's
+Back-pressure (`pausing`): a lane whose upload slots are busy and as many closed batches wait
+takes no records; its topic's partitions are paused when that lasts, while another lane could go
+on, while its API fails or while its records wait for the Schema Registry (`registry_wait`), and
+partitions whose dead letters wait unacknowledged past CONNECTOR_DLQ_MAX_PENDING_BYTES too; the
+role stops (after committing what is done) when one waits longer than
+CONNECTOR_DLQ_TIMEOUT_SECONDS. Any other fatal error commits what is done too (synchronously,
+without draining) before it ends the role. Memory stays bounded however long the outage: per
+lane, twice `max_in_flight` batches, the open one and the pending dead letters; one `consume()`
+call's worth (also of records waiting for the registry), and librdkafka's
 `queued.max.messages.kbytes`.
 
 Stop and revocation finish what was read: the open batches are closed and every batch of the
@@ -33,13 +27,10 @@ uploaded or dead-lettered twice after a restart). What the deadline cuts off (an
 read again by the next owner: an upload abandoned in flight that still succeeds creates its
 items twice, and dead letters behind an unsent record are written again.
 
-With a `Reconciler` (exactly-once uploads, docs/exactly-once.md) in any lane of a topic, every
-commit of that topic carries the upload intent of its partition (`IntentLog`, per topic; a
-topic whose pipelines do not reconcile commits plainly), the first request of an
-assignment that holds a record of a partition waits until that partition's intent is
-committed, and an assignment reads the intents committed before it: records a previous owner
-may have sent are looked up in the API before they are sent (`Reconciler.taken_over`, in every
-lane that reads the partition's topic).
+Commits and upload intents (exactly-once uploads): `commits`. An assignment of a reconciled
+topic reads the intents committed before it: records a previous owner may have sent are looked
+up in the API before they are sent (`Reconciler.taken_over`, in every lane that reads the
+partition's topic).
 """
 
 from __future__ import annotations
@@ -48,18 +39,16 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 
 from connector.clock import Clock
 from connector.config import UploaderSettings
 from connector.errors import (
     ConnectorError,
     DeadLetterStuckError,
-    KafkaOperationError,
-    KafkaUnansweredError,
     PipelineFailedError,
 )
 from connector.kafka.bounded import BoundedConsumerCalls
@@ -71,32 +60,21 @@ from connector.uploader.assignment import (
     continue_from_previous_groups,
     take_over,
 )
-from connector.uploader.batcher import Batch
-from connector.uploader.intents import IntentLog
+from connector.uploader.commits import Committer
+from connector.uploader.intake import hand_out, take_records
 from connector.uploader.lane import Lane
 from connector.uploader.migration import PreviousGroups
+from connector.uploader.pausing import update_pauses
 from connector.uploader.upload import BatchOutcome
 
 log = logging.getLogger(__name__)
 
-CONSUME_MAX_MESSAGES = 1000
 IDLE_WAIT_SECONDS = 0.1
 """Longest single wait of the loop: bounds how late a stop, a finished upload or a due linger
 is noticed."""
-BACKLOG_PAUSE_SECONDS = 1.0
-"""A backlog (all upload slots busy, as many batches waiting) that lasts this long pauses the
-partitions, so that `consume()` can be called again without taking records. A shorter one only
-skips `consume()`: pausing purges librdkafka's prefetched records, and a resumed partition waits
-for the fetch in progress (up to `fetch.wait.max.ms`, 500 ms) before it is fetched again, which
-at full speed halved the throughput. Only while a lane of another topic has records flowing
-(it took some within this time) is the backlogged topic paused at once, so that they do not
-wait for it; an idle lane, or one on the same topic, keeps the grace."""
 FULL_QUEUE_WAIT_SECONDS = 0.01
 """Longest wait for delivery reports while dead letters wait for room in the producer's queue."""
 MIN_FLUSH_SECONDS = 1.0
-COMMIT_WAIT_SECONDS = 5.0
-"""How long a synchronous commit waits for the broker outside a drain (an upload intent, the
-commit before a failure); a drain's commits wait for what is left of its deadline."""
 """At shutdown the dead letters get at least this long to be acknowledged, even when draining
 the uploads used up the whole drain timeout."""
 
@@ -127,14 +105,7 @@ class UploadLoop:
         self._heartbeats = heartbeats
         """The heartbeat of every pipeline's role: this loop does their work."""
         self._previous_groups = previous_groups
-        for topic in topics:  # per topic: a pipeline that does not reconcile commits plainly
-            reconciled = any(lane.reconciler is not None for lane in topic.lanes)
-            topic.intents = IntentLog(clock) if reconciled else None
-        self._intent_failing: set[str] = set()
-        """The topics whose last intent commit failed (warned once until one succeeds)."""
-        self._commit_interval = settings.commit_interval_ms / 1000
-        self._next_commit = clock.monotonic() + self._commit_interval
-        self._sync = BoundedConsumerCalls(consumer)
+        self._commits = Committer(consumer, self._topics, clock, settings.commit_interval_ms / 1000)
         self._drain_deadline: float | None = None
         self._closing = False
 
@@ -161,7 +132,7 @@ class UploadLoop:
             raise
         finally:
             self._closing = True  # close() revokes: what is done was committed just now
-            self._sync.close("the uploader's consumer")
+            BoundedConsumerCalls(self._consumer).close("the uploader's consumer")
             for lane in self._lanes:
                 lane.close()
 
@@ -174,7 +145,7 @@ class UploadLoop:
         blocked = all(lane.backlogged() or self._topic_of(lane).paused for lane in lanes)
         messages: Sequence[Message] = []
         if not held:
-            messages = self._take_records(0 if blocked else self._consume_timeout())
+            messages = take_records(self._consumer, 0 if blocked else self._consume_timeout())
         if messages:
             self._accept(messages)
         now = self._clock.monotonic()
@@ -195,25 +166,14 @@ class UploadLoop:
             self._producer.poll(FULL_QUEUE_WAIT_SECONDS if room else 0)
             for lane in lanes:
                 lane.dead_letters.check_deadline()
-        if self._clock.monotonic() >= self._next_commit:
-            self._commit(self._positions(only_moved=True), asynchronous=True)
-        self._update_pause()
+        if self._commits.due():
+            self._commits.commit(self._commits.positions(only_moved=True), asynchronous=True)
+        update_pauses(self._consumer, self._topics, lanes, self._clock.monotonic())
         for lane in lanes:
             lane.refresh_spec()
 
     def _topic_of(self, lane: Lane) -> InputTopic:
         return self._topics[lane.topic]
-
-    def _take_records(self, timeout: float) -> Sequence[Message]:
-        """Whatever is queued, waiting at most `timeout` for the first record only: a batch
-        `consume()` would wait the whole timeout for a full batch, and the linger of the next
-        batch would only start after it (seen: 100 ms added to the p50 upload latency)."""
-        if timeout <= 0:
-            return self._consumer.consume(CONSUME_MAX_MESSAGES, 0)
-        first = self._consumer.consume(1, timeout)
-        if not first:
-            return first
-        return [*first, *self._consumer.consume(CONSUME_MAX_MESSAGES - 1, 0)]
 
     def _consume_timeout(self) -> float:
         if any(lane.dead_letters.waiting_for_room for lane in self._lanes):
@@ -224,69 +184,14 @@ class UploadLoop:
         return min([*lingers, IDLE_WAIT_SECONDS])
 
     def _accept(self, messages: Sequence[Message]) -> None:
-        """Hand each record to the lane its topic (and header) routes it to."""
-        # The hot loop: names bound once, one tracker call and one route per record.
         now = self._clock.monotonic()
-        topics = self._topics
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                self._consumer_error(error)
-                continue
-            topic = topics.get(message.topic() or "")
-            partition = message.partition()
-            offset = message.offset()
-            if topic is None or partition is None or offset is None:
-                continue
-            generation = topic.offsets.consumed(partition, offset)
-            if generation is None:
-                continue  # fetched before its partition was revoked: the new owner reads it
-            lane, refusal = topic.route(message)
-            lane.take(message, partition, offset, generation, refusal=refusal, now=now)
+        hand_out(messages, self._topics, now)
         for lane in self._lanes:
             lane.count_taken(now)
 
-    def _consumer_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            raise KafkaOperationError(f"the input consumer failed: {error.str()}")
-        if error.code() != KafkaError._PARTITION_EOF:
-            log.warning("input consumer: %s", error.str())
-
     def _dispatch(self) -> None:
         for lane in self._lanes:
-            lane.dispatch(
-                _always if self._topic_of(lane).intents is None else self._intent_recorded
-            )
-
-    def _intent_recorded(self, lane: Lane, batch: Batch) -> bool:
-        """Whether the batch may be sent: the intent of each of its partitions is committed in
-        this assignment (committed now, synchronously, where it is not); if so, it is noted
-        as sent."""
-        topic = self._topic_of(lane)
-        intents = topic.intents
-        assert intents is not None  # only called with intents on
-        missing = intents.unrecorded(batch.partitions())
-        if missing:
-            offsets = [
-                TopicPartition(topic.name, p, offset,
-                               metadata=intents.metadata(p, offset, final=False))
-                for p in sorted(missing)
-                if (offset := topic.offsets.commit_point(p)) is not None
-            ]  # fmt: skip
-            try:
-                self._sync.commit(offsets, COMMIT_WAIT_SECONDS)
-            except (KafkaException, KafkaUnansweredError) as failure:
-                if topic.name not in self._intent_failing:
-                    log.warning(
-                        "the upload intent of input partitions %s of %s could not be committed "
-                        "(%s): their batches wait", sorted(missing), topic.name, failure.args[0],
-                    )  # fmt: skip
-                self._intent_failing.add(topic.name)
-                return False
-            self._intent_failing.discard(topic.name)
-            intents.recorded(missing)
-        intents.sent(_highest_offsets(batch), self._clock.time())
-        return True
+            lane.dispatch(self._commits.may_send)
 
     def _apply_completions(self, wait: float) -> None:
         try:
@@ -302,96 +207,6 @@ class UploadLoop:
                 completed = self._completed.get_nowait()
             except queue.Empty:
                 break
-
-    def _positions(
-        self, keys: Iterable[tuple[str, int]] | None = None, *, only_moved: bool = False
-    ) -> dict[str, dict[int, int]]:
-        """Topic → partition → offset to commit, for `keys` (default: every assigned one)."""
-        if keys is None:
-            return {name: topic.offsets.positions(only_moved=only_moved)
-                    for name, topic in self._topics.items()}  # fmt: skip
-        numbers: dict[str, set[int]] = {}
-        for name, partition in keys:
-            numbers.setdefault(name, set()).add(partition)
-        return {name: self._topics[name].offsets.positions(chosen, only_moved=only_moved)
-                for name, chosen in numbers.items()}  # fmt: skip
-
-    def _commit(
-        self,
-        positions: dict[str, dict[int, int]],
-        *,
-        asynchronous: bool,
-        final: bool = False,
-        wait: float = COMMIT_WAIT_SECONDS,
-    ) -> None:
-        """Commit `positions`; in the background while running, waiting for the broker (`wait`
-        seconds at most) when partitions are handed over or the uploader stops (`final`:
-        nothing more is sent for them). A background commit that fails is superseded by the
-        next one: the hand-over and final commits send every position."""
-        self._next_commit = self._clock.monotonic() + self._commit_interval
-        offsets = []
-        for name, chosen in positions.items():
-            intents = self._topics[name].intents
-            offsets += [
-                TopicPartition(name, p, offset) if intents is None else TopicPartition(
-                    name, p, offset, metadata=intents.metadata(p, offset, final=final))
-                for p, offset in chosen.items()
-            ]  # fmt: skip
-        if not offsets:
-            return
-        try:
-            if asynchronous:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
-            else:
-                self._sync.commit(offsets, wait)
-        except (KafkaException, KafkaUnansweredError) as failure:
-            # The positions stay uncommitted and are sent again with the next commit.
-            log.warning("offset commit failed: %s", failure.args[0])
-            return
-        if not asynchronous:
-            # Only a synchronous commit is known to have landed. A background one can still
-            # fail (a rebalance in between), so its positions are sent again every interval
-            # until a synchronous commit confirms them (seen: a partition left 61k records
-            # behind for ten minutes when background commits were taken as done).
-            for name, chosen in positions.items():
-                self._topics[name].offsets.committed(chosen)
-        for name, chosen in positions.items():
-            if chosen:  # the topic's commit: counted once, under its first pipeline
-                self._topics[name].lanes[0].metrics.offsets_committed.inc()
-
-    # --- back-pressure -----------------------------------------------------------------------
-
-    def _update_pause(self) -> None:
-        now = self._clock.monotonic()
-        lanes = self._lanes
-        wanted: dict[str, set[int]] = {name: set() for name in self._topics}
-        for lane in lanes:
-            topic = self._topic_of(lane)
-            backlogged = lane.backlogged()
-            if not backlogged:
-                lane.backlogged_since = None
-            elif lane.backlogged_since is None:
-                lane.backlogged_since = now
-            others_go_on = backlogged and any(
-                other.topic != lane.topic and _flowing(other, now) for other in lanes
-            )
-            long_backlog = (
-                lane.backlogged_since is not None
-                and now - lane.backlogged_since >= BACKLOG_PAUSE_SECONDS
-            )
-            waits = bool(lane.registry_wait.records)  # for the Schema Registry
-            if lane.note_failing() or waits or long_backlog or others_go_on:
-                wanted[topic.name] |= topic.assigned
-            wanted[topic.name] |= lane.dead_letters.pending_partitions() & topic.assigned
-        for name, topic in self._topics.items():
-            chosen = wanted[name]
-            if chosen - topic.paused:
-                self._consumer.pause(topic.partitions(chosen - topic.paused))
-            if topic.paused - chosen:
-                self._consumer.resume(topic.partitions(topic.paused - chosen))
-            topic.paused = chosen
-        for topic in self._topics.values():  # the topic's: once, under its first pipeline
-            topic.lanes[0].metrics.paused_partitions.set(len(topic.paused))
 
     # --- rebalancing and shutdown ------------------------------------------------------------
 
@@ -453,8 +268,9 @@ class UploadLoop:
                     deadline)  # fmt: skip
         dropped = sum(lane.drop_unsent(_numbers(keys, lane.topic)) for lane in self._lanes)
         unflushed = self._producer.flush(max(deadline - self._clock.monotonic(), 0.0))
-        self._commit(self._positions(keys), asynchronous=False, final=True,
-                     wait=max(deadline - self._clock.monotonic(), MIN_FLUSH_SECONDS))  # fmt: skip
+        left = max(deadline - self._clock.monotonic(), MIN_FLUSH_SECONDS)
+        self._commits.commit(self._commits.positions(keys), asynchronous=False, final=True,
+                             wait=left)  # fmt: skip
         abandoned = sum(1 for lane in self._lanes for batch in lane.in_flight
                         if batch.partitions() & _numbers(keys, lane.topic))  # fmt: skip
         if dropped or abandoned or unflushed:
@@ -508,7 +324,7 @@ class UploadLoop:
             self._producer.poll(0)
         except Exception as failure:  # the positions done so far still count
             log.warning("while applying what finished before the failure: %s", failure)
-        self._commit(self._positions(), asynchronous=False)
+        self._commits.commit(self._commits.positions(), asynchronous=False)
 
     def _shut_down(self, *, dead_letters_stuck: bool = False) -> None:
         """Upload what was read (until the drain deadline), flush the dead letters, commit."""
@@ -529,7 +345,7 @@ class UploadLoop:
         )  # fmt: skip
         unflushed = self._producer.flush(flush_for)
         left = max(self._drain_deadline - self._clock.monotonic(), MIN_FLUSH_SECONDS)
-        self._commit(self._positions(), asynchronous=False, final=True, wait=left)
+        self._commits.commit(self._commits.positions(), asynchronous=False, final=True, wait=left)
         log.info("uploader stopped: %d unsent records and %d unacknowledged dead letters left "
                  "for the next start", dropped, unflushed)  # fmt: skip
         self._closing = True
@@ -546,33 +362,9 @@ def _named(lane: Lane, error: BaseException) -> BaseException:
     return error
 
 
-def _flowing(lane: Lane, now: float) -> bool:
-    """Whether the lane's records flow: it took some within the last `BACKLOG_PAUSE_SECONDS`
-    and could take more. Only such a lane on another topic is worth pausing a backlogged
-    topic at once for; an idle one, or one on the same topic (paused with it), is not."""
-    return (
-        lane.took_at is not None
-        and now - lane.took_at < BACKLOG_PAUSE_SECONDS
-        and bool(lane.partitions)
-        and not lane.backlogged()
-    )
-
-
-def _always(_lane: Lane, _batch: Batch) -> bool:
-    return True
-
-
 def _numbers(keys: set[tuple[str, int]], topic: str) -> set[int]:
     return {partition for name, partition in keys if name == topic}
 
 
 def _shown(keys: set[tuple[str, int]]) -> str:
     return ", ".join(f"{name}[{partition}]" for name, partition in sorted(keys)) or "none"
-
-
-def _highest_offsets(batch: Batch) -> dict[int, int]:
-    highest: dict[int, int] = {}
-    for record in batch.records:
-        if record.offset > highest.get(record.partition, -1):
-            highest[record.partition] = record.offset
-    return highest

@@ -85,8 +85,11 @@ def _add_run(runs: list[list[int]], first: int, end: int) -> None:
 
 
 def _runs(offsets: Sequence[int]) -> Iterable[tuple[int, int]]:
-    """Ascending `offsets` as runs [first, end) of consecutive ones."""
+    """Strictly ascending `offsets` as runs [first, end) of consecutive ones."""
     if not offsets:
+        return
+    if offsets[-1] - offsets[0] == len(offsets) - 1:  # one run (ascending: no gap): the usual
+        yield offsets[0], offsets[-1] + 1
         return
     first = previous = offsets[0]
     for offset in offsets[1:]:
@@ -130,24 +133,10 @@ class OffsetTracker:
         state = self._partitions.get(partition)
         return state is not None and state.generation == generation
 
-    def consumed(self, partition: int, offset: int) -> int | None:
-        """A record was read (offsets of one partition arrive in ascending order): its assignment
-        generation, or None when its partition is not assigned (any more)."""
-        state = self._partitions.get(partition)
-        if state is None:
-            return None
-        waiting = state.waiting  # (`consume`, inlined: once per record)
-        if waiting:
-            last = waiting[-1]
-            if last[1] == offset:
-                last[1] = offset + 1
-                return state.generation
-        waiting.append([offset, offset + 1])
-        return state.generation
-
     def consumed_offsets(self, partition: int, offsets: Sequence[int]) -> int | None:
-        """`consumed` for records of one partition read together (ascending offsets, after
-        those read before): one call per partition and consume() call."""
+        """Records of one partition were read together (strictly ascending offsets, after those
+        read before; one call per partition and consume() call): their assignment generation,
+        or None when their partition is not assigned (any more)."""
         state = self._partitions.get(partition)
         if state is None:
             return None

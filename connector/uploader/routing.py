@@ -17,7 +17,7 @@ assignment, so that the upgrade uploads nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -61,8 +61,38 @@ def input_routes(readers: Sequence[Reader[LaneT]]) -> dict[str, Route[LaneT]]:
 
 
 def _only(lane: LaneT) -> Route[LaneT]:
-    taken: tuple[LaneT, Refusal | None] = (lane, None)
-    return lambda _message: taken
+    return _SoleRoute(lane)
+
+
+class _SoleRoute(Generic[LaneT]):
+    """Every record of the topic to its one pipeline's lane."""
+
+    def __init__(self, lane: LaneT) -> None:
+        self.taken: tuple[LaneT, Refusal | None] = (lane, None)
+
+    def __call__(self, _message: Message) -> tuple[LaneT, Refusal | None]:
+        return self.taken
+
+
+def route_runs(
+    route: Route[LaneT], messages: Sequence[Message]
+) -> Iterator[tuple[LaneT, Refusal | None, int, int]]:
+    """`messages` (of one topic) as runs of consecutive ones that `route` sends to one lane with
+    one refusal: (lane, refusal, start, stop). A topic of one pipeline is one run, its records'
+    headers unread; on a routed topic each refused record is a run of its own."""
+    if isinstance(route, _SoleRoute):
+        lane, refusal = route.taken
+        yield lane, refusal, 0, len(messages)
+        return
+    start, current = 0, None
+    for index, message in enumerate(messages):
+        taken = route(message)
+        if taken is not current:  # a lane's (lane, None) is one tuple; each refusal a new one
+            if current is not None:
+                yield current[0], current[1], start, index
+            start, current = index, taken
+    if current is not None:
+        yield current[0], current[1], start, len(messages)
 
 
 class HeaderRoute(Generic[LaneT]):

@@ -10,6 +10,7 @@ restart and crashes it again. (`make chaos` sends 100,000 such records through a
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from connector.contract.dead_letters import INVALID_ITEM, INVALID_JSON, NOT_AN_OBJECT, TOO_LARGE
 from connector.toloka.models import FieldSpec
-from connector.uploader.decode import Refusal, decode_item
+from connector.uploader.decode import Refusal, decode_all, decode_item
 from connector.validation import ItemValidator
 
 MAX_RECORD_BYTES = 64 * 1024
@@ -49,6 +50,8 @@ EVERY_TYPE = ItemValidator(
 )
 VALIDATORS = [TEXT_MODERATION, EVERY_TYPE]
 HOSTILE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+HOSTILE_CALLS = settings(HOSTILE, max_examples=60)
+"""For lists of up to 12 records an example: about as many records as HOSTILE's examples."""
 
 
 def classify(value: bytes | None, validator: ItemValidator) -> bytes | Refusal:
@@ -261,3 +264,69 @@ def test_nesting_deeper_than_orjson_encodes_is_refused_not_raised(depth: int, sp
     decoded = classify(value, EVERY_TYPE)
     assert isinstance(decoded, Refusal), "orjson writes at most 254 levels: never uploadable"
     assert decoded.reason == INVALID_JSON
+
+
+# --- a consume() call's records at once ------------------------------------------------------
+
+
+@st.composite
+def split_values(draw: st.DrawFn) -> list[bytes]:
+    """Canonical objects cut where a comma or bracket is, so that the pieces joined with commas
+    read as the objects again: no piece is a record of its own."""
+    joined = b",".join(
+        orjson.dumps(item) for item in draw(st.lists(objects, min_size=1, max_size=3))
+    )
+    cuts = sorted({index for index, byte in enumerate(joined) if byte in b",[]{}"})
+    chosen = sorted(draw(st.sets(st.sampled_from(cuts), max_size=3))) if cuts else []
+    bounds = [0, *chosen, len(joined)]
+    return [joined[a:b].strip(b",") for a, b in pairwise(bounds) if a < b]
+
+
+canonical_records = objects.map(orjson.dumps) | st.builds(
+    lambda text, n: orjson.dumps({"id": f"id-{n}", "text": text}), st.text(max_size=20),
+    st.integers(0, 10**6),
+)  # fmt: skip
+consume_calls = st.lists(canonical_records, max_size=12) | st.lists(
+    canonical_records | hostile_records, max_size=12
+) | split_values()  # fmt: skip
+
+
+@HOSTILE_CALLS
+@given(values=consume_calls, validator=st.sampled_from(VALIDATORS))
+@example(values=[b'{"text":"a"', b'"x":1}'], validator=TEXT_MODERATION)  # one object, two records
+@example(  # as many objects as records, read across their bounds
+    values=[b'{"text":"a"', b'"x":1}', b'{"text":"b"},{"text":"c"}'], validator=TEXT_MODERATION
+)
+@example(values=[b'{"text":"a","text":"b"}', b'{"text":"a"}'], validator=TEXT_MODERATION)
+@example(values=[b'{"text":"a"}', b"{}"], validator=TEXT_MODERATION)
+def test_decoding_a_consume_call_at_once_decodes_each_record_as_alone(
+    values: list[bytes | None], validator: ItemValidator
+) -> None:
+    """`decode_all` (the loop's form: all the records of a run at once, parsed as one array
+    where every value is canonical) answers exactly what `decode_item` answers for each record,
+    including values that only parse when joined (a cut object, `a},{b`)."""
+    alone = [decode_item(value, MAX_RECORD_BYTES, validator) for value in values]
+    assert decode_all(decode_item, values, MAX_RECORD_BYTES, validator) == alone
+
+
+REQUIRED_ANYTHING = ItemValidator(
+    {name: FieldSpec(type=name, required=True) for name in ["json", "integer", "mystery"]}
+)
+
+
+@HOSTILE_CALLS
+@given(
+    items=st.lists(objects, max_size=12),
+    validator=st.sampled_from([*VALIDATORS, REQUIRED_ANYTHING]),
+)
+@example(items=[{"string": "s"}, {"string": None}, {}, {"string": True}], validator=EVERY_TYPE)
+@example(items=[{"json": None, "integer": 1, "mystery": 0}, {}], validator=REQUIRED_ANYTHING)
+def test_validating_items_at_once_finds_the_problems_of_each(
+    items: list[dict[str, Any]], validator: ItemValidator
+) -> None:
+    """`invalid_items` (a field over all items at once, by type) finds exactly the items
+    `problems` finds invalid, with the same problems."""
+    each = {index: validator.problems(item) for index, item in enumerate(items)}
+    assert validator.invalid_items(items) == {
+        index: found for index, found in each.items() if found
+    }

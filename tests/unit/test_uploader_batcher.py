@@ -32,7 +32,7 @@ def test_body_is_the_items_joined_without_re_encoding() -> None:
 def test_a_batch_closes_at_max_items() -> None:
     batcher = Batcher(max_items=3, max_bytes=10**6, linger_seconds=60)
     for offset in range(7):
-        batcher.add(record(offset), now=0.0)
+        batcher.add_all([record(offset)], now=0.0)
     assert [[r.offset for r in b.records] for b in drain(batcher)] == [[0, 1, 2], [3, 4, 5]]
     assert batcher.linger_left(0.0) == 60
 
@@ -42,7 +42,7 @@ def test_a_record_that_would_overflow_the_bytes_starts_the_next_batch() -> None:
     limit = len(request_body([record(0, item)] * 2))
     batcher = Batcher(max_items=100, max_bytes=limit, linger_seconds=0)
     for offset in range(5):
-        batcher.add(record(offset, item), now=0.0)
+        batcher.add_all([record(offset, item)], now=0.0)
     batcher.close_lingering(now=0.0)
     batches = drain(batcher)
     assert [len(b.records) for b in batches] == [2, 2, 1]
@@ -51,17 +51,17 @@ def test_a_record_that_would_overflow_the_bytes_starts_the_next_batch() -> None:
 
 def test_a_record_larger_than_max_bytes_travels_alone() -> None:
     batcher = Batcher(max_items=100, max_bytes=1024, linger_seconds=0)
-    batcher.add(record(0), now=0.0)
-    batcher.add(record(1, b'{"text":"' + b"x" * 2000 + b'"}'), now=0.0)
-    batcher.add(record(2), now=0.0)
+    batcher.add_all([record(0)], now=0.0)
+    batcher.add_all([record(1, b'{"text":"' + b"x" * 2000 + b'"}')], now=0.0)
+    batcher.add_all([record(2)], now=0.0)
     batcher.close_lingering(now=0.0)
     assert [[r.offset for r in b.records] for b in drain(batcher)] == [[0], [1], [2]]
 
 
 def test_linger_closes_a_partial_batch_once_its_first_record_waited_long_enough() -> None:
     batcher = Batcher(max_items=100, max_bytes=10**6, linger_seconds=0.05)
-    batcher.add(record(0), now=10.0)
-    batcher.add(record(1), now=10.04)
+    batcher.add_all([record(0)], now=10.0)
+    batcher.add_all([record(1)], now=10.04)
     batcher.close_lingering(now=10.049)
     assert batcher.ready_count == 0
     assert batcher.linger_left(10.049) is not None
@@ -73,7 +73,7 @@ def test_linger_closes_a_partial_batch_once_its_first_record_waited_long_enough(
 def test_dropping_partitions_removes_their_unsent_records_only() -> None:
     batcher = Batcher(max_items=2, max_bytes=10**6, linger_seconds=60)
     for offset in range(5):
-        batcher.add(record(offset, partition=offset % 2), now=0.0)
+        batcher.add_all([record(offset, partition=offset % 2)], now=0.0)
     assert batcher.drop_partitions({1}) == 2
     batcher.close_lingering(now=100.0)
     batches = drain(batcher)
@@ -92,7 +92,7 @@ def test_every_record_lands_in_exactly_one_batch_in_order_within_limits(
 ) -> None:
     batcher = Batcher(max_items=max_items, max_bytes=max_bytes, linger_seconds=0)
     for offset, size in enumerate(sizes):
-        batcher.add(record(offset, b'{"t":"' + b"x" * size + b'"}'), now=0.0)
+        batcher.add_all([record(offset, b'{"t":"' + b"x" * size + b'"}')], now=0.0)
     batcher.close_lingering(now=0.0)
     batches = drain(batcher)
     assert [r.offset for b in batches for r in b.records] == list(range(len(sizes)))
@@ -111,8 +111,9 @@ def test_every_record_lands_in_exactly_one_batch_in_order_within_limits(
 def test_adding_a_consume_call_s_records_at_once_batches_them_as_adding_each(
     calls: list[list[int]], max_items: int, max_bytes: int, close_between: list[bool]
 ) -> None:
-    """`add_all` against `add` record by record: the same batches, bodies and open times, for
-    records of any size (some larger than max_bytes), with batches closed between calls."""
+    """`add_all` of a consume() call's records against `add_all` record by record: the same
+    batches, bodies and open times, for records of any size (some larger than max_bytes), with
+    batches closed between calls."""
     one_by_one = Batcher(max_items=max_items, max_bytes=max_bytes, linger_seconds=0)
     at_once = Batcher(max_items=max_items, max_bytes=max_bytes, linger_seconds=0)
     offset = 0
@@ -122,7 +123,7 @@ def test_adding_a_consume_call_s_records_at_once_batches_them_as_adding_each(
             records.append(record(offset, b'{"t":"' + b"x" * size + b'"}'))
             offset += 1
         for pending in records:
-            one_by_one.add(pending, now=float(number))
+            one_by_one.add_all([pending], now=float(number))
         at_once.add_all(records, now=float(number))
         if close_between[number]:
             one_by_one.close_lingering(now=float(number))

@@ -53,8 +53,8 @@ from connector.uploader.decode import (
     RegistryItemDecoder,
     decode_item,
 )
+from connector.uploader.intake import CONSUME_MAX_MESSAGES
 from connector.uploader.lag import LagReporter
-from connector.uploader.loop import CONSUME_MAX_MESSAGES
 from connector.uploader.migration import PreviousGroups
 from connector.uploader.role import Uploader, consumer_config, producer_config
 from connector.uploader.shared import SharedLoop

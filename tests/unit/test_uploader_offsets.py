@@ -11,7 +11,7 @@ from connector.uploader.offsets import OffsetTracker
 def tracker_with(partition: int, offsets: list[int]) -> tuple[OffsetTracker, int]:
     tracker = OffsetTracker()
     tracker.assign([partition])
-    generations = {tracker.consumed(partition, offset) for offset in offsets}
+    generations = {tracker.consumed_offsets(partition, [offset]) for offset in offsets}
     [generation] = generations
     assert generation is not None
     return tracker, generation
@@ -44,9 +44,9 @@ def test_gaps_in_offsets_are_skipped() -> None:
 def test_partitions_are_independent() -> None:
     tracker = OffsetTracker()
     tracker.assign([0, 1])
-    tracker.consumed(0, 0)
-    generation = tracker.consumed(1, 0)
-    tracker.consumed(1, 1)
+    tracker.consumed_offsets(0, [0])
+    generation = tracker.consumed_offsets(1, [0])
+    tracker.consumed_offsets(1, [1])
     assert generation is not None
     tracker.done(1, 0, generation)
     assert tracker.positions() == {1: 1}
@@ -67,7 +67,7 @@ def test_completions_from_before_a_revocation_do_not_touch_the_new_assignment() 
     tracker, old = tracker_with(0, [0, 1])
     tracker.forget([0])
     tracker.assign([0])
-    current = tracker.consumed(0, 0)
+    current = tracker.consumed_offsets(0, [0])
     tracker.done(0, 0, old)
     assert tracker.positions() == {}
     assert not tracker.is_current(0, old)
@@ -79,7 +79,7 @@ def test_completions_from_before_a_revocation_do_not_touch_the_new_assignment() 
 
 def test_unassigned_partitions_are_ignored() -> None:
     tracker = OffsetTracker()
-    assert tracker.consumed(5, 0) is None
+    assert tracker.consumed_offsets(5, [0]) is None
     tracker.done(5, 0, 1)
     assert tracker.positions([5]) == {}
 
@@ -150,7 +150,7 @@ def test_runs_of_offsets_give_the_positions_of_the_per_offset_rule(data: st.Data
                 generation = tracker.consumed_offsets(0, chunk)
             else:
                 for offset in chunk:
-                    generation = tracker.consumed(0, offset)
+                    generation = tracker.consumed_offsets(0, [offset])
             model.consumed += chunk
             pending += chunk
         else:

@@ -7,11 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connector.config import load_settings
 from connector.contract.dead_letters import UNROUTED
 from connector.uploader.role import consumer_config
-from connector.uploader.routing import Reader, input_routes, routed_group_id
+from connector.uploader.routing import Reader, input_routes, route_runs, routed_group_id
 
 PROJECTS = ["texts", "captions"]
 
@@ -72,6 +74,30 @@ def test_a_pipeline_routing_alone_on_its_topic_dead_letters_records_naming_anoth
     assert lane == "texts lane"
     assert refusal is not None
     assert refusal.reason == UNROUTED
+
+
+record_headers = st.sampled_from(
+    [header(b"texts"), header(b"captions"), header(b"videos"), None,
+     {"toloka-app-project-id": "texts"}]
+)  # fmt: skip
+
+
+@given(st.lists(record_headers, max_size=20), st.sampled_from(["shared.in", "images.in"]))
+def test_runs_of_records_go_where_each_record_goes(headers: list[Any], topic: str) -> None:
+    """`route_runs` (the loop's form: a consume() call's records of one partition at once)
+    covers the records in order, each run going where the route sends each of its records."""
+    records = [Record(h) for h in headers]
+    route = SHARED[topic]
+    runs = list(route_runs(route, records))  # type: ignore[arg-type]
+    assert [index for *_, first, end in runs for index in range(first, end)] == list(
+        range(len(records))
+    )
+    for lane, refusal, first, end in runs:
+        for record in records[first:end]:
+            expected_lane, expected_refusal = route(record)  # type: ignore[arg-type]
+            assert (lane, refusal) == (expected_lane, expected_refusal)
+            if refusal is not None:
+                assert end == first + 1  # each refused record has its own refusal
 
 
 def test_the_groups_routed_pipelines_read_in_before_are_named_by_project() -> None:
