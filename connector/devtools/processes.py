@@ -27,16 +27,17 @@ logger = logging.getLogger(__name__)
 
 
 def free_port() -> int:
-    """A loopback port nobody listens on right now, chosen below the kernel's ephemeral range.
+    """A loopback port nobody listens on right now, chosen outside the kernel's ephemeral range.
 
     A port the kernel picks is one it also hands to outgoing connections: one of those can take
     it between this check and the bind of the process it is meant for (seen: a metrics port
     "already in use" while tests ran beside each other), or while a broker restarts on it. The
     choice is random (the system's, not `random`'s: the test runner seeds that one alike in
-    every worker), so that processes picking at once rarely pick alike."""
-    low = _ephemeral_low()
+    every worker), so that processes picking at once rarely pick alike. Where the ephemeral
+    range leaves no room on either side, the kernel picks, as before. IPv4 loopback only."""
+    choices = fixed_port_choices()
     for _ in range(100):
-        port = _CHOOSER.randrange(FIXED_PORTS_FROM, low) if low > FIXED_PORTS_FROM else 0
+        port = _CHOOSER.choice(choices) if choices else 0
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((LOOPBACK, port))
@@ -44,20 +45,34 @@ def free_port() -> int:
                 continue
             chosen: int = sock.getsockname()[1]
             return chosen
-    raise BrokerError("no free loopback port below the ephemeral range after 100 tries")
+    raise BrokerError("no free loopback port outside the ephemeral range after 100 tries")
 
 
 FIXED_PORTS_FROM = 10_000
 """The lowest port `free_port` chooses (below it: well-known services' registered ports)."""
+ROOM_PORTS = 1_000
+"""The fewest ports a side of the ephemeral range must hold to be chosen from."""
 _CHOOSER = random.SystemRandom()
 
 
-def _ephemeral_low() -> int:
-    """The first port of the kernel's range for outgoing connections (32768 when unknown)."""
+def fixed_port_choices() -> range | None:
+    """The ports `free_port` chooses from: below the ephemeral range, else above it; None when
+    neither side has room."""
+    low, high = _ephemeral_range()
+    if low - FIXED_PORTS_FROM >= ROOM_PORTS:
+        return range(FIXED_PORTS_FROM, low)
+    if 65_535 - high >= ROOM_PORTS:
+        return range(high + 1, 65_536)
+    return None
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range of ports for outgoing connections (Linux's default when unknown)."""
     try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[:2]
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def port_accepts(port: int, host: str = LOOPBACK) -> bool:

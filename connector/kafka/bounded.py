@@ -1,22 +1,24 @@
-"""The consumer calls librdkafka gives no timeout, made with one.
+"""The consumer calls librdkafka bounds only by the session timeout, made with a shorter bound.
 
-`Consumer.commit(asynchronous=False)` waits for the broker's answer without a bound (librdkafka's
-`rd_kafka_commit` waits forever on its reply queue); a commit that waits for the group
-coordinator fails only after `session.timeout.ms` (45 s by default), and `Consumer.close()` waits
-for such commits as long. Seen: after a broker restart, an uploader's final commit outlasted the
-whole shutdown budget, and `run` exited 1 "did not finish draining in time" with everything
-uploaded and committed before.
+`Consumer.commit(asynchronous=False)` waits for the broker's answer; one that waits for the group
+coordinator fails only after `session.timeout.ms` (45 s by default) plus retries, longer than the
+uploader's whole drain, and `Consumer.close()` waits for such commits as long. Seen: after a
+broker restart, an uploader's final commit outlasted the whole shutdown budget, and `run` exited
+1 "did not finish draining in time" with everything uploaded and committed before.
 
 `BoundedConsumerCalls` makes each call on a thread of its own and waits at most the given time;
-past it, `KafkaUnansweredError` is raised and the call goes on in the background (librdkafka cannot
-cancel it; it ends with the coordinator's answer or the session timeout). While one commit is
-still unanswered, the next is refused at once rather than queued behind it on another thread.
+past it, `KafkaUnansweredError` is raised and the call goes on in the background (librdkafka
+cannot cancel it; its late outcome is logged). The calls of one consumer keep their order: a
+commit first waits (within its own time) for an earlier one still unanswered, and the close
+runs only once no commit is inside librdkafka any more (librdkafka's termination rule: a
+handle is destroyed after every call on it returned).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
@@ -58,34 +60,68 @@ def waited(outcome: Future[T], timeout: float, what: str) -> T:
 
 
 class BoundedConsumerCalls:
-    """A consumer's synchronous commits and its close, each waiting at most a given time."""
+    """A consumer's synchronous commits and its close, each waiting at most a given time. One
+    per consumer: it keeps the calls in order."""
 
     def __init__(self, consumer: Consumer) -> None:
         self._consumer = consumer
         self._last_commit: Future[None] | None = None
 
+    @property
+    def pending(self) -> bool:
+        """Whether a commit that was given up on is still waiting for the broker."""
+        return self._last_commit is not None and not self._last_commit.done()
+
     def commit(self, offsets: Sequence[TopicPartition], timeout: float) -> None:
-        """Commit `offsets`, waiting for the broker's answer `timeout` seconds at most;
-        KafkaException when it refused them, KafkaUnansweredError when it did not answer (then
-        also at once while that commit is still unanswered)."""
+        """Commit `offsets`, waiting for the broker's answer `timeout` seconds at most (an
+        earlier commit still unanswered is waited for first, within that time);
+        KafkaException when it refused them, KafkaUnansweredError when it did not answer."""
+        deadline = time.monotonic() + timeout
         last = self._last_commit
-        if last is not None and not last.done():
-            raise KafkaUnansweredError("offset commit: an earlier commit is still unanswered")
+        if last is not None:
+            try:
+                last.exception(timeout)  # its outcome was reported when it came (`_late`)
+            except FutureTimeoutError:
+                raise KafkaUnansweredError(
+                    f"offset commit: an earlier commit is still unanswered after {timeout:g}s"
+                ) from None
         chosen = list(offsets)
 
         def commit() -> None:
             self._consumer.commit(offsets=chosen, asynchronous=False)
 
         self._last_commit = started(commit, "offset commit")
-        waited(self._last_commit, timeout, "offset commit")
+        try:
+            self._last_commit.result(max(deadline - time.monotonic(), 0.0))
+        except FutureTimeoutError:
+            self._last_commit.add_done_callback(_late)
+            raise KafkaUnansweredError(
+                f"offset commit: no answer from Kafka within {timeout:g}s"
+            ) from None
 
     def close(self, what: str) -> None:
-        """Leave the group and close, waiting LEAVE_GROUP_SECONDS at most; past it, a warning
-        naming `what`: the group notices the member's end when its session times out."""
+        """Leave the group and close, once no commit is inside librdkafka, waiting
+        LEAVE_GROUP_SECONDS at most; past it, a warning naming `what`: the group notices the
+        member's end when its session times out."""
+        last = self._last_commit
+
+        def close() -> None:
+            if last is not None:
+                last.exception()  # never destroy the handle under a commit still inside it
+            self._consumer.close()
+
         try:
-            waited(started(self._consumer.close, "consumer close"), LEAVE_GROUP_SECONDS,
-                   "leaving the group")  # fmt: skip
+            waited(started(close, "consumer close"), LEAVE_GROUP_SECONDS, "leaving the group")
         except KafkaUnansweredError:
             log.warning("%s did not leave its group within %gs (the group coordinator does not "
                         "answer): its partitions move to another member when its session times "
                         "out", what, LEAVE_GROUP_SECONDS)  # fmt: skip
+
+
+def _late(outcome: Future[None]) -> None:
+    """The outcome of a commit given up on, when it comes at last."""
+    failure = outcome.exception()
+    if failure is None:
+        log.info("an offset commit given up on was answered later: it landed")
+    else:
+        log.warning("an offset commit given up on failed later: %s", failure)

@@ -95,6 +95,8 @@ def continue_from_previous_groups(
     committed: list[TopicPartition],
     previous: PreviousGroups,
     group_id: str,
+    *,
+    calls: BoundedConsumerCalls,
 ) -> None:
     """Set each lane's floors from what its pipeline did in the group it read the topic in
     before; where the one group has no offset yet (`committed`), commit it where those groups
@@ -139,7 +141,7 @@ def continue_from_previous_groups(
         assert start is not None  # one position per lane
         starts[partition] = start
     try:
-        BoundedConsumerCalls(consumer).commit(list(starts.values()), START_COMMIT_SECONDS)
+        calls.commit(list(starts.values()), START_COMMIT_SECONDS)
     except (KafkaException, KafkaUnansweredError) as failure:
         raise MigrationError(
             f"the one group's start on input partitions {sorted(starts)} of {topic.name}, "

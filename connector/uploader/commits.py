@@ -46,12 +46,15 @@ class Committer:
     def __init__(
         self,
         consumer: Consumer,
+        calls: BoundedConsumerCalls,
         topics: Mapping[str, InputTopic],
         clock: Clock,
         interval_seconds: float,
     ) -> None:
         self._consumer = consumer
-        self._sync = BoundedConsumerCalls(consumer)
+        self._sync = calls
+        self.drain_deadline: float | None = None
+        """While a drain runs, its deadline: an upload intent's commit waits no longer."""
         self._topics = topics
         self._clock = clock
         for topic in topics.values():  # per topic: one that does not reconcile commits plainly
@@ -100,7 +103,9 @@ class Committer:
                     name, p, offset, metadata=intents.metadata(p, offset, final=final))
                 for p, offset in chosen.items()
             ]  # fmt: skip
-        if not offsets:
+        if not offsets or (asynchronous and self._sync.pending):
+            # With a synchronous commit unanswered, a background one could land after it and
+            # move the offsets back: the positions wait for the next commit.
             return
         try:
             if asynchronous:
@@ -139,7 +144,7 @@ class Committer:
                 if (offset := topic.offsets.commit_point(p)) is not None
             ]  # fmt: skip
             try:
-                self._sync.commit(offsets, COMMIT_WAIT_SECONDS)
+                self._sync.commit(offsets, self._intent_wait())
             except (KafkaException, KafkaUnansweredError) as failure:
                 if topic.name not in self._intent_failing:
                     log.warning(
@@ -152,6 +157,12 @@ class Committer:
             intents.recorded(missing)
         intents.sent(_highest_offsets(batch), self._clock.time())
         return True
+
+    def _intent_wait(self) -> float:
+        if self.drain_deadline is None:
+            return COMMIT_WAIT_SECONDS
+        left = self.drain_deadline - self._clock.monotonic()
+        return min(COMMIT_WAIT_SECONDS, max(left, 0.0))
 
 
 def _highest_offsets(batch: Batch) -> dict[int, int]:

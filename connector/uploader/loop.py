@@ -105,9 +105,15 @@ class UploadLoop:
         self._heartbeats = heartbeats
         """The heartbeat of every pipeline's role: this loop does their work."""
         self._previous_groups = previous_groups
-        self._commits = Committer(consumer, self._topics, clock, settings.commit_interval_ms / 1000)
+        self._calls = BoundedConsumerCalls(consumer)
+        """The consumer's synchronous commits and close, each bounded, in order."""
+        self._commits = Committer(
+            consumer, self._calls, self._topics, clock, settings.commit_interval_ms / 1000
+        )
         self._drain_deadline: float | None = None
         self._closing = False
+        self._returned = False
+        """Set once `run` is over: a close that outlasted its wait may still call back."""
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -132,7 +138,8 @@ class UploadLoop:
             raise
         finally:
             self._closing = True  # close() revokes: what is done was committed just now
-            BoundedConsumerCalls(self._consumer).close("the uploader's consumer")
+            self._calls.close("the uploader's consumer")
+            self._returned = True
             for lane in self._lanes:
                 lane.close()
 
@@ -227,8 +234,9 @@ class UploadLoop:
                                 )
                             )
                         continue_from_previous_groups(
-                            consumer, topic, committed, previous_groups, self._settings.group_id
-                        )
+                            consumer, topic, committed, previous_groups,
+                            self._settings.group_id, calls=self._calls,
+                        )  # fmt: skip
                 if topic.intents is not None:
                     topic.intents.assign(numbers)
                     take_over(consumer, topic, committed)
@@ -238,6 +246,8 @@ class UploadLoop:
             log.info("assigned input partitions %s of %s", sorted(numbers), name)
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        if self._returned:  # a close that outlasted its wait: the lanes are gone
+            return
         keys = self._keys(partitions)
         if not self._closing:
             self._finish_partitions(keys)
@@ -246,6 +256,8 @@ class UploadLoop:
 
     def _on_lost(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         # Another member may own them already: committing now could move its offsets.
+        if self._returned:
+            return
         keys = self._keys(partitions)
         for lane in self._lanes:
             lane.drop_unsent(_numbers(keys, lane.topic))
@@ -264,8 +276,10 @@ class UploadLoop:
             deadline = self._clock.monotonic() + self._settings.drain_timeout_seconds
         for lane in self._lanes:
             lane.batcher.close_open()
+        self._commits.drain_deadline = deadline
         self._drain(lambda: any(lane.holds(_numbers(keys, lane.topic)) for lane in self._lanes),
                     deadline)  # fmt: skip
+        self._commits.drain_deadline = self._drain_deadline  # None unless shutting down
         dropped = sum(lane.drop_unsent(_numbers(keys, lane.topic)) for lane in self._lanes)
         unflushed = self._producer.flush(max(deadline - self._clock.monotonic(), 0.0))
         left = max(deadline - self._clock.monotonic(), MIN_FLUSH_SECONDS)
@@ -331,6 +345,7 @@ class UploadLoop:
         for lane in self._lanes:
             lane.batcher.close_open()
         self._drain_deadline = self._clock.monotonic() + self._settings.drain_timeout_seconds
+        self._commits.drain_deadline = self._drain_deadline
         self._drain(lambda: any(lane.unfinished() for lane in self._lanes), self._drain_deadline)
         dropped = sum(lane.drop_unsent() for lane in self._lanes)
         for lane in self._lanes:

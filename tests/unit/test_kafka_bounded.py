@@ -50,22 +50,41 @@ def test_an_answered_commit_returns_and_a_refused_one_raises_the_refusal() -> No
         BoundedConsumerCalls(refused).commit(OFFSETS, 5)  # type: ignore[arg-type]
 
 
-def test_an_unanswered_commit_gives_up_in_time_and_holds_back_the_next_until_answered() -> None:
+def test_an_unanswered_commit_gives_up_in_time_and_the_next_waits_for_it_first() -> None:
     coordinator = SlowCoordinator()
     calls = BoundedConsumerCalls(coordinator)  # type: ignore[arg-type]
     try:
         with pytest.raises(KafkaUnansweredError, match=r"no answer from Kafka within 0\.05s"):
             calls.commit(OFFSETS, 0.05)
-        # Not a second thread queued behind the first: refused at once.
+        assert calls.pending
+        # The next one waits for the first within its own time, never beside it.
         with pytest.raises(KafkaUnansweredError, match="an earlier commit is still unanswered"):
-            calls.commit(OFFSETS, 30)
+            calls.commit(OFFSETS, 0.05)
+        assert coordinator.committed == []
     finally:
         coordinator.answer.set()
-    wait_for(lambda: coordinator.committed, "the late answer")
-    wait_for(lambda: not any(t.name == "offset commit" for t in threading.enumerate()),
-             "the first commit's thread ending")  # fmt: skip
-    calls.commit(OFFSETS, 5)
+    calls.commit(OFFSETS, 5)  # the first one's answer came within this one's time
     assert coordinator.committed == [OFFSETS, OFFSETS]
+    assert not calls.pending
+
+
+def test_the_close_waits_until_no_commit_is_inside_the_consumer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """librdkafka's rule: a handle is destroyed only after every call on it returned; a close
+    beside a commit still inside it could free what that commit still uses."""
+    monkeypatch.setattr(bounded, "LEAVE_GROUP_SECONDS", 0.05)
+    order: list[str] = []
+    coordinator = SlowCoordinator()
+    coordinator.close = lambda: order.append("closed")  # type: ignore[method-assign]
+    calls = BoundedConsumerCalls(coordinator)  # type: ignore[arg-type]
+    with pytest.raises(KafkaUnansweredError):
+        calls.commit(OFFSETS, 0.01)
+    calls.close("the test's consumer")  # gives up waiting, as the commit is still inside
+    assert order == []
+    order.append("answered")
+    coordinator.answer.set()
+    wait_for(lambda: order == ["answered", "closed"], "the close after the commit's answer")
 
 
 def test_an_unanswered_close_is_warned_about_and_returns(

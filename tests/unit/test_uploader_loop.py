@@ -920,7 +920,6 @@ def test_a_stop_ends_in_its_budget_when_the_coordinator_stops_answering(
         assert any("offset commit failed: offset commit: no answer from Kafka within" in w
                    for w in warnings), warnings  # fmt: skip
         assert any("did not leave its group within 0.2s" in w for w in warnings), warnings
-        assert not consumer.sync_commits, "an unanswered commit was counted"
     finally:
         consumer.answer.set()
 

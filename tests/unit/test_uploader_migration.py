@@ -11,6 +11,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from connector.contract.upload_intents import UploadIntent, decode_intent, encode_intent
 from connector.errors import MigrationError
+from connector.kafka.bounded import BoundedConsumerCalls
 from connector.uploader.assignment import (
     InputTopic,
     committed_offsets,
@@ -141,8 +142,9 @@ class Lanes:
         consumer = cast(Any, self)
         committed = committed_offsets(consumer, self.topic, {0})
         continue_from_previous_groups(
-            consumer, self.topic, committed, PreviousGroups(self.read, self.earliest), "connector"
-        )
+            consumer, self.topic, committed, PreviousGroups(self.read, self.earliest), "connector",
+            calls=BoundedConsumerCalls(consumer),
+        )  # fmt: skip
         return committed
 
     def floors(self) -> dict[str, int | None]:
