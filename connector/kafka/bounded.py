@@ -72,10 +72,18 @@ class BoundedConsumerCalls:
         """Whether a commit that was given up on is still waiting for the broker."""
         return self._last_commit is not None and not self._last_commit.done()
 
-    def commit(self, offsets: Sequence[TopicPartition], timeout: float) -> None:
+    def commit(
+        self, offsets: Sequence[TopicPartition], timeout: float, *, in_callback: bool = False
+    ) -> None:
         """Commit `offsets`, waiting for the broker's answer `timeout` seconds at most (an
         earlier commit still unanswered is waited for first, within that time);
-        KafkaException when it refused them, KafkaUnansweredError when it did not answer."""
+        KafkaException when it refused them, KafkaUnansweredError when it did not answer.
+
+        `in_callback`: made from inside a rebalance callback, where the commit is made on the
+        calling thread and waited for without a bound, as before: librdkafka answers a commit
+        from another thread only once the callback returned (seen: a revocation's commit gave
+        up, landed after the new owner had started, and the hand-over went wrong), and the
+        group's hand-over needs it done before the callback returns."""
         deadline = time.monotonic() + timeout
         last = self._last_commit
         if last is not None:
@@ -86,6 +94,9 @@ class BoundedConsumerCalls:
                     f"offset commit: an earlier commit is still unanswered after {timeout:g}s"
                 ) from None
         chosen = list(offsets)
+        if in_callback:
+            self._consumer.commit(offsets=chosen, asynchronous=False)
+            return
 
         def commit() -> None:
             self._consumer.commit(offsets=chosen, asynchronous=False)

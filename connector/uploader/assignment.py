@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 OFFSETS_TIMEOUT_SECONDS = 10.0
 """How long an assignment waits for the committed offsets and the ends of its partitions."""
 START_COMMIT_SECONDS = 10.0
-"""How long the one group's first commit (where the old groups were) may wait for the broker."""
+"""How long the one group's first commit (where the old groups were) waits for an earlier commit
+still unanswered; made inside the assignment's callback, it is then waited for without bound."""
 
 
 class AssignedConsumer(Consumer, CommittedOffsets, Protocol):
@@ -141,7 +142,7 @@ def continue_from_previous_groups(
         assert start is not None  # one position per lane
         starts[partition] = start
     try:
-        calls.commit(list(starts.values()), START_COMMIT_SECONDS)
+        calls.commit(list(starts.values()), START_COMMIT_SECONDS, in_callback=True)
     except (KafkaException, KafkaUnansweredError) as failure:
         raise MigrationError(
             f"the one group's start on input partitions {sorted(starts)} of {topic.name}, "

@@ -55,6 +55,8 @@ class Committer:
         self._sync = calls
         self.drain_deadline: float | None = None
         """While a drain runs, its deadline: an upload intent's commit waits no longer."""
+        self.in_callback = False
+        """Whether the loop is inside a rebalance callback (`BoundedConsumerCalls.commit`)."""
         self._topics = topics
         self._clock = clock
         for topic in topics.values():  # per topic: one that does not reconcile commits plainly
@@ -111,7 +113,7 @@ class Committer:
             if asynchronous:
                 self._consumer.commit(offsets=offsets, asynchronous=True)
             else:
-                self._sync.commit(offsets, wait)
+                self._sync.commit(offsets, wait, in_callback=self.in_callback)
         except (KafkaException, KafkaUnansweredError) as failure:
             # The positions stay uncommitted and are sent again with the next commit.
             log.warning("offset commit failed: %s", failure.args[0])
@@ -144,7 +146,7 @@ class Committer:
                 if (offset := topic.offsets.commit_point(p)) is not None
             ]  # fmt: skip
             try:
-                self._sync.commit(offsets, self._intent_wait())
+                self._sync.commit(offsets, self._intent_wait(), in_callback=self.in_callback)
             except (KafkaException, KafkaUnansweredError) as failure:
                 if topic.name not in self._intent_failing:
                     log.warning(

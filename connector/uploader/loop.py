@@ -250,7 +250,11 @@ class UploadLoop:
             return
         keys = self._keys(partitions)
         if not self._closing:
-            self._finish_partitions(keys)
+            self._commits.in_callback = True  # its commits are the group's hand-over
+            try:
+                self._finish_partitions(keys)
+            finally:
+                self._commits.in_callback = False
         self._forget(keys)
         log.info("revoked input partitions %s", _shown(keys))
 

@@ -98,3 +98,21 @@ def test_an_unanswered_close_is_warned_about_and_returns(
     finally:
         coordinator.answer.set()
     assert "the test's consumer did not leave its group within 0.05s" in caplog.text
+
+
+def test_a_commit_inside_a_rebalance_callback_is_made_on_the_callers_thread() -> None:
+    """librdkafka answers a commit from another thread only once the callback returned: the
+    hand-over's commit is made where the callback runs, as the group protocol needs."""
+    threads: list[threading.Thread] = []
+    coordinator = SlowCoordinator()
+    coordinator.answer.set()
+    original = coordinator.commit
+
+    def commit(*, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+        threads.append(threading.current_thread())
+        return original(offsets=offsets, asynchronous=asynchronous)
+
+    coordinator.commit = commit  # type: ignore[method-assign]
+    BoundedConsumerCalls(coordinator).commit(OFFSETS, 5, in_callback=True)  # type: ignore[arg-type]
+    assert threads == [threading.current_thread()]
+    assert coordinator.committed == [OFFSETS]
