@@ -4,9 +4,16 @@ Per the contract, the value of an output record is the item exactly as the API s
 is `input_data[CONNECTOR_KEY_FIELD]` as a string (else the item id), and three headers name the
 item, its status and its app project.
 
-`TransactionalPublisher.commit_page` flushes the results before it produces the cursor: on a
-broker without transactional semantics (the librdkafka mock) a crash can then repeat results but
-never leave a cursor that points past a result that was not written.
+`TransactionalPublisher.commit_page` produces a page's results and its cursor in one transaction.
+On Kafka the results and the cursor become visible together or not at all, so they are produced
+one after the other and `commit_transaction` flushes them (librdkafka's: "any outstanding
+messages will be flushed (delivered) before actually committing the transaction. If any of the
+outstanding messages fail permanently the current transaction will enter the abortable error
+state"); the delivery reports are served during the commit or, when it fails, during the abort
+(which flushes as well), so a record refused as too large is named all the same. On a broker
+whose transactions are not atomic (the librdkafka mock cluster, known by its cluster id at
+`init`) the results are flushed before the cursor is produced: a crash can then repeat results
+but never leave a cursor that points past a result that was not written.
 """
 
 from __future__ import annotations
@@ -31,7 +38,13 @@ from connector.errors import (
 )
 from connector.kafka.clients import DeliveryCallback, Header, TransactionalProducer
 from connector.kafka.produce import produce_when_room
-from connector.kafka.transactions import PRODUCER_ERRORS, classify, is_fenced, kafka_error_of
+from connector.kafka.transactions import (
+    PRODUCER_ERRORS,
+    classify,
+    is_fenced,
+    kafka_error_of,
+    transactions_are_atomic,
+)
 from connector.toloka.models import Item
 
 log = logging.getLogger(__name__)
@@ -40,6 +53,8 @@ _FROZEN_SLACK_SECONDS = 1.0
 """A call that returns this much later than its bound means the process was not running."""
 
 _FULL_QUEUE_WAIT_SECONDS = 0.1
+_CLUSTER_ID_SECONDS = 5.0
+"""How long `init` waits for the cluster id (known at once once the transactional id is claimed)."""
 TAKEOVER_STEP_FLOOR_SECONDS = 10.0
 """The least time a take-over step (claiming the transactional id, reading the state) is given,
 however short the transaction timeout. Claiming waits for the coordinator to abort the previous
@@ -104,6 +119,37 @@ class SizeRefusal:
     the broker refused the batch that held it (which may have held other records too)."""
 
 
+class _DeliveryReports:
+    """What the delivery reports of one transaction's records said."""
+
+    def __init__(self) -> None:
+        self.refused: list[SizeRefusal] = []
+        self.failures: list[KafkaError] = []
+
+    def callback(self, topic: str, record: OutputRecord | None) -> DeliveryCallback:
+        def on_delivery(error: KafkaError | None, _message: Any) -> None:
+            if error is None:
+                return
+            if record is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                self.refused.append(SizeRefusal(topic, record, by_broker=True))
+            else:
+                self.failures.append(error)
+
+        return on_delivery
+
+    def reason(self, unflushed: int) -> str:
+        if self.failures:
+            return self.failures[0].str()
+        return "records too large" if self.refused else f"{unflushed} records not delivered"
+
+    def too_large(self, aborted: PageAbortedError) -> RecordsTooLargeError | None:
+        """`aborted` as a RecordsTooLargeError naming the records refused as too large (None
+        when no record was)."""
+        if not self.refused:
+            return None
+        return RecordsTooLargeError(f"{aborted} ({len(self.refused)} too large)", self.refused)
+
+
 class TransactionalPublisher:
     """One transactional producer, held while this instance leads."""
 
@@ -123,6 +169,8 @@ class TransactionalPublisher:
         self._dlq_topic = dlq_topic
         self._timeout = timeout_seconds
         self._clock = clock
+        self.flushes_before_cursor = True
+        """Flush a page's results before its cursor is produced (`init` decides: see above)."""
 
     def init(self) -> None:
         """Claim the transactional id (fencing older holders, aborting their open transaction).
@@ -132,6 +180,8 @@ class TransactionalPublisher:
         while True:
             try:
                 self._producer.init_transactions(self._remaining(deadline))
+                atomic = transactions_are_atomic(self._producer, _CLUSTER_ID_SECONDS)
+                self.flushes_before_cursor = not atomic
                 return
             except PRODUCER_ERRORS as exc:
                 error = kafka_error_of(exc)
@@ -146,50 +196,53 @@ class TransactionalPublisher:
         state: Sequence[tuple[str, bytes | None]],
         dead_letters: Sequence[OutputRecord] = (),
     ) -> None:
-        """Results and dead letters, a flush, then the state records, in one transaction; raise
-        a PublishError when it did not commit (the transaction is aborted where that is still
-        possible; RecordsTooLargeError names records refused as too large)."""
-        failures: list[KafkaError] = []
-        refused: list[SizeRefusal] = []
+        """Results and dead letters, then the state records, in one transaction (a flush in
+        between where transactions are not atomic); raise a PublishError when it did not commit
+        (the transaction is aborted where that is still possible; RecordsTooLargeError names
+        records refused as too large)."""
+        reports = _DeliveryReports()
+        try:
+            self._transaction(results, state, dead_letters, reports)
+        except PageAbortedError as aborted:
+            # An abort serves the delivery reports of the transaction's records first: the ones
+            # the broker refused as too large are known now, whichever step failed.
+            too_large = reports.too_large(aborted)
+            if too_large is None:
+                raise
+            raise too_large from aborted
 
-        def reported(topic: str, record: OutputRecord | None) -> DeliveryCallback:
-            def on_delivery(error: KafkaError | None, _message: Any) -> None:
-                if error is None:
-                    return
-                if record is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                    refused.append(SizeRefusal(topic, record, by_broker=True))
-                else:
-                    failures.append(error)
-
-            return on_delivery
-
+    def _transaction(
+        self,
+        results: Sequence[OutputRecord],
+        state: Sequence[tuple[str, bytes | None]],
+        dead_letters: Sequence[OutputRecord],
+        reports: _DeliveryReports,
+    ) -> None:
         step = "begin_transaction"
         try:
             self._producer.begin_transaction()
             step = "produce results"
             for topic, records in ((self._output_topic, results), (self._dlq_topic, dead_letters)):
                 for record in records:
-                    produced = self._produce(
-                        topic, record.key, record.value, reported(topic, record), record.headers
-                    )
-                    if not produced:
-                        refused.append(SizeRefusal(topic, record, by_broker=False))
-            if refused:
-                self._abort(RecordsTooLargeError("produce results: records too large", refused))
-            step = "flush results"
-            unflushed = self._producer.flush(self._timeout)
-            if refused:
-                self._abort(RecordsTooLargeError("flush results: records too large", refused))
-            if unflushed or failures:
-                reason = failures[0].str() if failures else f"{unflushed} records not delivered"
-                self._abort(PageAbortedError(f"flush results: {reason}"))
+                    on_delivery = reports.callback(topic, record)
+                    if not self._produce(
+                        topic, record.key, record.value, on_delivery, record.headers
+                    ):
+                        reports.refused.append(SizeRefusal(topic, record, by_broker=False))
+            if reports.refused:
+                self._abort(PageAbortedError("produce results: records too large"))
+            if self.flushes_before_cursor:
+                step = "flush results"
+                unflushed = self._producer.flush(self._timeout)
+                if unflushed or reports.failures or reports.refused:
+                    self._abort(PageAbortedError(f"flush results: {reports.reason(unflushed)}"))
             step = "produce state"
             for key, value in state:
                 self._produce(
                     self._state_topic,
                     key.encode(),
                     value,
-                    reported(self._state_topic, None),
+                    reports.callback(self._state_topic, None),
                     partition=STATE_PARTITION,
                 )
             step = "commit_transaction"
