@@ -171,6 +171,8 @@ class TransactionalPublisher:
         self._clock = clock
         self.flushes_before_cursor = True
         """Flush a page's results before its cursor is produced (`init` decides: see above)."""
+        self._reports = _DeliveryReports()
+        """The delivery reports of the open transaction's records."""
 
     def init(self) -> None:
         """Claim the transactional id (fencing older holders, aborting their open transaction).
@@ -196,32 +198,36 @@ class TransactionalPublisher:
         state: Sequence[tuple[str, bytes | None]],
         dead_letters: Sequence[OutputRecord] = (),
     ) -> None:
-        """Results and dead letters, then the state records, in one transaction (a flush in
-        between where transactions are not atomic); raise a PublishError when it did not commit
-        (the transaction is aborted where that is still possible; RecordsTooLargeError names
-        records refused as too large)."""
-        reports = _DeliveryReports()
-        try:
-            self._transaction(results, state, dead_letters, reports)
-        except PageAbortedError as aborted:
-            # An abort serves the delivery reports of the transaction's records first: the ones
-            # the broker refused as too large are known now, whichever step failed.
-            too_large = reports.too_large(aborted)
-            if too_large is None:
-                raise
-            raise too_large from aborted
+        """One page in a transaction of its own (`begin`, `add`, `commit`)."""
+        self.begin()
+        self.add(results, state, dead_letters)
+        self.commit()
 
-    def _transaction(
+    def begin(self) -> None:
+        """Open a transaction. A PublishError when it did not open (never an abortable one:
+        begin has none, a transaction state other than expected means the producer is lost)."""
+        self._reports = _DeliveryReports()
+        try:
+            self._producer.begin_transaction()
+        except PRODUCER_ERRORS as exc:
+            error = classify(exc, "begin_transaction")
+            if isinstance(error, PageAbortedError):
+                error = ProducerFailedError(str(error))
+            raise error from exc
+
+    def add(
         self,
         results: Sequence[OutputRecord],
         state: Sequence[tuple[str, bytes | None]],
-        dead_letters: Sequence[OutputRecord],
-        reports: _DeliveryReports,
+        dead_letters: Sequence[OutputRecord] = (),
     ) -> None:
-        step = "begin_transaction"
+        """Results and dead letters, then the state records, into the open transaction (a flush
+        in between where transactions are not atomic). A PublishError when they could not be
+        produced: the transaction is aborted where that is still possible (every page added to
+        it with it); RecordsTooLargeError names records refused as too large."""
+        reports = self._reports
+        step = "produce results"
         try:
-            self._producer.begin_transaction()
-            step = "produce results"
             for topic, records in ((self._output_topic, results), (self._dlq_topic, dead_letters)):
                 for record in records:
                     on_delivery = reports.callback(topic, record)
@@ -245,16 +251,16 @@ class TransactionalPublisher:
                     reports.callback(self._state_topic, None),
                     partition=STATE_PARTITION,
                 )
-            step = "commit_transaction"
-            self._commit()
         except PRODUCER_ERRORS as exc:
             error = classify(exc, step)
-            if isinstance(error, PageAbortedError) and step == "begin_transaction":
-                # begin has no abortable errors: its transaction state is not what we think.
-                error = ProducerFailedError(str(error))
             if isinstance(error, PageAbortedError):
                 self._abort(error)
             raise error from exc
+
+    def commit(self) -> None:
+        """Commit the open transaction (its records are flushed first); a PublishError when it
+        did not commit, as `add`."""
+        self._commit()
 
     def _produce(
         self,
@@ -330,8 +336,9 @@ class TransactionalPublisher:
                 log.warning("commit_transaction will be retried: %s", error.str())
 
     def _abort(self, error: PageAbortedError) -> NoReturn:
-        """Abort the open transaction, then raise `error` (or what the abort itself hit: a
-        ProducerFailedError when it did not end within the timeout)."""
+        """Abort the open transaction, then raise `error`, as a RecordsTooLargeError where records
+        were refused as too large (or what the abort itself hit: a ProducerFailedError when it
+        did not end within the timeout)."""
         log.warning("aborting the page transaction: %s", error)
         deadline = self._clock.monotonic() + self._timeout
         while True:
@@ -348,7 +355,12 @@ class TransactionalPublisher:
                     ) from exc
                 log.warning("abort_transaction will be retried: %s", abort_error.str())
                 continue
-            raise error
+            # The abort served the delivery reports of the transaction's records: the ones the
+            # broker refused as too large are known now, whichever step failed.
+            too_large = self._reports.too_large(error)
+            if too_large is None:
+                raise error
+            raise too_large from error
 
     def _remaining(self, deadline: float) -> float:
         """Seconds a call may block: what is left of the deadline, but never nothing."""
