@@ -438,13 +438,13 @@ class PollerSettings(GroupSettings, CursorWriteSettings, DeadLetterTopicSettings
         ),
     )
     transaction_span_seconds: float = Field(
-        0.5,
+        0.0,
         ge=0,
         description=(
             "while a backlog drains, how long the pages listed meanwhile may join one "
             "transaction (its flush and commit paid once; at most a quarter of the transaction "
-            "timeout); a backlog's results become visible up to this much later. 0: a "
-            "transaction per page"
+            "timeout); a backlog's results become visible up to this much later. 0 (the "
+            "default until measured on a quiet machine): a transaction per page"
         ),
     )
 

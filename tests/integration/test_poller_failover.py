@@ -126,6 +126,7 @@ def kill_mid_pages(
     items: int,
     inside_transactions: bool,
     open_results_over: int = 0,
+    **settings: str,
 ) -> int:
     """Seed `items`, then run pollers that are killed with SIGKILL while paging, `kills` times,
     and a last one that finishes. With `inside_transactions` (a broker with transactions) each
@@ -140,7 +141,7 @@ def kill_mid_pages(
     for round_number in range(kills):
         setup.simulator.seed(per_round, per_timestamp=4)
         poller = ConnectorProcess(
-            ["poll"], setup.environ(), tmp_path / f"poller-{round_number}.log"
+            ["poll"], {**setup.environ(), **settings}, tmp_path / f"poller-{round_number}.log"
         )
         wait_for(poller.is_leader, what="leadership")
         wait_for(pages_flowing(setup), what="pages flowing")
@@ -155,7 +156,7 @@ def kill_mid_pages(
     # The last poller is not killed: it only has to finish what the killed ones left, so the
     # API answers at full speed again (at 0.1 s a page it took most of the test's time).
     setup.simulator.set_knobs(latency=0.0)
-    last = ConnectorProcess(["poll"], setup.environ(), tmp_path / "poller-last.log")
+    last = ConnectorProcess(["poll"], {**setup.environ(), **settings}, tmp_path / "poller-last.log")
     try:
         wait_for(lambda: total(setup) >= items, timeout=120, what="every item published")
     finally:
@@ -193,8 +194,9 @@ def test_kill_9_between_pages_of_one_transaction_publishes_none_of_it_and_repeat
     require(kafka_broker, Capability.TRANSACTIONS)
     items = 1600
     open_at_kill = kill_mid_pages(
-        setup, tmp_path, kills=2, items=items, inside_transactions=True, open_results_over=PAGE
-    )
+        setup, tmp_path, kills=2, items=items, inside_transactions=True, open_results_over=PAGE,
+        CONNECTOR_TRANSACTION_SPAN_SECONDS="1",  # at most a quarter of the transaction timeout
+    )  # fmt: skip
     counts = setup.published_ids("read_committed")
     lost = items - len(counts)
     repeated = sum(c - 1 for c in counts.values())

@@ -24,6 +24,7 @@ from tests.unit.test_poller_loop import Harness
 
 PAGES = 10
 PAGE_SIZE = 3
+SPAN = 0.5
 
 
 def backlog(h: Harness) -> list[str]:
@@ -53,7 +54,7 @@ class ResultTransactions:
 
 
 def test_a_backlog_shares_transactions_and_every_item_is_published_once_in_order() -> None:
-    h = Harness(page_size=PAGE_SIZE)
+    h = Harness(page_size=PAGE_SIZE, transaction_span_seconds=SPAN)
     ids = backlog(h)
     transactions = ResultTransactions(h)
     h.run_until(20, h.loop(configure=transactions))
@@ -65,7 +66,7 @@ def test_a_backlog_shares_transactions_and_every_item_is_published_once_in_order
 
 
 def test_on_a_broker_without_atomic_transactions_each_page_has_its_own() -> None:
-    h = Harness(transactional=False, page_size=PAGE_SIZE)
+    h = Harness(transactional=False, page_size=PAGE_SIZE, transaction_span_seconds=SPAN)
     ids = backlog(h)
     transactions = ResultTransactions(h)
     h.run_until(20, h.loop(configure=transactions))
@@ -76,7 +77,7 @@ def test_on_a_broker_without_atomic_transactions_each_page_has_its_own() -> None
 def test_a_crash_between_pages_of_one_transaction_publishes_none_of_it_and_repeats_nothing() -> (
     None
 ):
-    h = Harness(page_size=PAGE_SIZE)
+    h = Harness(page_size=PAGE_SIZE, transaction_span_seconds=SPAN)
     ids = backlog(h)
     crashed_after: list[int] = []
 
@@ -119,7 +120,7 @@ class Abortable(KafkaException):
 
 def test_an_aborted_span_puts_the_state_back_and_its_pages_are_listed_again() -> None:
     """Without the state put back, the aborted pages' items would count as published: lost."""
-    h = Harness(page_size=PAGE_SIZE)
+    h = Harness(page_size=PAGE_SIZE, transaction_span_seconds=SPAN)
     ids = backlog(h)
 
     def abort_the_first_page_commit(producer: FakeProducer) -> None:
