@@ -73,6 +73,9 @@ def transactional_producer_settings(
     at start-up, used by `connector.kafka.transactions`."""
     return {
         "linger.ms": 5,  # a default: a user's KAFKA_LINGER_MS wins
+        # A default as well: only failed deliveries are read (a refusal); a report of each
+        # record delivered would build a Message and call Python for it.
+        "delivery.report.only.error": True,
         **kafka_config,
         "enable.idempotence": True,  # transactions need it: a KAFKA_ setting cannot turn it off
         "transactional.id": transactional_id,

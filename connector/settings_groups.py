@@ -437,6 +437,16 @@ class PollerSettings(GroupSettings, CursorWriteSettings, DeadLetterTopicSettings
             "late; such an item is published at most this long (plus a poll) after it appears"
         ),
     )
+    transaction_span_seconds: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "while a backlog drains, how long the pages listed meanwhile may join one "
+            "transaction (its flush and commit paid once; at most a quarter of the transaction "
+            "timeout); a backlog's results become visible up to this much later. 0 (the "
+            "default until measured on a quiet machine): a transaction per page"
+        ),
+    )
 
 
 class SchemaRegistrySettings(SettingsGroup):

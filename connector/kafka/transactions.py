@@ -64,6 +64,19 @@ def kafka_producer_factory(
     return create
 
 
+MOCK_CLUSTER_ID_PREFIX = "mockCluster"
+"""How librdkafka's mock cluster names itself (`rdkafka_mock.c`: "mockCluster" and a number)."""
+
+
+def transactions_are_atomic(producer: TransactionalProducer, timeout: float) -> bool:
+    """Whether the cluster `producer` talks to keeps a transaction's records from read_committed
+    readers until it commits, and for ever once it aborts: Kafka does, librdkafka's mock cluster
+    does not (docs/brokers.md), and it is known by its cluster id. A cluster id not known within
+    `timeout` counts as the mock's: the caller then takes the course that is safe on both."""
+    cluster_id = producer.cluster_id(timeout)
+    return cluster_id is not None and not cluster_id.startswith(MOCK_CLUSTER_ID_PREFIX)
+
+
 def is_fenced(error: KafkaError) -> bool:
     return error.code() in _FENCED_CODES
 

@@ -3,7 +3,9 @@
 Layout: `scan` (what to list and what a page changes), `late_window` (the seen ids in memory),
 `publisher` (output records, the page transaction), `state` (reading the state topic), `reset`
 (replacing the cursor, for `reset-cursor`), `leadership` (leader/standby), `keepalive` (cursor
-records while a listing is in flight), `loop`, `role` (build_poller). The state topic's records
+records while a listing is in flight), `loop` (standby and leader), `leading` (the leader's turn),
+`listing` (its pages), `publishing` (pages into transactions), `commits` (the transactions),
+`role` (build_poller). The state topic's records
 and the leader's liveness rule are contracts: `connector.contract`.
 """
 

@@ -1,16 +1,24 @@
-"""The leader's transactions: a page's results, dead letters and cursor; a keepalive (the cursor
+"""The leader's transactions: a page's results, dead letters and cursor (or several pages', one
+after the other, while a backlog drains: `open`, `add`, `commit_open`); a keepalive (the cursor
 written again, the leader's sign of life on the state topic); the release (a cursor without
-holder, on a clean stop). Each success moves the leader's state and the metrics on; each failure
-is told to readiness (`PollerStatus.kafka_problem`) and raised."""
+holder, on a clean stop). Each success moves the metrics on; each failure is told to readiness
+(`PollerStatus.kafka_problem`) and raised.
+
+The leader's state shows what committed, and while pages are added to an open transaction, what
+they change too: the next page is planned against the state the earlier ones leave. When that
+transaction does not commit, the state and the scan go back to where they stood before its first
+page (its records are aborted with it, or die with the producer), so the cursor never runs ahead
+of published results."""
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from connector.clock import Clock
+from connector.contract.cursor import Cursor, Segment
 from connector.errors import PageAbortedError, PublishError
 from connector.lifecycle import Heartbeat
 from connector.metrics import Metrics
@@ -46,6 +54,20 @@ class Leadership:
     finished_at instead, until the cursor moves to another item."""
     beside: BackgroundLookBack | None = None
     """A look-back scan listing beside the main scan (while the main scan has a backlog)."""
+
+
+@dataclass
+class OpenTransaction:
+    """Pages added to a transaction that has not committed yet."""
+
+    scan: Scan
+    """The scan before its first page (and the state's cursor and segments, below)."""
+    cursor: Cursor
+    segments: dict[int, Segment]
+    opened_at: float
+    pages: list[tuple[PagePlan, PageOutcome]] = field(default_factory=list)
+    records: int = 0
+    value_bytes: int = 0
 
 
 class Commits:
@@ -100,25 +122,76 @@ class Commits:
         change = keepalive_change(lead.state, now=self._clock.time(), holder=holder)
         return PagePlan([], change, False, lead.scan)
 
+    def open(self, lead: Leadership) -> OpenTransaction:
+        """Open a transaction for pages to be added to (PublishError when it did not open)."""
+        try:
+            lead.publisher.begin()
+        except PublishError as exc:
+            self._failed(exc)
+            raise
+        state = lead.state
+        return OpenTransaction(
+            lead.scan, state.cursor, dict(state.segments), self._clock.monotonic()
+        )
+
+    def add(
+        self, lead: Leadership, txn: OpenTransaction, plan: PagePlan, outcome: PageOutcome
+    ) -> None:
+        """A page into the open transaction; the state shows it at once (PublishError when it
+        could not be produced: the transaction is aborted, the state put back)."""
+        assert plan.change is not None
+        try:
+            lead.publisher.add(outcome.results, plan.change.records(), outcome.dead_letters)
+        except PublishError as exc:
+            self.abandon(lead, txn)
+            self._failed(exc)
+            raise
+        lead.state.apply(plan.change)
+        txn.pages.append((plan, outcome))
+        txn.records += len(outcome.results) + len(outcome.dead_letters)
+        txn.value_bytes += sum(len(record.value) for record in outcome.results)
+
+    def commit_open(self, lead: Leadership, txn: OpenTransaction) -> None:
+        with self._heartbeat.waiting_on("Kafka (transaction)"):
+            try:
+                lead.publisher.commit()
+            except PublishError as exc:
+                self.abandon(lead, txn)
+                self._failed(exc)
+                raise
+        self._committed(lead, txn.pages)
+
+    def abandon(self, lead: Leadership, txn: OpenTransaction) -> None:
+        """The open transaction will not commit: the state and the scan as before it."""
+        lead.state.reset(txn.cursor, txn.segments)
+        lead.scan = txn.scan
+
     def _commit(self, lead: Leadership, plan: PagePlan, outcome: PageOutcome) -> None:
         assert plan.change is not None
         try:
             lead.publisher.commit_page(outcome.results, plan.change.records(), outcome.dead_letters)
         except PublishError as exc:
-            self._metrics.transactions.labels("aborted").inc()
-            self._status.kafka_problem = f"transaction failed: {exc}"
+            self._failed(exc)
             raise
-        self._status.kafka_problem = None
         lead.state.apply(plan.change)
+        self._committed(lead, [(plan, outcome)])
+
+    def _failed(self, exc: PublishError) -> None:
+        self._metrics.transactions.labels("aborted").inc()
+        self._status.kafka_problem = f"transaction failed: {exc}"
+
+    def _committed(self, lead: Leadership, pages: Sequence[tuple[PagePlan, PageOutcome]]) -> None:
+        self._status.kafka_problem = None
         lead.last_write = self._status.last_commit_at = self._clock.monotonic()
         self._metrics.transactions.labels("committed").inc()
-        if plan.next_scan.late:  # (a look-back scan beside the main scan too)
-            self._metrics.late_items.inc(len(plan.publish))
-        else:
-            lead.flowing = lead.flowing or bool(plan.publish)
-        for reason in outcome.reasons:
-            self._metrics.dead_letters.labels(reason).inc()
-        self._observe_published(plan.publish, outcome.published)
+        for plan, outcome in pages:
+            if plan.next_scan.late:  # (a look-back scan beside the main scan too)
+                self._metrics.late_items.inc(len(plan.publish))
+            else:
+                lead.flowing = lead.flowing or bool(plan.publish)
+            for reason in outcome.reasons:
+                self._metrics.dead_letters.labels(reason).inc()
+            self._observe_published(plan.publish, outcome.published)
         self.observe_state(lead.state)
 
     def _observe_published(self, passed: Sequence[Item], published: Sequence[Item]) -> None:

@@ -168,3 +168,6 @@ class EncodingProducer:
     def abort_transaction(self, timeout: float) -> None:
         self._diverted = 0
         self._producer.abort_transaction(timeout)
+
+    def cluster_id(self, timeout: float = -1) -> str | None:
+        return self._producer.cluster_id(timeout)

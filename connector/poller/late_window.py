@@ -13,11 +13,26 @@ records themselves: `connector.contract.cursor`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from connector.clock import Clock
 from connector.contract.cursor import Cursor, Segment, StateChange
 from connector.toloka.models import Item
+
+
+class WindowClock:
+    """Wall-clock seconds as the late window counts them: the wall clock read once, moved on by
+    the monotonic clock, so that a step of the wall clock while leading cannot move the horizon
+    past items that may still appear (a forward jump would disable the window)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._wall_at_start = clock.time()
+        self._monotonic_at_start = clock.monotonic()
+
+    def time(self) -> float:
+        return self._wall_at_start + self._clock.monotonic() - self._monotonic_at_start
 
 
 @dataclass
@@ -65,6 +80,12 @@ class PollerState:
             new_segment=new_segment,
             dropped=dropped,
         )
+
+    def reset(self, cursor: Cursor, segments: Mapping[int, Segment]) -> None:
+        """Back to `cursor` and `segments`: changes applied since did not commit."""
+        self.cursor = cursor
+        self.segments = dict(segments)
+        self.seen = {item_id for segment in self.segments.values() for item_id in segment.ids}
 
     def apply(self, change: StateChange) -> None:
         """The transaction holding `change` committed."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -85,6 +85,18 @@ class PagePrefetch(Generic[Listed]):
         self._key = None
         if page is None or not matches:
             return None
+        return page.result()
+
+    def take_ready(self, key: PrefetchKey, wait_seconds: float) -> Listed | None:
+        """The page listed ahead for `key` once its listing succeeded, when that is within
+        `wait_seconds`; else None, and the page stays for `take` (which raises its listing's
+        error in the loop's thread, where the loop handles it)."""
+        page = self._page
+        if page is None or self._key is None or not self._key.serves(key):
+            return None
+        if not wait([page], timeout=wait_seconds).done or page.exception() is not None:
+            return None
+        self._key, self._page = None, None
         return page.result()
 
     def drop(self) -> None:

@@ -4,9 +4,16 @@ Per the contract, the value of an output record is the item exactly as the API s
 is `input_data[CONNECTOR_KEY_FIELD]` as a string (else the item id), and three headers name the
 item, its status and its app project.
 
-`TransactionalPublisher.commit_page` flushes the results before it produces the cursor: on a
-broker without transactional semantics (the librdkafka mock) a crash can then repeat results but
-never leave a cursor that points past a result that was not written.
+`TransactionalPublisher.commit_page` produces a page's results and its cursor in one transaction.
+On Kafka the results and the cursor become visible together or not at all, so they are produced
+one after the other and `commit_transaction` flushes them (librdkafka's: "any outstanding
+messages will be flushed (delivered) before actually committing the transaction. If any of the
+outstanding messages fail permanently the current transaction will enter the abortable error
+state"); the delivery reports are served during the commit or, when it fails, during the abort
+(which flushes as well), so a record refused as too large is named all the same. On a broker
+whose transactions are not atomic (the librdkafka mock cluster, known by its cluster id at
+`init`) the results are flushed before the cursor is produced: a crash can then repeat results
+but never leave a cursor that points past a result that was not written.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException
@@ -31,7 +38,13 @@ from connector.errors import (
 )
 from connector.kafka.clients import DeliveryCallback, Header, TransactionalProducer
 from connector.kafka.produce import produce_when_room
-from connector.kafka.transactions import PRODUCER_ERRORS, classify, is_fenced, kafka_error_of
+from connector.kafka.transactions import (
+    PRODUCER_ERRORS,
+    classify,
+    is_fenced,
+    kafka_error_of,
+    transactions_are_atomic,
+)
 from connector.toloka.models import Item
 
 log = logging.getLogger(__name__)
@@ -40,6 +53,8 @@ _FROZEN_SLACK_SECONDS = 1.0
 """A call that returns this much later than its bound means the process was not running."""
 
 _FULL_QUEUE_WAIT_SECONDS = 0.1
+_CLUSTER_ID_SECONDS = 5.0
+"""How long `init` waits for the cluster id (known at once once the transactional id is claimed)."""
 TAKEOVER_STEP_FLOOR_SECONDS = 10.0
 """The least time a take-over step (claiming the transactional id, reading the state) is given,
 however short the transaction timeout. Claiming waits for the coordinator to abort the previous
@@ -50,8 +65,9 @@ take-over is harmless: fencing keeps it safe."""
 # --- output records ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class OutputRecord:
+class OutputRecord(NamedTuple):
+    """(A tuple: one is built per result, and a frozen dataclass costs twice as much to make.)"""
+
     key: bytes
     value: bytes
     headers: list[Header]
@@ -104,6 +120,37 @@ class SizeRefusal:
     the broker refused the batch that held it (which may have held other records too)."""
 
 
+class _DeliveryReports:
+    """What the delivery reports of one transaction's records said."""
+
+    def __init__(self) -> None:
+        self.refused: list[SizeRefusal] = []
+        self.failures: list[KafkaError] = []
+
+    def callback(self, topic: str, record: OutputRecord | None) -> DeliveryCallback:
+        def on_delivery(error: KafkaError | None, _message: Any) -> None:
+            if error is None:
+                return
+            if record is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                self.refused.append(SizeRefusal(topic, record, by_broker=True))
+            else:
+                self.failures.append(error)
+
+        return on_delivery
+
+    def reason(self, unflushed: int) -> str:
+        if self.failures:
+            return self.failures[0].str()
+        return "records too large" if self.refused else f"{unflushed} records not delivered"
+
+    def too_large(self, aborted: PageAbortedError) -> RecordsTooLargeError | None:
+        """`aborted` as a RecordsTooLargeError naming the records refused as too large (None
+        when no record was)."""
+        if not self.refused:
+            return None
+        return RecordsTooLargeError(f"{aborted} ({len(self.refused)} too large)", self.refused)
+
+
 class TransactionalPublisher:
     """One transactional producer, held while this instance leads."""
 
@@ -123,6 +170,10 @@ class TransactionalPublisher:
         self._dlq_topic = dlq_topic
         self._timeout = timeout_seconds
         self._clock = clock
+        self.flushes_before_cursor = True
+        """Flush a page's results before its cursor is produced (`init` decides: see above)."""
+        self._reports = _DeliveryReports()
+        """The delivery reports of the open transaction's records."""
 
     def init(self) -> None:
         """Claim the transactional id (fencing older holders, aborting their open transaction).
@@ -132,6 +183,8 @@ class TransactionalPublisher:
         while True:
             try:
                 self._producer.init_transactions(self._remaining(deadline))
+                atomic = transactions_are_atomic(self._producer, _CLUSTER_ID_SECONDS)
+                self.flushes_before_cursor = not atomic
                 return
             except PRODUCER_ERRORS as exc:
                 error = kafka_error_of(exc)
@@ -146,62 +199,69 @@ class TransactionalPublisher:
         state: Sequence[tuple[str, bytes | None]],
         dead_letters: Sequence[OutputRecord] = (),
     ) -> None:
-        """Results and dead letters, a flush, then the state records, in one transaction; raise
-        a PublishError when it did not commit (the transaction is aborted where that is still
-        possible; RecordsTooLargeError names records refused as too large)."""
-        failures: list[KafkaError] = []
-        refused: list[SizeRefusal] = []
+        """One page in a transaction of its own (`begin`, `add`, `commit`)."""
+        self.begin()
+        self.add(results, state, dead_letters)
+        self.commit()
 
-        def reported(topic: str, record: OutputRecord | None) -> DeliveryCallback:
-            def on_delivery(error: KafkaError | None, _message: Any) -> None:
-                if error is None:
-                    return
-                if record is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                    refused.append(SizeRefusal(topic, record, by_broker=True))
-                else:
-                    failures.append(error)
-
-            return on_delivery
-
-        step = "begin_transaction"
+    def begin(self) -> None:
+        """Open a transaction. A PublishError when it did not open (never an abortable one:
+        begin has none, a transaction state other than expected means the producer is lost)."""
+        self._reports = _DeliveryReports()
         try:
             self._producer.begin_transaction()
-            step = "produce results"
+        except PRODUCER_ERRORS as exc:
+            error = classify(exc, "begin_transaction")
+            if isinstance(error, PageAbortedError):
+                error = ProducerFailedError(str(error))
+            raise error from exc
+
+    def add(
+        self,
+        results: Sequence[OutputRecord],
+        state: Sequence[tuple[str, bytes | None]],
+        dead_letters: Sequence[OutputRecord] = (),
+    ) -> None:
+        """Results and dead letters, then the state records, into the open transaction (a flush
+        in between where transactions are not atomic). A PublishError when they could not be
+        produced: the transaction is aborted where that is still possible (every page added to
+        it with it); RecordsTooLargeError names records refused as too large."""
+        reports = self._reports
+        step = "produce results"
+        try:
             for topic, records in ((self._output_topic, results), (self._dlq_topic, dead_letters)):
                 for record in records:
-                    produced = self._produce(
-                        topic, record.key, record.value, reported(topic, record), record.headers
-                    )
-                    if not produced:
-                        refused.append(SizeRefusal(topic, record, by_broker=False))
-            if refused:
-                self._abort(RecordsTooLargeError("produce results: records too large", refused))
-            step = "flush results"
-            unflushed = self._producer.flush(self._timeout)
-            if refused:
-                self._abort(RecordsTooLargeError("flush results: records too large", refused))
-            if unflushed or failures:
-                reason = failures[0].str() if failures else f"{unflushed} records not delivered"
-                self._abort(PageAbortedError(f"flush results: {reason}"))
+                    on_delivery = reports.callback(topic, record)
+                    if not self._produce(
+                        topic, record.key, record.value, on_delivery, record.headers
+                    ):
+                        reports.refused.append(SizeRefusal(topic, record, by_broker=False))
+            if reports.refused:
+                self._abort(PageAbortedError("produce results: records too large"))
+            if self.flushes_before_cursor:
+                step = "flush results"
+                unflushed = self._producer.flush(self._timeout)
+                if unflushed or reports.failures or reports.refused:
+                    self._abort(PageAbortedError(f"flush results: {reports.reason(unflushed)}"))
             step = "produce state"
             for key, value in state:
                 self._produce(
                     self._state_topic,
                     key.encode(),
                     value,
-                    reported(self._state_topic, None),
+                    reports.callback(self._state_topic, None),
                     partition=STATE_PARTITION,
                 )
-            step = "commit_transaction"
-            self._commit()
         except PRODUCER_ERRORS as exc:
             error = classify(exc, step)
-            if isinstance(error, PageAbortedError) and step == "begin_transaction":
-                # begin has no abortable errors: its transaction state is not what we think.
-                error = ProducerFailedError(str(error))
             if isinstance(error, PageAbortedError):
                 self._abort(error)
             raise error from exc
+
+    def commit(self) -> None:
+        """Commit the open transaction (its records are flushed first); a PublishError when it
+        did not commit, as `add`."""
+        self._commit()
 
     def _produce(
         self,
@@ -214,15 +274,21 @@ class TransactionalPublisher:
         partition: int = -1,
     ) -> bool:
         """Produce one record; False when librdkafka refused it as too large."""
-        produce = partial(
-            self._producer.produce, topic, value=value, key=key, partition=partition,
-            on_delivery=on_delivery, headers=headers,
-        )  # fmt: skip
+        send = self._producer.produce
         try:
             try:
-                produce()  # the common case, room in the queue: no deadline to work out
+                # The common case, room in the queue: one direct call (a closure or a partial
+                # made per record cost more than the call itself).
+                send(
+                    topic, value=value, key=key, partition=partition, on_delivery=on_delivery,
+                    headers=headers,
+                )  # fmt: skip
                 return True
             except BufferError:
+                produce = partial(
+                    send, topic, value=value, key=key, partition=partition,
+                    on_delivery=on_delivery, headers=headers,
+                )  # fmt: skip
                 produced = produce_when_room(
                     produce,
                     self._producer.poll,
@@ -277,8 +343,9 @@ class TransactionalPublisher:
                 log.warning("commit_transaction will be retried: %s", error.str())
 
     def _abort(self, error: PageAbortedError) -> NoReturn:
-        """Abort the open transaction, then raise `error` (or what the abort itself hit: a
-        ProducerFailedError when it did not end within the timeout)."""
+        """Abort the open transaction, then raise `error`, as a RecordsTooLargeError where records
+        were refused as too large (or what the abort itself hit: a ProducerFailedError when it
+        did not end within the timeout)."""
         log.warning("aborting the page transaction: %s", error)
         deadline = self._clock.monotonic() + self._timeout
         while True:
@@ -295,7 +362,12 @@ class TransactionalPublisher:
                     ) from exc
                 log.warning("abort_transaction will be retried: %s", abort_error.str())
                 continue
-            raise error
+            # The abort served the delivery reports of the transaction's records: the ones the
+            # broker refused as too large are known now, whichever step failed.
+            too_large = self._reports.too_large(error)
+            if too_large is None:
+                raise error
+            raise too_large from error
 
     def _remaining(self, deadline: float) -> float:
         """Seconds a call may block: what is left of the deadline, but never nothing."""

@@ -23,7 +23,8 @@ from connector.poller.encoded_output import OutputEncoding, registry_encoder_fac
 from connector.poller.group import LeadershipGroup, Lease
 from connector.poller.leadership import Standing
 from connector.poller.limits import RecordLimits, read_max_message_bytes
-from connector.poller.loop import ItemSource, PollerLoop
+from connector.poller.listing import ItemSource
+from connector.poller.loop import PollerLoop
 from connector.poller.publisher import TAKEOVER_STEP_FLOOR_SECONDS
 from connector.poller.state import KafkaStateStore
 from connector.startup import StartupRead, read_at_startup

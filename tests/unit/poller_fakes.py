@@ -264,13 +264,29 @@ class FakeProducer:
         return 0
 
     def commit_transaction(self, timeout: float) -> None:
-        self.flush(timeout)
         self._call("commit_transaction")
+        if self.pending and self.delivery_errors:
+            # As librdkafka: a record that failed for good leaves the transaction abortable,
+            # and the commit may say so before any delivery report is served (the abort serves
+            # them).
+            code = self.delivery_errors[0].code()
+            raise KafkaException(KafkaError(code, "delivery failed", txn_requires_abort=True))
+        self.flush(timeout)
         self._end("committed")
 
     def abort_transaction(self, timeout: float) -> None:
         self._call("abort_transaction")
+        # The abort purges what is queued and serves every delivery report first.
+        for _record, callback in self.pending:
+            error = self.delivery_errors.pop(0) if self.delivery_errors else None
+            if callback is not None:
+                callback(error or KafkaError(KafkaError._PURGE_QUEUE), None)
+        self.pending.clear()
         self._end("aborted")
+
+    def cluster_id(self, timeout: float = -1) -> str | None:
+        """Kafka's, or the mock cluster's (which names itself mockCluster…)."""
+        return "fake-kafka" if self.kafka.transactional else "mockCluster1fa4e"
 
     def _end(self, status: str) -> None:
         with self.kafka.lock:

@@ -167,6 +167,7 @@ def test_a_late_item_is_published_during_a_backlog_within_the_look_back_interval
     loop = loop_for(
         api, kafka, clock, metrics, commits_take(clock, 1.0), page_size=1,
         late_window_seconds=60, late_scan_interval_seconds=5, poll_interval_seconds=0.1,
+        transaction_span_seconds=0,  # a transaction per item, each taking a second
     )  # fmt: skip
     loop.run(clock.stop)
     published = kafka.published_ids()

@@ -90,6 +90,7 @@ def run_backlog(api_type: type[BacklogApi]) -> tuple[BacklogApi, FakeKafka, Metr
     loop = loop_for(
         api, kafka, clock, metrics, commits_take(clock, 1.0), page_size=1,
         late_window_seconds=60, late_scan_interval_seconds=5, poll_interval_seconds=0.1,
+        transaction_span_seconds=0,  # a transaction per item, each taking a second
     )  # fmt: skip
     loop.run(clock.stop)
     return api, kafka, metrics

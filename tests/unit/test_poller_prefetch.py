@@ -42,7 +42,8 @@ class RecordingApi(FakeApi):
 def harness_with_items(count: int) -> tuple[Harness, RecordingApi]:
     clock = FakeClock()
     api = RecordingApi(clock)
-    h = Harness(clock=clock, api=api, page_size=2)
+    # A transaction per page: the next page is listed while each one commits.
+    h = Harness(clock=clock, api=api, page_size=2, transaction_span_seconds=0)
     for n in range(count):
         h.api.add(finished_item(f"i{n}", T0 - 10 + n))
     return h, api

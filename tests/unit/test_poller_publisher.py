@@ -9,7 +9,12 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from connector.clock import SystemClock
-from connector.errors import PageAbortedError, ProducerFailedError, ProducerFencedError
+from connector.errors import (
+    PageAbortedError,
+    ProducerFailedError,
+    ProducerFencedError,
+    RecordsTooLargeError,
+)
 from connector.poller.publisher import (
     OutputRecord,
     TransactionalPublisher,
@@ -87,8 +92,10 @@ RESULTS = [OutputRecord(b"k", b"{}", [("toloka-item-id", b"i")])]
 STATE = [("proj", b"cursor")]
 
 
-def test_results_are_flushed_before_the_cursor_is_produced() -> None:
-    producer = FakeProducer(FakeKafka(), "tid")
+def test_on_the_mock_cluster_results_are_flushed_before_the_cursor_is_produced() -> None:
+    """The mock's transactions are not atomic: a crash after the cursor record was sent must not
+    leave it pointing past results that were never written."""
+    producer = FakeProducer(FakeKafka(transactional=False), "tid")
     pub = publisher(producer)
     pub.init()
     pub.commit_page(RESULTS, STATE)
@@ -98,8 +105,26 @@ def test_results_are_flushed_before_the_cursor_is_produced() -> None:
         "produce",
         "flush",
         "produce",
-        "flush",
         "commit_transaction",
+        "flush",
+    ]
+    assert [r.status for r in producer.kafka.records] == ["committed", "committed"]
+
+
+def test_on_kafka_results_and_cursor_are_produced_together_and_the_commit_flushes_them() -> None:
+    """One flush per transaction (the commit's), not two: on Kafka the results and the cursor
+    become visible together or not at all."""
+    producer = FakeProducer(FakeKafka(), "tid")
+    pub = publisher(producer)
+    pub.init()
+    pub.commit_page(RESULTS, STATE)
+    assert producer.calls == [
+        "init_transactions",
+        "begin_transaction",
+        "produce",
+        "produce",
+        "commit_transaction",
+        "flush",
     ]
     assert [r.status for r in producer.kafka.records] == ["committed", "committed"]
 
@@ -107,13 +132,45 @@ def test_results_are_flushed_before_the_cursor_is_produced() -> None:
 def test_a_failed_result_delivery_aborts_before_the_cursor_is_written() -> None:
     kafka = FakeKafka(transactional=False)  # the mock: nothing is undone by an abort
     producer = FakeProducer(kafka, "tid")
-    producer.delivery_errors.append(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+    producer.delivery_errors.append(KafkaError(KafkaError.REQUEST_TIMED_OUT))
     pub = publisher(producer)
     pub.init()
     with pytest.raises(PageAbortedError):
         pub.commit_page(RESULTS, STATE)
     assert kafka.visible("state") == []
     assert producer.calls[-1] == "abort_transaction"
+
+
+@pytest.mark.parametrize("transactional", [True, False], ids=["kafka", "mock"])
+def test_a_result_the_broker_refuses_as_too_large_is_named_and_nothing_commits(
+    transactional: bool,
+) -> None:
+    """On Kafka the refusal comes back from the commit (which then fails): its delivery report
+    is served by the abort, and still names the record."""
+    kafka = FakeKafka(transactional=transactional)
+    producer = FakeProducer(kafka, "tid")
+    producer.delivery_errors.append(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+    pub = publisher(producer)
+    pub.init()
+    with pytest.raises(RecordsTooLargeError) as raised:
+        pub.commit_page(RESULTS, STATE)
+    (refusal,) = raised.value.refused
+    assert (refusal.topic, refusal.record, refusal.by_broker) == ("out", RESULTS[0], True)
+    assert kafka.visible("state") == []
+    assert kafka.visible("out") == []
+    assert producer.calls[-1] == "abort_transaction"
+
+
+def test_a_failed_delivery_on_kafka_fails_the_commit() -> None:
+    kafka = FakeKafka()
+    producer = FakeProducer(kafka, "tid")
+    producer.delivery_errors.append(KafkaError(KafkaError.REQUEST_TIMED_OUT))
+    pub = publisher(producer)
+    pub.init()
+    with pytest.raises(PageAbortedError) as raised:
+        pub.commit_page(RESULTS, STATE)
+    assert not isinstance(raised.value, RecordsTooLargeError)
+    assert kafka.visible("state") == kafka.visible("out") == []
 
 
 def fault(code: int, **flags: bool) -> KafkaException:
