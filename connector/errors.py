@@ -22,6 +22,7 @@
     │   ├── DeadLetterStuckError         a dead letter not acknowledged within its deadline
     │   ├── MigrationError               the one group cannot start where the old groups were
     │   ├── KafkaUnansweredError         a synchronous commit or close got no answer in time
+    │   ├── StateTooLargeError           a poller state record larger than its producer may send
     │   └── PublishError                 a poller transaction did not commit
     │       ├── PageAbortedError             aborted; the same page may be tried again
     │       │   └── RecordsTooLargeError         records refused as too large for their topic
@@ -105,6 +106,11 @@ class MigrationError(KafkaOperationError):
 class KafkaUnansweredError(KafkaOperationError):
     """The broker did not answer a consumer's synchronous commit or close in the time given;
     the call goes on in the background (`connector.kafka.bounded`)."""
+
+
+class StateTooLargeError(KafkaOperationError):
+    """A poller state record (the cursor) is larger than its producer may send: no transaction
+    can commit a page's move; the message names the settings that make room."""
 
 
 class PublishError(KafkaOperationError):

@@ -43,6 +43,10 @@ OWNED_KAFKA_PROPERTIES: Mapping[str, str] = {
     ),
     "transaction.timeout.ms": "use CONNECTOR_TRANSACTION_TIMEOUT_SECONDS",
     "enable.partition.eof": "each of the connector's consumers needs its own value",
+    "delivery.report.only.error": (
+        "a dead letter or a replayed record counts as written only when its delivery report "
+        "comes, so those producers need every report; the poller's asks only for failures"
+    ),
     "logger": "librdkafka's lines go to the connector's log (CONNECTOR_LOG_LEVEL)",
 }
 """librdkafka properties the connector sets on its clients itself, and why a user's value would
@@ -73,10 +77,10 @@ def transactional_producer_settings(
     at start-up, used by `connector.kafka.transactions`."""
     return {
         "linger.ms": 5,  # a default: a user's KAFKA_LINGER_MS wins
-        # A default as well: only failed deliveries are read (a refusal); a report of each
-        # record delivered would build a Message and call Python for it.
-        "delivery.report.only.error": True,
         **kafka_config,
+        # Only failed deliveries are read (a refusal); a report of each record delivered would
+        # build a Message and call Python for it.
+        "delivery.report.only.error": True,
         "enable.idempotence": True,  # transactions need it: a KAFKA_ setting cannot turn it off
         "transactional.id": transactional_id,
         "transaction.timeout.ms": int(transaction_timeout_seconds * 1000),

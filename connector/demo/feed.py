@@ -37,7 +37,7 @@ class Feed:
         (also when Ctrl-C ends it early); the number of records left unconfirmed."""
         producer = Producer(
             {**self.kafka_config, "linger.ms": 5, "enable.idempotence": True,
-             "logger": kafka_logger()}
+             "delivery.report.only.error": False, "logger": kafka_logger()}
         )  # fmt: skip
         try:
             self._produce_all(producer, stop)

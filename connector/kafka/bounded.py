@@ -84,6 +84,12 @@ class BoundedConsumerCalls:
         from another thread only once the callback returned (seen: a revocation's commit gave
         up, landed after the new owner had started, and the hand-over went wrong), and the
         group's hand-over needs it done before the callback returns."""
+        chosen = list(offsets)
+        if in_callback:
+            # Not after an earlier commit still unanswered: from its thread it is answered only
+            # once the callback returned; commits to one coordinator go out in order anyway.
+            self._consumer.commit(offsets=chosen, asynchronous=False)
+            return
         deadline = time.monotonic() + timeout
         last = self._last_commit
         if last is not None:
@@ -93,10 +99,6 @@ class BoundedConsumerCalls:
                 raise KafkaUnansweredError(
                     f"offset commit: an earlier commit is still unanswered after {timeout:g}s"
                 ) from None
-        chosen = list(offsets)
-        if in_callback:
-            self._consumer.commit(offsets=chosen, asynchronous=False)
-            return
 
         def commit() -> None:
             self._consumer.commit(offsets=chosen, asynchronous=False)

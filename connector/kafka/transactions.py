@@ -9,6 +9,7 @@ transaction and try again: `PageAbortedError`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,6 +26,8 @@ from connector.errors import (
 from connector.kafka.clients import TransactionalProducer
 from connector.kafka_properties import transactional_producer_settings
 from connector.logs import kafka_logger
+
+log = logging.getLogger(__name__)
 
 ProducerFactory = Callable[[], TransactionalProducer]
 
@@ -74,7 +77,12 @@ def transactions_are_atomic(producer: TransactionalProducer, timeout: float) -> 
     does not (docs/brokers.md), and it is known by its cluster id. A cluster id not known within
     `timeout` counts as the mock's: the caller then takes the course that is safe on both."""
     cluster_id = producer.cluster_id(timeout)
-    return cluster_id is not None and not cluster_id.startswith(MOCK_CLUSTER_ID_PREFIX)
+    if cluster_id is None:
+        log.warning("the cluster id was not known within %gs: results are flushed before the "
+                    "cursor, as on a cluster whose transactions are not atomic (safe, slower)",
+                    timeout)  # fmt: skip
+        return False
+    return not cluster_id.startswith(MOCK_CLUSTER_ID_PREFIX)
 
 
 def is_fenced(error: KafkaError) -> bool:

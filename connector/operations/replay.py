@@ -125,6 +125,7 @@ class _Republisher:
                 # A dead letter holds its record whole, however large (too_large ones too).
                 "message.max.bytes": copying_producer_max_bytes(kafka_config, 0),
                 "enable.idempotence": True,
+                "delivery.report.only.error": False,  # delivered records are counted
                 "logger": kafka_logger(),
             }
         )

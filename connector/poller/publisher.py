@@ -18,6 +18,7 @@ but never leave a cursor that points past a result that was not written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -34,7 +35,9 @@ from connector.contract.results import APP_PROJECT_ID_HEADER, ITEM_ID_HEADER, ST
 from connector.errors import (
     PageAbortedError,
     ProducerFailedError,
+    PublishError,
     RecordsTooLargeError,
+    StateTooLargeError,
 )
 from connector.kafka.clients import DeliveryCallback, Header, TransactionalProducer
 from connector.kafka.produce import produce_when_room
@@ -245,13 +248,24 @@ class TransactionalPublisher:
                     self._abort(PageAbortedError(f"flush results: {reports.reason(unflushed)}"))
             step = "produce state"
             for key, value in state:
-                self._produce(
+                if not self._produce(
                     self._state_topic,
                     key.encode(),
                     value,
                     reports.callback(self._state_topic, None),
                     partition=STATE_PARTITION,
-                )
+                ):
+                    # Committing without it would lose the cursor's move (every result of the
+                    # transaction published again after a take-over): no transaction commits.
+                    with contextlib.suppress(PublishError):
+                        self._abort(PageAbortedError("produce state: a state record too large"))
+                    raise StateTooLargeError(
+                        f"the poller's state record {key!r} ({len(value or b'')} bytes) is "
+                        "larger than its producer may send: raise KAFKA_MESSAGE_MAX_BYTES (and "
+                        f"max.message.bytes of {self._state_topic}), or shorten "
+                        "CONNECTOR_LATE_WINDOW_SECONDS (the cursor lists a segment per "
+                        "transaction within it)"
+                    )
         except PRODUCER_ERRORS as exc:
             error = classify(exc, step)
             if isinstance(error, PageAbortedError):

@@ -85,6 +85,9 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         **kafka,
         "message.max.bytes": copying_producer_max_bytes(kafka, HEADERS_ALLOWANCE_BYTES),
         "enable.idempotence": True,
+        # A dead letter is done when its delivery report comes: a user's
+        # KAFKA_DELIVERY_REPORT_ONLY_ERROR (the poller's default) must not silence them.
+        "delivery.report.only.error": False,
         "logger": kafka_logger(),
     }
 

@@ -205,6 +205,8 @@ class FakeProducer:
         self.calls: list[str] = []
         self.pending: list[tuple[FakeRecord, DeliveryCallback | None]] = []
         self.delivery_errors: list[KafkaError] = []
+        self.max_bytes: int | None = None
+        """Larger values are refused by `produce`, as librdkafka refuses them locally."""
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -245,6 +247,8 @@ class FakeProducer:
         headers: list[Header] | None = None,
     ) -> None:
         self._call("produce")
+        if self.max_bytes is not None and len(value or b"") > self.max_bytes:
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
         record = FakeRecord(topic, key, value, headers, self.number)
         with self.kafka.lock:
             self.kafka.records.append(record)

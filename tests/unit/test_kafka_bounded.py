@@ -116,3 +116,26 @@ def test_a_commit_inside_a_rebalance_callback_is_made_on_the_callers_thread() ->
     BoundedConsumerCalls(coordinator).commit(OFFSETS, 5, in_callback=True)  # type: ignore[arg-type]
     assert threads == [threading.current_thread()]
     assert coordinator.committed == [OFFSETS]
+
+
+def test_a_callbacks_commit_does_not_wait_for_an_earlier_one_still_unanswered() -> None:
+    """From its thread, the earlier one is answered only once the callback returned: waiting
+    for it inside the callback would always run out (and the hand-over commit with it)."""
+    first_answer = threading.Event()
+
+    class FirstUnanswered(SlowCoordinator):
+        def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+            if not self.committed and threading.current_thread().name == "offset commit":
+                first_answer.wait()
+            self.committed.append(offsets)
+            return offsets
+
+    coordinator = FirstUnanswered()
+    calls = BoundedConsumerCalls(coordinator)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(KafkaUnansweredError):
+            calls.commit(OFFSETS, 0.01)
+        calls.commit(OFFSETS, 30, in_callback=True)  # before: waited out all 30 s, then failed
+        assert coordinator.committed == [OFFSETS]
+    finally:
+        first_answer.set()

@@ -14,6 +14,7 @@ from connector.errors import (
     ProducerFailedError,
     ProducerFencedError,
     RecordsTooLargeError,
+    StateTooLargeError,
 )
 from connector.poller.publisher import (
     OutputRecord,
@@ -159,6 +160,26 @@ def test_a_result_the_broker_refuses_as_too_large_is_named_and_nothing_commits(
     assert kafka.visible("state") == []
     assert kafka.visible("out") == []
     assert producer.calls[-1] == "abort_transaction"
+
+
+@pytest.mark.parametrize("transactional", [True, False], ids=["kafka", "mock"])
+def test_a_state_record_too_large_to_send_commits_nothing_and_names_the_settings(
+    transactional: bool,
+) -> None:
+    """Before, it was dropped in silence and the results committed without their cursor: a
+    take-over then published every one of them again."""
+    kafka = FakeKafka(transactional=transactional)
+    producer = FakeProducer(kafka, "tid")
+    producer.max_bytes = max(len(r.value or b"") for r in RESULTS)
+    large_state = [(key, b"x" * (producer.max_bytes + 1)) for key, _value in STATE]
+    pub = publisher(producer)
+    pub.init()
+    with pytest.raises(StateTooLargeError, match="KAFKA_MESSAGE_MAX_BYTES"):
+        pub.commit_page(RESULTS, large_state)
+    assert producer.calls[-1] == "abort_transaction"
+    assert kafka.visible("state") == []
+    if transactional:
+        assert kafka.visible("out") == []
 
 
 def test_a_failed_delivery_on_kafka_fails_the_commit() -> None:
