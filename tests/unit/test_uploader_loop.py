@@ -1286,21 +1286,31 @@ def test_records_whose_schema_the_registry_does_not_give_wait_for_it_then_go_on(
     assert len(said) == 2, f"not once when the outage began and once when it ended: {said}"
 
 
+def records_waiting_for_the_registry(
+    running: list[Running], registry: RegistrySimulator, *, uploaded: int
+) -> tuple[FakeConsumer, Running]:
+    """An uploader of Avro input that uploaded `uploaded` records, then read two more (the
+    first of a schema new to it) while the registry does not answer, and asked it again."""
+    avro = AvroInput(registry)
+    consumer = FakeConsumer({0: [avro.first(str(o)) for o in range(uploaded)]})
+    run = Running(consumer, decode=avro.decode)
+    running.append(run)
+    wait_for(lambda: consumer.commits.get(0) == uploaded, "the first records uploaded")
+    registry.unavailable = True
+    asked = len(registry.requests)
+    consumer.log[0] += [FakeMessage(0, uploaded, avro.second(str(uploaded))),
+                        FakeMessage(0, uploaded + 1, avro.first(str(uploaded + 1)))]  # fmt: skip
+    wait_for(lambda: len(registry.requests) >= asked + 2, "the registry asked again",
+             guard=run.check_running)  # fmt: skip
+    return consumer, run
+
+
 def test_a_stop_while_records_wait_for_the_registry_commits_up_to_the_first_of_them(
     running: list[Running], registry: RegistrySimulator
 ) -> None:
     """A clean stop during the outage leaves the waiting records uncommitted (none judged), and
     the next start reads and uploads them once the registry answers."""
-    avro = AvroInput(registry)
-    consumer = FakeConsumer({0: [avro.first(str(o)) for o in range(5)]})
-    run = Running(consumer, decode=avro.decode)
-    running.append(run)
-    wait_for(lambda: consumer.commits.get(0) == 5, "the first records uploaded")
-    registry.unavailable = True
-    asked = len(registry.requests)
-    consumer.log[0] += [FakeMessage(0, 5, avro.second("5")), FakeMessage(0, 6, avro.first("6"))]
-    wait_for(lambda: len(registry.requests) >= asked + 2, "the registry asked again",
-             guard=run.check_running)  # fmt: skip
+    consumer, run = records_waiting_for_the_registry(running, registry, uploaded=5)
     run.finish()
     assert consumer.sync_commits[-1] == {0: 5}
     assert run.producer.delivered == []
@@ -1320,16 +1330,7 @@ def test_a_revocation_while_records_wait_for_the_registry_hands_them_over_unjudg
     """The waiting records of a revoked partition are dropped, its commit stops before the first
     of them, and the role no longer waits for them; when the partition comes back they are read
     again from there (not decoded with the old assignment's state) and uploaded once."""
-    avro = AvroInput(registry)
-    consumer = FakeConsumer({0: [avro.first(str(o)) for o in range(3)]})
-    run = Running(consumer, decode=avro.decode)
-    running.append(run)
-    wait_for(lambda: consumer.commits.get(0) == 3, "the first records uploaded")
-    registry.unavailable = True
-    asked = len(registry.requests)
-    consumer.log[0] += [FakeMessage(0, 3, avro.second("3")), FakeMessage(0, 4, avro.first("4"))]
-    wait_for(lambda: len(registry.requests) >= asked + 2, "the registry asked again",
-             guard=run.check_running)  # fmt: skip
+    consumer, run = records_waiting_for_the_registry(running, registry, uploaded=3)
     assert not run.role.readiness().ready
     revoked = consumer.rebalance("revoke", [0])
     wait_for(revoked.is_set, "the revocation handled", guard=run.check_running)
