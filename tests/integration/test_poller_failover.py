@@ -118,6 +118,13 @@ def freeze_inside_a_transaction(
         probe.close()
 
 
+def lost_and_repeated(setup: PollerSetup, items: int, isolation_level: str) -> tuple[int, int]:
+    """Of `items` seeded, how many a reader at `isolation_level` never saw, and how many extra
+    copies it saw."""
+    counts = setup.published_ids(isolation_level)
+    return items - len(counts), sum(c - 1 for c in counts.values())
+
+
 def kill_mid_pages(
     setup: PollerSetup,
     tmp_path: Path,
@@ -170,9 +177,7 @@ def test_kill_9_mid_pages_then_restart_loses_and_repeats_nothing(
     require(kafka_broker, Capability.TRANSACTIONS)
     items = 2400
     open_at_kill = kill_mid_pages(setup, tmp_path, kills=3, items=items, inside_transactions=True)
-    counts = setup.published_ids("read_committed")
-    lost = items - len(counts)
-    repeated = sum(c - 1 for c in counts.values())
+    lost, repeated = lost_and_repeated(setup, items, "read_committed")
     print(
         f"\nkill -9 x3 on {kafka_broker.kind}: {open_at_kill} kills inside an open transaction, "
         f"{lost} lost, {repeated} repeated for read_committed"
@@ -197,9 +202,7 @@ def test_kill_9_between_pages_of_one_transaction_publishes_none_of_it_and_repeat
         setup, tmp_path, kills=2, items=items, inside_transactions=True, open_results_over=PAGE,
         CONNECTOR_TRANSACTION_SPAN_SECONDS="1",  # at most a quarter of the transaction timeout
     )  # fmt: skip
-    counts = setup.published_ids("read_committed")
-    lost = items - len(counts)
-    repeated = sum(c - 1 for c in counts.values())
+    lost, repeated = lost_and_repeated(setup, items, "read_committed")
     print(
         f"\nkill -9 x2 on {kafka_broker.kind}: {open_at_kill} kills with more than a page in "
         f"the open transaction, {lost} lost, {repeated} repeated for read_committed"
@@ -219,9 +222,7 @@ def test_kill_9_without_transactional_reads_repeats_at_most_the_open_page_and_lo
     open transaction (several pages while a backlog drains: CONNECTOR_TRANSACTION_SPAN_SECONDS)."""
     items, kills = 2400, 3
     kill_mid_pages(setup, tmp_path, kills=kills, items=items, inside_transactions=False)
-    counts = setup.published_ids("read_uncommitted")
-    lost = items - len(counts)
-    repeated = sum(c - 1 for c in counts.values())
+    lost, repeated = lost_and_repeated(setup, items, "read_uncommitted")
     print(
         f"\nkill -9 x{kills} on {kafka_broker.kind}, read_uncommitted: {lost} lost, "
         f"{repeated} repeated (bound without transactions {kills * PAGE})"
