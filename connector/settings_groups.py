@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from connector.kafka_properties import OWNED_KAFKA_PROPERTIES, PYTHON_CLIENT_KEYS, kafka_property
+from connector.stop_budget import AFTER_DRAIN_SECONDS
 
 _MAX_BULK_ITEMS = 10_000  # the API rejects larger bulk requests with 413
 _MAX_PAGE_SIZE = 1_000  # the listing endpoint's documented maximum
@@ -497,7 +498,8 @@ class RuntimeSettings(EndpointSettings):
         gt=0,
         description=(
             "how long a SIGTERM/SIGINT drain may take before exit (above the uploader's "
-            "drain timeout, which it includes)"
+            "drain timeout, which it includes; the drain is shortened to leave "
+            f"{AFTER_DRAIN_SECONDS:g} s of it to the final commit and leaving the group)"
         ),
     )
     liveness_timeout_seconds: float = Field(

@@ -52,6 +52,7 @@ LAYER_OF = {
     "connector.availability": "base",
     "connector.lifecycle": "base",
     "connector.outstanding": "base",
+    "connector.stop_budget": "base",
     "connector": "base",  # the package itself: its __version__
 }
 """Module (or package) → its floor; the longest matching name decides."""

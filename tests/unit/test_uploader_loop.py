@@ -23,6 +23,7 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import SecretStr
 
+from connector import stop_budget
 from connector.clock import SystemClock
 from connector.config import SchemaRegistrySettings, Settings, load_settings
 from connector.contract.dead_letters import INVALID_SCHEMA
@@ -44,6 +45,7 @@ from connector.kafka.clients import Headers
 from connector.lifecycle import Readiness, Role
 from connector.metrics import Metrics
 from connector.schema_registry.client import registry_client
+from connector.stop_budget import CLOSE_SECONDS, MIN_COMMIT_SECONDS, MIN_FLUSH_SECONDS
 from connector.toloka.client import BulkCreateResult
 from connector.toloka.models import App, AppProject, FieldSpec, ItemPage
 from connector.toloka.pacing import InFlightLimit
@@ -922,6 +924,62 @@ def test_a_stop_ends_in_its_budget_when_the_coordinator_stops_answering(
         assert any("did not leave its group within 0.2s" in w for w in warnings), warnings
     finally:
         consumer.answer.set()
+
+
+@pytest.fixture
+def short_group_leave(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Leaving the group takes 0.2 s at most (not 5): the stop after a drain takes 3.2 s."""
+    monkeypatch.setattr(bounded, "LEAVE_GROUP_SECONDS", 0.2)
+    after = MIN_FLUSH_SECONDS + MIN_COMMIT_SECONDS + 0.2 + CLOSE_SECONDS
+    monkeypatch.setattr(stop_budget, "AFTER_DRAIN_SECONDS", after)
+    return after
+
+
+def test_a_stop_fits_a_shutdown_budget_just_above_the_drain_timeout(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """Seen: settings accepted (the shutdown budget above the drain timeout) and yet `run`
+    exited 1, "did not finish draining in time": a drain that used its whole timeout (an upload
+    that never ends) was followed by a final commit and a group leave the coordinator did not
+    answer. The runner gives the role its budget from the stop on; the drain ends early enough
+    for the rest to fit."""
+    budget = 4.0
+    api = FakeApi()
+    api.hang_on = {"0:2"}
+    consumer = UnansweringConsumer({0: [item(f"0:{o}") for o in range(5)]})
+    run = Running(consumer, api, batch_max_items="1", drain_timeout_seconds="3.5",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    wait_for(lambda: len(api.created) == 4, "the other uploads")
+    consumer.silent = True
+    try:
+        run.stop.set()
+        run.thread.join(budget)  # what the runner does (`run_roles`)
+        assert not run.thread.is_alive(), "the stop overran the shutdown budget"
+    finally:
+        consumer.answer.set()
+
+
+def test_a_stop_during_a_revocations_drain_ends_that_drain_within_its_budget(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """A stop that comes while a revocation drains (an upload that never ends) does not wait
+    for that drain's own timeout and then drain again: both end by the stop's deadline."""
+    budget = 5.0
+    api = FakeApi()
+    api.hang_on = {"0:2"}
+    consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(5)]})
+    run = Running(consumer, api, batch_max_items="1", drain_timeout_seconds="4",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    wait_for(lambda: len(api.created) == 4, "the other uploads")
+    consumer.rebalance("revoke", [0])
+    wait_for(lambda: api.requests >= 5 and consumer.consume_calls > 0, "the revocation's drain")
+    wait_for(lambda: not consumer._rebalances, "the revocation begun")
+    run.stop.set()
+    run.thread.join(budget)
+    assert not run.thread.is_alive(), "the revocation's drain and the stop's overran the budget"
+    assert consumer.sync_commits[-1] == {0: 2}
 
 
 def test_a_stop_uploads_every_record_already_read_and_commits_them(
