@@ -204,8 +204,23 @@ class TransactionalPublisher:
     ) -> None:
         """One page in a transaction of its own (`begin`, `add`, `commit`)."""
         self.begin()
-        self.add(results, state, dead_letters)
-        self.commit()
+        try:
+            self.add(results, state, dead_letters)
+            self.commit()
+        except PublishError:
+            raise  # (aborted where it failed)
+        except Exception as failure:
+            self.abort_after(failure)
+            raise
+
+    def abort_after(self, failure: Exception) -> None:
+        """Abort the open transaction that `failure` (not Kafka's: a bug) left unfinishable, so
+        that nothing of it commits later and read_committed consumers are not held back by it
+        until the transaction timeout; the caller raises `failure`. A PublishError when the
+        abort itself failed (a ProducerFailedError: the producer is replaced, which fences the
+        transaction)."""
+        with contextlib.suppress(PageAbortedError):
+            self._abort(PageAbortedError(f"the transaction cannot go on: {failure!r}"))
 
     def begin(self) -> None:
         """Open a transaction. A PublishError when it did not open (never an abortable one:
