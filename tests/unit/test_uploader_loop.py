@@ -454,9 +454,10 @@ class RoutedPipelines:
 
     def __init__(
         self, offsets: int, *, unrouted: bool, previous_groups: PreviousGroups | None = None,
+        decode: ItemDecoder = decode_item, value: Callable[[str], bytes] = item,
         **overrides: str,
     ) -> None:  # fmt: skip
-        self.consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(offsets)]})
+        self.consumer = FakeConsumer({0: [value(f"0:{o}") for o in range(offsets)]})
         for message in self.consumer.log[0]:
             offset = message.offset()
             name = b"texts" if offset % 2 == 0 else b"captions"
@@ -492,6 +493,7 @@ class RoutedPipelines:
                 self.views.for_project(pipeline.project.app_project_id),
                 loop=loop,
                 index=index,
+                decode=decode,
             )
             for index, (pipeline, api) in enumerate(zip(pipelines, self.apis, strict=True))
         ]
@@ -1401,6 +1403,36 @@ def test_a_revocation_while_records_wait_for_the_registry_hands_them_over_unjudg
     run.finish()
     assert run.api.created == {str(o): 1 for o in range(5)}
     assert run.producer.delivered == []
+
+
+def test_on_a_routed_topic_unrouted_records_go_ahead_of_waiting_ones_but_no_commit_passes_them(
+    routed: list[RoutedPipelines], registry: RegistrySimulator
+) -> None:
+    """A pipeline's records wait for the registry while a later record no pipeline takes is
+    dead-lettered at once and another pipeline's later record is uploaded: the dead-letter
+    topic holds the later record first, but the commit stops before the first waiting record,
+    so nothing is lost (a stop now writes that dead letter again after the restart)."""
+    avro = AvroInput(registry)
+    run = RoutedPipelines(4, unrouted=False, decode=avro.decode, value=avro.first)
+    routed.append(run)
+    wait_for(lambda: run.consumer.commits == {0: 4}, "the first records uploaded")
+    registry.unavailable = True
+    named: tuple[Headers, ...] = (
+        [("toloka-app-project-id", b"texts")],
+        [],
+        [("toloka-app-project-id", b"captions")],
+    )
+    values = avro.second("0:4"), avro.first("0:5"), avro.first("0:6")
+    run.consumer.log[0] += [
+        FakeMessage(0, 4 + n, value, headers=headers)
+        for n, (value, headers) in enumerate(zip(values, named, strict=True))
+    ]
+    wait_for(lambda: len(run.producer.delivered) == 1 and "0:6" in run.apis[1].created,
+             "the unrouted record dead-lettered, the captions record uploaded")  # fmt: skip
+    assert run.producer.delivered[0]["headers"]["source-offset"] == b"5"
+    assert "0:4" not in run.apis[0].created
+    run.finish()
+    assert run.consumer.sync_commits[-1] == {0: 4}, "the commit passed a waiting record"
 
 
 def test_credentials_the_registry_refuses_end_the_role_naming_the_setting(
