@@ -222,9 +222,18 @@ class UploadLoop:
     # --- rebalancing and shutdown ------------------------------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Take partitions on: read what an assignment needs (the committed offsets and upload
+        intents, the old groups' offsets, the partitions' ends: up to 10 s a read when Kafka is
+        slow). A stop that comes before or during those reads leaves the partitions to their
+        next owner: no further read is made for them, none of their records is taken and
+        nothing is committed for them, so the reads do not eat the stop's budget."""
         keys = self._keys(partitions)
         for name in sorted({name for name, _ in keys}):
             topic, numbers = self._topics[name], _numbers(keys, name)
+            if self._stopping():
+                log.info("input partitions %s of %s assigned while stopping: left to their next "
+                         "owner", sorted(numbers), name)  # fmt: skip
+                continue
             topic.offsets.assign(numbers)
             previous_groups = self._previous_groups if topic.routed else None
             if previous_groups is not None or topic.intents is not None:
@@ -243,7 +252,12 @@ class UploadLoop:
                         )  # fmt: skip
                 if topic.intents is not None:
                     topic.intents.assign(numbers)
-                    take_over(consumer, topic, committed)
+                    take_over(consumer, topic, committed, stopping=self._stopping)
+            if self._stopping():  # it came during the reads
+                self._forget({(name, partition) for partition in numbers})
+                log.info("input partitions %s of %s assigned while stopping: left to their next "
+                         "owner", sorted(numbers), name)  # fmt: skip
+                continue
             topic.assigned |= numbers
             for lane in topic.lanes:
                 lane.assigned(numbers)
@@ -334,6 +348,11 @@ class UploadLoop:
             for lane in self._lanes:
                 lane.dead_letters.send_due()
             self._producer.poll(0)
+
+    def _stopping(self) -> bool:
+        """Whether a stop was seen (now or before)."""
+        self._note_stop()
+        return self._drain_deadline is not None
 
     def _note_stop(self, *, stopping: bool = False) -> None:
         """The first time a stop is seen (`stopping`: the loop is stopping), its drain's

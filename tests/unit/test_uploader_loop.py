@@ -27,7 +27,7 @@ from connector import stop_budget
 from connector.clock import SystemClock
 from connector.config import SchemaRegistrySettings, Settings, load_settings
 from connector.contract.dead_letters import INVALID_SCHEMA
-from connector.contract.upload_intents import decode_intent
+from connector.contract.upload_intents import UploadIntent, decode_intent, encode_intent
 from connector.devtools.registry.server import RegistrySimulator
 from connector.errors import (
     AuthenticationError,
@@ -982,6 +982,52 @@ def test_a_stop_during_a_revocations_drain_ends_that_drain_within_its_budget(
     run.thread.join(budget)
     assert not run.thread.is_alive(), "the revocation's drain and the stop's overran the budget"
     assert consumer.sync_commits[-1] == {0: 2}
+
+
+class SlowAssignmentReads(FakeConsumer):
+    """Committed offsets carrying a previous owner's upload intent, and a broker whose
+    partition ends each take `end_seconds` to read; the stop (`stop`, once `wired`) comes while
+    the committed offsets are read."""
+
+    def __init__(self, partitions: int, end_seconds: float) -> None:
+        super().__init__({partition: [] for partition in range(partitions)})
+        self.end_seconds = end_seconds
+        self.ends_read = 0
+        self.stop = threading.Event()
+        self.wired = threading.Event()
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        self.wired.wait(DEADLINE_SECONDS)
+        self.stop.set()
+        intent = encode_intent(UploadIntent(time.time() - 60))
+        return [TopicPartition(self.topic, tp.partition, 0, metadata=intent) for tp in partitions]
+
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float, cached: bool
+    ) -> tuple[int, int]:
+        self.ends_read += 1
+        threading.Event().wait(self.end_seconds)  # stands for a broker slow to answer
+        return (0, 10)
+
+
+def test_a_stop_during_an_assignments_reads_leaves_the_partitions_and_fits_its_budget(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """An assignment read each partition's end (up to 10 s each with Kafka slow) although a
+    stop had come meanwhile: with a dozen partitions the stop overran its budget. The reads
+    stop with the stop, and the partitions are left to their next owner."""
+    budget = 4.0
+    consumer = SlowAssignmentReads(6, end_seconds=1.0)
+    run = Running(consumer, FakeApi(), drain_timeout_seconds="1", upload_reconcile="true",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    consumer.stop = run.stop
+    consumer.wired.set()
+    wait_for(run.stop.is_set, "the stop during the assignment's reads", guard=run.check_running)
+    run.thread.join(budget)
+    assert not run.thread.is_alive(), "the assignment's reads overran the stop's budget"
+    assert consumer.ends_read == 0
+    assert consumer.sync_commits == [], "nothing is committed for partitions left at once"
 
 
 def test_a_stop_uploads_every_record_already_read_and_commits_them(
