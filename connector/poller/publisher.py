@@ -216,11 +216,16 @@ class TransactionalPublisher:
     def abort_after(self, failure: Exception) -> None:
         """Abort the open transaction that `failure` (not Kafka's: a bug) left unfinishable, so
         that nothing of it commits later and read_committed consumers are not held back by it
-        until the transaction timeout; the caller raises `failure`. A PublishError when the
-        abort itself failed (a ProducerFailedError: the producer is replaced, which fences the
-        transaction)."""
-        with contextlib.suppress(PageAbortedError):
+        until the transaction timeout; the caller raises `failure`, which ends the role. An
+        abort that fails is logged: the transaction then ends when the next holder of the
+        transactional id (this poller restarted, or a standby) fences it."""
+        try:
             self._abort(PageAbortedError(f"the transaction cannot go on: {failure!r}"))
+        except PageAbortedError:
+            return
+        except PublishError as abort_failed:
+            log.warning("the transaction could not be aborted (%s): the next holder of the "
+                        "transactional id ends it", abort_failed)  # fmt: skip
 
     def begin(self) -> None:
         """Open a transaction. A PublishError when it did not open (never an abortable one:
