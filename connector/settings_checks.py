@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from connector import stop_budget
 from connector.contract.leadership import transactional_id
 from connector.kafka_properties import (
     kafka_variable,
@@ -21,6 +22,7 @@ from connector.settings_groups import (
     SchemaRegistrySettings,
     SettingsGroup,
     UploaderSettings,
+    WorkerSettings,
 )
 
 _PROPERTY_ALIASES = {"delivery.timeout.ms": "message.timeout.ms"}
@@ -77,7 +79,9 @@ def related_setting_problems(groups: Iterable[SettingsGroup]) -> list[str]:
     naming both):
 
     - the shutdown timeout includes the uploader's drain (above it, or the process exits 1 in
-      the middle of the drain, without committing the offsets of what it finished);
+      the middle of the drain, without committing the offsets of what it finished), and the
+      steps of its stop after the drain (`stop_budget`: above them, in each worker process's
+      budget too, or a coordinator that does not answer makes the stop overrun it);
     - liveness must outlast a drain, which a rebalance may take (or the pod is killed for it);
     - a leader's keepalive is its cursor record, written every quarter of the leader timeout
       in a transaction: a commit may take up to the transaction timeout, and a transaction
@@ -89,8 +93,10 @@ def related_setting_problems(groups: Iterable[SettingsGroup]) -> list[str]:
     uploader = next((g for g in found.values() if isinstance(g, UploaderSettings)), None)
     runtime = next((g for g in found.values() if isinstance(g, RuntimeSettings)), None)
     cursor = next((g for g in found.values() if isinstance(g, CursorWriteSettings)), None)
+    workers = next((g for g in found.values() if isinstance(g, WorkerSettings)), None)
     problems: list[str] = []
     if uploader is not None and runtime is not None:
+        problems += _stop_budget_problems(runtime, workers)
         drain = UploaderSettings.variable("drain_timeout_seconds")
         for name in ("shutdown_timeout_seconds", "liveness_timeout_seconds"):
             value = getattr(runtime, name)
@@ -110,3 +116,27 @@ def related_setting_problems(groups: Iterable[SettingsGroup]) -> list[str]:
             "dead to the standby"
         )
     return problems
+
+
+def _stop_budget_problems(runtime: RuntimeSettings, workers: WorkerSettings | None) -> list[str]:
+    """The uploader's stop after its drain must fit the shutdown budget of every process."""
+    shutdown = RuntimeSettings.variable("shutdown_timeout_seconds")
+    budget = runtime.shutdown_timeout_seconds
+    need = stop_budget.AFTER_DRAIN_SECONDS
+    steps = (
+        f"the uploader's stop after its drain takes up to {need:g}s when Kafka does not answer: "
+        f"dead letters {stop_budget.MIN_FLUSH_SECONDS:g}s, final commit "
+        f"{stop_budget.MIN_COMMIT_SECONDS:g}s, leaving the group "
+        f"{stop_budget.LEAVE_GROUP_SECONDS:g}s, closing {stop_budget.CLOSE_SECONDS:g}s"
+    )
+    if budget <= need:
+        return [f"{shutdown}: {budget:g} must be above {need:g} ({steps})"]
+    if workers is not None and workers.workers > 1:
+        worker_budget = stop_budget.worker_shutdown_seconds(budget)
+        if worker_budget <= need:
+            count = WorkerSettings.variable("workers")
+            return [
+                f"{shutdown}: {budget:g} leaves each worker process ({count}={workers.workers}) "
+                f"{worker_budget:g}s, which must be above {need:g} ({steps})"
+            ]
+    return []

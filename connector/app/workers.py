@@ -65,6 +65,7 @@ from connector.config import (
 )
 from connector.errors import RoleFailedError
 from connector.lifecycle import Heartbeat, Readiness
+from connector.stop_budget import worker_shutdown_seconds
 
 log = logging.getLogger(__name__)
 
@@ -263,13 +264,6 @@ def _exit_reason(code: int | None) -> str:
 
 
 STATIC_MEMBER = "group.instance.id"
-SHUTDOWN_MARGIN_SECONDS = 5.0
-SHUTDOWN_MARGIN_SHARE = 1 / 3
-"""A worker's shutdown budget is the parent's less this margin (at most this share of it): the
-time the parent keeps to collect a worker's end (the line saying why, its exit: 0.3-0.7 s for
-the interpreter's teardown on a busy 2-core machine) after the worker's own runner gave up on an
-overrunning role. With the same budget, a worker that drained for nearly all of it was still
-running when the parent's ran out: reported late and killed, its own account lost."""
 
 
 def worker_settings(settings: Settings, number: int) -> Settings:
@@ -277,8 +271,8 @@ def worker_settings(settings: Settings, number: int) -> Settings:
     - a static member id (KAFKA_GROUP_INSTANCE_ID) of its own, `<id>-w<number>`: the N
       uploaders are members of one group, and a member joining with the id of another fences
       that one out;
-    - a shutdown budget shorter than the parent's by `SHUTDOWN_MARGIN_SECONDS`, its uploaders'
-      drain timeout shortened in proportion (so it keeps its share of the budget)."""
+    - a shutdown budget shorter than the parent's by a margin (`worker_shutdown_seconds`), its
+      uploaders' drain timeout shortened in proportion (so it keeps its share of the budget)."""
     kafka = settings.kafka
     instance = kafka.properties.get(STATIC_MEMBER)
     if instance is not None:
@@ -286,7 +280,7 @@ def worker_settings(settings: Settings, number: int) -> Settings:
         kafka = kafka.model_copy(update={"properties": {**kafka.properties, STATIC_MEMBER: own}})
     runtime = settings.runtime
     parent_budget = runtime.shutdown_timeout_seconds
-    budget = parent_budget - min(SHUTDOWN_MARGIN_SECONDS, parent_budget * SHUTDOWN_MARGIN_SHARE)
+    budget = worker_shutdown_seconds(parent_budget)
     runtime = runtime.model_copy(update={"shutdown_timeout_seconds": budget})
 
     def group_of_worker(group: SettingsGroup) -> SettingsGroup:

@@ -28,12 +28,10 @@ from confluent_kafka import TopicPartition
 
 from connector.errors import KafkaUnansweredError
 from connector.kafka.clients import Consumer
+from connector.stop_budget import LEAVE_GROUP_SECONDS
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
-
-LEAVE_GROUP_SECONDS = 5.0
-"""How long leaving a consumer group may take at the end, after the drain."""
 
 
 def started(call: Callable[[], T], what: str) -> Future[T]:

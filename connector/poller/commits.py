@@ -161,6 +161,15 @@ class Commits:
                 raise
         self._committed(lead, txn.pages)
 
+    def abort(self, lead: Leadership, txn: OpenTransaction, failure: BaseException) -> None:
+        """`failure` (not Kafka's) came while `txn` was open: the state and the scan as before
+        it, and the transaction aborted (`TransactionalPublisher.abort_after`); the caller
+        raises `failure`. A kill (a BaseException, not an Exception) aborts nothing."""
+        self.abandon(lead, txn)
+        if isinstance(failure, Exception):
+            self._metrics.transactions.labels("aborted").inc()
+            lead.publisher.abort_after(failure)
+
     def abandon(self, lead: Leadership, txn: OpenTransaction) -> None:
         """The open transaction will not commit: the state and the scan as before it."""
         lead.state.reset(txn.cursor, txn.segments)

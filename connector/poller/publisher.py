@@ -204,8 +204,28 @@ class TransactionalPublisher:
     ) -> None:
         """One page in a transaction of its own (`begin`, `add`, `commit`)."""
         self.begin()
-        self.add(results, state, dead_letters)
-        self.commit()
+        try:
+            self.add(results, state, dead_letters)
+            self.commit()
+        except PublishError:
+            raise  # (aborted where it failed)
+        except Exception as failure:
+            self.abort_after(failure)
+            raise
+
+    def abort_after(self, failure: Exception) -> None:
+        """Abort the open transaction that `failure` (not Kafka's: a bug) left unfinishable, so
+        that nothing of it commits later and read_committed consumers are not held back by it
+        until the transaction timeout; the caller raises `failure`, which ends the role. An
+        abort that fails is logged: the transaction then ends when the next holder of the
+        transactional id (this poller restarted, or a standby) fences it."""
+        try:
+            self._abort(PageAbortedError(f"the transaction cannot go on: {failure!r}"))
+        except PageAbortedError:
+            return
+        except PublishError as abort_failed:
+            log.warning("the transaction could not be aborted (%s): the next holder of the "
+                        "transactional id ends it", abort_failed)  # fmt: skip
 
     def begin(self) -> None:
         """Open a transaction. A PublishError when it did not open (never an abortable one:

@@ -11,7 +11,9 @@ with keepalives while a transaction is open (the next page comes from the thread
 ahead). Exactly once is unchanged: every page writes its cursor in the same transaction as its
 results, the next page is planned against the state the earlier ones leave, and a transaction
 that does not commit puts the state and the scan back before its first page
-(`Commits.abandon`): every page of it is listed again. Open: with spans, a backlog's cursor
+(`Commits.abandon`): every page of it is listed again (a failure other than Kafka's between its
+pages aborts it first: `Commits.abort`). Its pages are counted (`poll_page_items`) once it
+commits. Open: with spans, a backlog's cursor
 records carried up to ~100 segment refs (4.5 kB) for longer than with a transaction per page
 (`test_poller_hardening.py`'s backlog test fails with a span of 0.5 s: the horizon passed the
 backlog's items only after half of its cursor records).
@@ -122,9 +124,11 @@ class PagePublishing:
         """Publish `plan` and the pages listed ahead after it in one transaction, while the
         span has room; True when the scan caught up."""
         txn = self._commits.open(lead)
+        finished: list[int] = []  # per page: counted once the transaction commits
         try:
             while True:
                 self._publish(lead, plan, page, listed=True, prepared=prepared, into=txn)
+                finished.append(_finished(page))
                 lead.scan = plan.next_scan
                 if plan.caught_up or not self._span.has_room(txn, self._clock.monotonic()):
                     break
@@ -139,9 +143,11 @@ class PagePublishing:
             self._commits.commit_open(lead, txn)
         except PublishError:
             raise  # (abandoned where it failed)
-        except BaseException:
-            self._commits.abandon(lead, txn)
+        except BaseException as failure:
+            self._commits.abort(lead, txn, failure)
             raise
+        for count in finished:
+            self._metrics.poll_page_size.observe(count)
         return plan.caught_up
 
     def _planned(self, lead: Leadership, scan: Scan, page: ItemPage) -> PagePlan:
@@ -169,7 +175,7 @@ class PagePublishing:
         into: OpenTransaction | None = None,
     ) -> None:
         """Commit what a page's `plan` changes (nothing when it changes nothing), or add it to
-        the transaction `into`."""
+        the transaction `into`; the page is counted once committed."""
         outcome = self._records.outcome(plan.publish, prepared=prepared)
         if plan.change is not None:
             if into is None:
@@ -185,6 +191,9 @@ class PagePublishing:
         if listed:
             pages.readable(len(outcome.results), sum(len(r.value) for r in outcome.results))
             self._metrics.poller_page_limit.set(pages.size)
-        self._metrics.poll_page_size.observe(
-            sum(1 for item in page.content if item.finished_at is not None)
-        )
+        if into is None:  # (a span's pages are counted once it commits)
+            self._metrics.poll_page_size.observe(_finished(page))
+
+
+def _finished(page: ItemPage) -> int:
+    return sum(1 for item in page.content if item.finished_at is not None)

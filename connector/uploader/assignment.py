@@ -12,7 +12,7 @@ Called from the consumer's `on_assign`, before the partitions are fetched:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -156,11 +156,16 @@ def continue_from_previous_groups(
 
 
 def take_over(
-    consumer: CommittedOffsets, topic: InputTopic, committed: list[TopicPartition]
+    consumer: CommittedOffsets,
+    topic: InputTopic,
+    committed: list[TopicPartition],
+    *,
+    stopping: Callable[[], bool],
 ) -> None:
     """Read the upload intents `committed` with the partitions just assigned: records beyond a
     committed offset that a previous owner may have sent are reconciled before they are, by
-    every lane of the topic."""
+    every lane of the topic. Once `stopping()`, no partition's end is read any more (the
+    caller leaves the partitions to their next owner)."""
     intents = topic.intents
     assert intents is not None  # only with intents on
     suspects: dict[int, tuple[int, float, int | None]] = {}
@@ -174,6 +179,8 @@ def take_over(
             continue
         if intent.since is None:
             continue
+        if stopping():
+            return
         end = _end_offset(consumer, tp)
         generation = topic.offsets.generation(tp.partition)
         if (end is not None and end <= tp.offset) or generation is None:

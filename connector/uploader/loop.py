@@ -54,6 +54,7 @@ from connector.errors import (
 from connector.kafka.bounded import BoundedConsumerCalls
 from connector.kafka.clients import Consumer, Message, Producer
 from connector.lifecycle import Heartbeat
+from connector.stop_budget import MIN_COMMIT_SECONDS, MIN_FLUSH_SECONDS
 from connector.uploader.assignment import (
     InputTopic,
     committed_offsets,
@@ -74,9 +75,6 @@ IDLE_WAIT_SECONDS = 0.1
 is noticed."""
 FULL_QUEUE_WAIT_SECONDS = 0.01
 """Longest wait for delivery reports while dead letters wait for room in the producer's queue."""
-MIN_FLUSH_SECONDS = 1.0
-"""At shutdown the dead letters get at least this long to be acknowledged, even when draining
-the uploads used up the whole drain timeout."""
 
 
 Completed = queue.SimpleQueue[tuple[Lane, BatchOutcome | BaseException]]
@@ -93,8 +91,10 @@ class UploadLoop:
         completed: Completed,
         clock: Clock,
         heartbeats: Sequence[Heartbeat],
+        drain_seconds: float,
         previous_groups: PreviousGroups | None = None,
     ) -> None:
+        """`drain_seconds`: how long a stop's drain may take (`stop_budget.drain_seconds`)."""
         self._settings = settings
         self._consumer = consumer
         self._producer = producer
@@ -110,7 +110,10 @@ class UploadLoop:
         self._commits = Committer(
             consumer, self._calls, self._topics, clock, settings.commit_interval_ms / 1000
         )
+        self._drain_seconds = drain_seconds
         self._drain_deadline: float | None = None
+        """Once a stop was seen: when its drain ends (a revocation's drain too)."""
+        self._stop = threading.Event()
         self._closing = False
         self._returned = False
         """Set once `run` is over: a close that outlasted its wait may still call back."""
@@ -119,6 +122,7 @@ class UploadLoop:
 
     def run(self, stop: threading.Event) -> None:
         """Consume and upload until `stop`, then drain, flush, commit and leave the group."""
+        self._stop = stop
         self._consumer.subscribe(
             sorted(self._topics), on_assign=self._on_assign, on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -218,9 +222,18 @@ class UploadLoop:
     # --- rebalancing and shutdown ------------------------------------------------------------
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        """Take partitions on: read what an assignment needs (the committed offsets and upload
+        intents, the old groups' offsets, the partitions' ends: up to 10 s a read when Kafka is
+        slow). A stop that comes before or during those reads leaves the partitions to their
+        next owner: no further read is made for them, none of their records is taken and
+        nothing is committed for them, so the reads do not eat the stop's budget."""
         keys = self._keys(partitions)
         for name in sorted({name for name, _ in keys}):
             topic, numbers = self._topics[name], _numbers(keys, name)
+            if self._stopping():
+                log.info("input partitions %s of %s assigned while stopping: left to their next "
+                         "owner", sorted(numbers), name)  # fmt: skip
+                continue
             topic.offsets.assign(numbers)
             previous_groups = self._previous_groups if topic.routed else None
             if previous_groups is not None or topic.intents is not None:
@@ -239,7 +252,12 @@ class UploadLoop:
                         )  # fmt: skip
                 if topic.intents is not None:
                     topic.intents.assign(numbers)
-                    take_over(consumer, topic, committed)
+                    take_over(consumer, topic, committed, stopping=self._stopping)
+            if self._stopping():  # it came during the reads
+                self._forget({(name, partition) for partition in numbers})
+                log.info("input partitions %s of %s assigned while stopping: left to their next "
+                         "owner", sorted(numbers), name)  # fmt: skip
+                continue
             topic.assigned |= numbers
             for lane in topic.lanes:
                 lane.assigned(numbers)
@@ -283,10 +301,12 @@ class UploadLoop:
         self._commits.drain_deadline = deadline
         self._drain(lambda: any(lane.holds(_numbers(keys, lane.topic)) for lane in self._lanes),
                     deadline)  # fmt: skip
+        if self._drain_deadline is not None:  # a stop came during the drain: its end holds
+            deadline = min(deadline, self._drain_deadline)
         self._commits.drain_deadline = self._drain_deadline  # None unless shutting down
         dropped = sum(lane.drop_unsent(_numbers(keys, lane.topic)) for lane in self._lanes)
         unflushed = self._producer.flush(max(deadline - self._clock.monotonic(), 0.0))
-        left = max(deadline - self._clock.monotonic(), MIN_FLUSH_SECONDS)
+        left = max(deadline - self._clock.monotonic(), MIN_COMMIT_SECONDS)
         self._commits.commit(self._commits.positions(keys), asynchronous=False, final=True,
                              wait=left)  # fmt: skip
         abandoned = sum(1 for lane in self._lanes for batch in lane.in_flight
@@ -314,8 +334,12 @@ class UploadLoop:
 
     def _drain(self, pending: Callable[[], bool], deadline: float) -> None:
         """Send the closed batches, apply upload outcomes and serve delivery reports until
-        `pending()` turns false or the deadline passes."""
+        `pending()` turns false or the deadline passes; a stop that comes meanwhile (during a
+        revocation's drain) brings the deadline forward to its own drain's end."""
         while pending():
+            self._note_stop()
+            if self._drain_deadline is not None:
+                deadline = min(deadline, self._drain_deadline)
             left = deadline - self._clock.monotonic()
             if left <= 0:
                 return
@@ -324,6 +348,17 @@ class UploadLoop:
             for lane in self._lanes:
                 lane.dead_letters.send_due()
             self._producer.poll(0)
+
+    def _stopping(self) -> bool:
+        """Whether a stop was seen (now or before)."""
+        self._note_stop()
+        return self._drain_deadline is not None
+
+    def _note_stop(self, *, stopping: bool = False) -> None:
+        """The first time a stop is seen (`stopping`: the loop is stopping), its drain's
+        deadline: `drain_seconds` from now, for every drain that follows or is running."""
+        if self._drain_deadline is None and (stopping or self._stop.is_set()):
+            self._drain_deadline = self._clock.monotonic() + self._drain_seconds
 
     def _commit_done_before_failure(self) -> None:
         """A fatal error ends the loop: commit what is done so far, synchronously, so that a
@@ -348,7 +383,8 @@ class UploadLoop:
         """Upload what was read (until the drain deadline), flush the dead letters, commit."""
         for lane in self._lanes:
             lane.batcher.close_open()
-        self._drain_deadline = self._clock.monotonic() + self._settings.drain_timeout_seconds
+        self._note_stop(stopping=True)
+        assert self._drain_deadline is not None
         self._commits.drain_deadline = self._drain_deadline
         self._drain(lambda: any(lane.unfinished() for lane in self._lanes), self._drain_deadline)
         dropped = sum(lane.drop_unsent() for lane in self._lanes)
@@ -363,7 +399,7 @@ class UploadLoop:
             self._drain_deadline - self._clock.monotonic(), MIN_FLUSH_SECONDS
         )  # fmt: skip
         unflushed = self._producer.flush(flush_for)
-        left = max(self._drain_deadline - self._clock.monotonic(), MIN_FLUSH_SECONDS)
+        left = max(self._drain_deadline - self._clock.monotonic(), MIN_COMMIT_SECONDS)
         self._commits.commit(self._commits.positions(), asynchronous=False, final=True, wait=left)
         log.info("uploader stopped: %d unsent records and %d unacknowledged dead letters left "
                  "for the next start", dropped, unflushed)  # fmt: skip

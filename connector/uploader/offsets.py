@@ -3,9 +3,14 @@ that are done (uploaded or dead-lettered).
 
 Batches finish out of order (several are in flight, a rejected one is re-sent), so a record can be
 done while an earlier one of its partition is not; committing past the earlier one would lose it
-in a crash. Each partition's state carries the generation of its assignment: a batch that was in
-flight when its partition was revoked may finish after the partition came back, and its
-completions must not touch the new state (its records are read again from the committed offset).
+in a crash. A record can come twice in one assignment (the consumer's position moved back: an
+offset reset after the log was truncated, a seek): an offset is one record however many copies
+of it were read, done when one of them is (`consume` tracks only what lies beyond the offsets
+read before; `_runs` takes repeated and unordered offsets).
+
+Each partition's state carries the generation of its assignment: a batch that was in flight
+when its partition was revoked may finish after the partition came back, and its completions
+must not touch the new state (its records are read again from the committed offset).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 
 @dataclass
@@ -30,8 +36,15 @@ class _PartitionOffsets:
     position: int | None = None
     """The offset to commit: one past the last record of the contiguous done run."""
     committed: int | None = None
+    consumed_end: int = 0
+    """One past the highest offset read: `waiting` stays ascending however records repeat."""
 
     def consume(self, first: int, end: int) -> None:
+        if first < self.consumed_end:  # read again: tracked already (waiting, or passed)
+            first = self.consumed_end
+            if first >= end:
+                return
+        self.consumed_end = end
         waiting = self.waiting
         if waiting and waiting[-1][1] == first:
             waiting[-1][1] = end
@@ -85,12 +98,19 @@ def _add_run(runs: list[list[int]], first: int, end: int) -> None:
 
 
 def _runs(offsets: Sequence[int]) -> Iterable[tuple[int, int]]:
-    """Strictly ascending `offsets` as runs [first, end) of consecutive ones."""
+    """`offsets` as ascending runs [first, end) of consecutive ones. Usually strictly ascending;
+    a record read twice repeats its offset (a batch may hold both copies) and one read again
+    after later ones comes out of order: a run must never cover an offset not among them
+    ([10, 12, 12] taken for [10, 13) marked 11 done: another lane's record, still in flight on a
+    shared topic, and the commit passed it)."""
     if not offsets:
         return
-    if offsets[-1] - offsets[0] == len(offsets) - 1:  # one run (ascending: no gap): the usual
-        yield offsets[0], offsets[-1] + 1
+    first, last = offsets[0], offsets[-1]
+    if last - first == len(offsets) - 1 and offsets == list(range(first, last + 1)):
+        yield first, last + 1  # one run: the usual (its check runs at C speed)
         return
+    if any(later <= earlier for earlier, later in pairwise(offsets)):  # repeated, unordered
+        offsets = sorted(set(offsets))
     first = previous = offsets[0]
     for offset in offsets[1:]:
         if offset != previous + 1:
@@ -134,7 +154,7 @@ class OffsetTracker:
         return state is not None and state.generation == generation
 
     def consumed_offsets(self, partition: int, offsets: Sequence[int]) -> int | None:
-        """Records of one partition were read together (strictly ascending offsets, after those
+        """Records of one partition were read together (ascending offsets, usually after those
         read before; one call per partition and consume() call): their assignment generation,
         or None when their partition is not assigned (any more)."""
         state = self._partitions.get(partition)
@@ -160,8 +180,8 @@ class OffsetTracker:
         state.finish(offset, offset + 1)
 
     def done_offsets(self, partition: int, offsets: Sequence[int], generation: int) -> None:
-        """`done` for records of one partition (ascending offsets): one call per partition and
-        batch."""
+        """`done` for records of one partition (ascending offsets, repeated where a batch holds
+        two copies of a record): one call per partition and batch."""
         state = self._partitions.get(partition)
         if state is None or state.generation != generation:
             return

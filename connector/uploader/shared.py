@@ -15,6 +15,7 @@ from connector.clock import Clock
 from connector.config import Settings
 from connector.kafka.clients import Consumer, Producer
 from connector.lifecycle import Heartbeat
+from connector.stop_budget import drain_seconds
 from connector.uploader.assignment import InputTopic
 from connector.uploader.lane import Lane, LaneParts
 from connector.uploader.loop import Completed, UploadLoop
@@ -134,6 +135,10 @@ class SharedLoop:
             completed=completed,
             clock=self._clock,
             heartbeats=[beat for _, beat in joined],
+            drain_seconds=drain_seconds(
+                self._pipelines[0].uploader.drain_timeout_seconds,
+                self._pipelines[0].runtime.shutdown_timeout_seconds,
+            ),
             previous_groups=self._previous_groups,
         )
         with self._changed:

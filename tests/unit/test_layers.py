@@ -38,6 +38,14 @@ LAYER_OF = {
     "connector.contract": "base",
     "connector.config": "base",
     "connector.settings_groups": "base",
+    "connector.settings_group": "base",
+    "connector.settings_api": "base",
+    "connector.settings_kafka": "base",
+    "connector.settings_topics": "base",
+    "connector.settings_uploader": "base",
+    "connector.settings_poller": "base",
+    "connector.settings_registry": "base",
+    "connector.settings_runtime": "base",
     "connector.settings_sources": "base",
     "connector.settings_loaded": "base",
     "connector.settings_validation": "base",
@@ -52,6 +60,7 @@ LAYER_OF = {
     "connector.availability": "base",
     "connector.lifecycle": "base",
     "connector.outstanding": "base",
+    "connector.stop_budget": "base",
     "connector": "base",  # the package itself: its __version__
 }
 """Module (or package) → its floor; the longest matching name decides."""

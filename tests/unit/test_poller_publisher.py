@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import orjson
 import pytest
@@ -196,6 +197,44 @@ def test_a_failed_delivery_on_kafka_fails_the_commit() -> None:
 
 def fault(code: int, **flags: bool) -> KafkaException:
     return KafkaException(KafkaError(code, "injected", **flags))
+
+
+def test_a_failure_other_than_kafkas_in_a_page_transaction_aborts_it() -> None:
+    """A bug while the page's records are produced (an encoder's, say) used to leave the
+    transaction open: read_committed consumers held back until the transaction timeout, and
+    the page's records committable by whatever came next on that producer."""
+    kafka = FakeKafka()
+    producer = FakeProducer(kafka, "tid")
+    pub = publisher(producer)
+    pub.init()
+    produce = producer.produce
+
+    def produce_failing_on_state(topic: str, **kwargs: Any) -> None:
+        if topic == "state":
+            raise ValueError("a bug")
+        produce(topic, **kwargs)
+
+    producer.produce = produce_failing_on_state  # type: ignore[method-assign]
+    with pytest.raises(ValueError, match="a bug"):
+        pub.commit_page(RESULTS, STATE)
+    assert producer.calls[-1] == "abort_transaction"
+    assert [r.status for r in kafka.records] == ["aborted"]
+
+
+def test_such_a_failure_is_raised_even_when_its_abort_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The failure ends the role (a bug is not retried); the transaction the abort could not
+    end is ended by the next holder of the transactional id."""
+    kafka = FakeKafka()
+    producer = FakeProducer(kafka, "tid")
+    pub = publisher(producer)
+    pub.init()
+    producer.faults["produce"] = [ValueError("a bug")]
+    producer.faults["abort_transaction"] = [fault(KafkaError._FATAL, fatal=True)]
+    with pytest.raises(ValueError, match="a bug"):
+        pub.commit_page(RESULTS, STATE)
+    assert any("could not be aborted" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize(

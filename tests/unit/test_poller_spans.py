@@ -202,3 +202,75 @@ def test_a_span_has_room_within_its_time_records_and_bytes(
     txn = OpenTransaction(main_scan(T0), cursor, {}, opened_at=5.0)
     txn.records, txn.value_bytes = records, value_bytes
     assert span.has_room(txn, 5.0 + seconds_later) is room
+
+
+def test_an_aborted_spans_pages_are_counted_once_when_they_commit() -> None:
+    """The page-size histogram counts what a listing brought and was committed: an aborted
+    span's pages are listed and committed again, and were counted twice."""
+    h = Harness(page_size=PAGE_SIZE, transaction_span_seconds=SPAN)
+    ids = backlog(h)
+
+    def abort_the_first_span(producer: FakeProducer) -> None:
+        original = producer.commit_transaction
+        commits = 0
+
+        def commit(timeout: float) -> None:
+            nonlocal commits
+            commits += 1
+            if commits == 2:  # the take-over's was the first
+                raise Abortable
+            original(timeout)
+
+        producer.commit_transaction = commit  # type: ignore[method-assign]
+
+    h.run_until(60, h.loop("A", configure=abort_the_first_span))
+    assert h.published() == ids
+    assert h.metric("toloka_connector_transactions_total", {"outcome": "aborted"}) == 1
+    counted = h.metric("toloka_connector_poll_page_items_sum")
+    assert counted == len(ids)
+
+
+class BugError(Exception):
+    """Not a PublishError: what a bug in a page's planning or records raises."""
+
+
+def test_a_failure_other_than_kafkas_inside_a_span_aborts_its_transaction() -> None:
+    """A failure between pages of one transaction that is not Kafka's (a bug) ends the role; its
+    transaction used to stay open (holding read_committed consumers back for the transaction
+    timeout, and committable by whatever came next on that producer)."""
+    h = Harness(page_size=PAGE_SIZE, transaction_span_seconds=SPAN)
+    backlog(h)
+    failed: list[int] = []
+
+    def fail_at_the_second_page(producer: FakeProducer) -> None:
+        original_produce = producer.produce
+        cursors_in_transaction = 0
+        original_begin = producer.begin_transaction
+
+        def begin() -> None:
+            nonlocal cursors_in_transaction
+            cursors_in_transaction = 0
+            original_begin()
+
+        def produce(topic: str, **kwargs: object) -> None:
+            nonlocal cursors_in_transaction
+            if topic == "out" and cursors_in_transaction == 1 and not failed:
+                with h.kafka.lock:
+                    failed.append(len([r for r in h.kafka.records if r.status == "open"]))
+                raise BugError("injected")
+            if topic == "state" and kwargs.get("key") == b"proj":
+                cursors_in_transaction += 1
+            original_produce(topic, **kwargs)  # type: ignore[arg-type]
+
+        producer.begin_transaction = begin  # type: ignore[method-assign]
+        producer.produce = produce  # type: ignore[method-assign]
+
+    with pytest.raises(BugError):
+        h.run_until(60, h.loop("A", configure=fail_at_the_second_page))
+    assert failed, "the failure came"
+    assert failed[0] > PAGE_SIZE, "a page was in the open transaction"
+    with h.kafka.lock:
+        still_open = [r for r in h.kafka.records if r.status == "open"]
+    assert still_open == [], "the transaction was left open"
+    assert h.published() == []
+    assert h.metric("toloka_connector_transactions_total", {"outcome": "aborted"}) == 1

@@ -87,3 +87,33 @@ def test_commands_without_both_groups_are_not_held_to_the_relation() -> None:
     load_settings(
         environ={**REQUIRED, "CONNECTOR_LIVENESS_TIMEOUT_SECONDS": "1"}, groups=(RuntimeSettings,)
     )
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        # no room for the final commit and the group leave (8 s with Kafka not answering)
+        ({"CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS": "8", "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "5"},
+         "CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS: 8 must be above 8"),
+        # fits the process, not its workers' shorter budgets (12 - 4 s)
+        ({"CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS": "12", "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "5",
+          "CONNECTOR_WORKERS": "2"},
+         "CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS: 12 leaves each worker process (CONNECTOR_WORKERS=2)"),
+    ],
+)  # fmt: skip
+def test_a_shutdown_budget_without_room_for_the_stop_after_the_drain_is_refused(
+    environ: dict[str, str], named: str
+) -> None:
+    [line] = problems(**environ)
+    assert line.startswith(named), line
+    assert "leaving the group 5s" in line, line
+
+
+def test_a_shutdown_budget_just_above_the_drain_timeout_stays_valid() -> None:
+    """The drain is shortened to fit instead (`stop_budget.drain_seconds`)."""
+    for environ in (
+        {"CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS": "31", "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "30"},
+        {"CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS": "14", "CONNECTOR_WORKERS": "2",
+         "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "13"},
+    ):  # fmt: skip
+        load_settings(environ={**REQUIRED, **environ})

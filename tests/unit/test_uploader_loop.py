@@ -23,10 +23,11 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import SecretStr
 
+from connector import stop_budget
 from connector.clock import SystemClock
 from connector.config import SchemaRegistrySettings, Settings, load_settings
 from connector.contract.dead_letters import INVALID_SCHEMA
-from connector.contract.upload_intents import decode_intent
+from connector.contract.upload_intents import UploadIntent, decode_intent, encode_intent
 from connector.devtools.registry.server import RegistrySimulator
 from connector.errors import (
     AuthenticationError,
@@ -44,6 +45,7 @@ from connector.kafka.clients import Headers
 from connector.lifecycle import Readiness, Role
 from connector.metrics import Metrics
 from connector.schema_registry.client import registry_client
+from connector.stop_budget import CLOSE_SECONDS, MIN_COMMIT_SECONDS, MIN_FLUSH_SECONDS
 from connector.toloka.client import BulkCreateResult
 from connector.toloka.models import App, AppProject, FieldSpec, ItemPage
 from connector.toloka.pacing import InFlightLimit
@@ -452,9 +454,10 @@ class RoutedPipelines:
 
     def __init__(
         self, offsets: int, *, unrouted: bool, previous_groups: PreviousGroups | None = None,
+        decode: ItemDecoder = decode_item, value: Callable[[str], bytes] = item,
         **overrides: str,
     ) -> None:  # fmt: skip
-        self.consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(offsets)]})
+        self.consumer = FakeConsumer({0: [value(f"0:{o}") for o in range(offsets)]})
         for message in self.consumer.log[0]:
             offset = message.offset()
             name = b"texts" if offset % 2 == 0 else b"captions"
@@ -490,6 +493,7 @@ class RoutedPipelines:
                 self.views.for_project(pipeline.project.app_project_id),
                 loop=loop,
                 index=index,
+                decode=decode,
             )
             for index, (pipeline, api) in enumerate(zip(pipelines, self.apis, strict=True))
         ]
@@ -924,6 +928,108 @@ def test_a_stop_ends_in_its_budget_when_the_coordinator_stops_answering(
         consumer.answer.set()
 
 
+@pytest.fixture
+def short_group_leave(monkeypatch: pytest.MonkeyPatch) -> float:
+    """Leaving the group takes 0.2 s at most (not 5): the stop after a drain takes 3.2 s."""
+    monkeypatch.setattr(bounded, "LEAVE_GROUP_SECONDS", 0.2)
+    after = MIN_FLUSH_SECONDS + MIN_COMMIT_SECONDS + 0.2 + CLOSE_SECONDS
+    monkeypatch.setattr(stop_budget, "AFTER_DRAIN_SECONDS", after)
+    return after
+
+
+def test_a_stop_fits_a_shutdown_budget_just_above_the_drain_timeout(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """Seen: settings accepted (the shutdown budget above the drain timeout) and yet `run`
+    exited 1, "did not finish draining in time": a drain that used its whole timeout (an upload
+    that never ends) was followed by a final commit and a group leave the coordinator did not
+    answer. The runner gives the role its budget from the stop on; the drain ends early enough
+    for the rest to fit."""
+    budget = 4.0
+    api = FakeApi()
+    api.hang_on = {"0:2"}
+    consumer = UnansweringConsumer({0: [item(f"0:{o}") for o in range(5)]})
+    run = Running(consumer, api, batch_max_items="1", drain_timeout_seconds="3.5",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    wait_for(lambda: len(api.created) == 4, "the other uploads")
+    consumer.silent = True
+    try:
+        run.stop.set()
+        run.thread.join(budget)  # what the runner does (`run_roles`)
+        assert not run.thread.is_alive(), "the stop overran the shutdown budget"
+    finally:
+        consumer.answer.set()
+
+
+def test_a_stop_during_a_revocations_drain_ends_that_drain_within_its_budget(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """A stop that comes while a revocation drains (an upload that never ends) does not wait
+    for that drain's own timeout and then drain again: both end by the stop's deadline."""
+    budget = 5.0
+    api = FakeApi()
+    api.hang_on = {"0:2"}
+    consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(5)]})
+    run = Running(consumer, api, batch_max_items="1", drain_timeout_seconds="4",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    wait_for(lambda: len(api.created) == 4, "the other uploads")
+    consumer.rebalance("revoke", [0])
+    wait_for(lambda: api.requests >= 5 and consumer.consume_calls > 0, "the revocation's drain")
+    wait_for(lambda: not consumer._rebalances, "the revocation begun")
+    run.stop.set()
+    run.thread.join(budget)
+    assert not run.thread.is_alive(), "the revocation's drain and the stop's overran the budget"
+    assert consumer.sync_commits[-1] == {0: 2}
+
+
+class SlowAssignmentReads(FakeConsumer):
+    """Committed offsets carrying a previous owner's upload intent, and a broker whose
+    partition ends each take `end_seconds` to read; the stop (`stop`, once `wired`) comes while
+    the committed offsets are read."""
+
+    def __init__(self, partitions: int, end_seconds: float) -> None:
+        super().__init__({partition: [] for partition in range(partitions)})
+        self.end_seconds = end_seconds
+        self.ends_read = 0
+        self.stop = threading.Event()
+        self.wired = threading.Event()
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        self.wired.wait(DEADLINE_SECONDS)
+        self.stop.set()
+        intent = encode_intent(UploadIntent(time.time() - 60))
+        return [TopicPartition(self.topic, tp.partition, 0, metadata=intent) for tp in partitions]
+
+    def get_watermark_offsets(
+        self, partition: TopicPartition, timeout: float, cached: bool
+    ) -> tuple[int, int]:
+        self.ends_read += 1
+        threading.Event().wait(self.end_seconds)  # stands for a broker slow to answer
+        return (0, 10)
+
+
+def test_a_stop_during_an_assignments_reads_leaves_the_partitions_and_fits_its_budget(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """An assignment read each partition's end (up to 10 s each with Kafka slow) although a
+    stop had come meanwhile: with a dozen partitions the stop overran its budget. The reads
+    stop with the stop, and the partitions are left to their next owner."""
+    budget = 4.0
+    consumer = SlowAssignmentReads(6, end_seconds=1.0)
+    run = Running(consumer, FakeApi(), drain_timeout_seconds="1", upload_reconcile="true",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    consumer.stop = run.stop
+    consumer.wired.set()
+    wait_for(run.stop.is_set, "the stop during the assignment's reads", guard=run.check_running)
+    run.thread.join(budget)
+    assert not run.thread.is_alive(), "the assignment's reads overran the stop's budget"
+    assert consumer.ends_read == 0
+    assert consumer.sync_commits == [], "nothing is committed for partitions left at once"
+
+
 def test_a_stop_uploads_every_record_already_read_and_commits_them(
     running: list[Running],
 ) -> None:
@@ -1343,6 +1449,36 @@ def test_a_revocation_while_records_wait_for_the_registry_hands_them_over_unjudg
     run.finish()
     assert run.api.created == {str(o): 1 for o in range(5)}
     assert run.producer.delivered == []
+
+
+def test_on_a_routed_topic_unrouted_records_go_ahead_of_waiting_ones_but_no_commit_passes_them(
+    routed: list[RoutedPipelines], registry: RegistrySimulator
+) -> None:
+    """A pipeline's records wait for the registry while a later record no pipeline takes is
+    dead-lettered at once and another pipeline's later record is uploaded: the dead-letter
+    topic holds the later record first, but the commit stops before the first waiting record,
+    so nothing is lost (a stop now writes that dead letter again after the restart)."""
+    avro = AvroInput(registry)
+    run = RoutedPipelines(4, unrouted=False, decode=avro.decode, value=avro.first)
+    routed.append(run)
+    wait_for(lambda: run.consumer.commits == {0: 4}, "the first records uploaded")
+    registry.unavailable = True
+    named: tuple[Headers, ...] = (
+        [("toloka-app-project-id", b"texts")],
+        [],
+        [("toloka-app-project-id", b"captions")],
+    )
+    values = avro.second("0:4"), avro.first("0:5"), avro.first("0:6")
+    run.consumer.log[0] += [
+        FakeMessage(0, 4 + n, value, headers=headers)
+        for n, (value, headers) in enumerate(zip(values, named, strict=True))
+    ]
+    wait_for(lambda: len(run.producer.delivered) == 1 and "0:6" in run.apis[1].created,
+             "the unrouted record dead-lettered, the captions record uploaded")  # fmt: skip
+    assert run.producer.delivered[0]["headers"]["source-offset"] == b"5"
+    assert "0:4" not in run.apis[0].created
+    run.finish()
+    assert run.consumer.sync_commits[-1] == {0: 4}, "the commit passed a waiting record"
 
 
 def test_credentials_the_registry_refuses_end_the_role_naming_the_setting(

@@ -179,3 +179,79 @@ def test_a_stale_generation_changes_nothing_in_runs_either() -> None:
     assert tracker.positions() == {}
     tracker.done_offsets(0, [0, 1], current)
     assert tracker.positions() == {0: 2}
+
+
+# --- records read twice (the consumer's position moved back) ----------------------------------
+
+
+def test_a_batch_holding_two_copies_of_a_record_marks_no_offset_between_done() -> None:
+    """On a shared topic another lane holds offset 11; this lane's batch holds 10 and two copies
+    of 12 (read again): [10, 12, 12] was taken for the run [10, 13), marking 11 done, and the
+    commit passed a record still in flight."""
+    tracker, generation = tracker_with(0, [10, 11, 12])
+    tracker.done_offsets(0, [10, 12, 12], generation)
+    assert tracker.positions() == {0: 11}
+    tracker.done_offsets(0, [11], generation)
+    assert tracker.positions() == {0: 13}
+
+
+def test_offsets_read_again_in_one_call_are_tracked_once() -> None:
+    tracker = OffsetTracker()
+    tracker.assign([0])
+    generation = tracker.consumed_offsets(0, [10, 12, 12])
+    assert generation is not None
+    tracker.done(0, 10, generation)
+    tracker.done(0, 12, generation)
+    assert tracker.positions() == {0: 13}  # 11 was never read: nothing waits for it
+
+
+def test_records_read_again_behind_later_ones_neither_stall_nor_move_the_position_back() -> None:
+    """The position went back (a commit behind one made before) or stalled for good: the copies
+    read again made `waiting` descend, and a run behind the head was never passed."""
+    tracker, generation = tracker_with(0, [5, 6, 7])
+    tracker.consumed_offsets(0, [3, 4, 5])  # read again (3, 4: committed before this assignment)
+    tracker.done_offsets(0, [3, 4, 5], generation)  # the second copies first
+    assert tracker.positions() == {0: 6}
+    tracker.done_offsets(0, [5, 6, 7], generation)
+    assert tracker.positions() == {0: 8}
+    tracker.consumed_offsets(0, [8, 9])
+    tracker.done_offsets(0, [8, 9], generation)
+    assert tracker.positions() == {0: 10}
+
+
+@given(st.data())
+def test_records_read_again_never_let_the_commit_pass_a_record_not_done(
+    data: st.DataObject,
+) -> None:
+    """Reading moves back now and then (copies of records read before), batches hold any copies
+    and finish in any order: the position never passes an offset none of whose copies is done,
+    never moves back, and reaches the end once every record is done."""
+    offsets = sorted(set(data.draw(st.lists(st.integers(0, 40), min_size=1, max_size=30))))
+    tracker = OffsetTracker()
+    tracker.assign([0])
+    done: set[int] = set()
+    pending: list[int] = []  # copies read, not done (an offset may appear twice)
+    generation = None
+    read = 0
+    last_position = 0
+    while read < len(offsets) or pending:
+        choice = data.draw(st.integers(0, 2))
+        if read < len(offsets) and (not pending or choice == 0):
+            back = data.draw(st.integers(0, min(read, 4)))  # the position moved back
+            size = data.draw(st.integers(1, len(offsets) - read + back))
+            chunk = offsets[read - back : read - back + size]
+            read = max(read, read - back + size)
+            generation = tracker.consumed_offsets(0, chunk)
+            pending += chunk
+        else:
+            picked = data.draw(st.lists(st.integers(0, len(pending) - 1), min_size=1, unique=True))
+            group = sorted(pending[i] for i in picked)
+            assert generation is not None
+            tracker.done_offsets(0, group, generation)
+            done.update(group)
+            pending = [offset for i, offset in enumerate(pending) if i not in picked]
+        position = tracker.positions().get(0, 0)
+        assert all(offset in done for offset in offsets if offset < position), position
+        assert position >= last_position
+        last_position = position
+    assert tracker.positions() == {0: offsets[-1] + 1}

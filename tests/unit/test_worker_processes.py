@@ -481,9 +481,10 @@ def test_a_worker_gets_less_shutdown_time_than_its_parent_and_drains_within_it()
     worker = workers.worker_settings(parent, 2)
     assert worker.runtime.shutdown_timeout_seconds == 40  # the margin: 5 s
     assert worker.uploader.drain_timeout_seconds == pytest.approx(30 * 40 / 45)
-    short = load_settings(environ={**REQUIRED, "CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS": "6",
-                                   "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "3"})  # fmt: skip
-    assert workers.worker_settings(short, 2).runtime.shutdown_timeout_seconds == 4  # a third
+    short = load_settings(environ={**REQUIRED, "CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS": "13.5",
+                                   "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "3",
+                                   "CONNECTOR_WORKERS": "2"})  # fmt: skip
+    assert workers.worker_settings(short, 2).runtime.shutdown_timeout_seconds == 9  # a third
     assert workers.worker_settings(short, 2).uploader.drain_timeout_seconds == 2
     assert parent.runtime.shutdown_timeout_seconds == 45  # the parent keeps its own
 
