@@ -36,6 +36,7 @@ demo: $(RUNTIME_STAMP)
 # Two workers (pytest-xdist, each with its own broker): most of the suite waits on brokers,
 # processes and timeouts rather than on a core. PYTEST_WORKERS=0 runs it in one process.
 # Work stealing: with the default split one worker idled for about 5 of 13 minutes at the end.
+# The tests marked slow run first (tests/conftest.py), so the run ends on short ones.
 PYTEST_WORKERS ?= 2
 
 test: $(STAMP) $(TOLOKAKIT)/.installed lint typecheck

@@ -413,6 +413,7 @@ def assigned_partitions(connector: ConnectorProcess) -> int:
     return sum(int(n) for n in re.findall(r"(\d+) input partitions assigned", message))
 
 
+@pytest.mark.slow
 def test_a_killed_process_loses_and_repeats_nothing_and_two_processes_share_the_partitions(
     deployment: SharedTopicDeployment, kafka_broker: ControllableBroker
 ) -> None:
