@@ -36,9 +36,13 @@ demo: $(RUNTIME_STAMP)
 # Two workers (pytest-xdist, each with its own broker): most of the suite waits on brokers,
 # processes and timeouts rather than on a core. PYTEST_WORKERS=0 runs it in one process.
 # Work stealing: with the default split one worker idled for about 5 of 13 minutes at the end.
+# The tests marked slow run first (tests/conftest.py), so the run ends on short ones.
 PYTEST_WORKERS ?= 2
 
+# The editable install is not byte-compiled, and where PYTHONDONTWRITEBYTECODE is set nothing is
+# written at import: each connector process the tests start (hundreds) compiled ~90 modules.
 test: $(STAMP) $(TOLOKAKIT)/.installed lint typecheck
+	$(BIN)/python -m compileall -q connector testkit
 	PROMTOOL="$${PROMTOOL:-$$(scripts/get-promtool.sh 2>/dev/null)}" $(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist worksteal
 
 CODE := connector testkit tests benchmarks reliability

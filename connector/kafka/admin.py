@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from confluent_kafka.cimpl import NewTopic
 from connector.errors import KafkaOperationError
 from connector.kafka.refusals import RefusalWatch
 from connector.kafka.steps import within
+from connector.kafka.transactions import MOCK_CLUSTER_ID_PREFIX
 from connector.logs import kafka_logger
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,24 @@ def _admin(config: str | Mapping[str, str], refusals: RefusalWatch | None = None
     # librdkafka's log lines go through logging, not straight to stderr.
     settings["logger"] = kafka_logger()
     return AdminClient(settings if refusals is None else refusals.config(settings))
+
+
+def _mock_lacks(admin: AdminClient, request: str, timeout: float) -> str | None:
+    """Why `request` would go unanswered, when `admin` talks to librdkafka's mock cluster (known
+    by its cluster id): it implements neither CreateTopics nor DescribeConfigs, and asking would
+    only wait out the timeout. None on other clusters, and when the metadata is not known within
+    `timeout` (the request then says what holds)."""
+    try:
+        cluster_id = admin.list_topics(timeout=timeout).cluster_id
+    except KafkaException:
+        return None
+    return _lacks(cluster_id, request)
+
+
+def _lacks(cluster_id: str | None, request: str) -> str | None:
+    if cluster_id and cluster_id.startswith(MOCK_CLUSTER_ID_PREFIX):
+        return f"the librdkafka mock cluster does not implement {request}"
+    return None
 
 
 def existing_topics(
@@ -155,7 +175,15 @@ def create_topics_tolerating_existing(
         for spec in specs
     ]
     admin = _admin(config)  # must outlive the futures: destroying it fails them
-    futures = admin.create_topics(new_topics, operation_timeout=timeout, request_timeout=timeout)
+    started = time.monotonic()
+    lacking = _mock_lacks(admin, "CreateTopics", timeout)
+    if lacking is not None:
+        names = ", ".join(spec.name for spec in specs)
+        raise KafkaOperationError(
+            f"cannot create topics {names}: {lacking} (create them through its mock API)"
+        )
+    left = max(timeout - (time.monotonic() - started), 0.001)
+    futures = admin.create_topics(new_topics, operation_timeout=left, request_timeout=left)
     created: list[str] = []
     failures: list[str] = []
     for name, future in futures.items():
@@ -204,11 +232,16 @@ def broker_config_value(
     cannot be read (no permission, a broker without DescribeConfigs: a DEBUG line)."""
     admin = _admin(config)  # must outlive the futures: destroying it fails them
     try:
-        brokers = admin.list_topics(timeout=timeout).brokers
+        metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         logger.debug("cannot list the brokers: %s", exc)
         return None
+    brokers = metadata.brokers
     if not brokers:
+        return None
+    lacking = _lacks(metadata.cluster_id, "DescribeConfigs")
+    if lacking is not None:
+        logger.debug("cannot read broker config %s: %s", name, lacking)
         return None
     resource = ConfigResource(ResourceType.BROKER, str(min(brokers)))
     future = admin.describe_configs([resource], request_timeout=timeout)[resource]
@@ -226,10 +259,15 @@ def _described(
     """DescribeConfigs of `topics`, waiting at most `timeout`: per topic its config entries,
     or why there are none (the broker's error, or no answer in time)."""
     admin = _admin(config)  # must outlive the futures: destroying it fails them
+    started = time.monotonic()
+    lacking = _mock_lacks(admin, "DescribeConfigs", timeout)
+    if lacking is not None:
+        return dict.fromkeys(topics, lacking)
+    left = max(timeout - (time.monotonic() - started), 0.001)
     futures = admin.describe_configs(
-        [ConfigResource(ResourceType.TOPIC, topic) for topic in topics], request_timeout=timeout
+        [ConfigResource(ResourceType.TOPIC, topic) for topic in topics], request_timeout=left
     )
-    concurrent.futures.wait(futures.values(), timeout)
+    concurrent.futures.wait(futures.values(), left)
     answers: dict[str, Mapping[str, ConfigEntry] | str] = {}
     for resource, future in futures.items():
         if not future.done():

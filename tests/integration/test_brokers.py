@@ -267,6 +267,7 @@ def _produce_requests(stats: list[dict[str, Any]]) -> int:
     return sum(broker["req"].get("Produce", 0) for broker in stats[-1]["brokers"].values())
 
 
+@pytest.mark.slow
 def test_paused_broker_stops_answering_and_restart_keeps_data(
     kafka_broker: ControllableBroker, new_topic: NewTopic, read_topic: ReadTopic
 ) -> None:

@@ -413,6 +413,7 @@ def assigned_partitions(connector: ConnectorProcess) -> int:
     return sum(int(n) for n in re.findall(r"(\d+) input partitions assigned", message))
 
 
+@pytest.mark.slow
 def test_a_killed_process_loses_and_repeats_nothing_and_two_processes_share_the_partitions(
     deployment: SharedTopicDeployment, kafka_broker: ControllableBroker
 ) -> None:
@@ -422,7 +423,10 @@ def test_a_killed_process_loses_and_repeats_nothing_and_two_processes_share_the_
     require(kafka_broker, "evicts_killed_members")
     count = 300
     deployment.produce(count)
-    first = deployment.start("first", CONNECTOR_COMMIT_INTERVAL_MS="3600000")
+    # The killed member must leave the group soon: with the default 45 s session the two new
+    # members wait that long for the group to rebalance without it.
+    evicted_soon = {"KAFKA_SESSION_TIMEOUT_MS": "6000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500"}
+    first = deployment.start("first", CONNECTOR_COMMIT_INTERVAL_MS="3600000", **evicted_soon)
     wait_for(lambda: deployment.sim.stats()["items_created"] >= 150, "uploads under way",
              guard=first.check_alive)  # fmt: skip
     first.kill()
@@ -433,7 +437,7 @@ def test_a_killed_process_loses_and_repeats_nothing_and_two_processes_share_the_
         for offset in committed(deployment.bootstrap, deployment.group, topic, len(ends)).values()
     )
     assert created_at_kill > committed_at_kill, "nothing uncommitted at the kill: proves nothing"
-    second, third = deployment.start("second"), deployment.start("third")
+    second, third = (deployment.start(name, **evicted_soon) for name in ("second", "third"))
     try:
         for connector in (second, third):
             owned = partial(assigned_partitions, connector)  # a count: 0 is falsy

@@ -302,6 +302,7 @@ def cursor_records(setup: PollerSetup) -> list[tuple[Cursor, int]]:
     ]
 
 
+@pytest.mark.slow
 def test_a_backlog_keeps_the_state_bounded_and_the_look_back_scans_on_time(
     setup: PollerSetup,
 ) -> None:

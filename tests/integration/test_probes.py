@@ -118,6 +118,7 @@ def test_run_with_kafka_unreachable_is_not_ready_says_why_once_and_stays_alive(
     assert run.exit_code() == 0
 
 
+@pytest.mark.slow
 def test_a_kafka_outage_is_one_line_when_it_begins_and_one_when_it_ends(
     kafka_broker: ControllableBroker,
     simulator: SimulatorHandle,

@@ -250,6 +250,7 @@ def dead_letter_reasons(letters: list[Message], source_topic: str) -> list[tuple
     return reasons
 
 
+@pytest.mark.slow
 def test_bad_records_are_dead_lettered_and_good_ones_created_once_despite_api_faults(
     pipeline: Pipeline, in_process: Callable[[dict[str, str]], InProcess], read_topic: ReadTopic
 ) -> None:

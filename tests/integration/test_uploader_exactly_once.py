@@ -166,6 +166,7 @@ def test_a_crash_after_the_items_were_created_and_before_the_commit_creates_noth
     assert set(created.values()) == {1}, "an item was created twice"
 
 
+@pytest.mark.slow
 def test_a_rebalance_that_abandons_an_upload_in_flight_hands_it_over_without_duplicates(
     pipeline: Pipeline, in_process: Callable[[dict[str, str]], InProcess]
 ) -> None:

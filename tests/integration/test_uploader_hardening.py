@@ -85,8 +85,11 @@ def test_an_answer_listing_no_created_items_never_lets_offsets_pass_them(
     pipeline.simulator.set_knobs(fault_scope="write", oversized_page_bytes=256 * 1024, **fault)
     count = 400
     pipeline.produce(count)
+    # Below the fault's 256 KiB pages and above a listing of every item of the test (about
+    # 140 KB): at 64 KiB the reconciliations of the lost answers, listing once the fault ended,
+    # failed on the items' own listing until their 60 s timeout.
     uploader = in_process(pipeline.environ(batch_max_items="50",
-                                           api_max_response_bytes="65536"))  # fmt: skip
+                                           api_max_response_bytes="200000"))  # fmt: skip
     wait_for(lambda: faulted_requests(pipeline, status) >= 3, "bulk requests answered by the fault")
     wait_for(lambda: not uploader.role.readiness().ready, "the uploader reporting the failure",
              timeout=20)  # fmt: skip
