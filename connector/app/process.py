@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from connector.app.collector import tune_for_throughput
 from connector.app.roles import build_roles
 from connector.app.runner import run_roles
 from connector.app.worker_metrics import run_registry
@@ -40,8 +41,10 @@ def run_connector(
     workers = worker_processes(settings, roles)
     exposed = run_registry(metrics.registry, lambda: collect_metrics(workers)) if workers else None
     try:
+        built = build_roles(roles, settings, metrics, kafka)
+        tune_for_throughput()
         run_roles(
-            [*build_roles(roles, settings, metrics, kafka), *workers],
+            [*built, *workers],
             metrics,
             metrics_host=settings.runtime.metrics_host,
             metrics_port=settings.runtime.metrics_port,

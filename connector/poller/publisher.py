@@ -124,22 +124,41 @@ class SizeRefusal:
 
 
 class _DeliveryReports:
-    """What the delivery reports of one transaction's records said."""
+    """What the delivery reports of one transaction's records said. One callback serves every
+    record of the transaction (a closure made per record cost more than producing it); the
+    record a refusal names is found again by its topic, key and headers (the item id header
+    tells a page's results apart) only when there is one."""
 
-    def __init__(self) -> None:
+    def __init__(self, state_topic: str) -> None:
         self.refused: list[SizeRefusal] = []
         self.failures: list[KafkaError] = []
+        self._state_topic = state_topic
+        self._sent: list[tuple[str, Sequence[OutputRecord]]] = []
 
-    def callback(self, topic: str, record: OutputRecord | None) -> DeliveryCallback:
-        def on_delivery(error: KafkaError | None, _message: Any) -> None:
-            if error is None:
-                return
-            if record is not None and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                self.refused.append(SizeRefusal(topic, record, by_broker=True))
-            else:
-                self.failures.append(error)
+    def sending(self, topic: str, records: Sequence[OutputRecord]) -> None:
+        """`records` are produced to `topic` in this transaction."""
+        self._sent.append((topic, records))
 
-        return on_delivery
+    def on_delivery(self, error: KafkaError | None, message: Any) -> None:
+        if error is None:
+            return
+        topic = message.topic()
+        if error.code() == KafkaError.MSG_SIZE_TOO_LARGE and topic != self._state_topic:
+            self.refused.append(SizeRefusal(topic, self._record_of(message), by_broker=True))
+        else:
+            self.failures.append(error)
+
+    def _record_of(self, message: Any) -> OutputRecord:
+        """The record as it was handed to the producer (with its JSON value where an encoder
+        wrote another), or, for one not handed over as such (a result written as a dead letter
+        by the encoder), the record as it was sent."""
+        topic, key, headers = message.topic(), message.key(), message.headers() or []
+        for sent_to, records in self._sent:
+            if sent_to == topic:
+                for record in records:
+                    if record.key == key and record.headers == headers:
+                        return record
+        return OutputRecord(key or b"", message.value() or b"", headers)
 
     def reason(self, unflushed: int) -> str:
         if self.failures:
@@ -175,7 +194,7 @@ class TransactionalPublisher:
         self._clock = clock
         self.flushes_before_cursor = True
         """Flush a page's results before its cursor is produced (`init` decides: see above)."""
-        self._reports = _DeliveryReports()
+        self._reports = _DeliveryReports(state_topic)
         """The delivery reports of the open transaction's records."""
 
     def init(self) -> None:
@@ -230,7 +249,7 @@ class TransactionalPublisher:
     def begin(self) -> None:
         """Open a transaction. A PublishError when it did not open (never an abortable one:
         begin has none, a transaction state other than expected means the producer is lost)."""
-        self._reports = _DeliveryReports()
+        self._reports = _DeliveryReports(self._state_topic)
         try:
             self._producer.begin_transaction()
         except PRODUCER_ERRORS as exc:
@@ -252,9 +271,10 @@ class TransactionalPublisher:
         reports = self._reports
         step = "produce results"
         try:
+            on_delivery = reports.on_delivery
             for topic, records in ((self._output_topic, results), (self._dlq_topic, dead_letters)):
+                reports.sending(topic, records)
                 for record in records:
-                    on_delivery = reports.callback(topic, record)
                     if not self._produce(
                         topic, record.key, record.value, on_delivery, record.headers
                     ):
@@ -272,7 +292,7 @@ class TransactionalPublisher:
                     self._state_topic,
                     key.encode(),
                     value,
-                    reports.callback(self._state_topic, None),
+                    reports.on_delivery,
                     partition=STATE_PARTITION,
                 ):
                     # Committing without it would lose the cursor's move (every result of the

@@ -161,6 +161,25 @@ class FakeRecord:
     flushed: bool = False
 
 
+@dataclass(frozen=True)
+class FakeMessage:
+    """A delivery report's message, as confluent-kafka hands it to the callback."""
+
+    record: FakeRecord
+
+    def topic(self) -> str:
+        return self.record.topic
+
+    def key(self) -> bytes | None:
+        return self.record.key
+
+    def value(self) -> bytes | None:
+        return self.record.value
+
+    def headers(self) -> list[Header] | None:
+        return self.record.headers
+
+
 class Crash(BaseException):
     """Raised by a fake at a chosen call: everything in flight stays as it is."""
 
@@ -204,7 +223,8 @@ class FakeProducer:
         self.faults: dict[str, list[BaseException]] = {}
         self.calls: list[str] = []
         self.pending: list[tuple[FakeRecord, DeliveryCallback | None]] = []
-        self.delivery_errors: list[KafkaError] = []
+        self.delivery_errors: list[KafkaError | None] = []
+        """The delivery reports of the records produced next, in order (None: delivered)."""
         self.max_bytes: int | None = None
         """Larger values are refused by `produce`, as librdkafka refuses them locally."""
 
@@ -263,17 +283,18 @@ class FakeProducer:
             error = self.delivery_errors.pop(0) if self.delivery_errors else None
             record.flushed = error is None
             if callback is not None:
-                callback(error, None)
+                callback(error, FakeMessage(record))
         self.pending.clear()
         return 0
 
     def commit_transaction(self, timeout: float) -> None:
         self._call("commit_transaction")
-        if self.pending and self.delivery_errors:
+        failed = [error for error in self.delivery_errors[: len(self.pending)] if error]
+        if failed:
             # As librdkafka: a record that failed for good leaves the transaction abortable,
             # and the commit may say so before any delivery report is served (the abort serves
             # them).
-            code = self.delivery_errors[0].code()
+            code = failed[0].code()
             raise KafkaException(KafkaError(code, "delivery failed", txn_requires_abort=True))
         self.flush(timeout)
         self._end("committed")
@@ -281,10 +302,10 @@ class FakeProducer:
     def abort_transaction(self, timeout: float) -> None:
         self._call("abort_transaction")
         # The abort purges what is queued and serves every delivery report first.
-        for _record, callback in self.pending:
+        for record, callback in self.pending:
             error = self.delivery_errors.pop(0) if self.delivery_errors else None
             if callback is not None:
-                callback(error or KafkaError(KafkaError._PURGE_QUEUE), None)
+                callback(error or KafkaError(KafkaError._PURGE_QUEUE), FakeMessage(record))
         self.pending.clear()
         self._end("aborted")
 

@@ -86,6 +86,19 @@ def test_datetimes_in_any_form_pydantic_accepts_become_aware_utc(value: Any) -> 
     assert item.finished_at == datetime(2021, 10, 3, 11, 24, 46, tzinfo=UTC)
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2021-10-03T11:24:46.818213", datetime(2021, 10, 3, 11, 24, 46, 818213, tzinfo=UTC)),
+        ("2021-10-03", datetime(2021, 10, 3, tzinfo=UTC)),  # an offset appended is dropped
+        ("2021-10-03T11", datetime(2021, 10, 3, 11, tzinfo=UTC)),
+    ],
+)
+def test_a_datetime_without_offset_is_utc(value: str, expected: datetime) -> None:
+    # (A naive datetime never equals an aware one.)
+    assert Item.from_api({"id": "a", "finished_at": value}).finished_at == expected
+
+
 def test_absent_optional_fields_take_their_defaults() -> None:
     item = Item.from_api({"id": "a"})
     assert (item.status, item.input_data, item.output_data, item.finished_at) == (

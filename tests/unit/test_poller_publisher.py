@@ -17,6 +17,8 @@ from connector.errors import (
     RecordsTooLargeError,
     StateTooLargeError,
 )
+from connector.metrics import Metrics
+from connector.poller.encoded_output import EncodingProducer
 from connector.poller.publisher import (
     OutputRecord,
     TransactionalPublisher,
@@ -161,6 +163,51 @@ def test_a_result_the_broker_refuses_as_too_large_is_named_and_nothing_commits(
     assert kafka.visible("state") == []
     assert kafka.visible("out") == []
     assert producer.calls[-1] == "abort_transaction"
+
+
+@pytest.mark.parametrize("transactional", [True, False], ids=["kafka", "mock"])
+def test_a_refusal_names_the_very_record_among_a_pages_results(transactional: bool) -> None:
+    """One delivery callback serves the whole transaction: the refused record is found again
+    by its key and headers (two results may share a key: the item id header tells them apart),
+    and a wrapper that rewrote its value on the way out (an output format) still gets the
+    record it was handed."""
+    results = [
+        OutputRecord(b"same-key", b'{"n":1}', [("toloka-item-id", b"a")]),
+        OutputRecord(b"same-key", b'{"n":2}', [("toloka-item-id", b"b")]),
+        OutputRecord(b"other", b'{"n":3}', [("toloka-item-id", b"c")]),
+    ]
+    kafka = FakeKafka(transactional=transactional)
+    producer = FakeProducer(kafka, "tid")
+    producer.delivery_errors += [None, KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None]
+    pub = TransactionalPublisher(
+        EncodingProducer(
+            producer, lambda item: b"encoded", output_topic="out", dlq_topic="dlq",
+            dlq_limit=lambda: 1_000_000, metrics=Metrics(),
+        ),
+        output_topic="out", state_topic="state", timeout_seconds=5, clock=SystemClock(),
+    )  # fmt: skip
+    pub.init()
+    with pytest.raises(RecordsTooLargeError) as raised:
+        pub.commit_page(results, STATE)
+    (refusal,) = raised.value.refused
+    assert (refusal.topic, refusal.by_broker) == ("out", True)
+    assert refusal.record is results[1]
+
+
+@pytest.mark.parametrize("transactional", [True, False], ids=["kafka", "mock"])
+def test_a_state_record_the_broker_refuses_fails_the_page_without_naming_a_result(
+    transactional: bool,
+) -> None:
+    """A refused state record is no result to dead-letter: the page fails as any delivery."""
+    kafka = FakeKafka(transactional=transactional)
+    producer = FakeProducer(kafka, "tid")
+    producer.delivery_errors += [None] * len(RESULTS) + [KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)]
+    pub = publisher(producer)
+    pub.init()
+    with pytest.raises(PageAbortedError) as raised:
+        pub.commit_page(RESULTS, STATE)
+    assert not isinstance(raised.value, RecordsTooLargeError)
+    assert kafka.visible("state") == []
 
 
 @pytest.mark.parametrize("transactional", [True, False], ids=["kafka", "mock"])
