@@ -1107,6 +1107,10 @@ def test_client_settings_the_commit_rule_depends_on_are_set_and_defaults_yield()
                "KAFKA_QUEUED_MAX_MESSAGES_KBYTES": "2048"}  # fmt: skip
     configured = load_settings(environ=environ)
     consumer = consumer_config(configured, lambda _stats: None)
+    # librdkafka's 1 s would starve the loop after its prefetch queue filled up.
+    assert consumer["fetch.queue.backoff.ms"] == 20
+    slower = load_settings(environ={**environ, "KAFKA_FETCH_QUEUE_BACKOFF_MS": "1000"})
+    assert consumer_config(slower, lambda _stats: None)["fetch.queue.backoff.ms"] == "1000"
     assert consumer["enable.auto.commit"] is False
     assert consumer["enable.auto.offset.store"] is False
     assert consumer["partition.assignment.strategy"] == "cooperative-sticky"
