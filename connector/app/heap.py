@@ -10,7 +10,7 @@ A threshold of `YOUNG_THRESHOLD` lets most records die before a collection sees 
 `gc.freeze()` after start-up keeps the start-up heap out of every later collection. Cyclic
 garbage is still collected, only in larger steps (a few MiB of young objects at most).
 Measured in benchmarks/analysis.md (2026-12-01): the uploader's CPU per item fell by about a
-fifth in scenario 1.
+quarter in scenario 1 (median 3.75 → 2.67 µs).
 """
 
 from __future__ import annotations
