@@ -8,5 +8,6 @@ turn argv into a call here; the demo and the benchmarks call it too.
 - `readiness`: that check, around a role;
 - `runner`: roles in threads, the health server, signals and the drain;
 - `process`: one connector process, from settings to a clean stop;
+- `heap`: the garbage collector's settings of a command's process;
 - `checks`: what `check` verifies, line by line.
 """

@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import threading
 
-from connector.app.collector import tune_for_throughput
 from connector.app.roles import build_roles
 from connector.app.runner import run_roles
 from connector.app.worker_metrics import run_registry
@@ -42,7 +41,6 @@ def run_connector(
     exposed = run_registry(metrics.registry, lambda: collect_metrics(workers)) if workers else None
     try:
         built = build_roles(roles, settings, metrics, kafka)
-        tune_for_throughput()
         run_roles(
             [*built, *workers],
             metrics,

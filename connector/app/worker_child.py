@@ -24,6 +24,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from connector.app.heap import settle_heap
 from connector.app.roles import build_roles
 from connector.app.runner import install_signal_handlers, run_roles
 from connector.config import Settings
@@ -137,6 +138,7 @@ def serve_worker(settings: Settings, number: int, conn: Connection) -> None:
     runtime = settings.runtime
     configure_logging(runtime.log_format, runtime.log_level)
     _name_log_lines(number)
+    settle_heap()
     stop = threading.Event()
     install_signal_handlers()  # `run_roles` keeps them, and acts on one that came before
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # one sent meanwhile: now

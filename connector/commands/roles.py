@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from connector.app.heap import settle_heap
 from connector.app.process import run_connector
 from connector.app.roles import ROLE_SETTINGS
 from connector.commands.catalog import summary
@@ -29,6 +30,7 @@ def _runner_for(roles: tuple[str, ...]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         settings = settings_from_args(args)
         configure_logging(settings.runtime.log_format, settings.runtime.log_level)
+        settle_heap()  # the process is this command's: its records need few collections
         run_connector(roles, settings)
         return 0
 

@@ -133,6 +133,11 @@ class Batcher:
         """The closed batches waiting for an upload slot, oldest first."""
         return list(self._ready)
 
+    def unsent_partitions(self) -> set[int]:
+        """The partitions of the records batched and not sent yet (the open batch's too)."""
+        return {record.partition for batch in (self._open, *self._ready)
+                for record in batch.records}  # fmt: skip
+
     @property
     def ready_count(self) -> int:
         return len(self._ready)

@@ -11,7 +11,7 @@ With a `Reconciler` (exactly-once uploads, docs/exactly-once.md) in any lane of 
 commit of that topic carries the upload intent of its partition (`IntentLog`, per topic; a
 topic whose pipelines do not reconcile commits plainly), and the first request of an assignment
 that holds a record of a partition waits until that partition's intent is committed
-(`may_send`).
+(`may_send`, together with those of the other partitions whose records wait in a batch).
 """
 
 from __future__ import annotations
@@ -139,6 +139,11 @@ class Committer:
             return True
         missing = intents.unrecorded(batch.partitions())
         if missing:
+            # With the other partitions whose records wait in a batch: one commit, not one for
+            # each of the next batches that first holds a record of one of them.
+            missing |= intents.unrecorded(
+                {p for other in topic.lanes for p in other.batcher.unsent_partitions()}
+            )
             offsets = [
                 TopicPartition(topic.name, p, offset,
                                metadata=intents.metadata(p, offset, final=False))

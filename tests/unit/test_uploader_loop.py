@@ -781,6 +781,21 @@ def test_upload_intents_are_committed_only_on_the_topics_of_pipelines_that_recon
     assert run.images.metadata == {0: ""}
 
 
+def test_one_commit_records_the_intents_of_every_partition_read_before_the_first_request(
+    running: list[Running],
+) -> None:
+    """The first batch holds one partition's records; the intents of the others read with it are
+    committed with its own, so the batches after it need no synchronous commit of their own."""
+    partitions = {p: [item(f"{p}:{o}") for o in range(5)] for p in range(4)}
+    run = Running(FakeConsumer(partitions), upload_reconcile="true", batch_max_items="5")
+    running.append(run)
+    wait_for(lambda: len(run.api.created) == 20, "every record uploaded", guard=run.check_running)
+    intent_commits = list(run.consumer.sync_commits)
+    run.finish()
+    assert intent_commits == [{0: 0, 1: 0, 2: 0, 3: 0}]
+    assert all(decode_intent(run.consumer.metadata[p]) is not None for p in partitions)
+
+
 def test_a_failed_upload_names_the_pipeline_and_topic_of_its_lane(
     two_topics: list[TwoTopics],
 ) -> None:
@@ -1198,6 +1213,10 @@ def test_client_settings_the_commit_rule_depends_on_are_set_and_defaults_yield()
                "KAFKA_QUEUED_MAX_MESSAGES_KBYTES": "2048"}  # fmt: skip
     configured = load_settings(environ=environ)
     consumer = consumer_config(configured, lambda _stats: None)
+    # librdkafka's 1 s would starve the loop after its prefetch queue filled up.
+    assert consumer["fetch.queue.backoff.ms"] == 20
+    slower = load_settings(environ={**environ, "KAFKA_FETCH_QUEUE_BACKOFF_MS": "1000"})
+    assert consumer_config(slower, lambda _stats: None)["fetch.queue.backoff.ms"] == "1000"
     assert consumer["enable.auto.commit"] is False
     assert consumer["enable.auto.offset.store"] is False
     assert consumer["partition.assignment.strategy"] == "cooperative-sticky"
