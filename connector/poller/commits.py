@@ -166,9 +166,8 @@ class Commits:
         it, and the transaction aborted (`TransactionalPublisher.abort_after`); the caller
         raises `failure`. A kill (a BaseException, not an Exception) aborts nothing."""
         self.abandon(lead, txn)
-        if isinstance(failure, Exception):
+        if isinstance(failure, Exception) and lead.publisher.abort_after(failure):
             self._metrics.transactions.labels("aborted").inc()
-            lead.publisher.abort_after(failure)
 
     def abandon(self, lead: Leadership, txn: OpenTransaction) -> None:
         """The open transaction will not commit: the state and the scan as before it."""

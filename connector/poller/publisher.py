@@ -195,6 +195,8 @@ class TransactionalPublisher:
         self.flushes_before_cursor = True
         """Flush a page's results before its cursor is produced (`init` decides: see above)."""
         self._reports = _DeliveryReports(state_topic)
+        self._open = False
+        """A transaction was begun and neither committed nor aborted since."""
         """The delivery reports of the open transaction's records."""
 
     def init(self) -> None:
@@ -232,19 +234,24 @@ class TransactionalPublisher:
             self.abort_after(failure)
             raise
 
-    def abort_after(self, failure: Exception) -> None:
+    def abort_after(self, failure: Exception) -> bool:
         """Abort the open transaction that `failure` (not Kafka's: a bug) left unfinishable, so
         that nothing of it commits later and read_committed consumers are not held back by it
         until the transaction timeout; the caller raises `failure`, which ends the role. An
         abort that fails is logged: the transaction then ends when the next holder of the
-        transactional id (this poller restarted, or a standby) fences it."""
+        transactional id (this poller restarted, or a standby) fences it. False when no
+        transaction was open: the failure came after an abort (`StateTooLargeError` is raised
+        once its transaction is aborted), and a second abort would only be refused."""
+        if not self._open:
+            return False
         try:
             self._abort(PageAbortedError(f"the transaction cannot go on: {failure!r}"))
         except PageAbortedError:
-            return
+            return True
         except PublishError as abort_failed:
             log.warning("the transaction could not be aborted (%s): the next holder of the "
                         "transactional id ends it", abort_failed)  # fmt: skip
+        return True
 
     def begin(self) -> None:
         """Open a transaction. A PublishError when it did not open (never an abortable one:
@@ -252,6 +259,7 @@ class TransactionalPublisher:
         self._reports = _DeliveryReports(self._state_topic)
         try:
             self._producer.begin_transaction()
+            self._open = True
         except PRODUCER_ERRORS as exc:
             error = classify(exc, "begin_transaction")
             if isinstance(error, PageAbortedError):
@@ -371,6 +379,7 @@ class TransactionalPublisher:
             called_at = self._clock.monotonic()
             try:
                 self._producer.commit_transaction(bound)
+                self._open = False
                 return
             except PRODUCER_ERRORS as exc:
                 error = kafka_error_of(exc)
@@ -401,6 +410,7 @@ class TransactionalPublisher:
         were refused as too large (or what the abort itself hit: a ProducerFailedError when it
         did not end within the timeout)."""
         log.warning("aborting the page transaction: %s", error)
+        self._open = False  # whatever the abort answers: it is not retried by anyone after it
         deadline = self._clock.monotonic() + self._timeout
         while True:
             try:
