@@ -16,11 +16,11 @@ from connector.poller.keepalive import KeepalivesWhileListing
 from connector.poller.late_window import PollerState
 from connector.poller.lookback import BackgroundLookBack
 from connector.poller.page_records import PageRecords, PreparedRecords
-from connector.poller.page_size import PageSizer
 from connector.poller.prefetch import PagePrefetch, PrefetchKey
 from connector.poller.scan import ListingRequest, Scan
 from connector.poller.unreadable import readable_item
 from connector.toloka.models import ItemPage
+from connector.toloka.page_size import PageSizer
 
 log = logging.getLogger(__name__)
 

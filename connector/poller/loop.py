@@ -32,12 +32,12 @@ from connector.poller.leading import Leading
 from connector.poller.limits import RecordLimits
 from connector.poller.listing import ItemSource, PageListing
 from connector.poller.page_records import PageRecords
-from connector.poller.page_size import PageSizer
 from connector.poller.publishing import PagePublishing
 from connector.poller.state import StateStore
 from connector.poller.status import PollerStatus
 from connector.poller.takeover import TakeOver
 from connector.toloka.availability import KeyAvailability
+from connector.toloka.page_size import PageSizer
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,9 @@ by CONNECTOR_RECONCILE_CLOCK_SKEW_SECONDS on each side. A listing request that f
 client's own retries; any error, a redirect too) is asked again with a growing pause until
 CONNECTOR_RECONCILE_TIMEOUT_SECONDS have passed since the reconciliation began; then the
 reconciliation ends as `failed`, said in a metric and one log line, and the records are sent
-again, at least once, rather than held.
+again, at least once, rather than held. A page too large for CONNECTOR_API_MAX_RESPONSE_BYTES
+(large inputs) is asked for again at once with half as many items, down to one
+(`connector.toloka.page_size`); only an item too large alone is a failing request.
 """
 
 from __future__ import annotations
@@ -38,15 +40,17 @@ import orjson
 from connector.clock import Clock
 from connector.config import ReconcileSettings
 from connector.contract.upload_intents import item_identity
-from connector.errors import TolokaApiError
+from connector.errors import TolokaApiError, UnreadablePageError
 from connector.metrics import Metrics
 from connector.toloka.models import ItemPage, format_api_datetime
+from connector.toloka.page_size import PageSizer
 from connector.uploader.batcher import PendingRecord
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1000
-"""Items per listing request: the endpoint's maximum, so a window costs the fewest requests."""
+"""Items per listing request: the endpoint's maximum, so a window costs the fewest requests
+(fewer while they would not fit in CONNECTOR_API_MAX_RESPONSE_BYTES)."""
 RETRY_PAUSE_SECONDS = 0.5
 MAX_RETRY_PAUSE_SECONDS = 5.0
 """A failed listing request is asked again after 0.5 s, 1 s, … up to 5 s (on top of the client's
@@ -107,8 +111,11 @@ class Reconciler:
         metrics: Metrics,
         clock: Clock,
         settings: ReconcileSettings,
+        *,
+        response_limit_bytes: int,
     ) -> None:
         self._client = client
+        self._response_limit = response_limit_bytes
         self._metrics = metrics
         self._clock = clock
         self._key_field = settings.key_field
@@ -254,22 +261,29 @@ class Reconciler:
         }
         pairs: list[tuple[str, str]] = []
         after_id: str | None = None
+        pages = PageSizer(PAGE_SIZE, self._response_limit)
         while True:
             failures = 0
             while True:
                 requests += 1
                 try:
                     page = self._client.list_items(
-                        sort="created", after_id=after_id, limit=PAGE_SIZE, filters=filters
+                        sort="created", after_id=after_id, limit=pages.size, filters=filters
                     )
                     break
-                except TolokaApiError:
+                except TolokaApiError as error:
+                    if isinstance(error, UnreadablePageError) and pages.shrink():
+                        # Too large (or undecodable): a page of fewer items may be read at once.
+                        log.warning("listing of created items unreadable (%s): asking for %d "
+                                    "items", error, pages.size)  # fmt: skip
+                        continue
                     failures += 1
                     pause = min(RETRY_PAUSE_SECONDS * failures, MAX_RETRY_PAUSE_SECONDS)
                     if self._clock.monotonic() + pause > deadline or self._clock.wait(
                         self._stop, pause
                     ):
                         raise
+            pages.readable(len(page.content), sum(len(orjson.dumps(i.raw)) for i in page.content))
             key_field = self._key_field
             pairs.extend(
                 (item_identity(item.input_data, key_field), item.id) for item in page.content

@@ -166,7 +166,13 @@ class Uploader:
         settings = self._settings
         uploading = settings.uploader
         reconciler = (
-            Reconciler(self._client, self._metrics, self._clock, uploading)
+            Reconciler(
+                self._client,
+                self._metrics,
+                self._clock,
+                uploading,
+                response_limit_bytes=settings.api.max_response_bytes,
+            )
             if uploading.upload_reconcile
             else None
         )

@@ -16,10 +16,10 @@ from connector.errors import ConfigError, TolokaApiError, UnreadablePageError
 from connector.kafka.limits import record_size
 from connector.poller.dead_letters import dead_letter
 from connector.poller.limits import RecordLimits
-from connector.poller.page_size import GROW_AFTER, PageSizer
 from connector.poller.publisher import OutputRecord, SizeRefusal
 from connector.poller.unreadable import readable_item, single_entry
 from connector.toloka.client import TolokaClient
+from connector.toloka.page_size import GROW_AFTER, PageSizer
 from connector.toloka.retry import RetryPolicy
 
 # --- page sizes -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from connector.contract.upload_intents import (
     encode_intent,
     item_identity,
 )
-from connector.errors import ServerError
+from connector.errors import ServerError, UnreadablePageError
 from connector.metrics import Metrics
 from connector.toloka.models import Item, ItemPage
 from connector.uploader.batcher import PendingRecord
@@ -124,7 +124,10 @@ def reconciler(api: ListingApi, **settings: str) -> tuple[Reconciler, Metrics, F
     environ = {"TOLOKA_API_KEY": "k", "TOLOKA_APP_PROJECT_ID": "p",
                **{f"CONNECTOR_{k.upper()}": v for k, v in settings.items()}}  # fmt: skip
     metrics, clock = Metrics(), FakeClock()
-    return Reconciler(api, metrics, clock, load_settings(environ=environ).uploader), metrics, clock
+    loaded = load_settings(environ=environ)
+    limit = loaded.api.max_response_bytes
+    rec = Reconciler(api, metrics, clock, loaded.uploader, response_limit_bytes=limit)
+    return rec, metrics, clock
 
 
 def test_a_lost_answer_finds_what_exists_pages_through_the_window_and_rechecks_the_rest() -> None:
@@ -194,3 +197,62 @@ def test_give_up_ends_the_wait_for_a_handover_listing_without_listing() -> None:
     rec.give_up()
     assert rec.found_after_handover(records({"id": "a"})) == {}
     assert api.requests == []
+
+
+class LargeItemsApi(ListingApi):
+    """`list_items` whose answers hold at most `fits` items, as the client raises it: a page of
+    more is over CONNECTOR_API_MAX_RESPONSE_BYTES (an UnreadablePageError, cut)."""
+
+    def __init__(self, inputs: list[dict[str, Any]], fits: int) -> None:
+        super().__init__(inputs)
+        self.fits = fits
+        self.limits: list[int] = []
+
+    def list_items(
+        self,
+        *,
+        sort: str = "finished",
+        after_id: str | None = None,
+        limit: int = 100,
+        filters: Mapping[str, str] | None = None,
+    ) -> ItemPage:
+        self.limits.append(limit)
+        if limit > self.fits:
+            raise UnreadablePageError(
+                "list_items: HTTP 200: the response body is larger than 65536 bytes",
+                body=b'{"content": [', complete=False, status=200, operation="list_items",
+            )  # fmt: skip
+        start = 0 if after_id is None else int(after_id.removeprefix("item-")) + 1
+        self.requests.append(filters or {})
+        page = self.items[start : start + limit]
+        return ItemPage(content=page, has_more=start + limit < len(self.items))
+
+
+@pytest.mark.parametrize("fits", [1, 3, 999])
+def test_a_listing_too_large_for_the_response_limit_is_asked_for_with_fewer_items(
+    fits: int,
+) -> None:
+    api = LargeItemsApi([{"id": str(n), "text": "x" * 100} for n in range(7)], fits=fits)
+    rec, metrics, clock = reconciler(api)
+    batch = records(*({"id": str(n)} for n in range(7)))
+    found = rec.after_lost_answer(batch, since=clock.time(), exclude=set())
+    assert found == {n: f"item-{n}" for n in range(7)}
+    assert clock.waits == []  # a smaller page is asked for at once, not after a pause
+    halvings = [1000, 500, 250, 125, 62, 31, 15, 7, 3, 1]
+    first_fit = next(n for n, limit in enumerate(halvings) if limit <= fits)
+    assert api.limits[: first_fit + 1] == halvings[: first_fit + 1]
+    assert metrics.sample(
+        "toloka_connector_reconciliations_total", {"cause": "lost_answer", "outcome": "complete"}
+    ) == 1  # fmt: skip
+
+
+def test_an_item_larger_than_the_response_limit_alone_fails_the_reconciliation() -> None:
+    api = LargeItemsApi([{"id": "a"}], fits=0)
+    rec, metrics, clock = reconciler(api, reconcile_timeout_seconds="10")
+    assert rec.after_lost_answer(records({"id": "a"}), clock.time(), set()) is None
+    assert api.limits[:10] == [1000, 500, 250, 125, 62, 31, 15, 7, 3, 1]
+    assert set(api.limits[10:]) == {1}  # then asked again, as any failing request, until the end
+    assert sum(clock.waits) <= 10
+    assert metrics.sample(
+        "toloka_connector_reconciliations_total", {"cause": "lost_answer", "outcome": "failed"}
+    ) == 1  # fmt: skip

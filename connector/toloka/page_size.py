@@ -1,9 +1,10 @@
-"""How many items the poller asks for per listing.
+"""How many items a listing asks for per page (the poller's, and the uploader's reconciliation).
 
 Apps whose outputs are large (masks, transcripts) make pages of `CONNECTOR_PAGE_SIZE` items larger
 than `CONNECTOR_API_MAX_RESPONSE_BYTES`, and one undecodable item spoils the page that holds it.
 Such a page is asked for again with half as many items, down to one; a page of one that still
-cannot be read is the item's own fault (the poller dead-letters it). After `GROW_AFTER` readable
+cannot be read is the item's own fault (the poller dead-letters it; a reconciliation that
+cannot list it fails). After `GROW_AFTER` readable
 pages in a row the size doubles again, up to the setting, as long as pages of the doubled size
 would stay under half the response limit by the sizes of the results seen.
 """
