@@ -143,6 +143,9 @@ def test_an_aborted_span_puts_the_state_back_and_its_pages_are_listed_again() ->
     h.run_until(60, h.loop("A", configure=abort_the_first_page_commit))
     assert h.published() == ids
     assert h.metric("toloka_connector_transactions_total", {"outcome": "aborted"}) == 1
+    # The page-size histogram counts what was listed and committed: the aborted span's pages,
+    # listed and committed again, were counted twice.
+    assert h.metric("toloka_connector_poll_page_items_sum") == len(ids)
 
 
 class SecondPageWaitsForTheFirst(FakeApi):
@@ -202,32 +205,6 @@ def test_a_span_has_room_within_its_time_records_and_bytes(
     txn = OpenTransaction(main_scan(T0), cursor, {}, opened_at=5.0)
     txn.records, txn.value_bytes = records, value_bytes
     assert span.has_room(txn, 5.0 + seconds_later) is room
-
-
-def test_an_aborted_spans_pages_are_counted_once_when_they_commit() -> None:
-    """The page-size histogram counts what a listing brought and was committed: an aborted
-    span's pages are listed and committed again, and were counted twice."""
-    h = Harness(page_size=PAGE_SIZE, transaction_span_seconds=SPAN)
-    ids = backlog(h)
-
-    def abort_the_first_span(producer: FakeProducer) -> None:
-        original = producer.commit_transaction
-        commits = 0
-
-        def commit(timeout: float) -> None:
-            nonlocal commits
-            commits += 1
-            if commits == 2:  # the take-over's was the first
-                raise Abortable
-            original(timeout)
-
-        producer.commit_transaction = commit  # type: ignore[method-assign]
-
-    h.run_until(60, h.loop("A", configure=abort_the_first_span))
-    assert h.published() == ids
-    assert h.metric("toloka_connector_transactions_total", {"outcome": "aborted"}) == 1
-    counted = h.metric("toloka_connector_poll_page_items_sum")
-    assert counted == len(ids)
 
 
 class BugError(Exception):
