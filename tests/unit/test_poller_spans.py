@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -80,29 +80,7 @@ def test_a_crash_between_pages_of_one_transaction_publishes_none_of_it_and_repea
     h = Harness(page_size=PAGE_SIZE, transaction_span_seconds=SPAN)
     ids = backlog(h)
     crashed_after: list[int] = []
-
-    def crash_at_the_second_page(producer: FakeProducer) -> None:
-        original_begin, original_produce = producer.begin_transaction, producer.produce
-        cursors_in_transaction = 0
-
-        def begin() -> None:
-            nonlocal cursors_in_transaction
-            cursors_in_transaction = 0
-            original_begin()
-
-        def produce(topic: str, **kwargs: object) -> None:
-            nonlocal cursors_in_transaction
-            if topic == "out" and cursors_in_transaction == 1:
-                # A page's results and cursor are in the open transaction; the next page's
-                # results are on their way: the process dies here.
-                crashed_after.append(len([r for r in h.kafka.records if r.status == "open"]))
-                raise Crash
-            if topic == "state" and kwargs.get("key") == b"proj":
-                cursors_in_transaction += 1
-            original_produce(topic, **kwargs)  # type: ignore[arg-type]
-
-        producer.begin_transaction = begin  # type: ignore[method-assign]
-        producer.produce = produce  # type: ignore[method-assign]
+    crash_at_the_second_page = raise_at_the_second_page(h, Crash(), crashed_after)
 
     with pytest.raises(Crash):
         h.run_until(60, h.loop("A", configure=crash_at_the_second_page))
@@ -218,29 +196,7 @@ def test_a_failure_other_than_kafkas_inside_a_span_aborts_its_transaction() -> N
     h = Harness(page_size=PAGE_SIZE, transaction_span_seconds=SPAN)
     backlog(h)
     failed: list[int] = []
-
-    def fail_at_the_second_page(producer: FakeProducer) -> None:
-        original_produce = producer.produce
-        cursors_in_transaction = 0
-        original_begin = producer.begin_transaction
-
-        def begin() -> None:
-            nonlocal cursors_in_transaction
-            cursors_in_transaction = 0
-            original_begin()
-
-        def produce(topic: str, **kwargs: object) -> None:
-            nonlocal cursors_in_transaction
-            if topic == "out" and cursors_in_transaction == 1 and not failed:
-                with h.kafka.lock:
-                    failed.append(len([r for r in h.kafka.records if r.status == "open"]))
-                raise BugError("injected")
-            if topic == "state" and kwargs.get("key") == b"proj":
-                cursors_in_transaction += 1
-            original_produce(topic, **kwargs)  # type: ignore[arg-type]
-
-        producer.begin_transaction = begin  # type: ignore[method-assign]
-        producer.produce = produce  # type: ignore[method-assign]
+    fail_at_the_second_page = raise_at_the_second_page(h, BugError("injected"), failed)
 
     with pytest.raises(BugError):
         h.run_until(60, h.loop("A", configure=fail_at_the_second_page))
@@ -251,3 +207,35 @@ def test_a_failure_other_than_kafkas_inside_a_span_aborts_its_transaction() -> N
     assert still_open == [], "the transaction was left open"
     assert h.published() == []
     assert h.metric("toloka_connector_transactions_total", {"outcome": "aborted"}) == 1
+
+
+def raise_at_the_second_page(
+    h: Harness, failure: BaseException, open_records: list[int]
+) -> Callable[[FakeProducer], None]:
+    """A producer configuration that raises `failure` once, when the second page of a
+    transaction produces its first result (a page's results and cursor are in the open
+    transaction), noting how many records were open then in `open_records`."""
+
+    def configure(producer: FakeProducer) -> None:
+        original_begin, original_produce = producer.begin_transaction, producer.produce
+        cursors_in_transaction = 0
+
+        def begin() -> None:
+            nonlocal cursors_in_transaction
+            cursors_in_transaction = 0
+            original_begin()
+
+        def produce(topic: str, **kwargs: object) -> None:
+            nonlocal cursors_in_transaction
+            if topic == "out" and cursors_in_transaction == 1 and not open_records:
+                with h.kafka.lock:
+                    open_records.append(len([r for r in h.kafka.records if r.status == "open"]))
+                raise failure
+            if topic == "state" and kwargs.get("key") == b"proj":
+                cursors_in_transaction += 1
+            original_produce(topic, **kwargs)  # type: ignore[arg-type]
+
+        producer.begin_transaction = begin  # type: ignore[method-assign]
+        producer.produce = produce  # type: ignore[method-assign]
+
+    return configure
