@@ -195,9 +195,9 @@ class TransactionalPublisher:
         self.flushes_before_cursor = True
         """Flush a page's results before its cursor is produced (`init` decides: see above)."""
         self._reports = _DeliveryReports(state_topic)
+        """The delivery reports of the open transaction's records."""
         self._open = False
         """A transaction was begun and neither committed nor aborted since."""
-        """The delivery reports of the open transaction's records."""
 
     def init(self) -> None:
         """Claim the transactional id (fencing older holders, aborting their open transaction).
