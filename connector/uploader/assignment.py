@@ -98,14 +98,19 @@ def continue_from_previous_groups(
     group_id: str,
     *,
     calls: BoundedConsumerCalls,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> None:
     """Set each lane's floors from what its pipeline did in the group it read the topic in
     before; where the one group has no offset yet (`committed`), commit it where those groups
     would have continued and update `committed` to say so. Raises `MigrationError` rather than
-    guess when that needs offsets it cannot read or its commit fails."""
+    guess when that needs offsets it cannot read or its commit fails. Once `stopping()`, no
+    further read (up to 10 s each) or commit is made: the caller leaves the partitions to
+    their next owner."""
     lanes = {lane.app_project: lane for lane in topic.lanes}
     numbers = {tp.partition for tp in committed}
-    old = previous_offsets(previous.read, group_id, topic.name, lanes, numbers)
+    old = previous_offsets(previous.read, group_id, topic.name, lanes, numbers, stopping=stopping)
+    if stopping():
+        return
     for project, found in old.found.items():
         lanes[project].floors.update({p: tp.offset for p, tp in found.items()})
     # The first start after the upgrade: partitions an old group committed, the one group not.
@@ -131,6 +136,8 @@ def continue_from_previous_groups(
         positions = []
         for project, lane in lanes.items():
             position = old.found[project].get(partition)
+            if position is None and stopping():
+                return
             if position is None:  # where auto.offset.reset started that pipeline's group
                 offset = reset_position(
                     consumer, TopicPartition(topic.name, partition), previous.earliest
@@ -141,6 +148,8 @@ def continue_from_previous_groups(
         start = starting_offset(positions)
         assert start is not None  # one position per lane
         starts[partition] = start
+    if stopping():
+        return
     try:
         calls.commit(list(starts.values()), START_COMMIT_SECONDS, in_callback=True)
     except (KafkaException, KafkaUnansweredError) as failure:

@@ -40,6 +40,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from math import ceil
 from typing import Any
 
 from confluent_kafka import TopicPartition
@@ -53,7 +54,7 @@ from connector.errors import (
 )
 from connector.kafka.bounded import BoundedConsumerCalls
 from connector.kafka.clients import Consumer, Message, Producer
-from connector.lifecycle import Heartbeat
+from connector.lifecycle import STOP_CHECK_SECONDS, Heartbeat, stop_requested_at
 from connector.stop_budget import MIN_COMMIT_SECONDS, MIN_FLUSH_SECONDS
 from connector.uploader.assignment import (
     InputTopic,
@@ -105,14 +106,16 @@ class UploadLoop:
         self._heartbeats = heartbeats
         """The heartbeat of every pipeline's role: this loop does their work."""
         self._previous_groups = previous_groups
-        self._calls = BoundedConsumerCalls(consumer)
+        self._calls = BoundedConsumerCalls(consumer, clock)
         """The consumer's synchronous commits and close, each bounded, in order."""
         self._commits = Committer(
             consumer, self._calls, self._topics, clock, settings.commit_interval_ms / 1000
         )
         self._drain_seconds = drain_seconds
         self._drain_deadline: float | None = None
-        """Once a stop was seen: when its drain ends (a revocation's drain too)."""
+        """Once a stop was seen: when its drain ends (a revocation's drain too), counted from
+        when the stop was requested (`StopRequest`), not from when the loop saw it."""
+        self._commits.cutoff = self._stop_deadline
         self._stop = threading.Event()
         self._closing = False
         self._returned = False
@@ -228,11 +231,11 @@ class UploadLoop:
         next owner: no further read is made for them, none of their records is taken and
         nothing is committed for them, so the reads do not eat the stop's budget."""
         keys = self._keys(partitions)
+        left: set[tuple[str, int]] = set()
         for name in sorted({name for name, _ in keys}):
             topic, numbers = self._topics[name], _numbers(keys, name)
             if self._stopping():
-                log.info("input partitions %s of %s assigned while stopping: left to their next "
-                         "owner", sorted(numbers), name)  # fmt: skip
+                left |= {(name, partition) for partition in numbers}
                 continue
             topic.offsets.assign(numbers)
             previous_groups = self._previous_groups if topic.routed else None
@@ -248,20 +251,22 @@ class UploadLoop:
                             )
                         continue_from_previous_groups(
                             consumer, topic, committed, previous_groups,
-                            self._settings.group_id, calls=self._calls,
+                            self._settings.group_id, calls=self._calls, stopping=self._stopping,
                         )  # fmt: skip
                 if topic.intents is not None:
                     topic.intents.assign(numbers)
                     take_over(consumer, topic, committed, stopping=self._stopping)
             if self._stopping():  # it came during the reads
                 self._forget({(name, partition) for partition in numbers})
-                log.info("input partitions %s of %s assigned while stopping: left to their next "
-                         "owner", sorted(numbers), name)  # fmt: skip
+                left |= {(name, partition) for partition in numbers}
                 continue
             topic.assigned |= numbers
             for lane in topic.lanes:
                 lane.assigned(numbers)
             log.info("assigned input partitions %s of %s", sorted(numbers), name)
+        if left:  # one line for the assignment, however many topics and reads it had
+            log.info("input partitions %s assigned while stopping: left to their next owner",
+                     _shown(left))  # fmt: skip
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         if self._returned:  # a close that outlasted its wait: the lanes are gone
@@ -305,7 +310,9 @@ class UploadLoop:
             deadline = min(deadline, self._drain_deadline)
         self._commits.drain_deadline = self._drain_deadline  # None unless shutting down
         dropped = sum(lane.drop_unsent(_numbers(keys, lane.topic)) for lane in self._lanes)
-        unflushed = self._producer.flush(max(deadline - self._clock.monotonic(), 0.0))
+        unflushed = self._flush_until(deadline)
+        if self._drain_deadline is not None:  # a stop came during the flush
+            deadline = min(deadline, self._drain_deadline)
         left = max(deadline - self._clock.monotonic(), MIN_COMMIT_SECONDS)
         self._commits.commit(self._commits.positions(keys), asynchronous=False, final=True,
                              wait=left)  # fmt: skip
@@ -349,16 +356,39 @@ class UploadLoop:
                 lane.dead_letters.send_due()
             self._producer.poll(0)
 
+    def _flush_until(self, deadline: float) -> int:
+        """Flush the dead letters until `deadline` (a revocation's), in short waits: a stop that
+        comes meanwhile ends the flush by its own drain's deadline. How many are left."""
+        waits = max(1, ceil((deadline - self._clock.monotonic()) / STOP_CHECK_SECONDS))
+        for _ in range(waits):  # a bound however the clock moves
+            if self._stopping():
+                deadline = min(deadline, self._drain_deadline or deadline)
+            left = deadline - self._clock.monotonic()
+            unflushed = self._producer.flush(max(min(left, STOP_CHECK_SECONDS), 0.0))
+            if not unflushed or left <= STOP_CHECK_SECONDS:
+                return unflushed
+        return unflushed
+
     def _stopping(self) -> bool:
         """Whether a stop was seen (now or before)."""
         self._note_stop()
         return self._drain_deadline is not None
 
+    def _stop_deadline(self) -> float | None:
+        """The stop's drain deadline once a stop was requested (a wait under way ends by it)."""
+        self._note_stop()
+        return self._drain_deadline
+
     def _note_stop(self, *, stopping: bool = False) -> None:
         """The first time a stop is seen (`stopping`: the loop is stopping), its drain's
-        deadline: `drain_seconds` from now, for every drain that follows or is running."""
+        deadline: `drain_seconds` from when the stop was requested (a stop that came while the
+        loop was in a synchronous step has had part of its budget already), for every drain
+        that follows or is running. Without a requested stop (`stopping` on a fatal error):
+        from now."""
         if self._drain_deadline is None and (stopping or self._stop.is_set()):
-            self._drain_deadline = self._clock.monotonic() + self._drain_seconds
+            requested = (stop_requested_at(self._stop, self._clock) if self._stop.is_set()
+                         else self._clock.monotonic())  # fmt: skip
+            self._drain_deadline = requested + self._drain_seconds
 
     def _commit_done_before_failure(self) -> None:
         """A fatal error ends the loop: commit what is done so far, synchronously, so that a

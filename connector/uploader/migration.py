@@ -81,13 +81,23 @@ class OldOffsets:
 
 
 def previous_offsets(
-    read: ReadCommitted, group_id: str, topic: str, projects: Iterable[str], numbers: set[int]
+    read: ReadCommitted,
+    group_id: str,
+    topic: str,
+    projects: Iterable[str],
+    numbers: set[int],
+    *,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> OldOffsets:
     """Each project's old group's committed offsets of `numbers`; a group whose read raises or
-    reports an error for any partition is unreadable (never taken for "not committed")."""
+    reports an error for any partition is unreadable (never taken for "not committed"). Once
+    `stopping()`, the groups not read yet are not read (each read may take 10 s): what was
+    read so far is returned, for a caller that checks `stopping()` too."""
     old = OldOffsets({}, {})
     partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
     for project in projects:
+        if stopping():
+            break
         group = routed_group_id(group_id, project)
         try:
             committed = read(group, partitions)

@@ -24,7 +24,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import SecretStr
 
 from connector import stop_budget
-from connector.clock import SystemClock
+from connector.clock import Clock, SystemClock
 from connector.config import SchemaRegistrySettings, Settings, load_settings
 from connector.contract.dead_letters import INVALID_SCHEMA
 from connector.contract.upload_intents import UploadIntent, decode_intent, encode_intent
@@ -42,7 +42,7 @@ from connector.errors import (
 from connector.formats.decoding import DECODERS
 from connector.kafka import bounded
 from connector.kafka.clients import Headers
-from connector.lifecycle import Readiness, Role
+from connector.lifecycle import Readiness, Role, StopRequest
 from connector.metrics import Metrics
 from connector.schema_registry.client import registry_client
 from connector.stop_budget import CLOSE_SECONDS, MIN_COMMIT_SECONDS, MIN_FLUSH_SECONDS
@@ -60,6 +60,7 @@ from connector.uploader.lag import LagReporter
 from connector.uploader.migration import PreviousGroups
 from connector.uploader.role import Uploader, consumer_config, producer_config
 from connector.uploader.shared import SharedLoop
+from testkit.clocks import FakeClock
 from testkit.waiting import wait_for
 
 TOPIC = "items"
@@ -346,7 +347,8 @@ class Running:
 
     def __init__(self, consumer: FakeConsumer, api: FakeApi | None = None,
                  producer: FakeProducer | None = None, in_flight_limit: InFlightLimit | None = None,
-                 decode: ItemDecoder = decode_item, **overrides: str) -> None:  # fmt: skip
+                 decode: ItemDecoder = decode_item, clock: Clock | None = None,
+                 **overrides: str) -> None:  # fmt: skip
         self.consumer = consumer
         self.producer = producer or FakeProducer()
         self.api = api or FakeApi()
@@ -355,9 +357,9 @@ class Running:
             settings(**overrides), self.api, self.metrics,
             consumer_factory=lambda _on_stats: self.consumer,
             producer_factory=lambda: self.producer, in_flight_limit=in_flight_limit,
-            decode=decode,
+            decode=decode, clock=clock,
         )  # fmt: skip
-        self.stop = threading.Event()
+        self.stop = StopRequest(clock)
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -997,6 +999,135 @@ def test_a_stop_during_a_revocations_drain_ends_that_drain_within_its_budget(
     run.thread.join(budget)
     assert not run.thread.is_alive(), "the revocation's drain and the stop's overran the budget"
     assert consumer.sync_commits[-1] == {0: 2}
+
+
+def within_budget_of_the_request(run: Running, budget: float) -> None:
+    """Wait for the role as the runner does: `budget` from when the stop was requested."""
+    assert run.stop.requested_at is not None
+    run.thread.join(max(0.0, run.stop.requested_at + budget - time.monotonic()))
+    assert not run.thread.is_alive(), "the stop overran its budget, counted from its request"
+
+
+class EnteredCommits(UnansweringConsumer):
+    """An unanswering coordinator that says when a synchronous commit has begun to wait."""
+
+    def __init__(self, partitions: Mapping[int, Sequence[bytes | None]]) -> None:
+        super().__init__(partitions)
+        self.waiting = threading.Event()
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+        if self.silent and not asynchronous:
+            self.waiting.set()
+        return super().commit(offsets=offsets, asynchronous=asynchronous)
+
+
+def test_a_stop_during_an_upload_intents_commit_fits_its_budget_from_the_request(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """Seen: a stop that came while the loop waited for an upload intent's commit (up to 5 s,
+    the coordinator not answering) got its drain only after that wait, and the stop overran
+    the budget. The commit's wait ends by the stop's deadline."""
+    budget = 4.0
+    consumer = EnteredCommits({0: [item(f"0:{o}") for o in range(3)]})
+    consumer.silent = True
+    run = Running(consumer, FakeApi(), upload_reconcile="true", drain_timeout_seconds="3",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    try:
+        wait_for(consumer.waiting.is_set, "the intent's commit waiting", guard=run.check_running)
+        run.stop.set()
+        within_budget_of_the_request(run, budget)
+        assert consumer.sync_commits == [], "nothing was answered"
+    finally:
+        consumer.answer.set()
+
+
+class SlowFlushProducer(FakeProducer):
+    """A broker that acknowledges nothing while `hold`: a flush waits its whole timeout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushing = threading.Event()
+
+    def flush(self, timeout: float = 0) -> int:
+        if self.hold and self.queued:
+            self.flushing.set()
+            threading.Event().wait(timeout)  # stands for the broker's silence
+        return super().flush(timeout)
+
+
+def test_a_stop_during_a_revocations_dead_letter_flush_ends_it_by_the_stops_deadline(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """A revocation flushes its partitions' dead letters until its own drain deadline (the
+    drain timeout from the revocation); a stop that comes during that flush ends it by the
+    stop's deadline, not the revocation's."""
+    budget = 5.0
+    producer = SlowFlushProducer()
+    producer.hold = True
+    consumer = FakeConsumer({0: [item("0:0"), b"not json", item("0:2")]})
+    run = Running(consumer, FakeApi(), producer, drain_timeout_seconds="4",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    wait_for(lambda: producer.queued and consumer.commits.get(0) == 1, "the dead letter waiting",
+             guard=run.check_running)  # fmt: skip
+    consumer.rebalance("revoke", [0])
+    wait_for(producer.flushing.is_set, "the revocation's flush", guard=run.check_running)
+    run.stop.set()
+    within_budget_of_the_request(run, budget)
+    assert consumer.sync_commits[-1] == {0: 1}, "the hand-over stops before the dead letter"
+
+
+class SlowHandOver(UnansweringConsumer):
+    """A coordinator that takes `seconds` (on the fake clock) to answer a revocation's commit,
+    made inside the callback, and the stop requested as it begins; after it, silent."""
+
+    def __init__(self, partitions: Mapping[int, Sequence[bytes | None]], clock: FakeClock,
+                 seconds: float) -> None:  # fmt: skip
+        super().__init__(partitions)
+        self.clock = clock
+        self.seconds = seconds
+        self.stop: threading.Event = threading.Event()
+        self.revoking = False
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+        if not (self.revoking and not asynchronous):
+            return super().commit(offsets=offsets, asynchronous=asynchronous)
+        self.stop.set()
+        self.clock.advance(self.seconds)
+        answered = super().commit(offsets=offsets, asynchronous=asynchronous)
+        self.revoking, self.silent = False, True
+        return answered
+
+
+def test_a_stop_requested_during_a_hand_over_counts_its_budget_from_the_request(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """The stop's deadlines count from its request, not from when the loop, back from a step
+    that could not be cut (a revocation's commit, made inside librdkafka's callback), noticed
+    it: the final commit then waits what is left, not a whole drain's time more. Measured on
+    the fake clock, which the loop's waits for Kafka move."""
+    drain, budget = 3.0, 3.0 + short_group_leave
+    clock = FakeClock()
+    consumer = SlowHandOver({0: [item(f"0:{o}") for o in range(3)], 1: [item("1:0")]}, clock,
+                            seconds=4.0)  # fmt: skip
+    run = Running(consumer, FakeApi(), clock=clock, drain_timeout_seconds=f"{drain:g}",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    consumer.stop = run.stop
+    wait_for(lambda: consumer.commits == {0: 3, 1: 1}, "everything committed",
+             guard=run.check_running)  # fmt: skip
+    consumer.revoking = True
+    revoked = consumer.rebalance("revoke", [1])
+    try:
+        wait_for(revoked.is_set, "the hand-over", guard=run.check_running)
+        assert consumer.sync_commits == [{1: 1}]
+        run.finish()
+        assert run.stop.requested_at is not None
+        took = clock.monotonic() - run.stop.requested_at
+        assert took <= budget, f"the stop took {took:g}s of a {budget:g}s budget"
+    finally:
+        consumer.answer.set()
 
 
 class SlowAssignmentReads(FakeConsumer):
