@@ -687,12 +687,14 @@ class TwoTopics:
     """Pipelines `texts` and `images` on topics of their own, 30 records each, in one loop on
     the fakes; `overrides` are each pipeline's settings."""
 
-    def __init__(self, *overrides: dict[str, str], images_api: FakeApi | None = None) -> None:
+    def __init__(self, *overrides: dict[str, str], images_api: FakeApi | None = None,
+                 consumers: type[FakeConsumers] = FakeConsumers) -> None:  # fmt: skip
         self.texts, self.images = (
             FakeConsumer({0: [item(f"{t[0]}{o}") for o in range(30)]}, topic=t)
             for t in ("texts", "images")
         )
-        consumer, producer = FakeConsumers(self.texts, self.images), FakeProducer()
+        consumer, producer = consumers(self.texts, self.images), FakeProducer()
+        self.consumer = consumer
         self.producer = producer
         self.apis = [FakeApi(), images_api or FakeApi()]
         pipelines = [
@@ -767,6 +769,46 @@ def test_an_outage_of_one_pipelines_api_pauses_only_its_topic(
     wait_for(lambda: texts.commits == {0: 30}, "every texts record uploaded after it")
     run.finish()
     assert [len(api.created) for api in apis] == [30, 30]
+
+
+class AssignedWhileStopping(FakeConsumers):
+    """librdkafka's one assignment of every subscribed topic's partitions, delivered in the
+    first `consume` once the stop was requested (`stop`, set by the test)."""
+
+    def __init__(self, *consumers: FakeConsumer) -> None:
+        super().__init__(*consumers)
+        self.stop = threading.Event()
+        self.on_assign: Any = None
+
+    def subscribe(self, topics: list[str], on_assign: Any = None, on_revoke: Any = None,
+                  on_lost: Any = None) -> None:  # fmt: skip
+        assert topics == sorted(self.of)
+        self.on_assign = on_assign
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
+        assign, self.on_assign = self.on_assign, None
+        if assign is not None:
+            self.stop.set()
+            assign(self, [TopicPartition(topic, 0) for topic in sorted(self.of)])
+        return []
+
+
+def test_an_assignment_while_stopping_is_left_to_the_next_owner_in_one_line(
+    two_topics: list[TwoTopics], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen: one assignment logged "assigned while stopping" once per topic it held."""
+    caplog.set_level(logging.INFO)
+    run = TwoTopics(consumers=AssignedWhileStopping)
+    two_topics.append(run)
+    assert isinstance(run.consumer, AssignedWhileStopping)
+    run.consumer.stop = run.stop
+    run.start()
+    for thread in run.threads:
+        thread.join(DEADLINE_SECONDS)
+    assert not run.failures
+    lines = [r.getMessage() for r in caplog.records if "while stopping" in r.getMessage()]
+    assert lines == ["input partitions images[0], texts[0] assigned while stopping: left to "
+                     "their next owner"], lines  # fmt: skip
 
 
 def test_upload_intents_are_committed_only_on_the_topics_of_pipelines_that_reconcile(
