@@ -57,6 +57,8 @@ from connector.kafka.clients import Consumer, Message, Producer
 from connector.lifecycle import STOP_CHECK_SECONDS, Heartbeat, stop_requested_at
 from connector.stop_budget import MIN_COMMIT_SECONDS, MIN_FLUSH_SECONDS
 from connector.uploader.assignment import (
+    READ_SLICE_SECONDS,
+    AssignmentReads,
     InputTopic,
     committed_offsets,
     continue_from_previous_groups,
@@ -116,6 +118,10 @@ class UploadLoop:
         """Once a stop was seen: when its drain ends (a revocation's drain too), counted from
         when the stop was requested (`StopRequest`), not from when the loop saw it."""
         self._commits.cutoff = self._stop_deadline
+        self._reads = AssignmentReads(
+            self._stopping, max(min(READ_SLICE_SECONDS, drain_seconds), STOP_CHECK_SECONDS)
+        )
+        """An assignment's reads: a call under way when a stop comes ends within its drain."""
         self._stop = threading.Event()
         self._closing = False
         self._returned = False
@@ -240,7 +246,7 @@ class UploadLoop:
             topic.offsets.assign(numbers)
             previous_groups = self._previous_groups if topic.routed else None
             if previous_groups is not None or topic.intents is not None:
-                committed = committed_offsets(consumer, topic, numbers)
+                committed = committed_offsets(consumer, topic, numbers, self._reads)
                 if previous_groups is not None:
                     with contextlib.ExitStack() as waiting:  # up to 10 s per old group
                         for heartbeat in self._heartbeats:
@@ -251,11 +257,11 @@ class UploadLoop:
                             )
                         continue_from_previous_groups(
                             consumer, topic, committed, previous_groups,
-                            self._settings.group_id, calls=self._calls, stopping=self._stopping,
+                            self._settings.group_id, calls=self._calls, reads=self._reads,
                         )  # fmt: skip
                 if topic.intents is not None:
                     topic.intents.assign(numbers)
-                    take_over(consumer, topic, committed, stopping=self._stopping)
+                    take_over(consumer, topic, committed, reads=self._reads)
             if self._stopping():  # it came during the reads
                 self._forget({(name, partition) for partition in numbers})
                 left |= {(name, partition) for partition in numbers}

@@ -1218,6 +1218,41 @@ def test_a_stop_during_an_assignments_reads_leaves_the_partitions_and_fits_its_b
     assert consumer.sync_commits == [], "nothing is committed for partitions left at once"
 
 
+class SilentCoordinatorReads(FakeConsumer):
+    """A group coordinator that answers no offset read: each `committed` call waits its whole
+    timeout, as librdkafka's does, then times out; the stop (`stop`) comes during the first."""
+
+    def __init__(self, partitions: int) -> None:
+        super().__init__({partition: [] for partition in range(partitions)})
+        self.stop = threading.Event()
+        self.timeouts: list[float] = []
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        self.timeouts.append(timeout)
+        self.stop.set()
+        threading.Event().wait(timeout)  # stands for a coordinator that does not answer
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+
+
+def test_a_stop_during_an_assignments_read_under_way_fits_its_budget_from_the_request(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """The read under way when a stop comes cannot be interrupted (a librdkafka call inside the
+    rebalance callback, up to 10 s): it is made in calls no longer than the stop's drain, so
+    the one under way ends within the stop's budget, and no other is made."""
+    budget = 4.0
+    consumer = SilentCoordinatorReads(2)
+    run = Running(consumer, FakeApi(), drain_timeout_seconds="1", upload_reconcile="true",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    consumer.stop = run.stop
+    wait_for(run.stop.is_set, "the stop during the assignment's read", guard=run.check_running)
+    within_budget_of_the_request(run, budget)
+    drain = budget - short_group_leave
+    assert consumer.timeouts == [pytest.approx(drain)], "one call, no longer than the drain"
+    assert consumer.sync_commits == [], "nothing is committed for partitions left at once"
+
+
 def test_a_stop_uploads_every_record_already_read_and_commits_them(
     running: list[Running],
 ) -> None:
