@@ -25,7 +25,9 @@ partitions concerned is uploaded until the drain deadline, dead letters are flus
 done is committed, so a clean stop leaves nothing done behind the committed offsets (nothing is
 uploaded or dead-lettered twice after a restart). What the deadline cuts off (an API outage) is
 read again by the next owner: an upload abandoned in flight that still succeeds creates its
-items twice, and dead letters behind an unsent record are written again.
+items twice, and dead letters behind an unsent record are written again. The stop's deadline
+counts from its request (`StopRequest`), and whatever the loop waits for when it comes ends by
+it (`stop_budget`).
 
 Commits and upload intents (exactly-once uploads): `commits`. An assignment of a reconciled
 topic reads the intents committed before it: records a previous owner may have sent are looked
