@@ -236,8 +236,9 @@ class UploadLoop:
         """Take partitions on: read what an assignment needs (the committed offsets and upload
         intents, the old groups' offsets, the partitions' ends: up to 10 s a read when Kafka is
         slow). A stop that comes before or during those reads leaves the partitions to their
-        next owner: no further read is made for them, none of their records is taken and
-        nothing is committed for them, so the reads do not eat the stop's budget."""
+        next owner (said in one line): no further read is made for them, the read under way ends
+        within the stop's drain (`AssignmentReads`), none of their records is taken and nothing
+        is committed for them, so the reads do not eat the stop's budget."""
         keys = self._keys(partitions)
         left: set[tuple[str, int]] = set()
         for name in sorted({name for name, _ in keys}):
@@ -369,8 +370,9 @@ class UploadLoop:
         comes meanwhile ends the flush by its own drain's deadline. How many are left."""
         waits = max(1, ceil((deadline - self._clock.monotonic()) / STOP_CHECK_SECONDS))
         for _ in range(waits):  # a bound however the clock moves
-            if self._stopping():
-                deadline = min(deadline, self._drain_deadline or deadline)
+            stop_deadline = self._stop_deadline()
+            if stop_deadline is not None:
+                deadline = min(deadline, stop_deadline)
             left = deadline - self._clock.monotonic()
             unflushed = self._producer.flush(max(min(left, STOP_CHECK_SECONDS), 0.0))
             if not unflushed or left <= STOP_CHECK_SECONDS:
