@@ -40,8 +40,6 @@ T = TypeVar("T")
 
 OFFSETS_TIMEOUT_SECONDS = 10.0
 """How long an assignment waits for the committed offsets and the ends of its partitions."""
-READ_SLICE_SECONDS = 2.0
-"""The longest single call of such a read (`AssignmentReads`)."""
 START_COMMIT_SECONDS = 10.0
 """How long the one group's first commit (where the old groups were) waits for an earlier commit
 still unanswered; made inside the assignment's callback, it is then waited for without bound."""
