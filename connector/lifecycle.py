@@ -61,6 +61,41 @@ class Heartbeat:
             self.beat()
 
 
+class StopRequest(threading.Event):
+    """The stop event of a process's roles, which remembers when the stop was requested (on
+    `clock`'s monotonic time): every deadline of the stop counts from the request (a SIGTERM),
+    not from when a loop busy in a synchronous step (a commit, a read) notices it. Seen: a
+    stop that came while the uploader waited seconds for a commit got its whole drain after
+    that wait, and `run` exited 1, "did not finish draining in time"."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        super().__init__()
+        self._clock: Clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self.requested_at: float | None = None
+        """When the first `set` asked for the stop (None until then)."""
+
+    def set(self, at: float | None = None) -> None:
+        """Ask for the stop, requested at `at` (monotonic; default: now). A later call keeps
+        the first request's time."""
+        with self._lock:
+            if self.requested_at is None:
+                self.requested_at = self._clock.monotonic() if at is None else at
+        super().set()
+
+    def clear(self) -> None:
+        with self._lock:
+            self.requested_at = None
+            super().clear()
+
+
+def stop_requested_at(stop: threading.Event, clock: Clock) -> float:
+    """When `stop` (set) was requested: its own record for a `StopRequest`, else now (a plain
+    event cannot say; the stop is taken as requested when it is noticed)."""
+    requested = stop.requested_at if isinstance(stop, StopRequest) else None
+    return clock.monotonic() if requested is None else requested
+
+
 class Role(Protocol):
     """A long-running part of the connector."""
 
@@ -68,7 +103,8 @@ class Role(Protocol):
     heartbeat: Heartbeat
 
     def run(self, stop: threading.Event) -> None:
-        """Work until `stop` is set, then drain in-flight work, commit what is done, return.
+        """Work until `stop` is set, then drain in-flight work, commit what is done, return,
+        within the shutdown budget counted from when the stop was requested (`StopRequest`).
 
         Raise only for a fatal error (bad credentials, missing project): the process exits 1.
         """

@@ -8,6 +8,12 @@ stop always ends within the budget. Seen: with the budget between the drain time
 drain timeout + 7 s (settings that were accepted), a drain cut short by a slow API was followed
 by a final commit and a group leave the broker did not answer, and `run` exited 1 "did not
 finish draining in time".
+
+Every deadline counts from when the stop was requested (`lifecycle.StopRequest`: a signal's
+arrival, a worker's parent's request), and a step the uploader is in when it comes ends by the
+drain's end: a commit or flush waiting for Kafka is cut short, and a read that cannot be
+interrupted (inside a rebalance callback) is made in calls no longer than the drain. Seen: a
+stop that came during a 5 s commit got its whole drain after it, and overran the budget.
 """
 
 from __future__ import annotations

@@ -152,3 +152,28 @@ def waits_then_goes_silent(_settings: Settings, _number: int, conn: Connection) 
 def killed_by_a_real_time_signal(_settings: Settings, _number: int, _conn: Connection) -> None:
     """Ends by SIGRTMIN+6, a signal with no name of its own in `signal.Signals`."""
     os.kill(os.getpid(), signal.SIGRTMIN + 6)
+
+
+class _SaysWhenTheStopWasRequested:
+    """An uploader role that ends, once stopped, with a failure naming when the stop was
+    requested (`StopRequest.requested_at`), for the parent to report."""
+
+    name = "uploader"
+
+    def __init__(self) -> None:
+        self.heartbeat = Heartbeat(self.name)
+
+    def run(self, stop: threading.Event) -> None:
+        stop.wait()
+        raise StartupError(f"stop requested at {getattr(stop, 'requested_at', None)!r}")
+
+    def readiness(self) -> Readiness:
+        return Readiness(True, "says when the stop was requested")
+
+
+def real_worker_saying_when_the_stop_was_requested(
+    settings: Settings, number: int, conn: Connection
+) -> None:
+    """The real worker (`serve_worker`), its one role failing with when its stop was requested."""
+    worker_child.build_roles = lambda *_args: [_SaysWhenTheStopWasRequested()]  # type: ignore[attr-defined]
+    worker_child.serve_worker(settings, number, conn)

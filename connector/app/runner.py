@@ -22,9 +22,10 @@ from types import FrameType
 
 from prometheus_client import CollectorRegistry
 
+from connector.clock import SystemClock
 from connector.errors import ConnectorError, RoleFailedError
 from connector.health import DEFAULT_STALE_AFTER_SECONDS, start_health_server
-from connector.lifecycle import Role
+from connector.lifecycle import Role, StopRequest, stop_requested_at
 from connector.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,9 @@ log = logging.getLogger(__name__)
 FATAL_STOP_SECONDS = 5.0
 
 
-_received: list[signal.Signals] = []
-"""SIGTERM and SIGINT received since the handlers were installed, in order."""
+_received: list[tuple[signal.Signals, float]] = []
+"""SIGTERM and SIGINT received since the handlers were installed, in order, each with when it
+came (monotonic): the stop's budget counts from there, not from when the loop noticed it."""
 _second_raises = False
 """Whether a second signal raises KeyboardInterrupt (`install_signal_handlers`)."""
 DRAIN_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -44,7 +46,7 @@ def _record(signum: int, _frame: FrameType | None) -> None:
     # thread was doing, the previous handler included: one that set the stop event took the
     # event's lock, and a second signal meanwhile ran it again inside, waiting for the lock it
     # held (seen: SIGTERMs from `timeout` and from a user 1 ms apart hung `run` for good).
-    _received.append(signal.Signals(signum))
+    _received.append((signal.Signals(signum), time.monotonic()))  # monotonic() takes no lock
     if _second_raises and len(_received) > 1:
         raise KeyboardInterrupt  # takes no lock: a `with` it interrupts releases its own
 
@@ -65,7 +67,12 @@ def install_signal_handlers(
 
 def received_signal() -> signal.Signals | None:
     """The first SIGTERM or SIGINT since `install_signal_handlers`, if any."""
-    return _received[0] if _received else None
+    return _received[0][0] if _received else None
+
+
+def signal_received_at() -> float | None:
+    """When (monotonic) the first SIGTERM or SIGINT came, if one did."""
+    return _received[0][1] if _received else None
 
 
 def where(thread: threading.Thread) -> str:
@@ -88,8 +95,9 @@ def run_roles(
 ) -> None:
     """Run `roles` until `stop` (or a signal); raise RoleFailedError when one failed or when
     `fatal()` (asked every half second) gave a reason to stop. /metrics shows `exposed`
-    (`metrics.registry` without it)."""
-    stop = stop if stop is not None else threading.Event()
+    (`metrics.registry` without it). The roles get `shutdown_timeout_seconds` from when the stop
+    was requested (the signal's arrival, `StopRequest.requested_at`)."""
+    stop = stop if stop is not None else StopRequest()
     signals = threading.current_thread() is threading.main_thread()
     if signals and signal.getsignal(signal.SIGTERM) is not _record:
         install_signal_handlers()  # unless the caller did, and one may have come since
@@ -134,14 +142,20 @@ def run_roles(
             signalled = received_signal() if signals else None
             if signalled is not None:
                 log.info("received %s: draining and shutting down", signalled.name)
-                stop.set()
+                if isinstance(stop, StopRequest):
+                    stop.set(at=signal_received_at())
+                else:  # a caller's plain event: the budget counts from now
+                    stop.set()
                 break
             fatal_reason = fatal() if fatal is not None else None
             if fatal_reason is not None:
                 failures.append(fatal_reason)
                 stop.set()
         budget = shutdown_timeout_seconds if fatal_reason is None else FATAL_STOP_SECONDS
-        deadline = time.monotonic() + budget  # one budget for every role
+        # One budget for every role, from the request (a fatal stop: from now).
+        clock = SystemClock()
+        start = stop_requested_at(stop, clock) if fatal_reason is None else clock.monotonic()
+        deadline = start + budget
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive() and fatal_reason is None:

@@ -31,6 +31,7 @@ from connector.config import Settings
 from connector.errors import ConnectorError
 from connector.health import HealthChecks
 from connector.kafka.availability import KafkaAvailability
+from connector.lifecycle import StopRequest
 from connector.logs import configure_logging, redact, register_settings_secrets
 from connector.metrics import Metrics
 
@@ -41,7 +42,7 @@ WORKER_HELD_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 """Blocked from the worker's start; SIGTERM is let through once it can drain."""
 
 # The messages on the pipe: (kind, *payload).
-STOP = "stop"  # parent → worker: drain and exit
+STOP = "stop"  # parent → worker: (STOP, when the parent's stop was requested): drain and exit
 COLLECT = "collect"  # parent → worker: (COLLECT, request number)
 STATUS = "status"  # worker → parent: (STATUS, ready, message, [(loop age, waiting on)])
 FAMILIES = "families"  # worker → parent: (FAMILIES, request number, [Metric])
@@ -51,7 +52,7 @@ FAILED = "failed"  # worker → parent: (FAILED, one line), before it exits 1
 class ParentLink:
     """The worker's end of the pipe, served by a thread while the roles run (`with`)."""
 
-    def __init__(self, conn: Connection, checks: HealthChecks, stop: threading.Event) -> None:
+    def __init__(self, conn: Connection, checks: HealthChecks, stop: StopRequest) -> None:
         self._conn = conn
         self._checks = checks
         self._stop = stop
@@ -98,7 +99,7 @@ class ParentLink:
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         if message[0] == STOP:
-            self._stop.set()
+            self._stop.set(at=message[1])
         elif message[0] == COLLECT:
             self._checks.refresh_heartbeat_gauges()
             self._checks.readiness()  # the role_ready gauges, as the parent's /metrics does
@@ -139,7 +140,7 @@ def serve_worker(settings: Settings, number: int, conn: Connection) -> None:
     configure_logging(runtime.log_format, runtime.log_level)
     _name_log_lines(number)
     settle_heap()
-    stop = threading.Event()
+    stop = StopRequest()
     install_signal_handlers()  # `run_roles` keeps them, and acts on one that came before
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # one sent meanwhile: now
     log.info("uploader worker %d starting", number)
@@ -162,7 +163,7 @@ def serve_worker(settings: Settings, number: int, conn: Connection) -> None:
     sys.exit(1)
 
 
-def _run_uploaders(settings: Settings, conn: Connection, stop: threading.Event) -> None:
+def _run_uploaders(settings: Settings, conn: Connection, stop: StopRequest) -> None:
     """The uploader roles of every pipeline, until the parent or a signal sets `stop`."""
     runtime = settings.runtime
     metrics = Metrics(app_project=settings.pipelines[0].toloka.app_project_id)

@@ -56,6 +56,7 @@ from connector.app.worker_child import (
     WORKER_HELD_SIGNALS,
     serve_worker,
 )
+from connector.clock import SystemClock
 from connector.config import (
     KafkaSettings,
     RuntimeSettings,
@@ -64,7 +65,7 @@ from connector.config import (
     UploaderSettings,
 )
 from connector.errors import RoleFailedError
-from connector.lifecycle import Heartbeat, Readiness
+from connector.lifecycle import Heartbeat, Readiness, stop_requested_at
 from connector.stop_budget import worker_shutdown_seconds
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,9 @@ class WorkerProcess:
         try:
             while True:
                 if stop.is_set() and not asked:
-                    asked = self._send(STOP)
+                    # When the stop was requested: the worker's budget counts from there too
+                    # (the monotonic clock is the machine's, shared by its processes).
+                    asked = self._send(STOP, stop_requested_at(stop, SystemClock()))
                 if self._conn.poll(0.1):
                     self._receive(self._conn.recv())
                 self._age_silence()

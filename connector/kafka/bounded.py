@@ -12,26 +12,35 @@ cannot cancel it; its late outcome is logged). The calls of one consumer keep th
 commit first waits (within its own time) for an earlier one still unanswered, and the close
 runs only once no commit is inside librdkafka any more (librdkafka's termination rule: a
 handle is destroyed after every call on it returned).
+
+A wait can also be cut short (`Cutoff`): the uploader's commit of an upload intent, made while
+it runs, ends by the deadline of a stop that comes while it waits (the stop's budget counts from
+its request, and the commit may wait 5 s).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import TypeVar
 
 from confluent_kafka import TopicPartition
 
+from connector.clock import Clock, SystemClock
 from connector.errors import KafkaUnansweredError
 from connector.kafka.clients import Consumer
+from connector.lifecycle import STOP_CHECK_SECONDS
 from connector.stop_budget import LEAVE_GROUP_SECONDS
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+Cutoff = Callable[[], float | None]
+"""When a wait must end at the latest (monotonic, on the calls' clock), or None for no cut: a
+stop's deadline once one was requested. Asked again every STOP_CHECK_SECONDS while the wait
+lasts: the stop may come during it."""
 
 
 def started(call: Callable[[], T], what: str) -> Future[T]:
@@ -48,21 +57,13 @@ def started(call: Callable[[], T], what: str) -> Future[T]:
     return outcome
 
 
-def waited(outcome: Future[T], timeout: float, what: str) -> T:
-    """`outcome`'s result (or its exception) if it comes within `timeout` seconds; else
-    KafkaUnansweredError naming `what`."""
-    try:
-        return outcome.result(timeout)
-    except FutureTimeoutError:
-        raise KafkaUnansweredError(f"{what}: no answer from Kafka within {timeout:g}s") from None
-
-
 class BoundedConsumerCalls:
-    """A consumer's synchronous commits and its close, each waiting at most a given time. One
-    per consumer: it keeps the calls in order."""
+    """A consumer's synchronous commits and its close, each waiting at most a given time (on
+    `clock`). One per consumer: it keeps the calls in order."""
 
-    def __init__(self, consumer: Consumer) -> None:
+    def __init__(self, consumer: Consumer, clock: Clock | None = None) -> None:
         self._consumer = consumer
+        self._clock: Clock = clock or SystemClock()
         self._last_commit: Future[None] | None = None
 
     @property
@@ -71,11 +72,17 @@ class BoundedConsumerCalls:
         return self._last_commit is not None and not self._last_commit.done()
 
     def commit(
-        self, offsets: Sequence[TopicPartition], timeout: float, *, in_callback: bool = False
+        self,
+        offsets: Sequence[TopicPartition],
+        timeout: float,
+        *,
+        in_callback: bool = False,
+        cutoff: Cutoff | None = None,
     ) -> None:
         """Commit `offsets`, waiting for the broker's answer `timeout` seconds at most (an
-        earlier commit still unanswered is waited for first, within that time);
-        KafkaException when it refused them, KafkaUnansweredError when it did not answer.
+        earlier commit still unanswered is waited for first, within that time), and not past
+        `cutoff`; KafkaException when it refused them, KafkaUnansweredError when it did not
+        answer.
 
         `in_callback`: made from inside a rebalance callback, where the commit is made on the
         calling thread and waited for without a bound, as before: librdkafka answers a commit
@@ -88,27 +95,26 @@ class BoundedConsumerCalls:
             # once the callback returned; commits to one coordinator go out in order anyway.
             self._consumer.commit(offsets=chosen, asynchronous=False)
             return
-        deadline = time.monotonic() + timeout
+        deadline = self._clock.monotonic() + timeout
         last = self._last_commit
-        if last is not None:
-            try:
-                last.exception(timeout)  # its outcome was reported when it came (`_late`)
-            except FutureTimeoutError:
-                raise KafkaUnansweredError(
-                    f"offset commit: an earlier commit is still unanswered after {timeout:g}s"
-                ) from None
+        # Its outcome was reported when it came (`_late`).
+        if last is not None and not self._ended(last, deadline, cutoff):
+            raise KafkaUnansweredError(
+                f"offset commit: an earlier commit is still unanswered after {timeout:g}s"
+                f"{self._cut(deadline, cutoff)}"
+            )
 
         def commit() -> None:
             self._consumer.commit(offsets=chosen, asynchronous=False)
 
         self._last_commit = started(commit, "offset commit")
-        try:
-            self._last_commit.result(max(deadline - time.monotonic(), 0.0))
-        except FutureTimeoutError:
+        if not self._ended(self._last_commit, deadline, cutoff):
             self._last_commit.add_done_callback(_late)
             raise KafkaUnansweredError(
                 f"offset commit: no answer from Kafka within {timeout:g}s"
-            ) from None
+                f"{self._cut(deadline, cutoff)}"
+            )
+        self._last_commit.result()  # its exception, if it failed
 
     def close(self, what: str) -> None:
         """Leave the group and close, once no commit is inside librdkafka, waiting
@@ -121,12 +127,30 @@ class BoundedConsumerCalls:
                 last.exception()  # never destroy the handle under a commit still inside it
             self._consumer.close()
 
-        try:
-            waited(started(close, "consumer close"), LEAVE_GROUP_SECONDS, "leaving the group")
-        except KafkaUnansweredError:
+        closing = started(close, "consumer close")
+        if not self._ended(closing, self._clock.monotonic() + LEAVE_GROUP_SECONDS, None):
             log.warning("%s did not leave its group within %gs (the group coordinator does not "
                         "answer): its partitions move to another member when its session times "
                         "out", what, LEAVE_GROUP_SECONDS)  # fmt: skip
+
+    def _ended(self, outcome: Future[T], deadline: float, cutoff: Cutoff | None) -> bool:
+        """Wait until `outcome` is done, `deadline` passes or `cutoff` does; whether it is
+        done."""
+        done = threading.Event()
+        outcome.add_done_callback(lambda _: done.set())
+        while not done.is_set():
+            cut = cutoff() if cutoff is not None else None
+            left = (deadline if cut is None else min(deadline, cut)) - self._clock.monotonic()
+            if left <= 0:
+                return False
+            self._clock.wait(done, left if cutoff is None else min(left, STOP_CHECK_SECONDS))
+        return True
+
+    def _cut(self, deadline: float, cutoff: Cutoff | None) -> str:
+        """What a wait given up on before its own deadline says: the stop ended it."""
+        if self._clock.monotonic() < deadline and cutoff is not None and cutoff() is not None:
+            return " (cut short by the stop)"
+        return ""
 
 
 def _late(outcome: Future[None]) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from connector.clock import Clock
@@ -106,7 +107,8 @@ class Commits:
 
     def keepalive_while_listing(self, lead: Leadership) -> None:
         """A keepalive from the keepalive thread; raises what the transaction raised."""
-        self._commit(lead, self._keepalive_plan(lead, self._instance_id), PageOutcome())
+        self._commit(lead, self._keepalive_plan(lead, self._instance_id), PageOutcome(),
+                     loop=False)  # fmt: skip
 
     def release(self, lead: Leadership, app_project_id: str) -> None:
         """On a clean stop, a cursor without holder: a standby takes over at once instead of
@@ -151,14 +153,38 @@ class Commits:
         txn.records += len(outcome.results) + len(outcome.dead_letters)
         txn.value_bytes += sum(len(record.value) for record in outcome.results)
 
+    @contextmanager
+    def transaction(self, lead: Leadership, *, loop: bool = True) -> Iterator[OpenTransaction]:
+        """A transaction open for the block's pages (`add`), committed when the block ends.
+        Every transaction ends here, one page's or a span's, so each ending is counted once
+        (`transactions{outcome}`): a Kafka failure is counted and abandoned where it came; any
+        other is raised after the transaction is aborted (`abort`). `loop`: made by the loop's
+        thread, whose heartbeat waits on Kafka during the commit (not the keepalive thread's:
+        it must not beat the loop's heartbeat)."""
+        txn = self.open(lead)
+        try:
+            yield txn
+            if loop:
+                self.commit_open(lead, txn)
+            else:
+                self._commit_open(lead, txn)
+        except PublishError:
+            raise  # (abandoned and counted where it failed)
+        except BaseException as failure:
+            self.abort(lead, txn, failure)
+            raise
+
     def commit_open(self, lead: Leadership, txn: OpenTransaction) -> None:
         with self._heartbeat.waiting_on("Kafka (transaction)"):
-            try:
-                lead.publisher.commit()
-            except PublishError as exc:
-                self.abandon(lead, txn)
-                self._failed(exc)
-                raise
+            self._commit_open(lead, txn)
+
+    def _commit_open(self, lead: Leadership, txn: OpenTransaction) -> None:
+        try:
+            lead.publisher.commit()
+        except PublishError as exc:
+            self.abandon(lead, txn)
+            self._failed(exc)
+            raise
         self._committed(lead, txn.pages)
 
     def abort(self, lead: Leadership, txn: OpenTransaction, failure: BaseException) -> None:
@@ -174,15 +200,11 @@ class Commits:
         lead.state.reset(txn.cursor, txn.segments)
         lead.scan = txn.scan
 
-    def _commit(self, lead: Leadership, plan: PagePlan, outcome: PageOutcome) -> None:
-        assert plan.change is not None
-        try:
-            lead.publisher.commit_page(outcome.results, plan.change.records(), outcome.dead_letters)
-        except PublishError as exc:
-            self._failed(exc)
-            raise
-        lead.state.apply(plan.change)
-        self._committed(lead, [(plan, outcome)])
+    def _commit(
+        self, lead: Leadership, plan: PagePlan, outcome: PageOutcome, *, loop: bool = True
+    ) -> None:
+        with self.transaction(lead, loop=loop) as txn:
+            self.add(lead, txn, plan, outcome)
 
     def _failed(self, exc: PublishError) -> None:
         self._metrics.transactions.labels("aborted").inc()

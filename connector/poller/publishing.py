@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 from connector.clock import Clock
 from connector.config import PollerSettings
-from connector.errors import PublishError
 from connector.metrics import Metrics
 from connector.poller.commits import Commits, Leadership, OpenTransaction
 from connector.poller.listing import PageListing
@@ -123,9 +122,8 @@ class PagePublishing:
     ) -> bool:
         """Publish `plan` and the pages listed ahead after it in one transaction, while the
         span has room; True when the scan caught up."""
-        txn = self._commits.open(lead)
         finished: list[int] = []  # per page: counted once the transaction commits
-        try:
+        with self._commits.transaction(lead) as txn:
             while True:
                 self._publish(lead, plan, page, listed=True, prepared=prepared, into=txn)
                 finished.append(_finished(page))
@@ -140,12 +138,6 @@ class PagePublishing:
                 plan = self._planned(lead, lead.scan, page)
                 if plan.change is not None and not plan.caught_up:
                     self._listing.list_ahead(request_after(lead.state, plan))
-            self._commits.commit_open(lead, txn)
-        except PublishError:
-            raise  # (abandoned where it failed)
-        except BaseException as failure:
-            self._commits.abort(lead, txn, failure)
-            raise
         for count in finished:
             self._metrics.poll_page_size.observe(count)
         return plan.caught_up

@@ -14,9 +14,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from math import ceil
+from typing import Protocol, TypeVar
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from connector.contract.upload_intents import decode_intent
 from connector.errors import KafkaUnansweredError, MigrationError
@@ -35,6 +36,7 @@ from connector.uploader.offsets import OffsetTracker
 from connector.uploader.routing import Route
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 OFFSETS_TIMEOUT_SECONDS = 10.0
 """How long an assignment waits for the committed offsets and the ends of its partitions."""
@@ -45,6 +47,39 @@ still unanswered; made inside the assignment's callback, it is then waited for w
 
 class AssignedConsumer(Consumer, CommittedOffsets, Protocol):
     """The consumer a rebalance callback is handed: it commits and reads offsets and ends."""
+
+
+class ReadingStoppedError(Exception):
+    """An assignment's read not made: a stop came (the partitions are left to their next
+    owner)."""
+
+
+@dataclass(frozen=True)
+class AssignmentReads:
+    """How an assignment reads the committed offsets and the partitions' ends. Each read is a
+    librdkafka call on the rebalance callback's thread (from another thread the group
+    coordinator does not answer it before the callback returns), which nothing interrupts: it
+    is made in calls of `slice_seconds` at most (OFFSETS_TIMEOUT_SECONDS in all), and none is
+    made once `stopping()`, so a stop that comes during a read waits for one call only. The
+    loop makes a call no longer than its stop's drain: that call fits the stop's budget."""
+
+    stopping: Callable[[], bool] = lambda: False
+    slice_seconds: float = OFFSETS_TIMEOUT_SECONDS
+
+    def made(self, call: Callable[[float], T]) -> T:
+        """`call(timeout)` until it answers within a call; `ReadingStoppedError` once
+        `stopping()`. The last KafkaException when every call timed out, or the first other."""
+        calls = max(1, ceil(OFFSETS_TIMEOUT_SECONDS / self.slice_seconds))
+        for attempt in range(calls):
+            if self.stopping():
+                raise ReadingStoppedError
+            try:
+                return call(min(self.slice_seconds, OFFSETS_TIMEOUT_SECONDS))
+            except KafkaException as failure:
+                timed_out = failure.args[0].code() == KafkaError._TIMED_OUT
+                if not timed_out or attempt == calls - 1:
+                    raise
+        raise AssertionError("unreachable: the last call returned or raised")
 
 
 @dataclass
@@ -66,14 +101,21 @@ class InputTopic:
 
 
 def committed_offsets(
-    consumer: CommittedOffsets, topic: InputTopic, numbers: set[int]
+    consumer: CommittedOffsets,
+    topic: InputTopic,
+    numbers: set[int],
+    reads: AssignmentReads = AssignmentReads(),
 ) -> list[TopicPartition]:
     """The one group's committed offsets of `numbers`. Unreadable ones (the read fails, or
     reports an error for the partition) are never taken for "not committed": on a routed topic
     that would start the migration over newer offsets (`MigrationError`); elsewhere they read
-    as offset 0 without an intent (every record beyond is reconciled)."""
+    as offset 0 without an intent (every record beyond is reconciled). None once stopping:
+    the caller leaves the partitions to their next owner."""
+    partitions = topic.partitions(numbers)
     try:
-        committed = consumer.committed(topic.partitions(numbers), OFFSETS_TIMEOUT_SECONDS)
+        committed = reads.made(lambda timeout: consumer.committed(partitions, timeout))
+    except ReadingStoppedError:
+        return []
     except KafkaException as failure:
         reason, committed = str(failure.args[0]), []
     else:
@@ -98,14 +140,19 @@ def continue_from_previous_groups(
     group_id: str,
     *,
     calls: BoundedConsumerCalls,
+    reads: AssignmentReads = AssignmentReads(),
 ) -> None:
     """Set each lane's floors from what its pipeline did in the group it read the topic in
     before; where the one group has no offset yet (`committed`), commit it where those groups
     would have continued and update `committed` to say so. Raises `MigrationError` rather than
-    guess when that needs offsets it cannot read or its commit fails."""
+    guess when that needs offsets it cannot read or its commit fails. Once `reads.stopping()`,
+    no further read or commit is made: the caller leaves the partitions to their next owner."""
+    stopping = reads.stopping
     lanes = {lane.app_project: lane for lane in topic.lanes}
     numbers = {tp.partition for tp in committed}
-    old = previous_offsets(previous.read, group_id, topic.name, lanes, numbers)
+    old = previous_offsets(previous.read, group_id, topic.name, lanes, numbers, stopping=stopping)
+    if stopping():
+        return
     for project, found in old.found.items():
         lanes[project].floors.update({p: tp.offset for p, tp in found.items()})
     # The first start after the upgrade: partitions an old group committed, the one group not.
@@ -132,15 +179,23 @@ def continue_from_previous_groups(
         for project, lane in lanes.items():
             position = old.found[project].get(partition)
             if position is None:  # where auto.offset.reset started that pipeline's group
-                offset = reset_position(
-                    consumer, TopicPartition(topic.name, partition), previous.earliest
-                )
+                try:
+                    offset = reset_position(
+                        consumer,
+                        TopicPartition(topic.name, partition),
+                        previous.earliest,
+                        reads.made,
+                    )
+                except ReadingStoppedError:
+                    return
                 lane.floors[partition] = offset
                 position = TopicPartition(topic.name, partition, offset, metadata=SETTLED)
             positions.append(position)
         start = starting_offset(positions)
         assert start is not None  # one position per lane
         starts[partition] = start
+    if stopping():
+        return
     try:
         calls.commit(list(starts.values()), START_COMMIT_SECONDS, in_callback=True)
     except (KafkaException, KafkaUnansweredError) as failure:
@@ -160,11 +215,11 @@ def take_over(
     topic: InputTopic,
     committed: list[TopicPartition],
     *,
-    stopping: Callable[[], bool],
+    reads: AssignmentReads,
 ) -> None:
     """Read the upload intents `committed` with the partitions just assigned: records beyond a
     committed offset that a previous owner may have sent are reconciled before they are, by
-    every lane of the topic. Once `stopping()`, no partition's end is read any more (the
+    every lane of the topic. Once `reads.stopping()`, no partition's end is read any more (the
     caller leaves the partitions to their next owner)."""
     intents = topic.intents
     assert intents is not None  # only with intents on
@@ -179,9 +234,9 @@ def take_over(
             continue
         if intent.since is None:
             continue
-        if stopping():
+        end = _end_offset(consumer, tp, reads)
+        if reads.stopping():
             return
-        end = _end_offset(consumer, tp)
         generation = topic.offsets.generation(tp.partition)
         if (end is not None and end <= tp.offset) or generation is None:
             continue
@@ -195,12 +250,17 @@ def take_over(
             lane.reconciler.no_intent(sorted(unknown), [unknown[p] for p in sorted(unknown)])
 
 
-def _end_offset(consumer: CommittedOffsets, partition: TopicPartition) -> int | None:
-    """The partition's end now (None when unknown): a previous owner read nothing beyond it."""
+def _end_offset(
+    consumer: CommittedOffsets, partition: TopicPartition, reads: AssignmentReads
+) -> int | None:
+    """The partition's end now (None when unknown, or once stopping): a previous owner read
+    nothing beyond it."""
     try:
-        marks = consumer.get_watermark_offsets(
-            partition, timeout=OFFSETS_TIMEOUT_SECONDS, cached=False
+        marks = reads.made(
+            lambda timeout: consumer.get_watermark_offsets(partition, timeout=timeout, cached=False)
         )
+    except ReadingStoppedError:
+        return None
     except KafkaException as failure:
         log.warning("the end of input partition %d is unknown (%s)", partition.partition,
                     failure.args[0])  # fmt: skip

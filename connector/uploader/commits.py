@@ -23,7 +23,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from connector.clock import Clock
 from connector.errors import KafkaUnansweredError
-from connector.kafka.bounded import BoundedConsumerCalls
+from connector.kafka.bounded import BoundedConsumerCalls, Cutoff
 from connector.kafka.clients import Consumer
 from connector.uploader.assignment import InputTopic
 from connector.uploader.batcher import Batch, partition_runs
@@ -57,6 +57,9 @@ class Committer:
         """While a drain runs, its deadline: an upload intent's commit waits no longer."""
         self.in_callback = False
         """Whether the loop is inside a rebalance callback (`BoundedConsumerCalls.commit`)."""
+        self.cutoff: Cutoff | None = None
+        """A stop's deadline once one was requested: an upload intent's commit under way when
+        the stop comes waits no longer."""
         self._topics = topics
         self._clock = clock
         for topic in topics.values():  # per topic: one that does not reconcile commits plainly
@@ -151,7 +154,8 @@ class Committer:
                 if (offset := topic.offsets.commit_point(p)) is not None
             ]  # fmt: skip
             try:
-                self._sync.commit(offsets, self._intent_wait(), in_callback=self.in_callback)
+                self._sync.commit(offsets, self._intent_wait(), in_callback=self.in_callback,
+                                  cutoff=self.cutoff)  # fmt: skip
             except (KafkaException, KafkaUnansweredError) as failure:
                 if topic.name not in self._intent_failing:
                     log.warning(

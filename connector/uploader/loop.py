@@ -25,7 +25,9 @@ partitions concerned is uploaded until the drain deadline, dead letters are flus
 done is committed, so a clean stop leaves nothing done behind the committed offsets (nothing is
 uploaded or dead-lettered twice after a restart). What the deadline cuts off (an API outage) is
 read again by the next owner: an upload abandoned in flight that still succeeds creates its
-items twice, and dead letters behind an unsent record are written again.
+items twice, and dead letters behind an unsent record are written again. The stop's deadline
+counts from its request (`StopRequest`), and whatever the loop waits for when it comes ends by
+it (`stop_budget`).
 
 Commits and upload intents (exactly-once uploads): `commits`. An assignment of a reconciled
 topic reads the intents committed before it: records a previous owner may have sent are looked
@@ -40,6 +42,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from math import ceil
 from typing import Any
 
 from confluent_kafka import TopicPartition
@@ -53,9 +56,11 @@ from connector.errors import (
 )
 from connector.kafka.bounded import BoundedConsumerCalls
 from connector.kafka.clients import Consumer, Message, Producer
-from connector.lifecycle import Heartbeat
+from connector.lifecycle import STOP_CHECK_SECONDS, Heartbeat, stop_requested_at
 from connector.stop_budget import MIN_COMMIT_SECONDS, MIN_FLUSH_SECONDS
 from connector.uploader.assignment import (
+    OFFSETS_TIMEOUT_SECONDS,
+    AssignmentReads,
     InputTopic,
     committed_offsets,
     continue_from_previous_groups,
@@ -105,14 +110,21 @@ class UploadLoop:
         self._heartbeats = heartbeats
         """The heartbeat of every pipeline's role: this loop does their work."""
         self._previous_groups = previous_groups
-        self._calls = BoundedConsumerCalls(consumer)
+        self._calls = BoundedConsumerCalls(consumer, clock)
         """The consumer's synchronous commits and close, each bounded, in order."""
         self._commits = Committer(
             consumer, self._calls, self._topics, clock, settings.commit_interval_ms / 1000
         )
         self._drain_seconds = drain_seconds
         self._drain_deadline: float | None = None
-        """Once a stop was seen: when its drain ends (a revocation's drain too)."""
+        """Once a stop was seen: when its drain ends (a revocation's drain too), counted from
+        when the stop was requested (`StopRequest`), not from when the loop saw it."""
+        self._commits.cutoff = self._stop_deadline
+        self._reads = AssignmentReads(
+            self._stopping, max(min(OFFSETS_TIMEOUT_SECONDS, drain_seconds), STOP_CHECK_SECONDS)
+        )
+        """An assignment's reads: a call under way when a stop comes ends within its drain
+        (with the default drain, 30 s, each read is one call of up to 10 s, as ever)."""
         self._stop = threading.Event()
         self._closing = False
         self._returned = False
@@ -225,19 +237,20 @@ class UploadLoop:
         """Take partitions on: read what an assignment needs (the committed offsets and upload
         intents, the old groups' offsets, the partitions' ends: up to 10 s a read when Kafka is
         slow). A stop that comes before or during those reads leaves the partitions to their
-        next owner: no further read is made for them, none of their records is taken and
-        nothing is committed for them, so the reads do not eat the stop's budget."""
+        next owner (said in one line): no further read is made for them, the read under way ends
+        within the stop's drain (`AssignmentReads`), none of their records is taken and nothing
+        is committed for them, so the reads do not eat the stop's budget."""
         keys = self._keys(partitions)
+        left: set[tuple[str, int]] = set()
         for name in sorted({name for name, _ in keys}):
             topic, numbers = self._topics[name], _numbers(keys, name)
             if self._stopping():
-                log.info("input partitions %s of %s assigned while stopping: left to their next "
-                         "owner", sorted(numbers), name)  # fmt: skip
+                left |= {(name, partition) for partition in numbers}
                 continue
             topic.offsets.assign(numbers)
             previous_groups = self._previous_groups if topic.routed else None
             if previous_groups is not None or topic.intents is not None:
-                committed = committed_offsets(consumer, topic, numbers)
+                committed = committed_offsets(consumer, topic, numbers, self._reads)
                 if previous_groups is not None:
                     with contextlib.ExitStack() as waiting:  # up to 10 s per old group
                         for heartbeat in self._heartbeats:
@@ -248,20 +261,22 @@ class UploadLoop:
                             )
                         continue_from_previous_groups(
                             consumer, topic, committed, previous_groups,
-                            self._settings.group_id, calls=self._calls,
+                            self._settings.group_id, calls=self._calls, reads=self._reads,
                         )  # fmt: skip
                 if topic.intents is not None:
                     topic.intents.assign(numbers)
-                    take_over(consumer, topic, committed, stopping=self._stopping)
+                    take_over(consumer, topic, committed, reads=self._reads)
             if self._stopping():  # it came during the reads
                 self._forget({(name, partition) for partition in numbers})
-                log.info("input partitions %s of %s assigned while stopping: left to their next "
-                         "owner", sorted(numbers), name)  # fmt: skip
+                left |= {(name, partition) for partition in numbers}
                 continue
             topic.assigned |= numbers
             for lane in topic.lanes:
                 lane.assigned(numbers)
             log.info("assigned input partitions %s of %s", sorted(numbers), name)
+        if left:  # one line for the assignment, however many topics and reads it had
+            log.info("input partitions %s assigned while stopping: left to their next owner",
+                     _shown(left))  # fmt: skip
 
     def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         if self._returned:  # a close that outlasted its wait: the lanes are gone
@@ -305,7 +320,9 @@ class UploadLoop:
             deadline = min(deadline, self._drain_deadline)
         self._commits.drain_deadline = self._drain_deadline  # None unless shutting down
         dropped = sum(lane.drop_unsent(_numbers(keys, lane.topic)) for lane in self._lanes)
-        unflushed = self._producer.flush(max(deadline - self._clock.monotonic(), 0.0))
+        unflushed = self._flush_until(deadline)
+        if self._drain_deadline is not None:  # a stop came during the flush
+            deadline = min(deadline, self._drain_deadline)
         left = max(deadline - self._clock.monotonic(), MIN_COMMIT_SECONDS)
         self._commits.commit(self._commits.positions(keys), asynchronous=False, final=True,
                              wait=left)  # fmt: skip
@@ -349,16 +366,40 @@ class UploadLoop:
                 lane.dead_letters.send_due()
             self._producer.poll(0)
 
+    def _flush_until(self, deadline: float) -> int:
+        """Flush the dead letters until `deadline` (a revocation's), in short waits: a stop that
+        comes meanwhile ends the flush by its own drain's deadline. How many are left."""
+        waits = max(1, ceil((deadline - self._clock.monotonic()) / STOP_CHECK_SECONDS))
+        for _ in range(waits):  # a bound however the clock moves
+            stop_deadline = self._stop_deadline()
+            if stop_deadline is not None:
+                deadline = min(deadline, stop_deadline)
+            left = deadline - self._clock.monotonic()
+            unflushed = self._producer.flush(max(min(left, STOP_CHECK_SECONDS), 0.0))
+            if not unflushed or left <= STOP_CHECK_SECONDS:
+                return unflushed
+        return unflushed
+
     def _stopping(self) -> bool:
         """Whether a stop was seen (now or before)."""
         self._note_stop()
         return self._drain_deadline is not None
 
+    def _stop_deadline(self) -> float | None:
+        """The stop's drain deadline once a stop was requested (a wait under way ends by it)."""
+        self._note_stop()
+        return self._drain_deadline
+
     def _note_stop(self, *, stopping: bool = False) -> None:
         """The first time a stop is seen (`stopping`: the loop is stopping), its drain's
-        deadline: `drain_seconds` from now, for every drain that follows or is running."""
+        deadline: `drain_seconds` from when the stop was requested (a stop that came while the
+        loop was in a synchronous step has had part of its budget already), for every drain
+        that follows or is running. Without a requested stop (`stopping` on a fatal error):
+        from now."""
         if self._drain_deadline is None and (stopping or self._stop.is_set()):
-            self._drain_deadline = self._clock.monotonic() + self._drain_seconds
+            requested = (stop_requested_at(self._stop, self._clock) if self._stop.is_set()
+                         else self._clock.monotonic())  # fmt: skip
+            self._drain_deadline = requested + self._drain_seconds
 
     def _commit_done_before_failure(self) -> None:
         """A fatal error ends the loop: commit what is done so far, synchronously, so that a

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from concurrent import futures
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer as KafkaConsumer
@@ -34,7 +36,9 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from connector.contract.upload_intents import UploadIntent, decode_intent, encode_intent
 from connector.errors import MigrationError
+from connector.kafka.bounded import started
 from connector.kafka.clients import CommittedOffsets
+from connector.lifecycle import STOP_CHECK_SECONDS
 from connector.uploader.routing import routed_group_id
 
 log = logging.getLogger(__name__)
@@ -81,16 +85,32 @@ class OldOffsets:
 
 
 def previous_offsets(
-    read: ReadCommitted, group_id: str, topic: str, projects: Iterable[str], numbers: set[int]
+    read: ReadCommitted,
+    group_id: str,
+    topic: str,
+    projects: Iterable[str],
+    numbers: set[int],
+    *,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> OldOffsets:
     """Each project's old group's committed offsets of `numbers`; a group whose read raises or
-    reports an error for any partition is unreadable (never taken for "not committed")."""
+    reports an error for any partition is unreadable (never taken for "not committed"). Once
+    `stopping()`, no group is read any more and a read under way is not waited for (each may
+    take 10 s): what was read so far is returned, for a caller that checks `stopping()` too."""
     old = OldOffsets({}, {})
     partitions = [TopicPartition(topic, p) for p in sorted(numbers)]
     for project in projects:
+        if stopping():
+            return old
         group = routed_group_id(group_id, project)
+        # On a thread of its own (a consumer of its own, not the one in the rebalance
+        # callback): a stop that comes during the read does not wait for it.
+        reading = started(partial(read, group, partitions), "old group offsets")
+        while not futures.wait([reading], STOP_CHECK_SECONDS).done:
+            if stopping():
+                return old
         try:
-            committed = read(group, partitions)
+            committed = reading.result()
         except KafkaException as failure:
             old.unreadable[group] = str(failure.args[0])
             continue
@@ -102,11 +122,21 @@ def previous_offsets(
     return old
 
 
-def reset_position(consumer: CommittedOffsets, partition: TopicPartition, earliest: bool) -> int:
+Marks = tuple[int, int] | None
+ReadMade = Callable[[Callable[[float], Marks]], Marks]
+"""How a read of the consumer is made: `call(timeout)`, retried (`AssignmentReads.made`)."""
+
+
+def reset_position(
+    consumer: CommittedOffsets,
+    partition: TopicPartition,
+    earliest: bool,
+    made: ReadMade = lambda call: call(READ_TIMEOUT_SECONDS),
+) -> int:
     """Where `auto.offset.reset` starts a group without an offset on the partition."""
     try:
-        marks = consumer.get_watermark_offsets(
-            partition, timeout=READ_TIMEOUT_SECONDS, cached=False
+        marks = made(
+            lambda timeout: consumer.get_watermark_offsets(partition, timeout=timeout, cached=False)
         )
     except KafkaException as failure:
         marks, reason = None, str(failure.args[0])

@@ -22,7 +22,10 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from connector.app.clients import build_client
+from connector.app.runner import where
 from connector.config import load_settings
+from connector.devtools.brokers.base import Capability
+from connector.lifecycle import StopRequest
 from connector.metrics import Metrics
 from connector.uploader import Uploader
 from connector.uploader.role import build_uploader
@@ -160,7 +163,7 @@ class InProcess:
             settings, self.metrics, in_flight=settings.uploader.max_in_flight
         )
         self.role: Uploader = build_uploader(settings, self.client, self.metrics)
-        self.stop = threading.Event()
+        self.stop = StopRequest()
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="test-uploader", daemon=True)
         self.thread.start()
@@ -370,6 +373,39 @@ def test_sigterm_drains_in_flight_uploads_commits_them_and_exits_0(
     assert set(created) == below_commit
     assert set(created.values()) == {1}
     assert 0 < len(below_commit) < len(good_keys(count))
+
+
+@pytest.mark.slow
+def test_a_stop_during_an_intent_commit_to_a_paused_broker_fits_its_budget_from_the_request(
+    pipeline: Pipeline, in_process: Callable[[dict[str, str]], InProcess]
+) -> None:
+    """Seen: a stop that came while the uploader waited for an upload intent's commit (the
+    broker not answering: up to 5 s) got its whole drain after that wait, and then the final
+    commit and the group leave, which the broker did not answer either: the stop overran the
+    budget ("did not finish draining in time", exit 1). Its deadlines count from the request:
+    the wait ends with the drain (3 s), then the final commit (1 s) and the leave (5 s) fit
+    the 11 s budget."""
+    require(pipeline.broker, Capability.PROCESS_CONTROL)
+    budget = 11.0
+    uploader = in_process(pipeline.environ(
+        upload_reconcile="true", linger_ms="1500", batch_max_items="1000",
+        drain_timeout_seconds="3", shutdown_timeout_seconds=f"{budget:g}",
+    ))  # fmt: skip
+    wait_for(lambda: len(uploader.role.assignment()) == PARTITIONS, "the partitions assigned")
+    pipeline.produce(20)
+    wait_for(lambda: uploader.sample("records_consumed_total") == 20, "the records read")
+    pipeline.broker.pause()
+    try:
+        # The batch closes when its linger ends and waits for its partitions' intents.
+        wait_for(lambda: "may_send" in where(uploader.thread), "the intent's commit waiting",
+                 timeout=30)  # fmt: skip
+        uploader.stop.set()
+        assert uploader.stop.requested_at is not None
+        uploader.thread.join(max(0.0, uploader.stop.requested_at + budget - time.monotonic()))
+        assert not uploader.thread.is_alive(), "the stop overran its budget"
+    finally:
+        pipeline.broker.resume()
+    assert uploader.sample("items_uploaded_total") == 0, "nothing was sent without its intent"
 
 
 def test_throughput_of_one_uploader_against_a_zero_latency_api(

@@ -26,6 +26,8 @@ ANSWERS = {
     "the uploader's decode turns it into an `invalid_schema` dead letter",
     "connector.formats.shape.UnencodableError": "a result its output schema cannot hold: the "
     "poller's encoding producer turns it into an `unencodable_result` dead letter",
+    "connector.uploader.assignment.ReadingStoppedError": "an assignment's read not made because "
+    "a stop came: the assignment leaves the partitions to their next owner",
 }
 """Exceptions that carry an answer within one module pair rather than a failure (private
 classes, `_Name`, are such too)."""

@@ -12,6 +12,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from connector.errors import KafkaUnansweredError
 from connector.kafka import bounded
 from connector.kafka.bounded import BoundedConsumerCalls
+from connector.lifecycle import StopRequest
+from testkit.clocks import FakeClock
 from testkit.waiting import wait_for
 
 OFFSETS = [TopicPartition("items", 0, 7)]
@@ -139,3 +141,34 @@ def test_a_callbacks_commit_does_not_wait_for_an_earlier_one_still_unanswered() 
         assert coordinator.committed == [OFFSETS]
     finally:
         first_answer.set()
+
+
+def test_a_commit_under_way_when_a_stop_is_requested_ends_by_the_stops_deadline() -> None:
+    """An upload intent's commit waits up to 5 s; a stop requested meanwhile must not wait for
+    it past its own deadline (seen: the stop's drain began only after the commit gave up, and
+    `run` exited 1 "did not finish draining in time"). Measured on the fake clock: the commit
+    never answers, the stop comes 1 s into the wait with a deadline 0.5 s later."""
+    coordinator = SlowCoordinator()
+    clock = FakeClock()
+    start = clock.monotonic()
+    stop = StopRequest(clock)
+
+    def stop_deadline() -> float | None:
+        if not stop.is_set() and clock.monotonic() >= start + 1:
+            stop.set()  # requested while the commit waits
+        return None if stop.requested_at is None else stop.requested_at + 0.5
+
+    calls = BoundedConsumerCalls(coordinator, clock)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(KafkaUnansweredError, match=r"within 5s \(cut short by the stop\)"):
+            calls.commit(OFFSETS, 5, cutoff=stop_deadline)
+        assert stop.requested_at is not None
+        assert clock.monotonic() <= stop.requested_at + 0.5
+        # Without a stop the same wait takes its whole time.
+        before = clock.monotonic()
+        unstopped = BoundedConsumerCalls(coordinator, clock)  # type: ignore[arg-type]
+        with pytest.raises(KafkaUnansweredError, match=r"within 5s$"):
+            unstopped.commit(OFFSETS, 5, cutoff=lambda: None)
+        assert clock.monotonic() >= before + 5
+    finally:
+        coordinator.answer.set()

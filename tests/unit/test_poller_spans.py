@@ -209,6 +209,31 @@ def test_a_failure_other_than_kafkas_inside_a_span_aborts_its_transaction() -> N
     assert h.metric("toloka_connector_transactions_total", {"outcome": "aborted"}) == 1
 
 
+def test_a_failure_other_than_kafkas_in_a_single_page_transaction_is_counted_aborted() -> None:
+    """The same failure in a transaction of one page (no span) aborted it without counting it:
+    `transactions{aborted}` said nothing of a transaction a span's path counts."""
+    h = Harness(page_size=PAGE_SIZE)
+    backlog(h)
+
+    def fail_at_the_first_result(producer: FakeProducer) -> None:
+        original = producer.produce
+
+        def produce(topic: str, **kwargs: object) -> None:
+            if topic == "out":
+                raise BugError("injected")
+            original(topic, **kwargs)  # type: ignore[arg-type]
+
+        producer.produce = produce  # type: ignore[method-assign]
+
+    with pytest.raises(BugError):
+        h.run_until(60, h.loop("A", configure=fail_at_the_first_result))
+    with h.kafka.lock:
+        still_open = [r for r in h.kafka.records if r.status == "open"]
+    assert still_open == [], "the transaction was left open"
+    assert h.published() == []
+    assert h.metric("toloka_connector_transactions_total", {"outcome": "aborted"}) == 1
+
+
 def raise_at_the_second_page(
     h: Harness, failure: BaseException, open_records: list[int]
 ) -> Callable[[FakeProducer], None]:

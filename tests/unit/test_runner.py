@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 import pytest
 
 import connector.app.runner as runner
 from connector.app.runner import run_roles
 from connector.errors import RoleFailedError
-from connector.lifecycle import Heartbeat, Readiness
+from connector.lifecycle import Heartbeat, Readiness, StopRequest
 from connector.metrics import Metrics
 
 
@@ -135,3 +136,51 @@ def test_a_recorded_signal_drains_the_roles() -> None:
         for signum, handler_before in previous.items():
             signal.signal(signum, handler_before)
     assert polite.stopped
+
+
+class RecordsItsStop:
+    name = "uploader"
+
+    def __init__(self) -> None:
+        self.heartbeat = Heartbeat("uploader")
+        self.requested_at: float | None = None
+
+    def run(self, stop: threading.Event) -> None:
+        stop.wait(30)
+        self.requested_at = getattr(stop, "requested_at", None)
+
+    def readiness(self) -> Readiness:
+        return Readiness(False, "waiting")
+
+
+def test_the_roles_stop_counts_from_the_signals_arrival() -> None:
+    """The loop notices a signal up to half a second after it came; the roles' budget counts
+    from its arrival (seen: the uploader's drain deadline counted from later, and the stop
+    overran the budget)."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    role = RecordsItsStop()
+    try:
+        runner.install_signal_handlers()
+        signal.raise_signal(signal.SIGTERM)
+        arrived = runner.signal_received_at()
+        run_roles([role], Metrics(), metrics_host="127.0.0.1", metrics_port=0,
+                  shutdown_timeout_seconds=10)  # fmt: skip
+    finally:
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)
+    assert arrived is not None
+    assert role.requested_at == arrived
+
+
+def test_the_runners_own_deadline_counts_from_the_request() -> None:
+    """A stop requested 100 s ago leaves nothing of a 60 s budget: a role still running is
+    reported at once, not 60 s after the runner saw the stop."""
+    stuck = StuckRole()
+    stop = StopRequest()
+    stop.set(at=time.monotonic() - 100)
+    try:
+        with pytest.raises(RoleFailedError, match=r"^poller: did not finish draining in time$"):
+            run_roles([stuck], Metrics(), metrics_host="127.0.0.1", metrics_port=0,
+                      shutdown_timeout_seconds=60, stop=stop)  # fmt: skip
+    finally:
+        stuck.released.set()

@@ -24,7 +24,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from pydantic import SecretStr
 
 from connector import stop_budget
-from connector.clock import SystemClock
+from connector.clock import Clock, SystemClock
 from connector.config import SchemaRegistrySettings, Settings, load_settings
 from connector.contract.dead_letters import INVALID_SCHEMA
 from connector.contract.upload_intents import UploadIntent, decode_intent, encode_intent
@@ -42,7 +42,7 @@ from connector.errors import (
 from connector.formats.decoding import DECODERS
 from connector.kafka import bounded
 from connector.kafka.clients import Headers
-from connector.lifecycle import Readiness, Role
+from connector.lifecycle import Readiness, Role, StopRequest
 from connector.metrics import Metrics
 from connector.schema_registry.client import registry_client
 from connector.stop_budget import CLOSE_SECONDS, MIN_COMMIT_SECONDS, MIN_FLUSH_SECONDS
@@ -60,6 +60,7 @@ from connector.uploader.lag import LagReporter
 from connector.uploader.migration import PreviousGroups
 from connector.uploader.role import Uploader, consumer_config, producer_config
 from connector.uploader.shared import SharedLoop
+from testkit.clocks import FakeClock
 from testkit.waiting import wait_for
 
 TOPIC = "items"
@@ -346,7 +347,8 @@ class Running:
 
     def __init__(self, consumer: FakeConsumer, api: FakeApi | None = None,
                  producer: FakeProducer | None = None, in_flight_limit: InFlightLimit | None = None,
-                 decode: ItemDecoder = decode_item, **overrides: str) -> None:  # fmt: skip
+                 decode: ItemDecoder = decode_item, clock: Clock | None = None,
+                 **overrides: str) -> None:  # fmt: skip
         self.consumer = consumer
         self.producer = producer or FakeProducer()
         self.api = api or FakeApi()
@@ -355,9 +357,9 @@ class Running:
             settings(**overrides), self.api, self.metrics,
             consumer_factory=lambda _on_stats: self.consumer,
             producer_factory=lambda: self.producer, in_flight_limit=in_flight_limit,
-            decode=decode,
+            decode=decode, clock=clock,
         )  # fmt: skip
-        self.stop = threading.Event()
+        self.stop = StopRequest(clock)
         self.failure: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -685,12 +687,14 @@ class TwoTopics:
     """Pipelines `texts` and `images` on topics of their own, 30 records each, in one loop on
     the fakes; `overrides` are each pipeline's settings."""
 
-    def __init__(self, *overrides: dict[str, str], images_api: FakeApi | None = None) -> None:
+    def __init__(self, *overrides: dict[str, str], images_api: FakeApi | None = None,
+                 consumers: type[FakeConsumers] = FakeConsumers) -> None:  # fmt: skip
         self.texts, self.images = (
             FakeConsumer({0: [item(f"{t[0]}{o}") for o in range(30)]}, topic=t)
             for t in ("texts", "images")
         )
-        consumer, producer = FakeConsumers(self.texts, self.images), FakeProducer()
+        consumer, producer = consumers(self.texts, self.images), FakeProducer()
+        self.consumer = consumer
         self.producer = producer
         self.apis = [FakeApi(), images_api or FakeApi()]
         pipelines = [
@@ -765,6 +769,46 @@ def test_an_outage_of_one_pipelines_api_pauses_only_its_topic(
     wait_for(lambda: texts.commits == {0: 30}, "every texts record uploaded after it")
     run.finish()
     assert [len(api.created) for api in apis] == [30, 30]
+
+
+class AssignedWhileStopping(FakeConsumers):
+    """librdkafka's one assignment of every subscribed topic's partitions, delivered in the
+    first `consume` once the stop was requested (`stop`, set by the test)."""
+
+    def __init__(self, *consumers: FakeConsumer) -> None:
+        super().__init__(*consumers)
+        self.stop = threading.Event()
+        self.on_assign: Any = None
+
+    def subscribe(self, topics: list[str], on_assign: Any = None, on_revoke: Any = None,
+                  on_lost: Any = None) -> None:  # fmt: skip
+        assert topics == sorted(self.of)
+        self.on_assign = on_assign
+
+    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[FakeMessage]:
+        assign, self.on_assign = self.on_assign, None
+        if assign is not None:
+            self.stop.set()
+            assign(self, [TopicPartition(topic, 0) for topic in sorted(self.of)])
+        return []
+
+
+def test_an_assignment_while_stopping_is_left_to_the_next_owner_in_one_line(
+    two_topics: list[TwoTopics], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen: one assignment logged "assigned while stopping" once per topic it held."""
+    caplog.set_level(logging.INFO)
+    run = TwoTopics(consumers=AssignedWhileStopping)
+    two_topics.append(run)
+    assert isinstance(run.consumer, AssignedWhileStopping)
+    run.consumer.stop = run.stop
+    run.start()
+    for thread in run.threads:
+        thread.join(DEADLINE_SECONDS)
+    assert not run.failures
+    lines = [r.getMessage() for r in caplog.records if "while stopping" in r.getMessage()]
+    assert lines == ["input partitions images[0], texts[0] assigned while stopping: left to "
+                     "their next owner"], lines  # fmt: skip
 
 
 def test_upload_intents_are_committed_only_on_the_topics_of_pipelines_that_reconcile(
@@ -999,6 +1043,135 @@ def test_a_stop_during_a_revocations_drain_ends_that_drain_within_its_budget(
     assert consumer.sync_commits[-1] == {0: 2}
 
 
+def within_budget_of_the_request(run: Running, budget: float) -> None:
+    """Wait for the role as the runner does: `budget` from when the stop was requested."""
+    assert run.stop.requested_at is not None
+    run.thread.join(max(0.0, run.stop.requested_at + budget - time.monotonic()))
+    assert not run.thread.is_alive(), "the stop overran its budget, counted from its request"
+
+
+class EnteredCommits(UnansweringConsumer):
+    """An unanswering coordinator that says when a synchronous commit has begun to wait."""
+
+    def __init__(self, partitions: Mapping[int, Sequence[bytes | None]]) -> None:
+        super().__init__(partitions)
+        self.waiting = threading.Event()
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+        if self.silent and not asynchronous:
+            self.waiting.set()
+        return super().commit(offsets=offsets, asynchronous=asynchronous)
+
+
+def test_a_stop_during_an_upload_intents_commit_fits_its_budget_from_the_request(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """Seen: a stop that came while the loop waited for an upload intent's commit (up to 5 s,
+    the coordinator not answering) got its drain only after that wait, and the stop overran
+    the budget. The commit's wait ends by the stop's deadline."""
+    budget = 4.0
+    consumer = EnteredCommits({0: [item(f"0:{o}") for o in range(3)]})
+    consumer.silent = True
+    run = Running(consumer, FakeApi(), upload_reconcile="true", drain_timeout_seconds="3",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    try:
+        wait_for(consumer.waiting.is_set, "the intent's commit waiting", guard=run.check_running)
+        run.stop.set()
+        within_budget_of_the_request(run, budget)
+        assert consumer.sync_commits == [], "nothing was answered"
+    finally:
+        consumer.answer.set()
+
+
+class SlowFlushProducer(FakeProducer):
+    """A broker that acknowledges nothing while `hold`: a flush waits its whole timeout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushing = threading.Event()
+
+    def flush(self, timeout: float = 0) -> int:
+        if self.hold and self.queued:
+            self.flushing.set()
+            threading.Event().wait(timeout)  # stands for the broker's silence
+        return super().flush(timeout)
+
+
+def test_a_stop_during_a_revocations_dead_letter_flush_ends_it_by_the_stops_deadline(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """A revocation flushes its partitions' dead letters until its own drain deadline (the
+    drain timeout from the revocation); a stop that comes during that flush ends it by the
+    stop's deadline, not the revocation's."""
+    budget = 5.0
+    producer = SlowFlushProducer()
+    producer.hold = True
+    consumer = FakeConsumer({0: [item("0:0"), b"not json", item("0:2")]})
+    run = Running(consumer, FakeApi(), producer, drain_timeout_seconds="4",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    wait_for(lambda: producer.queued and consumer.commits.get(0) == 1, "the dead letter waiting",
+             guard=run.check_running)  # fmt: skip
+    consumer.rebalance("revoke", [0])
+    wait_for(producer.flushing.is_set, "the revocation's flush", guard=run.check_running)
+    run.stop.set()
+    within_budget_of_the_request(run, budget)
+    assert consumer.sync_commits[-1] == {0: 1}, "the hand-over stops before the dead letter"
+
+
+class SlowHandOver(UnansweringConsumer):
+    """A coordinator that takes `seconds` (on the fake clock) to answer a revocation's commit,
+    made inside the callback, and the stop requested as it begins; after it, silent."""
+
+    def __init__(self, partitions: Mapping[int, Sequence[bytes | None]], clock: FakeClock,
+                 seconds: float) -> None:  # fmt: skip
+        super().__init__(partitions)
+        self.clock = clock
+        self.seconds = seconds
+        self.stop: threading.Event = threading.Event()
+        self.revoking = False
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+        if not (self.revoking and not asynchronous):
+            return super().commit(offsets=offsets, asynchronous=asynchronous)
+        self.stop.set()
+        self.clock.advance(self.seconds)
+        answered = super().commit(offsets=offsets, asynchronous=asynchronous)
+        self.revoking, self.silent = False, True
+        return answered
+
+
+def test_a_stop_requested_during_a_hand_over_counts_its_budget_from_the_request(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """The stop's deadlines count from its request, not from when the loop, back from a step
+    that could not be cut (a revocation's commit, made inside librdkafka's callback), noticed
+    it: the final commit then waits what is left, not a whole drain's time more. Measured on
+    the fake clock, which the loop's waits for Kafka move."""
+    drain, budget = 3.0, 3.0 + short_group_leave
+    clock = FakeClock()
+    consumer = SlowHandOver({0: [item(f"0:{o}") for o in range(3)], 1: [item("1:0")]}, clock,
+                            seconds=4.0)  # fmt: skip
+    run = Running(consumer, FakeApi(), clock=clock, drain_timeout_seconds=f"{drain:g}",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    consumer.stop = run.stop
+    wait_for(lambda: consumer.commits == {0: 3, 1: 1}, "everything committed",
+             guard=run.check_running)  # fmt: skip
+    consumer.revoking = True
+    revoked = consumer.rebalance("revoke", [1])
+    try:
+        wait_for(revoked.is_set, "the hand-over", guard=run.check_running)
+        assert consumer.sync_commits == [{1: 1}]
+        run.finish()
+        assert run.stop.requested_at is not None
+        took = clock.monotonic() - run.stop.requested_at
+        assert took <= budget, f"the stop took {took:g}s of a {budget:g}s budget"
+    finally:
+        consumer.answer.set()
+
+
 class SlowAssignmentReads(FakeConsumer):
     """Committed offsets carrying a previous owner's upload intent, and a broker whose
     partition ends each take `end_seconds` to read; the stop (`stop`, once `wired`) comes while
@@ -1042,6 +1215,41 @@ def test_a_stop_during_an_assignments_reads_leaves_the_partitions_and_fits_its_b
     run.thread.join(budget)
     assert not run.thread.is_alive(), "the assignment's reads overran the stop's budget"
     assert consumer.ends_read == 0
+    assert consumer.sync_commits == [], "nothing is committed for partitions left at once"
+
+
+class SilentCoordinatorReads(FakeConsumer):
+    """A group coordinator that answers no offset read: each `committed` call waits its whole
+    timeout, as librdkafka's does, then times out; the stop (`stop`) comes during the first."""
+
+    def __init__(self, partitions: int) -> None:
+        super().__init__({partition: [] for partition in range(partitions)})
+        self.stop = threading.Event()
+        self.timeouts: list[float] = []
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        self.timeouts.append(timeout)
+        self.stop.set()
+        threading.Event().wait(timeout)  # stands for a coordinator that does not answer
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+
+
+def test_a_stop_during_an_assignments_read_under_way_fits_its_budget_from_the_request(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """The read under way when a stop comes cannot be interrupted (a librdkafka call inside the
+    rebalance callback, up to 10 s): it is made in calls no longer than the stop's drain, so
+    the one under way ends within the stop's budget, and no other is made."""
+    budget = 4.0
+    consumer = SilentCoordinatorReads(2)
+    run = Running(consumer, FakeApi(), drain_timeout_seconds="1", upload_reconcile="true",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    consumer.stop = run.stop
+    wait_for(run.stop.is_set, "the stop during the assignment's read", guard=run.check_running)
+    within_budget_of_the_request(run, budget)
+    drain = budget - short_group_leave
+    assert consumer.timeouts == [pytest.approx(drain)], "one call, no longer than the drain"
     assert consumer.sync_commits == [], "nothing is committed for partitions left at once"
 
 

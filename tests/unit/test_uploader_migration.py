@@ -3,6 +3,7 @@ which upload intent, from what the old groups committed."""
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -13,7 +14,9 @@ from connector.contract.upload_intents import UploadIntent, decode_intent, encod
 from connector.errors import MigrationError
 from connector.kafka.bounded import BoundedConsumerCalls
 from connector.uploader.assignment import (
+    AssignmentReads,
     InputTopic,
+    ReadingStoppedError,
     committed_offsets,
     continue_from_previous_groups,
 )
@@ -209,3 +212,73 @@ def test_an_unreadable_offset_of_the_one_group_is_not_taken_for_none() -> None:
     with pytest.raises(MigrationError, match="committed offsets of input topic shared"):
         lanes.assign()
     assert lanes.commits == []
+
+
+def test_a_stop_during_an_old_groups_read_does_not_wait_for_it() -> None:
+    """Each old group's read may take 10 s with Kafka slow: a stop that comes during one leaves
+    it (the partitions go to their next owner) instead of holding the stop's budget."""
+    released, stop = threading.Event(), threading.Event()
+    read_groups: list[str] = []
+
+    def read(group: str, _partitions: list[TopicPartition]) -> list[TopicPartition]:
+        read_groups.append(group)
+        stop.set()  # the stop comes during the read
+        released.wait(10)  # stands for an old group's coordinator slow to answer
+        return []
+
+    try:
+        old = previous_offsets(read, "connector", "shared", ["texts", "captions"], {0},
+                               stopping=stop.is_set)  # fmt: skip
+    finally:
+        released.set()
+    assert old.found == {}, "the read under way was waited for"
+    assert old.unreadable == {}
+    assert read_groups == ["connector.texts"]
+
+
+def timed_out() -> KafkaException:
+    return KafkaException(KafkaError(KafkaError._TIMED_OUT))
+
+
+def test_an_assignment_read_is_made_in_short_calls_until_one_answers() -> None:
+    """A call cannot be interrupted by a stop, so a read is made in short calls: a broker
+    slower than one call is asked again (10 s in all), and one that answers is taken."""
+    timeouts: list[float] = []
+
+    def answers_the_third_time(timeout: float) -> str:
+        timeouts.append(timeout)
+        if len(timeouts) < 3:
+            raise timed_out()
+        return "answer"
+
+    assert AssignmentReads(slice_seconds=2).made(answers_the_third_time) == "answer"
+    assert timeouts == [2, 2, 2]
+    timeouts.clear()
+
+    def never_answers(timeout: float) -> str:
+        timeouts.append(timeout)
+        raise timed_out()
+
+    with pytest.raises(KafkaException):
+        AssignmentReads(slice_seconds=2).made(never_answers)
+    assert timeouts == [2] * 5, "10 s in all"
+
+    def refuses(_timeout: float) -> str:
+        raise KafkaException(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED))
+
+    with pytest.raises(KafkaException):
+        AssignmentReads(slice_seconds=2).made(refuses)
+
+
+def test_no_assignment_read_is_made_once_stopping() -> None:
+    stop = threading.Event()
+    calls: list[float] = []
+
+    def stopped_during_the_call(timeout: float) -> str:
+        calls.append(timeout)
+        stop.set()
+        raise timed_out()
+
+    with pytest.raises(ReadingStoppedError):
+        AssignmentReads(stop.is_set, slice_seconds=0.5).made(stopped_during_the_call)
+    assert calls == [0.5], "no call after the stop"

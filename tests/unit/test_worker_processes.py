@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from connector.cli import main
 from connector.config import Settings, load_settings
 from connector.errors import ConfigError, RoleFailedError
 from connector.health import HealthChecks
-from connector.lifecycle import Heartbeat, Readiness
+from connector.lifecycle import Heartbeat, Readiness, StopRequest
 from connector.metrics import Metrics
 from connector.metrics.across_processes import GAUGE_ACROSS_PROCESSES
 from testkit import fake_workers
@@ -520,3 +521,38 @@ def test_a_worker_that_overruns_its_drain_is_named_by_its_own_line_not_killed_la
     assert str(raised) == "uploader worker 2: uploader: did not finish draining in time"
     assert worker.readiness().detail == f"pid {worker.pid} exited"  # by itself, not killed
     worker.close()
+
+
+def test_a_workers_stop_counts_from_when_the_parents_was_requested() -> None:
+    """A worker's budget counts from the parent's request (the signal), not from when the
+    worker heard of it (the parent's loop notices a signal up to half a second late, then its
+    message crosses the pipe): the STOP message carries the request's time, which the worker's
+    roles see as their stop's (the monotonic clock is the machine's)."""
+    settings = load_settings(environ={**REQUIRED, "CONNECTOR_SHUTDOWN_TIMEOUT_SECONDS": "20",
+                                      "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "1"})  # fmt: skip
+    says_when = fake_workers.real_worker_saying_when_the_stop_was_requested
+    worker = WorkerProcess(settings, 2, target=says_when)
+    stop = StopRequest()
+    ended: list[BaseException | None] = []
+
+    def run_parent() -> None:  # not the main thread: the test process keeps its signal handlers
+        try:
+            run_roles([worker], Metrics(app_project="p"), metrics_host="127.0.0.1",
+                      metrics_port=0, shutdown_timeout_seconds=20, stop=stop)  # fmt: skip
+        except BaseException as raised:
+            ended.append(raised)
+        else:
+            ended.append(None)
+
+    parent = threading.Thread(target=run_parent, daemon=True)
+    parent.start()
+    try:
+        wait_for(lambda: worker.readiness().ready, "the worker to report ready", 60)
+        requested_at = time.monotonic() - 3.0  # a signal that came while the parent was busy
+        stop.set(at=requested_at)
+        parent.join(30)
+        assert not parent.is_alive(), "the parent did not return"
+    finally:
+        worker.close()
+    [raised] = ended
+    assert str(raised) == f"uploader worker 2: uploader: stop requested at {requested_at!r}"
