@@ -7,7 +7,9 @@ settings of each variant, taking turns transaction by transaction (after a warm-
 then with a listing thread beside: one that waits `--listing-wait` seconds (the API's answer)
 and then reads a page of 1,000 items as the poller does (orjson, `Item.from_api`,
 `output_record`), over and over. Printed: the median milliseconds of the produce loop and of
-`commit_transaction` per variant, and how many delivery callbacks Python saw.
+`commit_transaction` per variant, the broker's CPU per record while that variant's transactions
+ran (its process's CPU time from the start of each transaction to the end of its commit), and
+how many delivery callbacks Python saw.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import psutil
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -46,7 +49,9 @@ def items(count: int) -> list[dict[str, Any]]:
 class Variant:
     """A producer, and how each transaction is produced with it."""
 
-    def __init__(self, bootstrap: str, config: dict[str, Any], *, state: str) -> None:
+    def __init__(
+        self, bootstrap: str, config: dict[str, Any], *, state: str, broker: psutil.Process
+    ) -> None:
         self.producer = Producer(
             {"bootstrap.servers": bootstrap, "linger.ms": 5, **config,
              "transactional.id": f"commit-probe-{uuid.uuid4().hex[:8]}"}
@@ -57,6 +62,8 @@ class Variant:
         self.reports = 0
         self.produce_ms: list[float] = []
         self.commit_ms: list[float] = []
+        self.broker = broker
+        self.broker_cpu = 0.0
 
     def on_delivery(self, error: Any, message: Any) -> None:
         self.reports += 1
@@ -65,6 +72,7 @@ class Variant:
         output, state_topic = topics
         send = self.producer.produce
         callback = self.on_delivery if self.callback else None
+        broker_cpu = sum(self.broker.cpu_times()[:2])
         started = time.perf_counter()
         self.producer.begin_transaction()
         if self.state == "first":
@@ -76,6 +84,7 @@ class Variant:
         produced = time.perf_counter()
         self.producer.commit_transaction(30)
         if keep:
+            self.broker_cpu += sum(self.broker.cpu_times()[:2]) - broker_cpu
             self.produce_ms.append((produced - started) * 1e3)
             self.commit_ms.append((time.perf_counter() - produced) * 1e3)
 
@@ -114,6 +123,10 @@ def main() -> None:
     ]  # fmt: skip
     with start_broker("kafka") as broker:
         bootstrap = broker.bootstrap_servers
+        pid = getattr(broker, "pid", None)  # (Apache Kafka's: the java process)
+        if pid is None:
+            raise SystemExit("the broker's process is not known: its CPU cannot be read")
+        process = psutil.Process(pid)
         topics = (f"probe-out-{uuid.uuid4().hex[:6]}", f"probe-state-{uuid.uuid4().hex[:6]}")
         admin = AdminClient({"bootstrap.servers": bootstrap})
         created = admin.create_topics([NewTopic(topics[0], 6, 1), NewTopic(topics[1], 1, 1)])
@@ -121,17 +134,18 @@ def main() -> None:
             future.result()
         time.sleep(2)  # the broker serves a topic a moment after it answers CreateTopics
         variants = {
-            "raw (the baseline's settings)": Variant(bootstrap, {}, state="none"),
-            "poller, no state record": Variant(bootstrap, POLLER, state="none"),
-            "poller, state record last": Variant(bootstrap, POLLER, state="last"),
-            "poller, state record first": Variant(bootstrap, POLLER, state="first"),
+            "raw (the baseline's settings)": Variant(bootstrap, {}, state="none", broker=process),
+            "poller, no state record": Variant(bootstrap, POLLER, state="none", broker=process),
+            "poller, state record last": Variant(bootstrap, POLLER, state="last", broker=process),
+            "poller, state record first": Variant(bootstrap, POLLER, state="first", broker=process),
         }
-        results: dict[str, tuple[float, float]] = {}
+        results: dict[str, tuple[float, float, float]] = {}
         for beside in (None, args.listing_wait):
             stop = listing_thread(page, beside) if beside is not None else None
             for variant in variants.values():
                 variant.produce_ms.clear()
                 variant.commit_ms.clear()
+                variant.broker_cpu = 0.0
             for round_number in range(args.transactions + 20):
                 for variant in variants.values():
                     variant.transaction(topics, records, keep=round_number >= 20)
@@ -142,10 +156,11 @@ def main() -> None:
                 results[label] = (
                     statistics.median(variant.produce_ms),
                     statistics.median(variant.commit_ms),
+                    variant.broker_cpu / (len(variant.commit_ms) * RECORDS) * 1e6,
                 )
-        print(f"{'variant':60} {'produce ms':>10} {'commit ms':>10}")
-        for label, (produce_ms, commit_ms) in results.items():
-            print(f"{label:60} {produce_ms:10.2f} {commit_ms:10.2f}")
+        print(f"{'variant':60} {'produce ms':>10} {'commit ms':>10} {'broker µs/record':>16}")
+        for label, (produce_ms, commit_ms, broker_us) in results.items():
+            print(f"{label:60} {produce_ms:10.2f} {commit_ms:10.2f} {broker_us:16.2f}")
         for name, variant in variants.items():
             print(f"{name}: {variant.reports} delivery callbacks in Python")
 
