@@ -38,7 +38,6 @@ class _WireModel(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
-_TIMES = ("created_at", "started_at", "finished_at")
 _ANY_DATETIME: TypeAdapter[datetime] = TypeAdapter(datetime)
 
 
