@@ -151,7 +151,7 @@ class Commits:
         lead.state.apply(plan.change)
         txn.pages.append((plan, outcome))
         txn.records += len(outcome.results) + len(outcome.dead_letters)
-        txn.value_bytes += sum(len(record.value) for record in outcome.results)
+        txn.value_bytes += outcome.result_bytes
 
     @contextmanager
     def transaction(self, lead: Leadership, *, loop: bool = True) -> Iterator[OpenTransaction]:
@@ -228,9 +228,12 @@ class Commits:
         """`passed`: every item the transaction moved past; `published`: those with a result
         (the others were dead-lettered)."""
         now = self._clock.time()
-        # One increment per status, not per item: a labelled inc() costs more than the count.
-        by_status = Counter(result_status_label(item.status) for item in published)
-        for label, count in by_status.items():
+        # One increment per status, not per item: a labelled inc() costs more than the count
+        # (and the label is looked up per status, not per item).
+        by_label: Counter[str] = Counter()
+        for status, count in Counter(item.status for item in published).items():
+            by_label[result_status_label(status)] += count
+        for label, count in by_label.items():
             self._metrics.results_published.labels(label).inc(count)
         observe_processing = self._metrics.item_processing_time.observe
         for item in published:

@@ -93,9 +93,6 @@ class RecordLimits:
             self._learned.get(topic, self._producer_max),
         )
 
-    def fits(self, topic: str, size: int) -> bool:
-        return size <= self.limit(topic)
-
     def learn(self, refusals: Sequence[SizeRefusal]) -> bool:
         """Take in records refused as too large by a producer built with `producer_config()`.
         True when they tell which records were too large (each was refused alone); False when

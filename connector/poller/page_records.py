@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 from connector.config import PollerSettings
 from connector.contract.dead_letters import RESULT_TOO_LARGE, UNREADABLE_RESULT
-from connector.kafka.limits import record_size
 from connector.poller.dead_letters import dead_letter
 from connector.poller.limits import RecordLimits
 from connector.poller.publisher import OutputRecord, output_record, record_key
@@ -27,6 +26,9 @@ class PageOutcome:
     """The items that got a result (the others of the page were dead-lettered)."""
     reasons: list[str] = field(default_factory=list)
     """The reason of each dead letter (for the metrics)."""
+    result_bytes: int = 0
+    """The values of `results` together (summed as they are added: the page sizer and a
+    transaction's bound read it)."""
 
 
 PreparedRecords = Mapping[str, tuple[Item, OutputRecord, int]]
@@ -49,8 +51,7 @@ class PageRecords:
         key_field, project = self._settings.key_field, self._project
         prepared: dict[str, tuple[Item, OutputRecord, int]] = {}
         for item in items:
-            record = output_record(item, key_field=key_field, app_project_id=project)
-            size = record_size(record.key, record.value, record.headers)
+            record, size = output_record(item, key_field=key_field, app_project_id=project)
             prepared[item.id] = (item, record, size)
         return prepared
 
@@ -63,24 +64,29 @@ class PageRecords:
         """`prepared`: records `prepare` built, used for the very items they were built from;
         the others are built here."""
         outcome = PageOutcome()
+        # The limits change only between pages (a refusal aborts the page): read once per page.
+        limit = self._limits.limit(self._settings.output_topic)
+        results, published = outcome.results, outcome.published
+        result_bytes = 0
         for item in publish:
             built = prepared.get(item.id) if prepared else None
             if built is not None and built[0] is item:
                 _, record, size = built
             else:
-                record = output_record(
+                record, size = output_record(
                     item, key_field=self._settings.key_field, app_project_id=self._project
                 )
-                size = record_size(record.key, record.value, record.headers)
-            if self._limits.fits(self._settings.output_topic, size):
-                outcome.results.append(record)
-                outcome.published.append(item)
+            if size <= limit:
+                results.append(record)
+                published.append(item)
+                result_bytes += len(record.value)
             else:
                 outcome.dead_letters.append(self._too_large_letter(item, record, size))
                 outcome.reasons.append(RESULT_TOO_LARGE)
         if unreadable is not None:
             outcome.dead_letters.append(self._unreadable_letter(unreadable))
             outcome.reasons.append(UNREADABLE_RESULT)
+        outcome.result_bytes = result_bytes
         return outcome
 
     def _too_large_letter(self, item: Item, record: OutputRecord, size: int) -> OutputRecord:

@@ -40,6 +40,7 @@ from connector.errors import (
     StateTooLargeError,
 )
 from connector.kafka.clients import DeliveryCallback, Header, TransactionalProducer
+from connector.kafka.limits import record_size
 from connector.kafka.produce import produce_when_room
 from connector.kafka.transactions import (
     PRODUCER_ERRORS,
@@ -97,16 +98,27 @@ def encode_json(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def output_record(item: Item, *, key_field: str, app_project_id: str) -> OutputRecord:
-    return OutputRecord(
-        key=record_key(item, key_field).encode(),
-        value=encode_json(item.raw),
-        headers=[
-            (ITEM_ID_HEADER, item.id.encode()),
-            (STATUS_HEADER, (item.status or "").encode()),
-            (APP_PROJECT_ID_HEADER, (item.app_project_id or app_project_id).encode()),
-        ],
-    )
+_OUTPUT_RECORD_FRAMING = record_size(
+    b"", b"", [(name, b"") for name in (ITEM_ID_HEADER, STATUS_HEADER, APP_PROJECT_ID_HEADER)]
+)
+"""`record_size` of an output record without its key, value and header values."""
+
+
+def output_record(item: Item, *, key_field: str, app_project_id: str) -> tuple[OutputRecord, int]:
+    """The output record of `item`, and its `record_size` (summed from its parts: the header
+    names are always the same three; one is built per result)."""
+    key = record_key(item, key_field).encode()
+    value = encode_json(item.raw)
+    item_id = item.id.encode()
+    status = (item.status or "").encode()
+    project = (item.app_project_id or app_project_id).encode()
+    headers: list[Header] = [
+        (ITEM_ID_HEADER, item_id),
+        (STATUS_HEADER, status),
+        (APP_PROJECT_ID_HEADER, project),
+    ]
+    size = _OUTPUT_RECORD_FRAMING + len(key) + len(value) + len(item_id) + len(status)
+    return OutputRecord(key, value, headers), size + len(project)
 
 
 # --- the transaction ---------------------------------------------------------------------------

@@ -181,7 +181,7 @@ class PagePublishing:
             )  # fmt: skip
         pages = self._listing.sizes
         if listed:
-            pages.readable(len(outcome.results), sum(len(r.value) for r in outcome.results))
+            pages.readable(len(outcome.results), outcome.result_bytes)
             self._metrics.poller_page_limit.set(pages.size)
         if into is None:  # (a span's pages are counted once it commits)
             self._metrics.poll_page_size.observe(_finished(page))

@@ -17,6 +17,7 @@ from connector.errors import (
     RecordsTooLargeError,
     StateTooLargeError,
 )
+from connector.kafka.limits import record_size
 from connector.metrics import Metrics
 from connector.poller.encoded_output import EncodingProducer
 from connector.poller.publisher import (
@@ -59,7 +60,7 @@ def test_key_field_is_configurable() -> None:
 def test_value_is_the_item_exactly_as_the_api_sent_it() -> None:
     raw = finished_item("item-9", T0, status="ERROR", errors=[{"code": "X"}], future_field=[1])
     raw["finished_at"] = "2022-01-22T07:44:57.035"  # the API's own precision stays as sent
-    record = output_record(Item.from_api(raw), key_field="id", app_project_id="proj")
+    record, _ = output_record(Item.from_api(raw), key_field="id", app_project_id="proj")
     assert orjson.loads(record.value) == raw
     assert b'"2022-01-22T07:44:57.035"' in record.value
 
@@ -70,7 +71,7 @@ def test_an_item_nested_deeper_than_orjson_writes_is_still_published() -> None:
         deep = [deep]
     raw = finished_item("item-deep", T0)
     raw["input_data"] = {"id": deep}
-    record = output_record(Item.from_api(raw), key_field="id", app_project_id="proj")
+    record, _ = output_record(Item.from_api(raw), key_field="id", app_project_id="proj")
     assert orjson.loads(record.value) == raw
     assert json.loads(record.key) == deep
 
@@ -78,12 +79,29 @@ def test_an_item_nested_deeper_than_orjson_writes_is_still_published() -> None:
 def test_headers_name_item_status_and_project() -> None:
     raw = finished_item("item-9", T0, status="CANCELLED")
     del raw["app_project_id"]
-    record = output_record(Item.from_api(raw), key_field="id", app_project_id="proj-x")
+    record, _ = output_record(Item.from_api(raw), key_field="id", app_project_id="proj-x")
     assert record.headers == [
         ("toloka-item-id", b"item-9"),
         ("toloka-status", b"CANCELLED"),
         ("toloka-app-project-id", b"proj-x"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "key_field"),
+    [
+        ({}, "id"),
+        ({"status": None, "app_project_id": None}, "id"),  # empty status, the poller's project
+        ({"status": "COMPLETED", "input_data": {"id": "i", "k": "ключ ✓"}}, "k"),  # UTF-8
+        ({"input_data": {"id": "i", "k": {"a": [1, True]}}, "output_data": {"t": "ü" * 300}}, "k"),
+    ],
+)
+def test_the_size_returned_with_an_output_record_is_its_record_size(
+    fields: dict[str, Any], key_field: str
+) -> None:
+    raw = {**finished_item("item-é", T0), **fields}
+    record, size = output_record(Item.from_api(raw), key_field=key_field, app_project_id="prøj")
+    assert size == record_size(record.key, record.value, record.headers)
 
 
 def publisher(producer: FakeProducer) -> TransactionalPublisher:

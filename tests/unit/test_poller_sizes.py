@@ -181,14 +181,15 @@ def test_the_limit_is_the_lowest_of_the_producer_and_the_topic() -> None:
 def test_a_refusal_by_the_broker_first_makes_batches_of_one_then_teaches_the_limit() -> None:
     known = limits({}, {})
     record = OutputRecord(b"k", b"v" * 70_000, [])
-    assert known.fits("out", record_size(record.key, record.value, record.headers))
+    size = record_size(record.key, record.value, record.headers)
+    assert size <= known.limit("out")
     refusal = SizeRefusal("out", record, by_broker=True)
     assert not known.learn([refusal]), "a batch may have held others"
     assert known.producer_config()["batch.num.messages"] == 1
-    assert known.fits("out", record_size(record.key, record.value, record.headers))
+    assert size <= known.limit("out")
     assert known.learn([refusal]), "refused by a producer of one-record batches"
-    assert not known.fits("out", record_size(record.key, record.value, record.headers))
-    assert known.fits("out", 60_000)
+    assert size > known.limit("out")
+    assert known.limit("out") >= 60_000
 
 
 # --- settings that must agree --------------------------------------------------------------
