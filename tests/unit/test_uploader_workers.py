@@ -23,7 +23,7 @@ def test_threads_are_reused_and_never_more_than_the_jobs_in_flight() -> None:
         release.wait(10)
         return job * 10
 
-    workers = RequestWorkers(run, delivered.put, NAME)
+    workers = RequestWorkers(run, delivered.put, NAME, lambda: 4)
     for job in range(3):
         workers.submit(job)
     assert workers.threads == 3
@@ -46,7 +46,7 @@ def test_a_job_submitted_when_a_result_is_delivered_finds_its_worker_free() -> N
         if result < 5:
             workers.submit(result + 1)  # as the loop sends the next batch on a completion
 
-    workers = RequestWorkers(lambda job: job, deliver, NAME)
+    workers = RequestWorkers(lambda job: job, deliver, NAME, lambda: 4)
     workers.submit(0)
     wait_for(lambda: len(delivered) == 6, "the chain of jobs", 10)
     assert workers.threads == 1
