@@ -160,11 +160,6 @@ class Committer:
         intents = topic.intents
         assert intents is not None
         pending = self._intent_commit
-        in_background = not (self.in_callback or self.drain_deadline is not None)
-        if pending is not None and not pending[2].done() and not in_background:
-            # A drain commits at once, after it (in a rebalance callback it would be answered
-            # only once the callback returned: the drain would wait for it to its deadline).
-            self._intent_commit = pending = None
         if pending is not None:
             name, covered, outcome, started_at = pending
             if not outcome.done():
@@ -199,7 +194,7 @@ class Committer:
             for p in sorted(missing)
             if (offset := topic.offsets.commit_point(p)) is not None
         ]  # fmt: skip
-        if in_background:
+        if not (self.in_callback or self.drain_deadline is not None):
             outcome = self._sync.start_commit(offsets)
             generations = {p: topic.offsets.generation(p) for p in missing}
             self._intent_commit = (topic.name, generations, outcome, self._clock.monotonic())

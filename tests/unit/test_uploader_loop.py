@@ -131,9 +131,7 @@ class FakeConsumer:
         self.consume_calls = 0
         self.closed = False
         self.answer_sync = threading.Event()
-        """Cleared: synchronous commits made on a thread of their own (`BoundedConsumerCalls`)
-        are answered only once it is set, as librdkafka answers them only after a rebalance
-        callback returned (or a slow coordinator)."""
+        """Cleared: synchronous commits wait until it is set (a slow coordinator)."""
         self.answer_sync.set()
         self.sync_asked = threading.Event()
         self._callbacks: dict[str, Any] = {}
@@ -187,6 +185,9 @@ class FakeConsumer:
         self.paused -= {tp.partition for tp in partitions}
 
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+        if not asynchronous:
+            self.sync_asked.set()
+            self.answer_sync.wait()
         positions = {tp.partition: tp.offset for tp in offsets}
         assert all(tp.topic == self.topic for tp in offsets)
         for p, offset in positions.items():
@@ -195,11 +196,6 @@ class FakeConsumer:
         self.metadata.update({tp.partition: tp.metadata or "" for tp in offsets})
         if not asynchronous:
             self.sync_commits.append(positions)
-            if threading.current_thread().name == "offset commit":
-                # Applied in order, answered late; not one made inside a rebalance callback,
-                # on the loop's thread.
-                self.sync_asked.set()
-                self.answer_sync.wait()
             return offsets
         return None
 
@@ -847,25 +843,6 @@ def test_batches_waiting_for_an_upload_intent_hold_the_intake_like_a_backlog(
              guard=run.check_running)  # fmt: skip
     run.finish()
     assert len(run.api.created) == 3000
-
-
-def test_a_revocation_does_not_wait_for_an_intent_commit_still_on_its_way(
-    running: list[Running],
-) -> None:
-    """Inside the revocation's callback the intent is committed at once, on the loop's thread:
-    the background one is answered only after the callback, and the drain would wait for it
-    until its deadline (5 s here) and drop the batch."""
-    consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(5)]})
-    consumer.answer_sync.clear()
-    run = Running(consumer, upload_reconcile="true", batch_max_items="5")
-    running.append(run)
-    wait_for(consumer.sync_asked.is_set, "the intent's commit asked", guard=run.check_running)
-    revoked = consumer.rebalance("revoke", [0])
-    wait_for(revoked.is_set, "revocation handled", timeout=2.0, guard=run.check_running)
-    assert run.api.created == {f"0:{o}": 1 for o in range(5)}
-    assert consumer.commits[0] == 5
-    consumer.answer_sync.set()
-    run.finish()
 
 
 def test_a_failed_upload_names_the_pipeline_and_topic_of_its_lane(
