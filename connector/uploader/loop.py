@@ -9,16 +9,16 @@ offset is done when its lane created its item or had its dead letter acknowledge
 when its lane's pipeline uploaded it in the group it read in before: `migration`), and only the
 highest contiguous done offset of each partition is committed (`commits`).
 
-Back-pressure (`pausing`): a lane with twice `max_in_flight` closed batches in flight or waiting
-(all its slots busy, or its batches waiting for an upload intent's commit) takes no records; its
-topic's partitions are paused when that lasts, while another lane could go on, while its API fails
-or while its records wait for the Schema Registry (`registry_wait`), and partitions whose dead
-letters wait unacknowledged past CONNECTOR_DLQ_MAX_PENDING_BYTES too; the role stops (after
-committing what is done) when one waits longer than CONNECTOR_DLQ_TIMEOUT_SECONDS. Any other fatal
-error commits what is done too (synchronously, without draining) before it ends the role. Memory
-stays bounded however long the outage: per lane, twice `max_in_flight` batches, the open one and
-the pending dead letters; one `consume()` call's worth (also of records waiting for the registry),
-and librdkafka's `queued.max.messages.kbytes`.
+Back-pressure (`pausing`): a lane whose upload slots are busy and as many closed batches wait
+takes no records; its topic's partitions are paused when that lasts, while another lane could go
+on, while its API fails or while its records wait for the Schema Registry (`registry_wait`), and
+partitions whose dead letters wait unacknowledged past CONNECTOR_DLQ_MAX_PENDING_BYTES too; the
+role stops (after committing what is done) when one waits longer than
+CONNECTOR_DLQ_TIMEOUT_SECONDS. Any other fatal error commits what is done too (synchronously,
+without draining) before it ends the role. Memory stays bounded however long the outage: per
+lane, twice `max_in_flight` batches, the open one and the pending dead letters; one `consume()`
+call's worth (also of records waiting for the registry), and librdkafka's
+`queued.max.messages.kbytes`.
 
 Stop and revocation finish what was read: the open batches are closed and every batch of the
 partitions concerned is uploaded until the drain deadline, dead letters are flushed and what is

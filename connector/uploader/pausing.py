@@ -1,13 +1,12 @@
 """Back-pressure of the upload loop: which input partitions are paused.
 
-While twice `max_in_flight` closed batches of a lane are in flight or wait (every upload slot busy
-with as many batches handed ahead or waiting, or batches waiting for an upload intent's commit),
-that lane takes no records: when it is the only lane that could take any, the loop skips
-`consume()` for a moment; when that lasts (a slow API), when another lane could go on meanwhile, or
-while a batch of the lane waits out an API outage, its topic's partitions are paused and
-`consume()` keeps being called, so the member stays in its group (a shared topic's partitions pause
-for every lane on it). Partitions whose dead letters the broker does not acknowledge are paused too
-once those exceed CONNECTOR_DLQ_MAX_PENDING_BYTES.
+While every upload slot of a lane is busy and as many closed batches wait, that lane takes no
+records: when it is the only lane that could take any, the loop skips `consume()` for a moment;
+when that lasts (a slow API), when another lane could go on meanwhile, or while a batch of the
+lane waits out an API outage, its topic's partitions are paused and `consume()` keeps being
+called, so the member stays in its group (a shared topic's partitions pause for every lane on
+it). Partitions whose dead letters the broker does not acknowledge are paused too once those
+exceed CONNECTOR_DLQ_MAX_PENDING_BYTES.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from connector.uploader.assignment import InputTopic
 from connector.uploader.lane import Lane
 
 BACKLOG_PAUSE_SECONDS = 1.0
-"""A backlog (`Lane.backlogged`) that lasts this long pauses the
+"""A backlog (all upload slots busy, as many batches waiting) that lasts this long pauses the
 partitions, so that `consume()` can be called again without taking records. A shorter one only
 skips `consume()`: pausing purges librdkafka's prefetched records, and a resumed partition waits
 for the fetch in progress (up to `fetch.wait.max.ms`, 500 ms) before it is fetched again, which
