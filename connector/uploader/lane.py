@@ -298,10 +298,14 @@ class Lane:
     # --- back-pressure -----------------------------------------------------------------------
 
     def backlogged(self) -> bool:
-        """Twice `max_in_flight` closed batches are in flight or wait, handed to the request
-        threads or not (whatever the in-flight limit is now, and also while they wait for an
-        upload intent's commit: memory stays bounded by the maximum)."""
-        return len(self.in_flight) + self.batcher.ready_count >= 2 * self.settings.max_in_flight
+        """Every upload slot is busy and `max_in_flight` closed batches wait for one, handed to
+        the request threads or not (whatever the in-flight limit is now, so that memory stays
+        bounded by the maximum)."""
+        in_flight = len(self.in_flight)
+        return (
+            in_flight >= self.slots()
+            and in_flight + self.batcher.ready_count >= 2 * self.settings.max_in_flight
+        )
 
     def note_failing(self) -> bool:
         """Whether a batch is waiting out an outage, or in one request for longer than one

@@ -166,10 +166,7 @@ class UploadLoop:
             lane.decode_waiting(now)
             lane.batcher.close_lingering(now)
         self._dispatch()
-        wait = IDLE_WAIT_SECONDS if (held or blocked) and not messages else 0
-        if wait and self._commits.intent_pending:  # its batches go as soon as it lands
-            wait = INTENT_WAIT_SECONDS
-        self._apply_completions(wait)
+        self._apply_completions(IDLE_WAIT_SECONDS if (held or blocked) and not messages else 0)
         self._dispatch()
         if any(lane.dead_letters.unacknowledged for lane in lanes):
             # Only then: each call gives up the GIL, and getting it back from busy upload

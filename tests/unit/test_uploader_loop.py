@@ -825,26 +825,6 @@ def test_the_loop_reads_on_while_an_upload_intent_is_committed_and_sends_only_af
     assert consumer.sync_commits[0] == {0: 0}
 
 
-def test_batches_waiting_for_an_upload_intent_hold_the_intake_like_a_backlog(
-    running: list[Running],
-) -> None:
-    """While the intent's commit is on its way the loop reads on, but no further than the
-    memory bound: twice max_in_flight closed batches, then the partitions pause."""
-    consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(3000)]})
-    consumer.answer_sync.clear()
-    run = Running(consumer, upload_reconcile="true", batch_max_items="1", max_in_flight="1")
-    running.append(run)
-    wait_for(lambda: consumer.pauses > 0, "the backlog paused", timeout=5.0,
-             guard=run.check_running)  # fmt: skip
-    assert consumer.position[0] == 1000, "more than one consume() call read past the bound"
-    assert run.api.requests == 0
-    consumer.answer_sync.set()
-    wait_for(lambda: consumer.commits.get(0) == 3000, "every record uploaded and committed",
-             guard=run.check_running)  # fmt: skip
-    run.finish()
-    assert len(run.api.created) == 3000
-
-
 def test_a_failed_upload_names_the_pipeline_and_topic_of_its_lane(
     two_topics: list[TwoTopics],
 ) -> None:
