@@ -110,21 +110,6 @@ class BoundedConsumerCalls:
                 f"offset commit: no answer from Kafka within {timeout:g}s"
             ) from None
 
-    def start_commit(self, offsets: Sequence[TopicPartition]) -> Future[None]:
-        """Commit `offsets` after any earlier commit, without waiting: its outcome (None, or the
-        KafkaException of a refusal) once the broker answered. Later calls wait for it as for
-        a commit given up on (`pending` meanwhile). Not from inside a rebalance callback."""
-        chosen = list(offsets)
-        last = self._last_commit
-
-        def commit() -> None:
-            if last is not None:
-                last.exception()  # in order: after the earlier one, however it ended
-            self._consumer.commit(offsets=chosen, asynchronous=False)
-
-        self._last_commit = started(commit, "offset commit")
-        return self._last_commit
-
     def close(self, what: str) -> None:
         """Leave the group and close, once no commit is inside librdkafka, waiting
         LEAVE_GROUP_SECONDS at most; past it, a warning naming `what`: the group notices the

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future
 
 from confluent_kafka import KafkaException, TopicPartition
 
@@ -63,9 +62,6 @@ class Committer:
         for topic in topics.values():  # per topic: one that does not reconcile commits plainly
             reconciled = any(lane.reconciler is not None for lane in topic.lanes)
             topic.intents = IntentLog(clock) if reconciled else None
-        self._intent_commit: tuple[str, dict[int, int | None], Future[None], float] | None = None
-        """The upload intents committed in the background: topic, partition → its assignment's
-        generation, the commit's outcome, when it started."""
         self._intent_failing: set[str] = set()
         """The topics whose last intent commit failed (warned once until one succeeds)."""
         self._interval = interval_seconds
@@ -141,80 +137,33 @@ class Committer:
         intents = topic.intents
         if intents is None:
             return True
-        if intents.unrecorded(batch.partitions()) and not self._intents_recorded(topic, batch):
-            return False
+        missing = intents.unrecorded(batch.partitions())
+        if missing:
+            # With the other partitions whose records wait in a batch: one commit, not one for
+            # each of the next batches that first holds a record of one of them.
+            missing |= intents.unrecorded(
+                {p for other in topic.lanes for p in other.batcher.unsent_partitions()}
+            )
+            offsets = [
+                TopicPartition(topic.name, p, offset,
+                               metadata=intents.metadata(p, offset, final=False))
+                for p in sorted(missing)
+                if (offset := topic.offsets.commit_point(p)) is not None
+            ]  # fmt: skip
+            try:
+                self._sync.commit(offsets, self._intent_wait(), in_callback=self.in_callback)
+            except (KafkaException, KafkaUnansweredError) as failure:
+                if topic.name not in self._intent_failing:
+                    log.warning(
+                        "the upload intent of input partitions %s of %s could not be committed "
+                        "(%s): their batches wait", sorted(missing), topic.name, failure.args[0],
+                    )  # fmt: skip
+                self._intent_failing.add(topic.name)
+                return False
+            self._intent_failing.discard(topic.name)
+            intents.recorded(missing)
         intents.sent(_highest_offsets(batch), self._clock.time())
         return True
-
-    @property
-    def intent_pending(self) -> bool:
-        """Whether an upload intent's commit is on its way (batches wait for it)."""
-        return self._intent_commit is not None
-
-    def _intents_recorded(self, topic: InputTopic, batch: Batch) -> bool:
-        """Whether the intents of the batch's partitions are recorded now. While running they
-        are committed in the background: the loop goes on reading and decoding meanwhile, and
-        the batch waits for a later call (a synchronous commit held the loop for a broker round
-        trip, 8-25 ms, once for each partition of a new assignment: 15-20 % of the loop's time
-        draining a backlog). A revocation's or a stop's drain commits and waits at once."""
-        intents = topic.intents
-        assert intents is not None
-        pending = self._intent_commit
-        if pending is not None:
-            name, covered, outcome, started_at = pending
-            if not outcome.done():
-                if self._clock.monotonic() - started_at > COMMIT_WAIT_SECONDS:
-                    self._intent_failed(name, covered, "no answer from Kafka within "
-                                        f"{COMMIT_WAIT_SECONDS:g}s")  # fmt: skip
-                return False
-            self._intent_commit = None
-            failure = outcome.exception()
-            if failure is None:
-                self._intent_failing.discard(name)
-                committed = self._topics[name]
-                assert committed.intents is not None
-                # Not for a partition assigned again since: its new assignment needs its own.
-                committed.intents.recorded(
-                    {p for p, generation in covered.items()
-                     if committed.offsets.generation(p) == generation}
-                )  # fmt: skip
-            else:
-                self._intent_failed(name, covered, str(failure.args[0]))
-            if not intents.unrecorded(batch.partitions()):
-                return True
-        # With the other partitions whose records wait in a batch: one commit, not one for
-        # each of the next batches that first holds a record of one of them.
-        missing = intents.unrecorded(
-            batch.partitions()
-            | {p for other in topic.lanes for p in other.batcher.unsent_partitions()}
-        )
-        offsets = [
-            TopicPartition(topic.name, p, offset,
-                           metadata=intents.metadata(p, offset, final=False))
-            for p in sorted(missing)
-            if (offset := topic.offsets.commit_point(p)) is not None
-        ]  # fmt: skip
-        if not (self.in_callback or self.drain_deadline is not None):
-            outcome = self._sync.start_commit(offsets)
-            generations = {p: topic.offsets.generation(p) for p in missing}
-            self._intent_commit = (topic.name, generations, outcome, self._clock.monotonic())
-            return False
-        try:
-            self._sync.commit(offsets, self._intent_wait(), in_callback=self.in_callback)
-        except (KafkaException, KafkaUnansweredError) as failure:
-            self._intent_failed(topic.name, missing, failure.args[0])
-            return False
-        self._intent_failing.discard(topic.name)
-        intents.recorded(missing)
-        return True
-
-    def _intent_failed(self, name: str, partitions: Iterable[int], reason: str) -> None:
-        if name not in self._intent_failing:
-            log.warning(
-                "the upload intent of input partitions %s of %s could not be committed (%s): "
-                "their batches wait", sorted(partitions), name, reason,
-            )  # fmt: skip
-        self._intent_failing.add(name)
 
     def _intent_wait(self) -> float:
         if self.drain_deadline is None:

@@ -73,8 +73,6 @@ log = logging.getLogger(__name__)
 IDLE_WAIT_SECONDS = 0.1
 """Longest single wait of the loop: bounds how late a stop, a finished upload or a due linger
 is noticed."""
-INTENT_WAIT_SECONDS = 0.002
-"""Longest wait for records while an upload intent's commit is on its way."""
 FULL_QUEUE_WAIT_SECONDS = 0.01
 """Longest wait for delivery reports while dead letters wait for room in the producer's queue."""
 
@@ -194,8 +192,6 @@ class UploadLoop:
         now = self._clock.monotonic()
         lingers = [left for lane in self._lanes
                    if (left := lane.batcher.linger_left(now)) is not None]  # fmt: skip
-        if self._commits.intent_pending:  # its batch goes as soon as it lands
-            lingers.append(INTENT_WAIT_SECONDS)
         return min([*lingers, IDLE_WAIT_SECONDS])
 
     def _accept(self, messages: Sequence[Message]) -> None:

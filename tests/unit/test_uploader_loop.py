@@ -130,10 +130,6 @@ class FakeConsumer:
         self.pauses = 0
         self.consume_calls = 0
         self.closed = False
-        self.answer_sync = threading.Event()
-        """Cleared: synchronous commits wait until it is set (a slow coordinator)."""
-        self.answer_sync.set()
-        self.sync_asked = threading.Event()
         self._callbacks: dict[str, Any] = {}
         self._rebalances: list[tuple[str, list[int], threading.Event]] = []
 
@@ -185,9 +181,6 @@ class FakeConsumer:
         self.paused -= {tp.partition for tp in partitions}
 
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
-        if not asynchronous:
-            self.sync_asked.set()
-            self.answer_sync.wait()
         positions = {tp.partition: tp.offset for tp in offsets}
         assert all(tp.topic == self.topic for tp in offsets)
         for p, offset in positions.items():
@@ -801,28 +794,6 @@ def test_one_commit_records_the_intents_of_every_partition_read_before_the_first
     run.finish()
     assert intent_commits == [{0: 0, 1: 0, 2: 0, 3: 0}]
     assert all(decode_intent(run.consumer.metadata[p]) is not None for p in partitions)
-
-
-def test_the_loop_reads_on_while_an_upload_intent_is_committed_and_sends_only_after_it(
-    running: list[Running],
-) -> None:
-    """The intent is committed in the background (a synchronous commit held the loop for a
-    broker round trip per partition of a new assignment); the batch waits for it to land."""
-    consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(5)]})
-    consumer.answer_sync.clear()
-    run = Running(consumer, upload_reconcile="true", batch_max_items="5")
-    running.append(run)
-    wait_for(consumer.sync_asked.is_set, "the intent's commit asked", guard=run.check_running)
-    consumer.log[0] += [FakeMessage(0, o, item(f"0:{o}"), topic=TOPIC) for o in range(5, 10)]
-    wait_for(lambda: consumer.position[0] == 10, "the records after it read meanwhile",
-             timeout=2.0, guard=run.check_running)  # fmt: skip
-    assert run.api.requests == 0, "a batch was sent before its intent was committed"
-    consumer.answer_sync.set()
-    wait_for(lambda: consumer.commits.get(0) == 10, "every record uploaded and committed",
-             guard=run.check_running)  # fmt: skip
-    run.finish()
-    assert run.api.created == {f"0:{o}": 1 for o in range(10)}
-    assert consumer.sync_commits[0] == {0: 0}
 
 
 def test_a_failed_upload_names_the_pipeline_and_topic_of_its_lane(
