@@ -129,6 +129,10 @@ class Batcher:
     def next_ready(self) -> Batch | None:
         return self._ready.popleft() if self._ready else None
 
+    def put_back(self, batches: Sequence[Batch]) -> None:
+        """Closed batches taken back before they were sent: first in line again, in order."""
+        self._ready.extendleft(reversed(batches))
+
     def ready(self) -> list[Batch]:
         """The closed batches waiting for an upload slot, oldest first."""
         return list(self._ready)

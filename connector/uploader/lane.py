@@ -99,7 +99,7 @@ class Lane:
         self.registry_wait = RegistryWait(parts.outage_backoff, clock)
         """Records read while the Schema Registry did not answer (a registry format)."""
         self._workers = RequestWorkers(
-            self._upload, lambda outcome: deliver(self, outcome), "uploader-request"
+            self._upload, lambda outcome: deliver(self, outcome), "uploader-request", self.slots
         )
         self.partitions: set[int] = set()
         """The partitions of its topic assigned now (read by readiness from other threads)."""
@@ -240,15 +240,19 @@ class Lane:
         return self.settings.max_in_flight if limit is None else limit.current
 
     def dispatch(self, may_send: Callable[[Lane, Batch], bool]) -> None:
-        """Send the closed batches there are slots for, each once `may_send` allows it."""
-        while len(self.in_flight) < self.slots():
+        """Hand the request threads the closed batches there are slots for, and as many again
+        to start as soon as a slot frees (`RequestWorkers`), each once `may_send` allows it."""
+        while len(self.in_flight) < 2 * self.slots():
             batch = self.batcher.peek_ready()
             if batch is None or not may_send(self, batch):
                 break
             self.batcher.next_ready()
             self.in_flight.append(batch)
             self._workers.submit(batch)
-        self.metrics.uploads_in_flight.set(len(self.in_flight))
+        self._count_in_flight()
+
+    def _count_in_flight(self) -> None:
+        self.metrics.uploads_in_flight.set(min(len(self.in_flight), self.slots()))
 
     def _upload(self, batch: Batch) -> BatchOutcome | BaseException:
         try:
@@ -258,7 +262,7 @@ class Lane:
 
     def apply(self, outcome: BatchOutcome) -> None:
         self.in_flight.remove(outcome.batch)
-        self.metrics.uploads_in_flight.set(len(self.in_flight))
+        self._count_in_flight()
         if outcome.uploaded:
             self.last_progress_at = self._clock.monotonic()
         for partition, generation, offsets in partition_runs(outcome.uploaded):
@@ -294,11 +298,13 @@ class Lane:
     # --- back-pressure -----------------------------------------------------------------------
 
     def backlogged(self) -> bool:
-        """Every upload slot is busy and `max_in_flight` closed batches wait for one (whatever
-        the in-flight limit is now, so that memory stays bounded by the maximum)."""
+        """Every upload slot is busy and `max_in_flight` closed batches wait for one, handed to
+        the request threads or not (whatever the in-flight limit is now, so that memory stays
+        bounded by the maximum)."""
+        in_flight = len(self.in_flight)
         return (
-            len(self.in_flight) >= self.slots()
-            and self.batcher.ready_count >= self.settings.max_in_flight
+            in_flight >= self.slots()
+            and in_flight + self.batcher.ready_count >= 2 * self.settings.max_in_flight
         )
 
     def note_failing(self) -> bool:
@@ -328,8 +334,15 @@ class Lane:
         self.lag.assigned(partitions)
 
     def drop_unsent(self, partitions: set[int] | None = None) -> int:
-        """Forget the records of `partitions` (all: None) not sent yet, batched or waiting for
-        the registry (their next reader reads them again); how many were dropped."""
+        """Forget the records of `partitions` (all: None) not sent yet, batched (handed to a
+        request thread that has not started them included) or waiting for the registry (their
+        next reader reads them again); how many were dropped."""
+        waiting = self._workers.withdraw()
+        if waiting:
+            withdrawn = {id(batch) for batch in waiting}
+            self.in_flight = [batch for batch in self.in_flight if id(batch) not in withdrawn]
+            self.batcher.put_back(waiting)
+            self._count_in_flight()
         batched = self.batcher.drop_all() if partitions is None else (
             self.batcher.drop_partitions(partitions))  # fmt: skip
         return batched + self.registry_wait.drop(partitions)

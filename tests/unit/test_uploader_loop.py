@@ -932,6 +932,29 @@ def test_revocation_commits_what_is_done_and_abandons_a_stuck_upload(
     run.finish()
 
 
+def test_a_batch_handed_ahead_to_a_busy_request_thread_is_not_sent_once_revoked(
+    running: list[Running],
+) -> None:
+    """A request thread starts the next batch handed to it as soon as it is free: one that was
+    still waiting when its partition went is taken back and dropped, never sent."""
+    api = FakeApi()
+    api.hang_on = {"0:0"}
+    consumer = FakeConsumer({0: [item(f"0:{o}") for o in range(3)]})
+    run = Running(consumer, api, batch_max_items="1", max_in_flight="1",
+                  drain_timeout_seconds="0.2")  # fmt: skip
+    running.append(run)
+    wait_for(lambda: consumer.position[0] == 3 and api.requests == 1, "every record read")
+    run.iterations_later(3)  # "0:1" handed to the busy thread, "0:2" waits for room
+    revoked = consumer.rebalance("revoke", [0])
+    wait_for(revoked.is_set, "revocation handled")
+    api.release.set()  # the abandoned upload succeeds after the hand-over
+    wait_for(lambda: api.created.get("0:0") == 1, "the abandoned upload finishing")
+    run.iterations_later(3)
+    assert api.requests == 1
+    assert api.created == {"0:0": 1}
+    run.finish()
+
+
 def test_shutdown_drains_commits_and_gives_up_on_a_stuck_upload(running: list[Running]) -> None:
     api = FakeApi()
     api.hang_on = {"0:2"}
