@@ -96,11 +96,17 @@ class Lane:
             settings.batch_max_items, settings.batch_max_bytes, settings.linger_ms / 1000
         )
         self.in_flight: list[Batch] = []
+        """Batches handed to the request threads, started or waiting for a free one."""
         self.registry_wait = RegistryWait(parts.outage_backoff, clock)
         """Records read while the Schema Registry did not answer (a registry format)."""
-        self._workers = RequestWorkers(
-            self._upload, lambda outcome: deliver(self, outcome), "uploader-request", self.slots
-        )
+
+        def delivered(outcome: BatchOutcome | BaseException) -> None:
+            deliver(self, outcome)
+            # Counted by the request threads (they start batches handed ahead without the
+            # loop), down only once the outcome is in the loop's queue.
+            self.metrics.uploads_in_flight.dec()
+
+        self._workers = RequestWorkers(self._upload, delivered, "uploader-request", self.slots)
         self.partitions: set[int] = set()
         """The partitions of its topic assigned now (read by readiness from other threads)."""
         self.floors: dict[int, int] = {}
@@ -249,20 +255,19 @@ class Lane:
             self.batcher.next_ready()
             self.in_flight.append(batch)
             self._workers.submit(batch)
-        self._count_in_flight()
-
-    def _count_in_flight(self) -> None:
-        self.metrics.uploads_in_flight.set(min(len(self.in_flight), self.slots()))
 
     def _upload(self, batch: Batch) -> BatchOutcome | BaseException:
+        self.metrics.uploads_in_flight.inc()  # down in `delivered`
         try:
             return self.uploader.upload(batch)
         except BaseException as failure:  # a bug: end the role rather than hang on the batch
+            # No batch handed ahead may start after it: the role ends without draining, and
+            # what it did not commit is read again (`loop`).
+            self._workers.close()
             return failure
 
     def apply(self, outcome: BatchOutcome) -> None:
         self.in_flight.remove(outcome.batch)
-        self._count_in_flight()
         if outcome.uploaded:
             self.last_progress_at = self._clock.monotonic()
         for partition, generation, offsets in partition_runs(outcome.uploaded):
@@ -298,9 +303,9 @@ class Lane:
     # --- back-pressure -----------------------------------------------------------------------
 
     def backlogged(self) -> bool:
-        """Every upload slot is busy and `max_in_flight` closed batches wait for one, handed to
-        the request threads or not (whatever the in-flight limit is now, so that memory stays
-        bounded by the maximum)."""
+        """Every upload slot is busy and the batches handed to the request threads and the
+        closed ones not handed yet reach twice `max_in_flight` (whatever the in-flight limit is
+        now, so that memory stays bounded by the maximum)."""
         in_flight = len(self.in_flight)
         return (
             in_flight >= self.slots()
@@ -342,7 +347,6 @@ class Lane:
             withdrawn = {id(batch) for batch in waiting}
             self.in_flight = [batch for batch in self.in_flight if id(batch) not in withdrawn]
             self.batcher.put_back(waiting)
-            self._count_in_flight()
         batched = self.batcher.drop_all() if partitions is None else (
             self.batcher.drop_partitions(partitions))  # fmt: skip
         return batched + self.registry_wait.drop(partitions)

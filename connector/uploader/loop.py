@@ -149,6 +149,8 @@ class UploadLoop:
                 raise
             self._shut_down()
         except BaseException:
+            for lane in self._lanes:  # no batch handed ahead starts while the role ends
+                lane.close()
             if not self._closing:  # a shutdown that completed has committed already
                 self._commit_done_before_failure()
             raise

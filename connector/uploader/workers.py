@@ -53,11 +53,6 @@ class RequestWorkers(Generic[JobT, ResultT]):
     def threads(self) -> int:
         return self._threads
 
-    @property
-    def running(self) -> int:
-        """How many jobs a thread has started and not finished."""
-        return self._running
-
     def submit(self, job: JobT) -> None:
         with self._changed:
             self._waiting.append(job)

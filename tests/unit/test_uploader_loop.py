@@ -1491,6 +1491,49 @@ class BuggyApi(FakeApi):
         return super().bulk_create_raw(body, count, retry_ambiguous=retry_ambiguous)
 
 
+class HeldCloseConsumer(FakeConsumer):
+    """A consumer whose close() waits until `may_close` is set (a broker slow to answer the
+    final commit and the group leave)."""
+
+    def __init__(self, partitions: Mapping[int, Sequence[bytes | None]]) -> None:
+        super().__init__(partitions)
+        self.closing = threading.Event()
+        self.may_close = threading.Event()
+
+    def close(self) -> None:
+        self.closing.set()
+        self.may_close.wait(DEADLINE_SECONDS)
+        super().close()
+
+
+def test_no_batch_handed_ahead_is_sent_once_a_fatal_error_ends_the_role(
+    running: list[Running],
+) -> None:
+    """A fatal error ends the role without draining: a batch handed ahead to a busy request
+    thread and not started must not be sent while the role closes (its records are read again
+    by the next reader: sent now, a pipeline without reconciliation would create them twice)."""
+    api = FakeApi()
+    api.hang_on = {"0:0", "0:1"}
+    consumer = HeldCloseConsumer({0: [item(f"0:{o}") for o in range(3)], 1: []})
+    before = set(threading.enumerate())
+    run = Running(consumer, api, FencedProducer(), batch_max_items="1", max_in_flight="2")
+    running.append(run)
+    wait_for(lambda: consumer.position[0] == 3 and api.requests == 2, "every record read")
+    run.iterations_later(3)  # "0:2" handed to the busy request threads
+    request_threads = [t for t in threading.enumerate()
+                       if t not in before and t.name == "uploader-request"]  # fmt: skip
+    assert len(request_threads) == 2
+    consumer.log[1].append(FakeMessage(1, 0, b"not json"))  # its dead letter: fenced, fatal
+    wait_for(consumer.closing.is_set, "the role closing its consumer after the failure")
+    api.release.set()  # the two requests under way finish while the consumer closes
+    wait_for(lambda: not any(t.is_alive() for t in request_threads),
+             "the request threads ending with their requests")  # fmt: skip
+    consumer.may_close.set()
+    run.thread.join(DEADLINE_SECONDS)
+    assert run.failure is not None
+    assert api.requests == 2, f"a batch was sent after the fatal error: {api.created}"
+
+
 @pytest.mark.parametrize("failing", ["dead-letter producer", "upload thread"])
 def test_a_fatal_error_commits_what_was_uploaded_before_it(
     running: list[Running], failing: str
