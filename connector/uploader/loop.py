@@ -59,7 +59,6 @@ from connector.kafka.clients import Consumer, Message, Producer
 from connector.lifecycle import STOP_CHECK_SECONDS, Heartbeat, stop_requested_at
 from connector.stop_budget import MIN_COMMIT_SECONDS, MIN_FLUSH_SECONDS
 from connector.uploader.assignment import (
-    OFFSETS_TIMEOUT_SECONDS,
     AssignmentReads,
     InputTopic,
     committed_offsets,
@@ -120,11 +119,9 @@ class UploadLoop:
         """Once a stop was seen: when its drain ends (a revocation's drain too), counted from
         when the stop was requested (`StopRequest`), not from when the loop saw it."""
         self._commits.cutoff = self._stop_deadline
-        self._reads = AssignmentReads(
-            self._stopping, max(min(OFFSETS_TIMEOUT_SECONDS, drain_seconds), STOP_CHECK_SECONDS)
-        )
-        """An assignment's reads: a call under way when a stop comes ends within its drain
-        (with the default drain, 30 s, each read is one call of up to 10 s, as ever)."""
+        self._reads = AssignmentReads(self._stopping, drain_seconds)
+        """An assignment's reads: a call under way when a stop comes ends within its drain (1 s
+        at least; with the default drain, 30 s, each read is one call of up to 10 s, as ever)."""
         self._stop = threading.Event()
         self._closing = False
         self._returned = False
