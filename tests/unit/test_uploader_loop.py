@@ -1095,6 +1095,49 @@ def test_a_stop_during_an_upload_intents_commit_fits_its_budget_from_the_request
         consumer.answer.set()
 
 
+class RefusingThenSilent(UnansweringConsumer):
+    """A group coordinator that refuses synchronous commits while `refusing` (counted), then,
+    once `silent`, answers none."""
+
+    def __init__(self, partitions: Mapping[int, Sequence[bytes | None]]) -> None:
+        super().__init__(partitions)
+        self.refusing = True
+        self.refused = 0
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+        if self.refusing and not asynchronous:
+            self.refused += 1
+            raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+        return super().commit(offsets=offsets, asynchronous=asynchronous)
+
+
+def test_a_stop_during_a_revocations_drain_sends_no_batch_whose_intent_is_not_committed(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """An upload intent's commit made during a revocation's drain is made inside the rebalance
+    callback, where librdkafka waits for it without a bound: once a stop came, the batches
+    whose intents are not committed yet are left to the next owner (their offsets are not
+    committed either), and the drain does not wait for them."""
+    budget = 4.0
+    consumer = RefusingThenSilent({0: [item(f"0:{o}") for o in range(3)]})
+    run = Running(consumer, FakeApi(), upload_reconcile="true", drain_timeout_seconds="3",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    try:
+        wait_for(lambda: consumer.refused > 0, "the intent refused", guard=run.check_running)
+        consumer.rebalance("revoke", [0])
+        wait_for(lambda: not consumer._rebalances, "the revocation begun")
+        refused = consumer.refused
+        wait_for(lambda: consumer.refused > refused, "the revocation's drain retrying the intent")
+        run.stop.set()
+        consumer.silent, consumer.refusing = True, False
+        within_budget_of_the_request(run, budget)
+        assert run.api.created == {}, "a batch without its intent committed was sent"
+        assert consumer.sync_commits == [], "nothing was answered"
+    finally:
+        consumer.answer.set()
+
+
 class SlowFlushProducer(FakeProducer):
     """A broker that acknowledges nothing while `hold`: a flush waits its whole timeout."""
 
