@@ -135,16 +135,28 @@ class BoundedConsumerCalls:
 
     def _ended(self, outcome: Future[T], deadline: float, cutoff: Cutoff | None) -> bool:
         """Wait until `outcome` is done, `deadline` passes or `cutoff` does; whether it is
-        done."""
+        done. Each slice is first a real wait on the call (its thread must get to run: an
+        injected clock's wait may return at once and jump time, seen taking a commit answered
+        at once for unanswered), then the clock's wait; the deadlines are read from the
+        clock."""
         done = threading.Event()
         outcome.add_done_callback(lambda _: done.set())
         while not done.is_set():
-            cut = cutoff() if cutoff is not None else None
-            left = (deadline if cut is None else min(deadline, cut)) - self._clock.monotonic()
+            left = self._left(deadline, cutoff)
+            if left <= 0:
+                return False
+            if done.wait(min(left, STOP_CHECK_SECONDS)):
+                return True
+            left = self._left(deadline, cutoff)
             if left <= 0:
                 return False
             self._clock.wait(done, left if cutoff is None else min(left, STOP_CHECK_SECONDS))
         return True
+
+    def _left(self, deadline: float, cutoff: Cutoff | None) -> float:
+        """How long a wait may still take: until `deadline`, or the cut if it is earlier."""
+        cut = cutoff() if cutoff is not None else None
+        return (deadline if cut is None else min(deadline, cut)) - self._clock.monotonic()
 
     def _cut(self, deadline: float, cutoff: Cutoff | None) -> str:
         """What a wait given up on before its own deadline says: the stop ended it."""
