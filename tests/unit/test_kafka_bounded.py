@@ -196,4 +196,3 @@ def test_an_answered_commit_is_not_taken_for_unanswered_on_a_fake_clock() -> Non
     coordinator = LateScheduledCoordinator(0.02)
     BoundedConsumerCalls(coordinator, clock).commit(OFFSETS, 5)  # type: ignore[arg-type]
     assert coordinator.committed == [OFFSETS]
-
