@@ -120,8 +120,9 @@ def committed_offsets(
     """The one group's committed offsets of `numbers`. Unreadable ones (the read fails, or
     reports an error for the partition) are never taken for "not committed": on a routed topic
     that would start the migration over newer offsets (`MigrationError`); elsewhere they read
-    as offset 0 without an intent (every record beyond is reconciled). None once stopping:
-    the caller leaves the partitions to their next owner."""
+    as offset 0 without an intent (every record beyond is reconciled). Empty once stopping
+    (whatever the read under way raised): the caller leaves the partitions to their next
+    owner."""
     partitions = topic.partitions(numbers)
     try:
         committed = reads.made(lambda timeout: consumer.committed(partitions, timeout))
