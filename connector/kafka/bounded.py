@@ -156,9 +156,10 @@ def ended(
         return (deadline if cut is None else min(deadline, cut)) - clock.monotonic()
 
     while not done.is_set():
-        if left() <= 0:
+        remaining = left()
+        if remaining <= 0:
             return False
-        if done.wait(min(left(), STOP_CHECK_SECONDS)):
+        if done.wait(min(remaining, STOP_CHECK_SECONDS)):
             return True
         remaining = left()
         if remaining <= 0:

@@ -135,7 +135,7 @@ class Committer:
     def may_send(self, lane: Lane, batch: Batch) -> bool:
         """Whether the batch may be sent: with intents off, always; else once the intent of
         each of its partitions is committed in this assignment (committed now, synchronously,
-        where it is not), and then it is noted as sent."""
+        where it is not, unless the batch is `held_back`), and then it is noted as sent."""
         topic = self._topics[lane.topic]
         intents = topic.intents
         if intents is None:
