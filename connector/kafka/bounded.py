@@ -24,7 +24,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from confluent_kafka import TopicPartition
 
@@ -97,8 +97,8 @@ class BoundedConsumerCalls:
             return
         deadline = self._clock.monotonic() + timeout
         last = self._last_commit
-        # Its outcome was reported when it came (`_late`).
-        if last is not None and not self._ended(last, deadline, cutoff):
+        # Its outcome was reported when it came (`reported_late`).
+        if last is not None and not ended(last, deadline, cutoff, self._clock):
             raise KafkaUnansweredError(
                 f"offset commit: an earlier commit is still unanswered after {timeout:g}s"
                 f"{self._cut(deadline, cutoff)}"
@@ -108,8 +108,8 @@ class BoundedConsumerCalls:
             self._consumer.commit(offsets=chosen, asynchronous=False)
 
         self._last_commit = started(commit, "offset commit")
-        if not self._ended(self._last_commit, deadline, cutoff):
-            self._last_commit.add_done_callback(_late)
+        if not ended(self._last_commit, deadline, cutoff, self._clock):
+            reported_late(self._last_commit, "an offset commit")
             raise KafkaUnansweredError(
                 f"offset commit: no answer from Kafka within {timeout:g}s"
                 f"{self._cut(deadline, cutoff)}"
@@ -128,23 +128,10 @@ class BoundedConsumerCalls:
             self._consumer.close()
 
         closing = started(close, "consumer close")
-        if not self._ended(closing, self._clock.monotonic() + LEAVE_GROUP_SECONDS, None):
+        if not ended(closing, self._clock.monotonic() + LEAVE_GROUP_SECONDS, None, self._clock):
             log.warning("%s did not leave its group within %gs (the group coordinator does not "
                         "answer): its partitions move to another member when its session times "
                         "out", what, LEAVE_GROUP_SECONDS)  # fmt: skip
-
-    def _ended(self, outcome: Future[T], deadline: float, cutoff: Cutoff | None) -> bool:
-        """Wait until `outcome` is done, `deadline` passes or `cutoff` does; whether it is
-        done."""
-        done = threading.Event()
-        outcome.add_done_callback(lambda _: done.set())
-        while not done.is_set():
-            cut = cutoff() if cutoff is not None else None
-            left = (deadline if cut is None else min(deadline, cut)) - self._clock.monotonic()
-            if left <= 0:
-                return False
-            self._clock.wait(done, left if cutoff is None else min(left, STOP_CHECK_SECONDS))
-        return True
 
     def _cut(self, deadline: float, cutoff: Cutoff | None) -> str:
         """What a wait given up on before its own deadline says: the stop ended it."""
@@ -153,10 +140,42 @@ class BoundedConsumerCalls:
         return ""
 
 
-def _late(outcome: Future[None]) -> None:
-    """The outcome of a commit given up on, when it comes at last."""
-    failure = outcome.exception()
-    if failure is None:
-        log.info("an offset commit given up on was answered later: it landed")
-    else:
-        log.warning("an offset commit given up on failed later: %s", failure)
+def ended(
+    outcome: Future[T], deadline: float, cutoff: Cutoff | None, clock: Clock | None = None
+) -> bool:
+    """Wait until `outcome` is done, `deadline` passes or `cutoff` does; whether it is done.
+    Each slice is first a real wait on the call (its thread must get to run: an injected
+    clock's wait may return at once and jump time, seen taking a commit answered at once for
+    unanswered), then `clock`'s wait; the deadlines are read from `clock`."""
+    clock = clock or SystemClock()
+    done = threading.Event()
+    outcome.add_done_callback(lambda _: done.set())
+
+    def left() -> float:
+        cut = cutoff() if cutoff is not None else None
+        return (deadline if cut is None else min(deadline, cut)) - clock.monotonic()
+
+    while not done.is_set():
+        remaining = left()
+        if remaining <= 0:
+            return False
+        if done.wait(min(remaining, STOP_CHECK_SECONDS)):
+            return True
+        remaining = left()
+        if remaining <= 0:
+            return False
+        clock.wait(done, remaining if cutoff is None else min(remaining, STOP_CHECK_SECONDS))
+    return True
+
+
+def reported_late(outcome: Future[Any], what: str) -> None:
+    """Log the outcome of `what`, a call given up on, when it comes at last."""
+
+    def report(late: Future[Any]) -> None:
+        failure = late.exception()
+        if failure is None:
+            log.info("%s given up on was answered later", what)
+        else:
+            log.warning("%s given up on failed later: %s", what, failure)
+
+    outcome.add_done_callback(report)

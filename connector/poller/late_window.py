@@ -37,7 +37,8 @@ class WindowClock:
 
 @dataclass
 class PollerState:
-    """The committed cursor and the ids the late window tracks; changed only after a commit."""
+    """The cursor and the ids the late window tracks: a transaction's changes are applied as
+    its pages are added, before it commits, and put back (`reset`) when it does not."""
 
     cursor: Cursor
     segments: dict[int, Segment] = field(default_factory=dict)
@@ -88,7 +89,8 @@ class PollerState:
         self.seen = {item_id for segment in self.segments.values() for item_id in segment.ids}
 
     def apply(self, change: StateChange) -> None:
-        """The transaction holding `change` committed."""
+        """`change`'s page was added to the open transaction (a takeover's: committed); when
+        the transaction does not commit, `reset` puts the state back."""
         for seq in change.dropped:
             self.seen.difference_update(self.segments.pop(seq).ids)
         if change.new_segment is not None:

@@ -13,9 +13,10 @@ Exactly once stays the loop's: the thread reads the leader's state (the cursor a
 window tracks) to skip pages, and never changes it. The loop plans a handed page against the
 state as it is then (an item the main scan published meanwhile is not published again) and
 commits it. An id the thread found published stays published (the window drops an id only once
-it lies below every scan's floor), unless a transaction spanning pages of the main scan
-(`publishing`) added it and then did not commit: the state goes back, and so does the main scan,
-to before that transaction's first page, and lists the id again. Either way a page it skipped
+it lies below every scan's floor), unless a transaction of the main scan added it and then did
+not commit (a single page's as well as one spanning pages, `publishing`: the state shows a page
+as soon as it is added): the state goes back, and so does the main scan, to before that
+transaction's first page, and lists the id again. Either way a page it skipped
 needs nothing. A look-back scan still
 starts every `late_scan_interval_seconds`, and its horizon moves only when it completes.
 

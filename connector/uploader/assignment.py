@@ -17,12 +17,15 @@ from dataclasses import dataclass, field
 from math import ceil
 from typing import Protocol, TypeVar
 
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from connector.contract.upload_intents import decode_intent
 from connector.errors import KafkaUnansweredError, MigrationError
 from connector.kafka.bounded import BoundedConsumerCalls
 from connector.kafka.clients import CommittedOffsets, Consumer
+from connector.kafka.steps import UNANSWERED
+from connector.kafka.transactions import kafka_error_of
+from connector.stop_budget import MIN_COMMIT_SECONDS
 from connector.uploader.intents import IntentLog
 from connector.uploader.lane import Lane
 from connector.uploader.migration import (
@@ -40,6 +43,8 @@ T = TypeVar("T")
 
 OFFSETS_TIMEOUT_SECONDS = 10.0
 """How long an assignment waits for the committed offsets and the ends of its partitions."""
+MIN_READ_CALL_SECONDS = MIN_COMMIT_SECONDS
+"""The shortest call of an assignment's read, however short the stop's drain."""
 START_COMMIT_SECONDS = 10.0
 """How long the one group's first commit (where the old groups were) waits for an earlier commit
 still unanswered; made inside the assignment's callback, it is then waited for without bound."""
@@ -59,25 +64,31 @@ class AssignmentReads:
     """How an assignment reads the committed offsets and the partitions' ends. Each read is a
     librdkafka call on the rebalance callback's thread (from another thread the group
     coordinator does not answer it before the callback returns), which nothing interrupts: it
-    is made in calls of `slice_seconds` at most (OFFSETS_TIMEOUT_SECONDS in all), and none is
-    made once `stopping()`, so a stop that comes during a read waits for one call only. The
-    loop makes a call no longer than its stop's drain: that call fits the stop's budget."""
+    is made in calls of `slice_seconds` at most (OFFSETS_TIMEOUT_SECONDS in all: the last call
+    gets what is left), and none is made once `stopping()`, so a stop that comes during a read
+    waits for one call only. The loop makes a call no longer than its stop's drain: that call
+    fits the stop's budget. A call is never shorter than MIN_READ_CALL_SECONDS: each is a new
+    request, and calls shorter than the coordinator's answer would all miss it."""
 
     stopping: Callable[[], bool] = lambda: False
     slice_seconds: float = OFFSETS_TIMEOUT_SECONDS
 
     def made(self, call: Callable[[float], T]) -> T:
         """`call(timeout)` until it answers within a call; `ReadingStoppedError` once
-        `stopping()`. The last KafkaException when every call timed out, or the first other."""
-        calls = max(1, ceil(OFFSETS_TIMEOUT_SECONDS / self.slice_seconds))
+        `stopping()`, also when the stop came during a call that failed. The last
+        KafkaException when every call went unanswered, or the first other."""
+        each = min(max(self.slice_seconds, MIN_READ_CALL_SECONDS), OFFSETS_TIMEOUT_SECONDS)
+        calls = ceil(OFFSETS_TIMEOUT_SECONDS / each)
         for attempt in range(calls):
             if self.stopping():
                 raise ReadingStoppedError
             try:
-                return call(min(self.slice_seconds, OFFSETS_TIMEOUT_SECONDS))
+                return call(min(each, OFFSETS_TIMEOUT_SECONDS - attempt * each))
             except KafkaException as failure:
-                timed_out = failure.args[0].code() == KafkaError._TIMED_OUT
-                if not timed_out or attempt == calls - 1:
+                if self.stopping():  # the partitions are left: the failure says nothing more
+                    raise ReadingStoppedError from failure
+                error = kafka_error_of(failure)
+                if error is None or error.code() not in UNANSWERED or attempt == calls - 1:
                     raise
         raise AssertionError("unreachable: the last call returned or raised")
 
@@ -109,8 +120,9 @@ def committed_offsets(
     """The one group's committed offsets of `numbers`. Unreadable ones (the read fails, or
     reports an error for the partition) are never taken for "not committed": on a routed topic
     that would start the migration over newer offsets (`MigrationError`); elsewhere they read
-    as offset 0 without an intent (every record beyond is reconciled). None once stopping:
-    the caller leaves the partitions to their next owner."""
+    as offset 0 without an intent (every record beyond is reconciled). Empty once stopping
+    (whatever the read under way raised): the caller leaves the partitions to their next
+    owner."""
     partitions = topic.partitions(numbers)
     try:
         committed = reads.made(lambda timeout: consumer.committed(partitions, timeout))

@@ -135,11 +135,13 @@ class Committer:
     def may_send(self, lane: Lane, batch: Batch) -> bool:
         """Whether the batch may be sent: with intents off, always; else once the intent of
         each of its partitions is committed in this assignment (committed now, synchronously,
-        where it is not), and then it is noted as sent."""
+        where it is not, unless the batch is `held_back`), and then it is noted as sent."""
         topic = self._topics[lane.topic]
         intents = topic.intents
         if intents is None:
             return True
+        if self.held_back(lane, batch):
+            return False
         missing = intents.unrecorded(batch.partitions())
         if missing:
             # With the other partitions whose records wait in a batch: one commit, not one for
@@ -168,6 +170,16 @@ class Committer:
             intents.recorded(missing)
         intents.sent(_highest_offsets(batch), self._clock.time())
         return True
+
+    def held_back(self, lane: Lane, batch: Batch) -> bool:
+        """Whether the batch is left to the next owner: a stop came during a revocation's
+        drain, and its intent is not committed yet. That commit would be made inside the
+        rebalance callback, where librdkafka waits for it without a bound; the batch's offsets
+        are not committed either, so the next owner reads its records again."""
+        intents = self._topics[lane.topic].intents
+        return (intents is not None and self.in_callback and self.cutoff is not None
+                and self.cutoff() is not None
+                and bool(intents.unrecorded(batch.partitions())))  # fmt: skip
 
     def _intent_wait(self) -> float:
         if self.drain_deadline is None:

@@ -330,10 +330,6 @@ class Lane:
     def unfinished(self) -> list[Batch]:
         return [*self.in_flight, *self.batcher.ready()]
 
-    def holds(self, partitions: set[int]) -> bool:
-        """Whether a batch in flight or closed holds a record of `partitions`."""
-        return any(batch.partitions() & partitions for batch in self.unfinished())
-
     def assigned(self, partitions: set[int]) -> None:
         self.partitions |= partitions
         self.lag.assigned(partitions)

@@ -59,7 +59,6 @@ from connector.kafka.clients import Consumer, Message, Producer
 from connector.lifecycle import STOP_CHECK_SECONDS, Heartbeat, stop_requested_at
 from connector.stop_budget import MIN_COMMIT_SECONDS, MIN_FLUSH_SECONDS
 from connector.uploader.assignment import (
-    OFFSETS_TIMEOUT_SECONDS,
     AssignmentReads,
     InputTopic,
     committed_offsets,
@@ -120,11 +119,9 @@ class UploadLoop:
         """Once a stop was seen: when its drain ends (a revocation's drain too), counted from
         when the stop was requested (`StopRequest`), not from when the loop saw it."""
         self._commits.cutoff = self._stop_deadline
-        self._reads = AssignmentReads(
-            self._stopping, max(min(OFFSETS_TIMEOUT_SECONDS, drain_seconds), STOP_CHECK_SECONDS)
-        )
-        """An assignment's reads: a call under way when a stop comes ends within its drain
-        (with the default drain, 30 s, each read is one call of up to 10 s, as ever)."""
+        self._reads = AssignmentReads(self._stopping, drain_seconds)
+        """An assignment's reads: a call under way when a stop comes ends within its drain (1 s
+        at least; with the default drain, 30 s, each read is one call of up to 10 s, as ever)."""
         self._stop = threading.Event()
         self._closing = False
         self._returned = False
@@ -309,25 +306,23 @@ class UploadLoop:
 
     def _finish_partitions(self, keys: set[tuple[str, int]]) -> None:
         """Upload what was read of the partitions `keys` (until the drain deadline), flush their
-        dead letters and commit what is done."""
+        dead letters and commit what is done. The commit is made inside the rebalance callback
+        and waited for without a bound (`BoundedConsumerCalls.commit`); once a stop came, no
+        batch whose upload intent is not committed yet is sent (`Committer.held_back`)."""
         deadline = self._drain_deadline
         if deadline is None:
             deadline = self._clock.monotonic() + self._settings.drain_timeout_seconds
         for lane in self._lanes:
             lane.batcher.close_open()
         self._commits.drain_deadline = deadline
-        self._drain(lambda: any(lane.holds(_numbers(keys, lane.topic)) for lane in self._lanes),
+        self._drain(lambda: any(batch.partitions() & _numbers(keys, lane.topic)
+                                and not self._commits.held_back(lane, batch)
+                                for lane in self._lanes for batch in lane.unfinished()),
                     deadline)  # fmt: skip
-        if self._drain_deadline is not None:  # a stop came during the drain: its end holds
-            deadline = min(deadline, self._drain_deadline)
         self._commits.drain_deadline = self._drain_deadline  # None unless shutting down
         dropped = sum(lane.drop_unsent(_numbers(keys, lane.topic)) for lane in self._lanes)
         unflushed = self._flush_until(deadline)
-        if self._drain_deadline is not None:  # a stop came during the flush
-            deadline = min(deadline, self._drain_deadline)
-        left = max(deadline - self._clock.monotonic(), MIN_COMMIT_SECONDS)
-        self._commits.commit(self._commits.positions(keys), asynchronous=False, final=True,
-                             wait=left)  # fmt: skip
+        self._commits.commit(self._commits.positions(keys), asynchronous=False, final=True)
         abandoned = sum(1 for lane in self._lanes for batch in lane.in_flight
                         if batch.partitions() & _numbers(keys, lane.topic))  # fmt: skip
         if dropped or abandoned or unflushed:
@@ -356,9 +351,7 @@ class UploadLoop:
         `pending()` turns false or the deadline passes; a stop that comes meanwhile (during a
         revocation's drain) brings the deadline forward to its own drain's end."""
         while pending():
-            self._note_stop()
-            if self._drain_deadline is not None:
-                deadline = min(deadline, self._drain_deadline)
+            deadline = self._by_stop(deadline)
             left = deadline - self._clock.monotonic()
             if left <= 0:
                 return
@@ -373,9 +366,7 @@ class UploadLoop:
         comes meanwhile ends the flush by its own drain's deadline. How many are left."""
         waits = max(1, ceil((deadline - self._clock.monotonic()) / STOP_CHECK_SECONDS))
         for _ in range(waits):  # a bound however the clock moves
-            stop_deadline = self._stop_deadline()
-            if stop_deadline is not None:
-                deadline = min(deadline, stop_deadline)
+            deadline = self._by_stop(deadline)
             left = deadline - self._clock.monotonic()
             unflushed = self._producer.flush(max(min(left, STOP_CHECK_SECONDS), 0.0))
             if not unflushed or left <= STOP_CHECK_SECONDS:
@@ -384,13 +375,17 @@ class UploadLoop:
 
     def _stopping(self) -> bool:
         """Whether a stop was seen (now or before)."""
-        self._note_stop()
-        return self._drain_deadline is not None
+        return self._stop_deadline() is not None
 
     def _stop_deadline(self) -> float | None:
         """The stop's drain deadline once a stop was requested (a wait under way ends by it)."""
         self._note_stop()
         return self._drain_deadline
+
+    def _by_stop(self, deadline: float) -> float:
+        """`deadline`, brought forward to the stop's drain deadline once a stop came."""
+        stop_deadline = self._stop_deadline()
+        return deadline if stop_deadline is None else min(deadline, stop_deadline)
 
     def _note_stop(self, *, stopping: bool = False) -> None:
         """The first time a stop is seen (`stopping`: the loop is stopping), its drain's

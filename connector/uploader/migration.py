@@ -25,8 +25,8 @@ can be deleted (`kafka-consumer-groups --delete --group <group>.<app project>`).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
-from concurrent import futures
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -36,9 +36,8 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from connector.contract.upload_intents import UploadIntent, decode_intent, encode_intent
 from connector.errors import MigrationError
-from connector.kafka.bounded import started
+from connector.kafka.bounded import ended, reported_late, started
 from connector.kafka.clients import CommittedOffsets
-from connector.lifecycle import STOP_CHECK_SECONDS
 from connector.uploader.routing import routed_group_id
 
 log = logging.getLogger(__name__)
@@ -106,9 +105,9 @@ def previous_offsets(
         # On a thread of its own (a consumer of its own, not the one in the rebalance
         # callback): a stop that comes during the read does not wait for it.
         reading = started(partial(read, group, partitions), "old group offsets")
-        while not futures.wait([reading], STOP_CHECK_SECONDS).done:
-            if stopping():
-                return old
+        if not ended(reading, math.inf, lambda: -math.inf if stopping() else None):
+            reported_late(reading, f"the read of group {group}'s offsets")
+            return old
         try:
             committed = reading.result()
         except KafkaException as failure:

@@ -49,6 +49,7 @@ from connector.stop_budget import CLOSE_SECONDS, MIN_COMMIT_SECONDS, MIN_FLUSH_S
 from connector.toloka.client import BulkCreateResult
 from connector.toloka.models import App, AppProject, FieldSpec, ItemPage
 from connector.toloka.pacing import InFlightLimit
+from connector.uploader.assignment import MIN_READ_CALL_SECONDS
 from connector.uploader.dead_letters import HEADERS_ALLOWANCE_BYTES
 from connector.uploader.decode import (
     ItemDecoder,
@@ -457,9 +458,12 @@ class RoutedPipelines:
     def __init__(
         self, offsets: int, *, unrouted: bool, previous_groups: PreviousGroups | None = None,
         decode: ItemDecoder = decode_item, value: Callable[[str], bytes] = item,
+        fake_consumer: FakeConsumer | None = None, stop: threading.Event | None = None,
         **overrides: str,
     ) -> None:  # fmt: skip
-        self.consumer = FakeConsumer({0: [value(f"0:{o}") for o in range(offsets)]})
+        self.consumer = fake_consumer or FakeConsumer(
+            {0: [value(f"0:{o}") for o in range(offsets)]}
+        )
         for message in self.consumer.log[0]:
             offset = message.offset()
             name = b"texts" if offset % 2 == 0 else b"captions"
@@ -499,12 +503,19 @@ class RoutedPipelines:
             )
             for index, (pipeline, api) in enumerate(zip(pipelines, self.apis, strict=True))
         ]
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()
+        self.failures: list[BaseException] = []
         self.threads = [
-            threading.Thread(target=role.run, args=(self.stop,), daemon=True) for role in self.roles
+            threading.Thread(target=self._run, args=(role,), daemon=True) for role in self.roles
         ]
         for thread in self.threads:
             thread.start()
+
+    def _run(self, role: Uploader) -> None:
+        try:
+            role.run(self.stop)
+        except BaseException as failure:
+            self.failures.append(failure)
 
     def report_lag(self, lag: int) -> None:
         """librdkafka's statistics: `lag` records behind on partition 0."""
@@ -1107,6 +1118,49 @@ def test_a_stop_during_an_upload_intents_commit_fits_its_budget_from_the_request
         consumer.answer.set()
 
 
+class RefusingThenSilent(UnansweringConsumer):
+    """A group coordinator that refuses synchronous commits while `refusing` (counted), then,
+    once `silent`, answers none."""
+
+    def __init__(self, partitions: Mapping[int, Sequence[bytes | None]]) -> None:
+        super().__init__(partitions)
+        self.refusing = True
+        self.refused = 0
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+        if self.refusing and not asynchronous:
+            self.refused += 1
+            raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+        return super().commit(offsets=offsets, asynchronous=asynchronous)
+
+
+def test_a_stop_during_a_revocations_drain_sends_no_batch_whose_intent_is_not_committed(
+    running: list[Running], short_group_leave: float
+) -> None:
+    """An upload intent's commit made during a revocation's drain is made inside the rebalance
+    callback, where librdkafka waits for it without a bound: once a stop came, the batches
+    whose intents are not committed yet are left to the next owner (their offsets are not
+    committed either), and the drain does not wait for them."""
+    budget = 4.0
+    consumer = RefusingThenSilent({0: [item(f"0:{o}") for o in range(3)]})
+    run = Running(consumer, FakeApi(), upload_reconcile="true", drain_timeout_seconds="3",
+                  shutdown_timeout_seconds=f"{budget:g}")  # fmt: skip
+    running.append(run)
+    try:
+        wait_for(lambda: consumer.refused > 0, "the intent refused", guard=run.check_running)
+        consumer.rebalance("revoke", [0])
+        wait_for(lambda: not consumer._rebalances, "the revocation begun")
+        refused = consumer.refused
+        wait_for(lambda: consumer.refused > refused, "the revocation's drain retrying the intent")
+        run.stop.set()
+        consumer.silent, consumer.refusing = True, False
+        within_budget_of_the_request(run, budget)
+        assert run.api.created == {}, "a batch without its intent committed was sent"
+        assert consumer.sync_commits == [], "nothing was answered"
+    finally:
+        consumer.answer.set()
+
+
 class SlowFlushProducer(FakeProducer):
     """A broker that acknowledges nothing while `hold`: a flush waits its whole timeout."""
 
@@ -1245,15 +1299,18 @@ class SilentCoordinatorReads(FakeConsumer):
     """A group coordinator that answers no offset read: each `committed` call waits its whole
     timeout, as librdkafka's does, then times out; the stop (`stop`) comes during the first."""
 
-    def __init__(self, partitions: int) -> None:
+    def __init__(self, partitions: int, *, waits: bool = True) -> None:
         super().__init__({partition: [] for partition in range(partitions)})
         self.stop = threading.Event()
         self.timeouts: list[float] = []
+        self.waits = waits
+        """False: each call's timeout passes at once (for calls too long for a unit test)."""
 
     def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         self.timeouts.append(timeout)
         self.stop.set()
-        threading.Event().wait(timeout)  # stands for a coordinator that does not answer
+        if self.waits:
+            threading.Event().wait(timeout)  # stands for a coordinator that does not answer
         raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
 
 
@@ -1271,8 +1328,28 @@ def test_a_stop_during_an_assignments_read_under_way_fits_its_budget_from_the_re
     consumer.stop = run.stop
     wait_for(run.stop.is_set, "the stop during the assignment's read", guard=run.check_running)
     within_budget_of_the_request(run, budget)
-    drain = budget - short_group_leave
-    assert consumer.timeouts == [pytest.approx(drain)], "one call, no longer than the drain"
+    call = max(budget - short_group_leave, MIN_READ_CALL_SECONDS)  # the drain, or the floor
+    assert consumer.timeouts == [pytest.approx(call)], "one call, of the drain (or the floor)"
+    assert consumer.sync_commits == [], "nothing is committed for partitions left at once"
+
+
+def test_a_stop_during_a_routed_topics_offset_read_leaves_its_partitions_to_the_next_owner(
+    routed: list[RoutedPipelines],
+) -> None:
+    """Seen: the one call of a routed topic's committed offsets timed out with a stop come
+    during it: the timeout was taken for unreadable offsets, the assignment failed
+    (MigrationError) and the role exited 1 instead of stopping cleanly."""
+    stop = threading.Event()
+    consumer = SilentCoordinatorReads(1, waits=False)
+    consumer.stop = stop
+    run = RoutedPipelines(0, unrouted=False, fake_consumer=consumer, stop=stop,
+                          previous_groups=PreviousGroups(lambda _group, _partitions: []),
+                          drain_timeout_seconds="10")  # fmt: skip
+    routed.append(run)
+    wait_for(stop.is_set, "the stop during the assignment's read")
+    run.finish()
+    assert consumer.timeouts == [10], "one call (the drain is the read's 10 s)"
+    assert run.failures == []
     assert consumer.sync_commits == [], "nothing is committed for partitions left at once"
 
 
