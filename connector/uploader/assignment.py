@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from math import ceil
 from typing import Protocol, TypeVar
 
 from confluent_kafka import KafkaException, TopicPartition
@@ -65,10 +64,11 @@ class AssignmentReads:
     librdkafka call on the rebalance callback's thread (from another thread the group
     coordinator does not answer it before the callback returns), which nothing interrupts: it
     is made in calls of `slice_seconds` at most (OFFSETS_TIMEOUT_SECONDS in all: the last call
-    gets what is left), and none is made once `stopping()`, so a stop that comes during a read
-    waits for one call only. The loop makes a call no longer than its stop's drain: that call
-    fits the stop's budget. A call is never shorter than MIN_READ_CALL_SECONDS: each is a new
-    request, and calls shorter than the coordinator's answer would all miss it."""
+    gets what is left, unless that is under MIN_READ_CALL_SECONDS), and none is made once
+    `stopping()`, so a stop that comes during a read waits for one call only. The loop makes a
+    call no longer than its stop's drain: that call fits the stop's budget. A call is never
+    shorter than MIN_READ_CALL_SECONDS: each is a new request, and calls shorter than the
+    coordinator's answer would all miss it."""
 
     stopping: Callable[[], bool] = lambda: False
     slice_seconds: float = OFFSETS_TIMEOUT_SECONDS
@@ -78,14 +78,19 @@ class AssignmentReads:
         `stopping()`, also when the stop came during a call that failed. The last
         KafkaException when every call went unanswered, or the first other."""
         each = min(max(self.slice_seconds, MIN_READ_CALL_SECONDS), OFFSETS_TIMEOUT_SECONDS)
-        calls = ceil(OFFSETS_TIMEOUT_SECONDS / each)
-        for attempt in range(calls):
+        timeouts = [each] * int(OFFSETS_TIMEOUT_SECONDS // each)
+        left = OFFSETS_TIMEOUT_SECONDS - sum(timeouts)
+        if left >= MIN_READ_CALL_SECONDS - 1e-9:  # a shorter call would miss the answer
+            timeouts.append(left)
+        calls = len(timeouts)
+        for attempt, timeout in enumerate(timeouts):
             if self.stopping():
                 raise ReadingStoppedError
             try:
-                return call(min(each, OFFSETS_TIMEOUT_SECONDS - attempt * each))
+                return call(timeout)
             except KafkaException as failure:
-                if self.stopping():  # the partitions are left: the failure says nothing more
+                if self.stopping():  # the partitions are left to their next owner
+                    log.info("reading an assignment's offsets while stopping: %s", failure)
                     raise ReadingStoppedError from failure
                 error = kafka_error_of(failure)
                 if error is None or error.code() not in UNANSWERED or attempt == calls - 1:

@@ -101,10 +101,12 @@ class Lane:
         """Records read while the Schema Registry did not answer (a registry format)."""
 
         def delivered(outcome: BatchOutcome | BaseException) -> None:
-            deliver(self, outcome)
             # Counted by the request threads (they start batches handed ahead without the
             # loop), down only once the outcome is in the loop's queue.
-            self.metrics.uploads_in_flight.dec()
+            try:
+                deliver(self, outcome)
+            finally:
+                self.metrics.uploads_in_flight.dec()
 
         self._workers = RequestWorkers(self._upload, delivered, "uploader-request", self.slots)
         self.partitions: set[int] = set()
@@ -261,9 +263,6 @@ class Lane:
         try:
             return self.uploader.upload(batch)
         except BaseException as failure:  # a bug: end the role rather than hang on the batch
-            # No batch handed ahead may start after it: the role ends without draining, and
-            # what it did not commit is read again (`loop`).
-            self._workers.close()
             return failure
 
     def apply(self, outcome: BatchOutcome) -> None:

@@ -22,6 +22,7 @@ from connector.uploader.loop import Completed, UploadLoop
 from connector.uploader.migration import PreviousGroups
 from connector.uploader.offsets import OffsetTracker
 from connector.uploader.routing import Reader, input_routes
+from connector.uploader.upload import BatchOutcome
 
 ConsumerFactory = Callable[[Callable[[str], None]], Consumer]
 """Creates the input consumer, given the `stats_cb` that reports consumer lag."""
@@ -99,6 +100,16 @@ class SharedLoop:
         consumer = self._consumer_factory(on_statistics)
         producer = self._producer_factory()
         completed: Completed = Completed()
+
+        def delivered(lane: Lane, outcome: BatchOutcome | BaseException) -> None:
+            if isinstance(outcome, BaseException):
+                # The role ends without draining (`loop`): no batch handed ahead to any
+                # pipeline's request threads may start now; what was not committed is read
+                # again by the next reader.
+                for each in lanes:
+                    each.close()
+            completed.put((lane, outcome))
+
         trackers: dict[str, OffsetTracker] = {}
         lanes = [
             Lane(
@@ -106,10 +117,11 @@ class SharedLoop:
                 offsets=trackers.setdefault(parts.settings.input_topic, OffsetTracker()),
                 producer=producer,
                 clock=self._clock,
-                deliver=lambda lane, outcome: completed.put((lane, outcome)),
+                deliver=delivered,
             )
             for parts, _ in joined
         ]
+
         readers = [
             Reader(lane.topic, lane.app_project, settings.uploader.route_by_header, lane)
             for lane, settings in zip(lanes, self._pipelines, strict=True)
