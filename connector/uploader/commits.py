@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 
 COMMIT_WAIT_SECONDS = 5.0
 """How long a synchronous commit waits for the broker outside a drain (an upload intent, the
-commit before a failure); a drain's commits wait for what is left of its deadline."""
+commit before a failure); a drain's commits wait for what is left of its deadline. A commit
+made inside the rebalance callback waits without a bound (librdkafka answers it on the calling
+thread): README, "Not bounded by the budget yet"."""
 
 Positions = dict[str, dict[int, int]]
 """Topic → partition → offset to commit."""
@@ -96,7 +98,8 @@ class Committer:
         wait: float = COMMIT_WAIT_SECONDS,
     ) -> None:
         """Commit `positions`; in the background while running, waiting for the broker (`wait`
-        seconds at most) when partitions are handed over or the uploader stops (`final`:
+        seconds at most, unbounded inside the rebalance callback) when partitions are handed
+        over or the uploader stops (`final`:
         nothing more is sent for them). A background commit that fails is superseded by the
         next one: the hand-over and final commits send every position."""
         self._next_commit = self._clock.monotonic() + self._interval
