@@ -490,6 +490,27 @@ def test_a_worker_gets_less_shutdown_time_than_its_parent_and_drains_within_it()
     assert parent.runtime.shutdown_timeout_seconds == 45  # the parent keeps its own
 
 
+def run_parent_of(
+    worker: WorkerProcess, budget: float, stop: threading.Event
+) -> tuple[threading.Thread, list[BaseException | None]]:
+    """`run_roles` of the parent over `worker` on a thread (not the main one: the test process
+    keeps its signal handlers); what it raised (None: nothing) lands in the list."""
+    ended: list[BaseException | None] = []
+
+    def run_parent() -> None:
+        try:
+            run_roles([worker], Metrics(app_project="p"), metrics_host="127.0.0.1",
+                      metrics_port=0, shutdown_timeout_seconds=budget, stop=stop)  # fmt: skip
+        except BaseException as raised:
+            ended.append(raised)
+        else:
+            ended.append(None)
+
+    parent = threading.Thread(target=run_parent, daemon=True)
+    parent.start()
+    return parent, ended
+
+
 def test_a_worker_that_overruns_its_drain_is_named_by_its_own_line_not_killed_late() -> None:
     """Both budgets used to be the same: a worker whose drain took nearly all of it was still
     running when the parent's ran out, so the parent reported it late and killed it, and the
@@ -499,19 +520,7 @@ def test_a_worker_that_overruns_its_drain_is_named_by_its_own_line_not_killed_la
                                       "CONNECTOR_DRAIN_TIMEOUT_SECONDS": "1"})  # fmt: skip
     worker = WorkerProcess(settings, 2, target=fake_workers.real_worker_whose_drain_overruns)
     stop = threading.Event()
-    ended: list[BaseException | None] = []
-
-    def run_parent() -> None:  # not the main thread: the test process keeps its signal handlers
-        try:
-            run_roles([worker], Metrics(app_project="p"), metrics_host="127.0.0.1",
-                      metrics_port=0, shutdown_timeout_seconds=9, stop=stop)  # fmt: skip
-        except BaseException as raised:
-            ended.append(raised)
-        else:
-            ended.append(None)
-
-    parent = threading.Thread(target=run_parent, daemon=True)
-    parent.start()
+    parent, ended = run_parent_of(worker, 9, stop)
     wait_for(lambda: worker.readiness().ready, "the worker to report ready", 60)
     stop.set()
     parent.join(30)
@@ -533,19 +542,7 @@ def test_a_workers_stop_counts_from_when_the_parents_was_requested() -> None:
     says_when = fake_workers.real_worker_saying_when_the_stop_was_requested
     worker = WorkerProcess(settings, 2, target=says_when)
     stop = StopRequest()
-    ended: list[BaseException | None] = []
-
-    def run_parent() -> None:  # not the main thread: the test process keeps its signal handlers
-        try:
-            run_roles([worker], Metrics(app_project="p"), metrics_host="127.0.0.1",
-                      metrics_port=0, shutdown_timeout_seconds=20, stop=stop)  # fmt: skip
-        except BaseException as raised:
-            ended.append(raised)
-        else:
-            ended.append(None)
-
-    parent = threading.Thread(target=run_parent, daemon=True)
-    parent.start()
+    parent, ended = run_parent_of(worker, 20, stop)
     try:
         wait_for(lambda: worker.readiness().ready, "the worker to report ready", 60)
         requested_at = time.monotonic() - 3.0  # a signal that came while the parent was busy
